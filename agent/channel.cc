@@ -1,0 +1,66 @@
+#include "agent/channel.h"
+
+#include "base/bounds.h"
+#include "base/check.h"
+
+namespace ferry {
+
+using protocol::MessageType;
+
+Channel::Channel(io::ByteStream& stream) : stream_(stream) {
+  send_buffer_.reserve(kFrameHeaderBytes + kFrameWireMaxBytes);
+  receive_buffer_.reserve(kFrameWireMaxBytes);
+}
+
+void Channel::SetCompression(std::optional<int> level) { encoder_.SetCompressionLevel(level); }
+
+Status Channel::Send(MessageType type, std::string_view payload) {
+  if (payload.size() > kFramePayloadMaxBytes) {
+    return Status::InvalidArgument("message of " + std::to_string(payload.size()) +
+                                   " bytes exceeds the frame limit");
+  }
+  send_buffer_.clear();
+  encoder_.Encode(static_cast<uint8_t>(type), payload, &send_buffer_);
+  FERRY_RETURN_IF_ERROR(stream_.WriteAll(send_buffer_.data(), send_buffer_.size(), kIdleTimeoutMs));
+  bytes_sent_.fetch_add(send_buffer_.size(), std::memory_order_relaxed);
+  return Status::Ok();
+}
+
+void Channel::SendError(const Status& status) {
+  CHECK(!status.ok());
+  protocol::Error error{static_cast<uint32_t>(status.code()), status.message()};
+  (void)SendMessage(MessageType::kError, error);
+}
+
+Status Channel::Receive(Frame* frame, int timeout_ms) {
+  char header_bytes[kFrameHeaderBytes];
+  FERRY_RETURN_IF_ERROR(stream_.ReadFull(header_bytes, sizeof(header_bytes), timeout_ms));
+  std::string_view header_view(header_bytes, sizeof(header_bytes));
+  protocol::FrameHeader header;
+  Status s = protocol::DecodeFrameHeader(header_view, &header);
+  if (!s.ok()) return s.Annotate("from peer " + stream_.peer_name());
+  if (header.type == 0 || header.type > protocol::kMessageTypeMax) {
+    return Status::Protocol("peer " + stream_.peer_name() + " sent a frame of unknown type " +
+                            std::to_string(header.type));
+  }
+  receive_buffer_.resize(header.wire_size);
+  FERRY_RETURN_IF_ERROR(stream_.ReadFull(receive_buffer_.data(), header.wire_size, timeout_ms));
+  bytes_received_.fetch_add(kFrameHeaderBytes + header.wire_size, std::memory_order_relaxed);
+  s = decoder_.DecodePayload(header_view, header, receive_buffer_, &frame->payload);
+  if (!s.ok()) return s.Annotate("from peer " + stream_.peer_name());
+  frame->type = static_cast<MessageType>(header.type);
+  return Status::Ok();
+}
+
+Status UnexpectedFrame(const Frame& frame, const char* expected, const std::string& peer) {
+  if (frame.type == MessageType::kError) {
+    Result<protocol::Error> error = protocol::Error::Decode(frame.payload);
+    if (!error.ok()) return error.status().Annotate("ERROR from peer " + peer);
+    return error->ToStatus();
+  }
+  return Status::Protocol("peer " + peer + " sent " +
+                          protocol::MessageTypeName(static_cast<uint8_t>(frame.type)) +
+                          " where " + expected + " was expected");
+}
+
+}  // namespace ferry

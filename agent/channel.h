@@ -1,0 +1,67 @@
+// Channel: protocol frames over a ByteStream. Send encodes (and compresses) a message and writes
+// it; Receive reads one frame, checks its header against the bounds, verifies its checksum and
+// decodes its payload. Buffers are allocated once per channel, not per frame.
+// Threading: one thread may Send while another Receives.
+#pragma once
+
+#include <atomic>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "agent/io/stream.h"
+#include "base/status.h"
+#include "protocol/frame.h"
+#include "protocol/messages.h"
+
+namespace ferry {
+
+struct Frame {
+  protocol::MessageType type{};
+  std::string payload;  // decoded
+};
+
+class Channel {
+ public:
+  // REQUIRES: `stream` outlives the channel.
+  explicit Channel(io::ByteStream& stream);
+
+  // Sets the zstd level for frames sent from now on (nullopt: never compress).
+  void SetCompression(std::optional<int> level);
+
+  Status Send(protocol::MessageType type, std::string_view payload);
+  template <typename Message>
+  Status SendMessage(protocol::MessageType type, const Message& message) {
+    message_scratch_.clear();
+    message.Encode(&message_scratch_);
+    return Send(type, message_scratch_);
+  }
+  // Best-effort: tells the peer why the session ends. Never fails the caller.
+  void SendError(const Status& status);
+
+  // Reads the next frame. A frame of an unknown type is a kProtocol error.
+  Status Receive(Frame* frame, int timeout_ms);
+
+  void Shutdown() { stream_.Shutdown(); }
+  const std::string& peer_name() const { return stream_.peer_name(); }
+  uint64_t bytes_sent() const { return bytes_sent_.load(std::memory_order_relaxed); }
+  uint64_t bytes_received() const { return bytes_received_.load(std::memory_order_relaxed); }
+
+ private:
+  io::ByteStream& stream_;
+  // Send side.
+  protocol::FrameEncoder encoder_{std::nullopt};
+  std::string send_buffer_;
+  std::string message_scratch_;
+  std::atomic<uint64_t> bytes_sent_{0};
+  // Receive side.
+  protocol::FrameDecoder decoder_;
+  std::string receive_buffer_;
+  std::atomic<uint64_t> bytes_received_{0};
+};
+
+// Turns an ERROR frame into its Status; any other unexpected frame into a kProtocol error
+// naming what was expected.
+Status UnexpectedFrame(const Frame& frame, const char* expected, const std::string& peer);
+
+}  // namespace ferry

@@ -1,0 +1,99 @@
+#include "agent/committer.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <map>
+
+#include "agent/fs.h"
+#include "agent/path.h"
+#include "base/bounds.h"
+#include "base/check.h"
+
+namespace ferry {
+
+Committer::Committer(int root_fd) : root_fd_(root_fd), thread_([this] { Loop(); }) {}
+
+Committer::~Committer() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+    changed_.notify_all();
+  }
+  thread_.join();
+}
+
+void Committer::Add(PendingRename pending) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  changed_.wait(lock, [&] { return queue_.size() < 2 * kCommitGroupFilesMax || stop_; });
+  queued_bytes_ += pending.size_bytes;
+  queue_.push_back(std::move(pending));
+  if (queue_.size() >= kCommitGroupFilesMax || queued_bytes_ >= kCommitGroupBytesMax) {
+    changed_.notify_all();
+  }
+}
+
+Status Committer::Flush() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  flush_requested_ = true;
+  changed_.notify_all();
+  changed_.wait(lock, [&] { return (queue_.empty() && !busy_) || stop_; });
+  flush_requested_ = false;
+  return error_;
+}
+
+void Committer::Loop() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  for (;;) {
+    changed_.wait(lock, [&] {
+      return stop_ || (!queue_.empty() && (flush_requested_ || queue_.size() >= kCommitGroupFilesMax ||
+                                           queued_bytes_ >= kCommitGroupBytesMax));
+    });
+    if (stop_) return;
+    std::vector<PendingRename> group(std::make_move_iterator(queue_.begin()),
+                                     std::make_move_iterator(queue_.end()));
+    queue_.clear();
+    queued_bytes_ = 0;
+    busy_ = true;
+    bool failed = !error_.ok();
+    lock.unlock();
+    Status s = failed ? Status::Ok() : CommitGroup(group);
+    lock.lock();
+    if (!s.ok() && error_.ok()) error_ = s;
+    busy_ = false;
+    changed_.notify_all();
+  }
+}
+
+Status Committer::CommitGroup(std::vector<PendingRename>& group) {
+  std::map<std::string, UniqueFd> parents;
+  std::map<dev_t, int> file_systems;  // one directory fd per file system to syncfs
+  struct stat root_st;
+  if (::fstat(root_fd_, &root_st) != 0) return Status::Errno(errno, "stat volume root");
+  file_systems[root_st.st_dev] = root_fd_;
+  for (const PendingRename& p : group) {
+    auto [it, inserted] = parents.try_emplace(p.parent);
+    if (!inserted) continue;
+    Result<UniqueFd> fd = OpenDirBeneath(root_fd_, p.parent);
+    if (!fd.ok()) return fd.status();
+    struct stat st;
+    if (::fstat(fd->get(), &st) != 0) return Status::Errno(errno, "stat '" + p.parent + "'");
+    it->second = std::move(*fd);
+    file_systems.try_emplace(st.st_dev, it->second.get());
+  }
+  // Durable first: a crash after the renames must not expose a final name without its data.
+  for (auto& [dev, fd] : file_systems) {
+    if (::syncfs(fd) != 0) return Status::Errno(errno, "flush the volume to disk (syncfs)");
+  }
+  for (const PendingRename& p : group) {
+    int dir_fd = parents.at(p.parent).get();
+    if (::renameat(dir_fd, p.temp_name.c_str(), dir_fd, p.final_name.c_str()) != 0) {
+      return Status::Errno(errno, "rename into place '" + JoinPath(p.parent, p.final_name) + "'");
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace ferry

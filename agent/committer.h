@@ -1,0 +1,57 @@
+// Committer: makes finished temp files durable and renames them into place, in groups, on its
+// own thread, so the receiver keeps writing while the disk flushes. A group is one syncfs of
+// the volume's file system(s) followed by the renames: no file is renamed over its final name
+// before its data is on disk. After a failure nothing more is renamed; the temp files left
+// behind are deleted by the next stage's sweep.
+// Threading: Add and Flush from one thread (the receiver); the group work runs on an internal one.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/status.h"
+
+namespace ferry {
+
+struct PendingRename {
+  std::string parent;  // relative directory path
+  std::string temp_name;
+  std::string final_name;
+  uint64_t size_bytes = 0;
+};
+
+class Committer {
+ public:
+  // REQUIRES: `root_fd` stays open for the committer's lifetime.
+  explicit Committer(int root_fd);
+  ~Committer();  // abandons what is not committed (temp files stay for the next sweep)
+  Committer(const Committer&) = delete;
+  Committer& operator=(const Committer&) = delete;
+
+  // Queues a finished temp file; blocks while a full group waits for the disk (backpressure).
+  void Add(PendingRename pending);
+  // Waits until everything added is durable and renamed; the first error, if any.
+  Status Flush();
+
+ private:
+  void Loop();
+  Status CommitGroup(std::vector<PendingRename>& group);
+
+  int root_fd_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<PendingRename> queue_;
+  uint64_t queued_bytes_ = 0;
+  bool flush_requested_ = false;
+  bool busy_ = false;
+  bool stop_ = false;
+  Status error_;
+  std::thread thread_;
+};
+
+}  // namespace ferry

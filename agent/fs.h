@@ -1,0 +1,73 @@
+// File system helpers shared by the sender and the receiver: owned descriptors, confined
+// opens beneath a volume root, extended attributes, recursive removal.
+// Every function that takes a (dir_fd, name) pair acts on `name` inside that directory and
+// never follows a symlink at `name`. Threading: functions are thread-safe; a UniqueFd is not.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "base/result.h"
+#include "base/status.h"
+#include "protocol/messages.h"
+
+namespace ferry {
+
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  ~UniqueFd() { Reset(); }
+  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept {
+    if (this != &other) {
+      Reset();
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  void Reset();
+
+ private:
+  int fd_ = -1;
+};
+
+// Opens directory `relative_path` ("" is the root itself) beneath `root_fd` without following
+// any symlink or leaving the root (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS; on kernels
+// without openat2, a component-by-component walk with O_NOFOLLOW).
+Result<UniqueFd> OpenDirBeneath(int root_fd, std::string_view relative_path);
+
+// "/proc/self/fd/<dir_fd>/<name>": a path the l*xattr calls can use for `name` in `dir_fd`.
+std::string FdPath(int dir_fd, std::string_view name);
+
+// Which extended attributes ferry copies: all namespaces as root (system.* only for POSIX
+// ACLs; security.selinux unless skipped), user.* and ACLs otherwise.
+struct XattrFilter {
+  bool privileged = false;
+  bool skip_selinux = false;
+  bool Wants(std::string_view name) const;
+};
+
+// Reads the wanted xattrs of the file at `path` (not following a final symlink), sorted.
+Result<std::vector<protocol::Xattr>> ReadXattrs(const std::string& path, const XattrFilter& filter);
+// Makes the wanted xattrs of `path` equal `desired`: removes extras, sets differing values.
+Status WriteXattrs(const std::string& path, const std::vector<protocol::Xattr>& desired,
+                   const XattrFilter& filter);
+
+// Removes `name` in `dir_fd`, recursively if it is a directory (never following symlinks).
+Status RemoveTree(int dir_fd, std::string_view name, const std::string& display_path);
+
+// Reads all names in a directory (without "." and ".."), sorted bytewise.
+Result<std::vector<std::string>> ListDirectory(int dir_fd, const std::string& display_path);
+
+inline int64_t MtimeNs(const struct stat& st) {
+  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+}
+
+}  // namespace ferry

@@ -1,0 +1,91 @@
+#include "agent/io/stream.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "base/check.h"
+
+namespace ferry::io {
+
+FdStream::FdStream(int fd, std::string peer_name) : fd_(fd), peer_name_(std::move(peer_name)) {
+  CHECK(fd_ >= 0);
+}
+
+FdStream::~FdStream() { ::close(fd_); }
+
+// Waits until fd_ is ready for `events`; kNetwork on timeout.
+static Status WaitReady(int fd, short events, int timeout_ms, const std::string& peer,
+                        const char* what) {
+  pollfd p{fd, events, 0};
+  for (;;) {
+    int n = ::poll(&p, 1, timeout_ms);
+    if (n > 0) return Status::Ok();
+    if (n == 0) {
+      return Status::Make(Code::kNetwork, "peer " + peer + " sent nothing for " +
+                                              std::to_string(timeout_ms / 1000) + " s while " + what,
+                          ETIMEDOUT);
+    }
+    if (errno != EINTR) return Status::Errno(errno, std::string("poll ") + peer);
+  }
+}
+
+Status FdStream::ReadFull(char* buffer, size_t size, int timeout_ms) {
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = ::recv(fd_, buffer + done, size - done, MSG_DONTWAIT);
+    if (n > 0) {
+      done += static_cast<size_t>(n);
+      continue;
+    }
+    if (n == 0) {
+      return Status::Make(Code::kNetwork, "peer " + peer_name_ + " closed the connection",
+                          ECONNRESET);
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      return Status::Errno(errno, "read from peer " + peer_name_);
+    }
+    FERRY_RETURN_IF_ERROR(WaitReady(fd_, POLLIN, timeout_ms, peer_name_, "reading"));
+  }
+  return Status::Ok();
+}
+
+Status FdStream::WriteAll(const char* data, size_t size, int timeout_ms) {
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = ::send(fd_, data + done, size - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n >= 0) {
+      done += static_cast<size_t>(n);
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      return Status::Errno(errno, "write to peer " + peer_name_);
+    }
+    FERRY_RETURN_IF_ERROR(WaitReady(fd_, POLLOUT, timeout_ms, peer_name_, "writing"));
+  }
+  return Status::Ok();
+}
+
+void FdStream::Shutdown() { ::shutdown(fd_, SHUT_RDWR); }
+
+Status MakeStreamPair(std::unique_ptr<ByteStream>* a, std::unique_ptr<ByteStream>* b) {
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+    return Status::Errno(errno, "socketpair");
+  }
+  // Large buffers let the sender run ahead of the receiver as it would on a TCP link.
+  int size = 4 << 20;
+  for (int fd : fds) {
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+  }
+  *a = std::make_unique<FdStream>(fds[0], "local receiver");
+  *b = std::make_unique<FdStream>(fds[1], "local sender");
+  return Status::Ok();
+}
+
+}  // namespace ferry::io

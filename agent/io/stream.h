@@ -1,0 +1,51 @@
+// ByteStream: a reliable, ordered, bidirectional byte stream (a TCP connection, one end of a
+// socketpair, later a TLS session). The channel layer frames messages on top of it.
+// Threading: one thread may read while another writes; neither call is reentrant.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "base/result.h"
+#include "base/status.h"
+
+namespace ferry::io {
+
+class ByteStream {
+ public:
+  virtual ~ByteStream() = default;
+  // Reads exactly `size` bytes. A peer that closes or stays silent for `timeout_ms` is a
+  // kNetwork error naming the peer. timeout_ms < 0 waits forever.
+  virtual Status ReadFull(char* buffer, size_t size, int timeout_ms) = 0;
+  // Writes all of `data`; fails after `timeout_ms` without progress.
+  virtual Status WriteAll(const char* data, size_t size, int timeout_ms) = 0;
+  // Stops both directions: a blocked ReadFull or WriteAll in another thread returns an error.
+  virtual void Shutdown() = 0;
+  virtual const std::string& peer_name() const = 0;
+};
+
+// A stream over a connected socket file descriptor, which it owns and closes.
+class FdStream final : public ByteStream {
+ public:
+  FdStream(int fd, std::string peer_name);
+  ~FdStream() override;
+  FdStream(const FdStream&) = delete;
+  FdStream& operator=(const FdStream&) = delete;
+
+  Status ReadFull(char* buffer, size_t size, int timeout_ms) override;
+  Status WriteAll(const char* data, size_t size, int timeout_ms) override;
+  void Shutdown() override;
+  const std::string& peer_name() const override { return peer_name_; }
+  int fd() const { return fd_; }
+
+ private:
+  int fd_;
+  std::string peer_name_;
+};
+
+// Two connected in-process streams (a socketpair), for a local sync that runs the sender and
+// the receiver in one process.
+Status MakeStreamPair(std::unique_ptr<ByteStream>* a, std::unique_ptr<ByteStream>* b);
+
+}  // namespace ferry::io

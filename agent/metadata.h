@@ -1,0 +1,40 @@
+// Entry metadata on the receiver: comparing a target entry with a manifest entry, and setting
+// owner, xattrs (incl. POSIX ACLs), mode and mtime, in that order (chown clears setuid bits and
+// capabilities, so it goes first; the mtime goes last because the others touch ctime only).
+// Threading: functions are thread-safe.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <string>
+
+#include "agent/fs.h"
+#include "base/status.h"
+#include "protocol/messages.h"
+
+namespace ferry {
+
+struct MetadataPolicy {
+  bool privileged = false;  // root: owners, devices, trusted.* and security.* xattrs
+  XattrFilter xattr_filter;
+};
+
+// True when the target (lstat `st`, xattrs at `xattr_path`) differs from `entry` in mode,
+// owner, mtime or xattrs. Content and type are compared by the caller.
+Result<bool> MetadataDiffers(const protocol::Entry& entry, const struct stat& st,
+                             const std::string& xattr_path, const MetadataPolicy& policy);
+
+// Sets the metadata of `name` in `dir_fd` (never following a symlink there). `mtime` is the
+// mtime to set, normally the entry's.
+Status ApplyMetadata(int dir_fd, const std::string& name, const protocol::Entry& entry,
+                     const timespec& mtime, const MetadataPolicy& policy);
+
+// The same for an open regular file (a temp file before its rename).
+Status ApplyFileMetadata(int fd, const std::string& xattr_path, const protocol::Entry& entry,
+                         const timespec& mtime, const MetadataPolicy& policy);
+
+inline timespec EntryMtime(const protocol::Entry& entry) {
+  return timespec{static_cast<time_t>(entry.mtime_sec), static_cast<long>(entry.mtime_nsec)};
+}
+
+}  // namespace ferry

@@ -1,0 +1,310 @@
+#include "agent/receiver.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "agent/scan.h"
+#include "base/bounds.h"
+#include "base/check.h"
+#include "base/log.h"
+
+namespace ferry {
+
+using protocol::Entry;
+using protocol::EntryType;
+using protocol::ItemAction;
+using protocol::MessageType;
+
+namespace {
+constexpr uint8_t kFileNone = 0, kFileNeeded = 1, kFileFinished = 2;
+constexpr size_t kDirCacheMax = 256;
+
+mode_t TypeBits(EntryType type) {
+  switch (type) {
+    case EntryType::kFile: return S_IFREG;
+    case EntryType::kDirectory: return S_IFDIR;
+    case EntryType::kSymlink: return S_IFLNK;
+    case EntryType::kFifo: return S_IFIFO;
+    case EntryType::kCharDevice: return S_IFCHR;
+    case EntryType::kBlockDevice: return S_IFBLK;
+    case EntryType::kSocket: return S_IFSOCK;
+  }
+  return 0;
+}
+}  // namespace
+
+Receiver::Receiver(Channel& channel, int root_fd, std::string root_display, SyncOptions options,
+                   uint64_t session_id, SyncProgress* progress)
+    : channel_(channel), root_fd_(root_fd), root_display_(std::move(root_display)),
+      options_(std::move(options)), progress_(progress ? progress : &no_progress_) {
+  policy_.privileged = ::geteuid() == 0;
+  policy_.xattr_filter = XattrFilter{policy_.privileged, options_.no_selinux};
+  temp_tag_ = std::string(kTempPrefix) + std::to_string(session_id) + ".";
+  if (!options_.dry_run) committer_ = std::make_unique<Committer>(root_fd_);
+}
+
+Receiver::~Receiver() { DiscardOpenFile(); }
+
+Status Receiver::Run() {
+  Result<ExcludeList> excludes = ExcludeList::Make(options_.excludes);
+  Status s = excludes.ok() ? Status::Ok() : excludes.status();
+  if (s.ok()) excludes_ = std::move(*excludes);
+  Frame frame;
+  for (bool done = false; s.ok() && !done;) {
+    s = channel_.Receive(&frame, kIdleTimeoutMs);
+    if (s.ok()) s = Dispatch(frame, &done);
+  }
+  if (!s.ok()) {
+    DiscardOpenFile();
+    if (frame.type != MessageType::kError) channel_.SendError(s);
+  }
+  return s;
+}
+
+Status Receiver::Dispatch(const Frame& frame, bool* done) {
+  switch (frame.type) {
+    case MessageType::kEntries: return HandleEntries(frame);
+    case MessageType::kEntriesEnd: return HandleEntriesEnd(frame);
+    case MessageType::kData: return HandleData(frame);
+    case MessageType::kFileEnd: return HandleFileEnd(frame);
+    case MessageType::kDone: {
+      Result<protocol::Count> count = protocol::Count::Decode(frame.payload);
+      if (!count.ok()) return count.status();
+      if (!entries_complete_ || needs_finished_ != needs_total_ || open_file_) {
+        return Status::Protocol("DONE before every needed file arrived");
+      }
+      *done = true;
+      FERRY_RETURN_IF_ERROR(Finish());
+      return channel_.SendMessage(MessageType::kCommit, figures_);
+    }
+    default:
+      return UnexpectedFrame(frame, "ENTRIES, DATA, FILE_END or DONE", channel_.peer_name());
+  }
+}
+
+Status Receiver::HandleEntries(const Frame& frame) {
+  if (entries_complete_) return Status::Protocol("ENTRIES after ENTRIES_END");
+  Result<protocol::Entries> batch =
+      protocol::Entries::Decode(frame.payload, static_cast<uint32_t>(entries_.size()));
+  if (!batch.ok()) return batch.status();
+  for (Entry& entry : batch->entries) FERRY_RETURN_IF_ERROR(HandleEntry(std::move(entry)));
+  return FlushReplies();
+}
+
+Status Receiver::HandleEntriesEnd(const Frame& frame) {
+  Result<protocol::EntriesEnd> end = protocol::EntriesEnd::Decode(frame.payload);
+  if (!end.ok()) return end.status();
+  if (entries_complete_) return Status::Protocol("second ENTRIES_END");
+  if (end->count != entries_.size() || entries_.empty()) {
+    return Status::Protocol("ENTRIES_END counts " + std::to_string(end->count) + " entries, " +
+                            std::to_string(entries_.size()) + " arrived");
+  }
+  entries_complete_ = true;
+  progress_->needs_complete = true;
+  scan_incomplete_ = (end->flags & protocol::kEntriesEndScanIncomplete) != 0;
+  FERRY_RETURN_IF_ERROR(FlushReplies());
+  return channel_.SendMessage(MessageType::kNeedEnd, protocol::Count{needs_total_});
+}
+
+// Checks where an entry sits: the root first, then each entry inside a directory already listed.
+Status Receiver::CheckPlacement(const Entry& entry) {
+  FERRY_RETURN_IF_ERROR(ValidateRelativePath(entry.path));
+  if (entry.id == 0) {
+    if (!entry.path.empty() || entry.type != EntryType::kDirectory) {
+      return Status::Corruption("the first entry must be the volume root directory");
+    }
+    return Status::Ok();
+  }
+  if (entry.path.empty()) return Status::Corruption("a second volume root entry");
+  auto parent = ids_by_path_.find(std::string(SplitParent(entry.path).first));
+  if (parent == ids_by_path_.end() || entries_[parent->second].type != EntryType::kDirectory) {
+    return Status::Corruption("entry '" + entry.path + "' arrives before its directory");
+  }
+  if (ids_by_path_.count(entry.path) != 0) return Status::Corruption("duplicate entry '" + entry.path + "'");
+  if (entry.hardlink_leader_plus1 != 0 &&
+      entries_[entry.hardlink_leader_plus1 - 1].type != EntryType::kFile) {
+    return Status::Corruption("hard link '" + entry.path + "' to an entry that is not a file");
+  }
+  return Status::Ok();
+}
+
+Status Receiver::HandleEntry(Entry entry) {
+  FERRY_RETURN_IF_ERROR(CheckPlacement(entry));
+  const uint32_t id = entry.id;
+  CHECK_EQ(id, entries_.size());
+  ids_by_path_.emplace(entry.path, id);
+  entries_.push_back(std::move(entry));
+  missing_dir_.push_back(0);
+  file_state_.push_back(kFileNone);
+  const Entry& e = entries_.back();
+  progress_->entries_total += 1;
+  if (e.type == EntryType::kFile && e.hardlink_leader_plus1 == 0) bytes_total_ += e.size;
+  if (e.type == EntryType::kDirectory) directories_.push_back(id);
+  if (e.hardlink_leader_plus1 != 0) {
+    followers_.push_back(id);
+    return Status::Ok();
+  }
+  auto [parent, name] = SplitParent(e.path);
+  std::string name_str = id == 0 ? "." : std::string(name);
+  if (id != 0 && missing_dir_[ids_by_path_.at(std::string(parent))]) {
+    // Dry run below a directory that does not exist yet: everything is new.
+    if (e.type == EntryType::kDirectory) missing_dir_[id] = 1;
+    Item(ItemAction::kCreate, e);
+    return Status::Ok();
+  }
+  Result<int> dir_fd = ParentFd(std::string(parent));
+  if (!dir_fd.ok()) return TargetError(dir_fd.status(), std::string(parent));
+  struct stat st;
+  bool exists = ::fstatat(*dir_fd, name_str.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+  if (!exists && errno != ENOENT) return TargetError(Status::Errno(errno, "stat"), e.path);
+  if (e.type == EntryType::kFile) return HandleFileEntry(e, *dir_fd, name_str, exists ? &st : nullptr);
+  return HandleOtherEntry(e, *dir_fd, name_str, exists ? &st : nullptr);
+}
+
+Status Receiver::HandleFileEntry(const Entry& e, int dir_fd, const std::string& name,
+                                 const struct stat* st) {
+  bool same_type = st != nullptr && S_ISREG(st->st_mode);
+  bool content_same = same_type && static_cast<uint64_t>(st->st_size) == e.size;
+  if (content_same && options_.checksum && e.has_content_hash) {
+    Result<protocol::Hash128> hash = HashFileContent(dir_fd, name, Display(e.path));
+    if (!hash.ok()) return TargetError(hash.status(), e.path);
+    content_same = *hash == e.content_hash;
+  } else if (content_same) {
+    content_same = st->st_mtim.tv_sec == e.mtime_sec && st->st_mtim.tv_nsec == e.mtime_nsec;
+  }
+  if (content_same) {
+    Result<bool> differs = MetadataDiffers(e, *st, FdPath(dir_fd, name), policy_);
+    if (!differs.ok()) return TargetError(differs.status(), e.path);
+    if (!*differs) return Status::Ok();
+    Item(ItemAction::kMetadata, e);
+    if (options_.dry_run) return Status::Ok();
+    Status s = ApplyMetadata(dir_fd, name, e, EntryMtime(e), policy_);
+    return s.ok() ? s : TargetError(s, e.path);
+  }
+  Item(st == nullptr ? ItemAction::kCreate : ItemAction::kUpdate, e);
+  if (options_.dry_run) return Status::Ok();
+  if (st != nullptr && !same_type) {
+    FERRY_RETURN_IF_ERROR(TargetError(RemoveTree(dir_fd, name, Display(e.path)), e.path));
+  }
+  file_state_[e.id] = kFileNeeded;
+  progress_->files_needed += 1;
+  progress_->bytes_needed += e.size;
+  pending_needs_.push_back(e.id);
+  needs_total_ += 1;
+  if (pending_needs_.size() >= kIdsPerBatchMax) return FlushReplies();
+  return Status::Ok();
+}
+
+Status Receiver::HandleOtherEntry(const Entry& e, int dir_fd, const std::string& name,
+                                  const struct stat* st) {
+  bool same = st != nullptr && (st->st_mode & S_IFMT) == TypeBits(e.type);
+  if (same && e.type == EntryType::kSymlink) {
+    char target[kSymlinkTargetMaxBytes + 1];
+    ssize_t n = ::readlinkat(dir_fd, name.c_str(), target, sizeof(target));
+    same = n >= 0 && std::string_view(target, static_cast<size_t>(n)) == e.link_target;
+  }
+  if (same && (e.type == EntryType::kCharDevice || e.type == EntryType::kBlockDevice)) {
+    same = st->st_rdev == e.rdev;
+  }
+  if (same) {
+    Result<bool> differs = MetadataDiffers(e, *st, FdPath(dir_fd, name), policy_);
+    if (!differs.ok()) return TargetError(differs.status(), e.path);
+    if (!*differs) return Status::Ok();
+    Item(ItemAction::kMetadata, e);
+    // Directories get their metadata at the end, after their contents changed.
+    if (options_.dry_run || e.type == EntryType::kDirectory) return Status::Ok();
+    Status s = ApplyMetadata(dir_fd, name, e, EntryMtime(e), policy_);
+    return s.ok() ? s : TargetError(s, e.path);
+  }
+  Item(st == nullptr ? ItemAction::kCreate : ItemAction::kUpdate, e);
+  if (options_.dry_run) {
+    if (e.type == EntryType::kDirectory) missing_dir_[e.id] = 1;
+    return Status::Ok();
+  }
+  if (e.id == 0) return Status::Corruption("the target root is not a directory");
+  if (st != nullptr) FERRY_RETURN_IF_ERROR(TargetError(RemoveTree(dir_fd, name, Display(e.path)), e.path));
+  return CreateSpecial(e, dir_fd, name);
+}
+
+Status Receiver::CreateSpecial(const Entry& e, int dir_fd, const std::string& name) {
+  int rc = 0;
+  switch (e.type) {
+    case EntryType::kDirectory: rc = ::mkdirat(dir_fd, name.c_str(), 0700); break;
+    case EntryType::kSymlink: rc = ::symlinkat(e.link_target.c_str(), dir_fd, name.c_str()); break;
+    case EntryType::kFile: CHECK(false);
+    default:
+      rc = ::mknodat(dir_fd, name.c_str(), TypeBits(e.type) | 0600, static_cast<dev_t>(e.rdev));
+  }
+  if (rc != 0) {
+    Status s = Status::Errno(errno, "create");
+    if (s.code() == Code::kPermission && !policy_.privileged) {
+      // Devices need root: skip and report, as rsync does; the stage goes on.
+      figures_.files_failed += 1;
+      LOG_WARN("cannot create '" + Display(e.path) + "' without root: " + s.ToString());
+      return Status::Ok();
+    }
+    return TargetError(s, e.path);
+  }
+  if (e.type == EntryType::kDirectory) return Status::Ok();  // metadata at the end
+  return TargetError(ApplyMetadata(dir_fd, name, e, EntryMtime(e), policy_), e.path);
+}
+
+Result<int> Receiver::ParentFd(const std::string& parent) {
+  auto it = dir_cache_.find(parent);
+  if (it != dir_cache_.end()) return it->second.get();
+  if (dir_cache_.size() >= kDirCacheMax) dir_cache_.clear();
+  Result<UniqueFd> fd = OpenDirBeneath(root_fd_, parent);
+  if (!fd.ok()) return fd.status();
+  int raw = fd->get();
+  dir_cache_.emplace(parent, std::move(*fd));
+  return raw;
+}
+
+void Receiver::Item(ItemAction action, const Entry& entry) { Item(action, entry.type, entry.path); }
+
+void Receiver::Item(ItemAction action, EntryType type, std::string path) {
+  if (!reporting()) return;
+  if (item_sink_) item_sink_(protocol::Item{action, type, path});
+  pending_items_.push_back({action, type, std::move(path)});
+}
+
+Status Receiver::FlushReplies() {
+  if (!pending_needs_.empty()) {
+    FERRY_RETURN_IF_ERROR(channel_.SendMessage(MessageType::kNeed, protocol::Need{pending_needs_}));
+    pending_needs_.clear();
+  }
+  for (size_t start = 0; start < pending_items_.size(); start += kItemsPerBatchMax) {
+    size_t end = std::min(pending_items_.size(), start + kItemsPerBatchMax);
+    protocol::Items items;
+    items.items.assign(pending_items_.begin() + static_cast<ptrdiff_t>(start),
+                       pending_items_.begin() + static_cast<ptrdiff_t>(end));
+    FERRY_RETURN_IF_ERROR(channel_.SendMessage(MessageType::kItems, items));
+  }
+  pending_items_.clear();
+  return Status::Ok();
+}
+
+SyncSummary Receiver::Summary() const {
+  SyncSummary s;
+  s.files_total = entries_.size();
+  s.files_sent = figures_.files_written;
+  s.bytes_total = bytes_total_;
+  s.bytes_sent_wire = channel_.bytes_received();
+  s.entries_deleted = figures_.entries_deleted;
+  s.files_changed_during_read = figures_.files_changed_during_read;
+  s.files_vanished = figures_.files_vanished;
+  s.files_failed = figures_.files_failed;
+  return s;
+}
+
+Status Receiver::TargetError(const Status& s, const std::string& path) const {
+  if (s.ok()) return s;
+  if (s.code() == Code::kNoSpace) return s.Annotate("no space on volume '" + root_display_ + "' for '" + path + "'");
+  return s.Annotate("target '" + Display(path) + "'");
+}
+
+}  // namespace ferry

@@ -1,0 +1,120 @@
+// Receiver: the target end of a stage, as a state machine driven by the sender's frames.
+//   ENTRIES      -> compare each entry with the target; create directories, symlinks and special
+//                   files; fix metadata; answer NEED for files whose content must come, ITEMS
+//                   for what changes (dry run, --itemize)
+//   ENTRIES_END  -> NEED_END: no more needs
+//   DATA/FILE_END-> write a temp file at the offsets given, verify its hash, set its metadata,
+//                   hand it to the Committer (durable, then renamed into place)
+//   DONE         -> flush commits, hard links, delete what the source no longer has, directory
+//                   metadata bottom-up, syncfs, then COMMIT with the figures
+// Every path from the wire is validated and resolved beneath the volume root without following
+// symlinks (agent/fs.h) before any syscall uses it.
+// Threading: Run() on one thread; the Committer flushes on its own.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "agent/channel.h"
+#include "agent/committer.h"
+#include "agent/fs.h"
+#include "agent/hash.h"
+#include "agent/metadata.h"
+#include "agent/path.h"
+#include "agent/sync_types.h"
+
+namespace ferry {
+
+class Receiver {
+ public:
+  // REQUIRES: the session is open; `root_fd` is the target root directory and outlives Run().
+  // `progress` (may be null) counts what arrives, for a pulling client's progress display.
+  Receiver(Channel& channel, int root_fd, std::string root_display, SyncOptions options,
+           uint64_t session_id, SyncProgress* progress = nullptr);
+  ~Receiver();
+
+  // Runs the stage to its COMMIT. On failure the peer is told why and the target keeps every
+  // file it had (changed files are committed one by one; nothing half-written is exposed).
+  Status Run();
+  // Also hands each itemised change to `sink` (a pulling client prints them).
+  void SetItemSink(ItemSink sink) { item_sink_ = std::move(sink); }
+  // After Run(): the stage's figures as the receiver saw them.
+  SyncSummary Summary() const;
+
+ private:
+  struct OpenFile {
+    uint32_t id = 0;
+    UniqueFd fd;
+    std::string parent;
+    std::string temp_name;
+    uint64_t next_offset = 0;
+    uint64_t bytes_written = 0;
+    std::unique_ptr<Xxh3Hasher> hasher;
+  };
+
+  Status Dispatch(const Frame& frame, bool* done);
+  Status HandleEntries(const Frame& frame);
+  Status HandleEntriesEnd(const Frame& frame);
+  Status HandleEntry(protocol::Entry entry);
+  Status CheckPlacement(const protocol::Entry& entry);
+  Status HandleFileEntry(const protocol::Entry& entry, int dir_fd, const std::string& name,
+                         const struct stat* st);
+  Status HandleOtherEntry(const protocol::Entry& entry, int dir_fd, const std::string& name,
+                          const struct stat* st);
+  Status CreateSpecial(const protocol::Entry& entry, int dir_fd, const std::string& name);
+  Status HandleData(const Frame& frame);
+  Status HandleFileEnd(const Frame& frame);
+  Status StartFile(uint32_t id);
+  Status FinishFile(const protocol::FileEnd& end);
+  void DiscardOpenFile();
+  Status Finish();
+  Status LinkFollowers();
+  Status Sweep(int dir_fd, const std::string& path);
+  Status ApplyDirectoryMetadata();
+  Status SyncVolume();
+
+  Result<int> ParentFd(const std::string& parent);
+  void Item(protocol::ItemAction action, const protocol::Entry& entry);
+  void Item(protocol::ItemAction action, protocol::EntryType type, std::string path);
+  Status FlushReplies();
+  bool reporting() const { return options_.itemize || options_.dry_run; }
+  std::string Display(const std::string& path) const { return JoinPath(root_display_, path); }
+  Status TargetError(const Status& s, const std::string& path) const;
+
+  Channel& channel_;
+  int root_fd_;
+  std::string root_display_;
+  SyncOptions options_;
+  ExcludeList excludes_;
+  MetadataPolicy policy_;
+  std::string temp_tag_;  // unique per session: ".ferry-tmp.<session>."
+
+  std::vector<protocol::Entry> entries_;  // by id
+  std::unordered_map<std::string, uint32_t> ids_by_path_;
+  std::vector<uint8_t> missing_dir_;  // by id: a directory absent from the target (dry run)
+  std::vector<uint8_t> file_state_;   // by id: 0 none, 1 needed, 2 finished
+  std::vector<uint32_t> directories_;
+  std::vector<uint32_t> followers_;   // hard links, made after every file is in place
+  std::map<std::string, UniqueFd> dir_cache_;
+
+  std::vector<uint32_t> pending_needs_;
+  std::vector<protocol::Item> pending_items_;
+  uint64_t needs_total_ = 0;
+  uint64_t needs_finished_ = 0;
+  bool entries_complete_ = false;
+  bool scan_incomplete_ = false;
+  std::optional<OpenFile> open_file_;
+  std::unique_ptr<Committer> committer_;
+  protocol::Commit figures_;
+  SyncProgress* progress_;
+  SyncProgress no_progress_;
+  ItemSink item_sink_;
+  uint64_t bytes_total_ = 0;
+};
+
+}  // namespace ferry

@@ -1,0 +1,243 @@
+// Receiver, second half: file content (DATA, FILE_END) and the end of the stage (hard links,
+// deletions, directory metadata, durability). See receiver.h.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "agent/receiver.h"
+#include "base/bounds.h"
+#include "base/check.h"
+#include "base/log.h"
+
+namespace ferry {
+
+using protocol::Entry;
+using protocol::EntryType;
+using protocol::FileOutcome;
+using protocol::ItemAction;
+
+namespace {
+constexpr uint8_t kFileNeeded = 1, kFileFinished = 2;
+}  // namespace
+
+Status Receiver::StartFile(uint32_t id) {
+  CHECK(!open_file_);
+  const Entry& e = entries_[id];
+  OpenFile f;
+  f.id = id;
+  f.parent = std::string(SplitParent(e.path).first);
+  f.temp_name = temp_tag_ + std::to_string(id);
+  Result<int> dir_fd = ParentFd(f.parent);
+  if (!dir_fd.ok()) return TargetError(dir_fd.status(), f.parent);
+  f.fd = UniqueFd(::openat(*dir_fd, f.temp_name.c_str(),
+                           O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!f.fd.valid()) return TargetError(Status::Errno(errno, "create temp file"), e.path);
+  f.hasher = std::make_unique<Xxh3Hasher>();
+  open_file_ = std::move(f);
+  return Status::Ok();
+}
+
+void Receiver::DiscardOpenFile() {
+  if (!open_file_) return;
+  Result<int> dir_fd = ParentFd(open_file_->parent);
+  if (dir_fd.ok()) ::unlinkat(*dir_fd, open_file_->temp_name.c_str(), 0);
+  open_file_.reset();
+}
+
+Status Receiver::HandleData(const Frame& frame) {
+  Result<protocol::Data> data = protocol::Data::Decode(frame.payload);
+  if (!data.ok()) return data.status();
+  if (data->id >= entries_.size() || file_state_[data->id] != kFileNeeded) {
+    return Status::Protocol("DATA for entry " + std::to_string(data->id) + ", which was not asked for");
+  }
+  if (open_file_ && open_file_->id != data->id) {
+    return Status::Protocol("DATA for entry " + std::to_string(data->id) + " while another file is open");
+  }
+  if (!open_file_) FERRY_RETURN_IF_ERROR(StartFile(data->id));
+  OpenFile& f = *open_file_;
+  const Entry& e = entries_[f.id];
+  // Chunks arrive in offset order, inside the size the manifest announced.
+  if (data->offset < f.next_offset || data->offset + data->bytes.size() > e.size) {
+    return Status::Corruption("DATA chunk at offset " + std::to_string(data->offset) +
+                              " outside '" + e.path + "' or out of order");
+  }
+  for (size_t done = 0; done < data->bytes.size();) {
+    ssize_t n = ::pwrite(f.fd.get(), data->bytes.data() + done, data->bytes.size() - done,
+                         static_cast<off_t>(data->offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return TargetError(Status::Errno(errno, "write"), e.path);
+    done += static_cast<size_t>(n);
+  }
+  f.hasher->UpdateChunk(data->offset, data->bytes);
+  f.next_offset = data->offset + data->bytes.size();
+  progress_->bytes_sent += data->bytes.size();
+  f.bytes_written += data->bytes.size();
+  return Status::Ok();
+}
+
+Status Receiver::HandleFileEnd(const Frame& frame) {
+  Result<protocol::FileEnd> end = protocol::FileEnd::Decode(frame.payload);
+  if (!end.ok()) return end.status();
+  if (end->id >= entries_.size() || file_state_[end->id] != kFileNeeded) {
+    return Status::Protocol("FILE_END for entry " + std::to_string(end->id) + ", which was not asked for");
+  }
+  if (open_file_ && open_file_->id != end->id) return Status::Protocol("FILE_END for a file not open");
+  file_state_[end->id] = kFileFinished;
+  needs_finished_ += 1;
+  progress_->files_sent += 1;
+  switch (end->outcome) {
+    case FileOutcome::kVanished:
+      figures_.files_vanished += 1;
+      DiscardOpenFile();
+      return Status::Ok();
+    case FileOutcome::kReadError:
+      figures_.files_failed += 1;
+      LOG_WARN("sender could not read '" + entries_[end->id].path + "': " + end->message);
+      DiscardOpenFile();
+      return Status::Ok();
+    case FileOutcome::kComplete:
+    case FileOutcome::kChanged:
+      if (!open_file_) FERRY_RETURN_IF_ERROR(StartFile(end->id));  // empty or all holes
+      return FinishFile(*end);
+  }
+  return Status::Ok();
+}
+
+Status Receiver::FinishFile(const protocol::FileEnd& end) {
+  OpenFile& f = *open_file_;
+  const Entry& e = entries_[f.id];
+  if (end.size != e.size) return Status::Corruption("FILE_END size differs from the manifest for '" + e.path + "'");
+  if (f.hasher->Finish() != end.content_hash) {
+    return Status::Corruption("content hash mismatch for '" + e.path + "' (damaged in transit)");
+  }
+  if (::ftruncate(f.fd.get(), static_cast<off_t>(e.size)) != 0) {
+    return TargetError(Status::Errno(errno, "set size"), e.path);
+  }
+  // A file that changed while it was read gets an mtime the source will not have, so the next
+  // stage sees it as changed and sends it again.
+  timespec mtime = EntryMtime(e);
+  if (end.outcome == FileOutcome::kChanged) {
+    figures_.files_changed_during_read += 1;
+    mtime = mtime.tv_nsec > 0 ? timespec{mtime.tv_sec, mtime.tv_nsec - 1} : timespec{mtime.tv_sec - 1, 999'999'999};
+  }
+  Result<int> dir_fd = ParentFd(f.parent);
+  if (!dir_fd.ok()) return TargetError(dir_fd.status(), f.parent);
+  Status s = ApplyFileMetadata(f.fd.get(), FdPath(*dir_fd, f.temp_name), e, mtime, policy_);
+  if (!s.ok()) return TargetError(s, e.path);
+  // Start writeback now so the commit group's flush finds little left to do.
+  ::sync_file_range(f.fd.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
+  figures_.files_written += 1;
+  figures_.bytes_written += f.bytes_written;
+  committer_->Add({f.parent, f.temp_name, std::string(SplitParent(e.path).second), f.bytes_written});
+  open_file_.reset();  // closes the descriptor; the committer owns the temp name now
+  return Status::Ok();
+}
+
+Status Receiver::Finish() {
+  if (committer_) FERRY_RETURN_IF_ERROR(committer_->Flush());
+  FERRY_RETURN_IF_ERROR(LinkFollowers());
+  if (scan_incomplete_) {
+    LOG_WARN("the sender could not read all of its tree: nothing deleted from '" + root_display_ + "'");
+  } else {
+    Result<int> root = ParentFd("");
+    if (!root.ok()) return root.status();
+    FERRY_RETURN_IF_ERROR(Sweep(*root, ""));
+  }
+  FERRY_RETURN_IF_ERROR(ApplyDirectoryMetadata());
+  FERRY_RETURN_IF_ERROR(SyncVolume());
+  return FlushReplies();
+}
+
+Status Receiver::LinkFollowers() {
+  for (uint32_t id : followers_) {
+    const Entry& e = entries_[id];
+    const Entry& leader = entries_[e.hardlink_leader_plus1 - 1];
+    auto [leader_parent, leader_name] = SplitParent(leader.path);
+    auto [parent, name] = SplitParent(e.path);
+    std::string leader_name_str(leader_name), name_str(name);
+    Result<int> leader_dir = ParentFd(std::string(leader_parent));
+    if (!leader_dir.ok()) return TargetError(leader_dir.status(), leader.path);
+    int leader_fd = *leader_dir;
+    Result<int> dir = ParentFd(std::string(parent));
+    if (!dir.ok()) return TargetError(dir.status(), e.path);
+    struct stat leader_st, st;
+    bool leader_ok = ::fstatat(leader_fd, leader_name_str.c_str(), &leader_st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                     S_ISREG(leader_st.st_mode);
+    bool exists = ::fstatat(*dir, name_str.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+    if (leader_ok && exists && st.st_dev == leader_st.st_dev && st.st_ino == leader_st.st_ino) continue;
+    if (options_.dry_run) {
+      Item(exists ? ItemAction::kUpdate : ItemAction::kCreate, e);
+      continue;
+    }
+    if (!leader_ok) {  // the leader vanished or failed: count, do not invent content
+      figures_.files_failed += 1;
+      continue;
+    }
+    Item(exists ? ItemAction::kUpdate : ItemAction::kCreate, e);
+    std::string temp = temp_tag_ + std::to_string(id);
+    if (::linkat(leader_fd, leader_name_str.c_str(), *dir, temp.c_str(), 0) != 0) {
+      return TargetError(Status::Errno(errno, "hard link"), e.path);
+    }
+    if (exists && S_ISDIR(st.st_mode)) FERRY_RETURN_IF_ERROR(RemoveTree(*dir, name_str, Display(e.path)));
+    if (::renameat(*dir, temp.c_str(), *dir, name_str.c_str()) != 0) {
+      return TargetError(Status::Errno(errno, "rename hard link into place"), e.path);
+    }
+  }
+  return Status::Ok();
+}
+
+// Deletes what the source no longer has (and temp files of earlier, interrupted stages),
+// leaving excluded names alone. Descends only into directories the source listed.
+Status Receiver::Sweep(int dir_fd, const std::string& path) {
+  Result<std::vector<std::string>> names = ListDirectory(dir_fd, Display(path));
+  if (!names.ok()) return names.status();
+  for (const std::string& name : *names) {
+    std::string child = JoinPath(path, name);
+    auto it = ids_by_path_.find(child);
+    struct stat st;
+    if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // gone
+    bool is_dir = S_ISDIR(st.st_mode);
+    if (it != ids_by_path_.end()) {
+      if (!is_dir || entries_[it->second].type != EntryType::kDirectory) continue;
+      UniqueFd child_fd(::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!child_fd.valid()) return TargetError(Status::Errno(errno, "open"), child);
+      FERRY_RETURN_IF_ERROR(Sweep(child_fd.get(), child));
+      continue;
+    }
+    bool temp = IsTempName(name);
+    if (!temp && excludes_.Excludes(child, is_dir)) continue;
+    if (!temp) {
+      Item(ItemAction::kDelete, is_dir ? EntryType::kDirectory : EntryType::kFile, child);
+      figures_.entries_deleted += 1;
+    }
+    if (options_.dry_run) continue;
+    FERRY_RETURN_IF_ERROR(TargetError(RemoveTree(dir_fd, name, Display(child)), child));
+  }
+  return Status::Ok();
+}
+
+// Children before parents (reverse of the manifest's depth-first order), so that creating and
+// deleting inside a directory cannot disturb its mtime after it is set.
+Status Receiver::ApplyDirectoryMetadata() {
+  if (options_.dry_run) return Status::Ok();
+  for (auto it = directories_.rbegin(); it != directories_.rend(); ++it) {
+    const Entry& e = entries_[*it];
+    auto [parent, name] = SplitParent(e.path);
+    Result<int> dir_fd = ParentFd(std::string(parent));
+    if (!dir_fd.ok()) return TargetError(dir_fd.status(), e.path);
+    std::string name_str = e.id == 0 ? "." : std::string(name);
+    Status s = ApplyMetadata(*dir_fd, name_str, e, EntryMtime(e), policy_);
+    if (!s.ok()) return TargetError(s, e.path);
+  }
+  return Status::Ok();
+}
+
+Status Receiver::SyncVolume() {
+  if (options_.dry_run) return Status::Ok();
+  if (::syncfs(root_fd_) != 0) return TargetError(Status::Errno(errno, "flush to disk (syncfs)"), "");
+  return Status::Ok();
+}
+
+}  // namespace ferry

@@ -1,0 +1,178 @@
+#include "agent/scan.h"
+
+#include "agent/hash.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+
+#include "base/bounds.h"
+#include "base/check.h"
+
+namespace ferry {
+namespace {
+
+using protocol::Entry;
+using protocol::EntryType;
+
+bool TypeOf(mode_t mode, EntryType* type) {
+  switch (mode & S_IFMT) {
+    case S_IFREG: *type = EntryType::kFile; return true;
+    case S_IFDIR: *type = EntryType::kDirectory; return true;
+    case S_IFLNK: *type = EntryType::kSymlink; return true;
+    case S_IFIFO: *type = EntryType::kFifo; return true;
+    case S_IFCHR: *type = EntryType::kCharDevice; return true;
+    case S_IFBLK: *type = EntryType::kBlockDevice; return true;
+    case S_IFSOCK: *type = EntryType::kSocket; return true;
+  }
+  return false;
+}
+
+class Scanner {
+ public:
+  Scanner(const std::string& root, const ScanOptions& options) : root_(root), options_(options) {}
+
+  Result<ScanResult> Run();
+
+ private:
+  void ScanDirectory(int dir_fd, const std::string& path);
+  // Fills *entry from `st` and reads what lies beyond stat. False: skip it (error recorded).
+  bool Describe(int dir_fd, const std::string& name, const std::string& path, const struct stat& st,
+                Entry* entry);
+  void Error(std::string message) { result_.errors.push_back(std::move(message)); }
+
+  std::string root_;
+  const ScanOptions& options_;
+  ScanResult result_;
+  std::map<std::pair<dev_t, ino_t>, uint32_t> hardlink_leaders_;
+};
+
+Result<ScanResult> Scanner::Run() {
+  UniqueFd root_fd(::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root_fd.valid()) {
+    if (errno == ENOENT) return Status::NotFound("source '" + root_ + "' does not exist");
+    if (errno == ENOTDIR) return Status::InvalidArgument("source '" + root_ + "' is not a directory");
+    return Status::Errno(errno, "cannot read source '" + root_ + "'");
+  }
+  struct stat st;
+  if (::fstat(root_fd.get(), &st) != 0) return Status::Errno(errno, "stat source '" + root_ + "'");
+  Entry root_entry;
+  // "." so that xattr calls name the directory itself, not the /proc magic link to it.
+  if (!Describe(root_fd.get(), ".", "", st, &root_entry)) {
+    return Status::IoError("cannot read source '" + root_ + "': " + result_.errors.back());
+  }
+  result_.entries.push_back(std::move(root_entry));
+  ScanDirectory(root_fd.get(), "");
+  return std::move(result_);
+}
+
+void Scanner::ScanDirectory(int dir_fd, const std::string& path) {
+  Result<std::vector<std::string>> names = ListDirectory(dir_fd, JoinPath(root_, path));
+  if (!names.ok()) return Error(names.status().ToString());
+  for (const std::string& name : *names) {
+    std::string child_path = JoinPath(path, name);
+    struct stat st;
+    if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno != ENOENT) Error("stat '" + child_path + "': " + std::strerror(errno));
+      continue;  // vanished between listing and stat: not an error
+    }
+    bool is_directory = S_ISDIR(st.st_mode);
+    if (options_.excludes && options_.excludes->Excludes(child_path, is_directory)) continue;
+    if (child_path.size() > kPathMaxBytes) {
+      Error("'" + child_path.substr(0, 64) + "...' is longer than PATH_MAX");
+      continue;
+    }
+    Entry entry;
+    if (!Describe(dir_fd, name, child_path, st, &entry)) continue;
+    CHECK(result_.entries.size() < kEntriesPerSessionMax);
+    entry.id = static_cast<uint32_t>(result_.entries.size());
+    if (entry.type == EntryType::kFile && st.st_nlink > 1) {
+      auto [it, inserted] = hardlink_leaders_.try_emplace({st.st_dev, st.st_ino}, entry.id);
+      if (!inserted) entry.hardlink_leader_plus1 = it->second + 1;
+    }
+    if (entry.type == EntryType::kFile && entry.hardlink_leader_plus1 == 0) result_.bytes_total += entry.size;
+    result_.entries.push_back(std::move(entry));
+    if (!is_directory) continue;
+    UniqueFd child(::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!child.valid()) {
+      Error("open directory '" + child_path + "': " + std::strerror(errno));
+      continue;
+    }
+    ScanDirectory(child.get(), child_path);
+  }
+}
+
+bool Scanner::Describe(int dir_fd, const std::string& name, const std::string& path,
+                       const struct stat& st, Entry* entry) {
+  if (!TypeOf(st.st_mode, &entry->type)) {
+    Error("'" + path + "' has an unknown file type");
+    return false;
+  }
+  entry->path = path;
+  entry->mode = st.st_mode & 07777;
+  entry->uid = st.st_uid;
+  entry->gid = st.st_gid;
+  entry->mtime_sec = st.st_mtim.tv_sec;
+  entry->mtime_nsec = static_cast<uint32_t>(st.st_mtim.tv_nsec);
+  if (entry->type == EntryType::kFile) entry->size = static_cast<uint64_t>(st.st_size);
+  if (entry->type == EntryType::kCharDevice || entry->type == EntryType::kBlockDevice) {
+    entry->rdev = st.st_rdev;
+  }
+  if (entry->type == EntryType::kSymlink) {
+    char target[kSymlinkTargetMaxBytes + 1];
+    ssize_t n = ::readlinkat(dir_fd, name.c_str(), target, sizeof(target));
+    if (n <= 0 || static_cast<size_t>(n) > kSymlinkTargetMaxBytes) {
+      Error("read symlink '" + path + "': " + (n < 0 ? std::strerror(errno) : "target too long"));
+      return false;
+    }
+    entry->link_target.assign(target, static_cast<size_t>(n));
+  }
+  Result<std::vector<protocol::Xattr>> xattrs = ReadXattrs(FdPath(dir_fd, name), options_.xattr_filter);
+  if (!xattrs.ok()) {
+    if (xattrs.status().code() == Code::kNotFound) return false;  // vanished
+    Error("xattrs of '" + path + "': " + xattrs.status().ToString());
+    return false;
+  }
+  entry->xattrs = std::move(*xattrs);
+  if (options_.content_hash && entry->type == EntryType::kFile) {
+    Result<protocol::Hash128> hash = HashFileContent(dir_fd, name, path);
+    if (!hash.ok()) {
+      if (hash.status().code() != Code::kNotFound) Error(hash.status().ToString());
+      return false;
+    }
+    entry->has_content_hash = true;
+    entry->content_hash = *hash;
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<ScanResult> ScanTree(const std::string& root, const ScanOptions& options) {
+  return Scanner(root, options).Run();
+}
+
+Result<protocol::Hash128> HashFileContent(int dir_fd, const std::string& name, const std::string& display) {
+  UniqueFd fd(::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid()) return Status::Errno(errno, "open '" + display + "' to hash it");
+  Xxh3Hasher hasher;
+  std::string buffer(kDataChunkMaxBytes, '\0');
+  Status status;
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buffer.data(), buffer.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      status = Status::Errno(errno, "read '" + display + "'");
+      break;
+    }
+    if (n == 0) break;
+    hasher.Update(buffer.data(), static_cast<size_t>(n));
+  }
+  if (!status.ok()) return status;
+  return hasher.Finish();
+}
+
+}  // namespace ferry

@@ -1,0 +1,38 @@
+// Tree scan on the sender: walks a volume depth-first (each directory before its children,
+// names sorted bytewise) and produces the manifest entries with their metadata, xattrs and
+// hard-link identities. Entry 0 is the volume root (path "").
+// Threading: a scan runs on one thread.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "agent/fs.h"
+#include "agent/path.h"
+#include "base/result.h"
+#include "protocol/messages.h"
+
+namespace ferry {
+
+struct ScanOptions {
+  bool content_hash = false;  // --checksum: hash every regular file
+  XattrFilter xattr_filter;
+  const ExcludeList* excludes = nullptr;
+};
+
+struct ScanResult {
+  std::vector<protocol::Entry> entries;
+  // Parts of the tree that could not be read (named, with the reason). A scan with errors is
+  // incomplete, so the receiver must not delete what it did not see.
+  std::vector<std::string> errors;
+  uint64_t bytes_total = 0;  // sum of regular file sizes
+};
+
+// Fails only when the root itself cannot be read; errors below the root are collected.
+Result<ScanResult> ScanTree(const std::string& root, const ScanOptions& options);
+
+// xxh3-128 of the whole content of the regular file `name` in `dir_fd` (holes read as zeros).
+Result<protocol::Hash128> HashFileContent(int dir_fd, const std::string& name, const std::string& display);
+
+}  // namespace ferry

@@ -1,0 +1,268 @@
+#include "agent/sender.h"
+
+#include "agent/hash.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include "base/bounds.h"
+#include "base/check.h"
+#include "base/log.h"
+#include "protocol/wire.h"
+
+namespace ferry {
+
+using protocol::Entry;
+using protocol::EntryType;
+using protocol::FileOutcome;
+using protocol::MessageType;
+
+Sender::Sender(Channel& channel, std::string root, ScanResult scan, SyncProgress* progress,
+               ItemSink items)
+    : channel_(channel),
+      root_(std::move(root)),
+      scan_(std::move(scan)),
+      progress_(progress),
+      items_(std::move(items)),
+      needed_(scan_.entries.size(), false) {
+  CHECK(!scan_.entries.empty());
+  CHECK(progress_ != nullptr);
+}
+
+Result<SyncSummary> Sender::Run() {
+  auto start = std::chrono::steady_clock::now();
+  root_fd_ = UniqueFd(::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root_fd_.valid()) {
+    Status s = Status::Errno(errno, "cannot read source '" + root_ + "'");
+    channel_.SendError(s);
+    return s;
+  }
+  progress_->entries_total = scan_.entries.size();
+  std::thread reader([this] { ReadLoop(); });
+  Status s = SendEntries();
+  if (s.ok()) s = SendNeededFiles(/*wait=*/true);
+  if (s.ok()) s = channel_.SendMessage(MessageType::kDone, protocol::Count{summary_.files_sent});
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (!s.ok() && failure_.ok()) failure_ = s;
+    changed_.wait(lock, [&] { return committed_ || !failure_.ok(); });
+    s = failure_;
+  }
+  if (!s.ok()) {
+    channel_.SendError(s);  // the peer may already know; harmless
+    channel_.Shutdown();
+  }
+  reader.join();
+  if (!s.ok()) return s;
+  summary_.files_total = scan_.entries.size();
+  summary_.bytes_total = scan_.bytes_total;
+  summary_.bytes_sent_wire = channel_.bytes_sent();
+  summary_.entries_deleted = commit_.entries_deleted;
+  summary_.files_changed_during_read = commit_.files_changed_during_read;
+  summary_.files_vanished = commit_.files_vanished;
+  summary_.files_failed = commit_.files_failed;
+  summary_.errors.insert(summary_.errors.begin(), scan_.errors.begin(), scan_.errors.end());
+  summary_.duration_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return summary_;
+}
+
+void Sender::Fail(const Status& status) {
+  CHECK(!status.ok());
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (failure_.ok()) failure_ = status;
+  changed_.notify_all();
+}
+
+void Sender::ReadLoop() {
+  Frame frame;
+  for (bool finished = false; !finished;) {
+    Status s = channel_.Receive(&frame, kIdleTimeoutMs);
+    if (s.ok()) s = HandleFrame(frame, &finished);
+    if (!s.ok()) {
+      Fail(s);
+      channel_.Shutdown();  // unblocks the writer
+      return;
+    }
+  }
+}
+
+Status Sender::HandleFrame(const Frame& frame, bool* finished) {
+  switch (frame.type) {
+    case MessageType::kNeed: {
+      Result<protocol::Need> need = protocol::Need::Decode(frame.payload);
+      if (!need.ok()) return need.status();
+      return AcceptNeeds(need->ids);
+    }
+    case MessageType::kNeedEnd: {
+      Result<protocol::Count> end = protocol::Count::Decode(frame.payload);
+      if (!end.ok()) return end.status();
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (end->count != progress_->files_needed) {
+        return Status::Protocol("NEED_END counts " + std::to_string(end->count) + " files, " +
+                                std::to_string(progress_->files_needed.load()) + " were asked for");
+      }
+      need_end_ = true;
+      progress_->needs_complete = true;
+      changed_.notify_all();
+      return Status::Ok();
+    }
+    case MessageType::kItems: {
+      Result<protocol::Items> items = protocol::Items::Decode(frame.payload);
+      if (!items.ok()) return items.status();
+      if (items_) for (const protocol::Item& item : items->items) items_(item);
+      return Status::Ok();
+    }
+    case MessageType::kCommit: {
+      Result<protocol::Commit> commit = protocol::Commit::Decode(frame.payload);
+      if (!commit.ok()) return commit.status();
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!need_end_) return Status::Protocol("COMMIT before NEED_END");
+      commit_ = *commit;
+      committed_ = true;
+      *finished = true;
+      changed_.notify_all();
+      return Status::Ok();
+    }
+    default:
+      return UnexpectedFrame(frame, "NEED, ITEMS or COMMIT", channel_.peer_name());
+  }
+}
+
+Status Sender::AcceptNeeds(const std::vector<uint32_t>& ids) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (need_end_) return Status::Protocol("NEED after NEED_END");
+  for (uint32_t id : ids) {
+    if (id >= scan_.entries.size()) return Status::Protocol("NEED for unknown entry " + std::to_string(id));
+    const Entry& e = scan_.entries[id];
+    if (e.type != EntryType::kFile || e.hardlink_leader_plus1 != 0) {
+      return Status::Protocol("NEED for entry " + std::to_string(id) + ", which has no content to send");
+    }
+    if (needed_[id]) return Status::Protocol("duplicate NEED for entry " + std::to_string(id));
+    needed_[id] = true;
+    needs_.push_back(id);
+    progress_->files_needed += 1;
+    progress_->bytes_needed += e.size;
+  }
+  changed_.notify_all();
+  return Status::Ok();
+}
+
+Status Sender::SendEntries() {
+  protocol::Entries batch;
+  size_t batch_bytes = 0;
+  for (const Entry& e : scan_.entries) {
+    batch.entries.push_back(e);
+    batch_bytes += 64 + e.path.size() + e.link_target.size();
+    for (const protocol::Xattr& x : e.xattrs) batch_bytes += x.name.size() + x.value.size() + 8;
+    bool last = &e == &scan_.entries.back();
+    if (!last && batch.entries.size() < kEntriesPerBatchMax && batch_bytes < kEntryBatchTargetBytes) {
+      continue;
+    }
+    FERRY_RETURN_IF_ERROR(channel_.SendMessage(MessageType::kEntries, batch));
+    batch.entries.clear();
+    batch_bytes = 0;
+    // Data for files the receiver already asked for goes out between entry batches.
+    FERRY_RETURN_IF_ERROR(SendNeededFiles(/*wait=*/false));
+  }
+  protocol::EntriesEnd end{scan_.entries.size(), 0};
+  if (!scan_.errors.empty()) end.flags |= protocol::kEntriesEndScanIncomplete;
+  return channel_.SendMessage(MessageType::kEntriesEnd, end);
+}
+
+Status Sender::SendNeededFiles(bool wait) {
+  for (;;) {
+    uint32_t id = 0;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      if (wait) changed_.wait(lock, [&] { return !needs_.empty() || need_end_ || !failure_.ok(); });
+      if (!failure_.ok()) return failure_;
+      if (needs_.empty()) return Status::Ok();  // (with wait: NEED_END and nothing left)
+      id = needs_.front();
+      needs_.pop_front();
+    }
+    FERRY_RETURN_IF_ERROR(SendFile(id));
+  }
+}
+
+static bool SameContentStat(const struct stat& a, const struct stat& b) {
+  return a.st_size == b.st_size && MtimeNs(a) == MtimeNs(b) &&
+         a.st_ctim.tv_sec == b.st_ctim.tv_sec && a.st_ctim.tv_nsec == b.st_ctim.tv_nsec &&
+         a.st_ino == b.st_ino;
+}
+
+Status Sender::SendFile(uint32_t id) {
+  const Entry& entry = scan_.entries[id];
+  protocol::FileEnd end;
+  end.id = id;
+  end.size = entry.size;
+  UniqueFd fd(::openat(root_fd_.get(), entry.path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  struct stat before;
+  if (!fd.valid() || ::fstat(fd.get(), &before) != 0 || !S_ISREG(before.st_mode)) {
+    bool gone = !fd.valid() && (errno == ENOENT || errno == ELOOP || errno == ENOTDIR);
+    if (fd.valid()) gone = true;  // no longer a regular file
+    end.outcome = gone ? FileOutcome::kVanished : FileOutcome::kReadError;
+    end.message = gone ? "" : "open '" + entry.path + "': " + std::strerror(errno);
+  } else {
+    FERRY_RETURN_IF_ERROR(SendFileData(fd.get(), entry, &end));
+    struct stat after;
+    bool moved = ::fstat(fd.get(), &after) != 0 || !SameContentStat(before, after) ||
+                 static_cast<uint64_t>(before.st_size) != entry.size ||
+                 MtimeNs(before) != int64_t{entry.mtime_sec} * 1'000'000'000 + entry.mtime_nsec;
+    if (end.outcome == FileOutcome::kComplete && moved) end.outcome = FileOutcome::kChanged;
+  }
+  if (end.outcome == FileOutcome::kReadError) summary_.errors.push_back(end.message);
+  if (end.outcome != FileOutcome::kVanished && end.outcome != FileOutcome::kReadError) {
+    summary_.files_sent += 1;
+  }
+  progress_->files_sent += 1;
+  return channel_.SendMessage(MessageType::kFileEnd, end);
+}
+
+// Sends the data regions of the file (SEEK_DATA / SEEK_HOLE) up to the scanned size, in chunks,
+// hashing (offset, bytes) of each chunk into end->content_hash.
+Status Sender::SendFileData(int fd, const Entry& entry, protocol::FileEnd* end) {
+  Xxh3Hasher hasher;
+  const uint64_t size = entry.size;
+  Status status;
+  for (uint64_t offset = 0; offset < size && status.ok();) {
+    off_t data = ::lseek(fd, static_cast<off_t>(offset), SEEK_DATA);
+    if (data < 0 && errno == ENXIO) break;  // only a hole remains
+    if (data < 0) data = static_cast<off_t>(offset);  // no SEEK_DATA here: all data
+    off_t hole = ::lseek(fd, data, SEEK_HOLE);
+    uint64_t region_end = hole < 0 ? size : std::min<uint64_t>(size, static_cast<uint64_t>(hole));
+    for (uint64_t at = static_cast<uint64_t>(data); at < region_end;) {
+      size_t want = static_cast<size_t>(std::min<uint64_t>(kDataChunkMaxBytes, region_end - at));
+      payload_.clear();
+      protocol::WireWriter w(&payload_);
+      w.Varint(entry.id);
+      w.Varint(at);
+      size_t header = payload_.size();
+      payload_.resize(header + want);
+      ssize_t n = ::pread(fd, payload_.data() + header, want, static_cast<off_t>(at));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {  // shrunk under us, or unreadable
+        if (n < 0) end->message = "read '" + entry.path + "': " + std::strerror(errno);
+        end->outcome = n < 0 ? FileOutcome::kReadError : FileOutcome::kChanged;
+        region_end = at;
+        offset = size;
+        break;
+      }
+      payload_.resize(header + static_cast<size_t>(n));
+      hasher.UpdateChunk(at, std::string_view(payload_).substr(header));
+      status = channel_.Send(MessageType::kData, payload_);
+      if (!status.ok()) break;
+      at += static_cast<uint64_t>(n);
+      progress_->bytes_sent += static_cast<uint64_t>(n);
+    }
+    offset = std::max(offset, region_end);
+  }
+  end->content_hash = hasher.Finish();
+  return status;
+}
+
+}  // namespace ferry

@@ -1,0 +1,67 @@
+#include "agent/session.h"
+
+#include "base/bounds.h"
+
+namespace ferry {
+
+using protocol::MessageType;
+
+static const char* kAgentName = "ferry 0.1.0";
+
+Status ReceiveExpected(Channel& channel, MessageType type, int timeout_ms, Frame* frame) {
+  FERRY_RETURN_IF_ERROR(channel.Receive(frame, timeout_ms));
+  if (frame->type != type) {
+    return UnexpectedFrame(*frame, protocol::MessageTypeName(static_cast<uint8_t>(type)),
+                           channel.peer_name());
+  }
+  return Status::Ok();
+}
+
+Result<protocol::OpenOk> OpenSession(Channel& channel, const protocol::Open& open, bool compress) {
+  protocol::Hello hello;
+  hello.capabilities = compress ? protocol::kCapZstd : 0;
+  hello.agent = kAgentName;
+  FERRY_RETURN_IF_ERROR(channel.SendMessage(MessageType::kHello, hello));
+  Frame frame;
+  FERRY_RETURN_IF_ERROR(ReceiveExpected(channel, MessageType::kWelcome, kHandshakeTimeoutMs, &frame));
+  Result<protocol::Welcome> welcome = protocol::Welcome::Decode(frame.payload);
+  if (!welcome.ok()) return welcome.status();
+  if (welcome->version < protocol::kProtocolVersionMin || welcome->version > protocol::kProtocolVersion) {
+    return Status::Protocol("daemon " + channel.peer_name() + " chose protocol version " +
+                            std::to_string(welcome->version) + ", which this ferry does not speak");
+  }
+  if ((welcome->capabilities & ~hello.capabilities) != 0) {
+    return Status::Protocol("daemon " + channel.peer_name() + " accepted capabilities it was not offered");
+  }
+  channel.SetCompression((welcome->capabilities & protocol::kCapZstd) != 0
+                             ? std::optional<int>(kZstdLevelDefault) : std::nullopt);
+  FERRY_RETURN_IF_ERROR(channel.SendMessage(MessageType::kOpen, open));
+  FERRY_RETURN_IF_ERROR(ReceiveExpected(channel, MessageType::kOpenOk, kIdleTimeoutMs, &frame));
+  return protocol::OpenOk::Decode(frame.payload);
+}
+
+Result<protocol::Open> AcceptSession(Channel& channel) {
+  Frame frame;
+  FERRY_RETURN_IF_ERROR(ReceiveExpected(channel, MessageType::kHello, kHandshakeTimeoutMs, &frame));
+  Result<protocol::Hello> hello = protocol::Hello::Decode(frame.payload);
+  if (!hello.ok()) return hello.status();
+  if (hello->version_max < protocol::kProtocolVersionMin || hello->version_min > protocol::kProtocolVersion) {
+    Status s = Status::Protocol("client " + channel.peer_name() + " speaks protocol versions " +
+                                std::to_string(hello->version_min) + "-" + std::to_string(hello->version_max) +
+                                ", this daemon speaks " + std::to_string(protocol::kProtocolVersionMin) +
+                                "-" + std::to_string(protocol::kProtocolVersion));
+    channel.SendError(s);
+    return s;
+  }
+  protocol::Welcome welcome;
+  welcome.version = std::min(hello->version_max, protocol::kProtocolVersion);
+  welcome.capabilities = hello->capabilities & protocol::kCapsAll;
+  welcome.agent = kAgentName;
+  FERRY_RETURN_IF_ERROR(channel.SendMessage(MessageType::kWelcome, welcome));
+  channel.SetCompression((welcome.capabilities & protocol::kCapZstd) != 0
+                             ? std::optional<int>(kZstdLevelDefault) : std::nullopt);
+  FERRY_RETURN_IF_ERROR(ReceiveExpected(channel, MessageType::kOpen, kHandshakeTimeoutMs, &frame));
+  return protocol::Open::Decode(frame.payload);
+}
+
+}  // namespace ferry

@@ -1,0 +1,29 @@
+// The opening of a session: HELLO -> WELCOME (version and capabilities), OPEN -> OPEN_OK
+// (volume, stage, direction, options). After it, one side runs a Sender and the other a
+// Receiver over the same channel.
+// Threading: each function runs on the thread that owns the channel.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "agent/channel.h"
+#include "base/result.h"
+#include "protocol/messages.h"
+
+namespace ferry {
+
+inline constexpr int kZstdLevelDefault = 1;  // fast enough not to slow a 1-10 Gbit/s link
+
+// Client side: says HELLO, checks WELCOME, sends OPEN and waits for OPEN_OK (or the daemon's
+// ERROR: unknown volume, volume busy, ...). `compress` offers zstd.
+Result<protocol::OpenOk> OpenSession(Channel& channel, const protocol::Open& open, bool compress);
+
+// Daemon side: reads HELLO (within the handshake timeout), answers WELCOME, reads OPEN.
+// The caller checks the OPEN and answers OPEN_OK or ERROR.
+Result<protocol::Open> AcceptSession(Channel& channel);
+
+// Reads one frame of the expected type, turning an ERROR frame into its status.
+Status ReceiveExpected(Channel& channel, protocol::MessageType type, int timeout_ms, Frame* frame);
+
+}  // namespace ferry

@@ -1,0 +1,24 @@
+#include "agent/sync_types.h"
+
+namespace ferry {
+
+uint32_t SyncOptions::WireFlags() const {
+  uint32_t flags = 0;
+  if (dry_run) flags |= protocol::kOptDryRun;
+  if (checksum) flags |= protocol::kOptChecksum;
+  if (no_selinux) flags |= protocol::kOptNoSelinux;
+  if (itemize) flags |= protocol::kOptItemize;
+  return flags;
+}
+
+SyncOptions SyncOptions::FromOpen(const protocol::Open& open) {
+  SyncOptions o;
+  o.dry_run = (open.options & protocol::kOptDryRun) != 0;
+  o.checksum = (open.options & protocol::kOptChecksum) != 0;
+  o.no_selinux = (open.options & protocol::kOptNoSelinux) != 0;
+  o.itemize = (open.options & protocol::kOptItemize) != 0;
+  o.excludes = open.excludes;
+  return o;
+}
+
+}  // namespace ferry

@@ -1,0 +1,53 @@
+// What a sync is asked to do (SyncOptions), what it reports while it runs (SyncProgress) and
+// when it ends (SyncSummary). Shared by the sender, the receiver and the command line.
+// Threading: SyncProgress is written by the session's threads and read by anyone.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "protocol/messages.h"
+
+namespace ferry {
+
+struct SyncOptions {
+  bool dry_run = false;
+  bool checksum = false;     // compare content, not size + mtime
+  bool no_selinux = false;   // leave security.selinux alone
+  bool itemize = false;      // the receiver reports every change
+  std::vector<std::string> excludes;
+
+  uint32_t WireFlags() const;
+  static SyncOptions FromOpen(const protocol::Open& open);
+};
+
+struct SyncProgress {
+  std::atomic<uint64_t> entries_total{0};
+  std::atomic<uint64_t> files_needed{0};
+  std::atomic<uint64_t> bytes_needed{0};
+  std::atomic<bool> needs_complete{false};  // every NEED has arrived: the totals are final
+  std::atomic<uint64_t> files_sent{0};
+  std::atomic<uint64_t> bytes_sent{0};  // file content bytes, before compression
+  std::atomic<uint64_t> wire_bytes{0};
+};
+
+struct SyncSummary {
+  uint64_t files_total = 0;  // entries in the source manifest
+  uint64_t files_sent = 0;
+  uint64_t bytes_total = 0;  // size of the source's regular files
+  uint64_t bytes_sent_wire = 0;
+  uint64_t entries_deleted = 0;
+  uint64_t files_changed_during_read = 0;
+  uint64_t files_vanished = 0;
+  uint64_t files_failed = 0;
+  double duration_s = 0;
+  std::vector<std::string> errors;  // source parts that could not be read, files that failed
+};
+
+// Receives the receiver's itemised changes (dry run, --itemize).
+using ItemSink = std::function<void(const protocol::Item&)>;
+
+}  // namespace ferry

@@ -1,0 +1,161 @@
+#include "daemon/cli.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "base/log.h"
+#include "daemon/server.h"
+#include "daemon/sync_command.h"
+
+namespace po = boost::program_options;
+
+namespace ferry {
+namespace {
+
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop = true; }
+
+constexpr const char* kUsage =
+    "usage: ferry <command> [options]\n"
+    "commands:\n"
+    "  sync SRC DST     mirror SRC into DST; each is a directory or ferry://HOST:PORT/VOLUME[/PATH]\n"
+    "  daemon           serve volumes to ferry clients (the receiver on a node)\n"
+    "  version          print the version\n"
+    "run `ferry <command> --help` for the options of a command\n";
+
+int DaemonCommand(const std::vector<std::string>& args) {
+  po::options_description desc("ferry daemon options");
+  std::vector<std::string> volumes;
+  std::string listen, state_dir;
+  desc.add_options()
+      ("help,h", "show this help")
+      ("listen", po::value(&listen)->default_value("0.0.0.0:7373"), "HOST:PORT to listen on (port 0: any free port)")
+      ("volume", po::value(&volumes)->composing(), "NAME=PATH: serve directory PATH as volume NAME (repeatable)")
+      ("state-dir", po::value(&state_dir)->default_value("/var/lib/ferry"), "directory for the daemon's state and lock")
+      ("insecure", po::bool_switch(), "accept plaintext connections (required once TLS arrives)")
+      ("log-level", po::value<std::string>()->default_value("info"), "debug, info, warn or error");
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(desc).run(), vm);
+  po::notify(vm);
+  if (vm.count("help")) {
+    std::cout << "usage: ferry daemon --listen HOST:PORT --volume NAME=PATH [--volume ...] --state-dir DIR\n" << desc;
+    return kExitOk;
+  }
+  const std::string level = vm["log-level"].as<std::string>();
+  SetLogLevel(level == "debug" ? LogLevel::kDebug : level == "warn" ? LogLevel::kWarning
+              : level == "error" ? LogLevel::kError : LogLevel::kInfo);
+  DaemonConfig config;
+  config.state_dir = state_dir;
+  config.insecure = vm["insecure"].as<bool>();
+  Result<HostPort> address = ParseHostPort(listen);
+  if (!address.ok()) {
+    std::fprintf(stderr, "ferry daemon: --listen: %s\n", address.status().ToString().c_str());
+    return kExitUsage;
+  }
+  config.listen = *address;
+  for (const std::string& v : volumes) {
+    size_t eq = v.find('=');
+    std::string name = v.substr(0, eq);
+    Status s = eq == std::string::npos || eq + 1 == v.size()
+                   ? Status::InvalidArgument("--volume '" + v + "' is not NAME=PATH")
+                   : ValidateVolumeName(name);
+    if (s.ok() && !config.volumes.paths.emplace(name, v.substr(eq + 1)).second) {
+      s = Status::InvalidArgument("volume '" + name + "' given twice");
+    }
+    if (!s.ok()) {
+      std::fprintf(stderr, "ferry daemon: %s\n", s.ToString().c_str());
+      return kExitUsage;
+    }
+  }
+  Daemon daemon(std::move(config));
+  if (Status s = daemon.Start(); !s.ok()) {
+    std::fprintf(stderr, "ferry daemon: %s\n", s.ToString().c_str());
+    return s.code() == Code::kInvalidArgument ? kExitUsage : kExitDaemon;
+  }
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  daemon.Serve(g_stop);
+  return kExitOk;
+}
+
+int SyncCommand(const std::vector<std::string>& args) {
+  po::options_description desc("ferry sync options");
+  SyncRequest r;
+  std::vector<std::string> positional;
+  desc.add_options()
+      ("help,h", "show this help")
+      ("dry-run,n", po::bool_switch(&r.options.dry_run), "list what would change; change nothing")
+      ("itemize-changes,i", po::bool_switch(&r.options.itemize), "list every change made")
+      ("exclude", po::value(&r.options.excludes)->composing(), "PATTERN: skip matching entries (repeatable, rsync-like)")
+      ("checksum,c", po::bool_switch(&r.options.checksum), "compare file content, not size and mtime")
+      ("no-selinux", po::bool_switch(&r.options.no_selinux), "do not copy or compare security.selinux")
+      ("progress", po::bool_switch(), "show progress (the default when stderr is a terminal)")
+      ("no-progress", po::bool_switch(), "never show progress")
+      ("json", po::bool_switch(&r.json), "print a machine-readable summary on stdout")
+      ("no-compress", po::bool_switch(), "never compress data on the wire")
+      ("insecure", po::bool_switch(&r.insecure), "allow a plaintext connection")
+      ("verbose,v", po::bool_switch(), "log the session's steps")
+      ("locations", po::value(&positional), "SRC DST");
+  po::positional_options_description pos;
+  pos.add("locations", 2);
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(desc).positional(pos).run(), vm);
+  po::notify(vm);
+  if (vm.count("help")) {
+    std::cout << "usage: ferry sync [options] SRC DST\n"
+                 "  SRC, DST: a directory, or ferry://HOST:PORT/VOLUME[/PATH] on a ferry daemon\n" << desc;
+    return kExitOk;
+  }
+  if (positional.size() != 2) {
+    std::fprintf(stderr, "ferry sync: need SRC and DST (see ferry sync --help)\n");
+    return kExitUsage;
+  }
+  r.source = positional[0];
+  r.target = positional[1];
+  r.compress = !vm["no-compress"].as<bool>();
+  r.progress = vm["progress"].as<bool>() || (!vm["no-progress"].as<bool>() && ::isatty(2) && !r.json);
+  if (r.options.dry_run) r.progress = false;
+  // The in-process receiver of a local sync logs like a daemon: only its warnings matter here.
+  SetLogLevel(vm["verbose"].as<bool>() ? LogLevel::kInfo : LogLevel::kWarning);
+  return RunSync(r);
+}
+
+}  // namespace
+
+int RunCommandLine(int argc, char** argv) {
+  signal(SIGPIPE, SIG_IGN);
+  if (argc < 2) {
+    std::fputs(kUsage, stderr);
+    return kExitUsage;
+  }
+  std::string command = argv[1];
+  std::vector<std::string> args(argv + 2, argv + argc);
+  try {
+    if (command == "sync") return SyncCommand(args);
+    if (command == "daemon") return DaemonCommand(args);
+    if (command == "version" || command == "--version") {
+      std::printf("ferry 0.1.0 (protocol 1)\n");
+      return kExitOk;
+    }
+    if (command == "help" || command == "--help" || command == "-h") {
+      std::fputs(kUsage, stdout);
+      return kExitOk;
+    }
+  } catch (const po::error& e) {
+    std::fprintf(stderr, "ferry %s: %s (see ferry %s --help)\n", command.c_str(), e.what(), command.c_str());
+    return kExitUsage;
+  }
+  std::fprintf(stderr, "ferry: unknown command '%s'\n%s", command.c_str(), kUsage);
+  return kExitUsage;
+}
+
+}  // namespace ferry

@@ -1,0 +1,44 @@
+// TCP endpoints: parsing "HOST:PORT" and "ferry://HOST:PORT/VOLUME[/PATH]", listening and
+// connecting. The only file that calls getaddrinfo, bind and connect.
+// Threading: functions are thread-safe.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "agent/io/stream.h"
+#include "base/result.h"
+
+namespace ferry {
+
+struct HostPort {
+  std::string host;
+  std::string port;
+  std::string ToString() const;
+};
+
+// "127.0.0.1:7373", "[::1]:7373", "node-a:7373".
+Result<HostPort> ParseHostPort(const std::string& text);
+
+// A sync side: a local directory, or a volume (and optional path inside it) on a daemon.
+struct Location {
+  bool remote = false;
+  std::string local_path;  // !remote
+  HostPort daemon;         // remote
+  std::string volume;
+  std::string subpath;
+  std::string ToString() const;
+};
+
+Result<Location> ParseLocation(const std::string& text);
+
+// Binds and listens; the actual address (port 0 picks a free one) goes to *bound.
+Result<int> Listen(const HostPort& address, HostPort* bound);
+
+// Connects within `timeout_ms`; errors name the daemon and say what to check.
+Result<std::unique_ptr<io::ByteStream>> Connect(const HostPort& daemon, int timeout_ms);
+
+// The peer's "ip:port" for logs.
+std::string PeerName(int fd);
+
+}  // namespace ferry

@@ -1,0 +1,113 @@
+#include "daemon/server.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <thread>
+
+#include "agent/channel.h"
+#include "base/bounds.h"
+#include "base/log.h"
+
+namespace ferry {
+
+Daemon::~Daemon() = default;
+
+static Status LockStateDir(const std::string& dir, UniqueFd* lock_fd) {
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return Status::Errno(errno, "create state dir '" + dir + "'");
+  }
+  std::string path = dir + "/daemon.lock";
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!fd.valid()) return Status::Errno(errno, "open '" + path + "'");
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    char pid[32] = {0};
+    ssize_t n = ::pread(fd.get(), pid, sizeof(pid) - 1, 0);
+    (void)n;
+    return Status::Busy("state dir '" + dir + "' is in use by another ferry daemon (pid " +
+                        std::string(pid) + "): give each daemon its own --state-dir");
+  }
+  std::string me = std::to_string(::getpid());
+  if (::ftruncate(fd.get(), 0) != 0 || ::pwrite(fd.get(), me.data(), me.size(), 0) < 0) {
+    return Status::Errno(errno, "write '" + path + "'");
+  }
+  *lock_fd = std::move(fd);
+  return Status::Ok();
+}
+
+Status Daemon::Start() {
+  if (config_.volumes.paths.empty()) return Status::InvalidArgument("no --volume NAME=PATH given");
+  for (const auto& [name, path] : config_.volumes.paths) {
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) return Status::Errno(errno, "volume '" + name + "' path '" + path + "'");
+    if (!S_ISDIR(st.st_mode)) {
+      return Status::InvalidArgument("volume '" + name + "' path '" + path + "' is not a directory");
+    }
+  }
+  FERRY_RETURN_IF_ERROR(LockStateDir(config_.state_dir, &lock_fd_));
+  Result<int> fd = Listen(config_.listen, &bound_);
+  if (!fd.ok()) return fd.status();
+  listen_fd_ = UniqueFd(*fd);
+  std::string names;
+  for (const auto& [name, path] : config_.volumes.paths) names += " " + name + "=" + path;
+  LOG_INFO("ferry daemon listening on " + bound_.ToString() + ", volumes:" + names);
+  if (!config_.insecure) {
+    LOG_WARN("connections are plaintext (TLS arrives in a later release); pass --insecure to acknowledge");
+  }
+  return Status::Ok();
+}
+
+void Daemon::Serve(const std::atomic<bool>& stop) {
+  while (!stop.load()) {
+    pollfd p{listen_fd_.get(), POLLIN, 0};
+    int n = ::poll(&p, 1, 200);
+    if (n > 0) Accept();
+  }
+  LOG_INFO("stopping: no new sessions; ending the running ones");
+  listen_fd_.Reset();
+  std::unique_lock<std::mutex> lock(mutex_);
+  for (auto& [id, stream] : sessions_) stream->Shutdown();
+  sessions_changed_.wait(lock, [&] { return sessions_.empty(); });
+  LOG_INFO("stopped");
+}
+
+void Daemon::Accept() {
+  int fd = ::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+  if (fd < 0) {
+    if (errno != EAGAIN && errno != EINTR) LOG_WARN(Status::Errno(errno, "accept").ToString());
+    return;
+  }
+  uint64_t session_id = next_session_id_++;
+  std::thread([this, fd, session_id] { RunConnection(fd, session_id); }).detach();
+}
+
+void Daemon::RunConnection(int fd, uint64_t session_id) {
+  io::FdStream stream(fd, PeerName(fd));
+  Channel channel(stream);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (sessions_.size() >= kSessionsMax) {
+      channel.SendError(Status::Busy("daemon has " + std::to_string(kSessionsMax) +
+                                     " sessions running: retry later"));
+      LOG_WARN("refused " + stream.peer_name() + ": too many sessions");
+      return;
+    }
+    sessions_.emplace(session_id, &stream);
+  }
+  Status s = ServeSession(channel, config_.volumes, locks_, session_id);
+  if (!s.ok() && s.code() == Code::kNetwork) {
+    LOG_INFO("session " + std::to_string(session_id) + " with " + stream.peer_name() + " ended: " + s.ToString());
+  } else if (!s.ok()) {
+    LOG_WARN("session " + std::to_string(session_id) + " with " + stream.peer_name() + ": " + s.ToString());
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  sessions_.erase(session_id);
+  sessions_changed_.notify_all();
+}
+
+}  // namespace ferry

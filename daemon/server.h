@@ -1,0 +1,57 @@
+// `ferry daemon`: listens, accepts connections and serves each on its own thread
+// (daemon/session_server.h), up to kSessionsMax at once. Holds a lock on its state directory so
+// two daemons never share one. Stops on Stop() (SIGTERM/SIGINT in main): no new connections,
+// running sessions are shut down, and Serve() returns when they have ended.
+// Threading: Serve() on one thread; Stop() from any thread or a signal handler's flag.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "agent/fs.h"
+#include "agent/io/stream.h"
+#include "daemon/net.h"
+#include "daemon/session_server.h"
+
+namespace ferry {
+
+struct DaemonConfig {
+  HostPort listen;
+  VolumeTable volumes;
+  std::string state_dir;
+  bool insecure = false;
+};
+
+class Daemon {
+ public:
+  explicit Daemon(DaemonConfig config) : config_(std::move(config)) {}
+  ~Daemon();
+
+  // Checks the volumes, locks the state dir, binds. Errors name the volume, dir or address.
+  Status Start();
+  const HostPort& bound() const { return bound_; }
+  // Accepts until `stop` becomes true, then waits for the sessions to end.
+  void Serve(const std::atomic<bool>& stop);
+
+ private:
+  void Accept();
+  void RunConnection(int fd, uint64_t session_id);
+
+  DaemonConfig config_;
+  HostPort bound_;
+  UniqueFd listen_fd_;
+  UniqueFd lock_fd_;
+  VolumeLocks locks_;
+  std::atomic<uint64_t> next_session_id_{1};
+
+  std::mutex mutex_;
+  std::condition_variable sessions_changed_;
+  std::map<uint64_t, io::ByteStream*> sessions_;  // live streams, for shutdown
+};
+
+}  // namespace ferry

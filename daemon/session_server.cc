@@ -1,0 +1,134 @@
+#include "daemon/session_server.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "agent/fs.h"
+#include "agent/path.h"
+#include "agent/receiver.h"
+#include "agent/scan.h"
+#include "agent/sender.h"
+#include "agent/session.h"
+#include "base/bounds.h"
+#include "base/log.h"
+
+namespace ferry {
+
+using protocol::Direction;
+using protocol::MessageType;
+
+bool VolumeLocks::TryLock(const std::string& volume, uint64_t session_id, uint64_t* holder) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto [it, inserted] = held_.try_emplace(volume, session_id);
+  *holder = it->second;
+  return inserted;
+}
+
+void VolumeLocks::Unlock(const std::string& volume) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  held_.erase(volume);
+}
+
+Status ValidateVolumeName(const std::string& name) {
+  if (name.empty() || name.size() > kVolumeNameMaxBytes) {
+    return Status::InvalidArgument("volume name '" + name + "' must be 1 to " +
+                                   std::to_string(kVolumeNameMaxBytes) + " characters");
+  }
+  for (char c : name) {
+    if (!isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-' && c != ':') {
+      return Status::InvalidArgument("volume name '" + name + "' may hold only letters, digits and . _ - :");
+    }
+  }
+  return Status::Ok();
+}
+
+// Opens the directory a session works on: the volume root, or a path inside it (created for a
+// push, as rsync creates its destination).
+static Result<UniqueFd> OpenSessionRoot(const std::string& root, const protocol::Open& open) {
+  UniqueFd volume_fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!volume_fd.valid()) return Status::Errno(errno, "volume '" + open.volume + "' at " + root + " cannot be opened");
+  if (open.subpath.empty()) return volume_fd;
+  if (open.direction == Direction::kPush) {
+    std::string prefix;
+    for (size_t start = 0; start <= open.subpath.size();) {
+      size_t end = std::min(open.subpath.find('/', start), open.subpath.size());
+      prefix = open.subpath.substr(0, end);
+      Result<UniqueFd> parent = OpenDirBeneath(volume_fd.get(), SplitParent(prefix).first);
+      if (!parent.ok()) return parent.status();
+      std::string name(SplitParent(prefix).second);
+      if (::mkdirat(parent->get(), name.c_str(), 0755) != 0 && errno != EEXIST) {
+        return Status::Errno(errno, "create '" + prefix + "' in volume '" + open.volume + "'");
+      }
+      start = end + 1;
+    }
+  }
+  return OpenDirBeneath(volume_fd.get(), open.subpath);
+}
+
+static Status RunDirection(Channel& channel, const protocol::Open& open, const std::string& root,
+                           int root_fd, uint64_t session_id) {
+  std::string display = JoinPath(root, open.subpath);
+  SyncOptions options = SyncOptions::FromOpen(open);
+  if (open.direction == Direction::kPush) {
+    FERRY_RETURN_IF_ERROR(channel.SendMessage(MessageType::kOpenOk, protocol::OpenOk{session_id}));
+    return Receiver(channel, root_fd, display, options, session_id).Run();
+  }
+  Result<ExcludeList> excludes = ExcludeList::Make(options.excludes);
+  if (!excludes.ok()) {
+    channel.SendError(excludes.status());
+    return excludes.status();
+  }
+  ScanOptions scan_options;
+  scan_options.content_hash = options.checksum;
+  scan_options.xattr_filter = XattrFilter{::geteuid() == 0, options.no_selinux};
+  scan_options.excludes = &*excludes;
+  Result<ScanResult> scan = ScanTree(FdPath(root_fd, ""), scan_options);
+  if (!scan.ok()) {
+    Status s = scan.status().Annotate("volume '" + open.volume + "'");
+    channel.SendError(s);
+    return s;
+  }
+  FERRY_RETURN_IF_ERROR(channel.SendMessage(MessageType::kOpenOk, protocol::OpenOk{session_id}));
+  SyncProgress progress;
+  Result<SyncSummary> summary = Sender(channel, FdPath(root_fd, ""), std::move(*scan), &progress, nullptr).Run();
+  return summary.status();
+}
+
+Status ServeSession(Channel& channel, const VolumeTable& volumes, VolumeLocks& locks, uint64_t session_id) {
+  Result<protocol::Open> open = AcceptSession(channel);
+  if (!open.ok()) return open.status();
+  LogContext context("session=" + std::to_string(session_id) + " volume=" + open->volume);
+  auto volume = volumes.paths.find(open->volume);
+  if (volume == volumes.paths.end()) {
+    std::string known;
+    for (const auto& [name, path] : volumes.paths) known += (known.empty() ? "" : ", ") + name;
+    Status s = Status::NotFound("unknown volume '" + open->volume + "' (this daemon serves: " + known + ")");
+    channel.SendError(s);
+    return s;
+  }
+  uint64_t holder = 0;
+  if (!locks.TryLock(open->volume, session_id, &holder)) {
+    Status s = Status::Busy("volume '" + open->volume + "' is busy with session " + std::to_string(holder) +
+                            ": one stage per volume at a time; retry when it ends");
+    channel.SendError(s);
+    return s;
+  }
+  LOG_INFO(std::string(open->direction == Direction::kPush ? "receiving" : "sending") + " stage " +
+           std::to_string(open->stage) + " from " + channel.peer_name());
+  Result<UniqueFd> root_fd = OpenSessionRoot(volume->second, *open);
+  Status s = root_fd.ok() ? RunDirection(channel, *open, volume->second, root_fd->get(), session_id)
+                          : root_fd.status();
+  if (!root_fd.ok()) channel.SendError(s);
+  locks.Unlock(open->volume);
+  if (s.ok()) {
+    LOG_INFO("stage committed");
+  } else {
+    LOG_WARN("stage failed: " + s.ToString());
+  }
+  return s;
+}
+
+}  // namespace ferry

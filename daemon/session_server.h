@@ -1,0 +1,39 @@
+// The daemon side of one session: handshake, volume lookup and lock, then a Receiver (the
+// client pushes) or a Sender (the client pulls) on the volume. Used by `ferry daemon` for
+// each connection and by a local sync for its in-process receiver.
+// Threading: ServeSession runs on the session's thread; VolumeLocks is thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "agent/channel.h"
+#include "base/status.h"
+
+namespace ferry {
+
+struct VolumeTable {
+  std::map<std::string, std::string> paths;  // volume name -> root directory
+};
+
+// One session per volume at a time.
+class VolumeLocks {
+ public:
+  // False when the volume is busy; *holder then names the session that has it.
+  bool TryLock(const std::string& volume, uint64_t session_id, uint64_t* holder);
+  void Unlock(const std::string& volume);
+
+ private:
+  std::mutex mutex_;
+  std::map<std::string, uint64_t> held_;
+};
+
+// Serves one connection until the stage commits or fails. The client is told every failure.
+Status ServeSession(Channel& channel, const VolumeTable& volumes, VolumeLocks& locks, uint64_t session_id);
+
+// Checks a volume name given on the command line: [A-Za-z0-9._:-], 1..kVolumeNameMaxBytes.
+Status ValidateVolumeName(const std::string& name);
+
+}  // namespace ferry

@@ -1,0 +1,306 @@
+#include "daemon/sync_command.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "agent/channel.h"
+#include "agent/fs.h"
+#include "agent/receiver.h"
+#include "agent/scan.h"
+#include "agent/sender.h"
+#include "agent/session.h"
+#include "base/bounds.h"
+#include "daemon/net.h"
+#include "daemon/progress.h"
+#include "daemon/session_server.h"
+
+namespace ferry {
+namespace {
+
+using protocol::Direction;
+using protocol::EntryType;
+using protocol::ItemAction;
+
+constexpr int kConnectTimeoutMs = 10'000;
+
+const char* ActionName(ItemAction a) {
+  switch (a) {
+    case ItemAction::kCreate: return "new";
+    case ItemAction::kUpdate: return "update";
+    case ItemAction::kMetadata: return "attrs";
+    case ItemAction::kDelete: return "delete";
+  }
+  return "?";
+}
+
+const char* TypeName(EntryType t) {
+  switch (t) {
+    case EntryType::kFile: return "file";
+    case EntryType::kDirectory: return "dir";
+    case EntryType::kSymlink: return "symlink";
+    case EntryType::kFifo: return "fifo";
+    case EntryType::kCharDevice: return "chardev";
+    case EntryType::kBlockDevice: return "blockdev";
+    case EntryType::kSocket: return "socket";
+  }
+  return "?";
+}
+
+// Paths may hold any byte but NUL and '/': control bytes are printed as \#ooo (as rsync does).
+std::string PrintablePath(const std::string& path) {
+  if (path.empty()) return "./";
+  std::string out;
+  for (unsigned char c : path) {
+    if (c < 0x20 || c == 0x7f || c == '\\') {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\#%03o", c);
+      out += buf;
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  return out;
+}
+
+// JSON strings must be Unicode: bytes >= 0x80 are written as \u00XX (read as Latin-1).
+std::string JsonString(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(static_cast<char>(c));
+    } else if (c < 0x20 || c >= 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+      out += buf;
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  return out + "\"";
+}
+
+int ExitCodeFor(const Status& s, bool remote_is_source) {
+  switch (s.code()) {
+    case Code::kOk: return kExitOk;
+    case Code::kInvalidArgument: return kExitUsage;
+    case Code::kNetwork: return kExitNetwork;
+    case Code::kProtocol: case Code::kCorruption: return kExitProtocol;
+    case Code::kBusy: return kExitBusy;
+    case Code::kNotFound: return remote_is_source ? kExitSource : kExitTarget;
+    default: return kExitTarget;
+  }
+}
+
+Status MakeDirectories(const std::string& path) {
+  for (size_t pos = 1; pos <= path.size(); ++pos) {
+    if (pos != path.size() && path[pos] != '/') continue;
+    std::string prefix = path.substr(0, pos);
+    if (::mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST) {
+      return Status::Errno(errno, "create target directory '" + prefix + "'");
+    }
+  }
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return Status::InvalidArgument("target '" + path + "' is not a directory");
+  }
+  return Status::Ok();
+}
+
+class SyncRun {
+ public:
+  explicit SyncRun(const SyncRequest& request) : request_(request) {}
+  int Run();
+
+ private:
+  Result<SyncSummary> Push(const Location& target, ScanResult scan);
+  Result<SyncSummary> Pull(const Location& source, const Location& target);
+  protocol::Open MakeOpen(const Location& remote, Direction direction) const;
+  void OnItem(const protocol::Item& item);
+  void Report(const SyncSummary& summary) const;
+
+  const SyncRequest& request_;
+  SyncProgress progress_;
+  std::mutex items_mutex_;
+  std::vector<protocol::Item> items_;  // kept for --json
+  uint64_t items_count_ = 0;
+};
+
+int SyncRun::Run() {
+  Result<Location> source = ParseLocation(request_.source);
+  Result<Location> target = ParseLocation(request_.target);
+  for (const Result<Location>* loc : {&source, &target}) {
+    if (!loc->ok()) {
+      std::fprintf(stderr, "ferry sync: %s\n", loc->status().ToString().c_str());
+      return kExitUsage;
+    }
+  }
+  if (source->remote && target->remote) {
+    std::fprintf(stderr, "ferry sync: both sides are daemons; run ferry sync on one of the two hosts "
+                         "with a local path on that side\n");
+    return kExitUsage;
+  }
+  if (!request_.insecure && (source->remote || target->remote)) {
+    std::fprintf(stderr, "ferry sync: warning: the connection is plaintext (TLS arrives in a later "
+                         "release); pass --insecure to acknowledge\n");
+  }
+  Result<SyncSummary> summary = Status::Aborted("not run");
+  if (source->remote) {
+    summary = Pull(*source, *target);
+  } else {
+    Result<ExcludeList> excludes = ExcludeList::Make(request_.options.excludes);
+    if (!excludes.ok()) {
+      std::fprintf(stderr, "ferry sync: %s\n", excludes.status().ToString().c_str());
+      return kExitUsage;
+    }
+    ScanOptions scan_options;
+    scan_options.content_hash = request_.options.checksum;
+    scan_options.xattr_filter = XattrFilter{::geteuid() == 0, request_.options.no_selinux};
+    scan_options.excludes = &*excludes;
+    Result<ScanResult> scan = ScanTree(source->local_path, scan_options);
+    if (!scan.ok()) {
+      std::fprintf(stderr, "ferry sync: %s\n", scan.status().ToString().c_str());
+      return kExitSource;
+    }
+    summary = Push(*target, std::move(*scan));
+  }
+  if (!summary.ok()) {
+    std::fprintf(stderr, "ferry sync: %s\n", summary.status().ToString().c_str());
+    return ExitCodeFor(summary.status(), source->remote);
+  }
+  Report(*summary);
+  return summary->errors.empty() && summary->files_failed == 0 ? kExitOk : kExitPartial;
+}
+
+protocol::Open SyncRun::MakeOpen(const Location& remote, Direction direction) const {
+  protocol::Open open;
+  open.volume = remote.volume;
+  open.subpath = remote.subpath;
+  open.direction = direction;
+  open.options = request_.options.WireFlags();
+  open.excludes = request_.options.excludes;
+  return open;
+}
+
+Result<SyncSummary> SyncRun::Push(const Location& target, ScanResult scan) {
+  ItemSink sink = [this](const protocol::Item& item) { OnItem(item); };
+  std::unique_ptr<io::ByteStream> client_stream, server_stream;
+  std::thread local_receiver;
+  Status local_status;
+  VolumeTable volumes;
+  VolumeLocks locks;
+  Location remote = target;
+  if (target.remote) {
+    Result<std::unique_ptr<io::ByteStream>> stream = Connect(target.daemon, kConnectTimeoutMs);
+    if (!stream.ok()) return stream.status();
+    client_stream = std::move(*stream);
+  } else {
+    // Local target: the daemon's own session code serves it on a thread.
+    if (!request_.options.dry_run) FERRY_RETURN_IF_ERROR(MakeDirectories(target.local_path));
+    volumes.paths["local"] = target.local_path;
+    remote.volume = "local";
+    FERRY_RETURN_IF_ERROR(io::MakeStreamPair(&server_stream, &client_stream));
+    local_receiver = std::thread([&] {
+      Channel channel(*server_stream);
+      local_status = ServeSession(channel, volumes, locks, 1);
+    });
+  }
+  Channel channel(*client_stream);
+  ProgressPrinter printer(progress_, request_.progress);
+  Result<SyncSummary> summary = Status::Aborted("not run");
+  Result<protocol::OpenOk> opened = OpenSession(channel, MakeOpen(remote, Direction::kPush),
+                                                request_.compress && target.remote);
+  if (!opened.ok()) {
+    summary = opened.status();
+  } else {
+    summary = Sender(channel, request_.source, std::move(scan), &progress_, sink).Run();
+  }
+  if (local_receiver.joinable()) {
+    if (!summary.ok()) client_stream->Shutdown();
+    local_receiver.join();
+    if (summary.ok() && !local_status.ok()) summary = local_status;
+  }
+  return summary;
+}
+
+Result<SyncSummary> SyncRun::Pull(const Location& source, const Location& target) {
+  if (!request_.options.dry_run) FERRY_RETURN_IF_ERROR(MakeDirectories(target.local_path));
+  UniqueFd root(::open(target.local_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root.valid()) {
+    if (request_.options.dry_run && errno == ENOENT) {
+      return Status::NotFound("target '" + target.local_path + "' does not exist (a dry run creates nothing)");
+    }
+    return Status::Errno(errno, "open target '" + target.local_path + "'");
+  }
+  Result<std::unique_ptr<io::ByteStream>> stream = Connect(source.daemon, kConnectTimeoutMs);
+  if (!stream.ok()) return stream.status();
+  Channel channel(**stream);
+  Result<protocol::OpenOk> opened = OpenSession(channel, MakeOpen(source, Direction::kPull), request_.compress);
+  if (!opened.ok()) return opened.status();
+  ProgressPrinter printer(progress_, request_.progress);
+  auto start = std::chrono::steady_clock::now();
+  Receiver receiver(channel, root.get(), target.local_path, request_.options, opened->session_id, &progress_);
+  receiver.SetItemSink([this](const protocol::Item& item) { OnItem(item); });
+  Status s = receiver.Run();
+  if (!s.ok()) return s;
+  SyncSummary summary = receiver.Summary();
+  summary.duration_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return summary;
+}
+
+void SyncRun::OnItem(const protocol::Item& item) {
+  std::lock_guard<std::mutex> lock(items_mutex_);
+  items_count_ += 1;
+  if (request_.json) {
+    items_.push_back(item);
+    return;
+  }
+  std::printf("%-7s %-8s %s\n", ActionName(item.action), TypeName(item.type), PrintablePath(item.path).c_str());
+}
+
+void SyncRun::Report(const SyncSummary& s) const {
+  for (const std::string& e : s.errors) std::fprintf(stderr, "ferry sync: could not read: %s\n", e.c_str());
+  if (request_.json) {
+    std::printf("{\"files_total\":%llu,\"files_sent\":%llu,\"bytes_total\":%llu,\"bytes_sent_wire\":%llu,"
+                "\"entries_deleted\":%llu,\"files_changed_during_read\":%llu,\"files_vanished\":%llu,"
+                "\"files_failed\":%llu,\"duration_s\":%.3f,\"dry_run\":%s,\"changes\":[",
+                (unsigned long long)s.files_total, (unsigned long long)s.files_sent,
+                (unsigned long long)s.bytes_total, (unsigned long long)s.bytes_sent_wire,
+                (unsigned long long)s.entries_deleted, (unsigned long long)s.files_changed_during_read,
+                (unsigned long long)s.files_vanished, (unsigned long long)s.files_failed, s.duration_s,
+                request_.options.dry_run ? "true" : "false");
+    for (size_t i = 0; i < items_.size(); ++i) {
+      std::printf("%s{\"action\":\"%s\",\"type\":\"%s\",\"path\":%s}", i ? "," : "", ActionName(items_[i].action),
+                  TypeName(items_[i].type), JsonString(items_[i].path).c_str());
+    }
+    std::printf("]}\n");
+    return;
+  }
+  if (request_.options.dry_run) {
+    std::fprintf(stderr, "dry run: %llu changes listed, nothing modified\n", (unsigned long long)items_count_);
+    return;
+  }
+  std::fprintf(stderr,
+               "synced %s -> %s: %llu entries, %llu files sent (%s of %s), %s on the wire, %llu deleted, "
+               "%llu changed during read, %llu vanished, %.2f s\n",
+               request_.source.c_str(), request_.target.c_str(), (unsigned long long)s.files_total,
+               (unsigned long long)s.files_sent, HumanBytes(static_cast<double>(progress_.bytes_sent.load())).c_str(),
+               HumanBytes(static_cast<double>(s.bytes_total)).c_str(),
+               HumanBytes(static_cast<double>(s.bytes_sent_wire)).c_str(), (unsigned long long)s.entries_deleted,
+               (unsigned long long)s.files_changed_during_read, (unsigned long long)s.files_vanished, s.duration_s);
+}
+
+}  // namespace
+
+int RunSync(const SyncRequest& request) { return SyncRun(request).Run(); }
+
+}  // namespace ferry

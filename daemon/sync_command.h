@@ -1,0 +1,38 @@
+// `ferry sync SRC DST`: a one-shot stage between two locations, each a local directory or a
+// volume on a daemon. Local to local runs the daemon's session code in-process over a
+// socketpair, so every sync speaks the same protocol.
+// Threading: RunSync runs on the caller's thread plus the session threads it starts.
+#pragma once
+
+#include <string>
+
+#include "agent/sync_types.h"
+
+namespace ferry {
+
+// Exit codes of `ferry sync` (documented in the README).
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitUsage = 1,      // bad flags or locations
+  kExitSource = 2,     // source missing or unreadable
+  kExitTarget = 3,     // target failed: unknown volume, I/O error, no space, permission
+  kExitNetwork = 4,    // daemon unreachable, connection lost, timeout
+  kExitProtocol = 5,   // the peer is not a compatible ferry, or sent damaged data
+  kExitBusy = 6,       // volume busy or daemon full: retry later
+  kExitDaemon = 7,     // `ferry daemon` could not start (port in use, bad volume, state dir)
+  kExitPartial = 23,   // finished, but some source files could not be read (named on stderr)
+};
+
+struct SyncRequest {
+  std::string source;
+  std::string target;
+  SyncOptions options;
+  bool progress = false;
+  bool json = false;
+  bool insecure = false;
+  bool compress = true;
+};
+
+int RunSync(const SyncRequest& request);
+
+}  // namespace ferry

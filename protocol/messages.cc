@@ -1,0 +1,391 @@
+#include "protocol/messages.h"
+
+#include "base/bounds.h"
+#include "base/check.h"
+#include "protocol/wire.h"
+
+namespace ferry::protocol {
+
+const char* MessageTypeName(uint8_t type) {
+  static const char* const kNames[] = {"?",     "HELLO", "WELCOME", "OPEN",     "OPEN_OK",
+                                       "ENTRIES", "ENTRIES_END", "NEED", "NEED_END", "DATA",
+                                       "FILE_END", "DONE", "ITEMS", "COMMIT", "ERROR"};
+  static_assert(sizeof(kNames) / sizeof(kNames[0]) == kMessageTypeMax + 1);
+  return type <= kMessageTypeMax ? kNames[type] : "UNKNOWN";
+}
+
+// --- HELLO / WELCOME ---
+void Hello::Encode(std::string* out) const {
+  WireWriter w(out);
+  w.U32(version_min);
+  w.U32(version_max);
+  w.U64(capabilities);
+  w.Bytes(agent);
+}
+Result<Hello> Hello::Decode(std::string_view in) {
+  WireReader r(in);
+  Hello m;
+  FERRY_RETURN_IF_ERROR(r.U32(&m.version_min));
+  FERRY_RETURN_IF_ERROR(r.U32(&m.version_max));
+  FERRY_RETURN_IF_ERROR(r.U64(&m.capabilities));
+  FERRY_RETURN_IF_ERROR(r.Bytes(kMessageTextMaxBytes, "agent name", &m.agent));
+  FERRY_RETURN_IF_ERROR(r.ExpectEnd("HELLO"));
+  if (m.version_min > m.version_max) return Status::Corruption("HELLO version range is empty");
+  return m;
+}
+
+void Welcome::Encode(std::string* out) const {
+  WireWriter w(out);
+  w.U32(version);
+  w.U64(capabilities);
+  w.Bytes(agent);
+}
+Result<Welcome> Welcome::Decode(std::string_view in) {
+  WireReader r(in);
+  Welcome m;
+  FERRY_RETURN_IF_ERROR(r.U32(&m.version));
+  FERRY_RETURN_IF_ERROR(r.U64(&m.capabilities));
+  FERRY_RETURN_IF_ERROR(r.Bytes(kMessageTextMaxBytes, "agent name", &m.agent));
+  FERRY_RETURN_IF_ERROR(r.ExpectEnd("WELCOME"));
+  return m;
+}
+
+// --- OPEN / OPEN_OK ---
+void Open::Encode(std::string* out) const {
+  CHECK(excludes.size() <= kExcludePatternsMax);
+  WireWriter w(out);
+  w.Bytes(volume);
+  w.Bytes(subpath);
+  w.Varint(stage);
+  w.U8(static_cast<uint8_t>(direction));
+  w.U32(options);
+  w.Varint(excludes.size());
+  for (const std::string& e : excludes) w.Bytes(e);
+}
+Result<Open> Open::Decode(std::string_view in) {
+  WireReader r(in);
+  Open m;
+  uint8_t direction = 0;
+  uint64_t count = 0;
+  FERRY_RETURN_IF_ERROR(r.Bytes(kVolumeNameMaxBytes, "volume name", &m.volume));
+  FERRY_RETURN_IF_ERROR(r.Bytes(kPathMaxBytes, "subpath", &m.subpath));
+  FERRY_RETURN_IF_ERROR(r.Varint(&m.stage));
+  FERRY_RETURN_IF_ERROR(r.U8(&direction));
+  FERRY_RETURN_IF_ERROR(r.U32(&m.options));
+  FERRY_RETURN_IF_ERROR(r.VarintMax(kExcludePatternsMax, "exclude count", &count));
+  m.excludes.resize(count);
+  for (std::string& e : m.excludes) {
+    FERRY_RETURN_IF_ERROR(r.Bytes(kExcludePatternMaxBytes, "exclude pattern", &e));
+  }
+  FERRY_RETURN_IF_ERROR(r.ExpectEnd("OPEN"));
+  if (direction > 1) return Status::Corruption("OPEN has an unknown direction");
+  if ((m.options & ~kOptsKnown) != 0) return Status::Protocol("OPEN has unknown option bits");
+  m.direction = static_cast<Direction>(direction);
+  return m;
+}
+
+void OpenOk::Encode(std::string* out) const { WireWriter(out).U64(session_id); }
+Result<OpenOk> OpenOk::Decode(std::string_view in) {
+  WireReader r(in);
+  OpenOk m;
+  FERRY_RETURN_IF_ERROR(r.U64(&m.session_id));
+  FERRY_RETURN_IF_ERROR(r.ExpectEnd("OPEN_OK"));
+  return m;
+}
+
+// --- ENTRIES ---
+namespace {
+
+void EncodeEntry(const Entry& e, WireWriter& w) {
+  w.Varint(e.id);
+  w.U8(static_cast<uint8_t>(e.type));
+  w.Bytes(e.path);
+  w.Varint(e.mode);
+  w.Varint(e.uid);
+  w.Varint(e.gid);
+  w.SignedVarint(e.mtime_sec);
+  w.Varint(e.mtime_nsec);
+  if (e.type == EntryType::kFile) {
+    w.Varint(e.size);
+    w.Varint(e.hardlink_leader_plus1);
+    w.U8(e.has_content_hash ? 1 : 0);
+    if (e.has_content_hash) {
+      w.Raw(std::string_view(reinterpret_cast<const char*>(e.content_hash.data()), 16));
+    }
+  }
+  if (e.type == EntryType::kCharDevice || e.type == EntryType::kBlockDevice) w.Varint(e.rdev);
+  if (e.type == EntryType::kSymlink) w.Bytes(e.link_target);
+  w.Varint(e.xattrs.size());
+  for (const Xattr& x : e.xattrs) {
+    w.Bytes(x.name);
+    w.Bytes(x.value);
+  }
+}
+
+Status DecodeFileFields(WireReader& r, Entry& e) {
+  uint64_t leader = 0;
+  uint8_t has_hash = 0;
+  FERRY_RETURN_IF_ERROR(r.Varint(&e.size));
+  FERRY_RETURN_IF_ERROR(r.VarintMax(e.id, "hard link leader", &leader));  // leader < id
+  e.hardlink_leader_plus1 = static_cast<uint32_t>(leader);
+  FERRY_RETURN_IF_ERROR(r.U8(&has_hash));
+  if (has_hash > 1) return Status::Corruption("entry hash flag is not 0 or 1");
+  e.has_content_hash = has_hash == 1;
+  if (e.has_content_hash) {
+    std::string_view raw;
+    FERRY_RETURN_IF_ERROR(r.Raw(16, &raw));
+    std::copy(raw.begin(), raw.end(), e.content_hash.begin());
+  }
+  return Status::Ok();
+}
+
+Status DecodeXattrs(WireReader& r, Entry& e) {
+  uint64_t count = 0;
+  FERRY_RETURN_IF_ERROR(r.VarintMax(kXattrsPerEntryMax, "xattr count", &count));
+  e.xattrs.resize(count);
+  size_t total_bytes = 0;
+  for (size_t i = 0; i < count; ++i) {
+    Xattr& x = e.xattrs[i];
+    FERRY_RETURN_IF_ERROR(r.Bytes(kXattrNameMaxBytes, "xattr name", &x.name));
+    FERRY_RETURN_IF_ERROR(r.Bytes(kXattrValueMaxBytes, "xattr value", &x.value));
+    if (x.name.empty() || x.name.find('\0') != std::string::npos) {
+      return Status::Corruption("xattr name is empty or holds NUL");
+    }
+    if (i > 0 && !(e.xattrs[i - 1].name < x.name)) {
+      return Status::Corruption("xattr names are not sorted and unique");
+    }
+    total_bytes += x.name.size() + x.value.size();
+    if (total_bytes > kXattrBytesPerEntryMax) return Status::Corruption("xattrs of one entry too large");
+  }
+  return Status::Ok();
+}
+
+Status DecodeEntry(WireReader& r, uint32_t expected_id, Entry& e) {
+  uint64_t id = 0, type = 0, mode = 0, uid = 0, gid = 0, nsec = 0;
+  FERRY_RETURN_IF_ERROR(r.Varint(&id));
+  if (id != expected_id) {
+    return Status::Corruption("entry id " + std::to_string(id) + " out of order, expected " +
+                              std::to_string(expected_id));
+  }
+  e.id = expected_id;
+  uint8_t type8 = 0;
+  FERRY_RETURN_IF_ERROR(r.U8(&type8));
+  type = type8;
+  if (type == 0 || type > kEntryTypeMax) return Status::Corruption("entry has unknown type");
+  e.type = static_cast<EntryType>(type);
+  FERRY_RETURN_IF_ERROR(r.Bytes(kPathMaxBytes, "entry path", &e.path));
+  FERRY_RETURN_IF_ERROR(r.VarintMax(07777, "entry mode", &mode));
+  FERRY_RETURN_IF_ERROR(r.VarintMax(UINT32_MAX, "entry uid", &uid));
+  FERRY_RETURN_IF_ERROR(r.VarintMax(UINT32_MAX, "entry gid", &gid));
+  FERRY_RETURN_IF_ERROR(r.SignedVarint(&e.mtime_sec));
+  FERRY_RETURN_IF_ERROR(r.VarintMax(999'999'999, "entry mtime nanoseconds", &nsec));
+  e.mode = static_cast<uint32_t>(mode);
+  e.uid = static_cast<uint32_t>(uid);
+  e.gid = static_cast<uint32_t>(gid);
+  e.mtime_nsec = static_cast<uint32_t>(nsec);
+  if (e.type == EntryType::kFile) FERRY_RETURN_IF_ERROR(DecodeFileFields(r, e));
+  if (e.type == EntryType::kCharDevice || e.type == EntryType::kBlockDevice) {
+    FERRY_RETURN_IF_ERROR(r.Varint(&e.rdev));
+  }
+  if (e.type == EntryType::kSymlink) {
+    FERRY_RETURN_IF_ERROR(r.Bytes(kSymlinkTargetMaxBytes, "symlink target", &e.link_target));
+    if (e.link_target.empty() || e.link_target.find('\0') != std::string::npos) {
+      return Status::Corruption("symlink target is empty or holds NUL");
+    }
+  }
+  return DecodeXattrs(r, e);
+}
+
+}  // namespace
+
+void Entries::Encode(std::string* out) const {
+  CHECK(!entries.empty() && entries.size() <= kEntriesPerBatchMax);
+  WireWriter w(out);
+  w.Varint(entries.size());
+  for (const Entry& e : entries) EncodeEntry(e, w);
+}
+
+Result<Entries> Entries::Decode(std::string_view in, uint32_t next_id) {
+  WireReader r(in);
+  uint64_t count = 0;
+  FERRY_RETURN_IF_ERROR(r.VarintMax(kEntriesPerBatchMax, "entry count", &count));
+  if (count == 0) return Status::Corruption("ENTRIES batch is empty");
+  if (uint64_t{next_id} + count > kEntriesPerSessionMax) {
+    return Status::Corruption("session exceeds " + std::to_string(kEntriesPerSessionMax) + " entries");
+  }
+  Entries m;
+  m.entries.resize(count);
+  for (size_t i = 0; i < count; ++i) {
+    FERRY_RETURN_IF_ERROR(DecodeEntry(r, next_id + static_cast<uint32_t>(i), m.entries[i]));
+  }
+  FERRY_RETURN_IF_ERROR(r.ExpectEnd("ENTRIES"));
+  return m;
+}
+
+// --- counts, NEED, DATA, FILE_END ---
+void Count::Encode(std::string* out) const { WireWriter(out).Varint(count); }
+Result<Count> Count::Decode(std::string_view in) {
+  WireReader r(in);
+  Count m;
+  FERRY_RETURN_IF_ERROR(r.VarintMax(kEntriesPerSessionMax, "count", &m.count));
+  FERRY_RETURN_IF_ERROR(r.ExpectEnd("count message"));
+  return m;
+}
+
+void EntriesEnd::Encode(std::string* out) const {
+  WireWriter w(out);
+  w.Varint(count);
+  w.U8(flags);
+}
+Result<EntriesEnd> EntriesEnd::Decode(std::string_view in) {
+  WireReader r(in);
+  EntriesEnd m;
+  FERRY_RETURN_IF_ERROR(r.VarintMax(kEntriesPerSessionMax, "entry total", &m.count));
+  FERRY_RETURN_IF_ERROR(r.U8(&m.flags));
+  FERRY_RETURN_IF_ERROR(r.ExpectEnd("ENTRIES_END"));
+  if ((m.flags & ~kEntriesEndScanIncomplete) != 0) return Status::Corruption("ENTRIES_END has unknown flags");
+  return m;
+}
+
+void Need::Encode(std::string* out) const {
+  CHECK(!ids.empty() && ids.size() <= kIdsPerBatchMax);
+  WireWriter w(out);
+  w.Varint(ids.size());
+  for (uint32_t id : ids) w.Varint(id);
+}
+Result<Need> Need::Decode(std::string_view in) {
+  WireReader r(in);
+  uint64_t count = 0;
+  FERRY_RETURN_IF_ERROR(r.VarintMax(kIdsPerBatchMax, "NEED count", &count));
+  if (count == 0) return Status::Corruption("NEED batch is empty");
+  Need m;
+  m.ids.resize(count);
+  for (uint32_t& id : m.ids) {
+    uint64_t v = 0;
+    FERRY_RETURN_IF_ERROR(r.VarintMax(kEntriesPerSessionMax - 1, "NEED id", &v));
+    id = static_cast<uint32_t>(v);
+  }
+  FERRY_RETURN_IF_ERROR(r.ExpectEnd("NEED"));
+  return m;
+}
+
+void Data::Encode(std::string* out) const {
+  CHECK(bytes.size() <= kDataChunkMaxBytes);
+  WireWriter w(out);
+  w.Varint(id);
+  w.Varint(offset);
+  w.Raw(bytes);  // the rest of the payload
+}
+Result<Data> Data::Decode(std::string_view in) {
+  WireReader r(in);
+  Data m;
+  uint64_t id = 0;
+  FERRY_RETURN_IF_ERROR(r.VarintMax(kEntriesPerSessionMax - 1, "DATA id", &id));
+  FERRY_RETURN_IF_ERROR(r.Varint(&m.offset));
+  m.id = static_cast<uint32_t>(id);
+  if (r.remaining() == 0 || r.remaining() > kDataChunkMaxBytes) {
+    return Status::Corruption("DATA chunk of " + std::to_string(r.remaining()) + " bytes");
+  }
+  if (m.offset > (uint64_t{1} << 62) - r.remaining()) return Status::Corruption("DATA offset overflows");
+  FERRY_RETURN_IF_ERROR(r.Raw(r.remaining(), &m.bytes));
+  return m;
+}
+
+void FileEnd::Encode(std::string* out) const {
+  WireWriter w(out);
+  w.Varint(id);
+  w.U8(static_cast<uint8_t>(outcome));
+  w.Varint(size);
+  w.Raw(std::string_view(reinterpret_cast<const char*>(content_hash.data()), 16));
+  w.Bytes(message);
+}
+Result<FileEnd> FileEnd::Decode(std::string_view in) {
+  WireReader r(in);
+  FileEnd m;
+  uint64_t id = 0;
+  uint8_t outcome = 0;
+  std::string_view hash;
+  FERRY_RETURN_IF_ERROR(r.VarintMax(kEntriesPerSessionMax - 1, "FILE_END id", &id));
+  FERRY_RETURN_IF_ERROR(r.U8(&outcome));
+  FERRY_RETURN_IF_ERROR(r.Varint(&m.size));
+  FERRY_RETURN_IF_ERROR(r.Raw(16, &hash));
+  FERRY_RETURN_IF_ERROR(r.Bytes(kMessageTextMaxBytes, "FILE_END message", &m.message));
+  FERRY_RETURN_IF_ERROR(r.ExpectEnd("FILE_END"));
+  if (outcome > kFileOutcomeMax) return Status::Corruption("FILE_END has unknown outcome");
+  m.id = static_cast<uint32_t>(id);
+  m.outcome = static_cast<FileOutcome>(outcome);
+  std::copy(hash.begin(), hash.end(), m.content_hash.begin());
+  return m;
+}
+
+// --- ITEMS, COMMIT, ERROR ---
+void Items::Encode(std::string* out) const {
+  CHECK(!items.empty() && items.size() <= kItemsPerBatchMax);
+  WireWriter w(out);
+  w.Varint(items.size());
+  for (const Item& i : items) {
+    w.U8(static_cast<uint8_t>(i.action));
+    w.U8(static_cast<uint8_t>(i.type));
+    w.Bytes(i.path);
+  }
+}
+Result<Items> Items::Decode(std::string_view in) {
+  WireReader r(in);
+  uint64_t count = 0;
+  FERRY_RETURN_IF_ERROR(r.VarintMax(kItemsPerBatchMax, "ITEMS count", &count));
+  if (count == 0) return Status::Corruption("ITEMS batch is empty");
+  Items m;
+  m.items.resize(count);
+  for (Item& i : m.items) {
+    uint8_t action = 0, type = 0;
+    FERRY_RETURN_IF_ERROR(r.U8(&action));
+    FERRY_RETURN_IF_ERROR(r.U8(&type));
+    FERRY_RETURN_IF_ERROR(r.Bytes(kPathMaxBytes, "item path", &i.path));
+    if (action == 0 || action > kItemActionMax) return Status::Corruption("item has unknown action");
+    if (type == 0 || type > kEntryTypeMax) return Status::Corruption("item has unknown type");
+    i.action = static_cast<ItemAction>(action);
+    i.type = static_cast<EntryType>(type);
+  }
+  FERRY_RETURN_IF_ERROR(r.ExpectEnd("ITEMS"));
+  return m;
+}
+
+void Commit::Encode(std::string* out) const {
+  WireWriter w(out);
+  for (uint64_t v : {files_written, bytes_written, entries_deleted, files_changed_during_read,
+                     files_vanished, files_failed}) {
+    w.Varint(v);
+  }
+}
+Result<Commit> Commit::Decode(std::string_view in) {
+  WireReader r(in);
+  Commit m;
+  for (uint64_t* v : {&m.files_written, &m.bytes_written, &m.entries_deleted,
+                      &m.files_changed_during_read, &m.files_vanished, &m.files_failed}) {
+    FERRY_RETURN_IF_ERROR(r.Varint(v));
+  }
+  FERRY_RETURN_IF_ERROR(r.ExpectEnd("COMMIT"));
+  return m;
+}
+
+void Error::Encode(std::string* out) const {
+  WireWriter w(out);
+  w.U32(code);
+  w.Bytes(message.size() <= kMessageTextMaxBytes ? std::string_view(message)
+                                                 : std::string_view(message).substr(0, kMessageTextMaxBytes));
+}
+Result<Error> Error::Decode(std::string_view in) {
+  WireReader r(in);
+  Error m;
+  FERRY_RETURN_IF_ERROR(r.U32(&m.code));
+  FERRY_RETURN_IF_ERROR(r.Bytes(kMessageTextMaxBytes, "error message", &m.message));
+  FERRY_RETURN_IF_ERROR(r.ExpectEnd("ERROR"));
+  return m;
+}
+Status Error::ToStatus() const {
+  Code c = (code == 0 || code > static_cast<uint32_t>(Code::kAborted)) ? Code::kProtocol
+                                                                      : static_cast<Code>(code);
+  return Status::Make(c, message);
+}
+
+}  // namespace ferry::protocol

@@ -1,0 +1,211 @@
+// Messages: the payloads of frames, one struct per message type, each with Encode and Decode.
+// Decoders check every length, count and enum against base/bounds.h and reject trailing bytes.
+// protocol/FORMAT.md is the specification. Pure code. Threading: plain values.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "base/result.h"
+#include "base/status.h"
+
+namespace ferry::protocol {
+
+inline constexpr uint32_t kProtocolVersion = 1;
+inline constexpr uint32_t kProtocolVersionMin = 1;
+
+enum class MessageType : uint8_t {
+  kHello = 1,
+  kWelcome = 2,
+  kOpen = 3,
+  kOpenOk = 4,
+  kEntries = 5,
+  kEntriesEnd = 6,
+  kNeed = 7,
+  kNeedEnd = 8,
+  kData = 9,
+  kFileEnd = 10,
+  kDone = 11,
+  kItems = 12,
+  kCommit = 13,
+  kError = 14,
+};
+inline constexpr uint8_t kMessageTypeMax = 14;
+const char* MessageTypeName(uint8_t type);
+
+// Capabilities (HELLO / WELCOME): the intersection is what the session may use.
+inline constexpr uint64_t kCapZstd = 1u << 0;
+inline constexpr uint64_t kCapsAll = kCapZstd;
+
+struct Hello {
+  uint32_t version_min = kProtocolVersionMin;
+  uint32_t version_max = kProtocolVersion;
+  uint64_t capabilities = 0;
+  std::string agent;  // "ferry 0.1.0", for logs
+  void Encode(std::string* out) const;
+  static Result<Hello> Decode(std::string_view in);
+};
+
+struct Welcome {
+  uint32_t version = kProtocolVersion;
+  uint64_t capabilities = 0;
+  std::string agent;
+  void Encode(std::string* out) const;
+  static Result<Welcome> Decode(std::string_view in);
+};
+
+enum class Direction : uint8_t { kPush = 0, kPull = 1 };  // who sends: the client, or the daemon
+
+inline constexpr uint32_t kOptDryRun = 1u << 0;
+inline constexpr uint32_t kOptChecksum = 1u << 1;
+inline constexpr uint32_t kOptNoSelinux = 1u << 2;
+inline constexpr uint32_t kOptItemize = 1u << 3;  // receiver reports each change (ITEMS)
+inline constexpr uint32_t kOptsKnown = (1u << 4) - 1;
+
+struct Open {
+  std::string volume;
+  std::string subpath;  // "" or a relative path inside the volume
+  uint64_t stage = 0;
+  Direction direction = Direction::kPush;
+  uint32_t options = 0;
+  std::vector<std::string> excludes;
+  void Encode(std::string* out) const;
+  static Result<Open> Decode(std::string_view in);
+};
+
+struct OpenOk {
+  uint64_t session_id = 0;
+  void Encode(std::string* out) const;
+  static Result<OpenOk> Decode(std::string_view in);
+};
+
+enum class EntryType : uint8_t {
+  kFile = 1, kDirectory = 2, kSymlink = 3, kFifo = 4, kCharDevice = 5, kBlockDevice = 6, kSocket = 7,
+};
+inline constexpr uint8_t kEntryTypeMax = 7;
+
+using Hash128 = std::array<uint8_t, 16>;
+
+struct Xattr {
+  std::string name;
+  std::string value;
+  bool operator==(const Xattr&) const = default;
+};
+
+// One manifest entry. Ids are assigned by the sender, 0, 1, 2, ... in order of sending.
+struct Entry {
+  uint32_t id = 0;
+  EntryType type = EntryType::kFile;
+  std::string path;  // relative, '/'-separated, validated by the receiver before use
+  uint32_t mode = 0;  // permission bits incl. setuid/setgid/sticky (<= 07777)
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint64_t size = 0;       // kFile
+  int64_t mtime_sec = 0;
+  uint32_t mtime_nsec = 0;
+  uint64_t rdev = 0;        // devices
+  std::string link_target;  // kSymlink, verbatim
+  // kFile: 0 for none, else 1 + id of an earlier file entry this one is a hard link of.
+  uint32_t hardlink_leader_plus1 = 0;
+  std::vector<Xattr> xattrs;  // sorted by name, unique
+  bool has_content_hash = false;  // --checksum
+  Hash128 content_hash{};
+  bool operator==(const Entry&) const = default;
+};
+
+struct Entries {
+  std::vector<Entry> entries;
+  void Encode(std::string* out) const;
+  // `next_id` is the id the first entry must carry: ids are dense and in order, so duplicates
+  // and out-of-range ids are rejected here.
+  static Result<Entries> Decode(std::string_view in, uint32_t next_id);
+};
+
+struct Count {  // NEED_END, DONE: a total the peer checks against its own
+  uint64_t count = 0;
+  void Encode(std::string* out) const;
+  static Result<Count> Decode(std::string_view in);
+};
+
+// ENTRIES_END: the manifest is complete. A scan that could not read part of the tree says so,
+// and the receiver then deletes nothing (it cannot tell what the sender did not see).
+inline constexpr uint8_t kEntriesEndScanIncomplete = 1u << 0;
+struct EntriesEnd {
+  uint64_t count = 0;
+  uint8_t flags = 0;
+  void Encode(std::string* out) const;
+  static Result<EntriesEnd> Decode(std::string_view in);
+};
+
+struct Need {
+  std::vector<uint32_t> ids;
+  void Encode(std::string* out) const;
+  static Result<Need> Decode(std::string_view in);
+};
+
+struct Data {
+  uint32_t id = 0;
+  uint64_t offset = 0;
+  std::string_view bytes;  // points into the decoded payload
+  void Encode(std::string* out) const;
+  static Result<Data> Decode(std::string_view in);
+};
+
+enum class FileOutcome : uint8_t {
+  kComplete = 0,  // read without change
+  kChanged = 1,   // changed while read: data sent, to be resent next stage
+  kVanished = 2,  // gone before it could be read: nothing sent
+  kReadError = 3,  // could not be read (message says why): nothing committed
+};
+inline constexpr uint8_t kFileOutcomeMax = 3;
+
+struct FileEnd {
+  uint32_t id = 0;
+  FileOutcome outcome = FileOutcome::kComplete;
+  uint64_t size = 0;  // bytes of the file as sent (data + holes)
+  Hash128 content_hash{};  // xxh3-128 over the data chunks in order (offset, bytes)
+  std::string message;
+  void Encode(std::string* out) const;
+  static Result<FileEnd> Decode(std::string_view in);
+};
+
+enum class ItemAction : uint8_t { kCreate = 1, kUpdate = 2, kMetadata = 3, kDelete = 4 };
+inline constexpr uint8_t kItemActionMax = 4;
+
+struct Item {
+  ItemAction action = ItemAction::kCreate;
+  EntryType type = EntryType::kFile;
+  std::string path;
+  bool operator==(const Item&) const = default;
+};
+
+struct Items {
+  std::vector<Item> items;
+  void Encode(std::string* out) const;
+  static Result<Items> Decode(std::string_view in);
+};
+
+struct Commit {
+  uint64_t files_written = 0;
+  uint64_t bytes_written = 0;
+  uint64_t entries_deleted = 0;
+  uint64_t files_changed_during_read = 0;
+  uint64_t files_vanished = 0;
+  uint64_t files_failed = 0;
+  void Encode(std::string* out) const;
+  static Result<Commit> Decode(std::string_view in);
+};
+
+struct Error {
+  uint32_t code = 0;  // ferry::Code
+  std::string message;
+  void Encode(std::string* out) const;
+  static Result<Error> Decode(std::string_view in);
+  Status ToStatus() const;
+};
+
+}  // namespace ferry::protocol
