@@ -87,6 +87,8 @@ Status Receiver::HandleFileEnd(const Frame& frame) {
   file_state_[end->id] = kFileFinished;
   needs_finished_ += 1;
   progress_->files_sent += 1;
+  uint64_t arrived = open_file_ ? open_file_->bytes_written : 0;
+  progress_->bytes_skipped += entries_[end->id].size - std::min(entries_[end->id].size, arrived);
   switch (end->outcome) {
     case FileOutcome::kVanished:
       figures_.files_vanished += 1;

@@ -201,6 +201,7 @@ Status Sender::SendFile(uint32_t id) {
   end.id = id;
   end.size = entry.size;
   UniqueFd fd(::openat(root_fd_.get(), entry.path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  uint64_t data_bytes = 0;
   struct stat before;
   if (!fd.valid() || ::fstat(fd.get(), &before) != 0 || !S_ISREG(before.st_mode)) {
     bool gone = !fd.valid() && (errno == ENOENT || errno == ELOOP || errno == ENOTDIR);
@@ -208,7 +209,7 @@ Status Sender::SendFile(uint32_t id) {
     end.outcome = gone ? FileOutcome::kVanished : FileOutcome::kReadError;
     end.message = gone ? "" : "open '" + entry.path + "': " + std::strerror(errno);
   } else {
-    FERRY_RETURN_IF_ERROR(SendFileData(fd.get(), entry, &end));
+    FERRY_RETURN_IF_ERROR(SendFileData(fd.get(), entry, &end, &data_bytes));
     struct stat after;
     bool moved = ::fstat(fd.get(), &after) != 0 || !SameContentStat(before, after) ||
                  static_cast<uint64_t>(before.st_size) != entry.size ||
@@ -216,6 +217,7 @@ Status Sender::SendFile(uint32_t id) {
     if (end.outcome == FileOutcome::kComplete && moved) end.outcome = FileOutcome::kChanged;
   }
   if (end.outcome == FileOutcome::kReadError) summary_.errors.push_back(end.message);
+  progress_->bytes_skipped += entry.size - std::min(entry.size, data_bytes);
   if (end.outcome != FileOutcome::kVanished && end.outcome != FileOutcome::kReadError) {
     summary_.files_sent += 1;
   }
@@ -225,7 +227,7 @@ Status Sender::SendFile(uint32_t id) {
 
 // Sends the data regions of the file (SEEK_DATA / SEEK_HOLE) up to the scanned size, in chunks,
 // hashing (offset, bytes) of each chunk into end->content_hash.
-Status Sender::SendFileData(int fd, const Entry& entry, protocol::FileEnd* end) {
+Status Sender::SendFileData(int fd, const Entry& entry, protocol::FileEnd* end, uint64_t* data_bytes) {
   Xxh3Hasher hasher;
   const uint64_t size = entry.size;
   Status status;
@@ -257,6 +259,7 @@ Status Sender::SendFileData(int fd, const Entry& entry, protocol::FileEnd* end) 
       status = channel_.Send(MessageType::kData, payload_);
       if (!status.ok()) break;
       at += static_cast<uint64_t>(n);
+      *data_bytes += static_cast<uint64_t>(n);
       progress_->bytes_sent += static_cast<uint64_t>(n);
     }
     offset = std::max(offset, region_end);

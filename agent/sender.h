@@ -35,7 +35,8 @@ class Sender {
   // Sends every NEED received so far; with `wait`, until the receiver's NEED_END.
   Status SendNeededFiles(bool wait);
   Status SendFile(uint32_t id);
-  Status SendFileData(int fd, const protocol::Entry& entry, protocol::FileEnd* end);
+  // *data_bytes: content bytes sent (holes are not).
+  Status SendFileData(int fd, const protocol::Entry& entry, protocol::FileEnd* end, uint64_t* data_bytes);
   void Fail(const Status& status);
 
   Channel& channel_;

@@ -31,6 +31,9 @@ struct SyncProgress {
   std::atomic<bool> needs_complete{false};  // every NEED has arrived: the totals are final
   std::atomic<uint64_t> files_sent{0};
   std::atomic<uint64_t> bytes_sent{0};  // file content bytes, before compression
+  // Bytes of needed files that are done without being sent: holes, and the rest of files that
+  // shrank or vanished. bytes_sent + bytes_skipped reaches bytes_needed at the end.
+  std::atomic<uint64_t> bytes_skipped{0};
   std::atomic<uint64_t> wire_bytes{0};
 };
 

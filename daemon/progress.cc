@@ -47,17 +47,18 @@ void ProgressPrinter::Loop() {
 
 void ProgressPrinter::Print(double elapsed_s) {
   double sent = static_cast<double>(progress_.bytes_sent.load());
+  double done = sent + static_cast<double>(progress_.bytes_skipped.load());
   double needed = static_cast<double>(progress_.bytes_needed.load());
   double rate = elapsed_s > 0 ? sent / elapsed_s : 0;
   std::string eta = "--:--";
-  if (progress_.needs_complete.load() && rate > 0 && needed >= sent) {
-    long s = static_cast<long>((needed - sent) / rate);
+  if (progress_.needs_complete.load() && rate > 0 && needed >= done) {
+    long s = static_cast<long>((needed - done) / rate);
     char buf[32];
     std::snprintf(buf, sizeof(buf), "%ld:%02ld", s / 60, s % 60);
     eta = buf;
   }
-  int percent = needed > 0 ? static_cast<int>(100 * sent / needed) : 100;
-  std::fprintf(stderr, "\r%10s / %-10s %3d%%  %llu/%llu files  %s/s  ETA %s   ", HumanBytes(sent).c_str(),
+  int percent = needed > 0 ? static_cast<int>(100 * done / needed) : 100;
+  std::fprintf(stderr, "\r%10s / %-10s %3d%%  %llu/%llu files  %s/s  ETA %s   ", HumanBytes(done).c_str(),
                HumanBytes(needed).c_str(), percent,
                static_cast<unsigned long long>(progress_.files_sent.load()),
                static_cast<unsigned long long>(progress_.files_needed.load()),

@@ -1,0 +1,97 @@
+#include "agent/fs.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <string>
+
+namespace ferry {
+namespace {
+
+class FsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/ferry-fs-test.XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    root_ = dir_ + "/root";
+    outside_ = dir_ + "/outside";
+    ASSERT_EQ(::mkdir(root_.c_str(), 0755), 0);
+    ASSERT_EQ(::mkdir(outside_.c_str(), 0755), 0);
+    ASSERT_EQ(::mkdir((root_ + "/d").c_str(), 0755), 0);
+    ASSERT_EQ(::symlink(outside_.c_str(), (root_ + "/escape").c_str()), 0);
+    ASSERT_EQ(::symlink("d", (root_ + "/inner").c_str()), 0);
+    root_fd_ = UniqueFd(::open(root_.c_str(), O_RDONLY | O_DIRECTORY));
+    ASSERT_TRUE(root_fd_.valid());
+  }
+  void TearDown() override { (void)std::system(("rm -rf " + dir_).c_str()); }
+
+  std::string dir_, root_, outside_;
+  UniqueFd root_fd_;
+};
+
+TEST_F(FsTest, OpenDirBeneathOpensRealDirectories) {
+  Result<UniqueFd> d = OpenDirBeneath(root_fd_.get(), "d");
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  Result<UniqueFd> root = OpenDirBeneath(root_fd_.get(), "");
+  EXPECT_TRUE(root.ok());
+}
+
+TEST_F(FsTest, OpenDirBeneathNeverFollowsSymlinks) {
+  for (const char* path : {"escape", "inner", "escape/x", "../outside", "/tmp"}) {
+    Result<UniqueFd> fd = OpenDirBeneath(root_fd_.get(), path);
+    EXPECT_FALSE(fd.ok()) << path;
+  }
+}
+
+TEST_F(FsTest, RemoveTreeDeletesDirectoriesButNotWhatSymlinksPointAt) {
+  ASSERT_EQ(::mkdir((root_ + "/d/sub").c_str(), 0755), 0);
+  ASSERT_EQ(::symlink(outside_.c_str(), (root_ + "/d/sub/link").c_str()), 0);
+  int fd = ::open((outside_ + "/keep").c_str(), O_CREAT | O_WRONLY, 0644);
+  ASSERT_GE(fd, 0);
+  ::close(fd);
+  ASSERT_TRUE(RemoveTree(root_fd_.get(), "d", "d").ok());
+  struct stat st;
+  EXPECT_NE(::lstat((root_ + "/d").c_str(), &st), 0);
+  EXPECT_EQ(::stat((outside_ + "/keep").c_str(), &st), 0);
+  ASSERT_TRUE(RemoveTree(root_fd_.get(), "escape", "escape").ok());
+  EXPECT_EQ(::stat(outside_.c_str(), &st), 0);  // the symlink went, not its target
+}
+
+TEST_F(FsTest, XattrsRoundTripThroughTheFilter) {
+  std::string file = root_ + "/d/f";
+  int fd = ::open(file.c_str(), O_CREAT | O_WRONLY, 0644);
+  ASSERT_GE(fd, 0);
+  ::close(fd);
+  XattrFilter filter{/*privileged=*/false, /*skip_selinux=*/false};
+  std::vector<protocol::Xattr> want = {{"user.a", "1"}, {"user.b", std::string("\0\1", 2)}};
+  ASSERT_TRUE(WriteXattrs(file, want, filter).ok());
+  Result<std::vector<protocol::Xattr>> got = ReadXattrs(file, filter);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(*got, want);
+  ASSERT_TRUE(WriteXattrs(file, {{"user.b", "x"}}, filter).ok());
+  got = ReadXattrs(file, filter);
+  ASSERT_TRUE(got.ok());
+  ASSERT_EQ(got->size(), 1u);
+  EXPECT_EQ((*got)[0].value, "x");
+}
+
+TEST(XattrFilterTest, NamespacesByPrivilege) {
+  XattrFilter user{false, false}, root{true, false}, no_selinux{true, true};
+  EXPECT_TRUE(user.Wants("user.x"));
+  EXPECT_FALSE(user.Wants("trusted.x"));
+  EXPECT_TRUE(user.Wants("system.posix_acl_access"));
+  EXPECT_TRUE(root.Wants("trusted.x"));
+  EXPECT_TRUE(root.Wants("security.selinux"));
+  EXPECT_FALSE(no_selinux.Wants("security.selinux"));
+  EXPECT_TRUE(no_selinux.Wants("security.capability"));
+  EXPECT_FALSE(root.Wants("system.nfs4_acl"));
+}
+
+}  // namespace
+}  // namespace ferry

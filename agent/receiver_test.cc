@@ -1,0 +1,198 @@
+// The receiver against a scripted sender that speaks the protocol frame by frame: what a
+// hostile or broken peer can make it do (nothing outside the volume, a clear error).
+#include "agent/receiver.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <thread>
+
+#include "agent/hash.h"
+#include "agent/io/stream.h"
+
+namespace ferry {
+namespace {
+
+using protocol::Entry;
+using protocol::EntryType;
+using protocol::MessageType;
+
+class ReceiverTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/ferry-receiver-test.XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    root_ = dir_ + "/volume";
+    outside_ = dir_ + "/outside";
+    ASSERT_EQ(::mkdir(root_.c_str(), 0755), 0);
+    ASSERT_EQ(::mkdir(outside_.c_str(), 0755), 0);
+    root_fd_ = UniqueFd(::open(root_.c_str(), O_RDONLY | O_DIRECTORY));
+    ASSERT_TRUE(root_fd_.valid());
+  }
+  void TearDown() override { (void)std::system(("rm -rf " + dir_).c_str()); }
+
+  // Runs a receiver while `script` plays the sender; returns the receiver's status.
+  Status RunStage(const std::function<void(Channel&)>& script) {
+    std::unique_ptr<io::ByteStream> a, b;
+    EXPECT_TRUE(io::MakeStreamPair(&a, &b).ok());
+    Status result;
+    std::thread receiver([&] {
+      Channel channel(*a);
+      result = Receiver(channel, root_fd_.get(), root_, SyncOptions{}, 7).Run();
+      a->Shutdown();
+    });
+    Channel sender(*b);
+    script(sender);
+    // Drain replies until the receiver is done, so it never blocks on a full socket.
+    Frame frame;
+    while (sender.Receive(&frame, 5000).ok() && frame.type != MessageType::kCommit) {
+    }
+    receiver.join();
+    return result;
+  }
+
+  static Entry Dir(uint32_t id, std::string path) {
+    Entry e;
+    e.id = id;
+    e.type = EntryType::kDirectory;
+    e.path = std::move(path);
+    e.mode = 0755;
+    return e;
+  }
+  static Entry File(uint32_t id, std::string path, uint64_t size) {
+    Entry e = Dir(id, std::move(path));
+    e.type = EntryType::kFile;
+    e.mode = 0644;
+    e.size = size;
+    return e;
+  }
+  static Entry Symlink(uint32_t id, std::string path, std::string target) {
+    Entry e = Dir(id, std::move(path));
+    e.type = EntryType::kSymlink;
+    e.link_target = std::move(target);
+    return e;
+  }
+  static void SendEntries(Channel& c, std::vector<Entry> entries) {
+    uint64_t count = entries.size();
+    ASSERT_TRUE(c.SendMessage(MessageType::kEntries, protocol::Entries{std::move(entries)}).ok());
+    ASSERT_TRUE(c.SendMessage(MessageType::kEntriesEnd, protocol::EntriesEnd{count, 0}).ok());
+  }
+  static void SendFile(Channel& c, uint32_t id, const std::string& content, bool corrupt_hash = false) {
+    Xxh3Hasher hasher;
+    if (!content.empty()) {
+      ASSERT_TRUE(c.SendMessage(MessageType::kData, protocol::Data{id, 0, content}).ok());
+      hasher.UpdateChunk(0, content);
+    }
+    protocol::FileEnd end;
+    end.id = id;
+    end.size = content.size();
+    end.content_hash = hasher.Finish();
+    if (corrupt_hash) end.content_hash[0] ^= 1;
+    ASSERT_TRUE(c.SendMessage(MessageType::kFileEnd, end).ok());
+  }
+  int CountEntries(const std::string& dir) {
+    std::string cmd = "find " + dir + " -mindepth 1 | wc -l";
+    FILE* p = ::popen(cmd.c_str(), "r");
+    int n = -1;
+    EXPECT_EQ(std::fscanf(p, "%d", &n), 1);
+    ::pclose(p);
+    return n;
+  }
+
+  std::string dir_, root_, outside_;
+  UniqueFd root_fd_;
+};
+
+TEST_F(ReceiverTest, WritesAFileAndCommits) {
+  Status s = RunStage([](Channel& c) {
+    SendEntries(c, {Dir(0, ""), File(1, "f", 5)});
+    SendFile(c, 1, "hello");
+    ASSERT_TRUE(c.SendMessage(MessageType::kDone, protocol::Count{1}).ok());
+  });
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  struct stat st;
+  ASSERT_EQ(::stat((root_ + "/f").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 5);
+}
+
+TEST_F(ReceiverTest, RefusesTraversalNamesBeforeAnySyscall) {
+  for (const std::string bad : {"../outside/x", "/abs", "a/../../x", "a//b", "..", "."}) {
+    Status s = RunStage([&](Channel& c) { SendEntries(c, {Dir(0, ""), File(1, bad, 1)}); });
+    EXPECT_EQ(s.code(), Code::kCorruption) << bad << ": " << s.ToString();
+  }
+  EXPECT_EQ(CountEntries(outside_), 0);
+  EXPECT_EQ(CountEntries(root_), 0);
+}
+
+TEST_F(ReceiverTest, EntryBeforeItsDirectoryIsRefused) {
+  Status s = RunStage([](Channel& c) { SendEntries(c, {Dir(0, ""), File(1, "nodir/f", 1)}); });
+  EXPECT_EQ(s.code(), Code::kCorruption);
+  EXPECT_EQ(CountEntries(root_), 0);
+}
+
+TEST_F(ReceiverTest, SymlinkFromAnEarlierStageIsNeverFollowed) {
+  // Stage 1 stores d -> outside, verbatim.
+  Status s = RunStage([&](Channel& c) {
+    SendEntries(c, {Dir(0, ""), Symlink(1, "d", outside_)});
+    ASSERT_TRUE(c.SendMessage(MessageType::kDone, protocol::Count{0}).ok());
+  });
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  char target[256] = {0};
+  ASSERT_GT(::readlink((root_ + "/d").c_str(), target, sizeof(target) - 1), 0);
+  EXPECT_EQ(std::string(target), outside_);
+  // Stage 2 says d is a directory holding a file: d becomes a directory, outside stays empty.
+  s = RunStage([&](Channel& c) {
+    SendEntries(c, {Dir(0, ""), Dir(1, "d"), File(2, "d/file", 3)});
+    SendFile(c, 2, "abc");
+    ASSERT_TRUE(c.SendMessage(MessageType::kDone, protocol::Count{1}).ok());
+  });
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(CountEntries(outside_), 0);
+  struct stat st;
+  ASSERT_EQ(::lstat((root_ + "/d").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+}
+
+TEST_F(ReceiverTest, DataNotAskedForIsAProtocolError) {
+  Status s = RunStage([](Channel& c) {
+    SendEntries(c, {Dir(0, ""), Dir(1, "d")});
+    ASSERT_TRUE(c.SendMessage(MessageType::kData, protocol::Data{1, 0, "x"}).ok());
+  });
+  EXPECT_EQ(s.code(), Code::kProtocol) << s.ToString();
+}
+
+TEST_F(ReceiverTest, DuplicatePathsAreRefused) {
+  Status s = RunStage([](Channel& c) { SendEntries(c, {Dir(0, ""), Dir(1, "d"), Dir(2, "d")}); });
+  EXPECT_EQ(s.code(), Code::kCorruption) << s.ToString();
+}
+
+TEST_F(ReceiverTest, HashMismatchCommitsNothingAndLeavesNoTempFile) {
+  Status s = RunStage([](Channel& c) {
+    SendEntries(c, {Dir(0, ""), File(1, "f", 5)});
+    SendFile(c, 1, "hello", /*corrupt_hash=*/true);
+  });
+  EXPECT_EQ(s.code(), Code::kCorruption) << s.ToString();
+  EXPECT_EQ(CountEntries(root_), 0);
+}
+
+TEST_F(ReceiverTest, ChunkBeyondTheAnnouncedSizeIsRefused) {
+  Status s = RunStage([](Channel& c) {
+    SendEntries(c, {Dir(0, ""), File(1, "f", 2)});
+    ASSERT_TRUE(c.SendMessage(MessageType::kData, protocol::Data{1, 0, "too long"}).ok());
+  });
+  EXPECT_EQ(s.code(), Code::kCorruption) << s.ToString();
+  EXPECT_EQ(CountEntries(root_), 0);
+}
+
+TEST_F(ReceiverTest, RootEntryMustComeFirst) {
+  Status s = RunStage([](Channel& c) { SendEntries(c, {File(0, "f", 1)}); });
+  EXPECT_EQ(s.code(), Code::kCorruption) << s.ToString();
+}
+
+}  // namespace
+}  // namespace ferry
