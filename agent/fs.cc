@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 
 #include "agent/path.h"
@@ -71,59 +72,123 @@ bool XattrFilter::Wants(std::string_view name) const {
   return false;
 }
 
-static Result<std::vector<std::string>> ListXattrNames(const std::string& path) {
-  std::string names;
-  for (int attempt = 0; attempt < 4; ++attempt) {
-    ssize_t size = ::llistxattr(path.c_str(), nullptr, 0);
-    if (size < 0) {
-      if (errno == ENOTSUP) return std::vector<std::string>();
-      return Status::Errno(errno, "list xattrs");
-    }
-    names.resize(static_cast<size_t>(size));
-    size = ::llistxattr(path.c_str(), names.data(), names.size());
-    if (size >= 0) {
-      names.resize(static_cast<size_t>(size));
-      break;
-    }
-    if (errno != ERANGE) return Status::Errno(errno, "list xattrs");  // ERANGE: grew; retry
+namespace {
+
+// Syscalls newer than Debian 12's headers; these numbers are the same on every architecture.
+constexpr long kSysFchmodat2 = 452;
+constexpr long kSysSetxattrat = 463;
+constexpr long kSysGetxattrat = 464;
+constexpr long kSysListxattrat = 465;
+constexpr long kSysRemovexattrat = 466;
+struct XattrArgs {  // struct xattr_args of linux/xattr.h
+  uint64_t value;
+  uint32_t size;
+  uint32_t flags;
+};
+std::atomic<bool> g_no_xattrat{false};
+std::atomic<bool> g_no_fchmodat2{false};
+
+// One xattr operation on `name` in `dir_fd`: the *at syscall, or the l* call on a /proc path.
+template <typename AtCall, typename PathCall>
+long XattrCall(int dir_fd, const std::string& name, AtCall at_call, PathCall path_call) {
+  if (!g_no_xattrat.load(std::memory_order_relaxed)) {
+    long r = at_call();
+    if (r >= 0 || errno != ENOSYS) return r;
+    g_no_xattrat = true;
+  }
+  return path_call(FdPath(dir_fd, name));
+}
+
+long ListXattr(int dir_fd, const std::string& name, char* list, size_t size) {
+  return XattrCall(
+      dir_fd, name,
+      [&] { return ::syscall(kSysListxattrat, dir_fd, name.c_str(), AT_SYMLINK_NOFOLLOW, list, size); },
+      [&](const std::string& p) { return static_cast<long>(::llistxattr(p.c_str(), list, size)); });
+}
+
+long GetXattr(int dir_fd, const std::string& name, const std::string& key, char* value, size_t size) {
+  XattrArgs args{reinterpret_cast<uintptr_t>(value), static_cast<uint32_t>(size), 0};
+  return XattrCall(
+      dir_fd, name,
+      [&] { return ::syscall(kSysGetxattrat, dir_fd, name.c_str(), AT_SYMLINK_NOFOLLOW, key.c_str(), &args, sizeof(args)); },
+      [&](const std::string& p) { return static_cast<long>(::lgetxattr(p.c_str(), key.c_str(), value, size)); });
+}
+
+long SetXattr(int dir_fd, const std::string& name, const protocol::Xattr& x) {
+  XattrArgs args{reinterpret_cast<uintptr_t>(x.value.data()), static_cast<uint32_t>(x.value.size()), 0};
+  return XattrCall(
+      dir_fd, name,
+      [&] { return ::syscall(kSysSetxattrat, dir_fd, name.c_str(), AT_SYMLINK_NOFOLLOW, x.name.c_str(), &args, sizeof(args)); },
+      [&](const std::string& p) {
+        return static_cast<long>(::lsetxattr(p.c_str(), x.name.c_str(), x.value.data(), x.value.size(), 0));
+      });
+}
+
+long RemoveXattr(int dir_fd, const std::string& name, const std::string& key) {
+  return XattrCall(
+      dir_fd, name,
+      [&] { return ::syscall(kSysRemovexattrat, dir_fd, name.c_str(), AT_SYMLINK_NOFOLLOW, key.c_str()); },
+      [&](const std::string& p) { return static_cast<long>(::lremovexattr(p.c_str(), key.c_str())); });
+}
+
+Result<std::vector<std::string>> ListXattrNames(int dir_fd, const std::string& name) {
+  // One call in the common case: a buffer that fits any list of a usual file.
+  thread_local std::string names(4096, '\0');
+  long size = ListXattr(dir_fd, name, names.data(), names.size());
+  for (int attempt = 0; size < 0 && errno == ERANGE && attempt < 4; ++attempt) {
+    long needed = ListXattr(dir_fd, name, nullptr, 0);
+    if (needed < 0) break;
+    names.resize(static_cast<size_t>(needed) + 1024);
+    size = ListXattr(dir_fd, name, names.data(), names.size());
+  }
+  if (size < 0) {
+    if (errno == ENOTSUP) return std::vector<std::string>();
+    return Status::Errno(errno, "list xattrs");
   }
   std::vector<std::string> out;
-  for (size_t start = 0; start < names.size();) {
-    size_t end = names.find('\0', start);
-    if (end == std::string::npos) end = names.size();
-    if (end > start) out.emplace_back(names, start, end - start);
+  std::string_view list(names.data(), static_cast<size_t>(size));
+  for (size_t start = 0; start < list.size();) {
+    size_t end = list.find('\0', start);
+    if (end == std::string_view::npos) end = list.size();
+    if (end > start) out.emplace_back(list.substr(start, end - start));
     start = end + 1;
   }
   return out;
 }
 
-Result<std::vector<protocol::Xattr>> ReadXattrs(const std::string& path, const XattrFilter& filter) {
-  Result<std::vector<std::string>> names = ListXattrNames(path);
+}  // namespace
+
+Result<std::vector<protocol::Xattr>> ReadXattrs(int dir_fd, const std::string& name,
+                                                const XattrFilter& filter) {
+  Result<std::vector<std::string>> names = ListXattrNames(dir_fd, name);
   if (!names.ok()) return names.status();
   std::vector<protocol::Xattr> out;
+  if (names->empty()) return out;
   std::string value(kXattrValueMaxBytes, '\0');
-  for (std::string& name : *names) {
-    if (!filter.Wants(name) || name.size() > kXattrNameMaxBytes) continue;
-    ssize_t size = ::lgetxattr(path.c_str(), name.c_str(), value.data(), value.size());
+  for (std::string& key : *names) {
+    if (!filter.Wants(key) || key.size() > kXattrNameMaxBytes) continue;
+    long size = GetXattr(dir_fd, name, key, value.data(), value.size());
     if (size < 0) {
       if (errno == ENODATA) continue;  // removed since the listing
-      return Status::Errno(errno, "read xattr " + name);
+      return Status::Errno(errno, "read xattr " + key);
     }
-    out.push_back({std::move(name), value.substr(0, static_cast<size_t>(size))});
+    out.push_back({std::move(key), value.substr(0, static_cast<size_t>(size))});
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
-  if (out.size() > kXattrsPerEntryMax) return Status::Unsupported("more than " + std::to_string(kXattrsPerEntryMax) + " xattrs");
+  if (out.size() > kXattrsPerEntryMax) {
+    return Status::Unsupported("more than " + std::to_string(kXattrsPerEntryMax) + " xattrs");
+  }
   return out;
 }
 
-Status WriteXattrs(const std::string& path, const std::vector<protocol::Xattr>& desired,
+Status WriteXattrs(int dir_fd, const std::string& name, const std::vector<protocol::Xattr>& desired,
                    const XattrFilter& filter) {
-  Result<std::vector<protocol::Xattr>> current = ReadXattrs(path, filter);
+  Result<std::vector<protocol::Xattr>> current = ReadXattrs(dir_fd, name, filter);
   if (!current.ok()) return current.status();
   for (const protocol::Xattr& have : *current) {
     bool keep = std::any_of(desired.begin(), desired.end(),
                             [&](const protocol::Xattr& x) { return x.name == have.name; });
-    if (!keep && ::lremovexattr(path.c_str(), have.name.c_str()) != 0 && errno != ENODATA) {
+    if (!keep && RemoveXattr(dir_fd, name, have.name) != 0 && errno != ENODATA) {
       return Status::Errno(errno, "remove xattr " + have.name);
     }
   }
@@ -131,11 +196,19 @@ Status WriteXattrs(const std::string& path, const std::vector<protocol::Xattr>& 
     if (!filter.Wants(want.name)) continue;
     bool same = std::any_of(current->begin(), current->end(),
                             [&](const protocol::Xattr& x) { return x == want; });
-    if (same) continue;
-    if (::lsetxattr(path.c_str(), want.name.c_str(), want.value.data(), want.value.size(), 0) != 0) {
-      return Status::Errno(errno, "set xattr " + want.name);
-    }
+    if (!same && SetXattr(dir_fd, name, want) != 0) return Status::Errno(errno, "set xattr " + want.name);
   }
+  return Status::Ok();
+}
+
+Status ChmodNoFollow(int dir_fd, const std::string& name, mode_t mode) {
+  if (!g_no_fchmodat2.load(std::memory_order_relaxed)) {
+    if (::syscall(kSysFchmodat2, dir_fd, name.c_str(), mode, AT_SYMLINK_NOFOLLOW) == 0) return Status::Ok();
+    if (errno != ENOSYS) return Status::Errno(errno, "set mode");
+    g_no_fchmodat2 = true;
+  }
+  // glibc emulates the flag through an O_PATH descriptor and /proc.
+  if (::fchmodat(dir_fd, name.c_str(), mode, AT_SYMLINK_NOFOLLOW) != 0) return Status::Errno(errno, "set mode");
   return Status::Ok();
 }
 

@@ -43,7 +43,7 @@ class UniqueFd {
 // without openat2, a component-by-component walk with O_NOFOLLOW).
 Result<UniqueFd> OpenDirBeneath(int root_fd, std::string_view relative_path);
 
-// "/proc/self/fd/<dir_fd>/<name>": a path the l*xattr calls can use for `name` in `dir_fd`.
+// "/proc/self/fd/<dir_fd>/<name>": a path naming `name` in `dir_fd` for calls that take paths.
 std::string FdPath(int dir_fd, std::string_view name);
 
 // Which extended attributes ferry copies: all namespaces as root (system.* only for POSIX
@@ -54,11 +54,17 @@ struct XattrFilter {
   bool Wants(std::string_view name) const;
 };
 
-// Reads the wanted xattrs of the file at `path` (not following a final symlink), sorted.
-Result<std::vector<protocol::Xattr>> ReadXattrs(const std::string& path, const XattrFilter& filter);
-// Makes the wanted xattrs of `path` equal `desired`: removes extras, sets differing values.
-Status WriteXattrs(const std::string& path, const std::vector<protocol::Xattr>& desired,
+// Reads the wanted xattrs of `name` in `dir_fd` ("." for the directory itself), never following
+// a symlink at `name`, sorted by name. Uses the *xattrat syscalls (Linux 6.13+) and falls back to
+// l*xattr on a /proc/self/fd path on older kernels.
+Result<std::vector<protocol::Xattr>> ReadXattrs(int dir_fd, const std::string& name,
+                                                const XattrFilter& filter);
+// Makes the wanted xattrs of `name` equal `desired`: removes extras, sets differing values.
+Status WriteXattrs(int dir_fd, const std::string& name, const std::vector<protocol::Xattr>& desired,
                    const XattrFilter& filter);
+
+// chmod of `name` in `dir_fd` that fails rather than follow a symlink (fchmodat2 on Linux 6.6+).
+Status ChmodNoFollow(int dir_fd, const std::string& name, mode_t mode);
 
 // Removes `name` in `dir_fd`, recursively if it is a directory (never following symlinks).
 Status RemoveTree(int dir_fd, std::string_view name, const std::string& display_path);

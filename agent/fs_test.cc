@@ -65,17 +65,18 @@ TEST_F(FsTest, RemoveTreeDeletesDirectoriesButNotWhatSymlinksPointAt) {
 
 TEST_F(FsTest, XattrsRoundTripThroughTheFilter) {
   std::string file = root_ + "/d/f";
+  UniqueFd d(::open((root_ + "/d").c_str(), O_RDONLY | O_DIRECTORY));
   int fd = ::open(file.c_str(), O_CREAT | O_WRONLY, 0644);
   ASSERT_GE(fd, 0);
   ::close(fd);
   XattrFilter filter{/*privileged=*/false, /*skip_selinux=*/false};
   std::vector<protocol::Xattr> want = {{"user.a", "1"}, {"user.b", std::string("\0\1", 2)}};
-  ASSERT_TRUE(WriteXattrs(file, want, filter).ok());
-  Result<std::vector<protocol::Xattr>> got = ReadXattrs(file, filter);
+  ASSERT_TRUE(WriteXattrs(d.get(), "f", want, filter).ok());
+  Result<std::vector<protocol::Xattr>> got = ReadXattrs(d.get(), "f", filter);
   ASSERT_TRUE(got.ok());
   EXPECT_EQ(*got, want);
-  ASSERT_TRUE(WriteXattrs(file, {{"user.b", "x"}}, filter).ok());
-  got = ReadXattrs(file, filter);
+  ASSERT_TRUE(WriteXattrs(d.get(), "f", {{"user.b", "x"}}, filter).ok());
+  got = ReadXattrs(d.get(), "f", filter);
   ASSERT_TRUE(got.ok());
   ASSERT_EQ(got->size(), 1u);
   EXPECT_EQ((*got)[0].value, "x");

@@ -10,12 +10,12 @@ namespace ferry {
 using protocol::Entry;
 using protocol::EntryType;
 
-Result<bool> MetadataDiffers(const Entry& entry, const struct stat& st, const std::string& xattr_path,
-                             const MetadataPolicy& policy) {
+Result<bool> MetadataDiffers(const Entry& entry, const struct stat& st, int dir_fd,
+                             const std::string& name, const MetadataPolicy& policy) {
   if (entry.type != EntryType::kSymlink && (st.st_mode & 07777) != entry.mode) return true;
   if (policy.privileged && (st.st_uid != entry.uid || st.st_gid != entry.gid)) return true;
   if (st.st_mtim.tv_sec != entry.mtime_sec || st.st_mtim.tv_nsec != entry.mtime_nsec) return true;
-  Result<std::vector<protocol::Xattr>> xattrs = ReadXattrs(xattr_path, policy.xattr_filter);
+  Result<std::vector<protocol::Xattr>> xattrs = ReadXattrs(dir_fd, name, policy.xattr_filter);
   if (!xattrs.ok()) return xattrs.status();
   return *xattrs != entry.xattrs;
 }
@@ -26,19 +26,17 @@ Status ApplyMetadata(int dir_fd, const std::string& name, const Entry& entry, co
   if (policy.privileged && ::fchownat(dir_fd, n, entry.uid, entry.gid, AT_SYMLINK_NOFOLLOW) != 0) {
     return Status::Errno(errno, "set owner");
   }
-  FERRY_RETURN_IF_ERROR(WriteXattrs(FdPath(dir_fd, name), entry.xattrs, policy.xattr_filter));
-  if (entry.type != EntryType::kSymlink && ::fchmodat(dir_fd, n, entry.mode, AT_SYMLINK_NOFOLLOW) != 0) {
-    return Status::Errno(errno, "set mode");
-  }
+  FERRY_RETURN_IF_ERROR(WriteXattrs(dir_fd, name, entry.xattrs, policy.xattr_filter));
+  if (entry.type != EntryType::kSymlink) FERRY_RETURN_IF_ERROR(ChmodNoFollow(dir_fd, name, entry.mode));
   timespec times[2] = {{0, UTIME_OMIT}, mtime};
   if (::utimensat(dir_fd, n, times, AT_SYMLINK_NOFOLLOW) != 0) return Status::Errno(errno, "set mtime");
   return Status::Ok();
 }
 
-Status ApplyFileMetadata(int fd, const std::string& xattr_path, const Entry& entry,
+Status ApplyFileMetadata(int fd, int dir_fd, const std::string& name, const Entry& entry,
                          const timespec& mtime, const MetadataPolicy& policy) {
   if (policy.privileged && ::fchown(fd, entry.uid, entry.gid) != 0) return Status::Errno(errno, "set owner");
-  FERRY_RETURN_IF_ERROR(WriteXattrs(xattr_path, entry.xattrs, policy.xattr_filter));
+  FERRY_RETURN_IF_ERROR(WriteXattrs(dir_fd, name, entry.xattrs, policy.xattr_filter));
   if (::fchmod(fd, entry.mode) != 0) return Status::Errno(errno, "set mode");
   timespec times[2] = {{0, UTIME_OMIT}, mtime};
   if (::futimens(fd, times) != 0) return Status::Errno(errno, "set mtime");

@@ -19,18 +19,18 @@ struct MetadataPolicy {
   XattrFilter xattr_filter;
 };
 
-// True when the target (lstat `st`, xattrs at `xattr_path`) differs from `entry` in mode,
+// True when the target `name` in `dir_fd` (whose lstat is `st`) differs from `entry` in mode,
 // owner, mtime or xattrs. Content and type are compared by the caller.
-Result<bool> MetadataDiffers(const protocol::Entry& entry, const struct stat& st,
-                             const std::string& xattr_path, const MetadataPolicy& policy);
+Result<bool> MetadataDiffers(const protocol::Entry& entry, const struct stat& st, int dir_fd,
+                             const std::string& name, const MetadataPolicy& policy);
 
 // Sets the metadata of `name` in `dir_fd` (never following a symlink there). `mtime` is the
 // mtime to set, normally the entry's.
 Status ApplyMetadata(int dir_fd, const std::string& name, const protocol::Entry& entry,
                      const timespec& mtime, const MetadataPolicy& policy);
 
-// The same for an open regular file (a temp file before its rename).
-Status ApplyFileMetadata(int fd, const std::string& xattr_path, const protocol::Entry& entry,
+// The same for an open regular file `fd`, which is `name` in `dir_fd` (a temp file before its rename).
+Status ApplyFileMetadata(int fd, int dir_fd, const std::string& name, const protocol::Entry& entry,
                          const timespec& mtime, const MetadataPolicy& policy);
 
 inline timespec EntryMtime(const protocol::Entry& entry) {

@@ -177,7 +177,7 @@ Status Receiver::HandleFileEntry(const Entry& e, int dir_fd, const std::string& 
     content_same = st->st_mtim.tv_sec == e.mtime_sec && st->st_mtim.tv_nsec == e.mtime_nsec;
   }
   if (content_same) {
-    Result<bool> differs = MetadataDiffers(e, *st, FdPath(dir_fd, name), policy_);
+    Result<bool> differs = MetadataDiffers(e, *st, dir_fd, name, policy_);
     if (!differs.ok()) return TargetError(differs.status(), e.path);
     if (!*differs) return Status::Ok();
     Item(ItemAction::kMetadata, e);
@@ -211,7 +211,7 @@ Status Receiver::HandleOtherEntry(const Entry& e, int dir_fd, const std::string&
     same = st->st_rdev == e.rdev;
   }
   if (same) {
-    Result<bool> differs = MetadataDiffers(e, *st, FdPath(dir_fd, name), policy_);
+    Result<bool> differs = MetadataDiffers(e, *st, dir_fd, name, policy_);
     if (!differs.ok()) return TargetError(differs.status(), e.path);
     if (!*differs) return Status::Ok();
     Item(ItemAction::kMetadata, e);

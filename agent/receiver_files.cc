@@ -126,7 +126,7 @@ Status Receiver::FinishFile(const protocol::FileEnd& end) {
   }
   Result<int> dir_fd = ParentFd(f.parent);
   if (!dir_fd.ok()) return TargetError(dir_fd.status(), f.parent);
-  Status s = ApplyFileMetadata(f.fd.get(), FdPath(*dir_fd, f.temp_name), e, mtime, policy_);
+  Status s = ApplyFileMetadata(f.fd.get(), *dir_fd, f.temp_name, e, mtime, policy_);
   if (!s.ok()) return TargetError(s, e.path);
   // Start writeback now so the commit group's flush finds little left to do.
   ::sync_file_range(f.fd.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
@@ -198,16 +198,18 @@ Status Receiver::Sweep(int dir_fd, const std::string& path) {
   for (const std::string& name : *names) {
     std::string child = JoinPath(path, name);
     auto it = ids_by_path_.find(child);
-    struct stat st;
-    if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // gone
-    bool is_dir = S_ISDIR(st.st_mode);
     if (it != ids_by_path_.end()) {
-      if (!is_dir || entries_[it->second].type != EntryType::kDirectory) continue;
+      // Listed by the source and already made to match: only directories need a look inside.
+      if (entries_[it->second].type != EntryType::kDirectory) continue;
       UniqueFd child_fd(::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!child_fd.valid() && (errno == ENOTDIR || errno == ELOOP || errno == ENOENT)) continue;
       if (!child_fd.valid()) return TargetError(Status::Errno(errno, "open"), child);
       FERRY_RETURN_IF_ERROR(Sweep(child_fd.get(), child));
       continue;
     }
+    struct stat st;
+    if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // gone
+    bool is_dir = S_ISDIR(st.st_mode);
     bool temp = IsTempName(name);
     if (!temp && excludes_.Excludes(child, is_dir)) continue;
     if (!temp) {

@@ -33,7 +33,8 @@ bool TypeOf(mode_t mode, EntryType* type) {
 
 class Scanner {
  public:
-  Scanner(const std::string& root, const ScanOptions& options) : root_(root), options_(options) {}
+  Scanner(const std::string& root, const ScanOptions& options, const EntrySink& sink)
+      : root_(root), options_(options), sink_(sink) {}
 
   Result<ScanResult> Run();
 
@@ -46,6 +47,7 @@ class Scanner {
 
   std::string root_;
   const ScanOptions& options_;
+  const EntrySink& sink_;
   ScanResult result_;
   std::map<std::pair<dev_t, ino_t>, uint32_t> hardlink_leaders_;
 };
@@ -53,18 +55,17 @@ class Scanner {
 Result<ScanResult> Scanner::Run() {
   UniqueFd root_fd(::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!root_fd.valid()) {
-    if (errno == ENOENT) return Status::NotFound("source '" + root_ + "' does not exist");
-    if (errno == ENOTDIR) return Status::InvalidArgument("source '" + root_ + "' is not a directory");
-    return Status::Errno(errno, "cannot read source '" + root_ + "'");
+    Status s = CheckSourceRoot(root_);
+    return s.ok() ? Status::IoError("source '" + root_ + "' could not be opened") : s;
   }
   struct stat st;
   if (::fstat(root_fd.get(), &st) != 0) return Status::Errno(errno, "stat source '" + root_ + "'");
   Entry root_entry;
-  // "." so that xattr calls name the directory itself, not the /proc magic link to it.
   if (!Describe(root_fd.get(), ".", "", st, &root_entry)) {
     return Status::IoError("cannot read source '" + root_ + "': " + result_.errors.back());
   }
-  result_.entries.push_back(std::move(root_entry));
+  result_.entries_count = 1;
+  sink_(std::move(root_entry));
   ScanDirectory(root_fd.get(), "");
   return std::move(result_);
 }
@@ -87,14 +88,18 @@ void Scanner::ScanDirectory(int dir_fd, const std::string& path) {
     }
     Entry entry;
     if (!Describe(dir_fd, name, child_path, st, &entry)) continue;
-    CHECK(result_.entries.size() < kEntriesPerSessionMax);
-    entry.id = static_cast<uint32_t>(result_.entries.size());
+    if (result_.entries_count >= kEntriesPerSessionMax) {
+      Error("more than " + std::to_string(kEntriesPerSessionMax) + " entries: the rest is not synced");
+      return;
+    }
+    entry.id = static_cast<uint32_t>(result_.entries_count);
     if (entry.type == EntryType::kFile && st.st_nlink > 1) {
       auto [it, inserted] = hardlink_leaders_.try_emplace({st.st_dev, st.st_ino}, entry.id);
       if (!inserted) entry.hardlink_leader_plus1 = it->second + 1;
     }
     if (entry.type == EntryType::kFile && entry.hardlink_leader_plus1 == 0) result_.bytes_total += entry.size;
-    result_.entries.push_back(std::move(entry));
+    result_.entries_count += 1;
+    sink_(std::move(entry));
     if (!is_directory) continue;
     UniqueFd child(::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!child.valid()) {
@@ -130,7 +135,7 @@ bool Scanner::Describe(int dir_fd, const std::string& name, const std::string& p
     }
     entry->link_target.assign(target, static_cast<size_t>(n));
   }
-  Result<std::vector<protocol::Xattr>> xattrs = ReadXattrs(FdPath(dir_fd, name), options_.xattr_filter);
+  Result<std::vector<protocol::Xattr>> xattrs = ReadXattrs(dir_fd, name, options_.xattr_filter);
   if (!xattrs.ok()) {
     if (xattrs.status().code() == Code::kNotFound) return false;  // vanished
     Error("xattrs of '" + path + "': " + xattrs.status().ToString());
@@ -151,8 +156,16 @@ bool Scanner::Describe(int dir_fd, const std::string& name, const std::string& p
 
 }  // namespace
 
-Result<ScanResult> ScanTree(const std::string& root, const ScanOptions& options) {
-  return Scanner(root, options).Run();
+Status CheckSourceRoot(const std::string& root) {
+  UniqueFd fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (fd.valid()) return Status::Ok();
+  if (errno == ENOENT) return Status::NotFound("source '" + root + "' does not exist");
+  if (errno == ENOTDIR) return Status::InvalidArgument("source '" + root + "' is not a directory");
+  return Status::Errno(errno, "cannot read source '" + root + "'");
+}
+
+Result<ScanResult> ScanTree(const std::string& root, const ScanOptions& options, const EntrySink& sink) {
+  return Scanner(root, options, sink).Run();
 }
 
 Result<protocol::Hash128> HashFileContent(int dir_fd, const std::string& name, const std::string& display) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -22,15 +23,23 @@ struct ScanOptions {
 };
 
 struct ScanResult {
-  std::vector<protocol::Entry> entries;
+  uint64_t entries_count = 0;
   // Parts of the tree that could not be read (named, with the reason). A scan with errors is
   // incomplete, so the receiver must not delete what it did not see.
   std::vector<std::string> errors;
   uint64_t bytes_total = 0;  // sum of regular file sizes
 };
 
-// Fails only when the root itself cannot be read; errors below the root are collected.
-Result<ScanResult> ScanTree(const std::string& root, const ScanOptions& options);
+// Receives each entry as the scan finds it, in manifest order (ids 0, 1, 2, ...).
+using EntrySink = std::function<void(protocol::Entry&& entry)>;
+
+// Walks `root`, handing every entry to `sink`. Fails only when the root itself cannot be read;
+// errors below the root are collected in the result.
+Result<ScanResult> ScanTree(const std::string& root, const ScanOptions& options, const EntrySink& sink);
+
+// Checks that `root` is a directory this process can read: the error a user sees before any
+// connection is made.
+Status CheckSourceRoot(const std::string& root);
 
 // xxh3-128 of the whole content of the regular file `name` in `dir_fd` (holes read as zeros).
 Result<protocol::Hash128> HashFileContent(int dir_fd, const std::string& name, const std::string& display);

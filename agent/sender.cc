@@ -22,15 +22,13 @@ using protocol::EntryType;
 using protocol::FileOutcome;
 using protocol::MessageType;
 
-Sender::Sender(Channel& channel, std::string root, ScanResult scan, SyncProgress* progress,
+Sender::Sender(Channel& channel, std::string root, ScanOptions scan_options, SyncProgress* progress,
                ItemSink items)
     : channel_(channel),
       root_(std::move(root)),
-      scan_(std::move(scan)),
+      scan_options_(std::move(scan_options)),
       progress_(progress),
-      items_(std::move(items)),
-      needed_(scan_.entries.size(), false) {
-  CHECK(!scan_.entries.empty());
+      items_(std::move(items)) {
   CHECK(progress_ != nullptr);
 }
 
@@ -38,11 +36,12 @@ Result<SyncSummary> Sender::Run() {
   auto start = std::chrono::steady_clock::now();
   root_fd_ = UniqueFd(::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!root_fd_.valid()) {
-    Status s = Status::Errno(errno, "cannot read source '" + root_ + "'");
+    Status s = CheckSourceRoot(root_);
+    if (s.ok()) s = Status::IoError("source '" + root_ + "' could not be opened");
     channel_.SendError(s);
     return s;
   }
-  progress_->entries_total = scan_.entries.size();
+  std::thread scanner([this] { ScanLoop(); });
   std::thread reader([this] { ReadLoop(); });
   Status s = SendEntries();
   if (s.ok()) s = SendNeededFiles(/*wait=*/true);
@@ -58,17 +57,40 @@ Result<SyncSummary> Sender::Run() {
     channel_.Shutdown();
   }
   reader.join();
+  scanner.join();
   if (!s.ok()) return s;
-  summary_.files_total = scan_.entries.size();
-  summary_.bytes_total = scan_.bytes_total;
+  summary_.files_total = scan_result_.entries_count;
+  summary_.bytes_total = scan_result_.bytes_total;
   summary_.bytes_sent_wire = channel_.bytes_sent();
   summary_.entries_deleted = commit_.entries_deleted;
   summary_.files_changed_during_read = commit_.files_changed_during_read;
   summary_.files_vanished = commit_.files_vanished;
   summary_.files_failed = commit_.files_failed;
-  summary_.errors.insert(summary_.errors.begin(), scan_.errors.begin(), scan_.errors.end());
+  summary_.errors.insert(summary_.errors.begin(), scan_result_.errors.begin(), scan_result_.errors.end());
   summary_.duration_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return summary_;
+}
+
+void Sender::ScanLoop() {
+  size_t unannounced = 0;
+  Result<ScanResult> result = ScanTree(root_, scan_options_, [&](Entry&& entry) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    entries_.push_back(std::move(entry));
+    needed_.push_back(false);
+    progress_->entries_total += 1;
+    if (++unannounced >= 256) {  // wake the writer once per group, not per entry
+      unannounced = 0;
+      changed_.notify_all();
+    }
+  });
+  std::lock_guard<std::mutex> lock(mutex_);
+  scan_done_ = true;
+  if (result.ok()) {
+    scan_result_ = std::move(*result);
+  } else {
+    scan_status_ = result.status();
+  }
+  changed_.notify_all();
 }
 
 void Sender::Fail(const Status& status) {
@@ -137,8 +159,8 @@ Status Sender::AcceptNeeds(const std::vector<uint32_t>& ids) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (need_end_) return Status::Protocol("NEED after NEED_END");
   for (uint32_t id : ids) {
-    if (id >= scan_.entries.size()) return Status::Protocol("NEED for unknown entry " + std::to_string(id));
-    const Entry& e = scan_.entries[id];
+    if (id >= entries_sent_) return Status::Protocol("NEED for unknown entry " + std::to_string(id));
+    const Entry& e = entries_[id];
     if (e.type != EntryType::kFile || e.hardlink_leader_plus1 != 0) {
       return Status::Protocol("NEED for entry " + std::to_string(id) + ", which has no content to send");
     }
@@ -152,25 +174,44 @@ Status Sender::AcceptNeeds(const std::vector<uint32_t>& ids) {
   return Status::Ok();
 }
 
-Status Sender::SendEntries() {
-  protocol::Entries batch;
+bool Sender::TakeEntries(protocol::Entries* batch, bool* scan_incomplete) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  // A full batch, the end of the scan, a NEED to answer, or 10 ms: whichever comes first.
+  changed_.wait_for(lock, std::chrono::milliseconds(10), [&] {
+    return entries_.size() - entries_sent_ >= kEntriesPerBatchMax / 4 || scan_done_ ||
+           !needs_.empty() || !failure_.ok();
+  });
   size_t batch_bytes = 0;
-  for (const Entry& e : scan_.entries) {
-    batch.entries.push_back(e);
+  while (entries_sent_ + batch->entries.size() < entries_.size() &&
+         batch->entries.size() < kEntriesPerBatchMax && batch_bytes < kEntryBatchTargetBytes) {
+    const Entry& e = entries_[entries_sent_ + batch->entries.size()];
     batch_bytes += 64 + e.path.size() + e.link_target.size();
     for (const protocol::Xattr& x : e.xattrs) batch_bytes += x.name.size() + x.value.size() + 8;
-    bool last = &e == &scan_.entries.back();
-    if (!last && batch.entries.size() < kEntriesPerBatchMax && batch_bytes < kEntryBatchTargetBytes) {
-      continue;
+    batch->entries.push_back(e);
+  }
+  *scan_incomplete = !scan_status_.ok() || !scan_result_.errors.empty();
+  return !(scan_done_ && batch->entries.empty() && entries_sent_ == entries_.size());
+}
+
+Status Sender::SendEntries() {
+  protocol::Entries batch;
+  bool scan_incomplete = false;
+  while (TakeEntries(&batch, &scan_incomplete)) {
+    if (!batch.entries.empty()) {
+      FERRY_RETURN_IF_ERROR(channel_.SendMessage(MessageType::kEntries, batch));
+      std::lock_guard<std::mutex> lock(mutex_);
+      entries_sent_ += batch.entries.size();  // NEEDs may name these ids from now on
     }
-    FERRY_RETURN_IF_ERROR(channel_.SendMessage(MessageType::kEntries, batch));
     batch.entries.clear();
-    batch_bytes = 0;
     // Data for files the receiver already asked for goes out between entry batches.
     FERRY_RETURN_IF_ERROR(SendNeededFiles(/*wait=*/false));
   }
-  protocol::EntriesEnd end{scan_.entries.size(), 0};
-  if (!scan_.errors.empty()) end.flags |= protocol::kEntriesEndScanIncomplete;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!scan_status_.ok()) return scan_status_;
+  }
+  protocol::EntriesEnd end{entries_sent_, 0};
+  if (scan_incomplete) end.flags |= protocol::kEntriesEndScanIncomplete;
   return channel_.SendMessage(MessageType::kEntriesEnd, end);
 }
 
@@ -196,7 +237,11 @@ static bool SameContentStat(const struct stat& a, const struct stat& b) {
 }
 
 Status Sender::SendFile(uint32_t id) {
-  const Entry& entry = scan_.entries[id];
+  Entry entry;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);  // the scanner may be appending
+    entry = entries_[id];
+  }
   protocol::FileEnd end;
   end.id = id;
   end.size = entry.size;

@@ -1,9 +1,9 @@
-// Sender: the source end of a stage. Given a scanned manifest and an open session, it streams
-// the entries in batches, answers the receiver's NEEDs with file content (holes are not sent),
-// and waits for the receiver's COMMIT. No round trip per file: entries, needs and data overlap.
+// Sender: the source end of a stage. It scans the source on one thread while it streams the
+// entries in batches, answers the receiver's NEEDs with file content (holes are not sent), and
+// waits for the receiver's COMMIT. No round trip per file: scan, entries, needs and data overlap.
 // A file that changes while it is read is sent, flagged, and resent by the next stage; a file
 // that vanishes is counted. Neither fails the stage.
-// Threading: Run() uses the calling thread to write and one internal thread to read.
+// Threading: Run() writes on the calling thread, scans on a second and reads on a third.
 #pragma once
 
 #include <condition_variable>
@@ -22,16 +22,22 @@ namespace ferry {
 
 class Sender {
  public:
-  // REQUIRES: the session is open (handshake done); `channel` and `progress` outlive Run().
-  Sender(Channel& channel, std::string root, ScanResult scan, SyncProgress* progress, ItemSink items);
+  // REQUIRES: the session is open (handshake done); `channel`, `progress` and the exclude list
+  // in `scan_options` outlive Run().
+  Sender(Channel& channel, std::string root, ScanOptions scan_options, SyncProgress* progress,
+         ItemSink items);
 
   Result<SyncSummary> Run();
 
  private:
+  void ScanLoop();
   void ReadLoop();
   Status HandleFrame(const Frame& frame, bool* finished);
   Status AcceptNeeds(const std::vector<uint32_t>& ids);
   Status SendEntries();
+  // Takes the next batch of scanned entries not sent yet (waits a little for a full batch).
+  // False when the scan is over and everything was taken.
+  bool TakeEntries(protocol::Entries* batch, bool* scan_incomplete);
   // Sends every NEED received so far; with `wait`, until the receiver's NEED_END.
   Status SendNeededFiles(bool wait);
   Status SendFile(uint32_t id);
@@ -41,15 +47,20 @@ class Sender {
 
   Channel& channel_;
   std::string root_;
+  ScanOptions scan_options_;
   UniqueFd root_fd_;
-  ScanResult scan_;
   SyncProgress* progress_;
   ItemSink items_;
   std::string payload_;  // reused for DATA frames
-  SyncSummary summary_;
+  SyncSummary summary_;  // written by the writer thread only
+  size_t entries_sent_ = 0;
 
-  std::mutex mutex_;  // guards the fields below, shared with the reader thread
+  std::mutex mutex_;  // guards the fields below, shared with the scan and reader threads
   std::condition_variable changed_;
+  std::deque<protocol::Entry> entries_;  // by id, as scanned
+  bool scan_done_ = false;
+  Status scan_status_;
+  ScanResult scan_result_;
   std::deque<uint32_t> needs_;
   std::vector<bool> needed_;  // by id: asked for already (duplicates are a protocol error)
   bool need_end_ = false;

@@ -85,15 +85,9 @@ static Status RunDirection(Channel& channel, const protocol::Open& open, const s
   scan_options.content_hash = options.checksum;
   scan_options.xattr_filter = XattrFilter{::geteuid() == 0, options.no_selinux};
   scan_options.excludes = &*excludes;
-  Result<ScanResult> scan = ScanTree(FdPath(root_fd, ""), scan_options);
-  if (!scan.ok()) {
-    Status s = scan.status().Annotate("volume '" + open.volume + "'");
-    channel.SendError(s);
-    return s;
-  }
   FERRY_RETURN_IF_ERROR(channel.SendMessage(MessageType::kOpenOk, protocol::OpenOk{session_id}));
   SyncProgress progress;
-  Result<SyncSummary> summary = Sender(channel, FdPath(root_fd, ""), std::move(*scan), &progress, nullptr).Run();
+  Result<SyncSummary> summary = Sender(channel, FdPath(root_fd, ""), scan_options, &progress, nullptr).Run();
   return summary.status();
 }
 

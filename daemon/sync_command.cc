@@ -122,7 +122,7 @@ class SyncRun {
   int Run();
 
  private:
-  Result<SyncSummary> Push(const Location& target, ScanResult scan);
+  Result<SyncSummary> Push(const Location& target, const ScanOptions& scan_options);
   Result<SyncSummary> Pull(const Location& source, const Location& target);
   protocol::Open MakeOpen(const Location& remote, Direction direction) const;
   void OnItem(const protocol::Item& item);
@@ -162,16 +162,15 @@ int SyncRun::Run() {
       std::fprintf(stderr, "ferry sync: %s\n", excludes.status().ToString().c_str());
       return kExitUsage;
     }
+    if (Status s = CheckSourceRoot(source->local_path); !s.ok()) {
+      std::fprintf(stderr, "ferry sync: %s\n", s.ToString().c_str());
+      return s.code() == Code::kInvalidArgument ? kExitUsage : kExitSource;
+    }
     ScanOptions scan_options;
     scan_options.content_hash = request_.options.checksum;
     scan_options.xattr_filter = XattrFilter{::geteuid() == 0, request_.options.no_selinux};
     scan_options.excludes = &*excludes;
-    Result<ScanResult> scan = ScanTree(source->local_path, scan_options);
-    if (!scan.ok()) {
-      std::fprintf(stderr, "ferry sync: %s\n", scan.status().ToString().c_str());
-      return kExitSource;
-    }
-    summary = Push(*target, std::move(*scan));
+    summary = Push(*target, scan_options);
   }
   if (!summary.ok()) {
     std::fprintf(stderr, "ferry sync: %s\n", summary.status().ToString().c_str());
@@ -191,7 +190,7 @@ protocol::Open SyncRun::MakeOpen(const Location& remote, Direction direction) co
   return open;
 }
 
-Result<SyncSummary> SyncRun::Push(const Location& target, ScanResult scan) {
+Result<SyncSummary> SyncRun::Push(const Location& target, const ScanOptions& scan_options) {
   ItemSink sink = [this](const protocol::Item& item) { OnItem(item); };
   std::unique_ptr<io::ByteStream> client_stream, server_stream;
   std::thread local_receiver;
@@ -222,7 +221,7 @@ Result<SyncSummary> SyncRun::Push(const Location& target, ScanResult scan) {
   if (!opened.ok()) {
     summary = opened.status();
   } else {
-    summary = Sender(channel, request_.source, std::move(scan), &progress_, sink).Run();
+    summary = Sender(channel, request_.source, scan_options, &progress_, sink).Run();
   }
   if (local_receiver.joinable()) {
     if (!summary.ok()) client_stream->Shutdown();
