@@ -14,13 +14,14 @@ Channel::Channel(io::ByteStream& stream) : stream_(stream) {
 
 void Channel::SetCompression(std::optional<int> level) { encoder_.SetCompressionLevel(level); }
 
-Status Channel::Send(MessageType type, std::string_view payload) {
+Status Channel::Send(MessageType type, std::string_view payload, bool try_compress, bool* compressed) {
   if (payload.size() > kFramePayloadMaxBytes) {
     return Status::InvalidArgument("message of " + std::to_string(payload.size()) +
                                    " bytes exceeds the frame limit");
   }
   send_buffer_.clear();
-  encoder_.Encode(static_cast<uint8_t>(type), payload, &send_buffer_);
+  bool was_compressed = encoder_.Encode(static_cast<uint8_t>(type), payload, &send_buffer_, try_compress);
+  if (compressed != nullptr) *compressed = was_compressed;
   FERRY_RETURN_IF_ERROR(stream_.WriteAll(send_buffer_.data(), send_buffer_.size(), kIdleTimeoutMs));
   bytes_sent_.fetch_add(send_buffer_.size(), std::memory_order_relaxed);
   return Status::Ok();

@@ -29,7 +29,10 @@ class Channel {
   // Sets the zstd level for frames sent from now on (nullopt: never compress).
   void SetCompression(std::optional<int> level);
 
-  Status Send(protocol::MessageType type, std::string_view payload);
+  // `try_compress` false skips compression of this frame; *compressed (if given) tells whether
+  // it went compressed.
+  Status Send(protocol::MessageType type, std::string_view payload, bool try_compress = true,
+              bool* compressed = nullptr);
   template <typename Message>
   Status SendMessage(protocol::MessageType type, const Message& message) {
     message_scratch_.clear();

@@ -275,6 +275,9 @@ Status Sender::SendFile(uint32_t id) {
 Status Sender::SendFileData(int fd, const Entry& entry, protocol::FileEnd* end, uint64_t* data_bytes) {
   Xxh3Hasher hasher;
   const uint64_t size = entry.size;
+  // The first chunk is the sample: when it does not compress, the rest of the file is not tried.
+  bool try_compress = true;
+  bool first_chunk = true;
   Status status;
   for (uint64_t offset = 0; offset < size && status.ok();) {
     off_t data = ::lseek(fd, static_cast<off_t>(offset), SEEK_DATA);
@@ -301,8 +304,11 @@ Status Sender::SendFileData(int fd, const Entry& entry, protocol::FileEnd* end, 
       }
       payload_.resize(header + static_cast<size_t>(n));
       hasher.UpdateChunk(at, std::string_view(payload_).substr(header));
-      status = channel_.Send(MessageType::kData, payload_);
+      bool compressed = false;
+      status = channel_.Send(MessageType::kData, payload_, try_compress, &compressed);
       if (!status.ok()) break;
+      if (first_chunk && !compressed) try_compress = false;
+      first_chunk = false;
       at += static_cast<uint64_t>(n);
       *data_bytes += static_cast<uint64_t>(n);
       progress_->bytes_sent += static_cast<uint64_t>(n);

@@ -28,11 +28,11 @@ void FrameEncoder::SetCompressionLevel(std::optional<int> compression_level) {
   if (compression_level) compressor_.emplace(*compression_level);
 }
 
-void FrameEncoder::Encode(uint8_t type, std::string_view payload, std::string* out) {
+bool FrameEncoder::Encode(uint8_t type, std::string_view payload, std::string* out, bool try_compress) {
   CHECK(payload.size() <= kFramePayloadMaxBytes);
   std::string_view wire = payload;
   uint8_t flags = 0;
-  if (compressor_ && compressor_->CompressIfSmaller(payload, &scratch_)) {
+  if (try_compress && compressor_ && compressor_->CompressIfSmaller(payload, &scratch_)) {
     wire = scratch_;
     flags |= kFrameFlagZstd;
   }
@@ -49,6 +49,7 @@ void FrameEncoder::Encode(uint8_t type, std::string_view payload, std::string* o
   std::string_view prefix(out->data() + start, kChecksumOffset);
   w.U64(FrameChecksum(prefix, wire));
   out->append(wire);
+  return (flags & kFrameFlagZstd) != 0;
 }
 
 Status DecodeFrameHeader(std::string_view header_bytes, FrameHeader* header) {

@@ -34,9 +34,10 @@ class FrameEncoder {
   // Changes the level for frames encoded from now on (nullopt: never compress).
   void SetCompressionLevel(std::optional<int> compression_level);
 
-  // Appends header + wire payload of one frame to *out.
+  // Appends header + wire payload of one frame to *out; `try_compress` false skips compression
+  // for this frame. Returns whether the payload went compressed.
   // REQUIRES: payload.size() <= kFramePayloadMaxBytes.
-  void Encode(uint8_t type, std::string_view payload, std::string* out);
+  bool Encode(uint8_t type, std::string_view payload, std::string* out, bool try_compress = true);
 
  private:
   std::optional<Compressor> compressor_;
