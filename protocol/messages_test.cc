@@ -188,6 +188,9 @@ TEST(MessagesTest, EntriesRoundTrip) {
 TEST(MessagesTest, TransferRoundTrips) {
   EXPECT_EQ(RoundTrip(Count{0}).count, 0u);
   EXPECT_EQ(RoundTrip(Count{kEntriesPerSessionMax}).count, kEntriesPerSessionMax);
+  EntriesEnd end = RoundTrip(EntriesEnd{12345, kEntriesEndScanIncomplete});
+  EXPECT_EQ(end.count, 12345u);
+  EXPECT_EQ(end.flags, kEntriesEndScanIncomplete);
   Need need{{0, 7, 3, kEntriesPerSessionMax - 1}};
   EXPECT_EQ(RoundTrip(need).ids, need.ids);
 
@@ -423,6 +426,10 @@ TEST(MessagesTest, TransferDamaged) {
   ExpectRejected({{"count over kEntriesPerSessionMax", Raw().V(uint64_t{kIdEnd} + 1)},
                   {"count 2^64-1", Raw().V(kU64Max)}},
                  [](auto in) { return Count::Decode(in).status(); });
+  ExpectRejected({{"count over kEntriesPerSessionMax", Raw().V(uint64_t{kIdEnd} + 1).U8(0)},
+                  {"unknown flag bit", Raw().V(1).U8(2)},
+                  {"flags missing", Raw().V(1)}},
+                 [](auto in) { return EntriesEnd::Decode(in).status(); });
   ExpectRejected({{"empty batch", Raw().V(0)},
                   {"count over kIdsPerBatchMax",
                    Raw().V(kIdsPerBatchMax + 1).Put(std::string(kIdsPerBatchMax + 1, '\0'))},
