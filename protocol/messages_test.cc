@@ -188,9 +188,9 @@ TEST(MessagesTest, EntriesRoundTrip) {
 TEST(MessagesTest, TransferRoundTrips) {
   EXPECT_EQ(RoundTrip(Count{0}).count, 0u);
   EXPECT_EQ(RoundTrip(Count{kEntriesPerSessionMax}).count, kEntriesPerSessionMax);
-  EntriesEnd end = RoundTrip(EntriesEnd{12345, kEntriesEndScanIncomplete});
-  EXPECT_EQ(end.count, 12345u);
-  EXPECT_EQ(end.flags, kEntriesEndScanIncomplete);
+  EntriesEnd entries_end = RoundTrip(EntriesEnd{12345, kEntriesEndScanIncomplete});
+  EXPECT_EQ(entries_end.count, 12345u);
+  EXPECT_EQ(entries_end.flags, kEntriesEndScanIncomplete);
   Need need{{0, 7, 3, kEntriesPerSessionMax - 1}};
   EXPECT_EQ(RoundTrip(need).ids, need.ids);
 
