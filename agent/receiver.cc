@@ -44,6 +44,7 @@ Receiver::Receiver(Channel& channel, int root_fd, std::string root_display, Sync
   policy_.privileged = ::geteuid() == 0;
   policy_.xattr_filter = XattrFilter{policy_.privileged, options_.no_selinux};
   temp_tag_ = std::string(kTempPrefix) + std::to_string(session_id) + ".";
+  CHECK(root_fd_ >= 0 || options_.dry_run);
   if (!options_.dry_run) committer_ = std::make_unique<Committer>(root_fd_);
 }
 
@@ -150,7 +151,8 @@ Status Receiver::HandleEntry(Entry entry) {
   }
   auto [parent, name] = SplitParent(e.path);
   std::string name_str = id == 0 ? "." : std::string(name);
-  if (id != 0 && missing_dir_[ids_by_path_.at(std::string(parent))]) {
+  bool parent_missing = id == 0 ? root_fd_ < 0 : missing_dir_[ids_by_path_.at(std::string(parent))];
+  if (parent_missing) {
     // Dry run below a directory that does not exist yet: everything is new.
     if (e.type == EntryType::kDirectory) missing_dir_[id] = 1;
     Item(ItemAction::kCreate, e);
@@ -177,6 +179,9 @@ Status Receiver::HandleFileEntry(const Entry& e, int dir_fd, const std::string& 
     content_same = st->st_mtim.tv_sec == e.mtime_sec && st->st_mtim.tv_nsec == e.mtime_nsec;
   }
   if (content_same) {
+    // Still linked to other names: if the source's file is not linked the same way, the link
+    // is broken at the end (when every hard link of the manifest is known).
+    if (st->st_nlink > 1) link_candidates_.push_back(e.id);
     Result<bool> differs = MetadataDiffers(e, *st, dir_fd, name, policy_);
     if (!differs.ok()) return TargetError(differs.status(), e.path);
     if (!*differs) return Status::Ok();

@@ -32,7 +32,8 @@ namespace ferry {
 
 class Receiver {
  public:
-  // REQUIRES: the session is open; `root_fd` is the target root directory and outlives Run().
+  // REQUIRES: the session is open; `root_fd` is the target root directory and outlives Run(),
+  // or -1 for a dry run into a target that does not exist yet (everything is then new).
   // `progress` (may be null) counts what arrives, for a pulling client's progress display.
   Receiver(Channel& channel, int root_fd, std::string root_display, SyncOptions options,
            uint64_t session_id, SyncProgress* progress = nullptr);
@@ -74,7 +75,10 @@ class Receiver {
   void DiscardOpenFile();
   Status Finish();
   Status LinkFollowers();
+  Status BreakStaleLinks();
+  Status CopyToTemp(uint32_t id, int dir_fd, const std::string& name, const std::string& temp);
   Status Sweep(int dir_fd, const std::string& path);
+  void CountDeletedTree(int dir_fd, const std::string& name, const std::string& path);
   Status ApplyDirectoryMetadata();
   Status SyncVolume();
 
@@ -100,6 +104,7 @@ class Receiver {
   std::vector<uint8_t> file_state_;   // by id: 0 none, 1 needed, 2 finished
   std::vector<uint32_t> directories_;
   std::vector<uint32_t> followers_;   // hard links, made after every file is in place
+  std::vector<uint32_t> link_candidates_;  // unchanged files whose target has other links
   std::map<std::string, UniqueFd> dir_cache_;
 
   std::vector<uint32_t> pending_needs_;

@@ -138,9 +138,12 @@ Status Receiver::FinishFile(const protocol::FileEnd& end) {
 }
 
 Status Receiver::Finish() {
+  FERRY_RETURN_IF_ERROR(BreakStaleLinks());
   if (committer_) FERRY_RETURN_IF_ERROR(committer_->Flush());
   FERRY_RETURN_IF_ERROR(LinkFollowers());
-  if (scan_incomplete_) {
+  if (root_fd_ < 0) {
+    // A dry run into a target that does not exist: nothing there to delete.
+  } else if (scan_incomplete_) {
     LOG_WARN("the sender could not read all of its tree: nothing deleted from '" + root_display_ + "'");
   } else {
     Result<int> root = ParentFd("");
@@ -158,6 +161,10 @@ Status Receiver::LinkFollowers() {
     const Entry& leader = entries_[e.hardlink_leader_plus1 - 1];
     auto [leader_parent, leader_name] = SplitParent(leader.path);
     auto [parent, name] = SplitParent(e.path);
+    if (missing_dir_[ids_by_path_.at(std::string(parent))]) {  // dry run into a new directory
+      Item(ItemAction::kCreate, e);
+      continue;
+    }
     std::string leader_name_str(leader_name), name_str(name);
     Result<int> leader_dir = ParentFd(std::string(leader_parent));
     if (!leader_dir.ok()) return TargetError(leader_dir.status(), leader.path);
@@ -190,6 +197,52 @@ Status Receiver::LinkFollowers() {
   return Status::Ok();
 }
 
+// An unchanged target file that is still hard-linked to other names, while the source's file
+// leads no hard-link group, gets its own inode: a copy of its content, committed like any file.
+Status Receiver::BreakStaleLinks() {
+  std::vector<bool> leads(entries_.size(), false);
+  for (uint32_t id : followers_) leads[entries_[id].hardlink_leader_plus1 - 1] = true;
+  for (uint32_t id : link_candidates_) {
+    if (leads[id]) continue;
+    const Entry& e = entries_[id];
+    Item(ItemAction::kUpdate, e);
+    if (options_.dry_run) continue;
+    auto [parent, name] = SplitParent(e.path);
+    Result<int> dir_fd = ParentFd(std::string(parent));
+    if (!dir_fd.ok()) return TargetError(dir_fd.status(), e.path);
+    std::string temp = temp_tag_ + std::to_string(id);
+    FERRY_RETURN_IF_ERROR(CopyToTemp(id, *dir_fd, std::string(name), temp));
+    committer_->Add({std::string(parent), temp, std::string(name), e.size});
+  }
+  return Status::Ok();
+}
+
+// Copies the data regions of `name` to a new `temp` beside it and gives it the entry's metadata.
+Status Receiver::CopyToTemp(uint32_t id, int dir_fd, const std::string& name, const std::string& temp) {
+  const Entry& e = entries_[id];
+  UniqueFd in(::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!in.valid()) return TargetError(Status::Errno(errno, "open"), e.path);
+  UniqueFd out(::openat(dir_fd, temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!out.valid()) return TargetError(Status::Errno(errno, "create temp file"), e.path);
+  for (off_t at = 0; at < static_cast<off_t>(e.size);) {
+    off_t data = ::lseek(in.get(), at, SEEK_DATA);
+    if (data < 0) break;  // ENXIO: only a hole remains
+    off_t hole = ::lseek(in.get(), data, SEEK_HOLE);
+    if (hole < 0) hole = static_cast<off_t>(e.size);
+    for (off_t from = data, to = data; from < hole;) {
+      ssize_t n = ::copy_file_range(in.get(), &from, out.get(), &to, static_cast<size_t>(hole - from), 0);
+      if (n < 0) return TargetError(Status::Errno(errno, "copy"), e.path);
+      if (n == 0) break;
+    }
+    at = hole;
+  }
+  if (::ftruncate(out.get(), static_cast<off_t>(e.size)) != 0) {
+    return TargetError(Status::Errno(errno, "set size"), e.path);
+  }
+  Status s = ApplyFileMetadata(out.get(), dir_fd, temp, e, EntryMtime(e), policy_);
+  return s.ok() ? s : TargetError(s, e.path);
+}
+
 // Deletes what the source no longer has (and temp files of earlier, interrupted stages),
 // leaving excluded names alone. Descends only into directories the source listed.
 Status Receiver::Sweep(int dir_fd, const std::string& path) {
@@ -213,6 +266,7 @@ Status Receiver::Sweep(int dir_fd, const std::string& path) {
     bool temp = IsTempName(name);
     if (!temp && excludes_.Excludes(child, is_dir)) continue;
     if (!temp) {
+      if (is_dir) CountDeletedTree(dir_fd, name, child);
       Item(ItemAction::kDelete, is_dir ? EntryType::kDirectory : EntryType::kFile, child);
       figures_.entries_deleted += 1;
     }
@@ -220,6 +274,23 @@ Status Receiver::Sweep(int dir_fd, const std::string& path) {
     FERRY_RETURN_IF_ERROR(TargetError(RemoveTree(dir_fd, name, Display(child)), child));
   }
   return Status::Ok();
+}
+
+// Counts and itemises what lies inside a directory about to be deleted, deepest first, as
+// rsync does. Best effort: the removal itself reports any error.
+void Receiver::CountDeletedTree(int dir_fd, const std::string& name, const std::string& path) {
+  UniqueFd fd(::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid()) return;
+  Result<std::vector<std::string>> names = ListDirectory(fd.get(), Display(path));
+  if (!names.ok()) return;
+  for (const std::string& inner : *names) {
+    std::string child = JoinPath(path, inner);
+    struct stat st;
+    if (::fstatat(fd.get(), inner.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    if (S_ISDIR(st.st_mode)) CountDeletedTree(fd.get(), inner, child);
+    Item(ItemAction::kDelete, S_ISDIR(st.st_mode) ? EntryType::kDirectory : EntryType::kFile, child);
+    figures_.entries_deleted += 1;
+  }
 }
 
 // Children before parents (reverse of the manifest's depth-first order), so that creating and

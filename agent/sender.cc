@@ -198,9 +198,13 @@ Status Sender::SendEntries() {
   bool scan_incomplete = false;
   while (TakeEntries(&batch, &scan_incomplete)) {
     if (!batch.entries.empty()) {
+      {
+        // Counted before they go out: the receiver's NEED for them may arrive before
+        // SendMessage returns.
+        std::lock_guard<std::mutex> lock(mutex_);
+        entries_sent_ += batch.entries.size();
+      }
       FERRY_RETURN_IF_ERROR(channel_.SendMessage(MessageType::kEntries, batch));
-      std::lock_guard<std::mutex> lock(mutex_);
-      entries_sent_ += batch.entries.size();  // NEEDs may name these ids from now on
     }
     batch.entries.clear();
     // Data for files the receiver already asked for goes out between entry batches.

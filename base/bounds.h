@@ -63,6 +63,9 @@ inline constexpr size_t kSessionsMax = 64;
 inline constexpr size_t kVolumesMax = 1024;
 inline constexpr int kHandshakeTimeoutMs = 10'000;
 inline constexpr int kIdleTimeoutMs = 120'000;
+// How long a session waits for its volume when another session holds it: long enough for a
+// session that is ending to let go, short enough to answer "volume busy" promptly.
+inline constexpr int kVolumeLockWaitMs = 3'000;
 
 // --- Commit ---
 // The receiver makes finished temp files durable in groups (one syncfs per group) before it

@@ -1,6 +1,8 @@
 #include "daemon/server.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/file.h>
 #include <sys/socket.h>
@@ -82,6 +84,8 @@ void Daemon::Accept() {
     if (errno != EAGAIN && errno != EINTR) LOG_WARN(Status::Errno(errno, "accept").ToString());
     return;
   }
+  int one = 1;  // small control frames must not wait for delayed ACKs
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   uint64_t session_id = next_session_id_++;
   std::thread([this, fd, session_id] { RunConnection(fd, session_id); }).detach();
 }

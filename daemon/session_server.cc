@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 
 #include "agent/fs.h"
 #include "agent/path.h"
@@ -20,8 +21,9 @@ namespace ferry {
 using protocol::Direction;
 using protocol::MessageType;
 
-bool VolumeLocks::TryLock(const std::string& volume, uint64_t session_id, uint64_t* holder) {
-  std::lock_guard<std::mutex> lock(mutex_);
+bool VolumeLocks::Lock(const std::string& volume, uint64_t session_id, int wait_ms, uint64_t* holder) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  released_.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] { return held_.count(volume) == 0; });
   auto [it, inserted] = held_.try_emplace(volume, session_id);
   *holder = it->second;
   return inserted;
@@ -30,6 +32,7 @@ bool VolumeLocks::TryLock(const std::string& volume, uint64_t session_id, uint64
 void VolumeLocks::Unlock(const std::string& volume) {
   std::lock_guard<std::mutex> lock(mutex_);
   held_.erase(volume);
+  released_.notify_all();
 }
 
 Status ValidateVolumeName(const std::string& name) {
@@ -46,16 +49,18 @@ Status ValidateVolumeName(const std::string& name) {
 }
 
 // Opens the directory a session works on: the volume root, or a path inside it (created for a
-// push, as rsync creates its destination).
+// push, as rsync creates its destination). A dry-run push to a path that does not exist yet
+// creates nothing and gets an invalid descriptor: the receiver then lists everything as new.
 static Result<UniqueFd> OpenSessionRoot(const std::string& root, const protocol::Open& open) {
+  bool dry_push = open.direction == Direction::kPush && (open.options & protocol::kOptDryRun) != 0;
   UniqueFd volume_fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!volume_fd.valid() && errno == ENOENT && dry_push) return UniqueFd();
   if (!volume_fd.valid()) return Status::Errno(errno, "volume '" + open.volume + "' at " + root + " cannot be opened");
   if (open.subpath.empty()) return volume_fd;
-  if (open.direction == Direction::kPush) {
-    std::string prefix;
+  if (open.direction == Direction::kPush && !dry_push) {
     for (size_t start = 0; start <= open.subpath.size();) {
       size_t end = std::min(open.subpath.find('/', start), open.subpath.size());
-      prefix = open.subpath.substr(0, end);
+      std::string prefix = open.subpath.substr(0, end);
       Result<UniqueFd> parent = OpenDirBeneath(volume_fd.get(), SplitParent(prefix).first);
       if (!parent.ok()) return parent.status();
       std::string name(SplitParent(prefix).second);
@@ -65,7 +70,9 @@ static Result<UniqueFd> OpenSessionRoot(const std::string& root, const protocol:
       start = end + 1;
     }
   }
-  return OpenDirBeneath(volume_fd.get(), open.subpath);
+  Result<UniqueFd> fd = OpenDirBeneath(volume_fd.get(), open.subpath);
+  if (!fd.ok() && fd.status().code() == Code::kNotFound && dry_push) return UniqueFd();
+  return fd;
 }
 
 static Status RunDirection(Channel& channel, const protocol::Open& open, const std::string& root,
@@ -104,7 +111,7 @@ Status ServeSession(Channel& channel, const VolumeTable& volumes, VolumeLocks& l
     return s;
   }
   uint64_t holder = 0;
-  if (!locks.TryLock(open->volume, session_id, &holder)) {
+  if (!locks.Lock(open->volume, session_id, kVolumeLockWaitMs, &holder)) {
     Status s = Status::Busy("volume '" + open->volume + "' is busy with session " + std::to_string(holder) +
                             ": one stage per volume at a time; retry when it ends");
     channel.SendError(s);
@@ -113,6 +120,9 @@ Status ServeSession(Channel& channel, const VolumeTable& volumes, VolumeLocks& l
   LOG_INFO(std::string(open->direction == Direction::kPush ? "receiving" : "sending") + " stage " +
            std::to_string(open->stage) + " from " + channel.peer_name());
   Result<UniqueFd> root_fd = OpenSessionRoot(volume->second, *open);
+  if (root_fd.ok() && !root_fd->valid() && open->direction == Direction::kPull) {
+    root_fd = Status::NotFound("'" + open->subpath + "' does not exist in volume '" + open->volume + "'");
+  }
   Status s = root_fd.ok() ? RunDirection(channel, *open, volume->second, root_fd->get(), session_id)
                           : root_fd.status();
   if (!root_fd.ok()) channel.SendError(s);

@@ -4,6 +4,7 @@
 // Threading: ServeSession runs on the session's thread; VolumeLocks is thread-safe.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -21,12 +22,15 @@ struct VolumeTable {
 // One session per volume at a time.
 class VolumeLocks {
  public:
-  // False when the volume is busy; *holder then names the session that has it.
-  bool TryLock(const std::string& volume, uint64_t session_id, uint64_t* holder);
+  // Takes the volume, waiting up to `wait_ms` for a session that is just ending (its peer may
+  // already have the final message and start the next stage at once). False when the volume
+  // stays busy; *holder then names the session that has it.
+  bool Lock(const std::string& volume, uint64_t session_id, int wait_ms, uint64_t* holder);
   void Unlock(const std::string& volume);
 
  private:
   std::mutex mutex_;
+  std::condition_variable released_;
   std::map<std::string, uint64_t> held_;
 };
 

@@ -89,14 +89,14 @@ std::string JsonString(const std::string& s) {
   return out + "\"";
 }
 
-int ExitCodeFor(const Status& s, bool remote_is_source) {
+int ExitCodeFor(const Status& s, bool source_side) {
   switch (s.code()) {
     case Code::kOk: return kExitOk;
     case Code::kInvalidArgument: return kExitUsage;
     case Code::kNetwork: return kExitNetwork;
     case Code::kProtocol: case Code::kCorruption: return kExitProtocol;
     case Code::kBusy: return kExitBusy;
-    case Code::kNotFound: return remote_is_source ? kExitSource : kExitTarget;
+    case Code::kNotFound: return source_side ? kExitSource : kExitTarget;
     default: return kExitTarget;
   }
 }
@@ -133,6 +133,7 @@ class SyncRun {
   std::mutex items_mutex_;
   std::vector<protocol::Item> items_;  // kept for --json
   uint64_t items_count_ = 0;
+  bool source_failed_ = false;  // a pull's daemon refused the session: a source-side error
 };
 
 int SyncRun::Run() {
@@ -174,7 +175,7 @@ int SyncRun::Run() {
   }
   if (!summary.ok()) {
     std::fprintf(stderr, "ferry sync: %s\n", summary.status().ToString().c_str());
-    return ExitCodeFor(summary.status(), source->remote);
+    return ExitCodeFor(summary.status(), source_failed_);
   }
   Report(*summary);
   return summary->errors.empty() && summary->files_failed == 0 ? kExitOk : kExitPartial;
@@ -234,17 +235,18 @@ Result<SyncSummary> SyncRun::Push(const Location& target, const ScanOptions& sca
 Result<SyncSummary> SyncRun::Pull(const Location& source, const Location& target) {
   if (!request_.options.dry_run) FERRY_RETURN_IF_ERROR(MakeDirectories(target.local_path));
   UniqueFd root(::open(target.local_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!root.valid()) {
-    if (request_.options.dry_run && errno == ENOENT) {
-      return Status::NotFound("target '" + target.local_path + "' does not exist (a dry run creates nothing)");
-    }
+  // A dry run into a directory that does not exist yet lists everything as new.
+  if (!root.valid() && !(request_.options.dry_run && errno == ENOENT)) {
     return Status::Errno(errno, "open target '" + target.local_path + "'");
   }
   Result<std::unique_ptr<io::ByteStream>> stream = Connect(source.daemon, kConnectTimeoutMs);
   if (!stream.ok()) return stream.status();
   Channel channel(**stream);
   Result<protocol::OpenOk> opened = OpenSession(channel, MakeOpen(source, Direction::kPull), request_.compress);
-  if (!opened.ok()) return opened.status();
+  if (!opened.ok()) {
+    source_failed_ = true;  // refused by the daemon that holds the source
+    return opened.status();
+  }
   ProgressPrinter printer(progress_, request_.progress);
   auto start = std::chrono::steady_clock::now();
   Receiver receiver(channel, root.get(), target.local_path, request_.options, opened->session_id, &progress_);

@@ -1,0 +1,131 @@
+// Processes for the integration tests: running a command and capturing its output, a child
+// that runs in the background (a long `ferry sync` to stop, kill or wait for), a real
+// `ferry daemon` on a loopback port, and the parse of `ferry sync --json`.
+// Threading: a ChildProcess or DaemonProcess belongs to one thread; RunCommand is thread-safe.
+#pragma once
+
+#include <sys/types.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace ferry_test {
+
+// The ferry binary under test (FERRY_BINARY, set by CMake).
+const char* FerryBinary();
+
+struct CommandResult {
+  int exit_code = -1;  // 128 + signal when killed by one
+  bool timed_out = false;
+  std::string out;
+  std::string err;
+  // "exit 3, stderr: ..." for assertion messages.
+  std::string Describe() const;
+};
+
+// Runs argv[0] (looked up in PATH) with stdin from /dev/null and captures stdout and stderr.
+// A command still running after `timeout_s` is killed (SIGKILL) and reported timed_out.
+CommandResult RunCommand(const std::vector<std::string>& argv, double timeout_s = 60);
+// RunCommand({FerryBinary(), args...}).
+CommandResult RunFerry(const std::vector<std::string>& args, double timeout_s = 60);
+
+// A process in the background with stdout and stderr going to files.
+class ChildProcess {
+ public:
+  ChildProcess() = default;
+  ~ChildProcess();  // kills (SIGKILL) and reaps a child still running
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  bool Spawn(const std::vector<std::string>& argv, const std::string& stdout_path,
+             const std::string& stderr_path);
+  pid_t pid() const { return pid_; }
+  bool running() const { return pid_ > 0; }
+  void Signal(int signal_number);
+  // Waits up to `timeout_s` for the exit; returns the exit code (128 + signal), or -1 when it
+  // is still running then.
+  int Wait(double timeout_s);
+  // True once the child stopped (SIGSTOP) or exited: waits up to `timeout_s`.
+  bool WaitStopped(double timeout_s);
+
+ private:
+  pid_t pid_ = -1;
+  int exit_code_ = -1;
+};
+
+// A `ferry daemon --insecure` on 127.0.0.1 with its stderr in `log_path`.
+class DaemonProcess {
+ public:
+  struct Config {
+    std::vector<std::pair<std::string, std::string>> volumes;  // name, path
+    std::string state_dir;
+    std::string log_path;
+    std::string listen = "127.0.0.1:0";
+  };
+  DaemonProcess() = default;
+  ~DaemonProcess() { Stop(); }
+
+  // Starts the daemon and waits (deadline, polling its log) for "ferry daemon listening on".
+  // Returns "" when it listens, else what went wrong with the log's text.
+  std::string Start(const Config& config, double timeout_s = 10);
+  int port() const { return port_; }
+  pid_t pid() const { return child_.pid(); }
+  bool alive();
+  // "ferry://127.0.0.1:PORT/PATH"
+  std::string Url(const std::string& volume_and_path) const;
+  std::string Log() const;
+  // Polls the log until `needle` occurs at least `count` times; false at the deadline.
+  bool WaitForLog(const std::string& needle, int count, double timeout_s);
+  // SIGTERM and wait; returns the exit code (SIGKILL after 10 s: then 128 + 9).
+  int Stop();
+
+ private:
+  ChildProcess child_;
+  Config config_;
+  int port_ = 0;
+};
+
+// Sleeps in small steps until `predicate()` is true or `timeout_s` passes.
+template <typename Predicate>
+bool PollUntil(Predicate predicate, double timeout_s) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  while (!predicate()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}
+
+// One change reported by `ferry sync --json` (dry run or -i).
+struct Change {
+  std::string action;  // new, update, attrs, delete
+  std::string type;    // file, dir, symlink, fifo, chardev, ...
+  std::string path;    // decoded: \u00XX escapes back to the byte 0xXX
+};
+
+// `ferry sync --json` output: exactly one JSON object on stdout.
+struct SyncReport {
+  bool parsed = false;
+  std::string parse_error;
+  uint64_t files_total = 0, files_sent = 0, bytes_total = 0, bytes_sent_wire = 0;
+  uint64_t entries_deleted = 0, files_changed_during_read = 0, files_vanished = 0, files_failed = 0;
+  double duration_s = -1;
+  bool dry_run = false;
+  std::vector<Change> changes;
+  // True when a change with this path (and action, unless empty) was reported.
+  bool Has(const std::string& path, const std::string& action = "") const;
+  std::string ChangesText() const;  // one "action type path" per line, for messages
+};
+SyncReport ParseSyncJson(const std::string& stdout_text);
+
+// Escapes control and non-ASCII bytes (\xNN) so odd names print on one line.
+std::string Printable(const std::string& text);
+
+}  // namespace ferry_test
