@@ -1,5 +1,7 @@
 #include "agent/channel.h"
 
+#include <chrono>
+
 #include "base/bounds.h"
 #include "base/check.h"
 
@@ -7,23 +9,39 @@ namespace ferry {
 
 using protocol::MessageType;
 
-Channel::Channel(io::ByteStream& stream) : stream_(stream) {
+namespace {
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+Channel::Channel(io::ByteStream& stream) : stream_(stream), last_send_ms_(NowMs()) {
   send_buffer_.reserve(kFrameHeaderBytes + kFrameWireMaxBytes);
   receive_buffer_.reserve(kFrameWireMaxBytes);
 }
 
-void Channel::SetCompression(std::optional<int> level) { encoder_.SetCompressionLevel(level); }
+void Channel::SetCompression(std::optional<int> level) {
+  std::lock_guard<std::mutex> lock(send_mutex_);
+  encoder_.SetCompressionLevel(level);
+}
+
+int64_t Channel::idle_send_ms() const { return NowMs() - last_send_ms_.load(std::memory_order_relaxed); }
 
 Status Channel::Send(MessageType type, std::string_view payload, bool try_compress, bool* compressed) {
   if (payload.size() > kFramePayloadMaxBytes) {
     return Status::InvalidArgument("message of " + std::to_string(payload.size()) +
                                    " bytes exceeds the frame limit");
   }
+  std::lock_guard<std::mutex> lock(send_mutex_);
   send_buffer_.clear();
   bool was_compressed = encoder_.Encode(static_cast<uint8_t>(type), payload, &send_buffer_, try_compress);
   if (compressed != nullptr) *compressed = was_compressed;
-  FERRY_RETURN_IF_ERROR(stream_.WriteAll(send_buffer_.data(), send_buffer_.size(), kIdleTimeoutMs));
+  // No deadline on writes: a peer that stops reading is either busy (its keepalives say so) or
+  // gone (our reader's idle timeout, or TCP_USER_TIMEOUT, ends the connection and this call).
+  FERRY_RETURN_IF_ERROR(stream_.WriteAll(send_buffer_.data(), send_buffer_.size(), -1));
   bytes_sent_.fetch_add(send_buffer_.size(), std::memory_order_relaxed);
+  last_send_ms_.store(NowMs(), std::memory_order_relaxed);
   return Status::Ok();
 }
 
@@ -51,6 +69,27 @@ Status Channel::Receive(Frame* frame, int timeout_ms) {
   if (!s.ok()) return s.Annotate("from peer " + stream_.peer_name());
   frame->type = static_cast<MessageType>(header.type);
   return Status::Ok();
+}
+
+Keepalive::Keepalive(Channel& channel) : channel_(channel) {
+  thread_ = std::thread([this] {
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (!stop_cv_.wait_for(lock, std::chrono::milliseconds(kKeepaliveIntervalMs / 4), [&] { return stop_; })) {
+      if (channel_.idle_send_ms() < kKeepaliveIntervalMs) continue;
+      lock.unlock();
+      (void)channel_.Send(MessageType::kKeepalive, {});  // a failure shows up on the session's own calls
+      lock.lock();
+    }
+  });
+}
+
+Keepalive::~Keepalive() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  stop_cv_.notify_all();
+  thread_.join();
 }
 
 Status UnexpectedFrame(const Frame& frame, const char* expected, const std::string& peer) {

@@ -1,13 +1,17 @@
 // Channel: protocol frames over a ByteStream. Send encodes (and compresses) a message and writes
 // it; Receive reads one frame, checks its header against the bounds, verifies its checksum and
 // decodes its payload. Buffers are allocated once per channel, not per frame.
-// Threading: one thread may Send while another Receives.
+// Threading: Send is safe from several threads (a keepalive thread sends beside the session's
+// own); one thread at a time Receives.
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include "agent/io/stream.h"
 #include "base/status.h"
@@ -48,19 +52,40 @@ class Channel {
   void Shutdown() { stream_.Shutdown(); }
   const std::string& peer_name() const { return stream_.peer_name(); }
   uint64_t bytes_sent() const { return bytes_sent_.load(std::memory_order_relaxed); }
+  // Milliseconds since the last frame went out (or since the channel was made).
+  int64_t idle_send_ms() const;
   uint64_t bytes_received() const { return bytes_received_.load(std::memory_order_relaxed); }
 
  private:
   io::ByteStream& stream_;
   // Send side.
+  std::mutex send_mutex_;
   protocol::FrameEncoder encoder_{std::nullopt};
   std::string send_buffer_;
   std::string message_scratch_;
   std::atomic<uint64_t> bytes_sent_{0};
+  std::atomic<int64_t> last_send_ms_;
   // Receive side.
   protocol::FrameDecoder decoder_;
   std::string receive_buffer_;
   std::atomic<uint64_t> bytes_received_{0};
+};
+
+// Sends KEEPALIVE on `channel` whenever nothing else went out for kKeepaliveIntervalMs, from
+// construction to destruction, so the peer's idle timeout fires only when this side is gone.
+class Keepalive {
+ public:
+  explicit Keepalive(Channel& channel);
+  ~Keepalive();
+  Keepalive(const Keepalive&) = delete;
+  Keepalive& operator=(const Keepalive&) = delete;
+
+ private:
+  Channel& channel_;
+  std::mutex mutex_;
+  std::condition_variable stop_cv_;
+  bool stop_ = false;
+  std::thread thread_;
 };
 
 // Turns an ERROR frame into its Status; any other unexpected frame into a kProtocol error

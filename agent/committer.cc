@@ -7,7 +7,6 @@
 #include <cerrno>
 #include <map>
 
-#include "agent/fs.h"
 #include "agent/path.h"
 #include "base/bounds.h"
 #include "base/check.h"
@@ -69,22 +68,25 @@ void Committer::Loop() {
 
 Status Committer::CommitGroup(std::vector<PendingRename>& group) {
   std::map<std::string, UniqueFd> parents;
-  std::map<dev_t, int> file_systems;  // one directory fd per file system to syncfs
-  struct stat root_st;
-  if (::fstat(root_fd_, &root_st) != 0) return Status::Errno(errno, "stat volume root");
-  file_systems[root_st.st_dev] = root_fd_;
+  std::map<dev_t, int> group_file_systems;
   for (const PendingRename& p : group) {
     auto [it, inserted] = parents.try_emplace(p.parent);
     if (!inserted) continue;
     Result<UniqueFd> fd = OpenDirBeneath(root_fd_, p.parent);
     if (!fd.ok()) return fd.status();
-    struct stat st;
-    if (::fstat(fd->get(), &st) != 0) return Status::Errno(errno, "stat '" + p.parent + "'");
     it->second = std::move(*fd);
-    file_systems.try_emplace(st.st_dev, it->second.get());
+    struct stat st;
+    if (::fstat(it->second.get(), &st) != 0) return Status::Errno(errno, "stat '" + p.parent + "'");
+    auto fs = file_systems_.find(st.st_dev);
+    if (fs == file_systems_.end()) {
+      UniqueFd keep(::fcntl(it->second.get(), F_DUPFD_CLOEXEC, 0));
+      if (!keep.valid()) return Status::Errno(errno, "dup");
+      fs = file_systems_.emplace(st.st_dev, std::move(keep)).first;
+    }
+    group_file_systems[st.st_dev] = fs->second.get();
   }
   // Durable first: a crash after the renames must not expose a final name without its data.
-  for (auto& [dev, fd] : file_systems) {
+  for (auto& [dev, fd] : group_file_systems) {
     if (::syncfs(fd) != 0) return Status::Errno(errno, "flush the volume to disk (syncfs)");
   }
   for (const PendingRename& p : group) {

@@ -7,13 +7,17 @@
 #pragma once
 
 #include <condition_variable>
+#include <sys/types.h>
+
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "agent/fs.h"
 #include "base/status.h"
 
 namespace ferry {
@@ -43,6 +47,9 @@ class Committer {
   Status CommitGroup(std::vector<PendingRename>& group);
 
   int root_fd_;
+  // One descriptor per file system under the volume, open for the whole session so that syncfs
+  // reports every writeback error since the session began (errors are tracked per descriptor).
+  std::map<dev_t, UniqueFd> file_systems_;  // committer thread only
   std::mutex mutex_;
   std::condition_variable changed_;
   std::deque<PendingRename> queue_;

@@ -33,10 +33,12 @@ std::pair<std::string_view, std::string_view> SplitParent(std::string_view path)
 }
 
 std::string JoinPath(std::string_view parent, std::string_view name) {
+  if (name.empty()) return std::string(parent);
+  while (parent.size() > 1 && parent.back() == '/') parent.remove_suffix(1);
   std::string out;
   out.reserve(parent.size() + 1 + name.size());
   out.append(parent);
-  if (!parent.empty()) out.push_back('/');
+  if (!parent.empty() && parent.back() != '/') out.push_back('/');
   out.append(name);
   return out;
 }

@@ -1,11 +1,13 @@
 #include "agent/receiver.h"
 
 #include <fcntl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 
 #include "agent/scan.h"
 #include "base/bounds.h"
@@ -43,7 +45,12 @@ Receiver::Receiver(Channel& channel, int root_fd, std::string root_display, Sync
       options_(std::move(options)), progress_(progress ? progress : &no_progress_) {
   policy_.privileged = ::geteuid() == 0;
   policy_.xattr_filter = XattrFilter{policy_.privileged, options_.no_selinux};
-  temp_tag_ = std::string(kTempPrefix) + std::to_string(session_id) + ".";
+  // Unique across sessions, processes and restarts: a run killed earlier left its own names.
+  uint64_t nonce = 0;
+  if (::getrandom(&nonce, sizeof(nonce), 0) != sizeof(nonce)) nonce = (uint64_t{session_id} << 32) ^ ::getpid();
+  char tag[32];
+  std::snprintf(tag, sizeof(tag), "%016llx.", static_cast<unsigned long long>(nonce));
+  temp_tag_ = std::string(kTempPrefix) + tag;
   CHECK(root_fd_ >= 0 || options_.dry_run);
   if (!options_.dry_run) committer_ = std::make_unique<Committer>(root_fd_);
 }
@@ -54,6 +61,7 @@ Status Receiver::Run() {
   Result<ExcludeList> excludes = ExcludeList::Make(options_.excludes);
   Status s = excludes.ok() ? Status::Ok() : excludes.status();
   if (s.ok()) excludes_ = std::move(*excludes);
+  Keepalive keepalive(channel_);
   Frame frame;
   for (bool done = false; s.ok() && !done;) {
     s = channel_.Receive(&frame, kIdleTimeoutMs);
@@ -68,6 +76,7 @@ Status Receiver::Run() {
 
 Status Receiver::Dispatch(const Frame& frame, bool* done) {
   switch (frame.type) {
+    case MessageType::kKeepalive: return Status::Ok();
     case MessageType::kEntries: return HandleEntries(frame);
     case MessageType::kEntriesEnd: return HandleEntriesEnd(frame);
     case MessageType::kData: return HandleData(frame);
@@ -265,6 +274,10 @@ Result<int> Receiver::ParentFd(const std::string& parent) {
   Result<UniqueFd> fd = OpenDirBeneath(root_fd_, parent);
   if (!fd.ok()) return fd.status();
   int raw = fd->get();
+  struct stat st;
+  if (::fstat(raw, &st) == 0 && file_systems_.count(st.st_dev) == 0) {
+    file_systems_.emplace(st.st_dev, UniqueFd(::fcntl(raw, F_DUPFD_CLOEXEC, 0)));
+  }
   dir_cache_.emplace(parent, std::move(*fd));
   return raw;
 }
@@ -303,6 +316,9 @@ SyncSummary Receiver::Summary() const {
   s.files_changed_during_read = figures_.files_changed_during_read;
   s.files_vanished = figures_.files_vanished;
   s.files_failed = figures_.files_failed;
+  if (scan_incomplete_) {
+    s.errors.push_back("the sender could not read part of its tree (its log names what); nothing was deleted");
+  }
   return s;
 }
 

@@ -77,11 +77,14 @@ class Receiver {
   Status LinkFollowers();
   Status BreakStaleLinks();
   Status CopyToTemp(uint32_t id, int dir_fd, const std::string& name, const std::string& temp);
+  Status RefuseEmptySourceWipe(int root_fd);
   Status Sweep(int dir_fd, const std::string& path);
   void CountDeletedTree(int dir_fd, const std::string& name, const std::string& path);
   Status ApplyDirectoryMetadata();
   Status SyncVolume();
 
+  // A cached descriptor of directory `parent`, valid until the next ParentFd call (which may
+  // evict it): dup it to hold two at once.
   Result<int> ParentFd(const std::string& parent);
   void Item(protocol::ItemAction action, const protocol::Entry& entry);
   void Item(protocol::ItemAction action, protocol::EntryType type, std::string path);
@@ -106,6 +109,9 @@ class Receiver {
   std::vector<uint32_t> followers_;   // hard links, made after every file is in place
   std::vector<uint32_t> link_candidates_;  // unchanged files whose target has other links
   std::map<std::string, UniqueFd> dir_cache_;
+  // Every file system seen under the volume (nested mounts), for the final syncfs; descriptors
+  // held for the session so that syncfs reports every writeback error since it began.
+  std::map<dev_t, UniqueFd> file_systems_;
 
   std::vector<uint32_t> pending_needs_;
   std::vector<protocol::Item> pending_items_;

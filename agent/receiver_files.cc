@@ -139,7 +139,7 @@ Status Receiver::FinishFile(const protocol::FileEnd& end) {
 
 Status Receiver::Finish() {
   FERRY_RETURN_IF_ERROR(BreakStaleLinks());
-  if (committer_) FERRY_RETURN_IF_ERROR(committer_->Flush());
+  if (committer_) FERRY_RETURN_IF_ERROR(TargetError(committer_->Flush(), ""));
   FERRY_RETURN_IF_ERROR(LinkFollowers());
   if (root_fd_ < 0) {
     // A dry run into a target that does not exist: nothing there to delete.
@@ -147,7 +147,8 @@ Status Receiver::Finish() {
     LOG_WARN("the sender could not read all of its tree: nothing deleted from '" + root_display_ + "'");
   } else {
     Result<int> root = ParentFd("");
-    if (!root.ok()) return root.status();
+    if (!root.ok()) return TargetError(root.status(), "");
+    FERRY_RETURN_IF_ERROR(RefuseEmptySourceWipe(*root));
     FERRY_RETURN_IF_ERROR(Sweep(*root, ""));
   }
   FERRY_RETURN_IF_ERROR(ApplyDirectoryMetadata());
@@ -161,14 +162,18 @@ Status Receiver::LinkFollowers() {
     const Entry& leader = entries_[e.hardlink_leader_plus1 - 1];
     auto [leader_parent, leader_name] = SplitParent(leader.path);
     auto [parent, name] = SplitParent(e.path);
-    if (missing_dir_[ids_by_path_.at(std::string(parent))]) {  // dry run into a new directory
+    if (missing_dir_[ids_by_path_.at(std::string(parent))] ||
+        missing_dir_[ids_by_path_.at(std::string(leader_parent))]) {  // dry run into new directories
       Item(ItemAction::kCreate, e);
       continue;
     }
     std::string leader_name_str(leader_name), name_str(name);
     Result<int> leader_dir = ParentFd(std::string(leader_parent));
     if (!leader_dir.ok()) return TargetError(leader_dir.status(), leader.path);
-    int leader_fd = *leader_dir;
+    // Our own descriptor: the next ParentFd may evict the cached one.
+    UniqueFd leader_dir_fd(::fcntl(*leader_dir, F_DUPFD_CLOEXEC, 0));
+    if (!leader_dir_fd.valid()) return TargetError(Status::Errno(errno, "dup"), leader.path);
+    int leader_fd = leader_dir_fd.get();
     Result<int> dir = ParentFd(std::string(parent));
     if (!dir.ok()) return TargetError(dir.status(), e.path);
     struct stat leader_st, st;
@@ -182,6 +187,8 @@ Status Receiver::LinkFollowers() {
     }
     if (!leader_ok) {  // the leader vanished or failed: count, do not invent content
       figures_.files_failed += 1;
+      LOG_WARN("hard link '" + Display(e.path) + "' not made: its first name '" + leader.path +
+               "' is not a file on the target");
       continue;
     }
     Item(exists ? ItemAction::kUpdate : ItemAction::kCreate, e);
@@ -241,6 +248,22 @@ Status Receiver::CopyToTemp(uint32_t id, int dir_fd, const std::string& name, co
   }
   Status s = ApplyFileMetadata(out.get(), dir_fd, temp, e, EntryMtime(e), policy_);
   return s.ok() ? s : TargetError(s, e.path);
+}
+
+// A manifest of only the root would empty the target: more often an unmounted source volume
+// than an intent. Refused unless the client said so.
+Status Receiver::RefuseEmptySourceWipe(int root_fd) {
+  if (entries_.size() != 1 || options_.allow_empty_source) return Status::Ok();
+  Result<std::vector<std::string>> names = ListDirectory(root_fd, root_display_);
+  if (!names.ok()) return names.status();
+  size_t doomed = 0;
+  for (const std::string& name : *names) {
+    if (!IsTempName(name) && !excludes_.Excludes(name, false) && !excludes_.Excludes(name, true)) ++doomed;
+  }
+  if (doomed == 0) return Status::Ok();
+  return Status::InvalidArgument("the source is empty: refusing to delete " + std::to_string(doomed) +
+                                 " entries of '" + root_display_ +
+                                 "' (is the source volume mounted?); pass --allow-empty-source to mirror an empty source");
 }
 
 // Deletes what the source no longer has (and temp files of earlier, interrupted stages),
@@ -312,6 +335,11 @@ Status Receiver::ApplyDirectoryMetadata() {
 Status Receiver::SyncVolume() {
   if (options_.dry_run) return Status::Ok();
   if (::syncfs(root_fd_) != 0) return TargetError(Status::Errno(errno, "flush to disk (syncfs)"), "");
+  for (const auto& [dev, fd] : file_systems_) {
+    if (fd.valid() && ::syncfs(fd.get()) != 0) {
+      return TargetError(Status::Errno(errno, "flush to disk (syncfs)"), "");
+    }
+  }
   return Status::Ok();
 }
 

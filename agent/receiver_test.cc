@@ -39,7 +39,7 @@ class ReceiverTest : public ::testing::Test {
   // Runs a receiver while `script` plays the sender; returns the receiver's status.
   Status RunStage(const std::function<void(Channel&)>& script) {
     std::unique_ptr<io::ByteStream> a, b;
-    EXPECT_TRUE(io::MakeStreamPair(&a, &b).ok());
+    EXPECT_TRUE(io::MakeStreamPair("test sender", &a, "test receiver", &b).ok());
     Status result;
     std::thread receiver([&] {
       Channel channel(*a);

@@ -1,11 +1,15 @@
 #include "agent/sender.h"
 
 #include "agent/hash.h"
+#include "agent/path.h"
 
 #include <fcntl.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <ctime>
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -41,6 +45,7 @@ Result<SyncSummary> Sender::Run() {
     channel_.SendError(s);
     return s;
   }
+  Keepalive keepalive(channel_);  // the writer may wait long on a slow scan or a busy receiver
   std::thread scanner([this] { ScanLoop(); });
   std::thread reader([this] { ReadLoop(); });
   Status s = SendEntries();
@@ -115,6 +120,8 @@ void Sender::ReadLoop() {
 
 Status Sender::HandleFrame(const Frame& frame, bool* finished) {
   switch (frame.type) {
+    case MessageType::kKeepalive:
+      return Status::Ok();
     case MessageType::kNeed: {
       Result<protocol::Need> need = protocol::Need::Decode(frame.payload);
       if (!need.ok()) return need.status();
@@ -234,6 +241,49 @@ Status Sender::SendNeededFiles(bool wait) {
   }
 }
 
+namespace {
+
+// Since Linux 6.13 (ext4, xfs, btrfs, tmpfs), a change made after a stat gets a fine-grained
+// timestamp, so a file rewritten right after it was read always shows a new mtime.
+bool FineGrainedTimestamps() {
+  static const bool fine = [] {
+    utsname u;
+    int major = 0, minor = 0;
+    return ::uname(&u) == 0 && std::sscanf(u.release, "%d.%d", &major, &minor) == 2 &&
+           (major > 6 || (major == 6 && minor >= 13));
+  }();
+  return fine;
+}
+
+// On kernels with coarse timestamps, a file whose mtime lies within one clock tick of the end
+// of its read may change again without its mtime moving ("racily clean"): it is not trusted.
+bool RacilyClean(const struct stat& after) {
+  if (FineGrainedTimestamps()) return false;
+  timespec tick{}, now{};
+  ::clock_getres(CLOCK_REALTIME_COARSE, &tick);
+  ::clock_gettime(CLOCK_REALTIME, &now);
+  int64_t margin_ns = int64_t{tick.tv_sec} * 1'000'000'000 + tick.tv_nsec + 1'000'000;
+  int64_t now_ns = int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec;
+  return MtimeNs(after) >= now_ns - margin_ns;
+}
+
+}  // namespace
+
+int Sender::OpenSourceFile(const std::string& path) {
+  auto [parent, name] = SplitParent(path);
+  if (!open_parent_fd_.valid() || open_parent_ != parent) {
+    open_parent_fd_.Reset();
+    Result<UniqueFd> dir = OpenDirBeneath(root_fd_.get(), parent);
+    if (!dir.ok()) {
+      errno = dir.status().error_number() != 0 ? dir.status().error_number() : ENOENT;
+      return -1;
+    }
+    open_parent_fd_ = std::move(*dir);
+    open_parent_ = std::string(parent);
+  }
+  return ::openat(open_parent_fd_.get(), std::string(name).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+}
+
 static bool SameContentStat(const struct stat& a, const struct stat& b) {
   return a.st_size == b.st_size && MtimeNs(a) == MtimeNs(b) &&
          a.st_ctim.tv_sec == b.st_ctim.tv_sec && a.st_ctim.tv_nsec == b.st_ctim.tv_nsec &&
@@ -249,7 +299,7 @@ Status Sender::SendFile(uint32_t id) {
   protocol::FileEnd end;
   end.id = id;
   end.size = entry.size;
-  UniqueFd fd(::openat(root_fd_.get(), entry.path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  UniqueFd fd(OpenSourceFile(entry.path));
   uint64_t data_bytes = 0;
   struct stat before;
   if (!fd.valid() || ::fstat(fd.get(), &before) != 0 || !S_ISREG(before.st_mode)) {
@@ -260,7 +310,7 @@ Status Sender::SendFile(uint32_t id) {
   } else {
     FERRY_RETURN_IF_ERROR(SendFileData(fd.get(), entry, &end, &data_bytes));
     struct stat after;
-    bool moved = ::fstat(fd.get(), &after) != 0 || !SameContentStat(before, after) ||
+    bool moved = ::fstat(fd.get(), &after) != 0 || !SameContentStat(before, after) || RacilyClean(after) ||
                  static_cast<uint64_t>(before.st_size) != entry.size ||
                  MtimeNs(before) != int64_t{entry.mtime_sec} * 1'000'000'000 + entry.mtime_nsec;
     if (end.outcome == FileOutcome::kComplete && moved) end.outcome = FileOutcome::kChanged;

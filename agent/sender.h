@@ -41,6 +41,9 @@ class Sender {
   // Sends every NEED received so far; with `wait`, until the receiver's NEED_END.
   Status SendNeededFiles(bool wait);
   Status SendFile(uint32_t id);
+  // Opens a file of the manifest without following any symlink on its way (the app may have
+  // swapped a directory for a symlink since the scan). Reuses the last parent directory.
+  int OpenSourceFile(const std::string& path);
   // *data_bytes: content bytes sent (holes are not).
   Status SendFileData(int fd, const protocol::Entry& entry, protocol::FileEnd* end, uint64_t* data_bytes);
   void Fail(const Status& status);
@@ -52,6 +55,8 @@ class Sender {
   SyncProgress* progress_;
   ItemSink items_;
   std::string payload_;  // reused for DATA frames
+  std::string open_parent_;  // the directory open_parent_fd_ holds
+  UniqueFd open_parent_fd_;
   SyncSummary summary_;  // written by the writer thread only
   size_t entries_sent_ = 0;
 

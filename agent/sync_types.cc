@@ -8,6 +8,7 @@ uint32_t SyncOptions::WireFlags() const {
   if (checksum) flags |= protocol::kOptChecksum;
   if (no_selinux) flags |= protocol::kOptNoSelinux;
   if (itemize) flags |= protocol::kOptItemize;
+  if (allow_empty_source) flags |= protocol::kOptAllowEmptySource;
   return flags;
 }
 
@@ -17,6 +18,7 @@ SyncOptions SyncOptions::FromOpen(const protocol::Open& open) {
   o.checksum = (open.options & protocol::kOptChecksum) != 0;
   o.no_selinux = (open.options & protocol::kOptNoSelinux) != 0;
   o.itemize = (open.options & protocol::kOptItemize) != 0;
+  o.allow_empty_source = (open.options & protocol::kOptAllowEmptySource) != 0;
   o.excludes = open.excludes;
   return o;
 }

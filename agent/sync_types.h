@@ -18,6 +18,7 @@ struct SyncOptions {
   bool checksum = false;     // compare content, not size + mtime
   bool no_selinux = false;   // leave security.selinux alone
   bool itemize = false;      // the receiver reports every change
+  bool allow_empty_source = false;  // an empty source may delete everything on the target
   std::vector<std::string> excludes;
 
   uint32_t WireFlags() const;

@@ -62,7 +62,12 @@ inline constexpr size_t kMessageTextMaxBytes = 4096;  // error texts, peer names
 inline constexpr size_t kSessionsMax = 64;
 inline constexpr size_t kVolumesMax = 1024;
 inline constexpr int kHandshakeTimeoutMs = 10'000;
+// A peer that sends no frame for this long is gone. Each side sends KEEPALIVE after
+// kKeepaliveIntervalMs without sending anything, so a busy peer (hashing, flushing, deleting)
+// is never mistaken for a dead one; TCP_USER_TIMEOUT bounds writes the same way.
 inline constexpr int kIdleTimeoutMs = 120'000;
+inline constexpr int kKeepaliveIntervalMs = 5'000;
+static_assert(kKeepaliveIntervalMs * 4 <= kIdleTimeoutMs, "several keepalives fit one idle timeout");
 // How long a session waits for its volume when another session holds it: long enough for a
 // session that is ending to let go, short enough to answer "volume busy" promptly.
 inline constexpr int kVolumeLockWaitMs = 3'000;

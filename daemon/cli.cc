@@ -98,6 +98,8 @@ int SyncCommand(const std::vector<std::string>& args) {
       ("exclude", po::value(&r.options.excludes)->composing(), "PATTERN: skip matching entries (repeatable, rsync-like)")
       ("checksum,c", po::bool_switch(&r.options.checksum), "compare file content, not size and mtime")
       ("no-selinux", po::bool_switch(&r.options.no_selinux), "do not copy or compare security.selinux")
+      ("allow-empty-source", po::bool_switch(&r.options.allow_empty_source),
+       "let an empty source delete everything on the target (refused by default: unmounted volume?)")
       ("progress", po::bool_switch(), "show progress (the default when stderr is a terminal)")
       ("no-progress", po::bool_switch(), "never show progress")
       ("json", po::bool_switch(&r.json), "print a machine-readable summary on stdout")

@@ -106,6 +106,17 @@ static std::string AddressName(const sockaddr* sa) {
   return HostPort{host, port}.ToString();
 }
 
+void TuneSessionSocket(int fd) {
+  int one = 1, idle_s = 30, interval_s = 10, count = 6;
+  unsigned int user_timeout_ms = kIdleTimeoutMs;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof(idle_s));
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof(interval_s));
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof(count));
+  ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof(user_timeout_ms));
+}
+
 std::string PeerName(int fd) {
   sockaddr_storage ss{};
   socklen_t len = sizeof(ss);
@@ -154,8 +165,7 @@ static Status ConnectOne(int fd, const addrinfo* a, int timeout_ms) {
   ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len);
   if (error != 0) return Status::Errno(error, "connect");
   ::fcntl(fd, F_SETFL, flags);
-  int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  TuneSessionSocket(fd);
   return Status::Ok();
 }
 

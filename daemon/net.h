@@ -38,6 +38,11 @@ Result<int> Listen(const HostPort& address, HostPort* bound);
 // Connects within `timeout_ms`; errors name the daemon and say what to check.
 Result<std::unique_ptr<io::ByteStream>> Connect(const HostPort& daemon, int timeout_ms);
 
+// Socket options of every session connection: no Nagle delay for small control frames, and a
+// dead peer detected by the kernel (keepalive probes; unacknowledged writes fail after
+// kIdleTimeoutMs) even while this side is blocked writing.
+void TuneSessionSocket(int fd);
+
 // The peer's "ip:port" for logs.
 std::string PeerName(int fd);
 

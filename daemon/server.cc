@@ -1,8 +1,6 @@
 #include "daemon/server.h"
 
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/file.h>
 #include <sys/socket.h>
@@ -73,8 +71,9 @@ void Daemon::Serve(const std::atomic<bool>& stop) {
   LOG_INFO("stopping: no new sessions; ending the running ones");
   listen_fd_.Reset();
   std::unique_lock<std::mutex> lock(mutex_);
+  stopping_ = true;
   for (auto& [id, stream] : sessions_) stream->Shutdown();
-  sessions_changed_.wait(lock, [&] { return sessions_.empty(); });
+  sessions_changed_.wait(lock, [&] { return running_ == 0; });
   LOG_INFO("stopped");
 }
 
@@ -84,33 +83,43 @@ void Daemon::Accept() {
     if (errno != EAGAIN && errno != EINTR) LOG_WARN(Status::Errno(errno, "accept").ToString());
     return;
   }
-  int one = 1;  // small control frames must not wait for delayed ACKs
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  TuneSessionSocket(fd);
   uint64_t session_id = next_session_id_++;
+  {
+    // Counted before the thread starts, so that Serve() waits for it even if it stops now.
+    std::lock_guard<std::mutex> lock(mutex_);
+    running_ += 1;
+  }
   std::thread([this, fd, session_id] { RunConnection(fd, session_id); }).detach();
 }
 
 void Daemon::RunConnection(int fd, uint64_t session_id) {
   io::FdStream stream(fd, PeerName(fd));
   Channel channel(stream);
+  Status s;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (sessions_.size() >= kSessionsMax) {
-      channel.SendError(Status::Busy("daemon has " + std::to_string(kSessionsMax) +
-                                     " sessions running: retry later"));
-      LOG_WARN("refused " + stream.peer_name() + ": too many sessions");
-      return;
+    if (stopping_) {
+      s = Status::Aborted("daemon is stopping");
+    } else if (sessions_.size() >= kSessionsMax) {
+      s = Status::Busy("daemon has " + std::to_string(kSessionsMax) + " sessions running: retry later");
+    } else {
+      sessions_.emplace(session_id, &stream);
     }
-    sessions_.emplace(session_id, &stream);
   }
-  Status s = ServeSession(channel, config_.volumes, locks_, session_id);
-  if (!s.ok() && s.code() == Code::kNetwork) {
+  if (!s.ok()) {
+    channel.SendError(s);
+    LOG_WARN("refused " + stream.peer_name() + ": " + s.ToString());
+  } else if (s = ServeSession(channel, config_.volumes, locks_, session_id); s.ok()) {
+    // committed; ServeSession logged it
+  } else if (s.code() == Code::kNetwork) {
     LOG_INFO("session " + std::to_string(session_id) + " with " + stream.peer_name() + " ended: " + s.ToString());
   } else if (!s.ok()) {
     LOG_WARN("session " + std::to_string(session_id) + " with " + stream.peer_name() + ": " + s.ToString());
   }
   std::lock_guard<std::mutex> lock(mutex_);
   sessions_.erase(session_id);
+  running_ -= 1;
   sessions_changed_.notify_all();
 }
 

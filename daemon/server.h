@@ -51,7 +51,9 @@ class Daemon {
 
   std::mutex mutex_;
   std::condition_variable sessions_changed_;
-  std::map<uint64_t, io::ByteStream*> sessions_;  // live streams, for shutdown
+  size_t running_ = 0;    // session threads started and not yet finished
+  bool stopping_ = false;
+  std::map<uint64_t, io::ByteStream*> sessions_;  // their streams, for shutdown
 };
 
 }  // namespace ferry

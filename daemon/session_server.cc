@@ -95,7 +95,9 @@ static Status RunDirection(Channel& channel, const protocol::Open& open, const s
   FERRY_RETURN_IF_ERROR(channel.SendMessage(MessageType::kOpenOk, protocol::OpenOk{session_id}));
   SyncProgress progress;
   Result<SyncSummary> summary = Sender(channel, FdPath(root_fd, ""), scan_options, &progress, nullptr).Run();
-  return summary.status();
+  if (!summary.ok()) return summary.status();
+  for (const std::string& error : summary->errors) LOG_WARN("could not read: " + error);
+  return Status::Ok();
 }
 
 Status ServeSession(Channel& channel, const VolumeTable& volumes, VolumeLocks& locks, uint64_t session_id) {

@@ -208,7 +208,7 @@ Result<SyncSummary> SyncRun::Push(const Location& target, const ScanOptions& sca
     if (!request_.options.dry_run) FERRY_RETURN_IF_ERROR(MakeDirectories(target.local_path));
     volumes.paths["local"] = target.local_path;
     remote.volume = "local";
-    FERRY_RETURN_IF_ERROR(io::MakeStreamPair(&server_stream, &client_stream));
+    FERRY_RETURN_IF_ERROR(io::MakeStreamPair("local sender", &server_stream, "local receiver", &client_stream));
     local_receiver = std::thread([&] {
       Channel channel(*server_stream);
       local_status = ServeSession(channel, volumes, locks, 1);

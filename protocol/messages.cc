@@ -9,7 +9,8 @@ namespace ferry::protocol {
 const char* MessageTypeName(uint8_t type) {
   static const char* const kNames[] = {"?",     "HELLO", "WELCOME", "OPEN",     "OPEN_OK",
                                        "ENTRIES", "ENTRIES_END", "NEED", "NEED_END", "DATA",
-                                       "FILE_END", "DONE", "ITEMS", "COMMIT", "ERROR"};
+                                       "FILE_END", "DONE", "ITEMS", "COMMIT", "ERROR",
+                                       "KEEPALIVE"};
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == kMessageTypeMax + 1);
   return type <= kMessageTypeMax ? kNames[type] : "UNKNOWN";
 }

@@ -33,8 +33,9 @@ enum class MessageType : uint8_t {
   kItems = 12,
   kCommit = 13,
   kError = 14,
+  kKeepalive = 15,  // empty; either side, when it has sent nothing for a while
 };
-inline constexpr uint8_t kMessageTypeMax = 14;
+inline constexpr uint8_t kMessageTypeMax = 15;
 const char* MessageTypeName(uint8_t type);
 
 // Capabilities (HELLO / WELCOME): the intersection is what the session may use.
@@ -64,7 +65,8 @@ inline constexpr uint32_t kOptDryRun = 1u << 0;
 inline constexpr uint32_t kOptChecksum = 1u << 1;
 inline constexpr uint32_t kOptNoSelinux = 1u << 2;
 inline constexpr uint32_t kOptItemize = 1u << 3;  // receiver reports each change (ITEMS)
-inline constexpr uint32_t kOptsKnown = (1u << 4) - 1;
+inline constexpr uint32_t kOptAllowEmptySource = 1u << 4;  // an empty source may empty the target
+inline constexpr uint32_t kOptsKnown = (1u << 5) - 1;
 
 struct Open {
   std::string volume;

@@ -72,7 +72,8 @@ Status FdStream::WriteAll(const char* data, size_t size, int timeout_ms) {
 
 void FdStream::Shutdown() { ::shutdown(fd_, SHUT_RDWR); }
 
-Status MakeStreamPair(std::unique_ptr<ByteStream>* a, std::unique_ptr<ByteStream>* b) {
+Status MakeStreamPair(const std::string& a_peer_name, std::unique_ptr<ByteStream>* a,
+                      const std::string& b_peer_name, std::unique_ptr<ByteStream>* b) {
   int fds[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
     return Status::Errno(errno, "socketpair");
@@ -83,8 +84,8 @@ Status MakeStreamPair(std::unique_ptr<ByteStream>* a, std::unique_ptr<ByteStream
     ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
     ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
   }
-  *a = std::make_unique<FdStream>(fds[0], "local receiver");
-  *b = std::make_unique<FdStream>(fds[1], "local sender");
+  *a = std::make_unique<FdStream>(fds[0], a_peer_name);
+  *b = std::make_unique<FdStream>(fds[1], b_peer_name);
   return Status::Ok();
 }
 

@@ -45,7 +45,8 @@ class FdStream final : public ByteStream {
 };
 
 // Two connected in-process streams (a socketpair), for a local sync that runs the sender and
-// the receiver in one process.
-Status MakeStreamPair(std::unique_ptr<ByteStream>* a, std::unique_ptr<ByteStream>* b);
+// the receiver in one process. Each stream is named after its peer, for messages.
+Status MakeStreamPair(const std::string& a_peer_name, std::unique_ptr<ByteStream>* a,
+                      const std::string& b_peer_name, std::unique_ptr<ByteStream>* b);
 
 }  // namespace ferry::io
