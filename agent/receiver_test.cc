@@ -120,6 +120,18 @@ TEST_F(ReceiverTest, WritesAFileAndCommits) {
   EXPECT_EQ(st.st_size, 5);
 }
 
+TEST_F(ReceiverTest, KeepalivesAnywhereAreIgnored) {
+  Status s = RunStage([](Channel& c) {
+    ASSERT_TRUE(c.Send(MessageType::kKeepalive, {}).ok());
+    SendEntries(c, {Dir(0, ""), File(1, "f", 5)});
+    ASSERT_TRUE(c.Send(MessageType::kKeepalive, {}).ok());
+    SendFile(c, 1, "hello");
+    ASSERT_TRUE(c.Send(MessageType::kKeepalive, {}).ok());
+    ASSERT_TRUE(c.SendMessage(MessageType::kDone, protocol::Count{1}).ok());
+  });
+  ASSERT_TRUE(s.ok()) << s.ToString();
+}
+
 TEST_F(ReceiverTest, RefusesTraversalNamesBeforeAnySyscall) {
   for (const std::string bad : {"../outside/x", "/abs", "a/../../x", "a//b", "..", "."}) {
     Status s = RunStage([&](Channel& c) { SendEntries(c, {Dir(0, ""), File(1, bad, 1)}); });

@@ -1,0 +1,89 @@
+// One test per defect found in review, each failing on the tree before its fix.
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "tests/process_fixture.h"
+#include "tests/tree_fixture.h"
+
+namespace ferry_test {
+namespace {
+
+// LinkFollowers held a cached directory descriptor across a second lookup; with more than 256
+// directories the cache was cleared, the number reused, and a hard link made to the wrong file.
+TEST(RegressionTest, HardLinkAfterTheDirectoryCacheFillsLinksTheRightFile) {
+  TempDir tmp;
+  std::string src = tmp.Sub("src"), dst = tmp.Sub("dst");
+  MakeDirs(src + "/a");
+  WriteFile(src + "/0f", "LEADER\n");
+  WriteFile(src + "/a/0f", "WRONG-FILE\n");
+  ASSERT_EQ(::link((src + "/0f").c_str(), (src + "/a/link").c_str()), 0);
+  for (int i = 0; i < 300; ++i) {
+    std::string d = src + "/b/s" + std::to_string(1000 + i);
+    MakeDirs(d);
+    WriteFile(d + "/f", std::to_string(i));
+  }
+  CommandResult r = RunFerry({"sync", "--no-progress", src, dst});
+  ASSERT_EQ(r.exit_code, 0) << r.Describe();
+  EXPECT_EQ(ReadFile(dst + "/a/link"), "LEADER\n");
+  EXPECT_EQ(RsyncDiff(src, dst), "");
+}
+
+// Temp names came from the session id, 1 for every local sync: after a killed run, the next
+// one collided with the leftovers (EEXIST) and failed every time.
+TEST(RegressionTest, RunAfterAKilledLocalSyncConverges) {
+  TempDir tmp;
+  std::string src = tmp.Sub("src"), dst = tmp.Sub("dst");
+  MakeDirs(src);
+  for (int i = 0; i < 24; ++i) WriteRandomFile(src + "/f" + std::to_string(i), 8 << 20, TestSeed() + i);
+  ChildProcess child;
+  ASSERT_TRUE(child.Spawn({FerryBinary(), "sync", "--no-progress", src, dst}, tmp.Sub("out"), tmp.Sub("err")));
+  // Kill it once some files are in flight (their temp files exist).
+  ASSERT_TRUE(PollUntil([&] { return !FindTempFiles(dst).empty(); }, 20)) << "no temp file appeared";
+  child.Signal(SIGKILL);
+  child.Wait(10);
+  ASSERT_NE(FindTempFiles(dst), "") << "the killed run should leave temp files behind";
+  CommandResult r = RunFerry({"sync", "--no-progress", src, dst});
+  ASSERT_EQ(r.exit_code, 0) << r.Describe();
+  EXPECT_EQ(RsyncDiff(src, dst), "");
+  EXPECT_EQ(FindTempFiles(dst), "");
+}
+
+// An empty source (an unmounted volume) emptied the target without a word.
+TEST(RegressionTest, EmptySourceDoesNotWipeTheTargetUnlessAllowed) {
+  TempDir tmp;
+  std::string src = tmp.Sub("src"), dst = tmp.Sub("dst");
+  MakeDirs(src);
+  MakeDirs(dst + "/data");
+  WriteFile(dst + "/data/db", "precious\n");
+  CommandResult refused = RunFerry({"sync", "--no-progress", src, dst});
+  EXPECT_EQ(refused.exit_code, 1) << refused.Describe();
+  EXPECT_NE(refused.err.find("--allow-empty-source"), std::string::npos) << refused.Describe();
+  EXPECT_EQ(ReadFile(dst + "/data/db"), "precious\n");
+  CommandResult allowed = RunFerry({"sync", "--no-progress", "--allow-empty-source", src, dst});
+  EXPECT_EQ(allowed.exit_code, 0) << allowed.Describe();
+  EXPECT_EQ(RsyncDiff(src, dst), "");
+}
+
+// A dry run with hard links inside a directory the target does not have failed (exit 3).
+TEST(RegressionTest, DryRunListsHardLinksInNewDirectories) {
+  TempDir tmp;
+  std::string src = tmp.Sub("src"), dst = tmp.Sub("dst");
+  MakeDirs(src + "/newdir");
+  MakeDirs(dst);
+  WriteFile(src + "/newdir/a", "a\n");
+  ASSERT_EQ(::link((src + "/newdir/a").c_str(), (src + "/newdir/b").c_str()), 0);
+  CommandResult r = RunFerry({"sync", "-n", "--json", src, dst});
+  ASSERT_EQ(r.exit_code, 0) << r.Describe();
+  SyncReport report = ParseSyncJson(r.out);
+  EXPECT_TRUE(report.Has("newdir/b", "new")) << report.ChangesText();
+  struct stat st;
+  EXPECT_NE(::lstat((dst + "/newdir").c_str(), &st), 0) << "a dry run created a directory";
+}
+
+}  // namespace
+}  // namespace ferry_test
