@@ -15,6 +15,9 @@
 
 #include "protocol/wire.h"
 
+// GCC cannot see that this file's operator new and delete are a malloc/free pair.
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
 // The largest single operator-new request since the last reset. The zstd-bomb tests use it to
 // show that a frame claiming more than its header allows never gets that memory.
 static std::atomic<size_t> g_allocation_max_bytes{0};
