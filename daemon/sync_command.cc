@@ -269,7 +269,14 @@ void SyncRun::OnItem(const protocol::Item& item) {
 }
 
 void SyncRun::Report(const SyncSummary& s) const {
-  for (const std::string& e : s.errors) std::fprintf(stderr, "ferry sync: could not read: %s\n", e.c_str());
+  std::fflush(stdout);  // itemised changes before the summary
+  constexpr size_t kErrorsShownMax = 20;
+  for (size_t i = 0; i < s.errors.size() && i < kErrorsShownMax; ++i) {
+    std::fprintf(stderr, "ferry sync: could not read: %s\n", s.errors[i].c_str());
+  }
+  if (s.errors.size() > kErrorsShownMax) {
+    std::fprintf(stderr, "ferry sync: ... and %zu more that could not be read\n", s.errors.size() - kErrorsShownMax);
+  }
   if (request_.json) {
     std::printf("{\"files_total\":%llu,\"files_sent\":%llu,\"bytes_total\":%llu,\"bytes_sent_wire\":%llu,"
                 "\"entries_deleted\":%llu,\"files_changed_during_read\":%llu,\"files_vanished\":%llu,"
