@@ -164,6 +164,14 @@ Status CheckSourceRoot(const std::string& root) {
   return Status::Errno(errno, "cannot read source '" + root + "'");
 }
 
+ScanOptions ScanOptionsFor(const SyncOptions& sync, const ExcludeList* excludes) {
+  ScanOptions options;
+  options.content_hash = sync.checksum;
+  options.xattr_filter = XattrFilter{::geteuid() == 0, sync.no_selinux};
+  options.excludes = excludes;
+  return options;
+}
+
 Result<ScanResult> ScanTree(const std::string& root, const ScanOptions& options, const EntrySink& sink) {
   return Scanner(root, options, sink).Run();
 }

@@ -11,6 +11,7 @@
 
 #include "agent/fs.h"
 #include "agent/path.h"
+#include "agent/sync_types.h"
 #include "base/result.h"
 #include "protocol/messages.h"
 
@@ -21,6 +22,10 @@ struct ScanOptions {
   XattrFilter xattr_filter;
   const ExcludeList* excludes = nullptr;
 };
+
+// What a sender's scan needs for a sync: hashes with --checksum, the xattrs this process may
+// copy, the excludes. REQUIRES: `excludes` outlives the scan.
+ScanOptions ScanOptionsFor(const SyncOptions& sync, const ExcludeList* excludes);
 
 struct ScanResult {
   uint64_t entries_count = 0;

@@ -88,10 +88,7 @@ static Status RunDirection(Channel& channel, const protocol::Open& open, const s
     channel.SendError(excludes.status());
     return excludes.status();
   }
-  ScanOptions scan_options;
-  scan_options.content_hash = options.checksum;
-  scan_options.xattr_filter = XattrFilter{::geteuid() == 0, options.no_selinux};
-  scan_options.excludes = &*excludes;
+  ScanOptions scan_options = ScanOptionsFor(options, &*excludes);
   FERRY_RETURN_IF_ERROR(channel.SendMessage(MessageType::kOpenOk, protocol::OpenOk{session_id}));
   SyncProgress progress;
   Result<SyncSummary> summary = Sender(channel, FdPath(root_fd, ""), scan_options, &progress, nullptr).Run();

@@ -167,10 +167,7 @@ int SyncRun::Run() {
       std::fprintf(stderr, "ferry sync: %s\n", s.ToString().c_str());
       return s.code() == Code::kInvalidArgument ? kExitUsage : kExitSource;
     }
-    ScanOptions scan_options;
-    scan_options.content_hash = request_.options.checksum;
-    scan_options.xattr_filter = XattrFilter{::geteuid() == 0, request_.options.no_selinux};
-    scan_options.excludes = &*excludes;
+    ScanOptions scan_options = ScanOptionsFor(request_.options, &*excludes);
     summary = Push(*target, scan_options);
   }
   if (!summary.ok()) {
