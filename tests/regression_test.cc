@@ -87,3 +87,37 @@ TEST(RegressionTest, DryRunListsHardLinksInNewDirectories) {
 
 }  // namespace
 }  // namespace ferry_test
+
+namespace ferry_test {
+namespace {
+
+// One daemon, two volumes, two stages at once: both commit, each into its own volume.
+TEST(DaemonConcurrencyTest, TwoVolumesSyncAtOnce) {
+  TempDir tmp;
+  std::string a_src = tmp.Sub("a_src"), b_src = tmp.Sub("b_src");
+  std::string a_vol = tmp.Sub("a_vol"), b_vol = tmp.Sub("b_vol");
+  for (const std::string& d : {a_src, b_src, a_vol, b_vol}) MakeDirs(d);
+  for (int i = 0; i < 8; ++i) {
+    WriteRandomFile(a_src + "/a" + std::to_string(i), 8 << 20, TestSeed() + i);
+    WriteRandomFile(b_src + "/b" + std::to_string(i), 8 << 20, TestSeed() + 100 + i);
+  }
+  DaemonProcess daemon;
+  DaemonProcess::Config config;
+  config.volumes = {{"a", a_vol}, {"b", b_vol}};
+  config.state_dir = tmp.Sub("state");
+  config.log_path = tmp.Sub("daemon.log");
+  ASSERT_EQ(daemon.Start(config), "");
+  ChildProcess first, second;
+  ASSERT_TRUE(first.Spawn({FerryBinary(), "sync", "--no-progress", "--insecure", a_src, daemon.Url("a")},
+                          tmp.Sub("a.out"), tmp.Sub("a.err")));
+  ASSERT_TRUE(second.Spawn({FerryBinary(), "sync", "--no-progress", "--insecure", b_src, daemon.Url("b")},
+                           tmp.Sub("b.out"), tmp.Sub("b.err")));
+  EXPECT_EQ(first.Wait(60), 0) << ReadFile(tmp.Sub("a.err"));
+  EXPECT_EQ(second.Wait(60), 0) << ReadFile(tmp.Sub("b.err"));
+  EXPECT_EQ(RsyncDiff(a_src, a_vol), "");
+  EXPECT_EQ(RsyncDiff(b_src, b_vol), "");
+  EXPECT_TRUE(daemon.WaitForLog("stage committed", 2, 10)) << daemon.Log();
+}
+
+}  // namespace
+}  // namespace ferry_test
