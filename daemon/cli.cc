@@ -105,12 +105,15 @@ int SyncCommand(const std::vector<std::string>& args) {
       ("json", po::bool_switch(&r.json), "print a machine-readable summary on stdout")
       ("no-compress", po::bool_switch(), "never compress data on the wire")
       ("insecure", po::bool_switch(&r.insecure), "allow a plaintext connection")
-      ("verbose,v", po::bool_switch(), "log the session's steps")
-      ("locations", po::value(&positional), "SRC DST");
+      ("verbose,v", po::bool_switch(), "log the session's steps");
+  po::options_description hidden;
+  hidden.add_options()("locations", po::value(&positional), "SRC DST");
+  po::options_description all;
+  all.add(desc).add(hidden);
   po::positional_options_description pos;
   pos.add("locations", 2);
   po::variables_map vm;
-  po::store(po::command_line_parser(args).options(desc).positional(pos).run(), vm);
+  po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
   po::notify(vm);
   if (vm.count("help")) {
     std::cout << "usage: ferry sync [options] SRC DST\n"
