@@ -103,7 +103,8 @@ int SyncCommand(const std::vector<std::string>& args) {
       ("progress", po::bool_switch(), "show progress (the default when stderr is a terminal)")
       ("no-progress", po::bool_switch(), "never show progress")
       ("json", po::bool_switch(&r.json), "print a machine-readable summary on stdout")
-      ("no-compress", po::bool_switch(), "never compress data on the wire")
+      ("compress", po::value<std::string>()->default_value("auto"),
+       "zstd on the wire: auto (except to a daemon on this host), always, never")
       ("insecure", po::bool_switch(&r.insecure), "allow a plaintext connection")
       ("verbose,v", po::bool_switch(), "log the session's steps");
   po::options_description hidden;
@@ -126,7 +127,13 @@ int SyncCommand(const std::vector<std::string>& args) {
   }
   r.source = positional[0];
   r.target = positional[1];
-  r.compress = !vm["no-compress"].as<bool>();
+  const std::string compress = vm["compress"].as<std::string>();
+  if (compress != "auto" && compress != "always" && compress != "never") {
+    std::fprintf(stderr, "ferry sync: --compress must be auto, always or never, not '%s'\n", compress.c_str());
+    return kExitUsage;
+  }
+  r.compress = compress == "always" ? CompressMode::kAlways : compress == "never" ? CompressMode::kNever
+                                                                                 : CompressMode::kAuto;
   r.progress = vm["progress"].as<bool>() || (!vm["no-progress"].as<bool>() && ::isatty(2) && !r.json);
   if (r.options.dry_run) r.progress = false;
   // The in-process receiver of a local sync logs like a daemon: only its warnings matter here.

@@ -169,7 +169,7 @@ static Status ConnectOne(int fd, const addrinfo* a, int timeout_ms) {
   return Status::Ok();
 }
 
-Result<std::unique_ptr<io::ByteStream>> Connect(const HostPort& daemon, int timeout_ms) {
+Result<std::unique_ptr<io::ByteStream>> Connect(const HostPort& daemon, int timeout_ms, bool* loopback) {
   Result<addrinfo*> ai = Resolve(daemon, false);
   if (!ai.ok()) return ai.status();
   Status last;
@@ -179,6 +179,9 @@ Result<std::unique_ptr<io::ByteStream>> Connect(const HostPort& daemon, int time
     last = ConnectOne(fd, a, timeout_ms);
     if (last.ok()) {
       ::freeaddrinfo(*ai);
+      std::string peer = PeerName(fd);
+      *loopback = peer.rfind("127.", 0) == 0 || peer.rfind("[::1]:", 0) == 0 ||
+                  peer.rfind("[::ffff:127.", 0) == 0;
       return std::unique_ptr<io::ByteStream>(std::make_unique<io::FdStream>(fd, daemon.ToString()));
     }
     ::close(fd);

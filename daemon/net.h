@@ -35,8 +35,10 @@ Result<Location> ParseLocation(const std::string& text);
 // Binds and listens; the actual address (port 0 picks a free one) goes to *bound.
 Result<int> Listen(const HostPort& address, HostPort* bound);
 
-// Connects within `timeout_ms`; errors name the daemon and say what to check.
-Result<std::unique_ptr<io::ByteStream>> Connect(const HostPort& daemon, int timeout_ms);
+// Connects within `timeout_ms`; errors name the daemon and say what to check. *loopback tells
+// whether the daemon is on this host (127.0.0.0/8, ::1): there the wire is memory, and
+// compressing only costs CPU the copy needs.
+Result<std::unique_ptr<io::ByteStream>> Connect(const HostPort& daemon, int timeout_ms, bool* loopback);
 
 // Socket options of every session connection: no Nagle delay for small control frames, and a
 // dead peer detected by the kernel (keepalive probes; unacknowledged writes fail after

@@ -125,6 +125,7 @@ class SyncRun {
   Result<SyncSummary> Push(const Location& target, const ScanOptions& scan_options);
   Result<SyncSummary> Pull(const Location& source, const Location& target);
   protocol::Open MakeOpen(const Location& remote, Direction direction) const;
+  bool Compress(bool loopback) const;
   void OnItem(const protocol::Item& item);
   void Report(const SyncSummary& summary) const;
 
@@ -178,6 +179,10 @@ int SyncRun::Run() {
   return summary->errors.empty() && summary->files_failed == 0 ? kExitOk : kExitPartial;
 }
 
+bool SyncRun::Compress(bool loopback) const {
+  return request_.compress == CompressMode::kAlways || (request_.compress == CompressMode::kAuto && !loopback);
+}
+
 protocol::Open SyncRun::MakeOpen(const Location& remote, Direction direction) const {
   protocol::Open open;
   open.volume = remote.volume;
@@ -196,8 +201,9 @@ Result<SyncSummary> SyncRun::Push(const Location& target, const ScanOptions& sca
   VolumeTable volumes;
   VolumeLocks locks;
   Location remote = target;
+  bool loopback = true;  // a local target is in-process
   if (target.remote) {
-    Result<std::unique_ptr<io::ByteStream>> stream = Connect(target.daemon, kConnectTimeoutMs);
+    Result<std::unique_ptr<io::ByteStream>> stream = Connect(target.daemon, kConnectTimeoutMs, &loopback);
     if (!stream.ok()) return stream.status();
     client_stream = std::move(*stream);
   } else {
@@ -215,7 +221,7 @@ Result<SyncSummary> SyncRun::Push(const Location& target, const ScanOptions& sca
   ProgressPrinter printer(progress_, request_.progress);
   Result<SyncSummary> summary = Status::Aborted("not run");
   Result<protocol::OpenOk> opened = OpenSession(channel, MakeOpen(remote, Direction::kPush),
-                                                request_.compress && target.remote);
+                                                Compress(loopback));
   if (!opened.ok()) {
     summary = opened.status();
   } else {
@@ -236,10 +242,12 @@ Result<SyncSummary> SyncRun::Pull(const Location& source, const Location& target
   if (!root.valid() && !(request_.options.dry_run && errno == ENOENT)) {
     return Status::Errno(errno, "open target '" + target.local_path + "'");
   }
-  Result<std::unique_ptr<io::ByteStream>> stream = Connect(source.daemon, kConnectTimeoutMs);
+  bool loopback = false;
+  Result<std::unique_ptr<io::ByteStream>> stream = Connect(source.daemon, kConnectTimeoutMs, &loopback);
   if (!stream.ok()) return stream.status();
   Channel channel(**stream);
-  Result<protocol::OpenOk> opened = OpenSession(channel, MakeOpen(source, Direction::kPull), request_.compress);
+  Result<protocol::OpenOk> opened = OpenSession(channel, MakeOpen(source, Direction::kPull),
+                                                Compress(loopback));
   if (!opened.ok()) {
     source_failed_ = true;  // refused by the daemon that holds the source
     return opened.status();

@@ -23,6 +23,9 @@ enum ExitCode : int {
   kExitPartial = 23,   // finished, but some source files could not be read (named on stderr)
 };
 
+// zstd on the wire: auto compresses except to a daemon on this host (there it only costs CPU).
+enum class CompressMode { kAuto, kAlways, kNever };
+
 struct SyncRequest {
   std::string source;
   std::string target;
@@ -30,7 +33,7 @@ struct SyncRequest {
   bool progress = false;
   bool json = false;
   bool insecure = false;
-  bool compress = true;
+  CompressMode compress = CompressMode::kAuto;
 };
 
 int RunSync(const SyncRequest& request);

@@ -121,3 +121,48 @@ TEST(DaemonConcurrencyTest, TwoVolumesSyncAtOnce) {
 
 }  // namespace
 }  // namespace ferry_test
+
+namespace ferry_test {
+namespace {
+
+// zstd end to end: forced on, compressible content crosses the wire smaller and arrives exact,
+// both ways; auto leaves it off to a daemon on this host.
+TEST(CompressionTest, AlwaysCompressesBothWaysAndAutoSkipsLoopback) {
+  TempDir tmp;
+  std::string src = tmp.Sub("src"), vol = tmp.Sub("vol"), back = tmp.Sub("back");
+  MakeDirs(src);
+  MakeDirs(vol);
+  std::string text;
+  for (int i = 0; text.size() < (4u << 20); ++i) text += "row " + std::to_string(i) + " of a very regular table\n";
+  WriteFile(src + "/table.csv", text);
+  WriteRandomFile(src + "/random.bin", 1 << 20, TestSeed());
+  DaemonProcess daemon;
+  DaemonProcess::Config config;
+  config.volumes = {{"vol", vol}};
+  config.state_dir = tmp.Sub("state");
+  config.log_path = tmp.Sub("daemon.log");
+  ASSERT_EQ(daemon.Start(config), "");
+
+  CommandResult push = RunFerry({"sync", "--json", "--insecure", "--compress", "always", src, daemon.Url("vol")});
+  ASSERT_EQ(push.exit_code, 0) << push.Describe();
+  SyncReport pushed = ParseSyncJson(push.out);
+  ASSERT_TRUE(pushed.parsed) << pushed.parse_error;
+  // 4 MiB of text shrinks many times over; 1 MiB of random bytes does not shrink at all.
+  EXPECT_LT(pushed.bytes_sent_wire, (1u << 20) + (1u << 20)) << push.out;
+  EXPECT_EQ(RsyncDiff(src, vol), "");
+
+  CommandResult pull = RunFerry({"sync", "--json", "--insecure", "--compress", "always", daemon.Url("vol"), back});
+  ASSERT_EQ(pull.exit_code, 0) << pull.Describe();
+  SyncReport pulled = ParseSyncJson(pull.out);
+  EXPECT_LT(pulled.bytes_sent_wire, (1u << 20) + (1u << 20)) << pull.out;
+  EXPECT_EQ(RsyncDiff(src, back), "");
+
+  RemoveTree(back);
+  CommandResult plain = RunFerry({"sync", "--json", "--insecure", daemon.Url("vol"), back});
+  ASSERT_EQ(plain.exit_code, 0) << plain.Describe();
+  EXPECT_GT(ParseSyncJson(plain.out).bytes_sent_wire, pushed.bytes_total) << plain.out;
+  EXPECT_EQ(RsyncDiff(src, back), "");
+}
+
+}  // namespace
+}  // namespace ferry_test
