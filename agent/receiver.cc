@@ -65,7 +65,11 @@ Status Receiver::Run() {
   Frame frame;
   for (bool done = false; s.ok() && !done;) {
     s = channel_.Receive(&frame, kIdleTimeoutMs);
-    if (s.ok()) s = Dispatch(frame, &done);
+    if (!s.ok()) break;
+    s = Dispatch(frame, &done);
+    // Name the sender in what it did wrong; its own ERROR texts already say who they are.
+    bool peer_fault = s.code() == Code::kProtocol || s.code() == Code::kCorruption;
+    if (peer_fault && frame.type != MessageType::kError) s = s.Annotate("sender " + channel_.peer_name());
   }
   if (!s.ok()) {
     DiscardOpenFile();

@@ -109,7 +109,13 @@ void Sender::ReadLoop() {
   Frame frame;
   for (bool finished = false; !finished;) {
     Status s = channel_.Receive(&frame, kIdleTimeoutMs);
-    if (s.ok()) s = HandleFrame(frame, &finished);
+    if (s.ok()) {
+      s = HandleFrame(frame, &finished);
+      // Name the receiver in what it did wrong; its own ERROR texts already say who they are.
+      if (s.code() == Code::kProtocol && frame.type != MessageType::kError) {
+        s = s.Annotate("receiver " + channel_.peer_name());
+      }
+    }
     if (!s.ok()) {
       Fail(s);
       channel_.Shutdown();  // unblocks the writer
