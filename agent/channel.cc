@@ -18,7 +18,6 @@ int64_t NowMs() {
 
 Channel::Channel(io::ByteStream& stream) : stream_(stream), last_send_ms_(NowMs()) {
   send_buffer_.reserve(kFrameHeaderBytes + kFrameWireMaxBytes);
-  receive_buffer_.reserve(kFrameWireMaxBytes);
 }
 
 void Channel::SetCompression(std::optional<int> level) {
@@ -62,10 +61,10 @@ Status Channel::Receive(Frame* frame, int timeout_ms) {
     return Status::Protocol("peer " + stream_.peer_name() + " sent a frame of unknown type " +
                             std::to_string(header.type));
   }
-  receive_buffer_.resize(header.wire_size);
-  FERRY_RETURN_IF_ERROR(stream_.ReadFull(receive_buffer_.data(), header.wire_size, timeout_ms));
+  frame->payload.resize(header.wire_size);
+  FERRY_RETURN_IF_ERROR(stream_.ReadFull(frame->payload.data(), header.wire_size, timeout_ms));
   bytes_received_.fetch_add(kFrameHeaderBytes + header.wire_size, std::memory_order_relaxed);
-  s = decoder_.DecodePayload(header_view, header, receive_buffer_, &frame->payload);
+  s = decoder_.DecodeInPlace(header_view, header, &frame->payload);
   if (!s.ok()) return s.Annotate("from peer " + stream_.peer_name());
   frame->type = static_cast<MessageType>(header.type);
   return Status::Ok();

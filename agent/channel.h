@@ -67,7 +67,6 @@ class Channel {
   std::atomic<int64_t> last_send_ms_;
   // Receive side.
   protocol::FrameDecoder decoder_;
-  std::string receive_buffer_;
   std::atomic<uint64_t> bytes_received_{0};
 };
 

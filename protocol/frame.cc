@@ -88,15 +88,20 @@ Status DecodeFrameHeader(std::string_view header_bytes, FrameHeader* header) {
 
 Status FrameDecoder::DecodePayload(std::string_view header_bytes, const FrameHeader& header,
                                    std::string_view wire_payload, std::string* out) {
-  CHECK_EQ(wire_payload.size(), header.wire_size);
-  if (FrameChecksum(header_bytes.substr(0, kChecksumOffset), wire_payload) != header.checksum) {
+  out->assign(wire_payload);
+  return DecodeInPlace(header_bytes, header, out);
+}
+
+Status FrameDecoder::DecodeInPlace(std::string_view header_bytes, const FrameHeader& header,
+                                   std::string* buffer) {
+  CHECK_EQ(buffer->size(), header.wire_size);
+  if (FrameChecksum(header_bytes.substr(0, kChecksumOffset), *buffer) != header.checksum) {
     return Status::Corruption("frame checksum mismatch (damaged in transit)");
   }
-  if ((header.flags & kFrameFlagZstd) == 0) {
-    out->assign(wire_payload);
-    return Status::Ok();
-  }
-  return decompressor_.Decompress(wire_payload, header.payload_size, out);
+  if ((header.flags & kFrameFlagZstd) == 0) return Status::Ok();
+  FERRY_RETURN_IF_ERROR(decompressor_.Decompress(*buffer, header.payload_size, &scratch_));
+  buffer->swap(scratch_);
+  return Status::Ok();
 }
 
 }  // namespace ferry::protocol

@@ -53,9 +53,13 @@ class FrameDecoder {
   // `header_bytes` are the 24 bytes the header was decoded from.
   Status DecodePayload(std::string_view header_bytes, const FrameHeader& header,
                        std::string_view wire_payload, std::string* out);
+  // The same without a copy of uncompressed payloads: *buffer holds the wire payload on entry
+  // and the decoded payload on return.
+  Status DecodeInPlace(std::string_view header_bytes, const FrameHeader& header, std::string* buffer);
 
  private:
   Decompressor decompressor_;
+  std::string scratch_;
 };
 
 }  // namespace ferry::protocol
