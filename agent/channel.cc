@@ -17,7 +17,6 @@ int64_t NowMs() {
 }  // namespace
 
 Channel::Channel(io::ByteStream& stream) : stream_(stream), last_send_ms_(NowMs()) {
-  send_buffer_.reserve(kFrameHeaderBytes + kFrameWireMaxBytes);
 }
 
 void Channel::SetCompression(std::optional<int> level) {
@@ -33,13 +32,14 @@ Status Channel::Send(MessageType type, std::string_view payload, bool try_compre
                                    " bytes exceeds the frame limit");
   }
   std::lock_guard<std::mutex> lock(send_mutex_);
-  send_buffer_.clear();
-  bool was_compressed = encoder_.Encode(static_cast<uint8_t>(type), payload, &send_buffer_, try_compress);
+  char header[kFrameHeaderBytes];
+  std::string_view wire;
+  bool was_compressed = encoder_.EncodeHeader(static_cast<uint8_t>(type), payload, try_compress, header, &wire);
   if (compressed != nullptr) *compressed = was_compressed;
   // No deadline on writes: a peer that stops reading is either busy (its keepalives say so) or
   // gone (our reader's idle timeout, or TCP_USER_TIMEOUT, ends the connection and this call).
-  FERRY_RETURN_IF_ERROR(stream_.WriteAll(send_buffer_.data(), send_buffer_.size(), -1));
-  bytes_sent_.fetch_add(send_buffer_.size(), std::memory_order_relaxed);
+  FERRY_RETURN_IF_ERROR(stream_.Write(std::string_view(header, sizeof(header)), wire, -1));
+  bytes_sent_.fetch_add(sizeof(header) + wire.size(), std::memory_order_relaxed);
   last_send_ms_.store(NowMs(), std::memory_order_relaxed);
   return Status::Ok();
 }

@@ -61,7 +61,6 @@ class Channel {
   // Send side.
   std::mutex send_mutex_;
   protocol::FrameEncoder encoder_{std::nullopt};
-  std::string send_buffer_;
   std::string message_scratch_;
   std::atomic<uint64_t> bytes_sent_{0};
   std::atomic<int64_t> last_send_ms_;

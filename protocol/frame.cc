@@ -29,26 +29,36 @@ void FrameEncoder::SetCompressionLevel(std::optional<int> compression_level) {
 }
 
 bool FrameEncoder::Encode(uint8_t type, std::string_view payload, std::string* out, bool try_compress) {
+  char header[kFrameHeaderBytes];
+  std::string_view wire;
+  bool compressed = EncodeHeader(type, payload, try_compress, header, &wire);
+  out->append(header, sizeof(header));
+  out->append(wire);
+  return compressed;
+}
+
+bool FrameEncoder::EncodeHeader(uint8_t type, std::string_view payload, bool try_compress,
+                                char (&header)[kFrameHeaderBytes], std::string_view* wire) {
   CHECK(payload.size() <= kFramePayloadMaxBytes);
-  std::string_view wire = payload;
+  *wire = payload;
   uint8_t flags = 0;
   if (try_compress && compressor_ && compressor_->CompressIfSmaller(payload, &scratch_)) {
-    wire = scratch_;
+    *wire = scratch_;
     flags |= kFrameFlagZstd;
   }
-  CHECK(wire.size() <= kFrameWireMaxBytes);
-  size_t start = out->size();
-  WireWriter w(out);
+  CHECK(wire->size() <= kFrameWireMaxBytes);
+  header_scratch_.clear();
+  WireWriter w(&header_scratch_);
   w.U32(kFrameMagic);
   w.U8(type);
   w.U8(flags);
   w.U8(0);  // reserved
   w.U8(0);
-  w.U32(static_cast<uint32_t>(wire.size()));
+  w.U32(static_cast<uint32_t>(wire->size()));
   w.U32(static_cast<uint32_t>(payload.size()));
-  std::string_view prefix(out->data() + start, kChecksumOffset);
-  w.U64(FrameChecksum(prefix, wire));
-  out->append(wire);
+  w.U64(FrameChecksum(std::string_view(header_scratch_).substr(0, kChecksumOffset), *wire));
+  CHECK_EQ(header_scratch_.size(), kFrameHeaderBytes);
+  std::copy(header_scratch_.begin(), header_scratch_.end(), header);
   return (flags & kFrameFlagZstd) != 0;
 }
 

@@ -38,10 +38,16 @@ class FrameEncoder {
   // for this frame. Returns whether the payload went compressed.
   // REQUIRES: payload.size() <= kFramePayloadMaxBytes.
   bool Encode(uint8_t type, std::string_view payload, std::string* out, bool try_compress = true);
+  // The same without copying the payload: writes the header to `header` and sets *wire to the
+  // bytes that follow it (`payload` itself, or compressed bytes owned by the encoder until the
+  // next call).
+  bool EncodeHeader(uint8_t type, std::string_view payload, bool try_compress,
+                    char (&header)[kFrameHeaderBytes], std::string_view* wire);
 
  private:
   std::optional<Compressor> compressor_;
   std::string scratch_;
+  std::string header_scratch_;
 };
 
 // Parses and checks a header; the checksum is verified later, with the payload.

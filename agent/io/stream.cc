@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -53,18 +54,28 @@ Status FdStream::ReadFull(char* buffer, size_t size, int timeout_ms) {
   return Status::Ok();
 }
 
-Status FdStream::WriteAll(const char* data, size_t size, int timeout_ms) {
-  size_t done = 0;
-  while (done < size) {
-    ssize_t n = ::send(fd_, data + done, size - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+Status FdStream::Write(std::string_view first, std::string_view second, int timeout_ms) {
+  size_t done = 0;  // bytes of first + second written
+  const size_t total = first.size() + second.size();
+  while (done < total) {
+    iovec parts[2];
+    int count = 0;
+    if (done < first.size()) {
+      parts[count++] = {const_cast<char*>(first.data() + done), first.size() - done};
+      parts[count++] = {const_cast<char*>(second.data()), second.size()};
+    } else {
+      parts[count++] = {const_cast<char*>(second.data() + (done - first.size())), total - done};
+    }
+    msghdr message{};
+    message.msg_iov = parts;
+    message.msg_iovlen = static_cast<size_t>(count);
+    ssize_t n = ::sendmsg(fd_, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n >= 0) {
       done += static_cast<size_t>(n);
       continue;
     }
     if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) {
-      return Status::Errno(errno, "write to peer " + peer_name_);
-    }
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return Status::Errno(errno, "write to peer " + peer_name_);
     FERRY_RETURN_IF_ERROR(WaitReady(fd_, POLLOUT, timeout_ms, peer_name_, "writing"));
   }
   return Status::Ok();

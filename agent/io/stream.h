@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "base/result.h"
 #include "base/status.h"
@@ -18,9 +19,10 @@ class ByteStream {
   // Reads exactly `size` bytes. A peer that closes or stays silent for `timeout_ms` is a
   // kNetwork error naming the peer. timeout_ms < 0 waits forever.
   virtual Status ReadFull(char* buffer, size_t size, int timeout_ms) = 0;
-  // Writes all of `data`; fails after `timeout_ms` without progress.
-  virtual Status WriteAll(const char* data, size_t size, int timeout_ms) = 0;
-  // Stops both directions: a blocked ReadFull or WriteAll in another thread returns an error.
+  // Writes all of `first`, then all of `second` (a frame header and its payload, without
+  // copying them together); fails after `timeout_ms` without progress (< 0: no deadline).
+  virtual Status Write(std::string_view first, std::string_view second, int timeout_ms) = 0;
+  // Stops both directions: a blocked ReadFull or Write in another thread returns an error.
   virtual void Shutdown() = 0;
   virtual const std::string& peer_name() const = 0;
 };
@@ -34,7 +36,7 @@ class FdStream final : public ByteStream {
   FdStream& operator=(const FdStream&) = delete;
 
   Status ReadFull(char* buffer, size_t size, int timeout_ms) override;
-  Status WriteAll(const char* data, size_t size, int timeout_ms) override;
+  Status Write(std::string_view first, std::string_view second, int timeout_ms) override;
   void Shutdown() override;
   const std::string& peer_name() const override { return peer_name_; }
   int fd() const { return fd_; }
