@@ -37,7 +37,7 @@ Status Channel::Send(MessageType type, std::string_view payload, bool try_compre
   bool was_compressed = encoder_.EncodeHeader(static_cast<uint8_t>(type), payload, try_compress, header, &wire);
   if (compressed != nullptr) *compressed = was_compressed;
   // No deadline on writes: a peer that stops reading is either busy (its keepalives say so) or
-  // gone (our reader's idle timeout, or TCP_USER_TIMEOUT, ends the connection and this call).
+  // gone (our reader's idle timeout, or TCP keepalive, ends the connection and this call).
   FERRY_RETURN_IF_ERROR(stream_.Write(std::string_view(header, sizeof(header)), wire, -1));
   bytes_sent_.fetch_add(sizeof(header) + wire.size(), std::memory_order_relaxed);
   last_send_ms_.store(NowMs(), std::memory_order_relaxed);

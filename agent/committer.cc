@@ -13,7 +13,28 @@
 
 namespace ferry {
 
-Committer::Committer(int root_fd) : root_fd_(root_fd), thread_([this] { Loop(); }) {}
+Committer::Committer(int root_fd) : root_fd_(root_fd) {
+  // The root's file system, sampled now: syncfs then reports every writeback error of the
+  // session, even one another process saw first.
+  struct stat st;
+  UniqueFd root(::fcntl(root_fd_, F_DUPFD_CLOEXEC, 0));
+  if (root.valid() && ::fstat(root.get(), &st) == 0) file_systems_.emplace(st.st_dev, std::move(root));
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void Committer::Abandon() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  changed_.wait(lock, [&] { return !busy_; });
+  if (error_.ok()) error_ = Status::Aborted("stage abandoned");
+  std::deque<PendingRename> queued;
+  queued.swap(queue_);
+  queued_bytes_ = 0;
+  lock.unlock();
+  for (const PendingRename& p : queued) {
+    Result<UniqueFd> dir = OpenDirBeneath(root_fd_, p.parent);
+    if (dir.ok()) ::unlinkat(dir->get(), p.temp_name.c_str(), 0);
+  }
+}
 
 Committer::~Committer() {
   {

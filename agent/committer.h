@@ -41,6 +41,9 @@ class Committer {
   void Add(PendingRename pending);
   // Waits until everything added is durable and renamed; the first error, if any.
   Status Flush();
+  // After a failure: deletes the temp files still queued (a group already being committed
+  // finishes first). Nothing is renamed afterwards.
+  void Abandon();
 
  private:
   void Loop();
@@ -58,7 +61,7 @@ class Committer {
   bool busy_ = false;
   bool stop_ = false;
   Status error_;
-  std::thread thread_;
+  std::thread thread_;  // last: starts after the fields above are set
 };
 
 }  // namespace ferry

@@ -73,6 +73,7 @@ Status Receiver::Run() {
   }
   if (!s.ok()) {
     DiscardOpenFile();
+    if (committer_) committer_->Abandon();  // finished files not yet committed: no leftovers
     if (frame.type != MessageType::kError) channel_.SendError(s);
   }
   return s;
@@ -192,11 +193,14 @@ Status Receiver::HandleFileEntry(const Entry& e, int dir_fd, const std::string& 
     content_same = st->st_mtim.tv_sec == e.mtime_sec && st->st_mtim.tv_nsec == e.mtime_nsec;
   }
   if (content_same) {
-    // Still linked to other names: if the source's file is not linked the same way, the link
-    // is broken at the end (when every hard link of the manifest is known).
-    if (st->st_nlink > 1) link_candidates_.push_back(e.id);
     Result<bool> differs = MetadataDiffers(e, *st, dir_fd, name, policy_);
     if (!differs.ok()) return TargetError(differs.status(), e.path);
+    if (st->st_nlink > 1) {
+      // Still linked to other names, which may be excluded or outside the manifest: nothing is
+      // changed in place until the end, when every hard link of the manifest is known.
+      link_candidates_.push_back({e.id, *differs});
+      return Status::Ok();
+    }
     if (!*differs) return Status::Ok();
     Item(ItemAction::kMetadata, e);
     if (options_.dry_run) return Status::Ok();

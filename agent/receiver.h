@@ -107,7 +107,11 @@ class Receiver {
   std::vector<uint8_t> file_state_;   // by id: 0 none, 1 needed, 2 finished
   std::vector<uint32_t> directories_;
   std::vector<uint32_t> followers_;   // hard links, made after every file is in place
-  std::vector<uint32_t> link_candidates_;  // unchanged files whose target has other links
+  struct LinkCandidate {
+    uint32_t id;
+    bool metadata_differs;
+  };
+  std::vector<LinkCandidate> link_candidates_;  // unchanged files whose target has other links
   std::map<std::string, UniqueFd> dir_cache_;
   // Every file system seen under the volume (nested mounts), for the final syncfs; descriptors
   // held for the session so that syncfs reports every writeback error since it began.

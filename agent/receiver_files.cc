@@ -204,22 +204,28 @@ Status Receiver::LinkFollowers() {
   return Status::Ok();
 }
 
-// An unchanged target file that is still hard-linked to other names, while the source's file
-// leads no hard-link group, gets its own inode: a copy of its content, committed like any file.
+// An unchanged target file that is still hard-linked to other names: when the source's file
+// leads a hard-link group, its metadata is fixed in place (the group shares it); otherwise it
+// gets its own inode, a copy of its content with the entry's metadata, committed like any file.
 Status Receiver::BreakStaleLinks() {
   std::vector<bool> leads(entries_.size(), false);
   for (uint32_t id : followers_) leads[entries_[id].hardlink_leader_plus1 - 1] = true;
-  for (uint32_t id : link_candidates_) {
-    if (leads[id]) continue;
-    const Entry& e = entries_[id];
-    Item(ItemAction::kUpdate, e);
+  for (const LinkCandidate& candidate : link_candidates_) {
+    const Entry& e = entries_[candidate.id];
+    if (leads[candidate.id] && !candidate.metadata_differs) continue;
+    Item(leads[candidate.id] ? ItemAction::kMetadata : ItemAction::kUpdate, e);
     if (options_.dry_run) continue;
     auto [parent, name] = SplitParent(e.path);
     Result<int> dir_fd = ParentFd(std::string(parent));
     if (!dir_fd.ok()) return TargetError(dir_fd.status(), e.path);
-    std::string temp = temp_tag_ + std::to_string(id);
-    FERRY_RETURN_IF_ERROR(CopyToTemp(id, *dir_fd, std::string(name), temp));
-    committer_->Add({std::string(parent), temp, std::string(name), e.size});
+    std::string name_str(name);
+    if (leads[candidate.id]) {
+      FERRY_RETURN_IF_ERROR(TargetError(ApplyMetadata(*dir_fd, name_str, e, EntryMtime(e), policy_), e.path));
+      continue;
+    }
+    std::string temp = temp_tag_ + std::to_string(candidate.id);
+    FERRY_RETURN_IF_ERROR(CopyToTemp(candidate.id, *dir_fd, name_str, temp));
+    committer_->Add({std::string(parent), temp, name_str, e.size});
   }
   return Status::Ok();
 }
@@ -231,15 +237,29 @@ Status Receiver::CopyToTemp(uint32_t id, int dir_fd, const std::string& name, co
   if (!in.valid()) return TargetError(Status::Errno(errno, "open"), e.path);
   UniqueFd out(::openat(dir_fd, temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!out.valid()) return TargetError(Status::Errno(errno, "create temp file"), e.path);
+  std::string buffer;
   for (off_t at = 0; at < static_cast<off_t>(e.size);) {
     off_t data = ::lseek(in.get(), at, SEEK_DATA);
-    if (data < 0) break;  // ENXIO: only a hole remains
+    if (data < 0 && errno == ENXIO) break;  // only a hole remains
+    if (data < 0 && errno != EINVAL) return TargetError(Status::Errno(errno, "find data"), e.path);
+    if (data < 0) data = at;  // no SEEK_DATA on this file system: all data
     off_t hole = ::lseek(in.get(), data, SEEK_HOLE);
     if (hole < 0) hole = static_cast<off_t>(e.size);
+    hole = std::min<off_t>(hole, static_cast<off_t>(e.size));
     for (off_t from = data, to = data; from < hole;) {
       ssize_t n = ::copy_file_range(in.get(), &from, out.get(), &to, static_cast<size_t>(hole - from), 0);
+      if (n < 0 && (errno == EXDEV || errno == EOPNOTSUPP || errno == EINVAL || errno == ENOSYS)) {
+        // No in-kernel copy here: read and write.
+        buffer.resize(kDataChunkMaxBytes);
+        n = ::pread(in.get(), buffer.data(), std::min<size_t>(buffer.size(), static_cast<size_t>(hole - from)), from);
+        if (n > 0 && ::pwrite(out.get(), buffer.data(), static_cast<size_t>(n), to) != n) n = -1;
+        if (n > 0) {
+          from += n;
+          to += n;
+        }
+      }
       if (n < 0) return TargetError(Status::Errno(errno, "copy"), e.path);
-      if (n == 0) break;
+      if (n == 0) return TargetError(Status::IoError("file shrank while being copied"), e.path);
     }
     at = hole;
   }

@@ -74,6 +74,9 @@ void Scanner::ScanDirectory(int dir_fd, const std::string& path) {
   Result<std::vector<std::string>> names = ListDirectory(dir_fd, JoinPath(root_, path));
   if (!names.ok()) return Error(names.status().ToString());
   for (const std::string& name : *names) {
+    if (options_.cancel != nullptr && options_.cancel->load(std::memory_order_relaxed)) {
+      return Error("scan cancelled");
+    }
     std::string child_path = JoinPath(path, name);
     struct stat st;
     if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {

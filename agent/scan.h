@@ -4,6 +4,7 @@
 // Threading: a scan runs on one thread.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -21,6 +22,8 @@ struct ScanOptions {
   bool content_hash = false;  // --checksum: hash every regular file
   XattrFilter xattr_filter;
   const ExcludeList* excludes = nullptr;
+  // When set and true, the scan stops early (its result is then incomplete).
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 // What a sender's scan needs for a sync: hashes with --checksum, the xattrs this process may

@@ -4,6 +4,7 @@
 #include "agent/path.h"
 
 #include <fcntl.h>
+#include <sys/statfs.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -34,6 +35,7 @@ Sender::Sender(Channel& channel, std::string root, ScanOptions scan_options, Syn
       progress_(progress),
       items_(std::move(items)) {
   CHECK(progress_ != nullptr);
+  scan_options_.cancel = &cancel_scan_;
 }
 
 Result<SyncSummary> Sender::Run() {
@@ -58,6 +60,7 @@ Result<SyncSummary> Sender::Run() {
     s = failure_;
   }
   if (!s.ok()) {
+    cancel_scan_ = true;
     channel_.SendError(s);  // the peer may already know; harmless
     channel_.Shutdown();
   }
@@ -100,6 +103,7 @@ void Sender::ScanLoop() {
 
 void Sender::Fail(const Status& status) {
   CHECK(!status.ok());
+  cancel_scan_ = true;
   std::lock_guard<std::mutex> lock(mutex_);
   if (failure_.ok()) failure_ = status;
   changed_.notify_all();
@@ -249,28 +253,40 @@ Status Sender::SendNeededFiles(bool wait) {
 
 namespace {
 
-// Since Linux 6.13 (ext4, xfs, btrfs, tmpfs), a change made after a stat gets a fine-grained
-// timestamp, so a file rewritten right after it was read always shows a new mtime.
-bool FineGrainedTimestamps() {
-  static const bool fine = [] {
+// Since Linux 6.13, ext4, xfs, btrfs and tmpfs give a change made after a stat a fine-grained
+// timestamp, so a file rewritten right after it was read always shows a new mtime and ctime.
+bool FineGrainedTimestamps(int fd) {
+  static const bool new_kernel = [] {
     utsname u;
     int major = 0, minor = 0;
     return ::uname(&u) == 0 && std::sscanf(u.release, "%d.%d", &major, &minor) == 2 &&
            (major > 6 || (major == 6 && minor >= 13));
   }();
-  return fine;
+  if (!new_kernel) return false;
+  struct statfs fs;
+  if (::fstatfs(fd, &fs) != 0) return false;
+  switch (static_cast<unsigned long>(fs.f_type)) {
+    case 0xEF53:      // ext2/3/4
+    case 0x58465342:  // xfs
+    case 0x9123683E:  // btrfs
+    case 0x01021994:  // tmpfs
+      return true;
+  }
+  return false;
 }
 
-// On kernels with coarse timestamps, a file whose mtime lies within one clock tick of the end
-// of its read may change again without its mtime moving ("racily clean"): it is not trusted.
-bool RacilyClean(const struct stat& after) {
-  if (FineGrainedTimestamps()) return false;
+// Elsewhere, a file whose ctime lies within one clock tick of the end of its read may change
+// again without its timestamps moving ("racily clean"): it is not trusted. ctime, unlike mtime,
+// is always set by the kernel, so it is never in the future.
+bool RacilyClean(int fd, const struct stat& after) {
+  if (FineGrainedTimestamps(fd)) return false;
   timespec tick{}, now{};
   ::clock_getres(CLOCK_REALTIME_COARSE, &tick);
   ::clock_gettime(CLOCK_REALTIME, &now);
   int64_t margin_ns = int64_t{tick.tv_sec} * 1'000'000'000 + tick.tv_nsec + 1'000'000;
   int64_t now_ns = int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec;
-  return MtimeNs(after) >= now_ns - margin_ns;
+  int64_t ctime_ns = int64_t{after.st_ctim.tv_sec} * 1'000'000'000 + after.st_ctim.tv_nsec;
+  return ctime_ns >= now_ns - margin_ns;
 }
 
 }  // namespace
@@ -316,7 +332,7 @@ Status Sender::SendFile(uint32_t id) {
   } else {
     FERRY_RETURN_IF_ERROR(SendFileData(fd.get(), entry, &end, &data_bytes));
     struct stat after;
-    bool moved = ::fstat(fd.get(), &after) != 0 || !SameContentStat(before, after) || RacilyClean(after) ||
+    bool moved = ::fstat(fd.get(), &after) != 0 || !SameContentStat(before, after) || RacilyClean(fd.get(), after) ||
                  static_cast<uint64_t>(before.st_size) != entry.size ||
                  MtimeNs(before) != int64_t{entry.mtime_sec} * 1'000'000'000 + entry.mtime_nsec;
     if (end.outcome == FileOutcome::kComplete && moved) end.outcome = FileOutcome::kChanged;

@@ -6,6 +6,7 @@
 // Threading: Run() writes on the calling thread, scans on a second and reads on a third.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -60,6 +61,7 @@ class Sender {
   SyncSummary summary_;  // written by the writer thread only
   size_t entries_sent_ = 0;
 
+  std::atomic<bool> cancel_scan_{false};  // set when the stage fails: the scan stops early
   std::mutex mutex_;  // guards the fields below, shared with the scan and reader threads
   std::condition_variable changed_;
   std::deque<protocol::Entry> entries_;  // by id, as scanned

@@ -64,7 +64,7 @@ inline constexpr size_t kVolumesMax = 1024;
 inline constexpr int kHandshakeTimeoutMs = 10'000;
 // A peer that sends no frame for this long is gone. Each side sends KEEPALIVE after
 // kKeepaliveIntervalMs without sending anything, so a busy peer (hashing, flushing, deleting)
-// is never mistaken for a dead one; TCP_USER_TIMEOUT bounds writes the same way.
+// is never mistaken for a dead one; TCP keepalive probes find a dead host.
 inline constexpr int kIdleTimeoutMs = 120'000;
 inline constexpr int kKeepaliveIntervalMs = 5'000;
 static_assert(kKeepaliveIntervalMs * 4 <= kIdleTimeoutMs, "several keepalives fit one idle timeout");

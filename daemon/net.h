@@ -41,8 +41,8 @@ Result<int> Listen(const HostPort& address, HostPort* bound);
 Result<std::unique_ptr<io::ByteStream>> Connect(const HostPort& daemon, int timeout_ms, bool* loopback);
 
 // Socket options of every session connection: no Nagle delay for small control frames, and a
-// dead peer detected by the kernel (keepalive probes; unacknowledged writes fail after
-// kIdleTimeoutMs) even while this side is blocked writing.
+// dead host detected by the kernel (keepalive probes). No TCP_USER_TIMEOUT: it would also cut a
+// peer that is alive but not reading for a while (hashing, deleting, flushing).
 void TuneSessionSocket(int fd);
 
 // The peer's "ip:port" for logs.

@@ -166,3 +166,34 @@ TEST(CompressionTest, AlwaysCompressesBothWaysAndAutoSkipsLoopback) {
 
 }  // namespace
 }  // namespace ferry_test
+
+namespace ferry_test {
+namespace {
+
+// A target file hard-linked to a name the sync must not touch (excluded here) had its metadata
+// fixed in place, changing the excluded name through the shared inode.
+TEST(RegressionTest, MetadataFixNeverReachesAnExcludedHardLink) {
+  TempDir tmp;
+  std::string src = tmp.Sub("src"), dst = tmp.Sub("dst");
+  MakeDirs(src);
+  MakeDirs(dst);
+  WriteFile(src + "/x", "same\n");
+  WriteFile(dst + "/x", "same\n");
+  ASSERT_EQ(::link((dst + "/x").c_str(), (dst + "/keep.me").c_str()), 0);
+  ASSERT_EQ(::chmod((dst + "/x").c_str(), 0644), 0);
+  ASSERT_EQ(::chmod((src + "/x").c_str(), 0600), 0);
+  struct timespec mtime = MtimeOf(src + "/x");
+  SetMtimeNs(dst + "/x", mtime.tv_sec, mtime.tv_nsec);  // same content, size and mtime
+  CommandResult r = RunFerry({"sync", "--no-progress", "--exclude", "keep.me", src, dst});
+  ASSERT_EQ(r.exit_code, 0) << r.Describe();
+  struct stat st;
+  ASSERT_EQ(::stat((dst + "/keep.me").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0644u) << "the excluded name changed";
+  ASSERT_EQ(::stat((dst + "/x").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  EXPECT_EQ(st.st_nlink, 1u);
+  EXPECT_EQ(RsyncDiff(src, dst).find(" x"), std::string::npos) << RsyncDiff(src, dst);
+}
+
+}  // namespace
+}  // namespace ferry_test
