@@ -42,8 +42,17 @@ TEST(RegressionTest, RunAfterAKilledLocalSyncConverges) {
   for (int i = 0; i < 24; ++i) WriteRandomFile(src + "/f" + std::to_string(i), 8 << 20, TestSeed() + i);
   ChildProcess child;
   ASSERT_TRUE(child.Spawn({FerryBinary(), "sync", "--no-progress", src, dst}, tmp.Sub("out"), tmp.Sub("err")));
-  // Kill it once some files are in flight (their temp files exist).
-  ASSERT_TRUE(PollUntil([&] { return !FindTempFiles(dst).empty(); }, 20)) << "no temp file appeared";
+  // Kill it while files are in flight: freeze it, and kill it only if temp files exist then
+  // (a temp file seen a moment earlier may have been committed since).
+  bool frozen_with_temps = false;
+  for (int attempt = 0; attempt < 200 && !frozen_with_temps && child.running(); ++attempt) {
+    if (!PollUntil([&] { return !FindTempFiles(dst).empty(); }, 20)) break;
+    child.Signal(SIGSTOP);
+    ASSERT_TRUE(child.WaitStopped(10));
+    frozen_with_temps = !FindTempFiles(dst).empty();
+    if (!frozen_with_temps) child.Signal(SIGCONT);
+  }
+  ASSERT_TRUE(frozen_with_temps) << "never caught the sync with files in flight";
   child.Signal(SIGKILL);
   child.Wait(10);
   ASSERT_NE(FindTempFiles(dst), "") << "the killed run should leave temp files behind";
