@@ -145,11 +145,7 @@ TEST(LiveSourceTest, StageOfAChangingSourceSucceedsAndTheNextConverges) {
   for (int i = 0; i < kBigFiles; ++i) WriteRandomFile(src + "/big/b" + std::to_string(i), kBigFileBytes, seed + i);
   for (int i = 0; i < kSmallFiles; ++i) WriteRandomFile(src + "/small/s" + std::to_string(i), 4096, seed + 1000 + i);
   DaemonProcess daemon;
-  DaemonProcess::Config config;
-  config.volumes = {{"vol", volume}};
-  config.state_dir = tmp.Sub("state");
-  config.log_path = tmp.Sub("daemon.log");
-  ASSERT_EQ(daemon.Start(config), "");
+  ASSERT_EQ(daemon.Start(DaemonConfigIn(tmp.path(), {{"vol", volume}})), "");
 
   Writer writer(src, seed);
   writer.Start();

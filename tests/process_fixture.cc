@@ -255,4 +255,13 @@ int DaemonProcess::Stop() {
   return code;
 }
 
+DaemonProcess::Config DaemonConfigIn(const std::string& dir,
+                                     std::vector<std::pair<std::string, std::string>> volumes) {
+  DaemonProcess::Config config;
+  config.volumes = std::move(volumes);
+  config.state_dir = dir + "/state";
+  config.log_path = dir + "/daemon.log";
+  return config;
+}
+
 }  // namespace ferry_test

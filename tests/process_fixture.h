@@ -93,6 +93,10 @@ class DaemonProcess {
 };
 
 // Sleeps in small steps until `predicate()` is true or `timeout_s` passes.
+// A daemon config serving `volumes` (name, path), its state dir and log inside `dir`.
+DaemonProcess::Config DaemonConfigIn(const std::string& dir,
+                                     std::vector<std::pair<std::string, std::string>> volumes);
+
 template <typename Predicate>
 bool PollUntil(Predicate predicate, double timeout_s) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);

@@ -111,11 +111,7 @@ TEST(DaemonConcurrencyTest, TwoVolumesSyncAtOnce) {
     WriteRandomFile(b_src + "/b" + std::to_string(i), 8 << 20, TestSeed() + 100 + i);
   }
   DaemonProcess daemon;
-  DaemonProcess::Config config;
-  config.volumes = {{"a", a_vol}, {"b", b_vol}};
-  config.state_dir = tmp.Sub("state");
-  config.log_path = tmp.Sub("daemon.log");
-  ASSERT_EQ(daemon.Start(config), "");
+  ASSERT_EQ(daemon.Start(DaemonConfigIn(tmp.path(), {{"a", a_vol}, {"b", b_vol}})), "");
   ChildProcess first, second;
   ASSERT_TRUE(first.Spawn({FerryBinary(), "sync", "--no-progress", "--insecure", a_src, daemon.Url("a")},
                           tmp.Sub("a.out"), tmp.Sub("a.err")));
@@ -146,11 +142,7 @@ TEST(CompressionTest, AlwaysCompressesBothWaysAndAutoSkipsLoopback) {
   WriteFile(src + "/table.csv", text);
   WriteRandomFile(src + "/random.bin", 1 << 20, TestSeed());
   DaemonProcess daemon;
-  DaemonProcess::Config config;
-  config.volumes = {{"vol", vol}};
-  config.state_dir = tmp.Sub("state");
-  config.log_path = tmp.Sub("daemon.log");
-  ASSERT_EQ(daemon.Start(config), "");
+  ASSERT_EQ(daemon.Start(DaemonConfigIn(tmp.path(), {{"vol", vol}})), "");
 
   CommandResult push = RunFerry({"sync", "--json", "--insecure", "--compress", "always", src, daemon.Url("vol")});
   ASSERT_EQ(push.exit_code, 0) << push.Describe();
