@@ -212,6 +212,19 @@ Status ChmodNoFollow(int dir_fd, const std::string& name, mode_t mode) {
   return Status::Ok();
 }
 
+Result<bool> NextDataRegion(int fd, uint64_t at, uint64_t size, uint64_t* start, uint64_t* end) {
+  CHECK(at < size);
+  off_t data = ::lseek(fd, static_cast<off_t>(at), SEEK_DATA);
+  if (data < 0 && errno == ENXIO) return false;  // only a hole remains
+  if (data < 0 && errno != EINVAL) return Status::Errno(errno, "find data");
+  if (data < 0 || static_cast<uint64_t>(data) < at) data = static_cast<off_t>(at);  // no SEEK_DATA
+  if (static_cast<uint64_t>(data) >= size) return false;
+  off_t hole = ::lseek(fd, data, SEEK_HOLE);
+  *start = static_cast<uint64_t>(data);
+  *end = hole < 0 ? size : std::min<uint64_t>(size, static_cast<uint64_t>(hole));
+  return true;
+}
+
 Result<std::vector<std::string>> ListDirectory(int dir_fd, const std::string& display_path) {
   int fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return Status::Errno(errno, "open directory '" + display_path + "'");

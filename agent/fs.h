@@ -69,6 +69,11 @@ Status ChmodNoFollow(int dir_fd, const std::string& name, mode_t mode);
 // Removes `name` in `dir_fd`, recursively if it is a directory (never following symlinks).
 Status RemoveTree(int dir_fd, std::string_view name, const std::string& display_path);
 
+// Finds the next region of data in [at, size) of the open file `fd` (SEEK_DATA / SEEK_HOLE):
+// sets [*start, *end) and returns true, or returns false when only a hole remains. A file system
+// without SEEK_DATA reports the rest as data.
+Result<bool> NextDataRegion(int fd, uint64_t at, uint64_t size, uint64_t* start, uint64_t* end);
+
 // Reads all names in a directory (without "." and ".."), sorted bytewise.
 Result<std::vector<std::string>> ListDirectory(int dir_fd, const std::string& display_path);
 

@@ -82,6 +82,28 @@ TEST_F(FsTest, XattrsRoundTripThroughTheFilter) {
   EXPECT_EQ((*got)[0].value, "x");
 }
 
+TEST_F(FsTest, NextDataRegionSkipsHoles) {
+  UniqueFd fd(::open((root_ + "/d/sparse").c_str(), O_CREAT | O_RDWR, 0644));
+  ASSERT_TRUE(fd.valid());
+  const uint64_t kMiB = 1 << 20;
+  ASSERT_EQ(::ftruncate(fd.get(), 8 * kMiB), 0);
+  ASSERT_EQ(::pwrite(fd.get(), "x", 1, 4 * kMiB), 1);
+  uint64_t start = 0, end = 0;
+  Result<bool> more = NextDataRegion(fd.get(), 0, 8 * kMiB, &start, &end);
+  ASSERT_TRUE(more.ok());
+  ASSERT_TRUE(*more);
+  EXPECT_LE(start, 4 * kMiB);
+  EXPECT_GT(end, 4 * kMiB);
+  EXPECT_GE(start, 2 * kMiB) << "the leading hole was not skipped";
+  more = NextDataRegion(fd.get(), end, 8 * kMiB, &start, &end);
+  ASSERT_TRUE(more.ok());
+  EXPECT_FALSE(*more) << "only a hole remains after the data";
+  // The region never runs past the size asked for.
+  more = NextDataRegion(fd.get(), 4 * kMiB, 4 * kMiB + 1, &start, &end);
+  ASSERT_TRUE(more.ok() && *more);
+  EXPECT_EQ(end, 4 * kMiB + 1);
+}
+
 TEST(XattrFilterTest, NamespacesByPrivilege) {
   XattrFilter user{false, false}, root{true, false}, no_selinux{true, true};
   EXPECT_TRUE(user.Wants("user.x"));

@@ -204,8 +204,7 @@ Status Receiver::HandleFileEntry(const Entry& e, int dir_fd, const std::string& 
     if (!*differs) return Status::Ok();
     Item(ItemAction::kMetadata, e);
     if (options_.dry_run) return Status::Ok();
-    Status s = ApplyMetadata(dir_fd, name, e, EntryMtime(e), policy_);
-    return s.ok() ? s : TargetError(s, e.path);
+    return TargetError(ApplyMetadata(dir_fd, name, e, EntryMtime(e), policy_), e.path);
   }
   Item(st == nullptr ? ItemAction::kCreate : ItemAction::kUpdate, e);
   if (options_.dry_run) return Status::Ok();
@@ -239,8 +238,7 @@ Status Receiver::HandleOtherEntry(const Entry& e, int dir_fd, const std::string&
     Item(ItemAction::kMetadata, e);
     // Directories get their metadata at the end, after their contents changed.
     if (options_.dry_run || e.type == EntryType::kDirectory) return Status::Ok();
-    Status s = ApplyMetadata(dir_fd, name, e, EntryMtime(e), policy_);
-    return s.ok() ? s : TargetError(s, e.path);
+    return TargetError(ApplyMetadata(dir_fd, name, e, EntryMtime(e), policy_), e.path);
   }
   Item(st == nullptr ? ItemAction::kCreate : ItemAction::kUpdate, e);
   if (options_.dry_run) {

@@ -126,8 +126,8 @@ Status Receiver::FinishFile(const protocol::FileEnd& end) {
   }
   Result<int> dir_fd = ParentFd(f.parent);
   if (!dir_fd.ok()) return TargetError(dir_fd.status(), f.parent);
-  Status s = ApplyFileMetadata(f.fd.get(), *dir_fd, f.temp_name, e, mtime, policy_);
-  if (!s.ok()) return TargetError(s, e.path);
+  FERRY_RETURN_IF_ERROR(
+      TargetError(ApplyFileMetadata(f.fd.get(), *dir_fd, f.temp_name, e, mtime, policy_), e.path));
   // Start writeback now so the commit group's flush finds little left to do.
   ::sync_file_range(f.fd.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
   figures_.files_written += 1;
@@ -238,15 +238,13 @@ Status Receiver::CopyToTemp(uint32_t id, int dir_fd, const std::string& name, co
   UniqueFd out(::openat(dir_fd, temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!out.valid()) return TargetError(Status::Errno(errno, "create temp file"), e.path);
   std::string buffer;
-  for (off_t at = 0; at < static_cast<off_t>(e.size);) {
-    off_t data = ::lseek(in.get(), at, SEEK_DATA);
-    if (data < 0 && errno == ENXIO) break;  // only a hole remains
-    if (data < 0 && errno != EINVAL) return TargetError(Status::Errno(errno, "find data"), e.path);
-    if (data < 0) data = at;  // no SEEK_DATA on this file system: all data
-    off_t hole = ::lseek(in.get(), data, SEEK_HOLE);
-    if (hole < 0) hole = static_cast<off_t>(e.size);
-    hole = std::min<off_t>(hole, static_cast<off_t>(e.size));
-    for (off_t from = data, to = data; from < hole;) {
+  for (uint64_t at = 0; at < e.size;) {
+    uint64_t data = 0, data_end = 0;
+    Result<bool> more = NextDataRegion(in.get(), at, e.size, &data, &data_end);
+    if (!more.ok()) return TargetError(more.status(), e.path);
+    if (!*more) break;  // only a hole remains
+    const off_t hole = static_cast<off_t>(data_end);
+    for (off_t from = static_cast<off_t>(data), to = from; from < hole;) {
       ssize_t n = ::copy_file_range(in.get(), &from, out.get(), &to, static_cast<size_t>(hole - from), 0);
       if (n < 0 && (errno == EXDEV || errno == EOPNOTSUPP || errno == EINVAL || errno == ENOSYS)) {
         // No in-kernel copy here: read and write.
@@ -261,13 +259,12 @@ Status Receiver::CopyToTemp(uint32_t id, int dir_fd, const std::string& name, co
       if (n < 0) return TargetError(Status::Errno(errno, "copy"), e.path);
       if (n == 0) return TargetError(Status::IoError("file shrank while being copied"), e.path);
     }
-    at = hole;
+    at = data_end;
   }
   if (::ftruncate(out.get(), static_cast<off_t>(e.size)) != 0) {
     return TargetError(Status::Errno(errno, "set size"), e.path);
   }
-  Status s = ApplyFileMetadata(out.get(), dir_fd, temp, e, EntryMtime(e), policy_);
-  return s.ok() ? s : TargetError(s, e.path);
+  return TargetError(ApplyFileMetadata(out.get(), dir_fd, temp, e, EntryMtime(e), policy_), e.path);
 }
 
 // A manifest of only the root would empty the target: more often an unmounted source volume

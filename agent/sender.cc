@@ -356,12 +356,15 @@ Status Sender::SendFileData(int fd, const Entry& entry, protocol::FileEnd* end, 
   bool first_chunk = true;
   Status status;
   for (uint64_t offset = 0; offset < size && status.ok();) {
-    off_t data = ::lseek(fd, static_cast<off_t>(offset), SEEK_DATA);
-    if (data < 0 && errno == ENXIO) break;  // only a hole remains
-    if (data < 0) data = static_cast<off_t>(offset);  // no SEEK_DATA here: all data
-    off_t hole = ::lseek(fd, data, SEEK_HOLE);
-    uint64_t region_end = hole < 0 ? size : std::min<uint64_t>(size, static_cast<uint64_t>(hole));
-    for (uint64_t at = static_cast<uint64_t>(data); at < region_end;) {
+    uint64_t region_start = 0, region_end = 0;
+    Result<bool> more = NextDataRegion(fd, offset, size, &region_start, &region_end);
+    if (!more.ok()) {
+      end->outcome = FileOutcome::kReadError;
+      end->message = "read '" + entry.path + "': " + more.status().ToString();
+      break;
+    }
+    if (!*more) break;  // only a hole remains
+    for (uint64_t at = region_start; at < region_end;) {
       size_t want = static_cast<size_t>(std::min<uint64_t>(kDataChunkMaxBytes, region_end - at));
       payload_.clear();
       protocol::WireWriter w(&payload_);
