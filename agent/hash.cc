@@ -27,6 +27,8 @@ void Xxh3Hasher::UpdateChunk(uint64_t offset, std::string_view bytes) {
   Update(bytes.data(), bytes.size());
 }
 
+void Xxh3Hasher::Reset() { XXH3_128bits_reset(static_cast<XXH3_state_t*>(state_)); }
+
 protocol::Hash128 Xxh3Hasher::Finish() {
   XXH128_canonical_t canonical;
   XXH128_canonicalFromHash(&canonical, XXH3_128bits_digest(static_cast<XXH3_state_t*>(state_)));

@@ -20,6 +20,7 @@ class Xxh3Hasher {
   // Adds a chunk: its offset, then its bytes.
   void UpdateChunk(uint64_t offset, std::string_view bytes);
   protocol::Hash128 Finish();  // canonical (big-endian) digest bytes
+  void Reset();  // starts a new hash
 
  private:
   void* state_;

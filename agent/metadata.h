@@ -33,6 +33,11 @@ Status ApplyMetadata(int dir_fd, const std::string& name, const protocol::Entry&
 Status ApplyFileMetadata(int fd, int dir_fd, const std::string& name, const protocol::Entry& entry,
                          const timespec& mtime, const MetadataPolicy& policy);
 
+// One nanosecond earlier: an mtime the source does not have, so the file looks changed.
+inline timespec JustBefore(timespec t) {
+  return t.tv_nsec > 0 ? timespec{t.tv_sec, t.tv_nsec - 1} : timespec{t.tv_sec - 1, 999'999'999};
+}
+
 inline timespec EntryMtime(const protocol::Entry& entry) {
   return timespec{static_cast<time_t>(entry.mtime_sec), static_cast<long>(entry.mtime_nsec)};
 }

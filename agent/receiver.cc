@@ -85,6 +85,9 @@ Status Receiver::Dispatch(const Frame& frame, bool* done) {
     case MessageType::kEntries: return HandleEntries(frame);
     case MessageType::kEntriesEnd: return HandleEntriesEnd(frame);
     case MessageType::kData: return HandleData(frame);
+    case MessageType::kHole: return HandleHole(frame);
+    case MessageType::kWant: return HandleWant(frame);
+    case MessageType::kPatch: return HandlePatch(frame);
     case MessageType::kFileEnd: return HandleFileEnd(frame);
     case MessageType::kDone: {
       Result<protocol::Count> count = protocol::Count::Decode(frame.payload);
@@ -97,7 +100,7 @@ Status Receiver::Dispatch(const Frame& frame, bool* done) {
       return channel_.SendMessage(MessageType::kCommit, figures_);
     }
     default:
-      return UnexpectedFrame(frame, "ENTRIES, DATA, FILE_END or DONE", channel_.peer_name());
+      return UnexpectedFrame(frame, "ENTRIES, WANT, PATCH, DATA, HOLE, FILE_END or DONE", channel_.peer_name());
   }
 }
 
@@ -211,10 +214,17 @@ Status Receiver::HandleFileEntry(const Entry& e, int dir_fd, const std::string& 
   if (st != nullptr && !same_type) {
     FERRY_RETURN_IF_ERROR(TargetError(RemoveTree(dir_fd, name, Display(e.path)), e.path));
   }
+  bool with_basis = false;
+  if (st != nullptr && same_type) {
+    Result<bool> offered = OfferBasis(e, dir_fd, name, *st);
+    if (!offered.ok()) return TargetError(offered.status(), e.path);
+    with_basis = *offered;
+  }
   file_state_[e.id] = kFileNeeded;
   progress_->files_needed += 1;
   progress_->bytes_needed += e.size;
   pending_needs_.push_back(e.id);
+  pending_with_basis_.push_back(with_basis);
   needs_total_ += 1;
   if (pending_needs_.size() >= kIdsPerBatchMax) return FlushReplies();
   return Status::Ok();
@@ -298,9 +308,16 @@ void Receiver::Item(ItemAction action, EntryType type, std::string path) {
 
 Status Receiver::FlushReplies() {
   if (!pending_needs_.empty()) {
-    FERRY_RETURN_IF_ERROR(channel_.SendMessage(MessageType::kNeed, protocol::Need{pending_needs_}));
+    FERRY_RETURN_IF_ERROR(
+        channel_.SendMessage(MessageType::kNeed, protocol::Need{pending_needs_, pending_with_basis_}));
     pending_needs_.clear();
+    pending_with_basis_.clear();
   }
+  // After the NEED that announces them.
+  for (const protocol::Hashes& hashes : pending_hashes_) {
+    FERRY_RETURN_IF_ERROR(channel_.SendMessage(MessageType::kHashes, hashes));
+  }
+  pending_hashes_.clear();
   for (size_t start = 0; start < pending_items_.size(); start += kItemsPerBatchMax) {
     size_t end = std::min(pending_items_.size(), start + kItemsPerBatchMax);
     protocol::Items items;

@@ -3,8 +3,12 @@
 //                   files; fix metadata; answer NEED for files whose content must come, ITEMS
 //                   for what changes (dry run, --itemize)
 //   ENTRIES_END  -> NEED_END: no more needs
-//   DATA/FILE_END-> write a temp file at the offsets given, verify its hash, set its metadata,
-//                   hand it to the Committer (durable, then renamed into place)
+//                   (with HASHES of the target's copy, the basis, when a delta may pay)
+//   WANT         -> HASHES: the children of the tree nodes the sender found different
+//   PATCH        -> a file with a basis: patch it in place (large file, small delta; marked
+//                   dirty in the state cache until durable) or rebuild it in a temp file
+//   DATA/HOLE/FILE_END -> write at the offsets given, verify the hash tree's root, set the
+//                   metadata, hand a temp file to the Committer (durable, then renamed)
 //   DONE         -> flush commits, hard links, delete what the source no longer has, directory
 //                   metadata bottom-up, syncfs, then COMMIT with the figures
 // Every path from the wire is validated and resolved beneath the volume root without following
@@ -20,12 +24,14 @@
 #include <unordered_map>
 #include <vector>
 
+#include "agent/blocks.h"
 #include "agent/channel.h"
 #include "agent/committer.h"
 #include "agent/fs.h"
 #include "agent/hash.h"
 #include "agent/metadata.h"
 #include "agent/path.h"
+#include "agent/state_cache.h"
 #include "agent/sync_types.h"
 
 namespace ferry {
@@ -42,20 +48,41 @@ class Receiver {
   // Runs the stage to its COMMIT. On failure the peer is told why and the target keeps every
   // file it had (changed files are committed one by one; nothing half-written is exposed).
   Status Run();
+  // Block hashes of files ferry wrote come from `cache` (may be null; outlives Run()) while the
+  // files are untouched, and are recorded in it at the end of the stage.
+  void SetStateCache(StateCache* cache) { cache_ = cache; }
   // Also hands each itemised change to `sink` (a pulling client prints them).
   void SetItemSink(ItemSink sink) { item_sink_ = std::move(sink); }
   // After Run(): the stage's figures as the receiver saw them.
   SyncSummary Summary() const;
 
  private:
+  // The target's version of a needed file, offered to the sender as HASHES.
+  struct Basis {
+    uint32_t block_size = 0;
+    uint64_t size = 0;
+    HashTree tree;
+    FileKey key;
+    nlink_t links = 1;
+  };
   struct OpenFile {
     uint32_t id = 0;
     UniqueFd fd;
     std::string parent;
-    std::string temp_name;
+    std::string temp_name;  // empty when patched in place
     uint64_t next_offset = 0;
     uint64_t bytes_written = 0;
-    std::unique_ptr<Xxh3Hasher> hasher;
+    std::unique_ptr<BlockHasher> hasher;  // a whole file: its leaves as the data arrives
+    // A patched file: the basis's leaves, replaced block by block as DATA and HOLE arrive.
+    bool patch = false;
+    uint32_t block_size = 0;
+    std::vector<Hash128> leaves;
+  };
+  // A file written this stage, recorded in the state cache once durable.
+  struct Written {
+    uint32_t id = 0;
+    uint32_t block_size = 0;
+    std::vector<Hash128> leaves;
   };
 
   Status Dispatch(const Frame& frame, bool* done);
@@ -68,7 +95,17 @@ class Receiver {
   Status HandleOtherEntry(const protocol::Entry& entry, int dir_fd, const std::string& name,
                           const struct stat* st);
   Status CreateSpecial(const protocol::Entry& entry, int dir_fd, const std::string& name);
+  // True (and HASHES queued) when the target's copy is worth offering as a basis.
+  Result<bool> OfferBasis(const protocol::Entry& entry, int dir_fd, const std::string& name,
+                          const struct stat& st);
+  Status HandleWant(const Frame& frame);
+  Status HandlePatch(const Frame& frame);
+  Status StartPatch(uint32_t id, Basis basis, uint64_t changed_bytes);
   Status HandleData(const Frame& frame);
+  Status HandleHole(const Frame& frame);
+  // Checks that a patch write [offset, offset + length) of the open file is block-aligned.
+  Status CheckPatchRange(uint64_t offset, uint64_t length, const char* what);
+  Status RecordWritten();
   Status HandleFileEnd(const Frame& frame);
   Status StartFile(uint32_t id);
   Status FinishFile(const protocol::FileEnd& end);
@@ -77,6 +114,8 @@ class Receiver {
   Status LinkFollowers();
   Status BreakStaleLinks();
   Status CopyToTemp(uint32_t id, int dir_fd, const std::string& name, const std::string& temp);
+  // Copies the data regions of the first `size` bytes of `in` to `out` (holes stay holes).
+  Status CopyDataRegions(int in, int out, uint64_t size, const std::string& path);
   Status RefuseEmptySourceWipe(int root_fd);
   Status Sweep(int dir_fd, const std::string& path);
   void CountDeletedTree(int dir_fd, const std::string& name, const std::string& path);
@@ -118,6 +157,12 @@ class Receiver {
   std::map<dev_t, UniqueFd> file_systems_;
 
   std::vector<uint32_t> pending_needs_;
+  std::vector<bool> pending_with_basis_;
+  std::vector<protocol::Hashes> pending_hashes_;
+  std::unordered_map<uint32_t, Basis> bases_;  // offered, not yet patched
+  uint64_t basis_leaves_in_flight_ = 0;
+  std::vector<Written> written_;
+  StateCache* cache_ = nullptr;
   std::vector<protocol::Item> pending_items_;
   uint64_t needs_total_ = 0;
   uint64_t needs_finished_ = 0;

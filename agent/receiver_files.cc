@@ -34,15 +34,17 @@ Status Receiver::StartFile(uint32_t id) {
   f.fd = UniqueFd(::openat(*dir_fd, f.temp_name.c_str(),
                            O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!f.fd.valid()) return TargetError(Status::Errno(errno, "create temp file"), e.path);
-  f.hasher = std::make_unique<Xxh3Hasher>();
+  f.hasher = std::make_unique<BlockHasher>(BlockSizeFor(e.size));
   open_file_ = std::move(f);
   return Status::Ok();
 }
 
 void Receiver::DiscardOpenFile() {
   if (!open_file_) return;
+  // A file patched in place stays as it is: dirty in the state cache and with an mtime no
+  // source has, so the next stage hashes it again and finishes it.
   Result<int> dir_fd = ParentFd(open_file_->parent);
-  if (dir_fd.ok()) ::unlinkat(*dir_fd, open_file_->temp_name.c_str(), 0);
+  if (dir_fd.ok() && !open_file_->temp_name.empty()) ::unlinkat(*dir_fd, open_file_->temp_name.c_str(), 0);
   open_file_.reset();
 }
 
@@ -55,6 +57,9 @@ Status Receiver::HandleData(const Frame& frame) {
   if (open_file_ && open_file_->id != data->id) {
     return Status::Protocol("DATA for entry " + std::to_string(data->id) + " while another file is open");
   }
+  if (!open_file_ && bases_.count(data->id) != 0) {
+    return Status::Protocol("DATA for entry " + std::to_string(data->id) + " before its PATCH");
+  }
   if (!open_file_) FERRY_RETURN_IF_ERROR(StartFile(data->id));
   OpenFile& f = *open_file_;
   const Entry& e = entries_[f.id];
@@ -63,6 +68,7 @@ Status Receiver::HandleData(const Frame& frame) {
     return Status::Corruption("DATA chunk at offset " + std::to_string(data->offset) +
                               " outside '" + e.path + "' or out of order");
   }
+  if (f.patch) FERRY_RETURN_IF_ERROR(CheckPatchRange(data->offset, data->bytes.size(), "DATA"));
   for (size_t done = 0; done < data->bytes.size();) {
     ssize_t n = ::pwrite(f.fd.get(), data->bytes.data() + done, data->bytes.size() - done,
                          static_cast<off_t>(data->offset + done));
@@ -70,7 +76,13 @@ Status Receiver::HandleData(const Frame& frame) {
     if (n < 0) return TargetError(Status::Errno(errno, "write"), e.path);
     done += static_cast<size_t>(n);
   }
-  f.hasher->UpdateChunk(data->offset, data->bytes);
+  if (f.patch) {
+    for (size_t at = 0; at < data->bytes.size(); at += f.block_size) {
+      f.leaves[(data->offset + at) / f.block_size] = BlockHash(data->bytes.substr(at, f.block_size));
+    }
+  } else {
+    f.hasher->Update(data->offset, data->bytes);
+  }
   f.next_offset = data->offset + data->bytes.size();
   progress_->bytes_sent += data->bytes.size();
   f.bytes_written += data->bytes.size();
@@ -84,6 +96,13 @@ Status Receiver::HandleFileEnd(const Frame& frame) {
     return Status::Protocol("FILE_END for entry " + std::to_string(end->id) + ", which was not asked for");
   }
   if (open_file_ && open_file_->id != end->id) return Status::Protocol("FILE_END for a file not open");
+  if (auto basis = bases_.find(end->id); basis != bases_.end()) {
+    if (end->outcome == FileOutcome::kComplete || end->outcome == FileOutcome::kChanged) {
+      return Status::Protocol("FILE_END for entry " + std::to_string(end->id) + " before its PATCH");
+    }
+    basis_leaves_in_flight_ -= basis->second.tree.count(0);
+    bases_.erase(basis);
+  }
   file_state_[end->id] = kFileFinished;
   needs_finished_ += 1;
   progress_->files_sent += 1;
@@ -111,7 +130,8 @@ Status Receiver::FinishFile(const protocol::FileEnd& end) {
   OpenFile& f = *open_file_;
   const Entry& e = entries_[f.id];
   if (end.size != e.size) return Status::Corruption("FILE_END size differs from the manifest for '" + e.path + "'");
-  if (f.hasher->Finish() != end.content_hash) {
+  std::vector<Hash128> leaves = f.patch ? std::move(f.leaves) : f.hasher->Finish(e.size);
+  if (HashTree(leaves).Root() != end.content_hash) {
     return Status::Corruption("content hash mismatch for '" + e.path + "' (damaged in transit)");
   }
   if (::ftruncate(f.fd.get(), static_cast<off_t>(e.size)) != 0) {
@@ -122,17 +142,21 @@ Status Receiver::FinishFile(const protocol::FileEnd& end) {
   timespec mtime = EntryMtime(e);
   if (end.outcome == FileOutcome::kChanged) {
     figures_.files_changed_during_read += 1;
-    mtime = mtime.tv_nsec > 0 ? timespec{mtime.tv_sec, mtime.tv_nsec - 1} : timespec{mtime.tv_sec - 1, 999'999'999};
+    mtime = JustBefore(mtime);
   }
   Result<int> dir_fd = ParentFd(f.parent);
   if (!dir_fd.ok()) return TargetError(dir_fd.status(), f.parent);
-  FERRY_RETURN_IF_ERROR(
-      TargetError(ApplyFileMetadata(f.fd.get(), *dir_fd, f.temp_name, e, mtime, policy_), e.path));
-  // Start writeback now so the commit group's flush finds little left to do.
+  const std::string name(SplitParent(e.path).second);
+  const bool in_place = f.temp_name.empty();
+  FERRY_RETURN_IF_ERROR(TargetError(
+      ApplyFileMetadata(f.fd.get(), *dir_fd, in_place ? name : f.temp_name, e, mtime, policy_), e.path));
+  // Start writeback now so the commit group's flush (or the stage's syncfs) finds little left.
   ::sync_file_range(f.fd.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
   figures_.files_written += 1;
   figures_.bytes_written += f.bytes_written;
-  committer_->Add({f.parent, f.temp_name, std::string(SplitParent(e.path).second), f.bytes_written});
+  if (e.size >= kDeltaMinBytes) written_.push_back({f.id, f.patch ? f.block_size : BlockSizeFor(e.size), std::move(leaves)});
+  // In place: durable with the stage's syncfs, before the cache calls it clean.
+  if (!in_place) committer_->Add({f.parent, f.temp_name, name, f.bytes_written});
   open_file_.reset();  // closes the descriptor; the committer owns the temp name now
   return Status::Ok();
 }
@@ -153,6 +177,7 @@ Status Receiver::Finish() {
   }
   FERRY_RETURN_IF_ERROR(ApplyDirectoryMetadata());
   FERRY_RETURN_IF_ERROR(SyncVolume());
+  FERRY_RETURN_IF_ERROR(RecordWritten());
   return FlushReplies();
 }
 
@@ -237,34 +262,39 @@ Status Receiver::CopyToTemp(uint32_t id, int dir_fd, const std::string& name, co
   if (!in.valid()) return TargetError(Status::Errno(errno, "open"), e.path);
   UniqueFd out(::openat(dir_fd, temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!out.valid()) return TargetError(Status::Errno(errno, "create temp file"), e.path);
+  FERRY_RETURN_IF_ERROR(CopyDataRegions(in.get(), out.get(), e.size, e.path));
+  if (::ftruncate(out.get(), static_cast<off_t>(e.size)) != 0) {
+    return TargetError(Status::Errno(errno, "set size"), e.path);
+  }
+  return TargetError(ApplyFileMetadata(out.get(), dir_fd, temp, e, EntryMtime(e), policy_), e.path);
+}
+
+Status Receiver::CopyDataRegions(int in, int out, uint64_t size, const std::string& path) {
   std::string buffer;
-  for (uint64_t at = 0; at < e.size;) {
+  for (uint64_t at = 0; at < size;) {
     uint64_t data = 0, data_end = 0;
-    Result<bool> more = NextDataRegion(in.get(), at, e.size, &data, &data_end);
-    if (!more.ok()) return TargetError(more.status(), e.path);
+    Result<bool> more = NextDataRegion(in, at, size, &data, &data_end);
+    if (!more.ok()) return TargetError(more.status(), path);
     if (!*more) break;  // only a hole remains
     const off_t hole = static_cast<off_t>(data_end);
     for (off_t from = static_cast<off_t>(data), to = from; from < hole;) {
-      ssize_t n = ::copy_file_range(in.get(), &from, out.get(), &to, static_cast<size_t>(hole - from), 0);
+      ssize_t n = ::copy_file_range(in, &from, out, &to, static_cast<size_t>(hole - from), 0);
       if (n < 0 && (errno == EXDEV || errno == EOPNOTSUPP || errno == EINVAL || errno == ENOSYS)) {
         // No in-kernel copy here: read and write.
         buffer.resize(kDataChunkMaxBytes);
-        n = ::pread(in.get(), buffer.data(), std::min<size_t>(buffer.size(), static_cast<size_t>(hole - from)), from);
-        if (n > 0 && ::pwrite(out.get(), buffer.data(), static_cast<size_t>(n), to) != n) n = -1;
+        n = ::pread(in, buffer.data(), std::min<size_t>(buffer.size(), static_cast<size_t>(hole - from)), from);
+        if (n > 0 && ::pwrite(out, buffer.data(), static_cast<size_t>(n), to) != n) n = -1;
         if (n > 0) {
           from += n;
           to += n;
         }
       }
-      if (n < 0) return TargetError(Status::Errno(errno, "copy"), e.path);
-      if (n == 0) return TargetError(Status::IoError("file shrank while being copied"), e.path);
+      if (n < 0) return TargetError(Status::Errno(errno, "copy"), path);
+      if (n == 0) return TargetError(Status::IoError("file shrank while being copied"), path);
     }
     at = data_end;
   }
-  if (::ftruncate(out.get(), static_cast<off_t>(e.size)) != 0) {
-    return TargetError(Status::Errno(errno, "set size"), e.path);
-  }
-  return TargetError(ApplyFileMetadata(out.get(), dir_fd, temp, e, EntryMtime(e), policy_), e.path);
+  return Status::Ok();
 }
 
 // A manifest of only the root would empty the target: more often an unmounted source volume

@@ -1,5 +1,6 @@
 // The receiver against a scripted sender that speaks the protocol frame by frame: what a
 // hostile or broken peer can make it do (nothing outside the volume, a clear error).
+#include "agent/blocks.h"
 #include "agent/receiver.h"
 
 #include <fcntl.h>
@@ -83,15 +84,15 @@ class ReceiverTest : public ::testing::Test {
     ASSERT_TRUE(c.SendMessage(MessageType::kEntriesEnd, protocol::EntriesEnd{count, 0}).ok());
   }
   static void SendFile(Channel& c, uint32_t id, const std::string& content, bool corrupt_hash = false) {
-    Xxh3Hasher hasher;
+    BlockHasher hasher(BlockSizeFor(content.size()));
     if (!content.empty()) {
       ASSERT_TRUE(c.SendMessage(MessageType::kData, protocol::Data{id, 0, content}).ok());
-      hasher.UpdateChunk(0, content);
+      hasher.Update(0, content);
     }
     protocol::FileEnd end;
     end.id = id;
     end.size = content.size();
-    end.content_hash = hasher.Finish();
+    end.content_hash = HashTree(hasher.Finish(content.size())).Root();
     if (corrupt_hash) end.content_hash[0] ^= 1;
     ASSERT_TRUE(c.SendMessage(MessageType::kFileEnd, end).ok());
   }

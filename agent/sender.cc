@@ -85,6 +85,7 @@ void Sender::ScanLoop() {
     std::lock_guard<std::mutex> lock(mutex_);
     entries_.push_back(std::move(entry));
     needed_.push_back(false);
+    with_basis_.push_back(false);
     progress_->entries_total += 1;
     if (++unannounced >= 256) {  // wake the writer once per group, not per entry
       unannounced = 0;
@@ -135,7 +136,18 @@ Status Sender::HandleFrame(const Frame& frame, bool* finished) {
     case MessageType::kNeed: {
       Result<protocol::Need> need = protocol::Need::Decode(frame.payload);
       if (!need.ok()) return need.status();
-      return AcceptNeeds(need->ids);
+      return AcceptNeeds(*need);
+    }
+    case MessageType::kHashes: {
+      Result<protocol::Hashes> hashes = protocol::Hashes::Decode(frame.payload);
+      if (!hashes.ok()) return hashes.status();
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (hashes->id >= with_basis_.size() || !with_basis_[hashes->id]) {
+        return Status::Protocol("HASHES for entry " + std::to_string(hashes->id) + ", which has no basis");
+      }
+      hashes_[hashes->id].push_back(std::move(*hashes));
+      changed_.notify_all();
+      return Status::Ok();
     }
     case MessageType::kNeedEnd: {
       Result<protocol::Count> end = protocol::Count::Decode(frame.payload);
@@ -168,14 +180,15 @@ Status Sender::HandleFrame(const Frame& frame, bool* finished) {
       return Status::Ok();
     }
     default:
-      return UnexpectedFrame(frame, "NEED, ITEMS or COMMIT", channel_.peer_name());
+      return UnexpectedFrame(frame, "NEED, HASHES, ITEMS or COMMIT", channel_.peer_name());
   }
 }
 
-Status Sender::AcceptNeeds(const std::vector<uint32_t>& ids) {
+Status Sender::AcceptNeeds(const protocol::Need& need) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (need_end_) return Status::Protocol("NEED after NEED_END");
-  for (uint32_t id : ids) {
+  for (size_t i = 0; i < need.ids.size(); ++i) {
+    const uint32_t id = need.ids[i];
     if (id >= entries_sent_) return Status::Protocol("NEED for unknown entry " + std::to_string(id));
     const Entry& e = entries_[id];
     if (e.type != EntryType::kFile || e.hardlink_leader_plus1 != 0) {
@@ -183,6 +196,7 @@ Status Sender::AcceptNeeds(const std::vector<uint32_t>& ids) {
     }
     if (needed_[id]) return Status::Protocol("duplicate NEED for entry " + std::to_string(id));
     needed_[id] = true;
+    with_basis_[id] = need.HasBasis(i);
     needs_.push_back(id);
     progress_->files_needed += 1;
     progress_->bytes_needed += e.size;
@@ -330,12 +344,22 @@ Status Sender::SendFile(uint32_t id) {
     end.outcome = gone ? FileOutcome::kVanished : FileOutcome::kReadError;
     end.message = gone ? "" : "open '" + entry.path + "': " + std::strerror(errno);
   } else {
-    FERRY_RETURN_IF_ERROR(SendFileData(fd.get(), entry, &end, &data_bytes));
+    bool with_basis = false;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      with_basis = with_basis_[id];
+    }
+    FERRY_RETURN_IF_ERROR(with_basis ? SendFileDelta(fd.get(), entry, &end, &data_bytes)
+                                     : SendFileData(fd.get(), entry, &end, &data_bytes));
     struct stat after;
     bool moved = ::fstat(fd.get(), &after) != 0 || !SameContentStat(before, after) || RacilyClean(fd.get(), after) ||
                  static_cast<uint64_t>(before.st_size) != entry.size ||
                  MtimeNs(before) != int64_t{entry.mtime_sec} * 1'000'000'000 + entry.mtime_nsec;
     if (end.outcome == FileOutcome::kComplete && moved) end.outcome = FileOutcome::kChanged;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    hashes_.erase(id);  // offered for a file that vanished, or left over: no longer wanted
   }
   if (end.outcome == FileOutcome::kReadError) summary_.errors.push_back(end.message);
   progress_->bytes_skipped += entry.size - std::min(entry.size, data_bytes);
@@ -349,7 +373,7 @@ Status Sender::SendFile(uint32_t id) {
 // Sends the data regions of the file (SEEK_DATA / SEEK_HOLE) up to the scanned size, in chunks,
 // hashing (offset, bytes) of each chunk into end->content_hash.
 Status Sender::SendFileData(int fd, const Entry& entry, protocol::FileEnd* end, uint64_t* data_bytes) {
-  Xxh3Hasher hasher;
+  BlockHasher hasher(BlockSizeFor(entry.size));
   const uint64_t size = entry.size;
   // The first chunk is the sample: when it does not compress, the rest of the file is not tried.
   bool try_compress = true;
@@ -382,7 +406,7 @@ Status Sender::SendFileData(int fd, const Entry& entry, protocol::FileEnd* end, 
         break;
       }
       payload_.resize(header + static_cast<size_t>(n));
-      hasher.UpdateChunk(at, std::string_view(payload_).substr(header));
+      hasher.Update(at, std::string_view(payload_).substr(header));
       bool compressed = false;
       status = channel_.Send(MessageType::kData, payload_, try_compress, &compressed);
       if (!status.ok()) break;
@@ -394,7 +418,7 @@ Status Sender::SendFileData(int fd, const Entry& entry, protocol::FileEnd* end, 
     }
     offset = std::max(offset, region_end);
   }
-  end->content_hash = hasher.Finish();
+  end->content_hash = HashTree(hasher.Finish(size)).Root();
   return status;
 }
 

@@ -9,10 +9,12 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include "agent/blocks.h"
 #include "agent/channel.h"
 #include "agent/fs.h"
 #include "agent/scan.h"
@@ -34,7 +36,7 @@ class Sender {
   void ScanLoop();
   void ReadLoop();
   Status HandleFrame(const Frame& frame, bool* finished);
-  Status AcceptNeeds(const std::vector<uint32_t>& ids);
+  Status AcceptNeeds(const protocol::Need& need);
   Status SendEntries();
   // Takes the next batch of scanned entries not sent yet (waits a little for a full batch).
   // False when the scan is over and everything was taken.
@@ -47,6 +49,15 @@ class Sender {
   int OpenSourceFile(const std::string& path);
   // *data_bytes: content bytes sent (holes are not).
   Status SendFileData(int fd, const protocol::Entry& entry, protocol::FileEnd* end, uint64_t* data_bytes);
+  // The file against the receiver's basis (sender_delta.cc): its block hashes, the tree descent
+  // to the blocks that differ, then only those blocks.
+  Status SendFileDelta(int fd, const protocol::Entry& entry, protocol::FileEnd* end, uint64_t* data_bytes);
+  // Reads the blocks [first, last) of the file and sends them as DATA and HOLE, recording
+  // their leaf hashes in `leaves`.
+  Status SendBlocks(int fd, const protocol::Entry& entry, uint32_t block_size, uint64_t first,
+                    uint64_t last, std::vector<Hash128>* leaves, protocol::FileEnd* end, uint64_t* data_bytes);
+  // The next HASHES the receiver sent for file `id` (waits for it).
+  Result<protocol::Hashes> AwaitHashes(uint32_t id);
   void Fail(const Status& status);
 
   Channel& channel_;
@@ -70,6 +81,8 @@ class Sender {
   ScanResult scan_result_;
   std::deque<uint32_t> needs_;
   std::vector<bool> needed_;  // by id: asked for already (duplicates are a protocol error)
+  std::vector<bool> with_basis_;  // by id: the NEED offered a basis
+  std::map<uint32_t, std::deque<protocol::Hashes>> hashes_;  // HASHES not yet used, by file
   bool need_end_ = false;
   bool committed_ = false;
   protocol::Commit commit_;

@@ -76,7 +76,7 @@ TEST_F(SenderTest, NeverReadsThroughADirectorySwappedForASymlink) {
     uint32_t id = IdOf(entries, "d/secret");
     ASSERT_EQ(::rename((src_ + "/d").c_str(), (src_ + "/d.real").c_str()), 0);
     ASSERT_EQ(::symlink(outside_.c_str(), (src_ + "/d").c_str()), 0);
-    ASSERT_TRUE(c.SendMessage(MessageType::kNeed, protocol::Need{{id}}).ok());
+    ASSERT_TRUE(c.SendMessage(MessageType::kNeed, protocol::Need{{id}, {}}).ok());
     ASSERT_TRUE(c.SendMessage(MessageType::kNeedEnd, protocol::Count{1}).ok());
     Frame frame;
     while (c.Receive(&frame, 5000).ok() && frame.type != MessageType::kDone) {
@@ -93,7 +93,7 @@ TEST_F(SenderTest, NeverReadsThroughADirectorySwappedForASymlink) {
 TEST_F(SenderTest, DuplicateNeedIsAProtocolError) {
   Status s = RunStage([&](Channel& c, const std::vector<protocol::Entry>& entries) {
     uint32_t id = IdOf(entries, "d/secret");
-    ASSERT_TRUE(c.SendMessage(MessageType::kNeed, protocol::Need{{id, id}}).ok());
+    ASSERT_TRUE(c.SendMessage(MessageType::kNeed, protocol::Need{{id, id}, {}}).ok());
   });
   EXPECT_EQ(s.code(), Code::kProtocol) << s.ToString();
 }
@@ -102,7 +102,7 @@ TEST_F(SenderTest, NeedForADirectoryOrAnUnknownIdIsAProtocolError) {
   for (bool directory : {true, false}) {
     Status s = RunStage([&](Channel& c, const std::vector<protocol::Entry>& entries) {
       uint32_t id = directory ? IdOf(entries, "d") : static_cast<uint32_t>(entries.size());
-      ASSERT_TRUE(c.SendMessage(MessageType::kNeed, protocol::Need{{id}}).ok());
+      ASSERT_TRUE(c.SendMessage(MessageType::kNeed, protocol::Need{{id}, {}}).ok());
     });
     EXPECT_EQ(s.code(), Code::kProtocol) << s.ToString();
   }

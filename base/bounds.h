@@ -30,6 +30,43 @@ inline constexpr int kZstdWindowLogMax = 23;
 inline constexpr size_t kDataChunkMaxBytes = 1 * kMiB;
 static_assert(kDataChunkMaxBytes + 64 <= kFramePayloadMaxBytes, "a chunk and its header fit a frame");
 
+// --- Block delta (agent/blocks.h) ---
+// A file is hashed as fixed blocks of a power-of-two size near sqrt(size), within these bounds:
+// small enough that a rewritten 8 KiB database page costs little more than itself, large
+// enough that a huge image has few hashes.
+inline constexpr uint32_t kBlockSizeMin = 4 * 1024;
+inline constexpr uint32_t kBlockSizeMax = 1024 * 1024;
+// Leaves per file (16 bytes each): 64 MiB of hashes at most; larger files get larger blocks
+// or are sent whole.
+inline constexpr uint32_t kBlocksPerFileMax = 1u << 22;
+// Fanout of the hash tree over the leaves: a tree level has 1/16 of the nodes of the one below.
+inline constexpr uint32_t kHashTreeFanout = 16;
+// Hashes per HASHES frame (16 bytes each) and node indices per WANT frame.
+inline constexpr size_t kHashesPerMessageMax = 16384;
+// The receiver first offers the lowest tree level with at most this many nodes.
+inline constexpr size_t kHashesFirstOfferMax = 256;
+// Files smaller than this are sent whole: the exchange of hashes would cost more than it saves.
+inline constexpr uint64_t kDeltaMinBytes = 64 * 1024;
+// Files at least this large whose delta is at most half the file are patched in place (marked
+// dirty in the state cache until durable); others are rebuilt in a temp file and renamed.
+inline constexpr uint64_t kInPlaceMinBytes = 1 * 1024 * 1024;
+// Leaves the receiver holds for offered bases not yet answered (16 bytes each): beyond this a
+// changed file is asked for whole rather than as a delta.
+inline constexpr uint64_t kBasisLeavesInFlightMax = 1u << 23;
+
+// --- Rolling-checksum delta (librsync, agent/rsync_delta.h) ---
+// A signature is 12 bytes plus 36 per block (weak sum and 32-byte BLAKE2 sum), and librsync's
+// recommended block is about sqrt(basis size), so 32 MiB signs a basis of up to ~800 GiB;
+// larger files are sent whole. The sender holds about as much again as its hash table.
+inline constexpr size_t kRsyncSignatureMaxBytes = 32 * kMiB;
+// Largest block length accepted in a peer's signature: librsync buffers about a block of the
+// new file. Signatures within the bound above never need more (block length <= block count).
+inline constexpr size_t kRsyncBlockMaxBytes = 1 * kMiB;
+static_assert(kRsyncSignatureMaxBytes / 36 <= kRsyncBlockMaxBytes, "our signatures are accepted");
+// A delta travels in pieces of at most this size, one piece per frame.
+inline constexpr size_t kRsyncDeltaPieceBytes = 256 * kKiB;
+static_assert(kRsyncDeltaPieceBytes + 64 <= kFramePayloadMaxBytes, "a piece and its header fit a frame");
+
 // --- Paths and names (Linux limits) ---
 inline constexpr size_t kNameMaxBytes = 255;         // NAME_MAX
 inline constexpr size_t kPathMaxBytes = 4095;        // PATH_MAX without the NUL

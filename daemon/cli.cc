@@ -6,6 +6,7 @@
 #include <atomic>
 #include <boost/program_options.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -53,6 +54,7 @@ int DaemonCommand(const std::vector<std::string>& args) {
               : level == "error" ? LogLevel::kError : LogLevel::kInfo);
   DaemonConfig config;
   config.state_dir = state_dir;
+  config.volumes.state_dir = state_dir;
   config.insecure = vm["insecure"].as<bool>();
   Result<HostPort> address = ParseHostPort(listen);
   if (!address.ok()) {
@@ -87,6 +89,15 @@ int DaemonCommand(const std::vector<std::string>& args) {
   return kExitOk;
 }
 
+// Where a local receiver keeps its state cache: the daemon's directory for root, else the
+// user's state directory (XDG).
+std::string DefaultStateDir() {
+  if (::geteuid() == 0) return "/var/lib/ferry";
+  if (const char* xdg = std::getenv("XDG_STATE_HOME"); xdg != nullptr && xdg[0] == '/') return std::string(xdg) + "/ferry";
+  if (const char* home = std::getenv("HOME"); home != nullptr && home[0] == '/') return std::string(home) + "/.local/state/ferry";
+  return "";
+}
+
 int SyncCommand(const std::vector<std::string>& args) {
   po::options_description desc("ferry sync options");
   SyncRequest r;
@@ -106,6 +117,8 @@ int SyncCommand(const std::vector<std::string>& args) {
       ("compress", po::value<std::string>()->default_value("auto"),
        "zstd on the wire: auto (except to a daemon on this host), always, never")
       ("insecure", po::bool_switch(&r.insecure), "allow a plaintext connection")
+      ("state-dir", po::value(&r.state_dir)->default_value(DefaultStateDir()),
+       "DIR: the local receiver's state cache (block hashes of the files it wrote); '' for none")
       ("verbose,v", po::bool_switch(), "log the session's steps");
   po::options_description hidden;
   hidden.add_options()("locations", po::value(&positional), "SRC DST");

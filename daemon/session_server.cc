@@ -75,13 +75,24 @@ static Result<UniqueFd> OpenSessionRoot(const std::string& root, const protocol:
   return fd;
 }
 
+std::unique_ptr<StateCache> OpenStateCacheOrWarn(const std::string& dir) {
+  if (dir.empty()) return nullptr;
+  Result<std::unique_ptr<StateCache>> cache = StateCache::Open(dir);
+  if (cache.ok()) return std::move(*cache);
+  LOG_WARN(cache.status().ToString() + ": working without the state cache (changed files are read to hash them)");
+  return nullptr;
+}
+
 static Status RunDirection(Channel& channel, const protocol::Open& open, const std::string& root,
-                           int root_fd, uint64_t session_id) {
+                           int root_fd, uint64_t session_id, const std::string& state_dir) {
   std::string display = JoinPath(root, open.subpath);
   SyncOptions options = SyncOptions::FromOpen(open);
   if (open.direction == Direction::kPush) {
     FERRY_RETURN_IF_ERROR(channel.SendMessage(MessageType::kOpenOk, protocol::OpenOk{session_id}));
-    return Receiver(channel, root_fd, display, options, session_id).Run();
+    std::unique_ptr<StateCache> cache = options.dry_run ? nullptr : OpenStateCacheOrWarn(state_dir);
+    Receiver receiver(channel, root_fd, display, options, session_id);
+    receiver.SetStateCache(cache.get());
+    return receiver.Run();
   }
   Result<ExcludeList> excludes = ExcludeList::Make(options.excludes);
   if (!excludes.ok()) {
@@ -122,7 +133,7 @@ Status ServeSession(Channel& channel, const VolumeTable& volumes, VolumeLocks& l
   if (root_fd.ok() && !root_fd->valid() && open->direction == Direction::kPull) {
     root_fd = Status::NotFound("'" + open->subpath + "' does not exist in volume '" + open->volume + "'");
   }
-  Status s = root_fd.ok() ? RunDirection(channel, *open, volume->second, root_fd->get(), session_id)
+  Status s = root_fd.ok() ? RunDirection(channel, *open, volume->second, root_fd->get(), session_id, volumes.state_dir)
                           : root_fd.status();
   if (!root_fd.ok()) channel.SendError(s);
   locks.Unlock(open->volume);

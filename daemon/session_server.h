@@ -7,17 +7,24 @@
 #include <condition_variable>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 
 #include "agent/channel.h"
+#include "agent/state_cache.h"
 #include "base/status.h"
 
 namespace ferry {
 
 struct VolumeTable {
   std::map<std::string, std::string> paths;  // volume name -> root directory
+  std::string state_dir;  // the receiver's state cache lives here ("": none)
 };
+
+// The state cache in `dir`, or null (with a warning) when `dir` is "" or the cache cannot be
+// opened: without it a stage still works, it reads the target's changed files to hash them.
+std::unique_ptr<StateCache> OpenStateCacheOrWarn(const std::string& dir);
 
 // One session per volume at a time.
 class VolumeLocks {

@@ -210,6 +210,7 @@ Result<SyncSummary> SyncRun::Push(const Location& target, const ScanOptions& sca
     // Local target: the daemon's own session code serves it on a thread.
     if (!request_.options.dry_run) FERRY_RETURN_IF_ERROR(MakeDirectories(target.local_path));
     volumes.paths["local"] = target.local_path;
+    volumes.state_dir = request_.state_dir;
     remote.volume = "local";
     FERRY_RETURN_IF_ERROR(io::MakeStreamPair("local sender", &server_stream, "local receiver", &client_stream));
     local_receiver = std::thread([&] {
@@ -254,7 +255,9 @@ Result<SyncSummary> SyncRun::Pull(const Location& source, const Location& target
   }
   ProgressPrinter printer(progress_, request_.progress);
   auto start = std::chrono::steady_clock::now();
+  std::unique_ptr<StateCache> cache = request_.options.dry_run ? nullptr : OpenStateCacheOrWarn(request_.state_dir);
   Receiver receiver(channel, root.get(), target.local_path, request_.options, opened->session_id, &progress_);
+  receiver.SetStateCache(cache.get());
   receiver.SetItemSink([this](const protocol::Item& item) { OnItem(item); });
   Status s = receiver.Run();
   if (!s.ok()) return s;

@@ -34,6 +34,7 @@ struct SyncRequest {
   bool json = false;
   bool insecure = false;
   CompressMode compress = CompressMode::kAuto;
+  std::string state_dir;  // a local receiver's state cache ("": none)
 };
 
 int RunSync(const SyncRequest& request);

@@ -10,7 +10,8 @@ const char* MessageTypeName(uint8_t type) {
   static const char* const kNames[] = {"?",     "HELLO", "WELCOME", "OPEN",     "OPEN_OK",
                                        "ENTRIES", "ENTRIES_END", "NEED", "NEED_END", "DATA",
                                        "FILE_END", "DONE", "ITEMS", "COMMIT", "ERROR",
-                                       "KEEPALIVE"};
+                                       "KEEPALIVE", "HASHES", "WANT", "PATCH", "HOLE",
+                                       "SIGNATURE", "DELTA"};
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == kMessageTypeMax + 1);
   return type <= kMessageTypeMax ? kNames[type] : "UNKNOWN";
 }
@@ -252,7 +253,7 @@ void Need::Encode(std::string* out) const {
   CHECK(!ids.empty() && ids.size() <= kIdsPerBatchMax);
   WireWriter w(out);
   w.Varint(ids.size());
-  for (uint32_t id : ids) w.Varint(id);
+  for (size_t i = 0; i < ids.size(); ++i) w.Varint((uint64_t{ids[i]} << 1) | (HasBasis(i) ? 1 : 0));
 }
 Result<Need> Need::Decode(std::string_view in) {
   WireReader r(in);
@@ -261,12 +262,148 @@ Result<Need> Need::Decode(std::string_view in) {
   if (count == 0) return Status::Corruption("NEED batch is empty");
   Need m;
   m.ids.resize(count);
-  for (uint32_t& id : m.ids) {
+  m.with_basis.resize(count);
+  for (size_t i = 0; i < count; ++i) {
     uint64_t v = 0;
-    FERRY_RETURN_IF_ERROR(r.VarintMax(kEntriesPerSessionMax - 1, "NEED id", &v));
-    id = static_cast<uint32_t>(v);
+    FERRY_RETURN_IF_ERROR(r.VarintMax((uint64_t{kEntriesPerSessionMax} << 1) - 1, "NEED id", &v));
+    m.ids[i] = static_cast<uint32_t>(v >> 1);
+    m.with_basis[i] = (v & 1) != 0;
   }
   FERRY_RETURN_IF_ERROR(r.ExpectEnd("NEED"));
+  return m;
+}
+
+namespace {
+Status ReadId(WireReader& r, const char* what, uint32_t* id) {
+  uint64_t v = 0;
+  FERRY_RETURN_IF_ERROR(r.VarintMax(kEntriesPerSessionMax - 1, what, &v));
+  *id = static_cast<uint32_t>(v);
+  return Status::Ok();
+}
+constexpr uint64_t kOffsetMax = uint64_t{1} << 62;  // file offsets and sizes
+constexpr uint8_t kTreeLevelsMax = 32;  // 16^32 leaves: more than any file has
+}  // namespace
+
+void Hashes::Encode(std::string* out) const {
+  CHECK(hashes.size() <= kHashesPerMessageMax);
+  WireWriter w(out);
+  w.Varint(id);
+  w.Varint(block_size);
+  w.Varint(basis_size);
+  w.U8(level);
+  w.Varint(hashes.size());
+  for (const Hash128& h : hashes) w.Raw(std::string_view(reinterpret_cast<const char*>(h.data()), h.size()));
+}
+Result<Hashes> Hashes::Decode(std::string_view in) {
+  WireReader r(in);
+  Hashes m;
+  uint64_t block = 0, count = 0;
+  FERRY_RETURN_IF_ERROR(ReadId(r, "HASHES id", &m.id));
+  FERRY_RETURN_IF_ERROR(r.VarintMax(kBlockSizeMax, "HASHES block size", &block));
+  if (block < kBlockSizeMin || (block & (block - 1)) != 0) {
+    return Status::Corruption("HASHES block size " + std::to_string(block) + " is not a power of two in bounds");
+  }
+  m.block_size = static_cast<uint32_t>(block);
+  FERRY_RETURN_IF_ERROR(r.VarintMax(kOffsetMax, "HASHES basis size", &m.basis_size));
+  FERRY_RETURN_IF_ERROR(r.U8(&m.level));
+  if (m.level >= kTreeLevelsMax) return Status::Corruption("HASHES tree level out of range");
+  FERRY_RETURN_IF_ERROR(r.VarintMax(kHashesPerMessageMax, "HASHES count", &count));
+  if (r.remaining() != count * sizeof(Hash128)) return Status::Corruption("HASHES length does not match its count");
+  m.hashes.resize(count);
+  for (Hash128& h : m.hashes) {
+    std::string_view raw;
+    FERRY_RETURN_IF_ERROR(r.Raw(h.size(), &raw));
+    std::copy(raw.begin(), raw.end(), h.begin());
+  }
+  FERRY_RETURN_IF_ERROR(r.ExpectEnd("HASHES"));
+  return m;
+}
+
+void Want::Encode(std::string* out) const {
+  CHECK(!nodes.empty() && nodes.size() <= kHashesPerMessageMax / kHashTreeFanout);
+  WireWriter w(out);
+  w.Varint(id);
+  w.U8(level);
+  w.Varint(nodes.size());
+  uint64_t previous = 0;
+  for (size_t i = 0; i < nodes.size(); ++i) {  // deltas: small numbers for nearby nodes
+    w.Varint(i == 0 ? nodes[0] : nodes[i] - previous - 1);
+    previous = nodes[i];
+  }
+}
+Result<Want> Want::Decode(std::string_view in) {
+  WireReader r(in);
+  Want m;
+  uint64_t count = 0;
+  FERRY_RETURN_IF_ERROR(ReadId(r, "WANT id", &m.id));
+  FERRY_RETURN_IF_ERROR(r.U8(&m.level));
+  if (m.level == 0 || m.level >= kTreeLevelsMax) return Status::Corruption("WANT tree level out of range");
+  FERRY_RETURN_IF_ERROR(r.VarintMax(kHashesPerMessageMax / kHashTreeFanout, "WANT count", &count));
+  if (count == 0) return Status::Corruption("WANT names no nodes");
+  m.nodes.resize(count);
+  uint64_t next = 0;
+  for (uint64_t& node : m.nodes) {
+    uint64_t gap = 0;
+    FERRY_RETURN_IF_ERROR(r.VarintMax(kBlocksPerFileMax, "WANT node", &gap));
+    node = next + gap;
+    if (node >= kBlocksPerFileMax) return Status::Corruption("WANT node out of range");
+    next = node + 1;
+  }
+  FERRY_RETURN_IF_ERROR(r.ExpectEnd("WANT"));
+  return m;
+}
+
+void Patch::Encode(std::string* out) const {
+  WireWriter w(out);
+  w.Varint(id);
+  w.U8(static_cast<uint8_t>(kind));
+  w.Varint(changed_bytes);
+}
+Result<Patch> Patch::Decode(std::string_view in) {
+  WireReader r(in);
+  Patch m;
+  uint8_t kind = 0;
+  FERRY_RETURN_IF_ERROR(ReadId(r, "PATCH id", &m.id));
+  FERRY_RETURN_IF_ERROR(r.U8(&kind));
+  if (kind > kPatchKindMax) return Status::Corruption("PATCH kind " + std::to_string(kind) + " unknown");
+  m.kind = static_cast<PatchKind>(kind);
+  FERRY_RETURN_IF_ERROR(r.VarintMax(kOffsetMax, "PATCH changed bytes", &m.changed_bytes));
+  FERRY_RETURN_IF_ERROR(r.ExpectEnd("PATCH"));
+  return m;
+}
+
+void Hole::Encode(std::string* out) const {
+  WireWriter w(out);
+  w.Varint(id);
+  w.Varint(offset);
+  w.Varint(length);
+}
+Result<Hole> Hole::Decode(std::string_view in) {
+  WireReader r(in);
+  Hole m;
+  FERRY_RETURN_IF_ERROR(ReadId(r, "HOLE id", &m.id));
+  FERRY_RETURN_IF_ERROR(r.VarintMax(kOffsetMax, "HOLE offset", &m.offset));
+  FERRY_RETURN_IF_ERROR(r.VarintMax(kOffsetMax - m.offset, "HOLE length", &m.length));
+  if (m.length == 0) return Status::Corruption("HOLE of no bytes");
+  FERRY_RETURN_IF_ERROR(r.ExpectEnd("HOLE"));
+  return m;
+}
+
+void Piece::Encode(std::string* out) const {
+  CHECK(bytes.size() <= kDataChunkMaxBytes);
+  WireWriter w(out);
+  w.Varint(id);
+  w.U8(flags);
+  w.Raw(bytes);
+}
+Result<Piece> Piece::Decode(std::string_view in) {
+  WireReader r(in);
+  Piece m;
+  FERRY_RETURN_IF_ERROR(ReadId(r, "piece id", &m.id));
+  FERRY_RETURN_IF_ERROR(r.U8(&m.flags));
+  if ((m.flags & ~kPieceLast) != 0) return Status::Corruption("piece has unknown flags");
+  if (r.remaining() > kDataChunkMaxBytes) return Status::Corruption("piece of " + std::to_string(r.remaining()) + " bytes");
+  FERRY_RETURN_IF_ERROR(r.Raw(r.remaining(), &m.bytes));
   return m;
 }
 

@@ -34,8 +34,14 @@ enum class MessageType : uint8_t {
   kCommit = 13,
   kError = 14,
   kKeepalive = 15,  // empty; either side, when it has sent nothing for a while
+  kHashes = 16,     // receiver: block hashes of the target's copy (a basis) of a needed file
+  kWant = 17,       // sender: the children of these tree nodes, please
+  kPatch = 18,      // sender: how a file with a basis will be sent
+  kHole = 19,       // sender: a range of a patched file that is zeros
+  kSignature = 20,  // receiver: librsync signature of a basis, in pieces
+  kDelta = 21,      // sender: librsync delta against that signature, in pieces
 };
-inline constexpr uint8_t kMessageTypeMax = 15;
+inline constexpr uint8_t kMessageTypeMax = 21;
 const char* MessageTypeName(uint8_t type);
 
 // Capabilities (HELLO / WELCOME): the intersection is what the session may use.
@@ -145,6 +151,10 @@ struct EntriesEnd {
 
 struct Need {
   std::vector<uint32_t> ids;
+  // Empty, or one flag per id: the target has a version of the file (a basis) and HASHES for it
+  // follow, so the sender may send a delta.
+  std::vector<bool> with_basis;
+  bool HasBasis(size_t i) const { return i < with_basis.size() && with_basis[i]; }
   void Encode(std::string* out) const;
   static Result<Need> Decode(std::string_view in);
 };
@@ -155,6 +165,63 @@ struct Data {
   std::string_view bytes;  // points into the decoded payload
   void Encode(std::string* out) const;
   static Result<Data> Decode(std::string_view in);
+};
+
+// HASHES: nodes of level `level` of the hash tree (agent/blocks.h) of a basis of `basis_size`
+// bytes in blocks of `block_size`. The first HASHES of a file holds the whole level; later ones
+// answer a WANT with the children of the nodes it named, in its order (over as many HASHES as
+// needed).
+struct Hashes {
+  uint32_t id = 0;
+  uint32_t block_size = 0;  // a power of two in [kBlockSizeMin, kBlockSizeMax]
+  uint64_t basis_size = 0;
+  uint8_t level = 0;
+  std::vector<Hash128> hashes;
+  void Encode(std::string* out) const;
+  static Result<Hashes> Decode(std::string_view in);
+};
+
+// WANT: the sender found these nodes of `level` (>= 1) different; strictly increasing indices.
+struct Want {
+  uint32_t id = 0;
+  uint8_t level = 0;
+  std::vector<uint64_t> nodes;
+  void Encode(std::string* out) const;
+  static Result<Want> Decode(std::string_view in);
+};
+
+enum class PatchKind : uint8_t {
+  kBlocks = 0,  // DATA and HOLE follow for the blocks that differ, block-aligned
+  kWhole = 1,   // the basis is not used: the file follows whole, as for a file without one
+  kRsync = 2,   // receiver sends SIGNATURE of its basis; DELTA pieces follow
+};
+inline constexpr uint8_t kPatchKindMax = 2;
+
+struct Patch {
+  uint32_t id = 0;
+  PatchKind kind = PatchKind::kBlocks;
+  uint64_t changed_bytes = 0;  // kBlocks: bytes in the blocks that follow
+  void Encode(std::string* out) const;
+  static Result<Patch> Decode(std::string_view in);
+};
+
+struct Hole {
+  uint32_t id = 0;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  void Encode(std::string* out) const;
+  static Result<Hole> Decode(std::string_view in);
+};
+
+// SIGNATURE and DELTA: a piece of a librsync stream. The last SIGNATURE piece has kPieceLast;
+// a DELTA stream ends with the file's FILE_END.
+inline constexpr uint8_t kPieceLast = 1u << 0;
+struct Piece {
+  uint32_t id = 0;
+  uint8_t flags = 0;
+  std::string_view bytes;  // points into the decoded payload
+  void Encode(std::string* out) const;
+  static Result<Piece> Decode(std::string_view in);
 };
 
 enum class FileOutcome : uint8_t {
@@ -169,7 +236,9 @@ struct FileEnd {
   uint32_t id = 0;
   FileOutcome outcome = FileOutcome::kComplete;
   uint64_t size = 0;  // bytes of the file as sent (data + holes)
-  Hash128 content_hash{};  // xxh3-128 over the data chunks in order (offset, bytes)
+  // Root of the hash tree (agent/blocks.h) of the file as the receiver will have it, in the
+  // block size of its basis (PatchKind::kBlocks) or BlockSizeFor(size) otherwise.
+  Hash128 content_hash{};
   std::string message;
   void Encode(std::string* out) const;
   static Result<FileEnd> Decode(std::string_view in);

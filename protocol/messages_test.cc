@@ -191,8 +191,14 @@ TEST(MessagesTest, TransferRoundTrips) {
   EntriesEnd entries_end = RoundTrip(EntriesEnd{12345, kEntriesEndScanIncomplete});
   EXPECT_EQ(entries_end.count, 12345u);
   EXPECT_EQ(entries_end.flags, kEntriesEndScanIncomplete);
-  Need need{{0, 7, 3, kEntriesPerSessionMax - 1}};
+  Need need{{0, 7, 3, kEntriesPerSessionMax - 1}, {}};
   EXPECT_EQ(RoundTrip(need).ids, need.ids);
+  EXPECT_FALSE(RoundTrip(need).HasBasis(3));
+  Need with_basis{{4, kEntriesPerSessionMax - 1}, {true, false}};
+  Need decoded = RoundTrip(with_basis);
+  EXPECT_EQ(decoded.ids, with_basis.ids);
+  EXPECT_TRUE(decoded.HasBasis(0));
+  EXPECT_FALSE(decoded.HasBasis(1));
 
   for (size_t size : {size_t{1}, kDataChunkMaxBytes}) {
     std::string chunk(size, 'd');
@@ -434,8 +440,8 @@ TEST(MessagesTest, TransferDamaged) {
                   {"count over kIdsPerBatchMax",
                    Raw().V(kIdsPerBatchMax + 1).Put(std::string(kIdsPerBatchMax + 1, '\0'))},
                   {"count 2^64-1", Raw().V(kU64Max).V(0)},
-                  {"id kEntriesPerSessionMax", Raw().V(2).V(0).V(kIdEnd)},
-                  {"id 2^32-1", Raw().V(1).V(UINT32_MAX)},
+                  {"id kEntriesPerSessionMax", Raw().V(2).V(0).V(uint64_t{kIdEnd} << 1)},
+                  {"id 2^32-1", Raw().V(1).V(uint64_t{UINT32_MAX} << 1)},
                   {"id 2^64-1", Raw().V(1).V(kU64Max)}},
                  [](auto in) { return Need::Decode(in).status(); });
   const std::string kChunk = std::string(kDataChunkMaxBytes + 1, 'd');
@@ -456,6 +462,58 @@ TEST(MessagesTest, TransferDamaged) {
        {"message too long", file_end(1, 0, Raw().B(std::string(kMessageTextMaxBytes + 1, 'm')))},
        {"message length 2^64-1", file_end(1, 0, Raw().Len(kU64Max, 3))}},
       [](auto in) { return FileEnd::Decode(in).status(); });
+}
+
+TEST(MessagesTest, DeltaRoundTrips) {
+  Hashes hashes{.id = 5, .block_size = kBlockSizeMax, .basis_size = uint64_t{1} << 40, .level = 3, .hashes = {}};
+  for (uint8_t i = 0; i < 3; ++i) hashes.hashes.push_back(Hash128{i, 1, 2});
+  Hashes h = RoundTrip(hashes);
+  EXPECT_EQ(h.id, 5u);
+  EXPECT_EQ(h.block_size, kBlockSizeMax);
+  EXPECT_EQ(h.basis_size, uint64_t{1} << 40);
+  EXPECT_EQ(h.level, 3);
+  EXPECT_EQ(h.hashes, hashes.hashes);
+  Want want{.id = 9, .level = 2, .nodes = {0, 1, 17, kBlocksPerFileMax - 1}};
+  EXPECT_EQ(RoundTrip(want).nodes, want.nodes);
+  Patch patch = RoundTrip(Patch{.id = 3, .kind = PatchKind::kRsync, .changed_bytes = 77});
+  EXPECT_EQ(patch.kind, PatchKind::kRsync);
+  EXPECT_EQ(patch.changed_bytes, 77u);
+  Hole hole = RoundTrip(Hole{.id = 2, .offset = 4096, .length = 8192});
+  EXPECT_EQ(hole.offset, 4096u);
+  EXPECT_EQ(hole.length, 8192u);
+  std::string bytes = EncodeToString(Piece{.id = 1, .flags = kPieceLast, .bytes = "sig"});
+  Result<Piece> piece = Piece::Decode(bytes);
+  ASSERT_TRUE(piece.ok());
+  EXPECT_EQ(piece->bytes, "sig");
+  EXPECT_EQ(piece->flags, kPieceLast);
+}
+
+TEST(MessagesTest, DeltaDamaged) {
+  auto hashes = [](uint64_t block, uint64_t count, size_t bytes) {
+    return std::string(Raw().V(1).V(block).V(100).U8(0).V(count).Put(std::string(bytes, 'h')));
+  };
+  ASSERT_TRUE(Hashes::Decode(hashes(kBlockSizeMin, 2, 32)).ok());
+  ExpectRejected({{"block size not a power of two", hashes(kBlockSizeMin + 1, 1, 16)},
+                  {"block size under the minimum", hashes(kBlockSizeMin / 2, 1, 16)},
+                  {"block size over the maximum", hashes(uint64_t{kBlockSizeMax} * 2, 1, 16)},
+                  {"count over kHashesPerMessageMax", hashes(kBlockSizeMin, kHashesPerMessageMax + 1, 16)},
+                  {"count and length differ", hashes(kBlockSizeMin, 2, 31)},
+                  {"count 2^64-1", hashes(kBlockSizeMin, kU64Max, 16)},
+                  {"level 255", Raw().V(1).V(kBlockSizeMin).V(100).U8(255).V(0)}},
+                 [](auto in) { return Hashes::Decode(in).status(); });
+  ExpectRejected({{"level 0", Raw().V(1).U8(0).V(1).V(0)},
+                  {"no nodes", Raw().V(1).U8(1).V(0)},
+                  {"node beyond kBlocksPerFileMax", Raw().V(1).U8(1).V(2).V(kBlocksPerFileMax - 1).V(5)},
+                  {"too many nodes", Raw().V(1).U8(1).V(kHashesPerMessageMax).Put(std::string(kHashesPerMessageMax, '\0'))}},
+                 [](auto in) { return Want::Decode(in).status(); });
+  ExpectRejected({{"kind 3", Raw().V(1).U8(kPatchKindMax + 1).V(0)}},
+                 [](auto in) { return Patch::Decode(in).status(); });
+  ExpectRejected({{"length 0", Raw().V(1).V(0).V(0)},
+                  {"offset + length over 2^62", Raw().V(1).V((uint64_t{1} << 62) - 1).V(2)}},
+                 [](auto in) { return Hole::Decode(in).status(); });
+  ExpectRejected({{"unknown flag", Raw().V(1).U8(2).Put("x")},
+                  {"piece over kDataChunkMaxBytes", Raw().V(1).U8(0).Put(std::string(kDataChunkMaxBytes + 1, 'x'))}},
+                 [](auto in) { return Piece::Decode(in).status(); });
 }
 
 TEST(MessagesTest, ReportDamaged) {

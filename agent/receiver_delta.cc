@@ -1,0 +1,239 @@
+// Receiver, delta half: offering the target's copy of a changed file as a basis (HASHES),
+// answering the sender's tree descent (WANT), and patching the file (PATCH, then DATA and HOLE
+// at block offsets), in place or in a temp file. See agent/blocks.h and receiver.h.
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "agent/receiver.h"
+#include "base/bounds.h"
+#include "base/check.h"
+#include "base/log.h"
+
+namespace ferry {
+
+using protocol::Entry;
+using protocol::MessageType;
+
+namespace {
+constexpr uint8_t kFileNeeded = 1;
+}  // namespace
+
+Result<bool> Receiver::OfferBasis(const Entry& e, int dir_fd, const std::string& name, const struct stat& st) {
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (options_.dry_run || size < kDeltaMinBytes || e.size < kDeltaMinBytes) return false;
+  const uint32_t block_size = BlockSizeFor(std::max(size, e.size));
+  const uint64_t leaves = BlockCount(size, block_size);
+  if (leaves > kBlocksPerFileMax || basis_leaves_in_flight_ + leaves > kBasisLeavesInFlightMax) return false;
+  Basis basis;
+  basis.block_size = block_size;
+  basis.size = size;
+  basis.key = FileKeyOf(st);
+  basis.links = st.st_nlink;
+  std::optional<BlockHashes> cached;
+  if (cache_ != nullptr) {
+    Result<std::optional<BlockHashes>> found = cache_->Lookup(basis.key);
+    if (!found.ok()) {
+      LOG_WARN(found.status().ToString() + ": reading the target instead");
+    } else if (*found && (*found)->block_size == block_size && (*found)->leaves.size() == leaves) {
+      cached = std::move(*found);
+    }
+  }
+  if (cached) {
+    basis.tree = HashTree(std::move(cached->leaves));
+  } else {
+    // Not known from the cache (or touched since ferry wrote it): read it, as rsync would.
+    UniqueFd fd(::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd.valid()) return Status::Errno(errno, "open");
+    bool shrank = false;
+    Result<std::vector<Hash128>> hashed = HashFileBlocks(fd.get(), size, block_size, &shrank);
+    if (!hashed.ok()) return hashed.status();
+    if (shrank) return false;  // changing under us: send it whole
+    basis.tree = HashTree(std::move(*hashed));
+  }
+  protocol::Hashes offer;
+  offer.id = e.id;
+  offer.block_size = block_size;
+  offer.basis_size = size;
+  size_t level = basis.tree.LevelWithAtMost(kHashesFirstOfferMax);
+  offer.level = static_cast<uint8_t>(level);
+  for (size_t i = 0; i < basis.tree.count(level); ++i) offer.hashes.push_back(basis.tree.node(level, i));
+  pending_hashes_.push_back(std::move(offer));
+  basis_leaves_in_flight_ += leaves;
+  bases_.emplace(e.id, std::move(basis));
+  return true;
+}
+
+Status Receiver::HandleWant(const Frame& frame) {
+  Result<protocol::Want> want = protocol::Want::Decode(frame.payload);
+  if (!want.ok()) return want.status();
+  auto it = bases_.find(want->id);
+  if (it == bases_.end()) return Status::Protocol("WANT for entry " + std::to_string(want->id) + ", which has no basis");
+  const HashTree& tree = it->second.tree;
+  const size_t level = want->level;
+  if (level >= tree.levels()) return Status::Protocol("WANT for a tree level the basis does not have");
+  protocol::Hashes answer;
+  answer.id = want->id;
+  answer.block_size = it->second.block_size;
+  answer.basis_size = it->second.size;
+  answer.level = static_cast<uint8_t>(level - 1);
+  for (uint64_t node : want->nodes) {
+    if (node >= tree.count(level)) return Status::Protocol("WANT for a tree node the basis does not have");
+    uint64_t last = std::min<uint64_t>(tree.count(level - 1), (node + 1) * kHashTreeFanout);
+    for (uint64_t child = node * kHashTreeFanout; child < last; ++child) {
+      answer.hashes.push_back(tree.node(level - 1, child));
+      if (answer.hashes.size() == kHashesPerMessageMax) {
+        FERRY_RETURN_IF_ERROR(channel_.SendMessage(MessageType::kHashes, answer));
+        answer.hashes.clear();
+      }
+    }
+  }
+  if (answer.hashes.empty()) return Status::Ok();
+  return channel_.SendMessage(MessageType::kHashes, answer);
+}
+
+Status Receiver::HandlePatch(const Frame& frame) {
+  Result<protocol::Patch> patch = protocol::Patch::Decode(frame.payload);
+  if (!patch.ok()) return patch.status();
+  const uint32_t id = patch->id;
+  auto it = bases_.find(id);
+  if (id >= entries_.size() || file_state_[id] != kFileNeeded || it == bases_.end() || open_file_) {
+    return Status::Protocol("PATCH for entry " + std::to_string(id) + ", which has no basis or is already open");
+  }
+  Basis basis = std::move(it->second);
+  bases_.erase(it);
+  basis_leaves_in_flight_ -= basis.tree.count(0);
+  switch (patch->kind) {
+    case protocol::PatchKind::kWhole:
+      return Status::Ok();  // DATA follows as for any file without a basis
+    case protocol::PatchKind::kBlocks:
+      return StartPatch(id, std::move(basis), patch->changed_bytes);
+    case protocol::PatchKind::kRsync:
+      break;
+  }
+  return Status::Protocol("PATCH kind not offered by this receiver");
+}
+
+// A large file with a small delta is patched in place: rewriting gigabytes of a database file to
+// change a few pages would cost more than the stage. Otherwise the basis's data is copied into a
+// temp file (in the kernel, holes kept) and patched there, and the file is renamed into place.
+Status Receiver::StartPatch(uint32_t id, Basis basis, uint64_t changed_bytes) {
+  const Entry& e = entries_[id];
+  auto [parent, name] = SplitParent(e.path);
+  Result<int> dir_fd = ParentFd(std::string(parent));
+  if (!dir_fd.ok()) return TargetError(dir_fd.status(), e.path);
+  const std::string name_str(name);
+  const uint64_t larger = std::max(basis.size, e.size);
+  const bool in_place = basis.links == 1 && larger >= kInPlaceMinBytes && changed_bytes * 2 <= larger;
+  OpenFile f;
+  f.id = id;
+  f.parent = std::string(parent);
+  f.patch = true;
+  f.block_size = basis.block_size;
+  f.leaves = basis.tree.leaves();
+  f.leaves.resize(BlockCount(e.size, basis.block_size));
+  UniqueFd basis_fd(::openat(*dir_fd, name_str.c_str(), (in_place ? O_WRONLY : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC));
+  if (!basis_fd.valid()) return TargetError(Status::Errno(errno, "open"), e.path);
+  struct stat st;
+  if (::fstat(basis_fd.get(), &st) != 0) return TargetError(Status::Errno(errno, "stat"), e.path);
+  if (!(FileKeyOf(st) == basis.key)) {
+    return TargetError(Status::Aborted("changed by something else during the stage; run the stage again"), e.path);
+  }
+  if (in_place) {
+    if (cache_ != nullptr) FERRY_RETURN_IF_ERROR(TargetError(cache_->MarkDirty(basis.key.dev, basis.key.ino), e.path));
+    // Until it is finished, the file carries an mtime no source has, so that a stage cut short
+    // leaves it looking changed, not up to date.
+    timespec times[2] = {{0, UTIME_OMIT}, JustBefore(EntryMtime(e))};
+    if (::futimens(basis_fd.get(), times) != 0) return TargetError(Status::Errno(errno, "set mtime"), e.path);
+    f.fd = std::move(basis_fd);
+  } else {
+    f.temp_name = temp_tag_ + std::to_string(id);
+    f.fd = UniqueFd(::openat(*dir_fd, f.temp_name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!f.fd.valid()) return TargetError(Status::Errno(errno, "create temp file"), e.path);
+    open_file_ = std::move(f);  // from here on, a failure removes the temp file
+    return CopyDataRegions(basis_fd.get(), open_file_->fd.get(), std::min(basis.size, e.size), e.path);
+  }
+  open_file_ = std::move(f);
+  return Status::Ok();
+}
+
+Status Receiver::CheckPatchRange(uint64_t offset, uint64_t length, const char* what) {
+  const OpenFile& f = *open_file_;
+  const Entry& e = entries_[f.id];
+  uint64_t end = offset + length;
+  if (offset < f.next_offset || end > e.size || offset % f.block_size != 0 ||
+      (length % f.block_size != 0 && end != e.size)) {
+    return Status::Corruption(std::string(what) + " at offset " + std::to_string(offset) + " of " +
+                              std::to_string(length) + " bytes does not fit the blocks of '" + e.path + "'");
+  }
+  return Status::Ok();
+}
+
+Status Receiver::HandleHole(const Frame& frame) {
+  Result<protocol::Hole> hole = protocol::Hole::Decode(frame.payload);
+  if (!hole.ok()) return hole.status();
+  if (!open_file_ || !open_file_->patch || open_file_->id != hole->id) {
+    return Status::Protocol("HOLE for entry " + std::to_string(hole->id) + ", which is not being patched");
+  }
+  FERRY_RETURN_IF_ERROR(CheckPatchRange(hole->offset, hole->length, "HOLE"));
+  OpenFile& f = *open_file_;
+  const Entry& e = entries_[f.id];
+  struct stat st;
+  if (::fstat(f.fd.get(), &st) != 0) return TargetError(Status::Errno(errno, "stat"), e.path);
+  // Only what the file has now needs clearing; beyond it the final size adds zeros.
+  const uint64_t have = static_cast<uint64_t>(st.st_size);
+  if (hole->offset < have) {
+    uint64_t length = std::min(hole->length, have - hole->offset);
+    if (::fallocate(f.fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(hole->offset),
+                    static_cast<off_t>(length)) != 0) {
+      if (errno != EOPNOTSUPP && errno != ENOSYS) return TargetError(Status::Errno(errno, "punch hole"), e.path);
+      // No holes here: write the zeros.
+      static const std::string zeros(kDataChunkMaxBytes, '\0');
+      for (uint64_t done = 0; done < length;) {
+        size_t n = static_cast<size_t>(std::min<uint64_t>(zeros.size(), length - done));
+        ssize_t w = ::pwrite(f.fd.get(), zeros.data(), n, static_cast<off_t>(hole->offset + done));
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return TargetError(Status::Errno(errno, "write"), e.path);
+        done += static_cast<uint64_t>(w);
+      }
+    }
+  }
+  for (uint64_t at = hole->offset; at < hole->offset + hole->length; at += f.block_size) {
+    f.leaves[at / f.block_size] =
+        ZeroBlockHash(static_cast<uint32_t>(std::min<uint64_t>(f.block_size, hole->offset + hole->length - at)));
+  }
+  f.next_offset = hole->offset + hole->length;
+  progress_->bytes_skipped += hole->length;
+  return Status::Ok();
+}
+
+// Once the stage's data is durable: each file written gets its hashes recorded under its
+// identity as it is now, so the next stage reads neither this file nor its hashes from disk.
+Status Receiver::RecordWritten() {
+  if (cache_ == nullptr || written_.empty()) return Status::Ok();
+  std::vector<std::pair<FileKey, BlockHashes>> rows;
+  rows.reserve(written_.size());
+  for (Written& w : written_) {
+    const Entry& e = entries_[w.id];
+    auto [parent, name] = SplitParent(e.path);
+    Result<int> dir_fd = ParentFd(std::string(parent));
+    struct stat st;
+    if (!dir_fd.ok() || ::fstatat(*dir_fd, std::string(name).c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+        !S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) != e.size) {
+      continue;  // gone or replaced since: nothing to vouch for
+    }
+    rows.emplace_back(FileKeyOf(st), BlockHashes{w.block_size, std::move(w.leaves)});
+  }
+  written_.clear();
+  Status s = cache_->Record(rows);
+  // The cache only saves reading: the stage's data is already durable, so a failure to record
+  // costs the next stage a read, not correctness.
+  if (!s.ok()) LOG_WARN(s.ToString() + ": the next stage will read these files to hash them");
+  return Status::Ok();
+}
+
+}  // namespace ferry
