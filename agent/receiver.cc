@@ -335,10 +335,12 @@ SyncSummary Receiver::Summary() const {
   s.files_sent = figures_.files_written;
   s.bytes_total = bytes_total_;
   s.bytes_sent_wire = channel_.bytes_received();
+  s.bytes_returned_wire = channel_.bytes_sent();
   s.entries_deleted = figures_.entries_deleted;
   s.files_changed_during_read = figures_.files_changed_during_read;
   s.files_vanished = figures_.files_vanished;
   s.files_failed = figures_.files_failed;
+  s.target_bytes_hashed = figures_.target_bytes_hashed;
   if (scan_incomplete_) {
     s.errors.push_back("the sender could not read part of its tree (its log names what); nothing was deleted");
   }

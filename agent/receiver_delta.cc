@@ -53,6 +53,7 @@ Result<bool> Receiver::OfferBasis(const Entry& e, int dir_fd, const std::string&
     Result<std::vector<Hash128>> hashed = HashFileBlocks(fd.get(), size, block_size, &shrank);
     if (!hashed.ok()) return hashed.status();
     if (shrank) return false;  // changing under us: send it whole
+    figures_.target_bytes_hashed += size;
     basis.tree = HashTree(std::move(*hashed));
   }
   protocol::Hashes offer;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <mutex>
@@ -49,15 +50,20 @@ using SignaturePtr = std::unique_ptr<rs_signature_t, SignatureFree>;
 
 // librsync reports errors through a process-wide trace callback that prints to stderr by
 // default. A daemon must not print a line per hostile peer, so the text is kept per thread
-// (rs_job_iter calls back on the caller's thread) and added to the Status instead.
+// (rs_job_iter calls back on the caller's thread) and added to the Status instead. The first
+// error of a call is kept: it names the cause ("bogus command 0x55"); later ones only repeat
+// that the job failed.
 thread_local std::string t_librsync_error;
 
 void CaptureTrace(rs_loglevel level, const char* message) {
+  std::string_view text(message, strnlen(message, kLibrsyncErrorMaxBytes));
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.remove_suffix(1);
+  LOG_DEBUG(text);  // already "librsync: LEVEL: (function) what"
   // The level may carry flag bits above the syslog priority.
-  if ((static_cast<int>(level) & 7) <= RS_LOG_ERR) {
-    t_librsync_error.assign(message, strnlen(message, kLibrsyncErrorMaxBytes));
-  }
-  LOG_DEBUG(std::string("librsync: ") + message);
+  if ((static_cast<int>(level) & 7) > RS_LOG_ERR || !t_librsync_error.empty()) return;
+  constexpr std::string_view kPrefix = "librsync: ERROR: ";
+  if (text.starts_with(kPrefix)) text.remove_prefix(kPrefix.size());
+  t_librsync_error = text;
 }
 
 // Installs the trace callback once per process and clears this thread's last error.
@@ -78,9 +84,8 @@ Status LibrsyncError(rs_result result, std::string_view what, Code code) {
   message += ": librsync: ";
   message += rs_strerror(result);
   if (!t_librsync_error.empty()) {
-    message += " (";
+    message += ": ";
     message += t_librsync_error;
-    message += ")";
   }
   return Status::Make(result == RS_MEM_ERROR ? Code::kIoError : code, std::move(message));
 }
@@ -108,6 +113,12 @@ Status WriteAt(int fd, const char* data, size_t length, uint64_t offset) {
     done += static_cast<size_t>(n);
   }
   return Status::Ok();
+}
+
+std::string Hex32(uint32_t value) {
+  char text[16];
+  std::snprintf(text, sizeof text, "0x%08x", value);
+  return text;
 }
 
 uint32_t BigEndian32(std::string_view bytes, size_t at) {
@@ -151,7 +162,7 @@ Status RunOverFile(rs_job_t* job, int fd, uint64_t size, std::string_view what, 
       buffers.next_out = out.data();
       buffers.avail_out = out.size();
     }
-    // A finished job must not be iterated again (librsync aborts).
+    // A finished job has nothing more to give: stop here rather than iterate it again.
     if (result == RS_DONE) {
       CHECK_EQ(buffers.avail_in, 0u);  // librsync finishes only after it has consumed eof_in
       CHECK_EQ(offset, size);
@@ -183,7 +194,7 @@ Status CheckSignatureHeader(std::string_view signature) {
   const uint32_t strong_len = BigEndian32(signature, 8);
   // MD4 signatures are refused: their sums can be collided on purpose.
   if (magic != RS_RK_BLAKE2_SIG_MAGIC && magic != RS_BLAKE2_SIG_MAGIC) {
-    return Status::Corruption("rsync signature has magic " + std::to_string(magic) +
+    return Status::Corruption("rsync signature has magic " + Hex32(magic) +
                               ", not a BLAKE2 signature");
   }
   if (block_len == 0 || block_len > kRsyncBlockMaxBytes) {
@@ -363,8 +374,8 @@ Status Patcher::Impl::Run(std::string_view input, bool eof) {
     if (result == RS_DONE) {
       done = true;
       if (buffers.avail_in != 0) {
-        return Status::Corruption("rsync patch: " + std::to_string(buffers.avail_in) +
-                                  " bytes after the delta's end");
+        return Status::Corruption("rsync patch: the delta goes on for " +
+                                  std::to_string(buffers.avail_in) + " bytes after its end");
       }
       return Status::Ok();
     }
@@ -394,8 +405,8 @@ Status Patcher::Feed(std::string_view piece) {
   if (!impl_->failure.ok()) return impl_->failure;
   if (piece.empty()) return Status::Ok();
   if (impl_->done) {
-    impl_->failure = Status::Corruption("rsync patch: " + std::to_string(piece.size()) +
-                                        " bytes after the delta's end");
+    impl_->failure = Status::Corruption("rsync patch: the delta goes on for " +
+                                        std::to_string(piece.size()) + " bytes after its end");
     return impl_->failure;
   }
   impl_->failure = impl_->Run(piece, /*eof=*/false);

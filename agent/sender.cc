@@ -70,10 +70,12 @@ Result<SyncSummary> Sender::Run() {
   summary_.files_total = scan_result_.entries_count;
   summary_.bytes_total = scan_result_.bytes_total;
   summary_.bytes_sent_wire = channel_.bytes_sent();
+  summary_.bytes_returned_wire = channel_.bytes_received();
   summary_.entries_deleted = commit_.entries_deleted;
   summary_.files_changed_during_read = commit_.files_changed_during_read;
   summary_.files_vanished = commit_.files_vanished;
   summary_.files_failed = commit_.files_failed;
+  summary_.target_bytes_hashed = commit_.target_bytes_hashed;
   summary_.errors.insert(summary_.errors.begin(), scan_result_.errors.begin(), scan_result_.errors.end());
   summary_.duration_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return summary_;

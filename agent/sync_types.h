@@ -42,11 +42,13 @@ struct SyncSummary {
   uint64_t files_total = 0;  // entries in the source manifest
   uint64_t files_sent = 0;
   uint64_t bytes_total = 0;  // size of the source's regular files
-  uint64_t bytes_sent_wire = 0;
+  uint64_t bytes_sent_wire = 0;      // sender to receiver: manifest, data, deltas (framed, compressed)
+  uint64_t bytes_returned_wire = 0;  // receiver to sender: needs, block hashes, reports
   uint64_t entries_deleted = 0;
   uint64_t files_changed_during_read = 0;
   uint64_t files_vanished = 0;
   uint64_t files_failed = 0;
+  uint64_t target_bytes_hashed = 0;  // target files read to hash a basis (not in the state cache)
   double duration_s = 0;
   std::vector<std::string> errors;  // source parts that could not be read, files that failed
 };

@@ -491,7 +491,7 @@ Result<Items> Items::Decode(std::string_view in) {
 void Commit::Encode(std::string* out) const {
   WireWriter w(out);
   for (uint64_t v : {files_written, bytes_written, entries_deleted, files_changed_during_read,
-                     files_vanished, files_failed}) {
+                     files_vanished, files_failed, target_bytes_hashed}) {
     w.Varint(v);
   }
 }
@@ -499,7 +499,8 @@ Result<Commit> Commit::Decode(std::string_view in) {
   WireReader r(in);
   Commit m;
   for (uint64_t* v : {&m.files_written, &m.bytes_written, &m.entries_deleted,
-                      &m.files_changed_during_read, &m.files_vanished, &m.files_failed}) {
+                      &m.files_changed_during_read, &m.files_vanished, &m.files_failed,
+                      &m.target_bytes_hashed}) {
     FERRY_RETURN_IF_ERROR(r.Varint(v));
   }
   FERRY_RETURN_IF_ERROR(r.ExpectEnd("COMMIT"));

@@ -267,6 +267,8 @@ struct Commit {
   uint64_t files_changed_during_read = 0;
   uint64_t files_vanished = 0;
   uint64_t files_failed = 0;
+  // Bytes of target files read to hash them as a basis (the state cache spares the rest).
+  uint64_t target_bytes_hashed = 0;
   void Encode(std::string* out) const;
   static Result<Commit> Decode(std::string_view in);
 };

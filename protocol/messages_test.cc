@@ -242,12 +242,13 @@ TEST(MessagesTest, ReportRoundTrips) {
   }
   EXPECT_EQ(RoundTrip(items).items, items.items);
 
-  Commit c = RoundTrip(Commit{1, 2, 3, 4, 5, kU64Max});
+  Commit c = RoundTrip(Commit{1, 2, 3, 4, 5, kU64Max, 7});
   EXPECT_EQ(c.files_written, 1u);
   EXPECT_EQ(c.bytes_written, 2u);
   EXPECT_EQ(c.entries_deleted, 3u);
   EXPECT_EQ(c.files_changed_during_read, 4u);
   EXPECT_EQ(c.files_vanished, 5u);
+  EXPECT_EQ(c.target_bytes_hashed, 7u);
   EXPECT_EQ(c.files_failed, kU64Max);
 
   Error e = RoundTrip(Error{static_cast<uint32_t>(Code::kNoSpace), "volume pgdata: no space"});

@@ -119,6 +119,7 @@ struct SyncReport {
   bool parsed = false;
   std::string parse_error;
   uint64_t files_total = 0, files_sent = 0, bytes_total = 0, bytes_sent_wire = 0;
+  uint64_t bytes_returned_wire = 0, bytes_sent_content = 0, target_bytes_hashed = 0;
   uint64_t entries_deleted = 0, files_changed_during_read = 0, files_vanished = 0, files_failed = 0;
   double duration_s = -1;
   bool dry_run = false;

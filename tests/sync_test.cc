@@ -66,6 +66,7 @@ class TransportTest : public ::testing::TestWithParam<Transport> {
   // `ferry sync --json -i` from src to dst with `extra` flags; expects `expect_exit`.
   SyncReport Sync(const std::vector<std::string>& extra = {}, int expect_exit = 0) {
     std::vector<std::string> args = {"sync", "--json", "-i", "--no-progress", "--insecure"};
+    if (GetParam() != Transport::kPush) args.insert(args.end(), {"--state-dir", tmp_.Sub("state")});
     args.insert(args.end(), extra.begin(), extra.end());
     args.push_back(SrcArg());
     args.push_back(DstArg());

@@ -37,6 +37,8 @@ uint64_t SplitMix64(uint64_t* state) {
   return z ^ (z >> 31);
 }
 
+}  // namespace
+
 std::string RandomBytes(uint64_t size_bytes, uint64_t seed) {
   std::string out(size_bytes, '\0');
   uint64_t state = seed;
@@ -54,6 +56,8 @@ void PwriteAt(const std::string& path, uint64_t offset, const std::string& bytes
              static_cast<ssize_t>(bytes.size()), "pwrite " + path);
   ::close(fd);
 }
+
+namespace {
 
 void Symlink(const std::string& target, const std::string& path) {
   Expect(::symlink(target.c_str(), path.c_str()) == 0, "symlink " + path);

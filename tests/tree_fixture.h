@@ -40,6 +40,8 @@ void WriteFile(const std::string& path, const std::string& content);
 std::string ReadFile(const std::string& path);
 // `size_bytes` of pseudo-random bytes from `seed` (incompressible, cheap to make).
 void WriteRandomFile(const std::string& path, uint64_t size_bytes, uint64_t seed);
+std::string RandomBytes(uint64_t size_bytes, uint64_t seed);
+void PwriteAt(const std::string& path, uint64_t offset, const std::string& bytes);
 void MakeDirs(const std::string& path);  // mkdir -p
 void SetMtimeNs(const std::string& path, int64_t sec, long nsec);  // never follows a symlink
 struct timespec MtimeOf(const std::string& path);                   // lstat
