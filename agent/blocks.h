@@ -38,6 +38,9 @@ class BlockHasher {
   explicit BlockHasher(uint32_t block_size);
   void Update(uint64_t offset, std::string_view bytes);  // REQUIRES: offset >= position()
   uint64_t position() const { return position_; }
+  // The leaves of the whole blocks hashed so far.
+  const std::vector<Hash128>& leaves() const { return leaves_; }
+  uint32_t block_size() const { return block_size_; }
   // The leaves of a file of `size` bytes (>= position()); the rest is zeros.
   std::vector<Hash128> Finish(uint64_t size);
 

@@ -52,6 +52,11 @@ Receiver::Receiver(Channel& channel, int root_fd, std::string root_display, Sync
   std::snprintf(tag, sizeof(tag), "%016llx.", static_cast<unsigned long long>(nonce));
   temp_tag_ = std::string(kTempPrefix) + tag;
   CHECK(root_fd_ >= 0 || options_.dry_run);
+  struct stat root_st;
+  if (root_fd_ >= 0 && ::fstat(root_fd_, &root_st) == 0) {
+    root_dev_ = root_st.st_dev;
+    root_ino_ = root_st.st_ino;
+  }
   if (!options_.dry_run) committer_ = std::make_unique<Committer>(root_fd_);
 }
 
@@ -72,7 +77,7 @@ Status Receiver::Run() {
     if (peer_fault && frame.type != MessageType::kError) s = s.Annotate("sender " + channel_.peer_name());
   }
   if (!s.ok()) {
-    DiscardOpenFile();
+    DiscardOpenFile(/*keep_partial=*/true);  // the next stage resumes it
     if (committer_) committer_->Abandon();  // finished files not yet committed: no leftovers
     if (frame.type != MessageType::kError) channel_.SendError(s);
   }
@@ -214,17 +219,13 @@ Status Receiver::HandleFileEntry(const Entry& e, int dir_fd, const std::string& 
   if (st != nullptr && !same_type) {
     FERRY_RETURN_IF_ERROR(TargetError(RemoveTree(dir_fd, name, Display(e.path)), e.path));
   }
-  bool with_basis = false;
-  if (st != nullptr && same_type) {
-    Result<bool> offered = OfferBasis(e, dir_fd, name, *st);
-    if (!offered.ok()) return TargetError(offered.status(), e.path);
-    with_basis = *offered;
-  }
+  Result<bool> with_basis = OfferBasis(e, dir_fd, name, same_type ? st : nullptr);
+  if (!with_basis.ok()) return TargetError(with_basis.status(), e.path);
   file_state_[e.id] = kFileNeeded;
   progress_->files_needed += 1;
   progress_->bytes_needed += e.size;
   pending_needs_.push_back(e.id);
-  pending_with_basis_.push_back(with_basis);
+  pending_with_basis_.push_back(*with_basis);
   needs_total_ += 1;
   if (pending_needs_.size() >= kIdsPerBatchMax) return FlushReplies();
   return Status::Ok();

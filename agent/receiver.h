@@ -64,6 +64,7 @@ class Receiver {
     HashTree tree;
     FileKey key;
     nlink_t links = 1;
+    std::string partial_temp;  // a partial file of an interrupted stage, resumed in place
   };
   struct OpenFile {
     uint32_t id = 0;
@@ -77,6 +78,7 @@ class Receiver {
     bool patch = false;
     uint32_t block_size = 0;
     std::vector<Hash128> leaves;
+    uint64_t checkpoint = 0;  // bytes made durable and remembered as a partial file
   };
   // A file written this stage, recorded in the state cache once durable.
   struct Written {
@@ -96,8 +98,11 @@ class Receiver {
                           const struct stat* st);
   Status CreateSpecial(const protocol::Entry& entry, int dir_fd, const std::string& name);
   // True (and HASHES queued) when the target's copy is worth offering as a basis.
+  // `target`: the target's file of that name, or null when there is none.
   Result<bool> OfferBasis(const protocol::Entry& entry, int dir_fd, const std::string& name,
-                          const struct stat& st);
+                          const struct stat* target);
+  Result<std::optional<Basis>> TargetBasis(const protocol::Entry& entry, int dir_fd, const std::string& name,
+                                           const struct stat& st);
   Status HandleWant(const Frame& frame);
   Status HandlePatch(const Frame& frame);
   Status StartPatch(uint32_t id, Basis basis, uint64_t changed_bytes);
@@ -106,10 +111,15 @@ class Receiver {
   // Checks that a patch write [offset, offset + length) of the open file is block-aligned.
   Status CheckPatchRange(uint64_t offset, uint64_t length, const char* what);
   Status RecordWritten();
+  // A partial file of an earlier, interrupted stage for `entry`, as a basis (or nullopt).
+  std::optional<Basis> FindPartial(const protocol::Entry& entry, int dir_fd);
+  // Makes the open file's received prefix durable and remembers it as a partial file.
+  Status Checkpoint();
   Status HandleFileEnd(const Frame& frame);
   Status StartFile(uint32_t id);
   Status FinishFile(const protocol::FileEnd& end);
-  void DiscardOpenFile();
+  // Removes the open temp file, unless `keep_partial` and it is a remembered partial file.
+  void DiscardOpenFile(bool keep_partial = false);
   Status Finish();
   Status LinkFollowers();
   Status BreakStaleLinks();
@@ -163,6 +173,7 @@ class Receiver {
   uint64_t basis_leaves_in_flight_ = 0;
   std::vector<Written> written_;
   StateCache* cache_ = nullptr;
+  uint64_t root_dev_ = 0, root_ino_ = 0;  // the volume, for its partial files in the cache
   std::vector<protocol::Item> pending_items_;
   uint64_t needs_total_ = 0;
   uint64_t needs_finished_ = 0;

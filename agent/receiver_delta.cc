@@ -23,49 +23,103 @@ namespace {
 constexpr uint8_t kFileNeeded = 1;
 }  // namespace
 
-Result<bool> Receiver::OfferBasis(const Entry& e, int dir_fd, const std::string& name, const struct stat& st) {
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
-  if (options_.dry_run || size < kDeltaMinBytes || e.size < kDeltaMinBytes) return false;
-  const uint32_t block_size = BlockSizeFor(std::max(size, e.size));
-  const uint64_t leaves = BlockCount(size, block_size);
-  if (leaves > kBlocksPerFileMax || basis_leaves_in_flight_ + leaves > kBasisLeavesInFlightMax) return false;
+std::optional<Receiver::Basis> Receiver::FindPartial(const Entry& e, int dir_fd) {
+  if (cache_ == nullptr || options_.dry_run) return std::nullopt;
+  Result<std::optional<StateCache::Partial>> found = cache_->FindPartial(root_dev_, root_ino_, e.path);
+  if (!found.ok()) LOG_WARN(found.status().ToString());
+  if (!found.ok() || !*found) return std::nullopt;
+  StateCache::Partial& p = **found;
+  struct stat st;
+  // Still the file the checkpoint made durable, and still in the block size this file needs.
+  if (!IsTempName(p.temp_name) || ::fstatat(dir_fd, p.temp_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+      !S_ISREG(st.st_mode) || st.st_dev != p.temp_dev || st.st_ino != p.temp_ino ||
+      static_cast<uint64_t>(st.st_size) < p.durable_bytes || p.blocks.block_size != BlockSizeFor(e.size) ||
+      p.blocks.leaves.size() != p.durable_bytes / p.blocks.block_size || p.durable_bytes > e.size) {
+    LOG_INFO("partial file of '" + Display(e.path) + "' no longer fits it: starting over");
+    return std::nullopt;
+  }
+  LOG_INFO("resuming '" + Display(e.path) + "' from " + std::to_string(p.durable_bytes) + " durable bytes");
   Basis basis;
-  basis.block_size = block_size;
+  basis.block_size = p.blocks.block_size;
+  basis.size = p.durable_bytes;
+  basis.tree = HashTree(std::move(p.blocks.leaves));
+  basis.key = FileKeyOf(st);
+  basis.partial_temp = p.temp_name;
+  return basis;
+}
+
+Status Receiver::Checkpoint() {
+  OpenFile& f = *open_file_;
+  if (::fdatasync(f.fd.get()) != 0) return TargetError(Status::Errno(errno, "flush to disk (fdatasync)"), entries_[f.id].path);
+  struct stat st;
+  if (::fstat(f.fd.get(), &st) != 0) return TargetError(Status::Errno(errno, "stat"), entries_[f.id].path);
+  StateCache::Partial partial;
+  partial.temp_name = f.temp_name;
+  partial.temp_dev = st.st_dev;
+  partial.temp_ino = st.st_ino;
+  partial.blocks.block_size = f.hasher->block_size();
+  partial.blocks.leaves = f.hasher->leaves();
+  partial.durable_bytes = partial.blocks.leaves.size() * uint64_t{partial.blocks.block_size};
+  f.checkpoint = f.next_offset;
+  Status s = cache_->SavePartial(root_dev_, root_ino_, entries_[f.id].path, partial);
+  if (!s.ok()) LOG_WARN(s.ToString() + ": '" + Display(entries_[f.id].path) + "' will not resume if this stage is cut");
+  return Status::Ok();
+}
+
+// The target's own file as a basis: its hashes from the state cache while ferry's last write
+// is the last change to it, else read (as rsync would).
+Result<std::optional<Receiver::Basis>> Receiver::TargetBasis(const Entry& e, int dir_fd, const std::string& name,
+                                                             const struct stat& st) {
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (size < kDeltaMinBytes) return std::optional<Basis>();
+  Basis basis;
+  basis.block_size = BlockSizeFor(std::max(size, e.size));
   basis.size = size;
   basis.key = FileKeyOf(st);
   basis.links = st.st_nlink;
-  std::optional<BlockHashes> cached;
+  const uint64_t leaves = BlockCount(size, basis.block_size);
+  if (leaves > kBlocksPerFileMax || basis_leaves_in_flight_ + leaves > kBasisLeavesInFlightMax) return std::optional<Basis>();
   if (cache_ != nullptr) {
     Result<std::optional<BlockHashes>> found = cache_->Lookup(basis.key);
     if (!found.ok()) {
       LOG_WARN(found.status().ToString() + ": reading the target instead");
-    } else if (*found && (*found)->block_size == block_size && (*found)->leaves.size() == leaves) {
-      cached = std::move(*found);
+    } else if (*found && (*found)->block_size == basis.block_size && (*found)->leaves.size() == leaves) {
+      basis.tree = HashTree(std::move((*found)->leaves));
+      return std::optional<Basis>(std::move(basis));
     }
   }
-  if (cached) {
-    basis.tree = HashTree(std::move(cached->leaves));
-  } else {
-    // Not known from the cache (or touched since ferry wrote it): read it, as rsync would.
-    UniqueFd fd(::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-    if (!fd.valid()) return Status::Errno(errno, "open");
-    bool shrank = false;
-    Result<std::vector<Hash128>> hashed = HashFileBlocks(fd.get(), size, block_size, &shrank);
-    if (!hashed.ok()) return hashed.status();
-    if (shrank) return false;  // changing under us: send it whole
-    figures_.target_bytes_hashed += size;
-    basis.tree = HashTree(std::move(*hashed));
+  UniqueFd fd(::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid()) return Status::Errno(errno, "open");
+  bool shrank = false;
+  Result<std::vector<Hash128>> hashed = HashFileBlocks(fd.get(), size, basis.block_size, &shrank);
+  if (!hashed.ok()) return hashed.status();
+  if (shrank) return std::optional<Basis>();  // changing under us: send it whole
+  figures_.target_bytes_hashed += size;
+  basis.tree = HashTree(std::move(*hashed));
+  return std::optional<Basis>(std::move(basis));
+}
+
+// A needed file gets a basis when a delta may pay: a partial file an interrupted stage left, else
+// the target's own version. Its first HASHES go out after the NEED that announces it.
+Result<bool> Receiver::OfferBasis(const Entry& e, int dir_fd, const std::string& name, const struct stat* target) {
+  if (options_.dry_run || e.size < kDeltaMinBytes) return false;
+  std::optional<Basis> basis = FindPartial(e, dir_fd);
+  if (!basis && target != nullptr && S_ISREG(target->st_mode)) {
+    Result<std::optional<Basis>> own = TargetBasis(e, dir_fd, name, *target);
+    if (!own.ok()) return own.status();
+    basis = std::move(*own);
   }
+  if (!basis) return false;
   protocol::Hashes offer;
   offer.id = e.id;
-  offer.block_size = block_size;
-  offer.basis_size = size;
-  size_t level = basis.tree.LevelWithAtMost(kHashesFirstOfferMax);
+  offer.block_size = basis->block_size;
+  offer.basis_size = basis->size;
+  size_t level = basis->tree.LevelWithAtMost(kHashesFirstOfferMax);
   offer.level = static_cast<uint8_t>(level);
-  for (size_t i = 0; i < basis.tree.count(level); ++i) offer.hashes.push_back(basis.tree.node(level, i));
+  for (size_t i = 0; i < basis->tree.count(level); ++i) offer.hashes.push_back(basis->tree.node(level, i));
   pending_hashes_.push_back(std::move(offer));
-  basis_leaves_in_flight_ += leaves;
-  bases_.emplace(e.id, std::move(basis));
+  basis_leaves_in_flight_ += basis->tree.count(0);
+  bases_.emplace(e.id, std::move(*basis));
   return true;
 }
 
@@ -129,7 +183,8 @@ Status Receiver::StartPatch(uint32_t id, Basis basis, uint64_t changed_bytes) {
   if (!dir_fd.ok()) return TargetError(dir_fd.status(), e.path);
   const std::string name_str(name);
   const uint64_t larger = std::max(basis.size, e.size);
-  const bool in_place = basis.links == 1 && larger >= kInPlaceMinBytes && changed_bytes * 2 <= larger;
+  const bool resume = !basis.partial_temp.empty();
+  const bool in_place = !resume && basis.links == 1 && larger >= kInPlaceMinBytes && changed_bytes * 2 <= larger;
   OpenFile f;
   f.id = id;
   f.parent = std::string(parent);
@@ -137,12 +192,20 @@ Status Receiver::StartPatch(uint32_t id, Basis basis, uint64_t changed_bytes) {
   f.block_size = basis.block_size;
   f.leaves = basis.tree.leaves();
   f.leaves.resize(BlockCount(e.size, basis.block_size));
-  UniqueFd basis_fd(::openat(*dir_fd, name_str.c_str(), (in_place ? O_WRONLY : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC));
+  const std::string& open_name = resume ? basis.partial_temp : name_str;
+  UniqueFd basis_fd(::openat(*dir_fd, open_name.c_str(), (in_place || resume ? O_WRONLY : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC));
   if (!basis_fd.valid()) return TargetError(Status::Errno(errno, "open"), e.path);
   struct stat st;
   if (::fstat(basis_fd.get(), &st) != 0) return TargetError(Status::Errno(errno, "stat"), e.path);
-  if (!(FileKeyOf(st) == basis.key)) {
+  if (resume ? st.st_ino != basis.key.ino || st.st_dev != basis.key.dev : !(FileKeyOf(st) == basis.key)) {
     return TargetError(Status::Aborted("changed by something else during the stage; run the stage again"), e.path);
+  }
+  if (resume) {  // the partial file of an interrupted stage: finish it where it is
+    f.temp_name = basis.partial_temp;
+    f.checkpoint = basis.size;
+    f.fd = std::move(basis_fd);
+    open_file_ = std::move(f);
+    return Status::Ok();
   }
   if (in_place) {
     if (cache_ != nullptr) FERRY_RETURN_IF_ERROR(TargetError(cache_->MarkDirty(basis.key.dev, basis.key.ino), e.path));

@@ -39,8 +39,12 @@ Status Receiver::StartFile(uint32_t id) {
   return Status::Ok();
 }
 
-void Receiver::DiscardOpenFile() {
+void Receiver::DiscardOpenFile(bool keep_partial) {
   if (!open_file_) return;
+  if (keep_partial && open_file_->checkpoint > 0) {
+    open_file_.reset();
+    return;
+  }
   // A file patched in place stays as it is: dirty in the state cache and with an mtime no
   // source has, so the next stage hashes it again and finishes it.
   Result<int> dir_fd = ParentFd(open_file_->parent);
@@ -86,6 +90,7 @@ Status Receiver::HandleData(const Frame& frame) {
   f.next_offset = data->offset + data->bytes.size();
   progress_->bytes_sent += data->bytes.size();
   f.bytes_written += data->bytes.size();
+  if (!f.patch && cache_ != nullptr && f.next_offset >= f.checkpoint + kResumeCheckpointBytes) return Checkpoint();
   return Status::Ok();
 }
 
@@ -174,6 +179,10 @@ Status Receiver::Finish() {
     if (!root.ok()) return TargetError(root.status(), "");
     FERRY_RETURN_IF_ERROR(RefuseEmptySourceWipe(*root));
     FERRY_RETURN_IF_ERROR(Sweep(*root, ""));
+  }
+  if (cache_ != nullptr && !options_.dry_run) {
+    // Every partial file was finished or swept: none is left to resume.
+    if (Status s = cache_->DropPartials(root_dev_, root_ino_); !s.ok()) LOG_WARN(s.ToString());
   }
   FERRY_RETURN_IF_ERROR(ApplyDirectoryMetadata());
   FERRY_RETURN_IF_ERROR(SyncVolume());

@@ -155,8 +155,10 @@ Status RunOverFile(rs_job_t* job, int fd, uint64_t size, std::string_view what, 
     const size_t in_before = buffers.avail_in;
     const size_t out_before = buffers.avail_out;
     rs_result result = rs_job_iter(job, &buffers);
-    if (result != RS_DONE && result != RS_BLOCKED) return LibrsyncError(result, what, Code::kIoError);
-    const bool flush = buffers.avail_out == 0 || (result == RS_DONE && buffers.avail_out < out.size());
+    if (result != RS_DONE && result != RS_BLOCKED)
+      return LibrsyncError(result, what, Code::kIoError);
+    const bool flush =
+        buffers.avail_out == 0 || (result == RS_DONE && buffers.avail_out < out.size());
     if (flush) {
       FERRY_RETURN_IF_ERROR(sink(std::string_view(out.data(), out.size() - buffers.avail_out)));
       buffers.next_out = out.data();
@@ -270,13 +272,13 @@ Result<std::string> Signature(int basis_fd, uint64_t size) {
   std::string signature;
   signature.reserve(static_cast<size_t>(expected_bytes));
   std::string out(kSignatureOutChunkBytes, '\0');
-  Status status = RunOverFile(job.get(), basis_fd, size, "rsync signature", out,
-                              [&](std::string_view piece) {
-                                // The size formula is librsync's format; a mismatch is our bug.
-                                CHECK_LE(piece.size(), expected_bytes - signature.size());
-                                signature.append(piece);
-                                return Status::Ok();
-                              });
+  Status status =
+      RunOverFile(job.get(), basis_fd, size, "rsync signature", out, [&](std::string_view piece) {
+        // The size formula is librsync's format; a mismatch is our bug.
+        CHECK_LE(piece.size(), expected_bytes - signature.size());
+        signature.append(piece);
+        return Status::Ok();
+      });
   if (!status.ok()) return status;
   CHECK_EQ(signature.size(), expected_bytes);
   return signature;
@@ -333,9 +335,9 @@ rs_result Patcher::Impl::CopyFromBasis(void* opaque, rs_long_t pos, size_t* len,
     got = *read;
   }
   if (got < length) {
-    impl->copy_status = Status::Corruption(
-        "rsync patch: the delta copies basis bytes [" + std::to_string(pos) + ", +" +
-        std::to_string(length) + ") beyond the basis");
+    impl->copy_status =
+        Status::Corruption("rsync patch: the delta copies basis bytes [" + std::to_string(pos) +
+                           ", +" + std::to_string(length) + ") beyond the basis");
     return RS_CORRUPT;
   }
   return RS_DONE;
@@ -348,7 +350,8 @@ Status Patcher::Impl::Write(size_t count) {
     return Status::Corruption("rsync patch: the result exceeds its bound of " +
                               std::to_string(max_output) + " bytes");
   }
-  FERRY_RETURN_IF_ERROR(WriteAt(out_fd, out.data(), count, written).Annotate("rsync patch: output"));
+  FERRY_RETURN_IF_ERROR(
+      WriteAt(out_fd, out.data(), count, written).Annotate("rsync patch: output"));
   written += count;
   return Status::Ok();
 }

@@ -1,10 +1,9 @@
 #include "agent/rsync_delta.h"
 
+#include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <random>
@@ -20,8 +19,8 @@ namespace {
 
 // librsync's wire constants, spelled out here so that only rsync_delta.cc includes librsync.h.
 constexpr std::string_view kSignatureMagicRkBlake2("rs\x01G", 4);
-constexpr std::string_view kSignatureMagicMd4("rs\x01" "6", 4);
-constexpr std::string_view kDeltaMagic("rs\x02" "6", 4);
+constexpr std::string_view kSignatureMagicMd4("rs\x01\x36", 4);  // "rs\x01" "6"
+constexpr std::string_view kDeltaMagic("rs\x02\x36", 4);         // "rs\x02" "6"
 constexpr char kOpEnd = 0x00;
 constexpr char kOpCopyN8N1 = 0x51;  // COPY, 8-byte position, 1-byte length
 constexpr char kOpCopyN4N4 = 0x4f;  // COPY, 4-byte position, 4-byte length
@@ -112,13 +111,20 @@ enum class Edit { kNone, kInsertMiddle, kDeleteRange, kPrepend, kAppend, kOverwr
 
 const char* EditName(Edit edit) {
   switch (edit) {
-    case Edit::kNone: return "None";
-    case Edit::kInsertMiddle: return "InsertMiddle";
-    case Edit::kDeleteRange: return "DeleteRange";
-    case Edit::kPrepend: return "Prepend";
-    case Edit::kAppend: return "Append";
-    case Edit::kOverwrite: return "Overwrite";
-    case Edit::kReplaceAll: return "ReplaceAll";
+    case Edit::kNone:
+      return "None";
+    case Edit::kInsertMiddle:
+      return "InsertMiddle";
+    case Edit::kDeleteRange:
+      return "DeleteRange";
+    case Edit::kPrepend:
+      return "Prepend";
+    case Edit::kAppend:
+      return "Append";
+    case Edit::kOverwrite:
+      return "Overwrite";
+    case Edit::kReplaceAll:
+      return "ReplaceAll";
   }
   return "?";
 }
@@ -127,17 +133,28 @@ std::string Apply(Edit edit, const std::string& basis, uint64_t seed) {
   std::string next = basis;
   const size_t middle = basis.size() / 2;
   switch (edit) {
-    case Edit::kNone: break;
-    case Edit::kInsertMiddle: next.insert(middle, RandomBytes(seed, 1000)); break;
-    case Edit::kDeleteRange: next.erase(basis.size() / 3, basis.size() / 10 + 1); break;
-    case Edit::kPrepend: next.insert(0, RandomBytes(seed, 77)); break;
-    case Edit::kAppend: next.append(RandomBytes(seed, 123)); break;
+    case Edit::kNone:
+      break;
+    case Edit::kInsertMiddle:
+      next.insert(middle, RandomBytes(seed, 1000));
+      break;
+    case Edit::kDeleteRange:
+      next.erase(basis.size() / 3, basis.size() / 10 + 1);
+      break;
+    case Edit::kPrepend:
+      next.insert(0, RandomBytes(seed, 77));
+      break;
+    case Edit::kAppend:
+      next.append(RandomBytes(seed, 123));
+      break;
     case Edit::kOverwrite: {
       std::string patch = RandomBytes(seed, std::min<size_t>(500, basis.size() - middle));
       next.replace(middle, patch.size(), patch);
       break;
     }
-    case Edit::kReplaceAll: next = RandomBytes(seed, basis.size()); break;
+    case Edit::kReplaceAll:
+      next = RandomBytes(seed, basis.size());
+      break;
   }
   return next;
 }
@@ -220,9 +237,8 @@ TEST(RsyncDeltaTest, ShortFilesAreIoErrors) {
   UniqueFd fd = MemFile(RandomBytes(1, 1000));
   Result<std::string> signature = Signature(fd.get(), 1001);
   EXPECT_EQ(signature.status().code(), Code::kIoError) << signature.status().ToString();
-  Status delta = Delta(SignatureOf("abc"), fd.get(), 300'000, [](std::string_view) {
-    return Status::Ok();
-  });
+  Status delta =
+      Delta(SignatureOf("abc"), fd.get(), 300'000, [](std::string_view) { return Status::Ok(); });
   EXPECT_EQ(delta.code(), Code::kIoError) << delta.ToString();
 }
 
@@ -317,8 +333,8 @@ TEST(RsyncDeltaTest, TruncatedDeltaFailsFinish) {
   next.insert(10'000, RandomBytes(13, 300));
   const std::string delta = DeltaOf(SignatureOf(basis), next);
   for (size_t length = 0; length < delta.size(); ++length) {
-    SCOPED_TRACE("delta cut to " + std::to_string(length) + " of " +
-                 std::to_string(delta.size()) + " bytes");
+    SCOPED_TRACE("delta cut to " + std::to_string(length) + " of " + std::to_string(delta.size()) +
+                 " bytes");
     UniqueFd basis_fd = MemFile(basis);
     UniqueFd out_fd = MemFile("");
     Patcher patcher(basis_fd.get(), out_fd.get(), next.size());
@@ -363,11 +379,9 @@ TEST(RsyncDeltaTest, CraftedCopiesOutsideTheBasisAreCorruption) {
       // Starts far past the end.
       std::string(kDeltaMagic) + kOpCopyN8N1 + BigEndian(uint64_t{1} << 40, 8) + '\x10' + kOpEnd,
       // Offset + length overflows off_t.
-      std::string(kDeltaMagic) + kOpCopyN8N1 + BigEndian(0x7ffffffffffffff8, 8) + '\x10' +
-          kOpEnd,
+      std::string(kDeltaMagic) + kOpCopyN8N1 + BigEndian(0x7ffffffffffffff8, 8) + '\x10' + kOpEnd,
       // A "negative" position (the top bit set).
-      std::string(kDeltaMagic) + kOpCopyN8N1 + BigEndian(0x8000000000000000, 8) + '\x10' +
-          kOpEnd,
+      std::string(kDeltaMagic) + kOpCopyN8N1 + BigEndian(0x8000000000000000, 8) + '\x10' + kOpEnd,
   };
   for (const std::string& delta : cases) {
     PatchOutcome outcome = Patch(basis, delta, 1 * kMiB);
@@ -397,8 +411,9 @@ TEST(RsyncDeltaTest, MaxOutputIsEnforced) {
 }
 
 TEST(RsyncDeltaTest, GarbageDeltaIsCorruption) {
-  for (const std::string& delta : {RandomBytes(18, 1000), std::string("rs\x02" "7", 4) + kOpEnd,
-                                   std::string(kDeltaMagic) + '\x55' + kOpEnd}) {
+  const std::string wrong_magic = std::string("rs\x02\x37", 4) + kOpEnd;  // "rs\x02" "7"
+  const std::string reserved_op = std::string(kDeltaMagic) + '\x55' + kOpEnd;
+  for (const std::string& delta : {RandomBytes(18, 1000), wrong_magic, reserved_op}) {
     PatchOutcome outcome = Patch("basis", delta, 1 * kMiB);
     EXPECT_EQ(outcome.status.code(), Code::kCorruption) << outcome.status.ToString();
   }

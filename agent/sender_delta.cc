@@ -126,6 +126,12 @@ Status Sender::SendFileDelta(int fd, const Entry& entry, protocol::FileEnd* end,
   add(std::min(basis_leaves, own_leaves), own_leaves);
   uint64_t changed = 0;
   for (auto [first, last] : runs) changed += std::min(entry.size, last * block_size) - first * block_size;
+  if (changed * 2 > entry.size) {
+    // Mostly rewritten: the basis saves little, and a file sent whole is rebuilt in a fresh
+    // temp file with checkpoints a killed stage can resume from.
+    FERRY_RETURN_IF_ERROR(channel_.SendMessage(MessageType::kPatch, protocol::Patch{entry.id, protocol::PatchKind::kWhole, entry.size}));
+    return SendFileData(fd, entry, end, data_bytes);
+  }
   FERRY_RETURN_IF_ERROR(channel_.SendMessage(MessageType::kPatch,
                                              protocol::Patch{entry.id, protocol::PatchKind::kBlocks, changed}));
   std::vector<Hash128> final_leaves = tree.leaves();

@@ -50,6 +50,10 @@ inline constexpr uint64_t kDeltaMinBytes = 64 * 1024;
 // Files at least this large whose delta is at most half the file are patched in place (marked
 // dirty in the state cache until durable); others are rebuilt in a temp file and renamed.
 inline constexpr uint64_t kInPlaceMinBytes = 1 * 1024 * 1024;
+// A large file arriving whole is made durable every this many bytes and remembered in the state
+// cache as a partial file, so that a stage killed half-way resumes from there: at most this much
+// of it is lost, for one fdatasync per checkpoint.
+inline constexpr uint64_t kResumeCheckpointBytes = 32 * 1024 * 1024;
 // Leaves the receiver holds for offered bases not yet answered (16 bytes each): beyond this a
 // changed file is asked for whole rather than as a delta.
 inline constexpr uint64_t kBasisLeavesInFlightMax = 1u << 23;
@@ -57,7 +61,7 @@ inline constexpr uint64_t kBasisLeavesInFlightMax = 1u << 23;
 // --- Rolling-checksum delta (librsync, agent/rsync_delta.h) ---
 // A signature is 12 bytes plus 36 per block (weak sum and 32-byte BLAKE2 sum), and librsync's
 // recommended block is about sqrt(basis size), so 32 MiB signs a basis of up to ~800 GiB;
-// larger files are sent whole. The sender holds about as much again as its hash table.
+// larger files are sent whole. The sender needs about twice this in memory per delta.
 inline constexpr size_t kRsyncSignatureMaxBytes = 32 * kMiB;
 // Largest block length accepted in a peer's signature: librsync buffers about a block of the
 // new file. Signatures within the bound above never need more (block length <= block count).

@@ -9,7 +9,9 @@
 
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -47,7 +49,9 @@ class DeltaTest : public ::testing::TestWithParam<Transport> {
     } else {
       args.insert(args.end(), {src_, daemon_.Url("vol")});
     }
+    if (verbose_) args.insert(args.begin() + 1, "-v");
     CommandResult r = RunFerry(args);
+    last_err_ = r.err;
     EXPECT_EQ(r.exit_code, 0) << r.Describe() << (GetParam() == Transport::kPush ? daemon_.Log() : "");
     SyncReport report = ParseSyncJson(r.out);
     EXPECT_TRUE(report.parsed) << report.parse_error << "\n" << r.Describe();
@@ -120,6 +124,8 @@ class DeltaTest : public ::testing::TestWithParam<Transport> {
 
   uint64_t seed_ = 0;
   uint64_t rng_ = 0;
+  bool verbose_ = false;
+  std::string last_err_;
   TempDir tmp_;
   std::string src_, dst_;
   DaemonProcess daemon_;
@@ -200,6 +206,64 @@ TEST_P(DeltaTest, StateCacheSparesReadsAndNoticesTampering) {
   SyncReport repaired = Sync();
   EXPECT_EQ(repaired.target_bytes_hashed, size) << "a tampered target was trusted from the cache";
   ExpectMirror("after tampering");
+}
+
+// Largest temp file (".ferry-tmp.*") in `dir`, 0 when there is none.
+uint64_t LargestTempFile(const std::string& dir) {
+  uint64_t largest = 0;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    if (entry.path().filename().string().rfind(".ferry-tmp.", 0) != 0) continue;
+    struct stat st {};
+    if (::lstat(entry.path().c_str(), &st) == 0) largest = std::max<uint64_t>(largest, static_cast<uint64_t>(st.st_size));
+  }
+  return largest;
+}
+
+// A stage killed (kill -9: the local sync, or the receiving daemon) while a large file arrives
+// resumes: the next stage sends only what was not yet durable, and the target converges.
+TEST_P(DeltaTest, KilledStageResumesFromTheLastCheckpoint) {
+  SCOPED_TRACE("seed " + std::to_string(seed_));
+  rng_ = seed_;
+  const uint64_t size = 256u << 20;
+  const uint64_t checkpoint = 32u << 20;  // kResumeCheckpointBytes
+  WriteRandomFile(S("large.img"), size, seed_);
+  for (int round = 0; round < 2; ++round) {
+    // Kill once at least two checkpoints are behind the writer (a seeded point past that).
+    const uint64_t kill_at = 3 * checkpoint + Next(size - 4 * checkpoint);
+    SCOPED_TRACE("kill at " + std::to_string(kill_at));
+    ChildProcess sync;
+    std::vector<std::string> argv = {FerryBinary(), "sync", "--no-progress", "--insecure"};
+    if (GetParam() == Transport::kLocal) {
+      argv.insert(argv.end(), {"--state-dir", tmp_.Sub("state"), src_, dst_});
+    } else {
+      argv.insert(argv.end(), {src_, daemon_.Url("vol")});
+    }
+    ASSERT_TRUE(sync.Spawn(argv, tmp_.Sub("sync.out"), tmp_.Sub("sync.err")));
+    bool reached = PollUntil([&] { return LargestTempFile(dst_) >= kill_at; }, 60);
+    if (GetParam() == Transport::kLocal) {
+      sync.Signal(SIGKILL);
+    } else {
+      ::kill(daemon_.pid(), SIGKILL);
+    }
+    ASSERT_TRUE(reached) << "the transfer never reached the kill point: " << ReadFile(tmp_.Sub("sync.err"));
+    sync.Wait(30);
+    if (GetParam() == Transport::kPush) {
+      daemon_.Stop();
+      ASSERT_EQ(daemon_.Start(DaemonConfigIn(tmp_.path(), {{"vol", dst_}})), "");
+    }
+    verbose_ = true;  // its log says where it resumed
+    SyncReport resumed = Sync();
+    verbose_ = false;
+    ExpectMirror("after the resumed stage");
+    // The kill came after at least three checkpoints: those bytes are not sent again.
+    EXPECT_LE(resumed.bytes_sent_content, size - 2 * checkpoint)
+        << "the resumed stage resent durable data:\n" << last_err_ << ReadFile(tmp_.Sub("sync.err"))
+        << (GetParam() == Transport::kPush ? daemon_.Log() : "");
+    EXPECT_GT(resumed.bytes_sent_content, 0u);
+    // Next round: a new version of the file, killed and resumed again.
+    WriteRandomFile(S("large.img"), size, seed_ + 100 + round);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, DeltaTest, ::testing::Values(Transport::kLocal, Transport::kPush),
