@@ -1,5 +1,6 @@
 #include "agent/blocks.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -35,9 +36,7 @@ const char* ZeroBytes() {
 uint32_t BlockSizeFor(uint64_t size) {
   uint64_t root = static_cast<uint64_t>(std::sqrt(static_cast<double>(size)));
   uint64_t block = root <= kBlockSizeMin ? kBlockSizeMin : std::bit_floor(root);
-  block = std::min<uint64_t>(block, kBlockSizeMax);
-  while (block < kBlockSizeMax && BlockCount(size, static_cast<uint32_t>(block)) > kBlocksPerFileMax) block *= 2;
-  return static_cast<uint32_t>(block);
+  return static_cast<uint32_t>(std::min<uint64_t>(block, kBlockSizeMax));
 }
 
 Hash128 BlockHash(std::string_view bytes) { return Canonical(XXH3_128bits(bytes.data(), bytes.size())); }
@@ -152,6 +151,9 @@ Result<std::vector<Hash128>> HashFileBlocks(int fd, uint64_t size, uint32_t bloc
     }
     offset = stop;
   }
+  // Regions end at the file's end: a file shorter than `size` shows only in its size.
+  struct stat st;
+  if (!*shrank && (::fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_size) < size)) *shrank = true;
   return hasher.Finish(size);
 }
 

@@ -20,7 +20,8 @@ namespace ferry {
 using protocol::Hash128;
 
 // The block size for a file of `size` bytes: a power of two near sqrt(size), within
-// [kBlockSizeMin, kBlockSizeMax], raised until the file has at most kBlocksPerFileMax blocks.
+// [kBlockSizeMin, kBlockSizeMax]. Up to 4 TiB a file has at most kBlocksPerFileMax blocks;
+// beyond, it has more, and it is sent whole and not cached.
 uint32_t BlockSizeFor(uint64_t size);
 inline uint64_t BlockCount(uint64_t size, uint32_t block_size) {
   return (size + block_size - 1) / block_size;

@@ -90,7 +90,10 @@ Status Receiver::HandleData(const Frame& frame) {
   f.next_offset = data->offset + data->bytes.size();
   progress_->bytes_sent += data->bytes.size();
   f.bytes_written += data->bytes.size();
-  if (!f.patch && cache_ != nullptr && f.next_offset >= f.checkpoint + kResumeCheckpointBytes) return Checkpoint();
+  if (!f.patch && cache_ != nullptr && f.next_offset >= f.checkpoint + kResumeCheckpointBytes &&
+      BlockCount(e.size, f.hasher->block_size()) <= kBlocksPerFileMax) {
+    return Checkpoint();
+  }
   return Status::Ok();
 }
 
@@ -159,7 +162,7 @@ Status Receiver::FinishFile(const protocol::FileEnd& end) {
   ::sync_file_range(f.fd.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
   figures_.files_written += 1;
   figures_.bytes_written += f.bytes_written;
-  if (e.size >= kDeltaMinBytes) written_.push_back({f.id, f.patch ? f.block_size : BlockSizeFor(e.size), std::move(leaves)});
+  if (e.size >= kDeltaMinBytes && leaves.size() <= kBlocksPerFileMax) written_.push_back({f.id, f.patch ? f.block_size : BlockSizeFor(e.size), std::move(leaves)});
   // In place: durable with the stage's syncfs, before the cache calls it clean.
   if (!in_place) committer_->Add({f.parent, f.temp_name, name, f.bytes_written});
   open_file_.reset();  // closes the descriptor; the committer owns the temp name now
