@@ -153,7 +153,8 @@ Result<std::vector<Hash128>> HashFileBlocks(int fd, uint64_t size, uint32_t bloc
   }
   // Regions end at the file's end: a file shorter than `size` shows only in its size.
   struct stat st;
-  if (!*shrank && (::fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_size) < size)) *shrank = true;
+  Result<uint64_t> now = ::fstat(fd, &st) == 0 ? ContentSize(fd, st) : Status::Errno(errno, "stat");
+  if (!*shrank && (!now.ok() || *now < size)) *shrank = true;
   return hasher.Finish(size);
 }
 

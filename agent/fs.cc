@@ -2,6 +2,8 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <linux/openat2.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
@@ -223,6 +225,30 @@ Result<bool> NextDataRegion(int fd, uint64_t at, uint64_t size, uint64_t* start,
   *start = static_cast<uint64_t>(data);
   *end = hole < 0 ? size : std::min<uint64_t>(size, static_cast<uint64_t>(hole));
   return true;
+}
+
+Result<uint64_t> ContentSize(int fd, const struct stat& st) {
+  if (!S_ISBLK(st.st_mode)) return static_cast<uint64_t>(st.st_size);
+  uint64_t size = 0;
+  if (::ioctl(fd, BLKGETSIZE64, &size) != 0) return Status::Errno(errno, "size of block device");
+  return size;
+}
+
+Result<UniqueFd> OpenBlockVolume(const std::string& path, bool writable) {
+  // Symlinks are followed: devices are named by them (/dev/disk/by-id/...), and the path comes
+  // from the operator, not from a peer.
+  int flags = (writable ? O_RDWR | O_CREAT : O_RDONLY) | O_CLOEXEC;
+  UniqueFd fd(::open(path.c_str(), flags, 0600));
+  if (!fd.valid() && errno == EISDIR) {
+    return Status::InvalidArgument("'" + path + "' is a directory, not a block volume: sync it without --block");
+  }
+  if (!fd.valid()) return Status::Errno(errno, "open block volume '" + path + "'");
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return Status::Errno(errno, "stat '" + path + "'");
+  if (!S_ISBLK(st.st_mode) && !S_ISREG(st.st_mode)) {
+    return Status::InvalidArgument("'" + path + "' is neither a block device nor an image file");
+  }
+  return fd;
 }
 
 Result<std::vector<std::string>> ListDirectory(int dir_fd, const std::string& display_path) {

@@ -77,6 +77,13 @@ Result<bool> NextDataRegion(int fd, uint64_t at, uint64_t size, uint64_t* start,
 // Reads all names in a directory (without "." and ".."), sorted bytewise.
 Result<std::vector<std::string>> ListDirectory(int dir_fd, const std::string& display_path);
 
+// Size of a regular file, or of a block device (BLKGETSIZE64: its st_size is 0).
+Result<uint64_t> ContentSize(int fd, const struct stat& st);
+
+// Opens a block volume: a block device or an image file (`writable`: for a receiver, which
+// creates a missing image file). Anything else is refused with a message that says what to do.
+Result<UniqueFd> OpenBlockVolume(const std::string& path, bool writable);
+
 inline int64_t MtimeNs(const struct stat& st) {
   return static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
 }

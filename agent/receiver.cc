@@ -136,6 +136,12 @@ Status Receiver::HandleEntriesEnd(const Frame& frame) {
 // Checks where an entry sits: the root first, then each entry inside a directory already listed.
 Status Receiver::CheckPlacement(const Entry& entry) {
   FERRY_RETURN_IF_ERROR(ValidateRelativePath(entry.path));
+  if (options_.block) {
+    if (entry.id != 0 || !entry.path.empty() || entry.type != EntryType::kFile || entry.hardlink_leader_plus1 != 0) {
+      return Status::Corruption("a block volume's manifest is one file entry");
+    }
+    return Status::Ok();
+  }
   if (entry.id == 0) {
     if (!entry.path.empty() || entry.type != EntryType::kDirectory) {
       return Status::Corruption("the first entry must be the volume root directory");
@@ -171,6 +177,7 @@ Status Receiver::HandleEntry(Entry entry) {
     followers_.push_back(id);
     return Status::Ok();
   }
+  if (options_.block) return HandleBlockEntry(e);
   auto [parent, name] = SplitParent(e.path);
   std::string name_str = id == 0 ? "." : std::string(name);
   bool parent_missing = id == 0 ? root_fd_ < 0 : missing_dir_[ids_by_path_.at(std::string(parent))];
@@ -219,16 +226,9 @@ Status Receiver::HandleFileEntry(const Entry& e, int dir_fd, const std::string& 
   if (st != nullptr && !same_type) {
     FERRY_RETURN_IF_ERROR(TargetError(RemoveTree(dir_fd, name, Display(e.path)), e.path));
   }
-  Result<bool> with_basis = OfferBasis(e, dir_fd, name, same_type ? st : nullptr);
-  if (!with_basis.ok()) return TargetError(with_basis.status(), e.path);
-  file_state_[e.id] = kFileNeeded;
-  progress_->files_needed += 1;
-  progress_->bytes_needed += e.size;
-  pending_needs_.push_back(e.id);
-  pending_with_basis_.push_back(*with_basis);
-  needs_total_ += 1;
-  if (pending_needs_.size() >= kIdsPerBatchMax) return FlushReplies();
-  return Status::Ok();
+  Result<std::optional<Basis>> basis = FindBasis(e, dir_fd, name, same_type ? st : nullptr);
+  if (!basis.ok()) return TargetError(basis.status(), e.path);
+  return NeedFile(e, std::move(*basis));
 }
 
 Status Receiver::HandleOtherEntry(const Entry& e, int dir_fd, const std::string& name,

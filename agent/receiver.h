@@ -39,7 +39,8 @@ namespace ferry {
 class Receiver {
  public:
   // REQUIRES: the session is open; `root_fd` is the target root directory and outlives Run(),
-  // or -1 for a dry run into a target that does not exist yet (everything is then new).
+  // or -1 for a dry run into a target that does not exist yet (everything is then new). With
+  // options.block, `root_fd` is the target block device or image file, open for writing.
   // `progress` (may be null) counts what arrives, for a pulling client's progress display.
   Receiver(Channel& channel, int root_fd, std::string root_display, SyncOptions options,
            uint64_t session_id, SyncProgress* progress = nullptr);
@@ -65,6 +66,7 @@ class Receiver {
     FileKey key;
     nlink_t links = 1;
     std::string partial_temp;  // a partial file of an interrupted stage, resumed in place
+    bool device = false;       // a block device (block volumes)
   };
   struct OpenFile {
     uint32_t id = 0;
@@ -94,15 +96,19 @@ class Receiver {
   Status CheckPlacement(const protocol::Entry& entry);
   Status HandleFileEntry(const protocol::Entry& entry, int dir_fd, const std::string& name,
                          const struct stat* st);
+  // A block volume: its one entry is the target device or image file itself, always patched in
+  // place against its current content.
+  Status HandleBlockEntry(const protocol::Entry& entry);
+  Status FinishBlockVolume(const protocol::FileEnd& end, std::vector<Hash128> leaves);
   Status HandleOtherEntry(const protocol::Entry& entry, int dir_fd, const std::string& name,
                           const struct stat* st);
   Status CreateSpecial(const protocol::Entry& entry, int dir_fd, const std::string& name);
-  // True (and HASHES queued) when the target's copy is worth offering as a basis.
-  // `target`: the target's file of that name, or null when there is none.
-  Result<bool> OfferBasis(const protocol::Entry& entry, int dir_fd, const std::string& name,
-                          const struct stat* target);
-  Result<std::optional<Basis>> TargetBasis(const protocol::Entry& entry, int dir_fd, const std::string& name,
-                                           const struct stat& st);
+  // The basis worth offering for a needed file, if any. `target`: the target's entry of that
+  // name, or null when there is none.
+  Result<std::optional<Basis>> FindBasis(const protocol::Entry& entry, int dir_fd, const std::string& name,
+                                         const struct stat* target);
+  Result<std::optional<Basis>> TargetBasis(const protocol::Entry& entry, int fd, const struct stat& st, uint64_t size);
+  Status NeedFile(const protocol::Entry& entry, std::optional<Basis> basis);
   Status HandleWant(const Frame& frame);
   Status HandlePatch(const Frame& frame);
   Status StartPatch(uint32_t id, Basis basis, uint64_t changed_bytes);

@@ -66,20 +66,22 @@ Status Receiver::Checkpoint() {
   return Status::Ok();
 }
 
-// The target's own file as a basis: its hashes from the state cache while ferry's last write
-// is the last change to it, else read (as rsync would).
-Result<std::optional<Receiver::Basis>> Receiver::TargetBasis(const Entry& e, int dir_fd, const std::string& name,
-                                                             const struct stat& st) {
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
-  if (size < kDeltaMinBytes) return std::optional<Basis>();
+// The target's own file (or block volume) `fd` as a basis for its first `size` bytes: its hashes
+// from the state cache while ferry's last write is the last change to it, else read (as rsync
+// would). A block device is always read: writes to it leave no trace in its inode.
+Result<std::optional<Receiver::Basis>> Receiver::TargetBasis(const Entry& e, int fd, const struct stat& st,
+                                                             uint64_t size) {
   Basis basis;
   basis.block_size = BlockSizeFor(std::max(size, e.size));
   basis.size = size;
   basis.key = FileKeyOf(st);
   basis.links = st.st_nlink;
+  basis.device = S_ISBLK(st.st_mode);
   const uint64_t leaves = BlockCount(size, basis.block_size);
-  if (leaves > kBlocksPerFileMax || basis_leaves_in_flight_ + leaves > kBasisLeavesInFlightMax) return std::optional<Basis>();
-  if (cache_ != nullptr) {
+  if (leaves > kBlocksPerFileMax || basis_leaves_in_flight_ + leaves > kBasisLeavesInFlightMax) {
+    return std::optional<Basis>();
+  }
+  if (cache_ != nullptr && S_ISREG(st.st_mode)) {
     Result<std::optional<BlockHashes>> found = cache_->Lookup(basis.key);
     if (!found.ok()) {
       LOG_WARN(found.status().ToString() + ": reading the target instead");
@@ -88,10 +90,8 @@ Result<std::optional<Receiver::Basis>> Receiver::TargetBasis(const Entry& e, int
       return std::optional<Basis>(std::move(basis));
     }
   }
-  UniqueFd fd(::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-  if (!fd.valid()) return Status::Errno(errno, "open");
   bool shrank = false;
-  Result<std::vector<Hash128>> hashed = HashFileBlocks(fd.get(), size, basis.block_size, &shrank);
+  Result<std::vector<Hash128>> hashed = HashFileBlocks(fd, size, basis.block_size, &shrank);
   if (!hashed.ok()) return hashed.status();
   if (shrank) return std::optional<Basis>();  // changing under us: send it whole
   figures_.target_bytes_hashed += size;
@@ -100,27 +100,59 @@ Result<std::optional<Receiver::Basis>> Receiver::TargetBasis(const Entry& e, int
 }
 
 // A needed file gets a basis when a delta may pay: a partial file an interrupted stage left, else
-// the target's own version. Its first HASHES go out after the NEED that announces it.
-Result<bool> Receiver::OfferBasis(const Entry& e, int dir_fd, const std::string& name, const struct stat* target) {
-  if (options_.dry_run || e.size < kDeltaMinBytes) return false;
-  std::optional<Basis> basis = FindPartial(e, dir_fd);
-  if (!basis && target != nullptr && S_ISREG(target->st_mode)) {
-    Result<std::optional<Basis>> own = TargetBasis(e, dir_fd, name, *target);
-    if (!own.ok()) return own.status();
-    basis = std::move(*own);
+// the target's own version.
+Result<std::optional<Receiver::Basis>> Receiver::FindBasis(const Entry& e, int dir_fd, const std::string& name,
+                                                           const struct stat* target) {
+  if (options_.dry_run || e.size < kDeltaMinBytes) return std::optional<Basis>();
+  if (std::optional<Basis> partial = FindPartial(e, dir_fd)) return partial;
+  if (target == nullptr || !S_ISREG(target->st_mode) || static_cast<uint64_t>(target->st_size) < kDeltaMinBytes) {
+    return std::optional<Basis>();
   }
-  if (!basis) return false;
-  protocol::Hashes offer;
-  offer.id = e.id;
-  offer.block_size = basis->block_size;
-  offer.basis_size = basis->size;
-  size_t level = basis->tree.LevelWithAtMost(kHashesFirstOfferMax);
-  offer.level = static_cast<uint8_t>(level);
-  for (size_t i = 0; i < basis->tree.count(level); ++i) offer.hashes.push_back(basis->tree.node(level, i));
-  pending_hashes_.push_back(std::move(offer));
-  basis_leaves_in_flight_ += basis->tree.count(0);
-  bases_.emplace(e.id, std::move(*basis));
-  return true;
+  UniqueFd fd(::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid()) return Status::Errno(errno, "open");
+  return TargetBasis(e, fd.get(), *target, static_cast<uint64_t>(target->st_size));
+}
+
+// Asks for a file's content; with a basis, its first HASHES go out after the NEED that announces it.
+Status Receiver::NeedFile(const Entry& e, std::optional<Basis> basis) {
+  file_state_[e.id] = kFileNeeded;
+  progress_->files_needed += 1;
+  progress_->bytes_needed += e.size;
+  pending_needs_.push_back(e.id);
+  pending_with_basis_.push_back(basis.has_value());
+  needs_total_ += 1;
+  if (basis) {
+    protocol::Hashes offer;
+    offer.id = e.id;
+    offer.block_size = basis->block_size;
+    offer.basis_size = basis->size;
+    size_t level = basis->tree.LevelWithAtMost(kHashesFirstOfferMax);
+    offer.level = static_cast<uint8_t>(level);
+    for (size_t i = 0; i < basis->tree.count(level); ++i) offer.hashes.push_back(basis->tree.node(level, i));
+    pending_hashes_.push_back(std::move(offer));
+    basis_leaves_in_flight_ += basis->tree.count(0);
+    bases_.emplace(e.id, std::move(*basis));
+  }
+  if (pending_needs_.size() >= kIdsPerBatchMax) return FlushReplies();
+  return Status::Ok();
+}
+
+Status Receiver::HandleBlockEntry(const Entry& e) {
+  struct stat st;
+  if (::fstat(root_fd_, &st) != 0) return TargetError(Status::Errno(errno, "stat"), "");
+  Result<uint64_t> size = ContentSize(root_fd_, st);
+  if (!size.ok()) return TargetError(size.status(), "");
+  if (S_ISBLK(st.st_mode) && *size < e.size) {
+    return Status::InvalidArgument("target device '" + root_display_ + "' holds " + std::to_string(*size) +
+                                   " bytes, the source " + std::to_string(e.size) + ": give it a device at least as large");
+  }
+  Item(*size == 0 ? protocol::ItemAction::kCreate : protocol::ItemAction::kUpdate, e);
+  if (options_.dry_run) return Status::Ok();
+  // A device larger than the source keeps its tail; only what the source covers is compared.
+  Result<std::optional<Basis>> basis = TargetBasis(e, root_fd_, st, S_ISBLK(st.st_mode) ? e.size : *size);
+  if (!basis.ok()) return TargetError(basis.status(), "");
+  if (!*basis) return Status::Unsupported("block volume '" + root_display_ + "' is larger than the block delta handles (4 TiB)");
+  return NeedFile(e, std::move(*basis));
 }
 
 Status Receiver::HandleWant(const Frame& frame) {
@@ -178,6 +210,21 @@ Status Receiver::HandlePatch(const Frame& frame) {
 // temp file (in the kernel, holes kept) and patched there, and the file is renamed into place.
 Status Receiver::StartPatch(uint32_t id, Basis basis, uint64_t changed_bytes) {
   const Entry& e = entries_[id];
+  if (options_.block) {  // the device or image file itself, always in place
+    OpenFile f;
+    f.id = id;
+    f.patch = true;
+    f.block_size = basis.block_size;
+    f.leaves = basis.tree.leaves();
+    f.leaves.resize(BlockCount(e.size, basis.block_size));
+    f.fd = UniqueFd(::fcntl(root_fd_, F_DUPFD_CLOEXEC, 0));
+    if (!f.fd.valid()) return TargetError(Status::Errno(errno, "dup"), "");
+    if (!basis.device && cache_ != nullptr) {
+      FERRY_RETURN_IF_ERROR(TargetError(cache_->MarkDirty(basis.key.dev, basis.key.ino), ""));
+    }
+    open_file_ = std::move(f);
+    return Status::Ok();
+  }
   auto [parent, name] = SplitParent(e.path);
   Result<int> dir_fd = ParentFd(std::string(parent));
   if (!dir_fd.ok()) return TargetError(dir_fd.status(), e.path);
@@ -249,7 +296,9 @@ Status Receiver::HandleHole(const Frame& frame) {
   struct stat st;
   if (::fstat(f.fd.get(), &st) != 0) return TargetError(Status::Errno(errno, "stat"), e.path);
   // Only what the file has now needs clearing; beyond it the final size adds zeros.
-  const uint64_t have = static_cast<uint64_t>(st.st_size);
+  Result<uint64_t> size = ContentSize(f.fd.get(), st);
+  if (!size.ok()) return TargetError(size.status(), e.path);
+  const uint64_t have = *size;
   if (hole->offset < have) {
     uint64_t length = std::min(hole->length, have - hole->offset);
     if (::fallocate(f.fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(hole->offset),
@@ -283,6 +332,11 @@ Status Receiver::RecordWritten() {
   rows.reserve(written_.size());
   for (Written& w : written_) {
     const Entry& e = entries_[w.id];
+    if (options_.block) {
+      struct stat st;
+      if (::fstat(root_fd_, &st) == 0 && S_ISREG(st.st_mode)) rows.emplace_back(FileKeyOf(st), BlockHashes{w.block_size, std::move(w.leaves)});
+      continue;
+    }
     auto [parent, name] = SplitParent(e.path);
     Result<int> dir_fd = ParentFd(std::string(parent));
     struct stat st;

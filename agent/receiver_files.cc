@@ -142,6 +142,7 @@ Status Receiver::FinishFile(const protocol::FileEnd& end) {
   if (HashTree(leaves).Root() != end.content_hash) {
     return Status::Corruption("content hash mismatch for '" + e.path + "' (damaged in transit)");
   }
+  if (options_.block) return FinishBlockVolume(end, std::move(leaves));
   if (::ftruncate(f.fd.get(), static_cast<off_t>(e.size)) != 0) {
     return TargetError(Status::Errno(errno, "set size"), e.path);
   }
@@ -169,7 +170,35 @@ Status Receiver::FinishFile(const protocol::FileEnd& end) {
   return Status::Ok();
 }
 
+// An image file takes the source's size, mode and mtime; a device only its content.
+Status Receiver::FinishBlockVolume(const protocol::FileEnd& end, std::vector<Hash128> leaves) {
+  OpenFile& f = *open_file_;
+  const Entry& e = entries_[f.id];
+  struct stat st;
+  if (::fstat(f.fd.get(), &st) != 0) return TargetError(Status::Errno(errno, "stat"), "");
+  if (S_ISREG(st.st_mode)) {
+    if (::ftruncate(f.fd.get(), static_cast<off_t>(e.size)) != 0) return TargetError(Status::Errno(errno, "set size"), "");
+    if (policy_.privileged && ::fchown(f.fd.get(), e.uid, e.gid) != 0) return TargetError(Status::Errno(errno, "set owner"), "");
+    if (::fchmod(f.fd.get(), e.mode) != 0) return TargetError(Status::Errno(errno, "set mode"), "");
+    timespec mtime = EntryMtime(e);
+    if (end.outcome == FileOutcome::kChanged) mtime = JustBefore(mtime);
+    timespec times[2] = {{0, UTIME_OMIT}, mtime};
+    if (::futimens(f.fd.get(), times) != 0) return TargetError(Status::Errno(errno, "set mtime"), "");
+    if (leaves.size() <= kBlocksPerFileMax) written_.push_back({f.id, f.block_size, std::move(leaves)});
+  }
+  if (end.outcome == FileOutcome::kChanged) figures_.files_changed_during_read += 1;
+  figures_.files_written += 1;
+  figures_.bytes_written += f.bytes_written;
+  open_file_.reset();
+  return Status::Ok();
+}
+
 Status Receiver::Finish() {
+  if (options_.block) {  // one object: no links, deletions or directories
+    FERRY_RETURN_IF_ERROR(SyncVolume());
+    FERRY_RETURN_IF_ERROR(RecordWritten());
+    return FlushReplies();
+  }
   FERRY_RETURN_IF_ERROR(BreakStaleLinks());
   if (committer_) FERRY_RETURN_IF_ERROR(TargetError(committer_->Flush(), ""));
   FERRY_RETURN_IF_ERROR(LinkFollowers());
@@ -393,6 +422,10 @@ Status Receiver::ApplyDirectoryMetadata() {
 
 Status Receiver::SyncVolume() {
   if (options_.dry_run) return Status::Ok();
+  if (options_.block) {  // a device's data is flushed by fsync of the device, not syncfs
+    if (::fsync(root_fd_) != 0) return TargetError(Status::Errno(errno, "flush to disk (fsync)"), "");
+    return Status::Ok();
+  }
   if (::syncfs(root_fd_) != 0) return TargetError(Status::Errno(errno, "flush to disk (syncfs)"), "");
   for (const auto& [dev, fd] : file_systems_) {
     if (fd.valid() && ::syncfs(fd.get()) != 0) {

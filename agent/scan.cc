@@ -163,7 +163,9 @@ Status CheckSourceRoot(const std::string& root) {
   UniqueFd fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (fd.valid()) return Status::Ok();
   if (errno == ENOENT) return Status::NotFound("source '" + root + "' does not exist");
-  if (errno == ENOTDIR) return Status::InvalidArgument("source '" + root + "' is not a directory");
+  if (errno == ENOTDIR) {
+    return Status::InvalidArgument("source '" + root + "' is not a directory (an image file or device syncs with --block)");
+  }
   return Status::Errno(errno, "cannot read source '" + root + "'");
 }
 
@@ -172,6 +174,7 @@ ScanOptions ScanOptionsFor(const SyncOptions& sync, const ExcludeList* excludes)
   options.content_hash = sync.checksum;
   options.xattr_filter = XattrFilter{::geteuid() == 0, sync.no_selinux};
   options.excludes = excludes;
+  options.block = sync.block;
   return options;
 }
 

@@ -24,6 +24,7 @@ struct ScanOptions {
   const ExcludeList* excludes = nullptr;
   // When set and true, the scan stops early (its result is then incomplete).
   const std::atomic<bool>* cancel = nullptr;
+  bool block = false;  // the source is one block device or image file, not a tree
 };
 
 // What a sender's scan needs for a sync: hashes with --checksum, the xattrs this process may

@@ -40,15 +40,20 @@ Sender::Sender(Channel& channel, std::string root, ScanOptions scan_options, Syn
 
 Result<SyncSummary> Sender::Run() {
   auto start = std::chrono::steady_clock::now();
-  root_fd_ = UniqueFd(::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (scan_options_.block) {
+    Result<UniqueFd> volume = OpenBlockVolume(root_, /*writable=*/false);
+    if (volume.ok()) root_fd_ = std::move(*volume);
+  } else {
+    root_fd_ = UniqueFd(::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  }
   if (!root_fd_.valid()) {
-    Status s = CheckSourceRoot(root_);
+    Status s = scan_options_.block ? OpenBlockVolume(root_, false).status() : CheckSourceRoot(root_);
     if (s.ok()) s = Status::IoError("source '" + root_ + "' could not be opened");
     channel_.SendError(s);
     return s;
   }
   Keepalive keepalive(channel_);  // the writer may wait long on a slow scan or a busy receiver
-  std::thread scanner([this] { ScanLoop(); });
+  std::thread scanner([this] { scan_options_.block ? DescribeBlockVolume() : ScanLoop(); });
   std::thread reader([this] { ReadLoop(); });
   Status s = SendEntries();
   if (s.ok()) s = SendNeededFiles(/*wait=*/true);
@@ -101,6 +106,41 @@ void Sender::ScanLoop() {
   } else {
     scan_status_ = result.status();
   }
+  changed_.notify_all();
+}
+
+// A block volume's manifest is one entry: the device or image file as a file at the root.
+void Sender::DescribeBlockVolume() {
+  Entry entry;
+  entry.type = EntryType::kFile;
+  struct stat st;
+  Status s;
+  if (::fstat(root_fd_.get(), &st) != 0) {
+    s = Status::Errno(errno, "stat source '" + root_ + "'");
+  } else if (Result<uint64_t> size = ContentSize(root_fd_.get(), st); !size.ok()) {
+    s = size.status().Annotate("source '" + root_ + "'");
+  } else {
+    entry.size = *size;
+    entry.mode = st.st_mode & 07777;
+    entry.uid = st.st_uid;
+    entry.gid = st.st_gid;
+    if (S_ISREG(st.st_mode)) {  // a device's node times say nothing about its content
+      entry.mtime_sec = st.st_mtim.tv_sec;
+      entry.mtime_nsec = static_cast<uint32_t>(st.st_mtim.tv_nsec);
+    }
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (s.ok()) {
+    entries_.push_back(std::move(entry));
+    needed_.push_back(false);
+    with_basis_.push_back(false);
+    progress_->entries_total += 1;
+    scan_result_.entries_count = 1;
+    scan_result_.bytes_total = entries_.back().size;
+  } else {
+    scan_status_ = s;
+  }
+  scan_done_ = true;
   changed_.notify_all();
 }
 
@@ -308,6 +348,7 @@ bool RacilyClean(int fd, const struct stat& after) {
 }  // namespace
 
 int Sender::OpenSourceFile(const std::string& path) {
+  if (scan_options_.block) return ::fcntl(root_fd_.get(), F_DUPFD_CLOEXEC, 0);
   auto [parent, name] = SplitParent(path);
   if (!open_parent_fd_.valid() || open_parent_ != parent) {
     open_parent_fd_.Reset();
@@ -340,7 +381,9 @@ Status Sender::SendFile(uint32_t id) {
   UniqueFd fd(OpenSourceFile(entry.path));
   uint64_t data_bytes = 0;
   struct stat before;
-  if (!fd.valid() || ::fstat(fd.get(), &before) != 0 || !S_ISREG(before.st_mode)) {
+  const bool is_file = fd.valid() && ::fstat(fd.get(), &before) == 0 &&
+                       (S_ISREG(before.st_mode) || (scan_options_.block && S_ISBLK(before.st_mode)));
+  if (!is_file) {
     bool gone = !fd.valid() && (errno == ENOENT || errno == ELOOP || errno == ENOTDIR);
     if (fd.valid()) gone = true;  // no longer a regular file
     end.outcome = gone ? FileOutcome::kVanished : FileOutcome::kReadError;
@@ -354,9 +397,12 @@ Status Sender::SendFile(uint32_t id) {
     FERRY_RETURN_IF_ERROR(with_basis ? SendFileDelta(fd.get(), entry, &end, &data_bytes)
                                      : SendFileData(fd.get(), entry, &end, &data_bytes));
     struct stat after;
-    bool moved = ::fstat(fd.get(), &after) != 0 || !SameContentStat(before, after) || RacilyClean(fd.get(), after) ||
-                 static_cast<uint64_t>(before.st_size) != entry.size ||
-                 MtimeNs(before) != int64_t{entry.mtime_sec} * 1'000'000'000 + entry.mtime_nsec;
+    // A block device shows no sign of being written: its stages are exact only once the app is
+    // quiesced (the final stage), which the coordinator sees to.
+    bool moved = !S_ISBLK(before.st_mode) &&
+                 (::fstat(fd.get(), &after) != 0 || !SameContentStat(before, after) || RacilyClean(fd.get(), after) ||
+                  static_cast<uint64_t>(before.st_size) != entry.size ||
+                  MtimeNs(before) != int64_t{entry.mtime_sec} * 1'000'000'000 + entry.mtime_nsec);
     if (end.outcome == FileOutcome::kComplete && moved) end.outcome = FileOutcome::kChanged;
   }
   {

@@ -34,6 +34,7 @@ class Sender {
 
  private:
   void ScanLoop();
+  void DescribeBlockVolume();
   void ReadLoop();
   Status HandleFrame(const Frame& frame, bool* finished);
   Status AcceptNeeds(const protocol::Need& need);

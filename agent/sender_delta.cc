@@ -56,6 +56,9 @@ Status Sender::SendFileDelta(int fd, const Entry& entry, protocol::FileEnd* end,
                             std::to_string(offer->basis_size) + " bytes");
   }
   const uint64_t own_leaves = BlockCount(entry.size, block_size);
+  if (own_leaves > kBlocksPerFileMax && scan_options_.block) {
+    return Status::Unsupported("block volume '" + root_ + "' is larger than the block delta handles (4 TiB)");
+  }
   if (own_leaves > kBlocksPerFileMax) {  // grew past what this block size can describe
     FERRY_RETURN_IF_ERROR(channel_.SendMessage(MessageType::kPatch, protocol::Patch{entry.id, protocol::PatchKind::kWhole, entry.size}));
     return SendFileData(fd, entry, end, data_bytes);
@@ -126,7 +129,7 @@ Status Sender::SendFileDelta(int fd, const Entry& entry, protocol::FileEnd* end,
   add(std::min(basis_leaves, own_leaves), own_leaves);
   uint64_t changed = 0;
   for (auto [first, last] : runs) changed += std::min(entry.size, last * block_size) - first * block_size;
-  if (changed * 2 > entry.size) {
+  if (changed * 2 > entry.size && !scan_options_.block) {  // a block volume is always patched in place
     // Mostly rewritten: the basis saves little, and a file sent whole is rebuilt in a fresh
     // temp file with checkpoints a killed stage can resume from.
     FERRY_RETURN_IF_ERROR(channel_.SendMessage(MessageType::kPatch, protocol::Patch{entry.id, protocol::PatchKind::kWhole, entry.size}));

@@ -9,6 +9,7 @@ uint32_t SyncOptions::WireFlags() const {
   if (no_selinux) flags |= protocol::kOptNoSelinux;
   if (itemize) flags |= protocol::kOptItemize;
   if (allow_empty_source) flags |= protocol::kOptAllowEmptySource;
+  if (block) flags |= protocol::kOptBlock;
   return flags;
 }
 
@@ -19,6 +20,7 @@ SyncOptions SyncOptions::FromOpen(const protocol::Open& open) {
   o.no_selinux = (open.options & protocol::kOptNoSelinux) != 0;
   o.itemize = (open.options & protocol::kOptItemize) != 0;
   o.allow_empty_source = (open.options & protocol::kOptAllowEmptySource) != 0;
+  o.block = (open.options & protocol::kOptBlock) != 0;
   o.excludes = open.excludes;
   return o;
 }

@@ -19,6 +19,7 @@ struct SyncOptions {
   bool no_selinux = false;   // leave security.selinux alone
   bool itemize = false;      // the receiver reports every change
   bool allow_empty_source = false;  // an empty source may delete everything on the target
+  bool block = false;        // source and target are block devices or image files
   std::vector<std::string> excludes;
 
   uint32_t WireFlags() const;

@@ -109,6 +109,8 @@ int SyncCommand(const std::vector<std::string>& args) {
       ("exclude", po::value(&r.options.excludes)->composing(), "PATTERN: skip matching entries (repeatable, rsync-like)")
       ("checksum,c", po::bool_switch(&r.options.checksum), "compare file content, not size and mtime")
       ("no-selinux", po::bool_switch(&r.options.no_selinux), "do not copy or compare security.selinux")
+      ("block", po::bool_switch(&r.options.block),
+       "SRC and DST are block devices or image files, synced as one object by block delta")
       ("allow-empty-source", po::bool_switch(&r.options.allow_empty_source),
        "let an empty source delete everything on the target (refused by default: unmounted volume?)")
       ("progress", po::bool_switch(), "show progress (the default when stderr is a terminal)")

@@ -45,8 +45,10 @@ Status Daemon::Start() {
   for (const auto& [name, path] : config_.volumes.paths) {
     struct stat st;
     if (::stat(path.c_str(), &st) != 0) return Status::Errno(errno, "volume '" + name + "' path '" + path + "'");
-    if (!S_ISDIR(st.st_mode)) {
-      return Status::InvalidArgument("volume '" + name + "' path '" + path + "' is not a directory");
+    // A directory (a tree), or a block volume: a block device or an image file (--block).
+    if (!S_ISDIR(st.st_mode) && !S_ISBLK(st.st_mode) && !S_ISREG(st.st_mode)) {
+      return Status::InvalidArgument("volume '" + name + "' path '" + path +
+                                     "' is not a directory, a block device or an image file");
     }
   }
   FERRY_RETURN_IF_ERROR(LockStateDir(config_.state_dir, &lock_fd_));

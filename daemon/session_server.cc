@@ -53,7 +53,16 @@ Status ValidateVolumeName(const std::string& name) {
 // creates nothing and gets an invalid descriptor: the receiver then lists everything as new.
 static Result<UniqueFd> OpenSessionRoot(const std::string& root, const protocol::Open& open) {
   bool dry_push = open.direction == Direction::kPush && (open.options & protocol::kOptDryRun) != 0;
+  if ((open.options & protocol::kOptBlock) != 0) {
+    if (!open.subpath.empty()) {
+      return Status::InvalidArgument("block volume '" + open.volume + "' has no paths inside: name the volume alone");
+    }
+    return OpenBlockVolume(root, open.direction == Direction::kPush && !dry_push);
+  }
   UniqueFd volume_fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!volume_fd.valid() && errno == ENOTDIR) {
+    return Status::InvalidArgument("volume '" + open.volume + "' is a block device or image file: sync it with --block");
+  }
   if (!volume_fd.valid() && errno == ENOENT && dry_push) return UniqueFd();
   if (!volume_fd.valid()) return Status::Errno(errno, "volume '" + open.volume + "' at " + root + " cannot be opened");
   if (open.subpath.empty()) return volume_fd;

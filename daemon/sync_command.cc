@@ -164,7 +164,9 @@ int SyncRun::Run() {
       std::fprintf(stderr, "ferry sync: %s\n", excludes.status().ToString().c_str());
       return kExitUsage;
     }
-    if (Status s = CheckSourceRoot(source->local_path); !s.ok()) {
+    Status source_ok = request_.options.block ? OpenBlockVolume(source->local_path, false).status()
+                                              : CheckSourceRoot(source->local_path);
+    if (Status s = source_ok; !s.ok()) {
       std::fprintf(stderr, "ferry sync: %s\n", s.ToString().c_str());
       return s.code() == Code::kInvalidArgument ? kExitUsage : kExitSource;
     }
@@ -208,7 +210,7 @@ Result<SyncSummary> SyncRun::Push(const Location& target, const ScanOptions& sca
     client_stream = std::move(*stream);
   } else {
     // Local target: the daemon's own session code serves it on a thread.
-    if (!request_.options.dry_run) FERRY_RETURN_IF_ERROR(MakeDirectories(target.local_path));
+    if (!request_.options.dry_run && !request_.options.block) FERRY_RETURN_IF_ERROR(MakeDirectories(target.local_path));
     volumes.paths["local"] = target.local_path;
     volumes.state_dir = request_.state_dir;
     remote.volume = "local";
@@ -237,11 +239,18 @@ Result<SyncSummary> SyncRun::Push(const Location& target, const ScanOptions& sca
 }
 
 Result<SyncSummary> SyncRun::Pull(const Location& source, const Location& target) {
-  if (!request_.options.dry_run) FERRY_RETURN_IF_ERROR(MakeDirectories(target.local_path));
-  UniqueFd root(::open(target.local_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  // A dry run into a directory that does not exist yet lists everything as new.
-  if (!root.valid() && !(request_.options.dry_run && errno == ENOENT)) {
-    return Status::Errno(errno, "open target '" + target.local_path + "'");
+  UniqueFd root;
+  if (request_.options.block) {
+    Result<UniqueFd> volume = OpenBlockVolume(target.local_path, !request_.options.dry_run);
+    if (!volume.ok()) return volume.status();
+    root = std::move(*volume);
+  } else {
+    if (!request_.options.dry_run) FERRY_RETURN_IF_ERROR(MakeDirectories(target.local_path));
+    root = UniqueFd(::open(target.local_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    // A dry run into a directory that does not exist yet lists everything as new.
+    if (!root.valid() && !(request_.options.dry_run && errno == ENOENT)) {
+      return Status::Errno(errno, "open target '" + target.local_path + "'");
+    }
   }
   bool loopback = false;
   Result<std::unique_ptr<io::ByteStream>> stream = Connect(source.daemon, kConnectTimeoutMs, &loopback);

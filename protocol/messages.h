@@ -72,7 +72,8 @@ inline constexpr uint32_t kOptChecksum = 1u << 1;
 inline constexpr uint32_t kOptNoSelinux = 1u << 2;
 inline constexpr uint32_t kOptItemize = 1u << 3;  // receiver reports each change (ITEMS)
 inline constexpr uint32_t kOptAllowEmptySource = 1u << 4;  // an empty source may empty the target
-inline constexpr uint32_t kOptsKnown = (1u << 5) - 1;
+inline constexpr uint32_t kOptBlock = 1u << 5;  // a block volume: one device or image file, no tree
+inline constexpr uint32_t kOptsKnown = (1u << 6) - 1;
 
 struct Open {
   std::string volume;
