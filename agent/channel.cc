@@ -31,6 +31,9 @@ Status Channel::Send(MessageType type, std::string_view payload, bool try_compre
     return Status::InvalidArgument("message of " + std::to_string(payload.size()) +
                                    " bytes exceeds the frame limit");
   }
+  if ((type == MessageType::kData || type == MessageType::kDelta) && !compress_content_.load(std::memory_order_relaxed)) {
+    try_compress = false;
+  }
   std::lock_guard<std::mutex> lock(send_mutex_);
   char header[kFrameHeaderBytes];
   std::string_view wire;

@@ -32,6 +32,9 @@ class Channel {
 
   // Sets the zstd level for frames sent from now on (nullopt: never compress).
   void SetCompression(std::optional<int> level);
+  // Whether file content (DATA, DELTA) may be compressed; other frames are whenever the level
+  // allows. Content is left raw where the link outruns zstd (a daemon on this host).
+  void SetCompressContent(bool compress) { compress_content_.store(compress, std::memory_order_relaxed); }
 
   // `try_compress` false skips compression of this frame; *compressed (if given) tells whether
   // it went compressed.
@@ -64,6 +67,7 @@ class Channel {
   std::string message_scratch_;
   std::atomic<uint64_t> bytes_sent_{0};
   std::atomic<int64_t> last_send_ms_;
+  std::atomic<bool> compress_content_{true};
   // Receive side.
   protocol::FrameDecoder decoder_;
   std::atomic<uint64_t> bytes_received_{0};

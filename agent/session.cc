@@ -17,9 +17,9 @@ Status ReceiveExpected(Channel& channel, MessageType type, int timeout_ms, Frame
   return Status::Ok();
 }
 
-Result<protocol::OpenOk> OpenSession(Channel& channel, const protocol::Open& open, bool compress) {
+Result<protocol::OpenOk> OpenSession(Channel& channel, const protocol::Open& open, WireCompression compress) {
   protocol::Hello hello;
-  hello.capabilities = compress ? protocol::kCapZstd : 0;
+  hello.capabilities = compress == WireCompression::kNone ? 0 : protocol::kCapZstd;
   hello.agent = kAgentName;
   FERRY_RETURN_IF_ERROR(channel.SendMessage(MessageType::kHello, hello));
   Frame frame;
@@ -35,7 +35,10 @@ Result<protocol::OpenOk> OpenSession(Channel& channel, const protocol::Open& ope
   }
   channel.SetCompression((welcome->capabilities & protocol::kCapZstd) != 0
                              ? std::optional<int>(kZstdLevelDefault) : std::nullopt);
-  FERRY_RETURN_IF_ERROR(channel.SendMessage(MessageType::kOpen, open));
+  protocol::Open with_content = open;
+  if (compress == WireCompression::kAll) with_content.options |= protocol::kOptCompressData;
+  channel.SetCompressContent(compress == WireCompression::kAll);
+  FERRY_RETURN_IF_ERROR(channel.SendMessage(MessageType::kOpen, with_content));
   FERRY_RETURN_IF_ERROR(ReceiveExpected(channel, MessageType::kOpenOk, kIdleTimeoutMs, &frame));
   return protocol::OpenOk::Decode(frame.payload);
 }
@@ -61,7 +64,9 @@ Result<protocol::Open> AcceptSession(Channel& channel) {
   channel.SetCompression((welcome.capabilities & protocol::kCapZstd) != 0
                              ? std::optional<int>(kZstdLevelDefault) : std::nullopt);
   FERRY_RETURN_IF_ERROR(ReceiveExpected(channel, MessageType::kOpen, kHandshakeTimeoutMs, &frame));
-  return protocol::Open::Decode(frame.payload);
+  Result<protocol::Open> open = protocol::Open::Decode(frame.payload);
+  if (open.ok()) channel.SetCompressContent((open->options & protocol::kOptCompressData) != 0);
+  return open;
 }
 
 }  // namespace ferry

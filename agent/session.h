@@ -16,8 +16,13 @@ namespace ferry {
 inline constexpr int kZstdLevelDefault = 1;  // fast enough not to slow a 1-10 Gbit/s link
 
 // Client side: says HELLO, checks WELCOME, sends OPEN and waits for OPEN_OK (or the daemon's
-// ERROR: unknown volume, volume busy, ...). `compress` offers zstd.
-Result<protocol::OpenOk> OpenSession(Channel& channel, const protocol::Open& open, bool compress);
+// ERROR: unknown volume, volume busy, ...). `compress` says which frames may go with zstd.
+enum class WireCompression {
+  kNone,      // nothing (zstd not offered)
+  kMetadata,  // manifests, hashes and reports, not file content (a link faster than zstd)
+  kAll,
+};
+Result<protocol::OpenOk> OpenSession(Channel& channel, const protocol::Open& open, WireCompression compress);
 
 // Daemon side: reads HELLO (within the handshake timeout), answers WELCOME, reads OPEN.
 // The caller checks the OPEN and answers OPEN_OK or ERROR.

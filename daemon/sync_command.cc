@@ -125,7 +125,7 @@ class SyncRun {
   Result<SyncSummary> Push(const Location& target, const ScanOptions& scan_options);
   Result<SyncSummary> Pull(const Location& source, const Location& target);
   protocol::Open MakeOpen(const Location& remote, Direction direction) const;
-  bool Compress(bool loopback) const;
+  WireCompression Compress(bool loopback) const;
   void OnItem(const protocol::Item& item);
   void Report(const SyncSummary& summary) const;
 
@@ -181,8 +181,12 @@ int SyncRun::Run() {
   return summary->errors.empty() && summary->files_failed == 0 ? kExitOk : kExitPartial;
 }
 
-bool SyncRun::Compress(bool loopback) const {
-  return request_.compress == CompressMode::kAlways || (request_.compress == CompressMode::kAuto && !loopback);
+// Manifests and hashes compress several-fold for little CPU and always go compressed; file
+// content does only where the link is slower than zstd (not to a daemon on this host).
+WireCompression SyncRun::Compress(bool loopback) const {
+  if (request_.compress == CompressMode::kNever) return WireCompression::kNone;
+  if (request_.compress == CompressMode::kAlways || !loopback) return WireCompression::kAll;
+  return WireCompression::kMetadata;
 }
 
 protocol::Open SyncRun::MakeOpen(const Location& remote, Direction direction) const {

@@ -73,7 +73,10 @@ inline constexpr uint32_t kOptNoSelinux = 1u << 2;
 inline constexpr uint32_t kOptItemize = 1u << 3;  // receiver reports each change (ITEMS)
 inline constexpr uint32_t kOptAllowEmptySource = 1u << 4;  // an empty source may empty the target
 inline constexpr uint32_t kOptBlock = 1u << 5;  // a block volume: one device or image file, no tree
-inline constexpr uint32_t kOptsKnown = (1u << 6) - 1;
+// File content may go compressed (the client's --compress); manifests, hashes and reports always
+// may when both sides speak zstd.
+inline constexpr uint32_t kOptCompressData = 1u << 6;
+inline constexpr uint32_t kOptsKnown = (1u << 7) - 1;
 
 struct Open {
   std::string volume;

@@ -308,7 +308,7 @@ class WireClient {
     open.volume = volume;
     open.subpath = subpath;
     open.direction = protocol::Direction::kPush;
-    return ferry::OpenSession(channel_, open, false);
+    return ferry::OpenSession(channel_, open, ferry::WireCompression::kNone);
   }
   // Receives frames until one of `type` arrives (true) or the session ends (false).
   bool ReceiveUntil(MessageType type, ferry::Frame* frame) {
