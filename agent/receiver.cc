@@ -93,6 +93,7 @@ Status Receiver::Dispatch(const Frame& frame, bool* done) {
     case MessageType::kHole: return HandleHole(frame);
     case MessageType::kWant: return HandleWant(frame);
     case MessageType::kPatch: return HandlePatch(frame);
+    case MessageType::kDelta: return HandleDeltaPiece(frame);
     case MessageType::kFileEnd: return HandleFileEnd(frame);
     case MessageType::kDone: {
       Result<protocol::Count> count = protocol::Count::Decode(frame.payload);
@@ -105,7 +106,7 @@ Status Receiver::Dispatch(const Frame& frame, bool* done) {
       return channel_.SendMessage(MessageType::kCommit, figures_);
     }
     default:
-      return UnexpectedFrame(frame, "ENTRIES, WANT, PATCH, DATA, HOLE, FILE_END or DONE", channel_.peer_name());
+      return UnexpectedFrame(frame, "ENTRIES, WANT, PATCH, DATA, HOLE, DELTA, FILE_END or DONE", channel_.peer_name());
   }
 }
 

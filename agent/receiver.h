@@ -31,6 +31,7 @@
 #include "agent/hash.h"
 #include "agent/metadata.h"
 #include "agent/path.h"
+#include "agent/rsync_delta.h"
 #include "agent/state_cache.h"
 #include "agent/sync_types.h"
 
@@ -81,6 +82,9 @@ class Receiver {
     uint32_t block_size = 0;
     std::vector<Hash128> leaves;
     uint64_t checkpoint = 0;  // bytes made durable and remembered as a partial file
+    // Shifted content (PatchKind::kRsync): librsync patches the basis into the temp file.
+    UniqueFd basis_fd;
+    std::unique_ptr<rsync_delta::Patcher> patcher;
   };
   // A file written this stage, recorded in the state cache once durable.
   struct Written {
@@ -112,6 +116,10 @@ class Receiver {
   Status HandleWant(const Frame& frame);
   Status HandlePatch(const Frame& frame);
   Status StartPatch(uint32_t id, Basis basis, uint64_t changed_bytes);
+  Status StartRsync(uint32_t id, Basis basis);
+  Status HandleDeltaPiece(const Frame& frame);
+  // The leaves of an rsync-patched temp file, read back (librsync wrote it).
+  Result<std::vector<Hash128>> FinishRsync(const protocol::FileEnd& end);
   Status HandleData(const Frame& frame);
   Status HandleHole(const Frame& frame);
   // Checks that a patch write [offset, offset + length) of the open file is block-aligned.

@@ -200,9 +200,10 @@ Status Receiver::HandlePatch(const Frame& frame) {
     case protocol::PatchKind::kBlocks:
       return StartPatch(id, std::move(basis), patch->changed_bytes);
     case protocol::PatchKind::kRsync:
-      break;
+      if (options_.block || !basis.partial_temp.empty() || entries_[id].size > kRsyncFallbackMaxBytes) break;
+      return StartRsync(id, std::move(basis));
   }
-  return Status::Protocol("PATCH kind not offered by this receiver");
+  return Status::Protocol("PATCH kind not allowed for entry " + std::to_string(id));
 }
 
 // A large file with a small delta is patched in place: rewriting gigabytes of a database file to
@@ -270,6 +271,78 @@ Status Receiver::StartPatch(uint32_t id, Basis basis, uint64_t changed_bytes) {
   }
   open_file_ = std::move(f);
   return Status::Ok();
+}
+
+// Shifted content: the receiver signs its basis, and patches it with the sender's librsync delta
+// into a temp file, which then commits like any file.
+Status Receiver::StartRsync(uint32_t id, Basis basis) {
+  const Entry& e = entries_[id];
+  auto [parent, name] = SplitParent(e.path);
+  Result<int> dir_fd = ParentFd(std::string(parent));
+  if (!dir_fd.ok()) return TargetError(dir_fd.status(), e.path);
+  OpenFile f;
+  f.id = id;
+  f.parent = std::string(parent);
+  f.block_size = basis.block_size;
+  f.basis_fd = UniqueFd(::openat(*dir_fd, std::string(name).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!f.basis_fd.valid()) return TargetError(Status::Errno(errno, "open"), e.path);
+  struct stat st;
+  if (::fstat(f.basis_fd.get(), &st) != 0 || !(FileKeyOf(st) == basis.key)) {
+    return TargetError(Status::Aborted("changed by something else during the stage; run the stage again"), e.path);
+  }
+  f.temp_name = temp_tag_ + std::to_string(id);
+  f.fd = UniqueFd(::openat(*dir_fd, f.temp_name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!f.fd.valid()) return TargetError(Status::Errno(errno, "create temp file"), e.path);
+  f.patcher = std::make_unique<rsync_delta::Patcher>(f.basis_fd.get(), f.fd.get(), e.size);
+  open_file_ = std::move(f);
+  Result<std::string> signature = rsync_delta::Signature(open_file_->basis_fd.get(), basis.size);
+  if (!signature.ok()) return TargetError(signature.status(), e.path);
+  figures_.target_bytes_hashed += basis.size;
+  std::string_view rest = *signature;
+  do {
+    protocol::Piece piece{id, 0, rest.substr(0, kDataChunkMaxBytes)};
+    rest.remove_prefix(piece.bytes.size());
+    if (rest.empty()) piece.flags = protocol::kPieceLast;
+    FERRY_RETURN_IF_ERROR(channel_.SendMessage(MessageType::kSignature, piece));
+  } while (!rest.empty());
+  return Status::Ok();
+}
+
+Status Receiver::HandleDeltaPiece(const Frame& frame) {
+  Result<protocol::Piece> piece = protocol::Piece::Decode(frame.payload);
+  if (!piece.ok()) return piece.status();
+  if (!open_file_ || !open_file_->patcher || open_file_->id != piece->id || piece->flags != 0) {
+    return Status::Protocol("DELTA for entry " + std::to_string(piece->id) + ", which is not being patched by delta");
+  }
+  FERRY_RETURN_IF_ERROR(open_file_->patcher->Feed(piece->bytes).Annotate("delta for '" + entries_[piece->id].path + "'"));
+  progress_->bytes_sent += piece->bytes.size();
+  return Status::Ok();
+}
+
+Result<std::vector<Hash128>> Receiver::FinishRsync(const protocol::FileEnd& end) {
+  OpenFile& f = *open_file_;
+  const Entry& e = entries_[f.id];
+  FERRY_RETURN_IF_ERROR(f.patcher->Finish().Annotate("delta for '" + e.path + "'"));
+  if (f.patcher->bytes_written() != e.size && end.outcome == protocol::FileOutcome::kComplete) {
+    return Status::Corruption("delta for '" + e.path + "' made " + std::to_string(f.patcher->bytes_written()) +
+                              " bytes, not " + std::to_string(e.size));
+  }
+  f.bytes_written = f.patcher->bytes_written();
+  f.patcher.reset();
+  f.basis_fd.Reset();
+  bool shrank = false;
+  Result<std::vector<Hash128>> leaves = HashFileBlocks(f.fd.get(), f.bytes_written, f.block_size, &shrank);
+  if (!leaves.ok()) return TargetError(leaves.status(), e.path);
+  // librsync writes zeros as data: blocks of zeros become holes again, as they are on the source.
+  const Hash128 zeros = ZeroBlockHash(f.block_size);
+  for (size_t i = 0; i < leaves->size(); ++i) {
+    if ((*leaves)[i] == zeros) {
+      ::fallocate(f.fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(i * f.block_size),
+                  static_cast<off_t>(f.block_size));  // best effort: a hole only saves space
+    }
+  }
+  leaves->resize(BlockCount(e.size, f.block_size), zeros);
+  return leaves;
 }
 
 Status Receiver::CheckPatchRange(uint64_t offset, uint64_t length, const char* what) {

@@ -72,6 +72,7 @@ Status Receiver::HandleData(const Frame& frame) {
     return Status::Corruption("DATA chunk at offset " + std::to_string(data->offset) +
                               " outside '" + e.path + "' or out of order");
   }
+  if (f.patcher) return Status::Protocol("DATA for entry " + std::to_string(f.id) + ", which is patched by delta");
   if (f.patch) FERRY_RETURN_IF_ERROR(CheckPatchRange(data->offset, data->bytes.size(), "DATA"));
   for (size_t done = 0; done < data->bytes.size();) {
     ssize_t n = ::pwrite(f.fd.get(), data->bytes.data() + done, data->bytes.size() - done,
@@ -138,8 +139,19 @@ Status Receiver::FinishFile(const protocol::FileEnd& end) {
   OpenFile& f = *open_file_;
   const Entry& e = entries_[f.id];
   if (end.size != e.size) return Status::Corruption("FILE_END size differs from the manifest for '" + e.path + "'");
-  std::vector<Hash128> leaves = f.patch ? std::move(f.leaves) : f.hasher->Finish(e.size);
-  if (HashTree(leaves).Root() != end.content_hash) {
+  std::vector<Hash128> leaves;
+  const bool rsync = f.patcher != nullptr;
+  if (rsync) {
+    Result<std::vector<Hash128>> patched = FinishRsync(end);
+    if (!patched.ok()) return patched.status();
+    leaves = std::move(*patched);
+  } else {
+    leaves = f.patch ? std::move(f.leaves) : f.hasher->Finish(e.size);
+  }
+  // A file that changed while librsync read it has no root to check; its frames' checksums
+  // stand, and the next stage sends it again.
+  bool verifiable = !(rsync && end.outcome == FileOutcome::kChanged);
+  if (verifiable && HashTree(leaves).Root() != end.content_hash) {
     return Status::Corruption("content hash mismatch for '" + e.path + "' (damaged in transit)");
   }
   if (options_.block) return FinishBlockVolume(end, std::move(leaves));
@@ -163,7 +175,8 @@ Status Receiver::FinishFile(const protocol::FileEnd& end) {
   ::sync_file_range(f.fd.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
   figures_.files_written += 1;
   figures_.bytes_written += f.bytes_written;
-  if (e.size >= kDeltaMinBytes && leaves.size() <= kBlocksPerFileMax) written_.push_back({f.id, f.patch ? f.block_size : BlockSizeFor(e.size), std::move(leaves)});
+  // Only verified leaves go to the state cache: it must never vouch for content it has not seen.
+  if (verifiable && e.size >= kDeltaMinBytes && leaves.size() <= kBlocksPerFileMax) written_.push_back({f.id, f.hasher ? BlockSizeFor(e.size) : f.block_size, std::move(leaves)});
   // In place: durable with the stage's syncfs, before the cache calls it clean.
   if (!in_place) committer_->Add({f.parent, f.temp_name, name, f.bytes_written});
   open_file_.reset();  // closes the descriptor; the committer owns the temp name now

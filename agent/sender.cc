@@ -204,6 +204,11 @@ Status Sender::HandleFrame(const Frame& frame, bool* finished) {
       changed_.notify_all();
       return Status::Ok();
     }
+    case MessageType::kSignature: {
+      Result<protocol::Piece> piece = protocol::Piece::Decode(frame.payload);
+      if (!piece.ok()) return piece.status();
+      return AcceptSignaturePiece(*piece);
+    }
     case MessageType::kItems: {
       Result<protocol::Items> items = protocol::Items::Decode(frame.payload);
       if (!items.ok()) return items.status();
@@ -222,7 +227,7 @@ Status Sender::HandleFrame(const Frame& frame, bool* finished) {
       return Status::Ok();
     }
     default:
-      return UnexpectedFrame(frame, "NEED, HASHES, ITEMS or COMMIT", channel_.peer_name());
+      return UnexpectedFrame(frame, "NEED, HASHES, SIGNATURE, ITEMS or COMMIT", channel_.peer_name());
   }
 }
 
@@ -408,6 +413,7 @@ Status Sender::SendFile(uint32_t id) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     hashes_.erase(id);  // offered for a file that vanished, or left over: no longer wanted
+    signatures_.erase(id);
   }
   if (end.outcome == FileOutcome::kReadError) summary_.errors.push_back(end.message);
   progress_->bytes_skipped += entry.size - std::min(entry.size, data_bytes);

@@ -59,6 +59,9 @@ class Sender {
                     uint64_t last, std::vector<Hash128>* leaves, protocol::FileEnd* end, uint64_t* data_bytes);
   // The next HASHES the receiver sent for file `id` (waits for it).
   Result<protocol::Hashes> AwaitHashes(uint32_t id);
+  // Shifted content: librsync's delta against the signature the receiver sends of its basis.
+  Status SendRsyncDelta(int fd, const protocol::Entry& entry, uint64_t* data_bytes);
+  Status AcceptSignaturePiece(const protocol::Piece& piece);
   void Fail(const Status& status);
 
   Channel& channel_;
@@ -84,6 +87,11 @@ class Sender {
   std::vector<bool> needed_;  // by id: asked for already (duplicates are a protocol error)
   std::vector<bool> with_basis_;  // by id: the NEED offered a basis
   std::map<uint32_t, std::deque<protocol::Hashes>> hashes_;  // HASHES not yet used, by file
+  struct Signature {
+    std::string bytes;
+    bool complete = false;
+  };
+  std::map<uint32_t, Signature> signatures_;  // SIGNATURE pieces, by file
   bool need_end_ = false;
   bool committed_ = false;
   protocol::Commit commit_;

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "agent/rsync_delta.h"
 #include "agent/sender.h"
 #include "base/bounds.h"
 #include "base/check.h"
@@ -129,6 +130,15 @@ Status Sender::SendFileDelta(int fd, const Entry& entry, protocol::FileEnd* end,
   add(std::min(basis_leaves, own_leaves), own_leaves);
   uint64_t changed = 0;
   for (auto [first, last] : runs) changed += std::min(entry.size, last * block_size) - first * block_size;
+  if (changed * 2 > entry.size && !scan_options_.block && entry.size <= kRsyncFallbackMaxBytes &&
+      end->outcome == FileOutcome::kComplete) {
+    // Little matched in place: the content may have shifted (an insert in the middle), which a
+    // rolling checksum finds. The root covers the file as hashed; a change since is caught by
+    // the stat check (kChanged), and the receiver then trusts the frames' checksums instead.
+    FERRY_RETURN_IF_ERROR(channel_.SendMessage(MessageType::kPatch, protocol::Patch{entry.id, protocol::PatchKind::kRsync, entry.size}));
+    end->content_hash = HashTree(tree.leaves()).Root();
+    return SendRsyncDelta(fd, entry, data_bytes);
+  }
   if (changed * 2 > entry.size && !scan_options_.block) {  // a block volume is always patched in place
     // Mostly rewritten: the basis saves little, and a file sent whole is rebuilt in a fresh
     // temp file with checkpoints a killed stage can resume from.
@@ -144,6 +154,46 @@ Status Sender::SendFileDelta(int fd, const Entry& entry, protocol::FileEnd* end,
   }
   end->content_hash = HashTree(std::move(final_leaves)).Root();
   return Status::Ok();
+}
+
+Status Sender::AcceptSignaturePiece(const protocol::Piece& piece) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (piece.id >= with_basis_.size() || !with_basis_[piece.id]) {
+    return Status::Protocol("SIGNATURE for entry " + std::to_string(piece.id) + ", which has no basis");
+  }
+  Signature& sig = signatures_[piece.id];
+  if (sig.complete || sig.bytes.size() + piece.bytes.size() > kRsyncSignatureMaxBytes) {
+    return Status::Protocol("SIGNATURE for entry " + std::to_string(piece.id) + " too long or after its end");
+  }
+  sig.bytes.append(piece.bytes);
+  sig.complete = (piece.flags & protocol::kPieceLast) != 0;
+  if (sig.complete) changed_.notify_all();
+  return Status::Ok();
+}
+
+Status Sender::SendRsyncDelta(int fd, const Entry& entry, uint64_t* data_bytes) {
+  std::string signature;
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    changed_.wait(lock, [&] {
+      auto it = signatures_.find(entry.id);
+      return (it != signatures_.end() && it->second.complete) || !failure_.ok();
+    });
+    if (!failure_.ok()) return failure_;
+    signature = std::move(signatures_[entry.id].bytes);
+    signatures_.erase(entry.id);
+  }
+  std::string frame;
+  Status s = rsync_delta::Delta(signature, fd, entry.size, [&](std::string_view piece) {
+    frame.clear();
+    protocol::Piece{entry.id, 0, piece}.Encode(&frame);
+    *data_bytes += piece.size();
+    progress_->bytes_sent += piece.size();
+    return channel_.Send(MessageType::kDelta, frame);
+  });
+  // A file that shrank since it was hashed is resent next stage; the receiver sees kChanged.
+  if (s.code() == Code::kIoError) return Status::Ok();
+  return s;
 }
 
 Status Sender::SendBlocks(int fd, const Entry& entry, uint32_t block_size, uint64_t first, uint64_t last,

@@ -69,6 +69,10 @@ inline constexpr size_t kRsyncBlockMaxBytes = 1 * kMiB;
 static_assert(kRsyncSignatureMaxBytes / 36 <= kRsyncBlockMaxBytes, "our signatures are accepted");
 // A delta travels in pieces of at most this size, one piece per frame.
 inline constexpr size_t kRsyncDeltaPieceBytes = 256 * kKiB;
+// Files up to this size whose blocks mostly differ from the basis try librsync's rolling delta
+// (content that shifted); larger ones go whole. librsync's delta over unmatched data runs at
+// tens of MB/s, so this bounds the time a fruitless try can cost (about a second).
+inline constexpr uint64_t kRsyncFallbackMaxBytes = 16 * kMiB;
 static_assert(kRsyncDeltaPieceBytes + 64 <= kFramePayloadMaxBytes, "a piece and its header fit a frame");
 
 // --- Paths and names (Linux limits) ---

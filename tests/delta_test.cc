@@ -183,6 +183,21 @@ TEST_P(DeltaTest, SmallOverwritesSendOnlyTheirBlocks) {
   EXPECT_LE(append.bytes_sent_content, 100000u + 8192);
 }
 
+// Content that shifted (an insert near the start) defeats fixed blocks; librsync's rolling delta
+// finds it, so a few bytes travel, not the file.
+TEST_P(DeltaTest, InsertedBytesTravelAsARollingDelta) {
+  SCOPED_TRACE("seed " + std::to_string(seed_));
+  WriteRandomFile(S("doc.bin"), 4u << 20, seed_);
+  Sync();
+  std::string content = ReadFile(S("doc.bin"));
+  content.insert(1000, RandomBytes(100, seed_ + 1));
+  WriteFile(S("doc.bin"), content);
+  SyncReport shifted = Sync();
+  ExpectMirror("after an insert near the start");
+  EXPECT_LT(shifted.bytes_sent_wire, 64u * 1024) << "the shifted file went (nearly) whole";
+  EXPECT_LT(shifted.bytes_returned_wire, 256u * 1024) << "the signature of a 4 MiB basis";
+}
+
 // The state cache: while the target file is as ferry left it, its hashes come from the cache
 // and it is not read; a change behind ferry's back (even with size and mtime put back) is seen
 // by its ctime, and the file is read and repaired.
