@@ -222,6 +222,11 @@ Status Receiver::HandleFileEntry(const Entry& e, int dir_fd, const std::string& 
     if (options_.dry_run) return Status::Ok();
     return TargetError(ApplyMetadata(dir_fd, name, e, EntryMtime(e), policy_), e.path);
   }
+  if (e.size > kFileSizeMax) {  // counted and named; the stage goes on
+    figures_.files_failed += 1;
+    LOG_WARN("'" + Display(e.path) + "' is " + std::to_string(e.size) + " bytes: files over 4 TiB are not synced");
+    return Status::Ok();
+  }
   Item(st == nullptr ? ItemAction::kCreate : ItemAction::kUpdate, e);
   if (options_.dry_run) return Status::Ok();
   if (st != nullptr && !same_type) {

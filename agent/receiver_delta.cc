@@ -34,6 +34,7 @@ std::optional<Receiver::Basis> Receiver::FindPartial(const Entry& e, int dir_fd)
   if (!IsTempName(p.temp_name) || ::fstatat(dir_fd, p.temp_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
       !S_ISREG(st.st_mode) || st.st_dev != p.temp_dev || st.st_ino != p.temp_ino ||
       static_cast<uint64_t>(st.st_size) < p.durable_bytes || p.blocks.block_size != BlockSizeFor(e.size) ||
+      BlockCount(e.size, p.blocks.block_size) > kBlocksPerFileMax ||
       p.blocks.leaves.size() != p.durable_bytes / p.blocks.block_size || p.durable_bytes > e.size) {
     LOG_INFO("partial file of '" + Display(e.path) + "' no longer fits it: starting over");
     return std::nullopt;
@@ -78,7 +79,8 @@ Result<std::optional<Receiver::Basis>> Receiver::TargetBasis(const Entry& e, int
   basis.links = st.st_nlink;
   basis.device = S_ISBLK(st.st_mode);
   const uint64_t leaves = BlockCount(size, basis.block_size);
-  if (leaves > kBlocksPerFileMax || basis_leaves_in_flight_ + leaves > kBasisLeavesInFlightMax) {
+  if (leaves > kBlocksPerFileMax || BlockCount(e.size, basis.block_size) > kBlocksPerFileMax ||
+      basis_leaves_in_flight_ + leaves > kBasisLeavesInFlightMax) {
     return std::optional<Basis>();
   }
   if (cache_ != nullptr && S_ISREG(st.st_mode)) {

@@ -121,6 +121,26 @@ TEST_F(ReceiverTest, WritesAFileAndCommits) {
   EXPECT_EQ(st.st_size, 5);
 }
 
+// A size no file may have (its hashes would not fit the bounds): the file is counted as failed,
+// never asked for, and nothing is allocated for it; a FILE_END for it anyway is refused.
+TEST_F(ReceiverTest, FileOverTheSizeLimitIsCountedNotAskedFor) {
+  Status s = RunStage([](Channel& c) {
+    SendEntries(c, {Dir(0, ""), File(1, "huge", uint64_t{1} << 62)});
+    ASSERT_TRUE(c.SendMessage(MessageType::kDone, protocol::Count{0}).ok());
+  });
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  struct stat st;
+  EXPECT_NE(::stat((root_ + "/huge").c_str(), &st), 0);
+  s = RunStage([](Channel& c) {
+    SendEntries(c, {Dir(0, ""), File(1, "huge", kFileSizeMax + 1)});
+    protocol::FileEnd end;
+    end.id = 1;
+    end.size = kFileSizeMax + 1;
+    ASSERT_TRUE(c.SendMessage(MessageType::kFileEnd, end).ok());
+  });
+  EXPECT_EQ(s.code(), Code::kProtocol) << s.ToString();
+}
+
 TEST_F(ReceiverTest, KeepalivesAnywhereAreIgnored) {
   Status s = RunStage([](Channel& c) {
     ASSERT_TRUE(c.Send(MessageType::kKeepalive, {}).ok());

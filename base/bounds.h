@@ -39,6 +39,10 @@ inline constexpr uint32_t kBlockSizeMax = 1024 * 1024;
 // Leaves per file (16 bytes each): 64 MiB of hashes at most; larger files get larger blocks
 // or are sent whole.
 inline constexpr uint32_t kBlocksPerFileMax = 1u << 22;
+// The largest file ferry moves: every file is hashed as at most kBlocksPerFileMax blocks of at
+// most kBlockSizeMax, so a receiver's memory for a file's hashes stays bounded whatever size a
+// peer claims.
+inline constexpr uint64_t kFileSizeMax = uint64_t{kBlockSizeMax} * kBlocksPerFileMax;  // 4 TiB
 // Fanout of the hash tree over the leaves: a tree level has 1/16 of the nodes of the one below.
 inline constexpr uint32_t kHashTreeFanout = 16;
 // Hashes per HASHES frame (16 bytes each) and node indices per WANT frame.
