@@ -105,6 +105,22 @@ class ReceiverTest : public ::testing::Test {
     return n;
   }
 
+  static void WriteFileAt(const std::string& path, const std::string& content) {
+    FILE* f = std::fopen(path.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(std::fwrite(content.data(), 1, content.size(), f), content.size());
+    std::fclose(f);
+  }
+  static std::string ReadAll(const std::string& path) {
+    std::string out;
+    FILE* f = std::fopen(path.c_str(), "rb");
+    if (f == nullptr) return out;
+    char buffer[65536];
+    for (size_t n; (n = std::fread(buffer, 1, sizeof(buffer), f)) > 0;) out.append(buffer, n);
+    std::fclose(f);
+    return out;
+  }
+
   std::string dir_, root_, outside_;
   UniqueFd root_fd_;
 };
@@ -139,6 +155,65 @@ TEST_F(ReceiverTest, FileOverTheSizeLimitIsCountedNotAskedFor) {
     ASSERT_TRUE(c.SendMessage(MessageType::kFileEnd, end).ok());
   });
   EXPECT_EQ(s.code(), Code::kProtocol) << s.ToString();
+}
+
+// A hostile sender in the delta exchange: after the receiver offered its copy of "f" as a basis,
+// every malformed step is refused, and the target file is neither changed nor left with temps.
+TEST_F(ReceiverTest, HostileDeltaStepsAreRefusedAndTheTargetKept) {
+  std::string original(256 * 1024, '\0');
+  for (size_t i = 0; i < original.size(); ++i) original[i] = static_cast<char>(i * 7 + i / 4096);
+  const std::string path = root_ + "/f";
+  struct Case {
+    const char* name;
+    Code code;
+    std::function<void(Channel&)> step;
+  };
+  auto patch = [](Channel& c) {
+    ASSERT_TRUE(c.SendMessage(MessageType::kPatch, protocol::Patch{1, protocol::PatchKind::kBlocks, 4096}).ok());
+  };
+  const std::vector<Case> cases = {
+      {"WANT at a level the basis does not have", Code::kProtocol,
+       [](Channel& c) { ASSERT_TRUE(c.SendMessage(MessageType::kWant, protocol::Want{1, 5, {0}}).ok()); }},
+      {"WANT for a node out of range", Code::kProtocol,
+       [](Channel& c) { ASSERT_TRUE(c.SendMessage(MessageType::kWant, protocol::Want{1, 1, {100}}).ok()); }},
+      {"WANT for a file without a basis", Code::kProtocol,
+       [](Channel& c) { ASSERT_TRUE(c.SendMessage(MessageType::kWant, protocol::Want{0, 1, {0}}).ok()); }},
+      {"DATA before PATCH", Code::kProtocol,
+       [](Channel& c) { ASSERT_TRUE(c.SendMessage(MessageType::kData, protocol::Data{1, 0, "x"}).ok()); }},
+      {"HOLE past the end", Code::kCorruption,
+       [&](Channel& c) {
+         patch(c);
+         ASSERT_TRUE(c.SendMessage(MessageType::kHole, protocol::Hole{1, 0, 1u << 20}).ok());
+       }},
+      {"DATA off the block grid", Code::kCorruption,
+       [&](Channel& c) {
+         patch(c);
+         ASSERT_TRUE(c.SendMessage(MessageType::kData, protocol::Data{1, 100, "x"}).ok());
+       }},
+      {"DELTA without an rsync PATCH", Code::kProtocol,
+       [](Channel& c) { ASSERT_TRUE(c.SendMessage(MessageType::kDelta, protocol::Piece{1, 0, "rs"}).ok()); }},
+      {"a second PATCH", Code::kProtocol,
+       [&](Channel& c) {
+         patch(c);
+         patch(c);
+       }},
+  };
+  for (const Case& tc : cases) {
+    WriteFileAt(path, original);
+    Status s = RunStage([&](Channel& c) {
+      Entry f = File(1, "f", original.size());
+      f.mtime_sec = 12345;  // differs from the target's: content needed
+      SendEntries(c, {Dir(0, ""), f});
+      Frame frame;
+      bool offered = false;
+      while (!offered && c.Receive(&frame, 5000).ok()) offered = frame.type == MessageType::kHashes;
+      ASSERT_TRUE(offered) << tc.name << ": no basis offered";
+      tc.step(c);
+    });
+    EXPECT_EQ(s.code(), tc.code) << tc.name << ": " << s.ToString();
+    EXPECT_EQ(ReadAll(path), original) << tc.name << ": the target changed";
+    EXPECT_EQ(CountEntries(root_), 1) << tc.name << ": temp files left";
+  }
 }
 
 TEST_F(ReceiverTest, KeepalivesAnywhereAreIgnored) {
