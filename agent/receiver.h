@@ -115,6 +115,8 @@ class Receiver {
   Status NeedFile(const protocol::Entry& entry, std::optional<Basis> basis);
   Status HandleWant(const Frame& frame);
   Status HandlePatch(const Frame& frame);
+  Result<UniqueFd> OpenBasis(int dir_fd, const std::string& name, const Basis& basis, int flags,
+                             const std::string& path);
   Status StartPatch(uint32_t id, Basis basis, uint64_t changed_bytes);
   Status StartRsync(uint32_t id, Basis basis);
   Status HandleDeltaPiece(const Frame& frame);

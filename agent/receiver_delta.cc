@@ -211,65 +211,64 @@ Status Receiver::HandlePatch(const Frame& frame) {
 // A large file with a small delta is patched in place: rewriting gigabytes of a database file to
 // change a few pages would cost more than the stage. Otherwise the basis's data is copied into a
 // temp file (in the kernel, holes kept) and patched there, and the file is renamed into place.
+// Opens the basis `name` in `dir_fd`, refusing it when it is no longer the file the HASHES came
+// from: something else changed the target during the stage.
+Result<UniqueFd> Receiver::OpenBasis(int dir_fd, const std::string& name, const Basis& basis, int flags,
+                                     const std::string& path) {
+  UniqueFd fd(::openat(dir_fd, name.c_str(), flags | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid()) return TargetError(Status::Errno(errno, "open"), path);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return TargetError(Status::Errno(errno, "stat"), path);
+  if (!(FileKeyOf(st) == basis.key)) {
+    return TargetError(Status::Aborted("changed by something else during the stage; run the stage again"), path);
+  }
+  return fd;
+}
+
 Status Receiver::StartPatch(uint32_t id, Basis basis, uint64_t changed_bytes) {
   const Entry& e = entries_[id];
-  if (options_.block) {  // the device or image file itself, always in place
-    OpenFile f;
-    f.id = id;
-    f.patch = true;
-    f.block_size = basis.block_size;
-    f.leaves = basis.tree.leaves();
-    f.leaves.resize(BlockCount(e.size, basis.block_size));
+  OpenFile f;
+  f.id = id;
+  f.patch = true;
+  f.block_size = basis.block_size;
+  f.leaves = basis.tree.leaves();
+  f.leaves.resize(BlockCount(e.size, basis.block_size));
+  const bool resume = !basis.partial_temp.empty();
+  const uint64_t larger = std::max(basis.size, e.size);
+  const bool in_place =
+      options_.block || (!resume && basis.links == 1 && larger >= kInPlaceMinBytes && changed_bytes * 2 <= larger);
+  if (in_place && !basis.device && cache_ != nullptr) {
+    FERRY_RETURN_IF_ERROR(TargetError(cache_->MarkDirty(basis.key.dev, basis.key.ino), e.path));
+  }
+  if (options_.block) {  // the device or image file itself
     f.fd = UniqueFd(::fcntl(root_fd_, F_DUPFD_CLOEXEC, 0));
     if (!f.fd.valid()) return TargetError(Status::Errno(errno, "dup"), "");
-    if (!basis.device && cache_ != nullptr) {
-      FERRY_RETURN_IF_ERROR(TargetError(cache_->MarkDirty(basis.key.dev, basis.key.ino), ""));
-    }
     open_file_ = std::move(f);
     return Status::Ok();
   }
   auto [parent, name] = SplitParent(e.path);
   Result<int> dir_fd = ParentFd(std::string(parent));
   if (!dir_fd.ok()) return TargetError(dir_fd.status(), e.path);
-  const std::string name_str(name);
-  const uint64_t larger = std::max(basis.size, e.size);
-  const bool resume = !basis.partial_temp.empty();
-  const bool in_place = !resume && basis.links == 1 && larger >= kInPlaceMinBytes && changed_bytes * 2 <= larger;
-  OpenFile f;
-  f.id = id;
   f.parent = std::string(parent);
-  f.patch = true;
-  f.block_size = basis.block_size;
-  f.leaves = basis.tree.leaves();
-  f.leaves.resize(BlockCount(e.size, basis.block_size));
-  const std::string& open_name = resume ? basis.partial_temp : name_str;
-  UniqueFd basis_fd(::openat(*dir_fd, open_name.c_str(), (in_place || resume ? O_WRONLY : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC));
-  if (!basis_fd.valid()) return TargetError(Status::Errno(errno, "open"), e.path);
-  struct stat st;
-  if (::fstat(basis_fd.get(), &st) != 0) return TargetError(Status::Errno(errno, "stat"), e.path);
-  if (resume ? st.st_ino != basis.key.ino || st.st_dev != basis.key.dev : !(FileKeyOf(st) == basis.key)) {
-    return TargetError(Status::Aborted("changed by something else during the stage; run the stage again"), e.path);
-  }
+  Result<UniqueFd> basis_fd = OpenBasis(*dir_fd, resume ? basis.partial_temp : std::string(name), basis,
+                                        in_place || resume ? O_WRONLY : O_RDONLY, e.path);
+  if (!basis_fd.ok()) return basis_fd.status();
   if (resume) {  // the partial file of an interrupted stage: finish it where it is
     f.temp_name = basis.partial_temp;
     f.checkpoint = basis.size;
-    f.fd = std::move(basis_fd);
-    open_file_ = std::move(f);
-    return Status::Ok();
-  }
-  if (in_place) {
-    if (cache_ != nullptr) FERRY_RETURN_IF_ERROR(TargetError(cache_->MarkDirty(basis.key.dev, basis.key.ino), e.path));
+    f.fd = std::move(*basis_fd);
+  } else if (in_place) {
     // Until it is finished, the file carries an mtime no source has, so that a stage cut short
     // leaves it looking changed, not up to date.
     timespec times[2] = {{0, UTIME_OMIT}, JustBefore(EntryMtime(e))};
-    if (::futimens(basis_fd.get(), times) != 0) return TargetError(Status::Errno(errno, "set mtime"), e.path);
-    f.fd = std::move(basis_fd);
+    if (::futimens(basis_fd->get(), times) != 0) return TargetError(Status::Errno(errno, "set mtime"), e.path);
+    f.fd = std::move(*basis_fd);
   } else {
     f.temp_name = temp_tag_ + std::to_string(id);
     f.fd = UniqueFd(::openat(*dir_fd, f.temp_name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
     if (!f.fd.valid()) return TargetError(Status::Errno(errno, "create temp file"), e.path);
     open_file_ = std::move(f);  // from here on, a failure removes the temp file
-    return CopyDataRegions(basis_fd.get(), open_file_->fd.get(), std::min(basis.size, e.size), e.path);
+    return CopyDataRegions(basis_fd->get(), open_file_->fd.get(), std::min(basis.size, e.size), e.path);
   }
   open_file_ = std::move(f);
   return Status::Ok();
@@ -286,12 +285,9 @@ Status Receiver::StartRsync(uint32_t id, Basis basis) {
   f.id = id;
   f.parent = std::string(parent);
   f.block_size = basis.block_size;
-  f.basis_fd = UniqueFd(::openat(*dir_fd, std::string(name).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-  if (!f.basis_fd.valid()) return TargetError(Status::Errno(errno, "open"), e.path);
-  struct stat st;
-  if (::fstat(f.basis_fd.get(), &st) != 0 || !(FileKeyOf(st) == basis.key)) {
-    return TargetError(Status::Aborted("changed by something else during the stage; run the stage again"), e.path);
-  }
+  Result<UniqueFd> basis_fd = OpenBasis(*dir_fd, std::string(name), basis, O_RDONLY, e.path);
+  if (!basis_fd.ok()) return basis_fd.status();
+  f.basis_fd = std::move(*basis_fd);
   f.temp_name = temp_tag_ + std::to_string(id);
   f.fd = UniqueFd(::openat(*dir_fd, f.temp_name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!f.fd.valid()) return TargetError(Status::Errno(errno, "create temp file"), e.path);
