@@ -122,6 +122,33 @@ class DeltaTest : public ::testing::TestWithParam<Transport> {
     }
   }
 
+  // Starts a stage, waits until `point()` holds, and kills the receiver with SIGKILL (the local
+  // sync itself, or the daemon, which is then restarted). Returns the stage's exit code, or -2
+  // when the point was never reached.
+  template <typename Point>
+  int KillReceiverWhen(Point point) {
+    ChildProcess sync;
+    std::vector<std::string> argv = {FerryBinary(), "sync", "--no-progress", "--insecure"};
+    if (GetParam() == Transport::kLocal) {
+      argv.insert(argv.end(), {"--state-dir", tmp_.Sub("state"), src_, dst_});
+    } else {
+      argv.insert(argv.end(), {src_, daemon_.Url("vol")});
+    }
+    if (!sync.Spawn(argv, tmp_.Sub("sync.out"), tmp_.Sub("sync.err"))) return -2;
+    bool reached = PollUntil(point, 60);
+    if (GetParam() == Transport::kLocal) {
+      sync.Signal(SIGKILL);
+    } else {
+      ::kill(daemon_.pid(), SIGKILL);
+    }
+    int exit_code = sync.Wait(30);
+    if (GetParam() == Transport::kPush) {
+      daemon_.Stop();
+      EXPECT_EQ(daemon_.Start(DaemonConfigIn(tmp_.path(), {{"vol", dst_}})), "");
+    }
+    return reached ? exit_code : -2;
+  }
+
   uint64_t seed_ = 0;
   uint64_t rng_ = 0;
   bool verbose_ = false;
@@ -247,26 +274,8 @@ TEST_P(DeltaTest, KilledStageResumesFromTheLastCheckpoint) {
     // Kill once at least two checkpoints are behind the writer (a seeded point past that).
     const uint64_t kill_at = 3 * checkpoint + Next(size - 4 * checkpoint);
     SCOPED_TRACE("kill at " + std::to_string(kill_at));
-    ChildProcess sync;
-    std::vector<std::string> argv = {FerryBinary(), "sync", "--no-progress", "--insecure"};
-    if (GetParam() == Transport::kLocal) {
-      argv.insert(argv.end(), {"--state-dir", tmp_.Sub("state"), src_, dst_});
-    } else {
-      argv.insert(argv.end(), {src_, daemon_.Url("vol")});
-    }
-    ASSERT_TRUE(sync.Spawn(argv, tmp_.Sub("sync.out"), tmp_.Sub("sync.err")));
-    bool reached = PollUntil([&] { return LargestTempFile(dst_) >= kill_at; }, 60);
-    if (GetParam() == Transport::kLocal) {
-      sync.Signal(SIGKILL);
-    } else {
-      ::kill(daemon_.pid(), SIGKILL);
-    }
-    ASSERT_TRUE(reached) << "the transfer never reached the kill point: " << ReadFile(tmp_.Sub("sync.err"));
-    sync.Wait(30);
-    if (GetParam() == Transport::kPush) {
-      daemon_.Stop();
-      ASSERT_EQ(daemon_.Start(DaemonConfigIn(tmp_.path(), {{"vol", dst_}})), "");
-    }
+    ASSERT_NE(KillReceiverWhen([&] { return LargestTempFile(dst_) >= kill_at; }), -2)
+        << "the transfer never reached the kill point: " << ReadFile(tmp_.Sub("sync.err"));
     verbose_ = true;  // its log says where it resumed
     SyncReport resumed = Sync();
     verbose_ = false;
@@ -295,30 +304,12 @@ TEST_P(DeltaTest, CrashDuringAnInPlacePatchIsRepairedByTheNextStage) {
     if (Next(10) < 4) PwriteAt(S("db.bin"), page * 8192, RandomBytes(8192, rng_ + page));
   }
   const struct timespec before = MtimeOf(D("db.bin"));
-  ChildProcess sync;
-  std::vector<std::string> argv = {FerryBinary(), "sync", "--no-progress", "--insecure"};
-  if (GetParam() == Transport::kLocal) {
-    argv.insert(argv.end(), {"--state-dir", tmp_.Sub("state"), src_, dst_});
-  } else {
-    argv.insert(argv.end(), {src_, daemon_.Url("vol")});
-  }
-  ASSERT_TRUE(sync.Spawn(argv, tmp_.Sub("sync.out"), tmp_.Sub("sync.err")));
   // The patch begins by moving the target's mtime: kill the receiver right then.
-  bool started = PollUntil([&] {
+  const int killed_exit = KillReceiverWhen([&] {
     struct timespec now = MtimeOf(D("db.bin"));
     return now.tv_sec != before.tv_sec || now.tv_nsec != before.tv_nsec;
-  }, 60);
-  if (GetParam() == Transport::kLocal) {
-    sync.Signal(SIGKILL);
-  } else {
-    ::kill(daemon_.pid(), SIGKILL);
-  }
-  ASSERT_TRUE(started) << ReadFile(tmp_.Sub("sync.err"));
-  const int killed_exit = sync.Wait(30);
-  if (GetParam() == Transport::kPush) {
-    daemon_.Stop();
-    ASSERT_EQ(daemon_.Start(DaemonConfigIn(tmp_.path(), {{"vol", dst_}})), "");
-  }
+  });
+  ASSERT_NE(killed_exit, -2) << ReadFile(tmp_.Sub("sync.err"));
   SyncReport repaired = Sync();
   ExpectMirror("after the crash");
   if (killed_exit != 0) {  // the stage died before its commit: nothing vouched for the file
