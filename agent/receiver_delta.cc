@@ -202,7 +202,7 @@ Status Receiver::HandlePatch(const Frame& frame) {
     case protocol::PatchKind::kBlocks:
       return StartPatch(id, std::move(basis), patch->changed_bytes);
     case protocol::PatchKind::kRsync:
-      if (options_.block || !basis.partial_temp.empty() || entries_[id].size > kRsyncFallbackMaxBytes) break;
+      if (options_.block || entries_[id].size > kRsyncFallbackMaxBytes) break;
       return StartRsync(id, std::move(basis));
   }
   return Status::Protocol("PATCH kind not allowed for entry " + std::to_string(id));
@@ -285,7 +285,9 @@ Status Receiver::StartRsync(uint32_t id, Basis basis) {
   f.id = id;
   f.parent = std::string(parent);
   f.block_size = basis.block_size;
-  Result<UniqueFd> basis_fd = OpenBasis(*dir_fd, std::string(name), basis, O_RDONLY, e.path);
+  // The basis is the target's file, or the partial file of an interrupted stage.
+  const std::string basis_name = basis.partial_temp.empty() ? std::string(name) : basis.partial_temp;
+  Result<UniqueFd> basis_fd = OpenBasis(*dir_fd, basis_name, basis, O_RDONLY, e.path);
   if (!basis_fd.ok()) return basis_fd.status();
   f.basis_fd = std::move(*basis_fd);
   f.temp_name = temp_tag_ + std::to_string(id);
