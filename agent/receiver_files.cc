@@ -176,7 +176,9 @@ Status Receiver::FinishFile(const protocol::FileEnd& end) {
   figures_.files_written += 1;
   figures_.bytes_written += f.bytes_written;
   // Only verified leaves go to the state cache: it must never vouch for content it has not seen.
-  if (verifiable && e.size >= kDeltaMinBytes && leaves.size() <= kBlocksPerFileMax) written_.push_back({f.id, f.hasher ? BlockSizeFor(e.size) : f.block_size, std::move(leaves)});
+  if (verifiable && e.size >= kDeltaMinBytes && leaves.size() <= kBlocksPerFileMax) {
+    written_.push_back({f.id, f.hasher ? BlockSizeFor(e.size) : f.block_size, std::move(leaves)});
+  }
   // In place: durable with the stage's syncfs, before the cache calls it clean.
   if (!in_place) committer_->Add({f.parent, f.temp_name, name, f.bytes_written});
   open_file_.reset();  // closes the descriptor; the committer owns the temp name now
