@@ -91,6 +91,7 @@ class Receiver {
     uint32_t id = 0;
     uint32_t block_size = 0;
     std::vector<Hash128> leaves;
+    timespec mtime{};  // as ferry set it
   };
 
   Status Dispatch(const Frame& frame, bool* done);

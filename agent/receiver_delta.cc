@@ -110,8 +110,12 @@ Result<std::optional<Receiver::Basis>> Receiver::FindBasis(const Entry& e, int d
   if (target == nullptr || !S_ISREG(target->st_mode) || static_cast<uint64_t>(target->st_size) < kDeltaMinBytes) {
     return std::optional<Basis>();
   }
-  UniqueFd fd(::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  // O_NONBLOCK: a FIFO swapped in since the stat must not hang the receiver; it is then no
+  // longer the file stat'ed, and the file goes whole.
+  UniqueFd fd(::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
   if (!fd.valid()) return Status::Errno(errno, "open");
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0 || !(FileKeyOf(st) == FileKeyOf(*target))) return std::optional<Basis>();
   return TargetBasis(e, fd.get(), *target, static_cast<uint64_t>(target->st_size));
 }
 
@@ -215,7 +219,7 @@ Status Receiver::HandlePatch(const Frame& frame) {
 // from: something else changed the target during the stage.
 Result<UniqueFd> Receiver::OpenBasis(int dir_fd, const std::string& name, const Basis& basis, int flags,
                                      const std::string& path) {
-  UniqueFd fd(::openat(dir_fd, name.c_str(), flags | O_NOFOLLOW | O_CLOEXEC));
+  UniqueFd fd(::openat(dir_fd, name.c_str(), flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
   if (!fd.valid()) return TargetError(Status::Errno(errno, "open"), path);
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return TargetError(Status::Errno(errno, "stat"), path);
@@ -241,6 +245,10 @@ Status Receiver::StartPatch(uint32_t id, Basis basis, uint64_t changed_bytes) {
     FERRY_RETURN_IF_ERROR(TargetError(cache_->MarkDirty(basis.key.dev, basis.key.ino), e.path));
   }
   if (options_.block) {  // the device or image file itself
+    struct stat st;
+    if (!basis.device && (::fstat(root_fd_, &st) != 0 || !(FileKeyOf(st) == basis.key))) {
+      return TargetError(Status::Aborted("changed by something else during the stage; run the stage again"), "");
+    }
     f.fd = UniqueFd(::fcntl(root_fd_, F_DUPFD_CLOEXEC, 0));
     if (!f.fd.valid()) return TargetError(Status::Errno(errno, "dup"), "");
     open_file_ = std::move(f);
@@ -254,6 +262,10 @@ Status Receiver::StartPatch(uint32_t id, Basis basis, uint64_t changed_bytes) {
                                         in_place || resume ? O_WRONLY : O_RDONLY, e.path);
   if (!basis_fd.ok()) return basis_fd.status();
   if (resume) {  // the partial file of an interrupted stage: finish it where it is
+    // Its blocks are about to change: the record of its durable prefix no longer holds.
+    if (Status s = cache_ != nullptr ? cache_->DropPartial(root_dev_, root_ino_, e.path) : Status::Ok(); !s.ok()) {
+      return TargetError(s, e.path);
+    }
     f.temp_name = basis.partial_temp;
     f.checkpoint = basis.size;
     f.fd = std::move(*basis_fd);
@@ -376,8 +388,10 @@ Status Receiver::HandleHole(const Frame& frame) {
     uint64_t length = std::min(hole->length, have - hole->offset);
     if (::fallocate(f.fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(hole->offset),
                     static_cast<off_t>(length)) != 0) {
-      if (errno != EOPNOTSUPP && errno != ENOSYS) return TargetError(Status::Errno(errno, "punch hole"), e.path);
-      // No holes here: write the zeros.
+      if (errno != EOPNOTSUPP && errno != ENOSYS && errno != EINVAL) {
+        return TargetError(Status::Errno(errno, "punch hole"), e.path);
+      }
+      // No holes here (or not at this alignment, as at a device's odd-sized tail): write zeros.
       static const std::string zeros(kDataChunkMaxBytes, '\0');
       for (uint64_t done = 0; done < length;) {
         size_t n = static_cast<size_t>(std::min<uint64_t>(zeros.size(), length - done));
@@ -388,9 +402,10 @@ Status Receiver::HandleHole(const Frame& frame) {
       }
     }
   }
+  const Hash128 zero_block = ZeroBlockHash(f.block_size);  // once: a hole may span millions of blocks
   for (uint64_t at = hole->offset; at < hole->offset + hole->length; at += f.block_size) {
-    f.leaves[at / f.block_size] =
-        ZeroBlockHash(static_cast<uint32_t>(std::min<uint64_t>(f.block_size, hole->offset + hole->length - at)));
+    uint64_t length = std::min<uint64_t>(f.block_size, hole->offset + hole->length - at);
+    f.leaves[at / f.block_size] = length == f.block_size ? zero_block : ZeroBlockHash(static_cast<uint32_t>(length));
   }
   f.next_offset = hole->offset + hole->length;
   progress_->bytes_skipped += hole->length;
@@ -414,8 +429,9 @@ Status Receiver::RecordWritten() {
     Result<int> dir_fd = ParentFd(std::string(parent));
     struct stat st;
     if (!dir_fd.ok() || ::fstatat(*dir_fd, std::string(name).c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-        !S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) != e.size) {
-      continue;  // gone or replaced since: nothing to vouch for
+        !S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) != e.size ||
+        st.st_mtim.tv_sec != w.mtime.tv_sec || st.st_mtim.tv_nsec != w.mtime.tv_nsec) {
+      continue;  // gone, replaced or written since: nothing to vouch for
     }
     rows.emplace_back(FileKeyOf(st), BlockHashes{w.block_size, std::move(w.leaves)});
   }

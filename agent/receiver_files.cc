@@ -169,6 +169,11 @@ Status Receiver::FinishFile(const protocol::FileEnd& end) {
   if (!dir_fd.ok()) return TargetError(dir_fd.status(), f.parent);
   const std::string name(SplitParent(e.path).second);
   const bool in_place = f.temp_name.empty();
+  // In place, the source's mtime is what says "up to date": it goes on only once the new
+  // blocks are on disk, so a crash cannot leave old blocks under the new mtime.
+  if (in_place && ::fdatasync(f.fd.get()) != 0) {
+    return TargetError(Status::Errno(errno, "flush to disk (fdatasync)"), e.path);
+  }
   FERRY_RETURN_IF_ERROR(TargetError(
       ApplyFileMetadata(f.fd.get(), *dir_fd, in_place ? name : f.temp_name, e, mtime, policy_), e.path));
   // Start writeback now so the commit group's flush (or the stage's syncfs) finds little left.
@@ -177,7 +182,7 @@ Status Receiver::FinishFile(const protocol::FileEnd& end) {
   figures_.bytes_written += f.bytes_written;
   // Only verified leaves go to the state cache: it must never vouch for content it has not seen.
   if (verifiable && e.size >= kDeltaMinBytes && leaves.size() <= kBlocksPerFileMax) {
-    written_.push_back({f.id, f.hasher ? BlockSizeFor(e.size) : f.block_size, std::move(leaves)});
+    written_.push_back({f.id, f.hasher ? BlockSizeFor(e.size) : f.block_size, std::move(leaves), mtime});
   }
   // In place: durable with the stage's syncfs, before the cache calls it clean.
   if (!in_place) committer_->Add({f.parent, f.temp_name, name, f.bytes_written});
@@ -199,7 +204,7 @@ Status Receiver::FinishBlockVolume(const protocol::FileEnd& end, std::vector<Has
     if (end.outcome == FileOutcome::kChanged) mtime = JustBefore(mtime);
     timespec times[2] = {{0, UTIME_OMIT}, mtime};
     if (::futimens(f.fd.get(), times) != 0) return TargetError(Status::Errno(errno, "set mtime"), "");
-    if (leaves.size() <= kBlocksPerFileMax) written_.push_back({f.id, f.block_size, std::move(leaves)});
+    if (leaves.size() <= kBlocksPerFileMax) written_.push_back({f.id, f.block_size, std::move(leaves), mtime});
   }
   if (end.outcome == FileOutcome::kChanged) figures_.files_changed_during_read += 1;
   figures_.files_written += 1;

@@ -93,6 +93,7 @@ void Sender::ScanLoop() {
     entries_.push_back(std::move(entry));
     needed_.push_back(false);
     with_basis_.push_back(false);
+    finished_.push_back(false);
     progress_->entries_total += 1;
     if (++unannounced >= 256) {  // wake the writer once per group, not per entry
       unannounced = 0;
@@ -134,6 +135,7 @@ void Sender::DescribeBlockVolume() {
     entries_.push_back(std::move(entry));
     needed_.push_back(false);
     with_basis_.push_back(false);
+    finished_.push_back(false);
     progress_->entries_total += 1;
     scan_result_.entries_count = 1;
     scan_result_.bytes_total = entries_.back().size;
@@ -186,6 +188,11 @@ Status Sender::HandleFrame(const Frame& frame, bool* finished) {
       std::lock_guard<std::mutex> lock(mutex_);
       if (hashes->id >= with_basis_.size() || !with_basis_[hashes->id]) {
         return Status::Protocol("HASHES for entry " + std::to_string(hashes->id) + ", which has no basis");
+      }
+      if (finished_[hashes->id]) return Status::Ok();  // the offer of a file that vanished: not needed
+      queued_hash_bytes_ += hashes->hashes.size() * sizeof(Hash128);
+      if (queued_hash_bytes_ > kHashesQueuedMaxBytes) {
+        return Status::Protocol("more HASHES than were asked for (" + std::to_string(queued_hash_bytes_) + " bytes unused)");
       }
       hashes_[hashes->id].push_back(std::move(*hashes));
       changed_.notify_all();
@@ -412,8 +419,13 @@ Status Sender::SendFile(uint32_t id) {
   }
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    hashes_.erase(id);  // offered for a file that vanished, or left over: no longer wanted
+    // Offered for a file that vanished, or left over: no longer wanted, nor accepted later.
+    if (auto it = hashes_.find(id); it != hashes_.end()) {
+      for (const protocol::Hashes& h : it->second) queued_hash_bytes_ -= h.hashes.size() * sizeof(Hash128);
+      hashes_.erase(it);
+    }
     signatures_.erase(id);
+    finished_[id] = true;
   }
   if (end.outcome == FileOutcome::kReadError) summary_.errors.push_back(end.message);
   progress_->bytes_skipped += entry.size - std::min(entry.size, data_bytes);

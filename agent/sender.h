@@ -86,6 +86,9 @@ class Sender {
   std::deque<uint32_t> needs_;
   std::vector<bool> needed_;  // by id: asked for already (duplicates are a protocol error)
   std::vector<bool> with_basis_;  // by id: the NEED offered a basis
+  std::vector<bool> finished_;    // by id: sent; HASHES arriving for it now are dropped
+  uint64_t queued_hash_bytes_ = 0;  // in hashes_, bounded by kHashesQueuedMaxBytes
+  uint32_t awaiting_signature_ = UINT32_MAX;  // the file whose SIGNATURE may arrive
   std::map<uint32_t, std::deque<protocol::Hashes>> hashes_;  // HASHES not yet used, by file
   struct Signature {
     std::string bytes;

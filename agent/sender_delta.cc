@@ -43,6 +43,7 @@ Result<protocol::Hashes> Sender::AwaitHashes(uint32_t id) {
   std::deque<protocol::Hashes>& queue = hashes_[id];
   protocol::Hashes h = std::move(queue.front());
   queue.pop_front();
+  queued_hash_bytes_ -= h.hashes.size() * sizeof(Hash128);
   return h;
 }
 
@@ -135,6 +136,10 @@ Status Sender::SendFileDelta(int fd, const Entry& entry, protocol::FileEnd* end,
     // Little matched in place: the content may have shifted (an insert in the middle), which a
     // rolling checksum finds. The root covers the file as hashed; a change since is caught by
     // the stat check (kChanged), and the receiver then trusts the frames' checksums instead.
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      awaiting_signature_ = entry.id;  // before the PATCH: its answer may come at once
+    }
     FERRY_RETURN_IF_ERROR(channel_.SendMessage(MessageType::kPatch, protocol::Patch{entry.id, protocol::PatchKind::kRsync, entry.size}));
     end->content_hash = HashTree(tree.leaves()).Root();
     return SendRsyncDelta(fd, entry, data_bytes);
@@ -158,8 +163,8 @@ Status Sender::SendFileDelta(int fd, const Entry& entry, protocol::FileEnd* end,
 
 Status Sender::AcceptSignaturePiece(const protocol::Piece& piece) {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (piece.id >= with_basis_.size() || !with_basis_[piece.id]) {
-    return Status::Protocol("SIGNATURE for entry " + std::to_string(piece.id) + ", which has no basis");
+  if (piece.id != awaiting_signature_) {
+    return Status::Protocol("SIGNATURE for entry " + std::to_string(piece.id) + ", which was not asked for");
   }
   Signature& sig = signatures_[piece.id];
   if (sig.complete || sig.bytes.size() + piece.bytes.size() > kRsyncSignatureMaxBytes) {
@@ -182,6 +187,7 @@ Status Sender::SendRsyncDelta(int fd, const Entry& entry, uint64_t* data_bytes) 
     if (!failure_.ok()) return failure_;
     signature = std::move(signatures_[entry.id].bytes);
     signatures_.erase(entry.id);
+    awaiting_signature_ = UINT32_MAX;
   }
   std::string frame;
   Status s = rsync_delta::Delta(signature, fd, entry.size, [&](std::string_view piece) {

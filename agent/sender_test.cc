@@ -90,6 +90,28 @@ TEST_F(SenderTest, NeverReadsThroughADirectorySwappedForASymlink) {
   EXPECT_EQ(outcome, protocol::FileOutcome::kVanished);
 }
 
+// A hostile receiver cannot make the sender hold unbounded hashes or signatures: HASHES beyond
+// what could have been asked for, and a SIGNATURE nobody asked for, end the session.
+TEST_F(SenderTest, HashesAndSignaturesNotAskedForAreRefused) {
+  Status s = RunStage([&](Channel& c, const std::vector<protocol::Entry>& entries) {
+    uint32_t id = IdOf(entries, "d/secret");
+    ASSERT_TRUE(c.SendMessage(MessageType::kNeed, protocol::Need{{id}, {true}}).ok());
+    protocol::Hashes flood{id, 4096, uint64_t{kHashesPerMessageMax} * 4096, 0, {}};
+    flood.hashes.resize(kHashesPerMessageMax);
+    for (int i = 0; i < 300; ++i) {  // 75 MiB of hashes for a file of 6 bytes
+      if (!c.SendMessage(MessageType::kHashes, flood).ok()) break;
+    }
+  });
+  EXPECT_EQ(s.code(), Code::kProtocol) << s.ToString();
+  EXPECT_NE(s.ToString().find("more HASHES than were asked for"), std::string::npos) << s.ToString();
+  s = RunStage([&](Channel& c, const std::vector<protocol::Entry>& entries) {
+    uint32_t id = IdOf(entries, "d/secret");
+    ASSERT_TRUE(c.SendMessage(MessageType::kSignature, protocol::Piece{id, protocol::kPieceLast, "sig"}).ok());
+  });
+  EXPECT_EQ(s.code(), Code::kProtocol) << s.ToString();
+  EXPECT_NE(s.ToString().find("not asked for"), std::string::npos) << s.ToString();
+}
+
 TEST_F(SenderTest, DuplicateNeedIsAProtocolError) {
   Status s = RunStage([&](Channel& c, const std::vector<protocol::Entry>& entries) {
     uint32_t id = IdOf(entries, "d/secret");

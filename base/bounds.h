@@ -49,6 +49,10 @@ inline constexpr uint32_t kHashTreeFanout = 16;
 inline constexpr size_t kHashesPerMessageMax = 16384;
 // The receiver first offers the lowest tree level with at most this many nodes.
 inline constexpr size_t kHashesFirstOfferMax = 256;
+// HASHES a sender holds unused at any time (a receiver sends only what was asked for: the
+// first offers, ≤ kHashesFirstOfferMax each, and answers to WANT); beyond it the receiver is
+// misbehaving and the session ends.
+inline constexpr uint64_t kHashesQueuedMaxBytes = 64ull * 1024 * 1024;
 // Files smaller than this are sent whole: the exchange of hashes would cost more than it saves.
 inline constexpr uint64_t kDeltaMinBytes = 64 * 1024;
 // Files at least this large whose delta is at most half the file are patched in place (marked
