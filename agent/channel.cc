@@ -1,6 +1,8 @@
 #include "agent/channel.h"
 
+#include <algorithm>
 #include <chrono>
+#include <thread>
 
 #include "base/bounds.h"
 #include "base/check.h"
@@ -24,6 +26,19 @@ void Channel::SetCompression(std::optional<int> level) {
   encoder_.SetCompressionLevel(level);
 }
 
+void Channel::SetRateLimit(uint64_t bytes_per_second) {
+  std::lock_guard<std::mutex> lock(send_mutex_);
+  if (bytes_per_second == 0) {
+    rate_limit_.reset();
+    return;
+  }
+  // A burst of a tenth of a second, and at least one full frame.
+  uint64_t burst = std::max<uint64_t>(bytes_per_second / 10, kFramePayloadMaxBytes + kFrameHeaderBytes);
+  rate_limit_ = std::make_unique<TokenBucket>(bytes_per_second, burst, [] {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  });
+}
+
 int64_t Channel::idle_send_ms() const { return NowMs() - last_send_ms_.load(std::memory_order_relaxed); }
 
 Status Channel::Send(MessageType type, std::string_view payload, bool try_compress, bool* compressed) {
@@ -39,6 +54,10 @@ Status Channel::Send(MessageType type, std::string_view payload, bool try_compre
   std::string_view wire;
   bool was_compressed = encoder_.EncodeHeader(static_cast<uint8_t>(type), payload, try_compress, header, &wire);
   if (compressed != nullptr) *compressed = was_compressed;
+  if (rate_limit_) {
+    int64_t wait_ns = rate_limit_->Reserve(sizeof(header) + wire.size());
+    if (wait_ns > 0) std::this_thread::sleep_for(std::chrono::nanoseconds(wait_ns));
+  }
   // No deadline on writes: a peer that stops reading is either busy (its keepalives say so) or
   // gone (our reader's idle timeout, or TCP keepalive, ends the connection and this call).
   FERRY_RETURN_IF_ERROR(stream_.Write(std::string_view(header, sizeof(header)), wire, -1));

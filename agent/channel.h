@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -14,6 +15,7 @@
 #include <thread>
 
 #include "agent/io/stream.h"
+#include "base/rate.h"
 #include "base/status.h"
 #include "protocol/frame.h"
 #include "protocol/messages.h"
@@ -35,6 +37,9 @@ class Channel {
   // Whether file content (DATA, DELTA) may be compressed; other frames are whenever the level
   // allows. Content is left raw where the link outruns zstd (a daemon on this host).
   void SetCompressContent(bool compress) { compress_content_.store(compress, std::memory_order_relaxed); }
+  // Limits what this side sends to `bytes_per_second` (0: no limit), frames included: a send
+  // waits for its tokens (`--bwlimit`, for shared cluster links).
+  void SetRateLimit(uint64_t bytes_per_second);
 
   // `try_compress` false skips compression of this frame; *compressed (if given) tells whether
   // it went compressed.
@@ -68,6 +73,7 @@ class Channel {
   std::atomic<uint64_t> bytes_sent_{0};
   std::atomic<int64_t> last_send_ms_;
   std::atomic<bool> compress_content_{true};
+  std::unique_ptr<TokenBucket> rate_limit_;  // guarded by send_mutex_
   // Receive side.
   protocol::FrameDecoder decoder_;
   std::atomic<uint64_t> bytes_received_{0};

@@ -125,6 +125,11 @@ static_assert(kKeepaliveIntervalMs * 4 <= kIdleTimeoutMs, "several keepalives fi
 // session that is ending to let go, short enough to answer "volume busy" promptly.
 inline constexpr int kVolumeLockWaitMs = 3'000;
 
+// --bwlimit below this is refused: a full frame (4 MiB) must go well within the peer's idle
+// timeout, since a send waits for its tokens as a whole.
+inline constexpr uint64_t kBwlimitMinBytesPerSecond = 128 * 1024;
+static_assert(kFramePayloadMaxBytes / kBwlimitMinBytesPerSecond * 1000 * 3 < kIdleTimeoutMs, "a frame fits the timeout");
+
 // --- Commit ---
 // The receiver makes finished temp files durable in groups (one syncfs per group) before it
 // renames them into place; these bound how much unflushed data a group holds.

@@ -11,7 +11,9 @@
 #include <string>
 #include <vector>
 
+#include "base/bounds.h"
 #include "base/log.h"
+#include "base/rate.h"
 #include "daemon/server.h"
 #include "daemon/sync_command.h"
 
@@ -119,6 +121,7 @@ int SyncCommand(const std::vector<std::string>& args) {
       ("compress", po::value<std::string>()->default_value("auto"),
        "zstd on the wire: auto (except to a daemon on this host), always, never")
       ("insecure", po::bool_switch(&r.insecure), "allow a plaintext connection")
+      ("bwlimit", po::value<std::string>(), "RATE: at most this many bytes per second from the sender (K, M, G: powers of 1024)")
       ("state-dir", po::value(&r.state_dir)->default_value(DefaultStateDir()),
        "DIR: the local receiver's state cache (block hashes of the files it wrote); '' for none")
       ("verbose,v", po::bool_switch(), "log the session's steps");
@@ -149,6 +152,17 @@ int SyncCommand(const std::vector<std::string>& args) {
   }
   r.compress = compress == "always" ? CompressMode::kAlways : compress == "never" ? CompressMode::kNever
                                                                                  : CompressMode::kAuto;
+  if (vm.count("bwlimit")) {
+    Result<uint64_t> rate = ParseByteRate(vm["bwlimit"].as<std::string>());
+    if (rate.ok() && *rate < kBwlimitMinBytesPerSecond) {
+      rate = Status::InvalidArgument("--bwlimit below 128K would let a data frame outlast the peer's patience");
+    }
+    if (!rate.ok()) {
+      std::fprintf(stderr, "ferry sync: --bwlimit: %s\n", rate.status().ToString().c_str());
+      return kExitUsage;
+    }
+    r.bwlimit = *rate;
+  }
   r.progress = vm["progress"].as<bool>() || (!vm["no-progress"].as<bool>() && ::isatty(2) && !r.json);
   if (r.options.dry_run) r.progress = false;
   // The in-process receiver of a local sync logs like a daemon: only its warnings matter here.

@@ -103,6 +103,7 @@ static Status RunDirection(Channel& channel, const protocol::Open& open, const s
     receiver.SetStateCache(cache.get());
     return receiver.Run();
   }
+  channel.SetRateLimit(open.bwlimit);  // the daemon sends the data of a pull
   Result<ExcludeList> excludes = ExcludeList::Make(options.excludes);
   if (!excludes.ok()) {
     channel.SendError(excludes.status());

@@ -196,6 +196,7 @@ protocol::Open SyncRun::MakeOpen(const Location& remote, Direction direction) co
   open.direction = direction;
   open.options = request_.options.WireFlags();
   open.excludes = request_.options.excludes;
+  open.bwlimit = request_.bwlimit;
   return open;
 }
 
@@ -232,6 +233,7 @@ Result<SyncSummary> SyncRun::Push(const Location& target, const ScanOptions& sca
   if (!opened.ok()) {
     summary = opened.status();
   } else {
+    channel.SetRateLimit(request_.bwlimit);
     summary = Sender(channel, request_.source, scan_options, &progress_, sink).Run();
   }
   if (local_receiver.joinable()) {

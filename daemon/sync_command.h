@@ -35,6 +35,7 @@ struct SyncRequest {
   bool insecure = false;
   CompressMode compress = CompressMode::kAuto;
   std::string state_dir;  // a local receiver's state cache ("": none)
+  uint64_t bwlimit = 0;   // bytes per second the sender may send; 0: no limit
 };
 
 int RunSync(const SyncRequest& request);

@@ -63,6 +63,7 @@ void Open::Encode(std::string* out) const {
   w.U32(options);
   w.Varint(excludes.size());
   for (const std::string& e : excludes) w.Bytes(e);
+  w.Varint(bwlimit);
 }
 Result<Open> Open::Decode(std::string_view in) {
   WireReader r(in);
@@ -79,6 +80,7 @@ Result<Open> Open::Decode(std::string_view in) {
   for (std::string& e : m.excludes) {
     FERRY_RETURN_IF_ERROR(r.Bytes(kExcludePatternMaxBytes, "exclude pattern", &e));
   }
+  FERRY_RETURN_IF_ERROR(r.Varint(&m.bwlimit));
   FERRY_RETURN_IF_ERROR(r.ExpectEnd("OPEN"));
   if (direction > 1) return Status::Corruption("OPEN has an unknown direction");
   if ((m.options & ~kOptsKnown) != 0) return Status::Protocol("OPEN has unknown option bits");

@@ -85,6 +85,7 @@ struct Open {
   Direction direction = Direction::kPush;
   uint32_t options = 0;
   std::vector<std::string> excludes;
+  uint64_t bwlimit = 0;  // bytes per second the sender may send (--bwlimit), 0: no limit
   void Encode(std::string* out) const;
   static Result<Open> Decode(std::string_view in);
 };

@@ -407,7 +407,7 @@ TEST(MessagesTest, HandshakeDamaged) {
                  std::string excludes) {
     return std::string(Raw().Put(volume).Put(subpath).V(1).U8(direction).U32(options)) + excludes;
   };
-  const std::string v = Raw().B("v"), sp = Raw().B(""), none = Raw().V(0);
+  const std::string v = Raw().B("v"), sp = Raw().B(""), none = Raw().V(0).V(0);  // no excludes, no bwlimit
   std::string many_x;  // one more exclude pattern than allowed
   for (size_t i = 0; i <= kExcludePatternsMax; ++i) many_x += Raw().B("x");
   ASSERT_TRUE(Open::Decode(open(v, sp, 1, kOptsKnown, none)).ok());

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+
 #include <string>
 
 #include "tests/process_fixture.h"
@@ -194,6 +196,32 @@ TEST(RegressionTest, MetadataFixNeverReachesAnExcludedHardLink) {
   EXPECT_EQ(st.st_mode & 07777, 0600u);
   EXPECT_EQ(st.st_nlink, 1u);
   EXPECT_EQ(RsyncDiff(src, dst).find(" x"), std::string::npos) << RsyncDiff(src, dst);
+}
+
+// --bwlimit holds both ways: the daemon paces a pull as the client paces a push. Only a lower
+// bound on the time is asserted (a loaded machine can only make it slower).
+TEST(BwlimitTest, PushAndPullKeepToTheRate) {
+  TempDir tmp;
+  std::string src = tmp.Sub("src"), vol = tmp.Sub("vol"), back = tmp.Sub("back");
+  MakeDirs(src);
+  MakeDirs(vol);
+  WriteRandomFile(src + "/data.bin", 10u << 20, TestSeed());  // incompressible: 10 MiB on the wire
+  DaemonProcess daemon;
+  ASSERT_EQ(daemon.Start(DaemonConfigIn(tmp.path(), {{"vol", vol}})), "");
+  for (bool pull : {false, true}) {
+    SCOPED_TRACE(pull ? "pull" : "push");
+    auto start = std::chrono::steady_clock::now();
+    CommandResult r = RunFerry({"sync", "--json", "--insecure", "--bwlimit", "4M", pull ? daemon.Url("vol") : src,
+                                pull ? back : daemon.Url("vol")});
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    ASSERT_EQ(r.exit_code, 0) << r.Describe();
+    EXPECT_EQ(RsyncDiff(src, pull ? back : vol), "");
+    // 10 MiB at 4 MiB/s after a 4 MiB burst: at least 1.5 s (unlimited, loopback takes ~0.1 s).
+    EXPECT_GE(seconds, 1.4);
+  }
+  CommandResult bad = RunFerry({"sync", "--insecure", "--bwlimit", "10K", src, daemon.Url("vol")});
+  EXPECT_EQ(bad.exit_code, 1) << bad.Describe();
+  EXPECT_NE(bad.err.find("--bwlimit"), std::string::npos) << bad.err;
 }
 
 }  // namespace
