@@ -131,7 +131,12 @@ Status Sender::SendFileDelta(int fd, const Entry& entry, protocol::FileEnd* end,
   add(std::min(basis_leaves, own_leaves), own_leaves);
   uint64_t changed = 0;
   for (auto [first, last] : runs) changed += std::min(entry.size, last * block_size) - first * block_size;
-  if (changed * 2 > entry.size && !scan_options_.block && entry.size <= kRsyncFallbackMaxBytes &&
+  // Whether the basis is worth patching is judged on what the two have in common: a file that
+  // grew (or a partial file being resumed) is still patched however large its new tail.
+  uint64_t rewritten = 0;
+  for (uint64_t leaf : differing) rewritten += std::min(entry.size, (leaf + 1) * block_size) - leaf * block_size;
+  const bool basis_useless = rewritten * 2 > std::min(offer->basis_size, entry.size);
+  if (basis_useless && !scan_options_.block && entry.size <= kRsyncFallbackMaxBytes &&
       end->outcome == FileOutcome::kComplete) {
     // Little matched in place: the content may have shifted (an insert in the middle), which a
     // rolling checksum finds. The root covers the file as hashed; a change since is caught by
@@ -144,7 +149,7 @@ Status Sender::SendFileDelta(int fd, const Entry& entry, protocol::FileEnd* end,
     end->content_hash = HashTree(tree.leaves()).Root();
     return SendRsyncDelta(fd, entry, data_bytes);
   }
-  if (changed * 2 > entry.size && !scan_options_.block) {  // a block volume is always patched in place
+  if (basis_useless && !scan_options_.block) {  // a block volume is always patched in place
     // Mostly rewritten: the basis saves little, and a file sent whole is rebuilt in a fresh
     // temp file with checkpoints a killed stage can resume from.
     FERRY_RETURN_IF_ERROR(channel_.SendMessage(MessageType::kPatch, protocol::Patch{entry.id, protocol::PatchKind::kWhole, entry.size}));
