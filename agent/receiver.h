@@ -116,6 +116,9 @@ class Receiver {
   Status NeedFile(const protocol::Entry& entry, std::optional<Basis> basis);
   Status HandleWant(const Frame& frame);
   Status HandlePatch(const Frame& frame);
+  // Removes the offered basis of `id` (nullopt when there is none).
+  std::optional<Basis> TakeBasis(uint32_t id);
+  Status CheckStillBasis(int fd, const Basis& basis, const std::string& path);
   Result<UniqueFd> OpenBasis(int dir_fd, const std::string& name, const Basis& basis, int flags,
                              const std::string& path);
   Status StartPatch(uint32_t id, Basis basis, uint64_t changed_bytes);

@@ -193,13 +193,10 @@ Status Receiver::HandlePatch(const Frame& frame) {
   Result<protocol::Patch> patch = protocol::Patch::Decode(frame.payload);
   if (!patch.ok()) return patch.status();
   const uint32_t id = patch->id;
-  auto it = bases_.find(id);
-  if (id >= entries_.size() || file_state_[id] != kFileNeeded || it == bases_.end() || open_file_) {
+  if (id >= entries_.size() || file_state_[id] != kFileNeeded || bases_.count(id) == 0 || open_file_) {
     return Status::Protocol("PATCH for entry " + std::to_string(id) + ", which has no basis or is already open");
   }
-  Basis basis = std::move(it->second);
-  bases_.erase(it);
-  basis_leaves_in_flight_ -= basis.tree.count(0);
+  Basis basis = *TakeBasis(id);
   switch (patch->kind) {
     case protocol::PatchKind::kWhole:
       return Status::Ok();  // DATA follows as for any file without a basis
@@ -212,23 +209,37 @@ Status Receiver::HandlePatch(const Frame& frame) {
   return Status::Protocol("PATCH kind not allowed for entry " + std::to_string(id));
 }
 
-// A large file with a small delta is patched in place: rewriting gigabytes of a database file to
-// change a few pages would cost more than the stage. Otherwise the basis's data is copied into a
-// temp file (in the kernel, holes kept) and patched there, and the file is renamed into place.
-// Opens the basis `name` in `dir_fd`, refusing it when it is no longer the file the HASHES came
-// from: something else changed the target during the stage.
+std::optional<Receiver::Basis> Receiver::TakeBasis(uint32_t id) {
+  auto it = bases_.find(id);
+  if (it == bases_.end()) return std::nullopt;
+  Basis basis = std::move(it->second);
+  bases_.erase(it);
+  basis_leaves_in_flight_ -= basis.tree.count(0);
+  return basis;
+}
+
+// Refuses a basis that is no longer the file its HASHES came from: something else changed the
+// target during the stage.
+Status Receiver::CheckStillBasis(int fd, const Basis& basis, const std::string& path) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return TargetError(Status::Errno(errno, "stat"), path);
+  if (!(FileKeyOf(st) == basis.key)) {
+    return TargetError(Status::Aborted("changed by something else during the stage; run the stage again"), path);
+  }
+  return Status::Ok();
+}
+
 Result<UniqueFd> Receiver::OpenBasis(int dir_fd, const std::string& name, const Basis& basis, int flags,
                                      const std::string& path) {
   UniqueFd fd(::openat(dir_fd, name.c_str(), flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
   if (!fd.valid()) return TargetError(Status::Errno(errno, "open"), path);
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0) return TargetError(Status::Errno(errno, "stat"), path);
-  if (!(FileKeyOf(st) == basis.key)) {
-    return TargetError(Status::Aborted("changed by something else during the stage; run the stage again"), path);
-  }
+  FERRY_RETURN_IF_ERROR(CheckStillBasis(fd.get(), basis, path));
   return fd;
 }
 
+// A large file with a small delta is patched in place: rewriting gigabytes of a database file to
+// change a few pages would cost more than the stage. Otherwise the basis's data is copied into a
+// temp file (in the kernel, holes kept) and patched there, and the file is renamed into place.
 Status Receiver::StartPatch(uint32_t id, Basis basis, uint64_t changed_bytes) {
   const Entry& e = entries_[id];
   OpenFile f;
@@ -245,10 +256,7 @@ Status Receiver::StartPatch(uint32_t id, Basis basis, uint64_t changed_bytes) {
     FERRY_RETURN_IF_ERROR(TargetError(cache_->MarkDirty(basis.key.dev, basis.key.ino), e.path));
   }
   if (options_.block) {  // the device or image file itself
-    struct stat st;
-    if (!basis.device && (::fstat(root_fd_, &st) != 0 || !(FileKeyOf(st) == basis.key))) {
-      return TargetError(Status::Aborted("changed by something else during the stage; run the stage again"), "");
-    }
+    if (!basis.device) FERRY_RETURN_IF_ERROR(CheckStillBasis(root_fd_, basis, ""));
     f.fd = UniqueFd(::fcntl(root_fd_, F_DUPFD_CLOEXEC, 0));
     if (!f.fd.valid()) return TargetError(Status::Errno(errno, "dup"), "");
     open_file_ = std::move(f);

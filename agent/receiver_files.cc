@@ -105,12 +105,11 @@ Status Receiver::HandleFileEnd(const Frame& frame) {
     return Status::Protocol("FILE_END for entry " + std::to_string(end->id) + ", which was not asked for");
   }
   if (open_file_ && open_file_->id != end->id) return Status::Protocol("FILE_END for a file not open");
-  if (auto basis = bases_.find(end->id); basis != bases_.end()) {
+  if (bases_.count(end->id) != 0) {
     if (end->outcome == FileOutcome::kComplete || end->outcome == FileOutcome::kChanged) {
       return Status::Protocol("FILE_END for entry " + std::to_string(end->id) + " before its PATCH");
     }
-    basis_leaves_in_flight_ -= basis->second.tree.count(0);
-    bases_.erase(basis);
+    TakeBasis(end->id);  // vanished or unreadable: the basis is not needed
   }
   file_state_[end->id] = kFileFinished;
   needs_finished_ += 1;
