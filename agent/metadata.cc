@@ -36,7 +36,7 @@ Status ApplyMetadata(int dir_fd, const std::string& name, const Entry& entry, co
 Status ApplyFileMetadata(int fd, int dir_fd, const std::string& name, const Entry& entry,
                          const timespec& mtime, const MetadataPolicy& policy) {
   if (policy.privileged && ::fchown(fd, entry.uid, entry.gid) != 0) return Status::Errno(errno, "set owner");
-  FERRY_RETURN_IF_ERROR(WriteXattrs(dir_fd, name, entry.xattrs, policy.xattr_filter));
+  if (dir_fd >= 0) FERRY_RETURN_IF_ERROR(WriteXattrs(dir_fd, name, entry.xattrs, policy.xattr_filter));
   if (::fchmod(fd, entry.mode) != 0) return Status::Errno(errno, "set mode");
   timespec times[2] = {{0, UTIME_OMIT}, mtime};
   if (::futimens(fd, times) != 0) return Status::Errno(errno, "set mtime");

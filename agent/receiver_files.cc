@@ -197,12 +197,8 @@ Status Receiver::FinishBlockVolume(const protocol::FileEnd& end, std::vector<Has
   if (::fstat(f.fd.get(), &st) != 0) return TargetError(Status::Errno(errno, "stat"), "");
   if (S_ISREG(st.st_mode)) {
     if (::ftruncate(f.fd.get(), static_cast<off_t>(e.size)) != 0) return TargetError(Status::Errno(errno, "set size"), "");
-    if (policy_.privileged && ::fchown(f.fd.get(), e.uid, e.gid) != 0) return TargetError(Status::Errno(errno, "set owner"), "");
-    if (::fchmod(f.fd.get(), e.mode) != 0) return TargetError(Status::Errno(errno, "set mode"), "");
-    timespec mtime = EntryMtime(e);
-    if (end.outcome == FileOutcome::kChanged) mtime = JustBefore(mtime);
-    timespec times[2] = {{0, UTIME_OMIT}, mtime};
-    if (::futimens(f.fd.get(), times) != 0) return TargetError(Status::Errno(errno, "set mtime"), "");
+    timespec mtime = end.outcome == FileOutcome::kChanged ? JustBefore(EntryMtime(e)) : EntryMtime(e);
+    FERRY_RETURN_IF_ERROR(TargetError(ApplyFileMetadata(f.fd.get(), -1, "", e, mtime, policy_), ""));
     if (leaves.size() <= kBlocksPerFileMax) written_.push_back({f.id, f.block_size, std::move(leaves), mtime});
   }
   if (end.outcome == FileOutcome::kChanged) figures_.files_changed_during_read += 1;
