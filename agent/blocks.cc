@@ -56,6 +56,13 @@ void BlockHasher::CloseBlock() {
   in_block_ = 0;
 }
 
+std::vector<Hash128> ZeroLeaves(uint64_t size, uint32_t block_size) {
+  const uint64_t blocks = BlockCount(size, block_size);
+  std::vector<Hash128> leaves(blocks, ZeroBlockHash(block_size));
+  if (blocks > 0) leaves.back() = ZeroBlockHash(static_cast<uint32_t>(size - (blocks - 1) * block_size));
+  return leaves;
+}
+
 // Hashes zeros from position_ to `until`: whole zero blocks by their known hash.
 void BlockHasher::Zeros(uint64_t until) {
   while (position_ < until) {

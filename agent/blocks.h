@@ -30,6 +30,9 @@ inline uint64_t BlockCount(uint64_t size, uint32_t block_size) {
 // The leaf hash of `length` zero bytes (a hole, or a block of zeros).
 Hash128 ZeroBlockHash(uint32_t length);
 Hash128 BlockHash(std::string_view bytes);
+// The leaves of `size` bytes of zeros in blocks of `block_size`: a file sent whole starts from
+// them, and each block that arrives replaces its own.
+std::vector<Hash128> ZeroLeaves(uint64_t size, uint32_t block_size);
 
 // Computes the leaves of a file from its data given as (offset, bytes) pieces in increasing
 // offset order; gaps between pieces (holes) are zeros and cost no hashing of their bytes when

@@ -47,9 +47,11 @@ class Channel {
               bool* compressed = nullptr);
   template <typename Message>
   Status SendMessage(protocol::MessageType type, const Message& message) {
-    message_scratch_.clear();
-    message.Encode(&message_scratch_);
-    return Send(type, message_scratch_);
+    // Per thread: a sender's workers send FILE_END on the session channel beside its own thread.
+    thread_local std::string scratch;
+    scratch.clear();
+    message.Encode(&scratch);
+    return Send(type, scratch);
   }
   // Best-effort: tells the peer why the session ends. Never fails the caller.
   void SendError(const Status& status);
@@ -69,7 +71,6 @@ class Channel {
   // Send side.
   std::mutex send_mutex_;
   protocol::FrameEncoder encoder_{std::nullopt};
-  std::string message_scratch_;
   std::atomic<uint64_t> bytes_sent_{0};
   std::atomic<int64_t> last_send_ms_;
   std::atomic<bool> compress_content_{true};

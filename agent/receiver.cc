@@ -67,16 +67,23 @@ Status Receiver::Run() {
   Status s = excludes.ok() ? Status::Ok() : excludes.status();
   if (s.ok()) excludes_ = std::move(*excludes);
   Keepalive keepalive(channel_);
+  for (Channel* lane : lanes_) lane_threads_.emplace_back([this, lane] { LaneLoop(*lane); });
   Frame frame;
   for (bool done = false; s.ok() && !done;) {
     s = channel_.Receive(&frame, kIdleTimeoutMs);
-    if (!s.ok()) break;
+    if (!s.ok()) {
+      std::lock_guard<std::mutex> lock(incoming_mutex_);
+      if (!lane_failure_.ok()) s = lane_failure_;  // a lane shut this channel down: its reason
+      break;
+    }
     s = Dispatch(frame, &done);
     // Name the sender in what it did wrong; its own ERROR texts already say who they are.
     bool peer_fault = s.code() == Code::kProtocol || s.code() == Code::kCorruption;
     if (peer_fault && frame.type != MessageType::kError) s = s.Annotate("sender " + channel_.peer_name());
   }
+  StopLanes();
   if (!s.ok()) {
+    DiscardIncoming();
     DiscardOpenFile(/*keep_partial=*/true);  // the next stage resumes it
     if (committer_) committer_->Abandon();  // finished files not yet committed: no leftovers
     if (frame.type != MessageType::kError) channel_.SendError(s);
@@ -102,6 +109,8 @@ Status Receiver::Dispatch(const Frame& frame, bool* done) {
         return Status::Protocol("DONE before every needed file arrived");
       }
       *done = true;
+      FERRY_RETURN_IF_ERROR(AwaitIncoming());
+      lanes_stopping_ = true;  // every file is in: the sender may close its streams now
       FERRY_RETURN_IF_ERROR(Finish());
       return channel_.SendMessage(MessageType::kCommit, figures_);
     }

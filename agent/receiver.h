@@ -8,19 +8,27 @@
 //   PATCH        -> a file with a basis: patch it in place (large file, small delta; marked
 //                   dirty in the state cache until durable) or rebuild it in a temp file
 //   DATA/HOLE/FILE_END -> write at the offsets given, verify the hash tree's root, set the
-//                   metadata, hand a temp file to the Committer (durable, then renamed)
+//                   metadata, hand a temp file to the Committer (durable, then renamed). A file
+//                   sent whole (no basis, or PATCH kWhole) may come over any data stream (lane),
+//                   its blocks in any order: DATA and HOLE cover it exactly, block by block, and
+//                   whichever thread completes it after its FILE_END finishes it.
 //   DONE         -> flush commits, hard links, delete what the source no longer has, directory
 //                   metadata bottom-up, syncfs, then COMMIT with the figures
 // Every path from the wire is validated and resolved beneath the volume root without following
 // symlinks (agent/fs.h) before any syscall uses it.
-// Threading: Run() on one thread; the Committer flushes on its own.
+// Threading: Run() on one thread, which reads the session channel; one more thread per lane
+// (SetLanes) writes whole files; the Committer flushes on its own.
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -55,6 +63,9 @@ class Receiver {
   void SetStateCache(StateCache* cache) { cache_ = cache; }
   // Also hands each itemised change to `sink` (a pulling client prints them).
   void SetItemSink(ItemSink sink) { item_sink_ = std::move(sink); }
+  // Data streams besides the session channel (OPEN_OK granted them), each read on its own thread:
+  // DATA and HOLE of files sent whole. REQUIRES: called before Run(); the channels outlive it.
+  void SetLanes(std::vector<Channel*> lanes) { lanes_ = std::move(lanes); }
   // After Run(): the stage's figures as the receiver saw them.
   SyncSummary Summary() const;
 
@@ -69,6 +80,7 @@ class Receiver {
     std::string partial_temp;  // a partial file of an interrupted stage, resumed in place
     bool device = false;       // a block device (block volumes)
   };
+  // A file patched against a basis (one at a time, on the session channel).
   struct OpenFile {
     uint32_t id = 0;
     UniqueFd fd;
@@ -76,8 +88,7 @@ class Receiver {
     std::string temp_name;  // empty when patched in place
     uint64_t next_offset = 0;
     uint64_t bytes_written = 0;
-    std::unique_ptr<BlockHasher> hasher;  // a whole file: its leaves as the data arrives
-    // A patched file: the basis's leaves, replaced block by block as DATA and HOLE arrive.
+    // PatchKind::kBlocks: the basis's leaves, replaced block by block as DATA and HOLE arrive.
     bool patch = false;
     uint32_t block_size = 0;
     std::vector<Hash128> leaves;
@@ -85,6 +96,29 @@ class Receiver {
     // Shifted content (PatchKind::kRsync): librsync patches the basis into the temp file.
     UniqueFd basis_fd;
     std::unique_ptr<rsync_delta::Patcher> patcher;
+  };
+  // The last directory a thread wrote a whole file into (each thread keeps its own).
+  struct DirSlot {
+    std::string parent;
+    UniqueFd fd;
+  };
+  // A file sent whole: DATA and HOLE cover [0, size) exactly, block-aligned, in any order, over
+  // any stream. Created at its NEED (or PATCH kWhole) on the main thread; finished by the thread
+  // that completes it once its FILE_END has come.
+  struct Incoming {
+    const protocol::Entry* entry = nullptr;  // stable: entries_ is a deque
+    uint32_t block_size = 0;
+    std::string parent;
+    std::string temp_name;
+    std::mutex mutex;  // guards what follows
+    UniqueFd fd;       // the temp file, created at the first DATA
+    std::vector<Hash128> leaves;  // zero blocks' hashes until their data arrives
+    std::map<uint64_t, uint64_t> covered;  // [start, end) runs written, merged
+    uint64_t covered_bytes = 0;  // DATA and HOLE
+    uint64_t data_bytes = 0;
+    uint64_t checkpoint = 0;  // prefix made durable and remembered as a partial file
+    std::optional<protocol::FileEnd> end;
+    bool discarded = false;  // the sender gave it up (vanished, unreadable): late data is dropped
   };
   // A file written this stage, recorded in the state cache once durable.
   struct Written {
@@ -128,15 +162,32 @@ class Receiver {
   Result<std::vector<Hash128>> FinishRsync(const protocol::FileEnd& end);
   Status HandleData(const Frame& frame);
   Status HandleHole(const Frame& frame);
+  // Whole files (receiver_whole.cc), from the main thread or a lane.
+  void StartIncoming(uint32_t id);
+  // DATA (`bytes`) or HOLE (`hole_length`, bytes empty) of a file sent whole.
+  Status HandleWholeRange(uint32_t id, uint64_t offset, std::string_view bytes, uint64_t hole_length, DirSlot* dir);
+  // REQUIRES: f.mutex held.
+  Status WriteWholeRange(Incoming& f, uint64_t offset, std::string_view bytes, uint64_t length,
+                         const std::vector<Hash128>& leaves, DirSlot* dir);
+  Status EndIncoming(const protocol::FileEnd& end);
+  // REQUIRES: `f` complete and its FILE_END in; no other thread touches it any more.
+  Status FinishIncoming(uint32_t id, Incoming& f, DirSlot* dir);
+  Status CheckpointIncoming(Incoming& f);  // REQUIRES: f.mutex held
+  Result<int> SlotDir(DirSlot* slot, const std::string& parent);
+  Status CreateTemp(Incoming& f, DirSlot* dir);
+  void LaneLoop(Channel& lane);
+  void LaneFailed(const Status& status);
+  // At DONE: waits until every whole file is finished (or a lane failed).
+  Status AwaitIncoming();
+  // After a failure, lanes stopped: removes temp files, keeps checkpointed partial files.
+  void DiscardIncoming();
+  void StopLanes();
   // Checks that a patch write [offset, offset + length) of the open file is block-aligned.
   Status CheckPatchRange(uint64_t offset, uint64_t length, const char* what);
   Status RecordWritten();
   // A partial file of an earlier, interrupted stage for `entry`, as a basis (or nullopt).
   std::optional<Basis> FindPartial(const protocol::Entry& entry, int dir_fd);
-  // Makes the open file's received prefix durable and remembers it as a partial file.
-  Status Checkpoint();
   Status HandleFileEnd(const Frame& frame);
-  Status StartFile(uint32_t id);
   Status FinishFile(const protocol::FileEnd& end);
   // Removes the open temp file, unless `keep_partial` and it is a remembered partial file.
   void DiscardOpenFile(bool keep_partial = false);
@@ -170,7 +221,7 @@ class Receiver {
   MetadataPolicy policy_;
   std::string temp_tag_;  // unique per session: ".ferry-tmp.<session>."
 
-  std::vector<protocol::Entry> entries_;  // by id
+  std::deque<protocol::Entry> entries_;  // by id; a deque, so lanes may hold pointers into it
   std::unordered_map<std::string, uint32_t> ids_by_path_;
   std::vector<uint8_t> missing_dir_;  // by id: a directory absent from the target (dry run)
   std::vector<uint8_t> file_state_;   // by id: 0 none, 1 needed, 2 finished
@@ -191,7 +242,7 @@ class Receiver {
   std::vector<protocol::Hashes> pending_hashes_;
   std::unordered_map<uint32_t, Basis> bases_;  // offered, not yet patched
   uint64_t basis_leaves_in_flight_ = 0;
-  std::vector<Written> written_;
+  std::vector<Written> written_;  // guarded by finish_mutex_
   StateCache* cache_ = nullptr;
   uint64_t root_dev_ = 0, root_ino_ = 0;  // the volume, for its partial files in the cache
   std::vector<protocol::Item> pending_items_;
@@ -201,7 +252,18 @@ class Receiver {
   bool scan_incomplete_ = false;
   std::optional<OpenFile> open_file_;
   std::unique_ptr<Committer> committer_;
-  protocol::Commit figures_;
+  protocol::Commit figures_;  // files_written, bytes_written, files_changed_during_read: finish_mutex_
+  std::mutex finish_mutex_;
+
+  std::vector<Channel*> lanes_;
+  std::vector<std::thread> lane_threads_;
+  std::atomic<bool> lanes_stopping_{false};  // every file is in: a lane's end is no failure
+  std::mutex incoming_mutex_;  // guards the three below
+  std::condition_variable incoming_changed_;
+  std::unordered_map<uint32_t, std::shared_ptr<Incoming>> incoming_;
+  size_t incoming_open_ = 0;  // not finished nor discarded
+  Status lane_failure_;
+  DirSlot control_dir_;  // the main thread's, for whole files
   SyncProgress* progress_;
   SyncProgress no_progress_;
   ItemSink item_sink_;

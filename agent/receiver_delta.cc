@@ -49,24 +49,6 @@ std::optional<Receiver::Basis> Receiver::FindPartial(const Entry& e, int dir_fd)
   return basis;
 }
 
-Status Receiver::Checkpoint() {
-  OpenFile& f = *open_file_;
-  if (::fdatasync(f.fd.get()) != 0) return TargetError(Status::Errno(errno, "flush to disk (fdatasync)"), entries_[f.id].path);
-  struct stat st;
-  if (::fstat(f.fd.get(), &st) != 0) return TargetError(Status::Errno(errno, "stat"), entries_[f.id].path);
-  StateCache::Partial partial;
-  partial.temp_name = f.temp_name;
-  partial.temp_dev = st.st_dev;
-  partial.temp_ino = st.st_ino;
-  partial.blocks.block_size = f.hasher->block_size();
-  partial.blocks.leaves = f.hasher->leaves();
-  partial.durable_bytes = partial.blocks.leaves.size() * uint64_t{partial.blocks.block_size};
-  f.checkpoint = f.next_offset;
-  Status s = cache_->SavePartial(root_dev_, root_ino_, entries_[f.id].path, partial);
-  if (!s.ok()) LOG_WARN(s.ToString() + ": '" + Display(entries_[f.id].path) + "' will not resume if this stage is cut");
-  return Status::Ok();
-}
-
 // The target's own file (or block volume) `fd` as a basis for its first `size` bytes: its hashes
 // from the state cache while ferry's last write is the last change to it, else read (as rsync
 // would). A block device is always read: writes to it leave no trace in its inode.
@@ -127,6 +109,7 @@ Status Receiver::NeedFile(const Entry& e, std::optional<Basis> basis) {
   pending_needs_.push_back(e.id);
   pending_with_basis_.push_back(basis.has_value());
   needs_total_ += 1;
+  if (!basis) StartIncoming(e.id);
   if (basis) {
     protocol::Hashes offer;
     offer.id = e.id;
@@ -199,7 +182,8 @@ Status Receiver::HandlePatch(const Frame& frame) {
   Basis basis = *TakeBasis(id);
   switch (patch->kind) {
     case protocol::PatchKind::kWhole:
-      return Status::Ok();  // DATA follows as for any file without a basis
+      StartIncoming(id);  // DATA and HOLE follow as for any file without a basis
+      return Status::Ok();
     case protocol::PatchKind::kBlocks:
       return StartPatch(id, std::move(basis), patch->changed_bytes);
     case protocol::PatchKind::kRsync:
@@ -380,8 +364,14 @@ Status Receiver::CheckPatchRange(uint64_t offset, uint64_t length, const char* w
 Status Receiver::HandleHole(const Frame& frame) {
   Result<protocol::Hole> hole = protocol::Hole::Decode(frame.payload);
   if (!hole.ok()) return hole.status();
-  if (!open_file_ || !open_file_->patch || open_file_->id != hole->id) {
-    return Status::Protocol("HOLE for entry " + std::to_string(hole->id) + ", which is not being patched");
+  if (!open_file_ || open_file_->id != hole->id) {  // a file sent whole
+    if (hole->id >= entries_.size() || file_state_[hole->id] != kFileNeeded || bases_.count(hole->id) != 0) {
+      return Status::Protocol("HOLE for entry " + std::to_string(hole->id) + ", which is not being sent");
+    }
+    return HandleWholeRange(hole->id, hole->offset, {}, hole->length, &control_dir_);
+  }
+  if (!open_file_->patch) {
+    return Status::Protocol("HOLE for entry " + std::to_string(hole->id) + ", which is patched by delta");
   }
   FERRY_RETURN_IF_ERROR(CheckPatchRange(hole->offset, hole->length, "HOLE"));
   OpenFile& f = *open_file_;

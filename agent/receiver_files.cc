@@ -22,23 +22,6 @@ namespace {
 constexpr uint8_t kFileNeeded = 1, kFileFinished = 2;
 }  // namespace
 
-Status Receiver::StartFile(uint32_t id) {
-  CHECK(!open_file_);
-  const Entry& e = entries_[id];
-  OpenFile f;
-  f.id = id;
-  f.parent = std::string(SplitParent(e.path).first);
-  f.temp_name = temp_tag_ + std::to_string(id);
-  Result<int> dir_fd = ParentFd(f.parent);
-  if (!dir_fd.ok()) return TargetError(dir_fd.status(), f.parent);
-  f.fd = UniqueFd(::openat(*dir_fd, f.temp_name.c_str(),
-                           O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-  if (!f.fd.valid()) return TargetError(Status::Errno(errno, "create temp file"), e.path);
-  f.hasher = std::make_unique<BlockHasher>(BlockSizeFor(e.size));
-  open_file_ = std::move(f);
-  return Status::Ok();
-}
-
 void Receiver::DiscardOpenFile(bool keep_partial) {
   if (!open_file_) return;
   if (keep_partial && open_file_->checkpoint > 0) {
@@ -58,22 +41,21 @@ Status Receiver::HandleData(const Frame& frame) {
   if (data->id >= entries_.size() || file_state_[data->id] != kFileNeeded) {
     return Status::Protocol("DATA for entry " + std::to_string(data->id) + ", which was not asked for");
   }
-  if (open_file_ && open_file_->id != data->id) {
-    return Status::Protocol("DATA for entry " + std::to_string(data->id) + " while another file is open");
-  }
-  if (!open_file_ && bases_.count(data->id) != 0) {
+  if (bases_.count(data->id) != 0) {
     return Status::Protocol("DATA for entry " + std::to_string(data->id) + " before its PATCH");
   }
-  if (!open_file_) FERRY_RETURN_IF_ERROR(StartFile(data->id));
+  if (!open_file_ || open_file_->id != data->id) {  // a file sent whole
+    return HandleWholeRange(data->id, data->offset, data->bytes, 0, &control_dir_);
+  }
   OpenFile& f = *open_file_;
   const Entry& e = entries_[f.id];
-  // Chunks arrive in offset order, inside the size the manifest announced.
+  if (f.patcher) return Status::Protocol("DATA for entry " + std::to_string(f.id) + ", which is patched by delta");
+  // Blocks arrive in offset order, inside the size the manifest announced.
   if (data->offset < f.next_offset || data->offset + data->bytes.size() > e.size) {
     return Status::Corruption("DATA chunk at offset " + std::to_string(data->offset) +
                               " outside '" + e.path + "' or out of order");
   }
-  if (f.patcher) return Status::Protocol("DATA for entry " + std::to_string(f.id) + ", which is patched by delta");
-  if (f.patch) FERRY_RETURN_IF_ERROR(CheckPatchRange(data->offset, data->bytes.size(), "DATA"));
+  FERRY_RETURN_IF_ERROR(CheckPatchRange(data->offset, data->bytes.size(), "DATA"));
   for (size_t done = 0; done < data->bytes.size();) {
     ssize_t n = ::pwrite(f.fd.get(), data->bytes.data() + done, data->bytes.size() - done,
                          static_cast<off_t>(data->offset + done));
@@ -81,20 +63,12 @@ Status Receiver::HandleData(const Frame& frame) {
     if (n < 0) return TargetError(Status::Errno(errno, "write"), e.path);
     done += static_cast<size_t>(n);
   }
-  if (f.patch) {
-    for (size_t at = 0; at < data->bytes.size(); at += f.block_size) {
-      f.leaves[(data->offset + at) / f.block_size] = BlockHash(data->bytes.substr(at, f.block_size));
-    }
-  } else {
-    f.hasher->Update(data->offset, data->bytes);
+  for (size_t at = 0; at < data->bytes.size(); at += f.block_size) {
+    f.leaves[(data->offset + at) / f.block_size] = BlockHash(data->bytes.substr(at, f.block_size));
   }
   f.next_offset = data->offset + data->bytes.size();
   progress_->bytes_sent += data->bytes.size();
   f.bytes_written += data->bytes.size();
-  if (!f.patch && cache_ != nullptr && f.next_offset >= f.checkpoint + kResumeCheckpointBytes &&
-      BlockCount(e.size, f.hasher->block_size()) <= kBlocksPerFileMax) {
-    return Checkpoint();
-  }
   return Status::Ok();
 }
 
@@ -114,21 +88,33 @@ Status Receiver::HandleFileEnd(const Frame& frame) {
   file_state_[end->id] = kFileFinished;
   needs_finished_ += 1;
   progress_->files_sent += 1;
-  uint64_t arrived = open_file_ ? open_file_->bytes_written : 0;
-  progress_->bytes_skipped += entries_[end->id].size - std::min(entries_[end->id].size, arrived);
+  if (end->outcome == FileOutcome::kVanished) figures_.files_vanished += 1;
+  if (end->outcome == FileOutcome::kReadError) {
+    figures_.files_failed += 1;
+    LOG_WARN("sender could not read '" + entries_[end->id].path + "': " + end->message);
+  }
+  if (!open_file_) {
+    // Sent whole (over any stream), or given up before its PATCH.
+    bool whole = false;
+    {
+      std::lock_guard<std::mutex> lock(incoming_mutex_);
+      whole = incoming_.count(end->id) != 0;
+    }
+    if (whole) return EndIncoming(*end);
+    if (end->outcome == FileOutcome::kComplete || end->outcome == FileOutcome::kChanged) {
+      return Status::Protocol("FILE_END for entry " + std::to_string(end->id) + ", which was never sent");
+    }
+    progress_->bytes_skipped += entries_[end->id].size;
+    return Status::Ok();
+  }
+  progress_->bytes_skipped += entries_[end->id].size - std::min(entries_[end->id].size, open_file_->bytes_written);
   switch (end->outcome) {
     case FileOutcome::kVanished:
-      figures_.files_vanished += 1;
-      DiscardOpenFile();
-      return Status::Ok();
     case FileOutcome::kReadError:
-      figures_.files_failed += 1;
-      LOG_WARN("sender could not read '" + entries_[end->id].path + "': " + end->message);
       DiscardOpenFile();
       return Status::Ok();
     case FileOutcome::kComplete:
     case FileOutcome::kChanged:
-      if (!open_file_) FERRY_RETURN_IF_ERROR(StartFile(end->id));  // empty or all holes
       return FinishFile(*end);
   }
   return Status::Ok();
@@ -145,7 +131,7 @@ Status Receiver::FinishFile(const protocol::FileEnd& end) {
     if (!patched.ok()) return patched.status();
     leaves = std::move(*patched);
   } else {
-    leaves = f.patch ? std::move(f.leaves) : f.hasher->Finish(e.size);
+    leaves = std::move(f.leaves);
   }
   // A file that changed while librsync read it has no root to check; its frames' checksums
   // stand, and the next stage sends it again.
@@ -161,6 +147,7 @@ Status Receiver::FinishFile(const protocol::FileEnd& end) {
   // stage sees it as changed and sends it again.
   timespec mtime = EntryMtime(e);
   if (end.outcome == FileOutcome::kChanged) {
+    std::lock_guard<std::mutex> lock(finish_mutex_);
     figures_.files_changed_during_read += 1;
     mtime = JustBefore(mtime);
   }
@@ -177,11 +164,14 @@ Status Receiver::FinishFile(const protocol::FileEnd& end) {
       ApplyFileMetadata(f.fd.get(), *dir_fd, in_place ? name : f.temp_name, e, mtime, policy_), e.path));
   // Start writeback now so the commit group's flush (or the stage's syncfs) finds little left.
   ::sync_file_range(f.fd.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
-  figures_.files_written += 1;
-  figures_.bytes_written += f.bytes_written;
-  // Only verified leaves go to the state cache: it must never vouch for content it has not seen.
-  if (verifiable && e.size >= kDeltaMinBytes && leaves.size() <= kBlocksPerFileMax) {
-    written_.push_back({f.id, f.hasher ? BlockSizeFor(e.size) : f.block_size, std::move(leaves), mtime});
+  {
+    std::lock_guard<std::mutex> lock(finish_mutex_);
+    figures_.files_written += 1;
+    figures_.bytes_written += f.bytes_written;
+    // Only verified leaves go to the state cache: it must never vouch for content it has not seen.
+    if (verifiable && e.size >= kDeltaMinBytes && leaves.size() <= kBlocksPerFileMax) {
+      written_.push_back({f.id, f.block_size, std::move(leaves), mtime});
+    }
   }
   // In place: durable with the stage's syncfs, before the cache calls it clean.
   if (!in_place) committer_->Add({f.parent, f.temp_name, name, f.bytes_written});
@@ -199,8 +189,10 @@ Status Receiver::FinishBlockVolume(const protocol::FileEnd& end, std::vector<Has
     if (::ftruncate(f.fd.get(), static_cast<off_t>(e.size)) != 0) return TargetError(Status::Errno(errno, "set size"), "");
     timespec mtime = end.outcome == FileOutcome::kChanged ? JustBefore(EntryMtime(e)) : EntryMtime(e);
     FERRY_RETURN_IF_ERROR(TargetError(ApplyFileMetadata(f.fd.get(), -1, "", e, mtime, policy_), ""));
+    std::lock_guard<std::mutex> lock(finish_mutex_);
     if (leaves.size() <= kBlocksPerFileMax) written_.push_back({f.id, f.block_size, std::move(leaves), mtime});
   }
+  std::lock_guard<std::mutex> lock(finish_mutex_);
   if (end.outcome == FileOutcome::kChanged) figures_.files_changed_during_read += 1;
   figures_.files_written += 1;
   figures_.bytes_written += f.bytes_written;

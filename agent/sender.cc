@@ -36,6 +36,7 @@ Sender::Sender(Channel& channel, std::string root, ScanOptions scan_options, Syn
       items_(std::move(items)) {
   CHECK(progress_ != nullptr);
   scan_options_.cancel = &cancel_scan_;
+  control_.channel = &channel_;
 }
 
 Result<SyncSummary> Sender::Run() {
@@ -55,8 +56,10 @@ Result<SyncSummary> Sender::Run() {
   Keepalive keepalive(channel_);  // the writer may wait long on a slow scan or a busy receiver
   std::thread scanner([this] { scan_options_.block ? DescribeBlockVolume() : ScanLoop(); });
   std::thread reader([this] { ReadLoop(); });
+  for (Channel* lane : lanes_) lane_workers_.emplace_back([this, lane] { LaneLoop(*lane); });
   Status s = SendEntries();
   if (s.ok()) s = SendNeededFiles(/*wait=*/true);
+  if (s.ok()) s = AwaitWholeFiles();
   if (s.ok()) s = channel_.SendMessage(MessageType::kDone, protocol::Count{summary_.files_sent});
   {
     std::unique_lock<std::mutex> lock(mutex_);
@@ -68,7 +71,9 @@ Result<SyncSummary> Sender::Run() {
     cancel_scan_ = true;
     channel_.SendError(s);  // the peer may already know; harmless
     channel_.Shutdown();
+    for (Channel* lane : lanes_) lane->Shutdown();
   }
+  for (std::thread& worker : lane_workers_) worker.join();
   reader.join();
   scanner.join();
   if (!s.ok()) return s;
@@ -251,7 +256,11 @@ Status Sender::AcceptNeeds(const protocol::Need& need) {
     if (needed_[id]) return Status::Protocol("duplicate NEED for entry " + std::to_string(id));
     needed_[id] = true;
     with_basis_[id] = need.HasBasis(i);
-    needs_.push_back(id);
+    if (with_basis_[id]) {
+      needs_.push_back(id);
+    } else {
+      QueueWholeFile(id, e.size);
+    }
     progress_->files_needed += 1;
     progress_->bytes_needed += e.size;
   }
@@ -304,18 +313,28 @@ Status Sender::SendEntries() {
   return channel_.SendMessage(MessageType::kEntriesEnd, end);
 }
 
+// Files with a basis go on this channel, one at a time (the delta is a conversation); without
+// lanes, so do the files sent whole.
 Status Sender::SendNeededFiles(bool wait) {
   for (;;) {
     uint32_t id = 0;
+    Range range;
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      if (wait) changed_.wait(lock, [&] { return !needs_.empty() || need_end_ || !failure_.ok(); });
+      const bool whole_here = lanes_.empty();
+      auto ready = [&] { return !needs_.empty() || (whole_here && !ranges_.empty()); };
+      if (wait) changed_.wait(lock, [&] { return ready() || need_end_ || !failure_.ok(); });
       if (!failure_.ok()) return failure_;
-      if (needs_.empty()) return Status::Ok();  // (with wait: NEED_END and nothing left)
-      id = needs_.front();
-      needs_.pop_front();
+      if (!ready()) return Status::Ok();  // (with wait: NEED_END and nothing left here)
+      if (!needs_.empty()) {
+        id = needs_.front();
+        needs_.pop_front();
+      } else {
+        range = std::move(ranges_.front());
+        ranges_.pop_front();
+      }
     }
-    FERRY_RETURN_IF_ERROR(SendFile(id));
+    FERRY_RETURN_IF_ERROR(range.file ? SendRange(control_, range) : SendFile(id));
   }
 }
 
@@ -359,20 +378,20 @@ bool RacilyClean(int fd, const struct stat& after) {
 
 }  // namespace
 
-int Sender::OpenSourceFile(const std::string& path) {
+int Sender::OpenSourceFile(Worker& worker, const std::string& path) {
   if (scan_options_.block) return ::fcntl(root_fd_.get(), F_DUPFD_CLOEXEC, 0);
   auto [parent, name] = SplitParent(path);
-  if (!open_parent_fd_.valid() || open_parent_ != parent) {
-    open_parent_fd_.Reset();
+  if (!worker.open_parent_fd.valid() || worker.open_parent != parent) {
+    worker.open_parent_fd.Reset();
     Result<UniqueFd> dir = OpenDirBeneath(root_fd_.get(), parent);
     if (!dir.ok()) {
       errno = dir.status().error_number() != 0 ? dir.status().error_number() : ENOENT;
       return -1;
     }
-    open_parent_fd_ = std::move(*dir);
-    open_parent_ = std::string(parent);
+    worker.open_parent_fd = std::move(*dir);
+    worker.open_parent = std::string(parent);
   }
-  return ::openat(open_parent_fd_.get(), std::string(name).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  return ::openat(worker.open_parent_fd.get(), std::string(name).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 }
 
 static bool SameContentStat(const struct stat& a, const struct stat& b) {
@@ -390,7 +409,7 @@ Status Sender::SendFile(uint32_t id) {
   protocol::FileEnd end;
   end.id = id;
   end.size = entry.size;
-  UniqueFd fd(OpenSourceFile(entry.path));
+  UniqueFd fd(OpenSourceFile(control_, entry.path));
   uint64_t data_bytes = 0;
   struct stat before;
   const bool is_file = fd.valid() && ::fstat(fd.get(), &before) == 0 &&
@@ -408,84 +427,56 @@ Status Sender::SendFile(uint32_t id) {
     }
     FERRY_RETURN_IF_ERROR(with_basis ? SendFileDelta(fd.get(), entry, &end, &data_bytes)
                                      : SendFileData(fd.get(), entry, &end, &data_bytes));
-    struct stat after;
-    // A block device shows no sign of being written: its stages are exact only once the app is
-    // quiesced (the final stage), which the coordinator sees to.
-    bool moved = !S_ISBLK(before.st_mode) &&
-                 (::fstat(fd.get(), &after) != 0 || !SameContentStat(before, after) || RacilyClean(fd.get(), after) ||
-                  static_cast<uint64_t>(before.st_size) != entry.size ||
-                  MtimeNs(before) != int64_t{entry.mtime_sec} * 1'000'000'000 + entry.mtime_nsec);
-    if (end.outcome == FileOutcome::kComplete && moved) end.outcome = FileOutcome::kChanged;
+    if (end.outcome == FileOutcome::kComplete && MovedWhileRead(fd.get(), before, entry)) {
+      end.outcome = FileOutcome::kChanged;
+    }
   }
+  return EndFile(entry, end, data_bytes);
+}
+
+bool Sender::MovedWhileRead(int fd, const struct stat& before, const Entry& entry) {
+  // A block device shows no sign of being written: its stages are exact only once the app is
+  // quiesced (the final stage), which the coordinator sees to.
+  if (S_ISBLK(before.st_mode)) return false;
+  struct stat after;
+  return ::fstat(fd, &after) != 0 || !SameContentStat(before, after) || RacilyClean(fd, after) ||
+         static_cast<uint64_t>(before.st_size) != entry.size ||
+         MtimeNs(before) != int64_t{entry.mtime_sec} * 1'000'000'000 + entry.mtime_nsec;
+}
+
+Status Sender::EndFile(const Entry& entry, const protocol::FileEnd& end, uint64_t data_bytes) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     // Offered for a file that vanished, or left over: no longer wanted, nor accepted later.
-    if (auto it = hashes_.find(id); it != hashes_.end()) {
+    if (auto it = hashes_.find(entry.id); it != hashes_.end()) {
       for (const protocol::Hashes& h : it->second) queued_hash_bytes_ -= h.hashes.size() * sizeof(Hash128);
       hashes_.erase(it);
     }
-    signatures_.erase(id);
-    finished_[id] = true;
+    signatures_.erase(entry.id);
+    finished_[entry.id] = true;
+    if (end.outcome == FileOutcome::kReadError) summary_.errors.push_back(end.message);
+    if (end.outcome != FileOutcome::kVanished && end.outcome != FileOutcome::kReadError) {
+      summary_.files_sent += 1;
+    }
   }
-  if (end.outcome == FileOutcome::kReadError) summary_.errors.push_back(end.message);
   progress_->bytes_skipped += entry.size - std::min(entry.size, data_bytes);
-  if (end.outcome != FileOutcome::kVanished && end.outcome != FileOutcome::kReadError) {
-    summary_.files_sent += 1;
-  }
   progress_->files_sent += 1;
   return channel_.SendMessage(MessageType::kFileEnd, end);
 }
 
-// Sends the data regions of the file (SEEK_DATA / SEEK_HOLE) up to the scanned size, in chunks,
-// hashing (offset, bytes) of each chunk into end->content_hash.
+// A whole file on the session channel (a PATCH kWhole of the delta): one range, in order.
 Status Sender::SendFileData(int fd, const Entry& entry, protocol::FileEnd* end, uint64_t* data_bytes) {
-  BlockHasher hasher(BlockSizeFor(entry.size));
-  const uint64_t size = entry.size;
-  // The first chunk is the sample: when it does not compress, the rest of the file is not tried.
-  bool try_compress = true;
-  bool first_chunk = true;
-  Status status;
-  for (uint64_t offset = 0; offset < size && status.ok();) {
-    uint64_t region_start = 0, region_end = 0;
-    Result<bool> more = NextDataRegion(fd, offset, size, &region_start, &region_end);
-    if (!more.ok()) {
-      end->outcome = FileOutcome::kReadError;
-      end->message = "read '" + entry.path + "': " + more.status().ToString();
-      break;
-    }
-    if (!*more) break;  // only a hole remains
-    for (uint64_t at = region_start; at < region_end;) {
-      size_t want = static_cast<size_t>(std::min<uint64_t>(kDataChunkMaxBytes, region_end - at));
-      payload_.clear();
-      protocol::WireWriter w(&payload_);
-      w.Varint(entry.id);
-      w.Varint(at);
-      size_t header = payload_.size();
-      payload_.resize(header + want);
-      ssize_t n = ::pread(fd, payload_.data() + header, want, static_cast<off_t>(at));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {  // shrunk under us, or unreadable
-        if (n < 0) end->message = "read '" + entry.path + "': " + std::strerror(errno);
-        end->outcome = n < 0 ? FileOutcome::kReadError : FileOutcome::kChanged;
-        region_end = at;
-        offset = size;
-        break;
-      }
-      payload_.resize(header + static_cast<size_t>(n));
-      hasher.Update(at, std::string_view(payload_).substr(header));
-      bool compressed = false;
-      status = channel_.Send(MessageType::kData, payload_, try_compress, &compressed);
-      if (!status.ok()) break;
-      if (first_chunk && !compressed) try_compress = false;
-      first_chunk = false;
-      at += static_cast<uint64_t>(n);
-      *data_bytes += static_cast<uint64_t>(n);
-      progress_->bytes_sent += static_cast<uint64_t>(n);
-    }
-    offset = std::max(offset, region_end);
+  const uint32_t block_size = BlockSizeFor(entry.size);
+  std::vector<Hash128> leaves = ZeroLeaves(entry.size, block_size);
+  RangeResult result;
+  FERRY_RETURN_IF_ERROR(SendWholeRange(control_, fd, entry, block_size, 0, entry.size, leaves.data(), &result));
+  if (result.outcome != FileOutcome::kComplete) {
+    end->outcome = result.outcome;
+    end->message = result.message;
   }
-  end->content_hash = HashTree(hasher.Finish(size)).Root();
-  return status;
+  *data_bytes += result.data_bytes;
+  end->content_hash = HashTree(std::move(leaves)).Root();
+  return Status::Ok();
 }
 
 }  // namespace ferry

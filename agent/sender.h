@@ -3,15 +3,21 @@
 // waits for the receiver's COMMIT. No round trip per file: scan, entries, needs and data overlap.
 // A file that changes while it is read is sent, flagged, and resent by the next stage; a file
 // that vanishes is counted. Neither fails the stage.
-// Threading: Run() writes on the calling thread, scans on a second and reads on a third.
+// Files without a basis go whole, cut into ranges (kStreamRangeBytes) that the data streams
+// (SetLanes) send in parallel, each range block-aligned DATA and HOLE covering it exactly; the
+// worker that finishes a file's last range sends its FILE_END on the session channel.
+// Threading: Run() writes on the calling thread, scans on a second and reads on a third; one
+// worker thread per lane sends whole files.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "agent/blocks.h"
@@ -30,9 +36,44 @@ class Sender {
   Sender(Channel& channel, std::string root, ScanOptions scan_options, SyncProgress* progress,
          ItemSink items);
 
+  // Data streams besides the session channel (OPEN_OK granted them). REQUIRES: before Run();
+  // the channels outlive it.
+  void SetLanes(std::vector<Channel*> lanes) { lanes_ = std::move(lanes); }
+
   Result<SyncSummary> Run();
 
  private:
+  // What a thread that reads files keeps between them.
+  struct Worker {
+    Channel* channel = nullptr;  // where its DATA and HOLE go
+    std::string open_parent;     // the directory open_parent_fd holds
+    UniqueFd open_parent_fd;
+    std::string payload;  // reused for DATA frames
+  };
+  // A file going whole, shared by the workers sending its ranges.
+  struct Outgoing {
+    uint32_t id = 0;
+    std::mutex mutex;  // guards what follows
+    bool started = false;
+    protocol::Entry entry;  // copied when its first range starts
+    uint32_t block_size = 0;
+    std::vector<Hash128> leaves;  // each range fills its own blocks' (no lock needed for that)
+    size_t ranges_left = 0;
+    bool have_before = false;
+    struct stat before {};
+    protocol::FileOutcome outcome = protocol::FileOutcome::kComplete;
+    std::string message;
+    uint64_t data_bytes = 0;
+  };
+  struct Range {
+    std::shared_ptr<Outgoing> file;
+    uint64_t start = 0, end = 0;
+  };
+  struct RangeResult {
+    protocol::FileOutcome outcome = protocol::FileOutcome::kComplete;
+    std::string message;
+    uint64_t data_bytes = 0;
+  };
   void ScanLoop();
   void DescribeBlockVolume();
   void ReadLoop();
@@ -47,9 +88,23 @@ class Sender {
   Status SendFile(uint32_t id);
   // Opens a file of the manifest without following any symlink on its way (the app may have
   // swapped a directory for a symlink since the scan). Reuses the last parent directory.
-  int OpenSourceFile(const std::string& path);
+  int OpenSourceFile(Worker& worker, const std::string& path);
   // *data_bytes: content bytes sent (holes are not).
   Status SendFileData(int fd, const protocol::Entry& entry, protocol::FileEnd* end, uint64_t* data_bytes);
+  // Whole files (sender_whole.cc).
+  void QueueWholeFile(uint32_t id, uint64_t size);  // REQUIRES: mutex_ held
+  void LaneLoop(Channel& lane);
+  Status SendRange(Worker& worker, const Range& range);
+  // Sends [start, end) of the file as block-aligned DATA (data regions) and HOLE (the rest),
+  // filling `leaves` (the whole file's) for the blocks it covers.
+  Status SendWholeRange(Worker& worker, int fd, const protocol::Entry& entry, uint32_t block_size,
+                        uint64_t start, uint64_t end, Hash128* leaves, RangeResult* result);
+  // Waits until every file sent whole has had its FILE_END.
+  Status AwaitWholeFiles();
+  // The end of a needed file: bookkeeping, then FILE_END on the session channel.
+  Status EndFile(const protocol::Entry& entry, const protocol::FileEnd& end, uint64_t data_bytes);
+  // Whether `fd`, stat'ed as `before` when its read began, moved while it was read.
+  bool MovedWhileRead(int fd, const struct stat& before, const protocol::Entry& entry);
   // The file against the receiver's basis (sender_delta.cc): its block hashes, the tree descent
   // to the blocks that differ, then only those blocks.
   Status SendFileDelta(int fd, const protocol::Entry& entry, protocol::FileEnd* end, uint64_t* data_bytes);
@@ -70,10 +125,10 @@ class Sender {
   UniqueFd root_fd_;
   SyncProgress* progress_;
   ItemSink items_;
-  std::string payload_;  // reused for DATA frames
-  std::string open_parent_;  // the directory open_parent_fd_ holds
-  UniqueFd open_parent_fd_;
-  SyncSummary summary_;  // written by the writer thread only
+  Worker control_;  // the session channel's own
+  std::vector<Channel*> lanes_;
+  std::vector<std::thread> lane_workers_;
+  SyncSummary summary_;  // files_sent, errors: guarded by mutex_
   size_t entries_sent_ = 0;
 
   std::atomic<bool> cancel_scan_{false};  // set when the stage fails: the scan stops early
@@ -83,7 +138,9 @@ class Sender {
   bool scan_done_ = false;
   Status scan_status_;
   ScanResult scan_result_;
-  std::deque<uint32_t> needs_;
+  std::deque<uint32_t> needs_;  // files with a basis, for the delta
+  std::deque<Range> ranges_;    // of files going whole
+  size_t whole_pending_ = 0;    // files going whole without their FILE_END yet
   std::vector<bool> needed_;  // by id: asked for already (duplicates are a protocol error)
   std::vector<bool> with_basis_;  // by id: the NEED offered a basis
   std::vector<bool> finished_;    // by id: sent; HASHES arriving for it now are dropped

@@ -221,28 +221,28 @@ Status Sender::SendBlocks(int fd, const Entry& entry, uint32_t block_size, uint6
     uint64_t count = std::min(blocks_per_chunk, last - block);
     uint64_t at = block * block_size;
     size_t want = static_cast<size_t>(std::min(entry.size, (block + count) * block_size) - at);
-    payload_.clear();
-    protocol::WireWriter w(&payload_);
+    control_.payload.clear();
+    protocol::WireWriter w(&control_.payload);
     w.Varint(entry.id);
     w.Varint(at);
-    const size_t header = payload_.size();
-    payload_.resize(header + want);
+    const size_t header = control_.payload.size();
+    control_.payload.resize(header + want);
     for (size_t done = 0; done < want;) {
-      ssize_t n = ::pread(fd, payload_.data() + header + done, want - done, static_cast<off_t>(at + done));
+      ssize_t n = ::pread(fd, control_.payload.data() + header + done, want - done, static_cast<off_t>(at + done));
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) {
         ReadFailed(entry, std::strerror(errno), &end->outcome, &end->message);
         return Status::Ok();
       }
       if (n == 0) {  // shrank since it was hashed: zeros stand in, and the next stage resends it
-        std::memset(payload_.data() + header + done, 0, want - done);
+        std::memset(control_.payload.data() + header + done, 0, want - done);
         end->outcome = FileOutcome::kChanged;
         break;
       }
       done += static_cast<size_t>(n);
     }
     // Per block: zeros become a HOLE, data goes out in one DATA frame per run of data blocks.
-    std::string_view bytes = std::string_view(payload_).substr(header);
+    std::string_view bytes = std::string_view(control_.payload).substr(header);
     size_t data_first = 0, data_end = 0;  // byte range of `bytes` pending as DATA
     auto flush_data = [&]() -> Status {
       if (data_end == data_first) return Status::Ok();

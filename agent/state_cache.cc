@@ -260,6 +260,7 @@ Status StateCache::StepIds(Stmt which, const char* what, uint64_t first, uint64_
 }
 
 Result<std::optional<BlockHashes>> StateCache::Lookup(const FileKey& key) {
+  std::lock_guard<std::mutex> lock(mutex_);
   sqlite3_stmt* stmt = stmts_[kLookup];
   ScopedReset reset(stmt);
   BindIds(stmt, key.dev, key.ino);
@@ -276,10 +277,12 @@ Result<std::optional<BlockHashes>> StateCache::Lookup(const FileKey& key) {
 }
 
 Status StateCache::MarkDirty(uint64_t dev, uint64_t ino) {
+  std::lock_guard<std::mutex> lock(mutex_);
   return StepIds(kMarkDirty, "mark dirty", dev, ino);  // autocommit; synchronous=FULL fsyncs it
 }
 
 Status StateCache::Record(const std::vector<std::pair<FileKey, BlockHashes>>& files) {
+  std::lock_guard<std::mutex> lock(mutex_);
   if (files.empty()) return Status::Ok();  // spare the fsync
   // One transaction: one fsync for the whole group rather than one per file.
   FERRY_RETURN_IF_ERROR(Exec("record: begin", "BEGIN IMMEDIATE"));
@@ -306,11 +309,13 @@ Status StateCache::Record(const std::vector<std::pair<FileKey, BlockHashes>>& fi
 }
 
 Status StateCache::Forget(uint64_t dev, uint64_t ino) {
+  std::lock_guard<std::mutex> lock(mutex_);
   return StepIds(kForget, "forget", dev, ino);
 }
 
 Status StateCache::SavePartial(uint64_t root_dev, uint64_t root_ino, const std::string& path,
                                const Partial& partial) {
+  std::lock_guard<std::mutex> lock(mutex_);
   sqlite3_stmt* stmt = stmts_[kSavePartial];
   ScopedReset reset(stmt);
   BindVolumePath(stmt, root_dev, root_ino, path);
@@ -326,6 +331,7 @@ Status StateCache::SavePartial(uint64_t root_dev, uint64_t root_ino, const std::
 Result<std::optional<StateCache::Partial>> StateCache::FindPartial(uint64_t root_dev,
                                                                    uint64_t root_ino,
                                                                    const std::string& path) {
+  std::lock_guard<std::mutex> lock(mutex_);
   sqlite3_stmt* stmt = stmts_[kFindPartial];
   ScopedReset reset(stmt);
   BindVolumePath(stmt, root_dev, root_ino, path);
@@ -347,6 +353,7 @@ Result<std::optional<StateCache::Partial>> StateCache::FindPartial(uint64_t root
 }
 
 Status StateCache::DropPartial(uint64_t root_dev, uint64_t root_ino, const std::string& path) {
+  std::lock_guard<std::mutex> lock(mutex_);
   sqlite3_stmt* stmt = stmts_[kDropPartial];
   ScopedReset reset(stmt);
   BindVolumePath(stmt, root_dev, root_ino, path);
@@ -354,6 +361,7 @@ Status StateCache::DropPartial(uint64_t root_dev, uint64_t root_ino, const std::
 }
 
 Status StateCache::DropPartials(uint64_t root_dev, uint64_t root_ino) {
+  std::lock_guard<std::mutex> lock(mutex_);
   return StepIds(kDropPartials, "drop partials", root_dev, root_ino);
 }
 

@@ -4,14 +4,16 @@
 // behind ferry's back changes its ctime, and a changed key hides the entry. It also remembers
 // partially received large files (temp files) so an interrupted stage can resume them.
 // A cache can always be rebuilt: losing it costs time, never correctness.
-// Threading: one StateCache per thread (each owns its own connection); several objects, in one
-// or several processes, may share one cache.db (WAL, busy timeout).
+// Threading: thread-safe (a mutex serialises the calls on its one connection: a receiver's lanes
+// checkpoint beside its main thread); several objects, in one or several processes, may share
+// one cache.db (WAL, busy timeout).
 #pragma once
 
 #include <sys/stat.h>
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -82,6 +84,7 @@ class StateCache {
   Status DropPartials(uint64_t root_dev, uint64_t root_ino);
 
  private:
+  std::mutex mutex_;  // held by every public call
   // The statements prepared once by Open and kept for the object's life.
   enum Stmt : int {
     kLookup, kMarkDirty, kRecord, kForget,

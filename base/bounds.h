@@ -113,6 +113,13 @@ inline constexpr size_t kMessageTextMaxBytes = 4096;  // error texts, peer names
 
 // --- Sessions ---
 inline constexpr size_t kSessionsMax = 64;
+// Data streams (--streams): extra connections of one session carrying whole-file DATA and HOLE.
+// More than a handful only adds context switches on the hosts ferry runs on; 16 fills 40 Gbit/s
+// (WDT's figure is ~8).
+inline constexpr uint32_t kStreamsMax = 16;
+// A large file is cut into ranges of this size spread over the streams (a multiple of every
+// block size, so each range hashes on its own).
+inline constexpr uint64_t kStreamRangeBytes = 16 * kMiB;
 inline constexpr size_t kVolumesMax = 1024;
 inline constexpr int kHandshakeTimeoutMs = 10'000;
 // A peer that sends no frame for this long is gone. Each side sends KEEPALIVE after
@@ -135,5 +142,8 @@ static_assert(kFramePayloadMaxBytes / kBwlimitMinBytesPerSecond * 1000 * 3 < kId
 // renames them into place; these bound how much unflushed data a group holds.
 inline constexpr size_t kCommitGroupFilesMax = 2048;
 inline constexpr size_t kCommitGroupBytesMax = 256 * kMiB;
+
+static_assert(kStreamRangeBytes % kBlockSizeMax == 0, "a stream range holds whole blocks");
+static_assert(kSessionsMax >= 2 * (kStreamsMax + 1), "a session with all its streams fits the daemon");
 
 }  // namespace ferry

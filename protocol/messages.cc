@@ -11,7 +11,7 @@ const char* MessageTypeName(uint8_t type) {
                                        "ENTRIES", "ENTRIES_END", "NEED", "NEED_END", "DATA",
                                        "FILE_END", "DONE", "ITEMS", "COMMIT", "ERROR",
                                        "KEEPALIVE", "HASHES", "WANT", "PATCH", "HOLE",
-                                       "SIGNATURE", "DELTA"};
+                                       "SIGNATURE", "DELTA", "JOIN", "JOINED"};
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == kMessageTypeMax + 1);
   return type <= kMessageTypeMax ? kNames[type] : "UNKNOWN";
 }
@@ -64,6 +64,7 @@ void Open::Encode(std::string* out) const {
   w.Varint(excludes.size());
   for (const std::string& e : excludes) w.Bytes(e);
   w.Varint(bwlimit);
+  w.Varint(streams);
 }
 Result<Open> Open::Decode(std::string_view in) {
   WireReader r(in);
@@ -81,6 +82,10 @@ Result<Open> Open::Decode(std::string_view in) {
     FERRY_RETURN_IF_ERROR(r.Bytes(kExcludePatternMaxBytes, "exclude pattern", &e));
   }
   FERRY_RETURN_IF_ERROR(r.Varint(&m.bwlimit));
+  uint64_t streams = 0;
+  FERRY_RETURN_IF_ERROR(r.VarintMax(kStreamsMax, "stream count", &streams));
+  if (streams == 0) return Status::Corruption("OPEN asks for 0 data streams");
+  m.streams = static_cast<uint32_t>(streams);
   FERRY_RETURN_IF_ERROR(r.ExpectEnd("OPEN"));
   if (direction > 1) return Status::Corruption("OPEN has an unknown direction");
   if ((m.options & ~kOptsKnown) != 0) return Status::Protocol("OPEN has unknown option bits");
@@ -88,12 +93,53 @@ Result<Open> Open::Decode(std::string_view in) {
   return m;
 }
 
-void OpenOk::Encode(std::string* out) const { WireWriter(out).U64(session_id); }
+static void EncodeToken(const Hash128& token, WireWriter& w) {
+  w.Raw(std::string_view(reinterpret_cast<const char*>(token.data()), token.size()));
+}
+static Status DecodeToken(WireReader& r, Hash128* token) {
+  std::string_view raw;
+  FERRY_RETURN_IF_ERROR(r.Raw(token->size(), &raw));
+  std::copy(raw.begin(), raw.end(), token->begin());
+  return Status::Ok();
+}
+
+void OpenOk::Encode(std::string* out) const {
+  CHECK(streams >= 1 && streams <= kStreamsMax);
+  WireWriter w(out);
+  w.U64(session_id);
+  w.Varint(streams);
+  EncodeToken(join_token, w);
+}
 Result<OpenOk> OpenOk::Decode(std::string_view in) {
   WireReader r(in);
   OpenOk m;
+  uint64_t streams = 0;
   FERRY_RETURN_IF_ERROR(r.U64(&m.session_id));
+  FERRY_RETURN_IF_ERROR(r.VarintMax(kStreamsMax, "stream count", &streams));
+  if (streams == 0) return Status::Corruption("OPEN_OK grants 0 data streams");
+  m.streams = static_cast<uint32_t>(streams);
+  FERRY_RETURN_IF_ERROR(DecodeToken(r, &m.join_token));
   FERRY_RETURN_IF_ERROR(r.ExpectEnd("OPEN_OK"));
+  return m;
+}
+
+void Join::Encode(std::string* out) const {
+  CHECK(stream >= 1 && stream < kStreamsMax);
+  WireWriter w(out);
+  w.U64(session_id);
+  EncodeToken(token, w);
+  w.Varint(stream);
+}
+Result<Join> Join::Decode(std::string_view in) {
+  WireReader r(in);
+  Join m;
+  uint64_t stream = 0;
+  FERRY_RETURN_IF_ERROR(r.U64(&m.session_id));
+  FERRY_RETURN_IF_ERROR(DecodeToken(r, &m.token));
+  FERRY_RETURN_IF_ERROR(r.VarintMax(kStreamsMax - 1, "stream index", &stream));
+  if (stream == 0) return Status::Corruption("JOIN names stream 0 (the session's own connection)");
+  m.stream = static_cast<uint32_t>(stream);
+  FERRY_RETURN_IF_ERROR(r.ExpectEnd("JOIN"));
   return m;
 }
 

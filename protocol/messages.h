@@ -40,8 +40,10 @@ enum class MessageType : uint8_t {
   kHole = 19,       // sender: a range of a patched file that is zeros
   kSignature = 20,  // receiver: librsync signature of a basis, in pieces
   kDelta = 21,      // sender: librsync delta against that signature, in pieces
+  kJoin = 22,       // client, on an extra connection: a data stream of an open session
+  kJoined = 23,     // daemon: the stream is part of the session (empty)
 };
-inline constexpr uint8_t kMessageTypeMax = 21;
+inline constexpr uint8_t kMessageTypeMax = 23;
 const char* MessageTypeName(uint8_t type);
 
 // Capabilities (HELLO / WELCOME): the intersection is what the session may use.
@@ -86,22 +88,36 @@ struct Open {
   uint32_t options = 0;
   std::vector<std::string> excludes;
   uint64_t bwlimit = 0;  // bytes per second the sender may send (--bwlimit), 0: no limit
+  uint32_t streams = 1;  // data streams wanted, 1..kStreamsMax (1: all on this connection)
   void Encode(std::string* out) const;
   static Result<Open> Decode(std::string_view in);
 };
 
+using Hash128 = std::array<uint8_t, 16>;
+
 struct OpenOk {
   uint64_t session_id = 0;
+  // Data streams granted (1..the OPEN's). With more than 1, the client opens streams - 1 more
+  // connections, each saying HELLO then JOIN with this token.
+  uint32_t streams = 1;
+  Hash128 join_token{};
   void Encode(std::string* out) const;
   static Result<OpenOk> Decode(std::string_view in);
+};
+
+// JOIN: an extra connection becomes data stream `stream` (1..streams-1) of session `session_id`.
+struct Join {
+  uint64_t session_id = 0;
+  Hash128 token{};
+  uint32_t stream = 0;
+  void Encode(std::string* out) const;
+  static Result<Join> Decode(std::string_view in);
 };
 
 enum class EntryType : uint8_t {
   kFile = 1, kDirectory = 2, kSymlink = 3, kFifo = 4, kCharDevice = 5, kBlockDevice = 6, kSocket = 7,
 };
 inline constexpr uint8_t kEntryTypeMax = 7;
-
-using Hash128 = std::array<uint8_t, 16>;
 
 struct Xattr {
   std::string name;

@@ -136,7 +136,18 @@ TEST(MessagesTest, HandshakeRoundTrips) {
   EXPECT_EQ(o.direction, Direction::kPush);
   EXPECT_TRUE(o.excludes.empty());
 
-  EXPECT_EQ(RoundTrip(OpenOk{.session_id = kU64Max}).session_id, kU64Max);
+  open.streams = kStreamsMax;
+  EXPECT_EQ(RoundTrip(open).streams, kStreamsMax);
+  EXPECT_EQ(RoundTrip(Open{}).streams, 1u);
+
+  OpenOk ok = RoundTrip(OpenOk{.session_id = kU64Max, .streams = 4, .join_token = {1, 2, 255}});
+  EXPECT_EQ(ok.session_id, kU64Max);
+  EXPECT_EQ(ok.streams, 4u);
+  EXPECT_EQ(ok.join_token, (Hash128{1, 2, 255}));
+  Join j = RoundTrip(Join{.session_id = 7, .token = {9}, .stream = kStreamsMax - 1});
+  EXPECT_EQ(j.session_id, 7u);
+  EXPECT_EQ(j.token, Hash128{9});
+  EXPECT_EQ(j.stream, kStreamsMax - 1);
 }
 
 Entry MakeEntry(uint32_t id, EntryType type, std::string path, uint32_t mode) {
@@ -407,7 +418,7 @@ TEST(MessagesTest, HandshakeDamaged) {
                  std::string excludes) {
     return std::string(Raw().Put(volume).Put(subpath).V(1).U8(direction).U32(options)) + excludes;
   };
-  const std::string v = Raw().B("v"), sp = Raw().B(""), none = Raw().V(0).V(0);  // no excludes, no bwlimit
+  const std::string v = Raw().B("v"), sp = Raw().B(""), none = Raw().V(0).V(0).V(1);  // no excludes, no bwlimit, 1 stream
   std::string many_x;  // one more exclude pattern than allowed
   for (size_t i = 0; i <= kExcludePatternsMax; ++i) many_x += Raw().B("x");
   ASSERT_TRUE(Open::Decode(open(v, sp, 1, kOptsKnown, none)).ok());
@@ -424,8 +435,21 @@ TEST(MessagesTest, HandshakeDamaged) {
        {"exclude count 2^64-1", open(v, sp, 0, 0, Raw().V(kU64Max).B("x"))},
        {"exclude too long",
         open(v, sp, 0, 0, Raw().V(1).B(std::string(kExcludePatternMaxBytes + 1, 'x')))},
-       {"exclude length 2^32-1", open(v, sp, 0, 0, Raw().V(1).Len(UINT32_MAX, 3))}},
+       {"exclude length 2^32-1", open(v, sp, 0, 0, Raw().V(1).Len(UINT32_MAX, 3))},
+       {"0 streams", open(v, sp, 0, 0, Raw().V(0).V(0).V(0))},
+       {"streams over max", open(v, sp, 0, 0, Raw().V(0).V(0).V(kStreamsMax + 1))},
+       {"streams 2^64-1", open(v, sp, 0, 0, Raw().V(0).V(0).V(kU64Max))}},
       [](auto in) { return Open::Decode(in).status(); });
+  const std::string token(16, 't');
+  ExpectRejected({{"0 streams", Raw().U64(1).V(0).Put(token)},
+                  {"streams over max", Raw().U64(1).V(kStreamsMax + 1).Put(token)},
+                  {"token short", Raw().U64(1).V(2).Put("tttt")}},
+                 [](auto in) { return OpenOk::Decode(in).status(); });
+  ExpectRejected({{"stream 0", Raw().U64(1).Put(token).V(0)},
+                  {"stream over max", Raw().U64(1).Put(token).V(kStreamsMax)},
+                  {"stream 2^64-1", Raw().U64(1).Put(token).V(kU64Max)},
+                  {"token short", Raw().U64(1).Put("ttt")}},
+                 [](auto in) { return Join::Decode(in).status(); });
 }
 
 TEST(MessagesTest, TransferDamaged) {

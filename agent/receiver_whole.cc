@@ -1,0 +1,317 @@
+// Receiver, third part: files sent whole, over the session channel and the data streams (lanes).
+// A whole file's DATA and HOLE cover it exactly, block by block, in any order; the hash tree's
+// leaves are filled in as blocks arrive, so the arrival order does not matter. See receiver.h.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+
+#include "agent/receiver.h"
+#include "base/bounds.h"
+#include "base/check.h"
+#include "base/log.h"
+
+namespace ferry {
+
+using protocol::Entry;
+using protocol::FileOutcome;
+using protocol::MessageType;
+
+namespace {
+
+// Runs of a file's coverage: a file arriving over N streams has about N + 1; a peer that scatters
+// more is refused rather than given an unbounded map.
+constexpr size_t kCoveredRunsMax = 1024;
+
+// Adds [start, end) to `covered`, merging with its neighbours; false if it overlaps a run.
+bool Cover(std::map<uint64_t, uint64_t>& covered, uint64_t start, uint64_t end) {
+  auto next = covered.lower_bound(start);
+  if (next != covered.end() && next->first < end) return false;
+  auto prev = next == covered.begin() ? covered.end() : std::prev(next);
+  if (prev != covered.end() && prev->second > start) return false;
+  const bool join_prev = prev != covered.end() && prev->second == start;
+  const bool join_next = next != covered.end() && next->first == end;
+  if (join_prev && join_next) {
+    prev->second = next->second;
+    covered.erase(next);
+  } else if (join_prev) {
+    prev->second = end;
+  } else if (join_next) {
+    uint64_t next_end = next->second;
+    covered.erase(next);
+    covered.emplace(start, next_end);
+  } else {
+    covered.emplace(start, end);
+  }
+  return true;
+}
+
+}  // namespace
+
+void Receiver::StartIncoming(uint32_t id) {
+  const Entry& e = entries_[id];
+  auto f = std::make_shared<Incoming>();
+  f->entry = &e;
+  f->block_size = BlockSizeFor(e.size);
+  f->parent = std::string(SplitParent(e.path).first);
+  f->temp_name = temp_tag_ + std::to_string(id);
+  std::lock_guard<std::mutex> lock(incoming_mutex_);
+  CHECK(incoming_.count(id) == 0);
+  incoming_.emplace(id, std::move(f));
+  incoming_open_ += 1;
+}
+
+Result<int> Receiver::SlotDir(DirSlot* slot, const std::string& parent) {
+  if (slot->fd.valid() && slot->parent == parent) return slot->fd.get();
+  slot->fd.Reset();
+  Result<UniqueFd> fd = OpenDirBeneath(root_fd_, parent);
+  if (!fd.ok()) return fd.status();
+  slot->fd = std::move(*fd);
+  slot->parent = parent;
+  return slot->fd.get();
+}
+
+Status Receiver::CreateTemp(Incoming& f, DirSlot* dir) {
+  Result<int> dir_fd = SlotDir(dir, f.parent);
+  if (!dir_fd.ok()) return TargetError(dir_fd.status(), f.parent);
+  f.fd = UniqueFd(::openat(*dir_fd, f.temp_name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!f.fd.valid()) return TargetError(Status::Errno(errno, "create temp file"), f.entry->path);
+  f.leaves = ZeroLeaves(f.entry->size, f.block_size);
+  return Status::Ok();
+}
+
+Status Receiver::HandleWholeRange(uint32_t id, uint64_t offset, std::string_view bytes, uint64_t hole_length,
+                                  DirSlot* dir) {
+  std::shared_ptr<Incoming> file;
+  {
+    std::lock_guard<std::mutex> lock(incoming_mutex_);
+    auto it = incoming_.find(id);
+    if (it == incoming_.end()) {
+      return Status::Protocol(std::string(bytes.empty() ? "HOLE" : "DATA") + " for entry " + std::to_string(id) +
+                              ", which is not being sent whole");
+    }
+    file = it->second;
+  }
+  Incoming& f = *file;
+  const Entry& e = *f.entry;
+  const uint64_t length = bytes.empty() ? hole_length : bytes.size();
+  const uint32_t bs = f.block_size;
+  // Whole blocks on the file's grid (the last may be short), inside its announced size.
+  if (length == 0 || offset % bs != 0 || offset > e.size || length > e.size - offset ||
+      (length % bs != 0 && offset + length != e.size)) {
+    return Status::Corruption(std::string(bytes.empty() ? "HOLE" : "DATA") + " at offset " + std::to_string(offset) +
+                              " of " + std::to_string(length) + " bytes is off the block grid of '" + e.path +
+                              "' or outside its " + std::to_string(e.size) + " bytes");
+  }
+  std::vector<Hash128> leaves;  // hashed before the lock: lanes writing one file hash in parallel
+  for (size_t at = 0; at < bytes.size(); at += bs) leaves.push_back(BlockHash(bytes.substr(at, bs)));
+  bool complete = false;
+  {
+    std::lock_guard<std::mutex> lock(f.mutex);
+    if (f.discarded) return Status::Ok();  // given up by the sender; its last blocks were on the way
+    FERRY_RETURN_IF_ERROR(WriteWholeRange(f, offset, bytes, length, leaves, dir));
+    complete = f.end.has_value() && f.covered_bytes == e.size;
+  }
+  progress_->bytes_sent += bytes.size();
+  return complete ? FinishIncoming(id, f, dir) : Status::Ok();
+}
+
+Status Receiver::WriteWholeRange(Incoming& f, uint64_t offset, std::string_view bytes, uint64_t length,
+                                 const std::vector<Hash128>& leaves, DirSlot* dir) {
+  const Entry& e = *f.entry;
+  if (f.end.has_value() && f.covered_bytes == e.size) {
+    return Status::Corruption("data for '" + e.path + "' after all of it arrived");
+  }
+  if (!Cover(f.covered, offset, offset + length) || f.covered.size() > kCoveredRunsMax) {
+    return Status::Corruption("DATA or HOLE at offset " + std::to_string(offset) + " of '" + e.path +
+                              "' overlaps what arrived, or the file arrives too scattered");
+  }
+  if (!f.fd.valid()) FERRY_RETURN_IF_ERROR(CreateTemp(f, dir));
+  for (size_t done = 0; done < bytes.size();) {
+    ssize_t n = ::pwrite(f.fd.get(), bytes.data() + done, bytes.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return TargetError(Status::Errno(errno, "write"), e.path);
+    done += static_cast<size_t>(n);
+  }
+  std::copy(leaves.begin(), leaves.end(), f.leaves.begin() + static_cast<ptrdiff_t>(offset / f.block_size));
+  f.covered_bytes += length;
+  f.data_bytes += bytes.size();
+  const uint64_t prefix = f.covered.begin()->first == 0 ? f.covered.begin()->second : 0;
+  if (cache_ != nullptr && prefix < e.size && prefix >= f.checkpoint + kResumeCheckpointBytes &&
+      f.leaves.size() <= kBlocksPerFileMax) {
+    return CheckpointIncoming(f);
+  }
+  return Status::Ok();
+}
+
+// Makes the file's received prefix durable and remembers it as a partial file, which the next
+// stage resumes if this one is cut.
+Status Receiver::CheckpointIncoming(Incoming& f) {
+  const Entry& e = *f.entry;
+  if (::fdatasync(f.fd.get()) != 0) return TargetError(Status::Errno(errno, "flush to disk (fdatasync)"), e.path);
+  struct stat st;
+  if (::fstat(f.fd.get(), &st) != 0) return TargetError(Status::Errno(errno, "stat"), e.path);
+  const uint64_t prefix_blocks = f.covered.begin()->second / f.block_size;
+  StateCache::Partial partial;
+  partial.temp_name = f.temp_name;
+  partial.temp_dev = st.st_dev;
+  partial.temp_ino = st.st_ino;
+  partial.blocks.block_size = f.block_size;
+  partial.blocks.leaves.assign(f.leaves.begin(), f.leaves.begin() + static_cast<ptrdiff_t>(prefix_blocks));
+  partial.durable_bytes = prefix_blocks * f.block_size;
+  f.checkpoint = partial.durable_bytes;
+  Status s = cache_->SavePartial(root_dev_, root_ino_, e.path, partial);
+  if (!s.ok()) LOG_WARN(s.ToString() + ": '" + Display(e.path) + "' will not resume if this stage is cut");
+  return Status::Ok();
+}
+
+Status Receiver::EndIncoming(const protocol::FileEnd& end) {
+  std::shared_ptr<Incoming> file;
+  {
+    std::lock_guard<std::mutex> lock(incoming_mutex_);
+    auto it = incoming_.find(end.id);
+    CHECK(it != incoming_.end());  // the caller checked the file is needed and not patched
+    file = it->second;
+  }
+  Incoming& f = *file;
+  const Entry& e = *f.entry;
+  bool complete = false;
+  {
+    std::lock_guard<std::mutex> lock(f.mutex);
+    if (end.outcome == FileOutcome::kVanished || end.outcome == FileOutcome::kReadError) {
+      f.discarded = true;
+      progress_->bytes_skipped += e.size - std::min(e.size, f.data_bytes);
+      if (f.fd.valid()) {
+        Result<int> dir_fd = SlotDir(&control_dir_, f.parent);
+        if (dir_fd.ok()) ::unlinkat(*dir_fd, f.temp_name.c_str(), 0);
+        f.fd.Reset();
+      }
+      f.leaves = {};
+      f.covered = {};
+      std::lock_guard<std::mutex> table_lock(incoming_mutex_);
+      incoming_open_ -= 1;
+      incoming_changed_.notify_all();
+      return Status::Ok();
+    }
+    if (end.size != e.size) return Status::Corruption("FILE_END size differs from the manifest for '" + e.path + "'");
+    f.end = end;
+    complete = f.covered_bytes == e.size;
+  }
+  return complete ? FinishIncoming(end.id, f, &control_dir_) : Status::Ok();
+}
+
+Status Receiver::FinishIncoming(uint32_t id, Incoming& f, DirSlot* dir) {
+  const Entry& e = *f.entry;
+  const protocol::FileEnd& end = *f.end;
+  if (!f.fd.valid()) FERRY_RETURN_IF_ERROR(CreateTemp(f, dir));  // empty, or holes only
+  if (HashTree(f.leaves).Root() != end.content_hash) {
+    return Status::Corruption("content hash mismatch for '" + e.path + "' (damaged in transit)");
+  }
+  if (::ftruncate(f.fd.get(), static_cast<off_t>(e.size)) != 0) return TargetError(Status::Errno(errno, "set size"), e.path);
+  // A file that changed while it was read gets an mtime the source will not have, so the next
+  // stage sees it as changed and sends it again.
+  const bool changed = end.outcome == FileOutcome::kChanged;
+  const timespec mtime = changed ? JustBefore(EntryMtime(e)) : EntryMtime(e);
+  Result<int> dir_fd = SlotDir(dir, f.parent);
+  if (!dir_fd.ok()) return TargetError(dir_fd.status(), f.parent);
+  FERRY_RETURN_IF_ERROR(TargetError(ApplyFileMetadata(f.fd.get(), *dir_fd, f.temp_name, e, mtime, policy_), e.path));
+  // Start writeback now so the commit group's flush (or the stage's syncfs) finds little left.
+  ::sync_file_range(f.fd.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
+  f.fd.Reset();  // the committer owns the temp name now
+  progress_->bytes_skipped += e.size - f.data_bytes;
+  {
+    std::lock_guard<std::mutex> lock(finish_mutex_);
+    figures_.files_written += 1;
+    figures_.bytes_written += f.data_bytes;
+    if (changed) figures_.files_changed_during_read += 1;
+    // Verified leaves only: the state cache must never vouch for content it has not seen.
+    if (e.size >= kDeltaMinBytes && f.leaves.size() <= kBlocksPerFileMax) {
+      written_.push_back({id, f.block_size, std::move(f.leaves), mtime});
+    }
+  }
+  committer_->Add({f.parent, f.temp_name, std::string(SplitParent(e.path).second), f.data_bytes});
+  std::lock_guard<std::mutex> lock(incoming_mutex_);
+  incoming_.erase(id);
+  incoming_open_ -= 1;
+  incoming_changed_.notify_all();
+  return Status::Ok();
+}
+
+void Receiver::LaneLoop(Channel& lane) {
+  DirSlot dir;
+  Frame frame;
+  for (;;) {
+    Status s = lane.Receive(&frame, kIdleTimeoutMs);
+    if (s.ok()) {
+      switch (frame.type) {
+        case MessageType::kKeepalive:
+          continue;
+        case MessageType::kData: {
+          Result<protocol::Data> data = protocol::Data::Decode(frame.payload);
+          s = data.ok() ? HandleWholeRange(data->id, data->offset, data->bytes, 0, &dir) : data.status();
+          break;
+        }
+        case MessageType::kHole: {
+          Result<protocol::Hole> hole = protocol::Hole::Decode(frame.payload);
+          s = hole.ok() ? HandleWholeRange(hole->id, hole->offset, {}, hole->length, &dir) : hole.status();
+          break;
+        }
+        default:
+          s = UnexpectedFrame(frame, "DATA or HOLE on a data stream", lane.peer_name());
+      }
+      if (s.ok()) continue;
+      bool peer_fault = s.code() == Code::kProtocol || s.code() == Code::kCorruption;
+      if (peer_fault && frame.type != MessageType::kError) s = s.Annotate("sender " + lane.peer_name());
+    }
+    if (!lanes_stopping_.load()) LaneFailed(s);
+    return;
+  }
+}
+
+void Receiver::LaneFailed(const Status& status) {
+  {
+    std::lock_guard<std::mutex> lock(incoming_mutex_);
+    if (!lane_failure_.ok()) return;
+    lane_failure_ = status;
+    incoming_changed_.notify_all();
+  }
+  channel_.Shutdown();  // the main thread's Receive fails, and it reports this status
+}
+
+Status Receiver::AwaitIncoming() {
+  std::unique_lock<std::mutex> lock(incoming_mutex_);
+  size_t last_open = incoming_open_;
+  while (incoming_open_ > 0 && lane_failure_.ok()) {
+    bool moved = incoming_changed_.wait_for(lock, std::chrono::milliseconds(kIdleTimeoutMs),
+                                            [&] { return incoming_open_ != last_open || !lane_failure_.ok(); });
+    if (!moved) {
+      return Status::Make(Code::kNetwork, "the sender's data streams sent nothing for " +
+                                              std::to_string(kIdleTimeoutMs / 1000) + " s with " +
+                                              std::to_string(incoming_open_) + " files incomplete", ETIMEDOUT);
+    }
+    last_open = incoming_open_;
+  }
+  return lane_failure_;
+}
+
+void Receiver::StopLanes() {
+  lanes_stopping_ = true;
+  for (Channel* lane : lanes_) lane->Shutdown();
+  for (std::thread& t : lane_threads_) t.join();
+  lane_threads_.clear();
+}
+
+void Receiver::DiscardIncoming() {
+  std::lock_guard<std::mutex> lock(incoming_mutex_);
+  for (auto& [id, f] : incoming_) {
+    if (f->discarded || !f->fd.valid() || f->checkpoint > 0) continue;  // a checkpoint: resumed next stage
+    Result<int> dir_fd = SlotDir(&control_dir_, f->parent);
+    if (dir_fd.ok()) ::unlinkat(*dir_fd, f->temp_name.c_str(), 0);
+    f->fd.Reset();
+  }
+  incoming_.clear();
+}
+
+}  // namespace ferry
