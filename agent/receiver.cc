@@ -351,6 +351,7 @@ SyncSummary Receiver::Summary() const {
   s.files_sent = figures_.files_written;
   s.bytes_total = bytes_total_;
   s.bytes_sent_wire = channel_.bytes_received();
+  for (Channel* lane : lanes_) s.bytes_sent_wire += lane->bytes_received();
   s.bytes_returned_wire = channel_.bytes_sent();
   s.entries_deleted = figures_.entries_deleted;
   s.files_changed_during_read = figures_.files_changed_during_read;

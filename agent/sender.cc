@@ -80,6 +80,7 @@ Result<SyncSummary> Sender::Run() {
   summary_.files_total = scan_result_.entries_count;
   summary_.bytes_total = scan_result_.bytes_total;
   summary_.bytes_sent_wire = channel_.bytes_sent();
+  for (Channel* lane : lanes_) summary_.bytes_sent_wire += lane->bytes_sent();
   summary_.bytes_returned_wire = channel_.bytes_received();
   summary_.entries_deleted = commit_.entries_deleted;
   summary_.files_changed_during_read = commit_.files_changed_during_read;

@@ -17,7 +17,8 @@ Status ReceiveExpected(Channel& channel, MessageType type, int timeout_ms, Frame
   return Status::Ok();
 }
 
-Result<protocol::OpenOk> OpenSession(Channel& channel, const protocol::Open& open, WireCompression compress) {
+// HELLO, WELCOME: the version and the capabilities (zstd) both sides speak.
+static Status Greet(Channel& channel, WireCompression compress) {
   protocol::Hello hello;
   hello.capabilities = compress == WireCompression::kNone ? 0 : protocol::kCapZstd;
   hello.agent = kAgentName;
@@ -35,15 +36,32 @@ Result<protocol::OpenOk> OpenSession(Channel& channel, const protocol::Open& ope
   }
   channel.SetCompression((welcome->capabilities & protocol::kCapZstd) != 0
                              ? std::optional<int>(kZstdLevelDefault) : std::nullopt);
-  protocol::Open with_content = open;
-  if (compress == WireCompression::kAll) with_content.options |= protocol::kOptCompressData;
   channel.SetCompressContent(compress == WireCompression::kAll);
-  FERRY_RETURN_IF_ERROR(channel.SendMessage(MessageType::kOpen, with_content));
-  FERRY_RETURN_IF_ERROR(ReceiveExpected(channel, MessageType::kOpenOk, kIdleTimeoutMs, &frame));
-  return protocol::OpenOk::Decode(frame.payload);
+  return Status::Ok();
 }
 
-Result<protocol::Open> AcceptSession(Channel& channel) {
+Result<protocol::OpenOk> OpenSession(Channel& channel, const protocol::Open& open, WireCompression compress) {
+  FERRY_RETURN_IF_ERROR(Greet(channel, compress));
+  Frame frame;
+  protocol::Open with_content = open;
+  if (compress == WireCompression::kAll) with_content.options |= protocol::kOptCompressData;
+  FERRY_RETURN_IF_ERROR(channel.SendMessage(MessageType::kOpen, with_content));
+  FERRY_RETURN_IF_ERROR(ReceiveExpected(channel, MessageType::kOpenOk, kIdleTimeoutMs, &frame));
+  Result<protocol::OpenOk> ok = protocol::OpenOk::Decode(frame.payload);
+  if (ok.ok() && ok->streams > open.streams) {
+    return Status::Protocol("daemon " + channel.peer_name() + " granted more data streams than were asked for");
+  }
+  return ok;
+}
+
+Status JoinSession(Channel& channel, const protocol::Join& join, WireCompression compress) {
+  FERRY_RETURN_IF_ERROR(Greet(channel, compress));
+  FERRY_RETURN_IF_ERROR(channel.SendMessage(MessageType::kJoin, join));
+  Frame frame;
+  return ReceiveExpected(channel, MessageType::kJoined, kHandshakeTimeoutMs, &frame);
+}
+
+Result<Accepted> AcceptSession(Channel& channel) {
   Frame frame;
   FERRY_RETURN_IF_ERROR(ReceiveExpected(channel, MessageType::kHello, kHandshakeTimeoutMs, &frame));
   Result<protocol::Hello> hello = protocol::Hello::Decode(frame.payload);
@@ -63,10 +81,20 @@ Result<protocol::Open> AcceptSession(Channel& channel) {
   FERRY_RETURN_IF_ERROR(channel.SendMessage(MessageType::kWelcome, welcome));
   channel.SetCompression((welcome.capabilities & protocol::kCapZstd) != 0
                              ? std::optional<int>(kZstdLevelDefault) : std::nullopt);
-  FERRY_RETURN_IF_ERROR(ReceiveExpected(channel, MessageType::kOpen, kHandshakeTimeoutMs, &frame));
+  FERRY_RETURN_IF_ERROR(channel.Receive(&frame, kHandshakeTimeoutMs));
+  Accepted accepted;
+  if (frame.type == MessageType::kJoin) {
+    Result<protocol::Join> join = protocol::Join::Decode(frame.payload);
+    if (!join.ok()) return join.status();
+    accepted.join = *join;
+    return accepted;
+  }
+  if (frame.type != MessageType::kOpen) return UnexpectedFrame(frame, "OPEN or JOIN", channel.peer_name());
   Result<protocol::Open> open = protocol::Open::Decode(frame.payload);
-  if (open.ok()) channel.SetCompressContent((open->options & protocol::kOptCompressData) != 0);
-  return open;
+  if (!open.ok()) return open.status();
+  channel.SetCompressContent((open->options & protocol::kOptCompressData) != 0);
+  accepted.open = *open;
+  return accepted;
 }
 
 }  // namespace ferry

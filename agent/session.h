@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "agent/channel.h"
@@ -24,9 +25,17 @@ enum class WireCompression {
 };
 Result<protocol::OpenOk> OpenSession(Channel& channel, const protocol::Open& open, WireCompression compress);
 
-// Daemon side: reads HELLO (within the handshake timeout), answers WELCOME, reads OPEN.
-// The caller checks the OPEN and answers OPEN_OK or ERROR.
-Result<protocol::Open> AcceptSession(Channel& channel);
+// Client side, on an extra connection of a session that was granted data streams: HELLO,
+// WELCOME, then JOIN, and waits for JOINED (or the daemon's ERROR).
+Status JoinSession(Channel& channel, const protocol::Join& join, WireCompression compress);
+
+// Daemon side: reads HELLO (within the handshake timeout), answers WELCOME, reads OPEN or JOIN
+// (exactly one of the two is set). The caller checks it and answers OPEN_OK / JOINED or ERROR.
+struct Accepted {
+  std::optional<protocol::Open> open;
+  std::optional<protocol::Join> join;
+};
+Result<Accepted> AcceptSession(Channel& channel);
 
 // Reads one frame of the expected type, turning an ERROR frame into its status.
 Status ReceiveExpected(Channel& channel, protocol::MessageType type, int timeout_ms, Frame* frame);

@@ -122,6 +122,8 @@ int SyncCommand(const std::vector<std::string>& args) {
        "zstd on the wire: auto (except to a daemon on this host), always, never")
       ("insecure", po::bool_switch(&r.insecure), "allow a plaintext connection")
       ("bwlimit", po::value<std::string>(), "RATE: at most this many bytes per second from the sender (K, M, G: powers of 1024)")
+      ("streams", po::value<uint32_t>(&r.streams)->default_value(DefaultStreams()),
+       "N: data connections per session (1-16; large files are split across them); 1 with --bwlimit")
       ("state-dir", po::value(&r.state_dir)->default_value(DefaultStateDir()),
        "DIR: the local receiver's state cache (block hashes of the files it wrote); '' for none")
       ("verbose,v", po::bool_switch(), "log the session's steps");
@@ -162,6 +164,10 @@ int SyncCommand(const std::vector<std::string>& args) {
       return kExitUsage;
     }
     r.bwlimit = *rate;
+  }
+  if (r.streams < 1 || r.streams > kStreamsMax) {
+    std::fprintf(stderr, "ferry sync: --streams must be 1 to %u, not %u\n", kStreamsMax, r.streams);
+    return kExitUsage;
   }
   r.progress = vm["progress"].as<bool>() || (!vm["no-progress"].as<bool>() && ::isatty(2) && !r.json);
   if (r.options.dry_run) r.progress = false;

@@ -112,7 +112,7 @@ void Daemon::RunConnection(int fd, uint64_t session_id) {
   if (!s.ok()) {
     channel.SendError(s);
     LOG_WARN("refused " + stream.peer_name() + ": " + s.ToString());
-  } else if (s = ServeSession(channel, config_.volumes, locks_, session_id); s.ok()) {
+  } else if (s = ServeSession(channel, config_.volumes, locks_, hub_, session_id); s.ok()) {
     // committed; ServeSession logged it
   } else if (s.code() == Code::kNetwork) {
     LOG_INFO("session " + std::to_string(session_id) + " with " + stream.peer_name() + " ended: " + s.ToString());

@@ -47,6 +47,7 @@ class Daemon {
   UniqueFd listen_fd_;
   UniqueFd lock_fd_;
   VolumeLocks locks_;
+  StreamHub hub_;
   std::atomic<uint64_t> next_session_id_{1};
 
   std::mutex mutex_;

@@ -92,15 +92,30 @@ std::unique_ptr<StateCache> OpenStateCacheOrWarn(const std::string& dir) {
   return nullptr;
 }
 
-static Status RunDirection(Channel& channel, const protocol::Open& open, const std::string& root,
-                           int root_fd, uint64_t session_id, const std::string& state_dir) {
+// Answers OPEN_OK, granting the data streams asked for (one when a rate limit must hold across
+// them all), and waits for the extra ones to join.
+static Result<std::vector<Channel*>> GrantStreams(Channel& channel, const protocol::Open& open, StreamHub& hub,
+                                                  uint64_t session_id) {
+  protocol::OpenOk ok;
+  ok.session_id = session_id;
+  ok.streams = open.bwlimit != 0 ? 1 : std::min(open.streams, kStreamsMax);
+  if (ok.streams > 1) ok.join_token = hub.Expect(session_id, ok.streams, (open.options & protocol::kOptCompressData) != 0);
+  FERRY_RETURN_IF_ERROR(channel.SendMessage(MessageType::kOpenOk, ok));
+  if (ok.streams == 1) return std::vector<Channel*>{};
+  return hub.Await(session_id, kHandshakeTimeoutMs);
+}
+
+static Status RunDirection(Channel& channel, const protocol::Open& open, const std::string& root, int root_fd,
+                           uint64_t session_id, const std::string& state_dir, StreamHub& hub) {
   std::string display = JoinPath(root, open.subpath);
   SyncOptions options = SyncOptions::FromOpen(open);
   if (open.direction == Direction::kPush) {
-    FERRY_RETURN_IF_ERROR(channel.SendMessage(MessageType::kOpenOk, protocol::OpenOk{session_id}));
+    Result<std::vector<Channel*>> lanes = GrantStreams(channel, open, hub, session_id);
+    if (!lanes.ok()) return lanes.status();
     std::unique_ptr<StateCache> cache = options.dry_run ? nullptr : OpenStateCacheOrWarn(state_dir);
     Receiver receiver(channel, root_fd, display, options, session_id);
     receiver.SetStateCache(cache.get());
+    receiver.SetLanes(std::move(*lanes));
     return receiver.Run();
   }
   channel.SetRateLimit(open.bwlimit);  // the daemon sends the data of a pull
@@ -110,17 +125,23 @@ static Status RunDirection(Channel& channel, const protocol::Open& open, const s
     return excludes.status();
   }
   ScanOptions scan_options = ScanOptionsFor(options, &*excludes);
-  FERRY_RETURN_IF_ERROR(channel.SendMessage(MessageType::kOpenOk, protocol::OpenOk{session_id}));
+  Result<std::vector<Channel*>> lanes = GrantStreams(channel, open, hub, session_id);
+  if (!lanes.ok()) return lanes.status();
   SyncProgress progress;
-  Result<SyncSummary> summary = Sender(channel, FdPath(root_fd, ""), scan_options, &progress, nullptr).Run();
+  Sender sender(channel, FdPath(root_fd, ""), scan_options, &progress, nullptr);
+  sender.SetLanes(std::move(*lanes));
+  Result<SyncSummary> summary = sender.Run();
   if (!summary.ok()) return summary.status();
   for (const std::string& error : summary->errors) LOG_WARN("could not read: " + error);
   return Status::Ok();
 }
 
-Status ServeSession(Channel& channel, const VolumeTable& volumes, VolumeLocks& locks, uint64_t session_id) {
-  Result<protocol::Open> open = AcceptSession(channel);
-  if (!open.ok()) return open.status();
+Status ServeSession(Channel& channel, const VolumeTable& volumes, VolumeLocks& locks, StreamHub& hub,
+                    uint64_t session_id) {
+  Result<Accepted> accepted = AcceptSession(channel);
+  if (!accepted.ok()) return accepted.status();
+  if (accepted->join) return hub.Join(*accepted->join, channel);  // a data stream of another session
+  const std::optional<protocol::Open>& open = accepted->open;
   LogContext context("session=" + std::to_string(session_id) + " volume=" + open->volume);
   auto volume = volumes.paths.find(open->volume);
   if (volume == volumes.paths.end()) {
@@ -143,9 +164,11 @@ Status ServeSession(Channel& channel, const VolumeTable& volumes, VolumeLocks& l
   if (root_fd.ok() && !root_fd->valid() && open->direction == Direction::kPull) {
     root_fd = Status::NotFound("'" + open->subpath + "' does not exist in volume '" + open->volume + "'");
   }
-  Status s = root_fd.ok() ? RunDirection(channel, *open, volume->second, root_fd->get(), session_id, volumes.state_dir)
+  Status s = root_fd.ok() ? RunDirection(channel, *open, volume->second, root_fd->get(), session_id,
+                                         volumes.state_dir, hub)
                           : root_fd.status();
   if (!root_fd.ok()) channel.SendError(s);
+  hub.Release(session_id);
   locks.Unlock(open->volume);
   if (s.ok()) {
     LOG_INFO("stage committed");

@@ -4,6 +4,7 @@
 // Threading: ServeSession runs on the session's thread; VolumeLocks is thread-safe.
 #pragma once
 
+#include "daemon/stream_hub.h"
 #include <condition_variable>
 #include <cstdint>
 #include <map>
@@ -41,8 +42,10 @@ class VolumeLocks {
   std::map<std::string, uint64_t> held_;
 };
 
-// Serves one connection until the stage commits or fails. The client is told every failure.
-Status ServeSession(Channel& channel, const VolumeTable& volumes, VolumeLocks& locks, uint64_t session_id);
+// Serves one connection until the stage commits or fails. The client is told every failure. A
+// connection that JOINs another session's data streams is handed to `hub` until that ends.
+Status ServeSession(Channel& channel, const VolumeTable& volumes, VolumeLocks& locks, StreamHub& hub,
+                    uint64_t session_id);
 
 // Checks a volume name given on the command line: [A-Za-z0-9._:-], 1..kVolumeNameMaxBytes.
 Status ValidateVolumeName(const std::string& name);

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -31,6 +32,46 @@ using protocol::EntryType;
 using protocol::ItemAction;
 
 constexpr int kConnectTimeoutMs = 10'000;
+
+// The extra data streams of a session (OPEN_OK granted them): their connections, channels and,
+// for a local sync, the in-process daemon side serving each.
+class Lanes {
+ public:
+  Lanes() = default;
+  Lanes(const Lanes&) = delete;
+  Lanes& operator=(const Lanes&) = delete;
+  ~Lanes() {
+    for (auto& stream : streams_) stream->Shutdown();
+    for (std::thread& t : servers_) t.join();
+  }
+  // Opens streams 1 .. ok.streams - 1: each connects (`connect`), says HELLO and JOIN.
+  template <typename Connect>
+  Status Join(const protocol::OpenOk& ok, WireCompression compress, Connect connect) {
+    for (uint32_t index = 1; index < ok.streams; ++index) {
+      Result<std::unique_ptr<io::ByteStream>> stream = connect(this);
+      if (!stream.ok()) return stream.status();
+      streams_.push_back(std::move(*stream));
+      channels_.push_back(std::make_unique<Channel>(*streams_.back()));
+      FERRY_RETURN_IF_ERROR(JoinSession(*channels_.back(), protocol::Join{ok.session_id, ok.join_token, index}, compress));
+    }
+    return Status::Ok();
+  }
+  void AddServer(std::unique_ptr<io::ByteStream> server_end, std::thread thread) {
+    server_ends_.push_back(std::move(server_end));
+    servers_.push_back(std::move(thread));
+  }
+  std::vector<Channel*> channels() const {
+    std::vector<Channel*> out;
+    for (const auto& c : channels_) out.push_back(c.get());
+    return out;
+  }
+
+ private:
+  std::vector<std::unique_ptr<io::ByteStream>> streams_;
+  std::vector<std::unique_ptr<Channel>> channels_;
+  std::vector<std::unique_ptr<io::ByteStream>> server_ends_;
+  std::vector<std::thread> servers_;
+};
 
 const char* ActionName(ItemAction a) {
   switch (a) {
@@ -197,6 +238,7 @@ protocol::Open SyncRun::MakeOpen(const Location& remote, Direction direction) co
   open.options = request_.options.WireFlags();
   open.excludes = request_.options.excludes;
   open.bwlimit = request_.bwlimit;
+  open.streams = request_.bwlimit != 0 ? 1 : request_.streams;  // one rate limit, one stream
   return open;
 }
 
@@ -207,6 +249,7 @@ Result<SyncSummary> SyncRun::Push(const Location& target, const ScanOptions& sca
   Status local_status;
   VolumeTable volumes;
   VolumeLocks locks;
+  StreamHub hub;
   Location remote = target;
   bool loopback = true;  // a local target is in-process
   if (target.remote) {
@@ -222,19 +265,36 @@ Result<SyncSummary> SyncRun::Push(const Location& target, const ScanOptions& sca
     FERRY_RETURN_IF_ERROR(io::MakeStreamPair("local sender", &server_stream, "local receiver", &client_stream));
     local_receiver = std::thread([&] {
       Channel channel(*server_stream);
-      local_status = ServeSession(channel, volumes, locks, 1);
+      local_status = ServeSession(channel, volumes, locks, hub, 1);
     });
   }
+  // A remote daemon: one more connection per stream. A local target: one more stream pair, its
+  // far end served in-process like a daemon connection.
+  auto connect = [&](Lanes* lanes) -> Result<std::unique_ptr<io::ByteStream>> {
+    if (target.remote) return Connect(target.daemon, kConnectTimeoutMs, &loopback);
+    std::unique_ptr<io::ByteStream> near, far;
+    FERRY_RETURN_IF_ERROR(io::MakeStreamPair("local sender", &far, "local receiver", &near));
+    io::ByteStream* far_raw = far.get();
+    lanes->AddServer(std::move(far), std::thread([&volumes, &locks, &hub, far_raw] {
+      Channel channel(*far_raw);
+      (void)ServeSession(channel, volumes, locks, hub, 0);  // a JOIN: its outcome is the session's
+    }));
+    return near;
+  };
+  Lanes lanes;
   Channel channel(*client_stream);
   ProgressPrinter printer(progress_, request_.progress);
   Result<SyncSummary> summary = Status::Aborted("not run");
   Result<protocol::OpenOk> opened = OpenSession(channel, MakeOpen(remote, Direction::kPush),
                                                 Compress(loopback));
-  if (!opened.ok()) {
-    summary = opened.status();
+  Status joined = opened.ok() ? lanes.Join(*opened, Compress(loopback), connect) : opened.status();
+  if (!joined.ok()) {
+    summary = joined;
   } else {
     channel.SetRateLimit(request_.bwlimit);
-    summary = Sender(channel, request_.source, scan_options, &progress_, sink).Run();
+    Sender sender(channel, request_.source, scan_options, &progress_, sink);
+    sender.SetLanes(lanes.channels());
+    summary = sender.Run();
   }
   if (local_receiver.joinable()) {
     if (!summary.ok()) client_stream->Shutdown();
@@ -268,12 +328,17 @@ Result<SyncSummary> SyncRun::Pull(const Location& source, const Location& target
     source_failed_ = true;  // refused by the daemon that holds the source
     return opened.status();
   }
+  Lanes lanes;
+  FERRY_RETURN_IF_ERROR(lanes.Join(*opened, Compress(loopback), [&](Lanes*) {
+    return Connect(source.daemon, kConnectTimeoutMs, &loopback);
+  }));
   ProgressPrinter printer(progress_, request_.progress);
   auto start = std::chrono::steady_clock::now();
   std::unique_ptr<StateCache> cache = request_.options.dry_run ? nullptr : OpenStateCacheOrWarn(request_.state_dir);
   Receiver receiver(channel, root.get(), target.local_path, request_.options, opened->session_id, &progress_);
   receiver.SetStateCache(cache.get());
   receiver.SetItemSink([this](const protocol::Item& item) { OnItem(item); });
+  receiver.SetLanes(lanes.channels());
   Status s = receiver.Run();
   if (!s.ok()) return s;
   SyncSummary summary = receiver.Summary();
@@ -336,5 +401,10 @@ void SyncRun::Report(const SyncSummary& s) const {
 }  // namespace
 
 int RunSync(const SyncRequest& request) { return SyncRun(request).Run(); }
+
+uint32_t DefaultStreams() {
+  unsigned cores = std::thread::hardware_concurrency();
+  return std::clamp<uint32_t>(cores, 2, 8);
+}
 
 }  // namespace ferry

@@ -36,7 +36,12 @@ struct SyncRequest {
   CompressMode compress = CompressMode::kAuto;
   std::string state_dir;  // a local receiver's state cache ("": none)
   uint64_t bwlimit = 0;   // bytes per second the sender may send; 0: no limit
+  uint32_t streams = 1;   // data streams (connections) per session, 1..kStreamsMax
 };
+
+// The default of --streams: one per core, at least 2 (a stream waiting on a disk leaves the other
+// busy) and at most 8.
+uint32_t DefaultStreams();
 
 int RunSync(const SyncRequest& request);
 
