@@ -71,15 +71,15 @@ Status Receiver::Run() {
   Frame frame;
   for (bool done = false; s.ok() && !done;) {
     s = channel_.Receive(&frame, kIdleTimeoutMs);
-    if (!s.ok()) {
-      std::lock_guard<std::mutex> lock(incoming_mutex_);
-      if (!lane_failure_.ok()) s = lane_failure_;  // a lane shut this channel down: its reason
-      break;
-    }
+    if (!s.ok()) break;
     s = Dispatch(frame, &done);
     // Name the sender in what it did wrong; its own ERROR texts already say who they are.
     bool peer_fault = s.code() == Code::kProtocol || s.code() == Code::kCorruption;
     if (peer_fault && frame.type != MessageType::kError) s = s.Annotate("sender " + channel_.peer_name());
+  }
+  if (!s.ok()) {
+    std::lock_guard<std::mutex> lock(incoming_mutex_);
+    if (!lane_failure_.ok()) s = lane_failure_;  // a lane shut this channel down: its reason
   }
   StopLanes();
   if (!s.ok()) {

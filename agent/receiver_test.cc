@@ -310,5 +310,125 @@ TEST_F(ReceiverTest, RootEntryMustComeFirst) {
   EXPECT_EQ(s.code(), Code::kCorruption) << s.ToString();
 }
 
+
+// --- Files sent whole over several streams ---
+
+class ReceiverLanesTest : public ReceiverTest {
+ protected:
+  // Runs a receiver with `lane_count` data streams besides the session channel.
+  Status RunLaneStage(size_t lane_count, const std::function<void(Channel&, std::vector<Channel*>&)>& script) {
+    std::vector<std::unique_ptr<io::ByteStream>> near, far;
+    std::vector<std::unique_ptr<Channel>> far_channels, near_channels;
+    for (size_t i = 0; i <= lane_count; ++i) {
+      std::unique_ptr<io::ByteStream> a, b;
+      EXPECT_TRUE(io::MakeStreamPair("test sender", &a, "test receiver", &b).ok());
+      far.push_back(std::move(a));
+      near.push_back(std::move(b));
+      far_channels.push_back(std::make_unique<Channel>(*far.back()));
+      near_channels.push_back(std::make_unique<Channel>(*near.back()));
+    }
+    Status result;
+    std::thread receiver([&] {
+      Receiver r(*far_channels[0], root_fd_.get(), root_, SyncOptions{}, 7);
+      std::vector<Channel*> lanes;
+      for (size_t i = 1; i <= lane_count; ++i) lanes.push_back(far_channels[i].get());
+      r.SetLanes(lanes);
+      result = r.Run();
+      for (auto& s : far) s->Shutdown();
+    });
+    std::vector<Channel*> lanes;
+    for (size_t i = 1; i <= lane_count; ++i) lanes.push_back(near_channels[i].get());
+    script(*near_channels[0], lanes);
+    Frame frame;
+    while (near_channels[0]->Receive(&frame, 5000).ok() && frame.type != MessageType::kCommit) {
+    }
+    receiver.join();
+    return result;
+  }
+  static Hash128 Root(const std::string& content) {
+    BlockHasher hasher(BlockSizeFor(content.size()));
+    hasher.Update(0, content);
+    return HashTree(hasher.Finish(content.size())).Root();
+  }
+  static void AwaitNeed(Channel& c) {
+    Frame frame;
+    while (c.Receive(&frame, 5000).ok() && frame.type != MessageType::kNeed) {
+    }
+    ASSERT_EQ(frame.type, MessageType::kNeed);
+  }
+};
+
+TEST_F(ReceiverLanesTest, BlocksArriveInAnyOrderOverAnyStream) {
+  constexpr uint32_t kBlock = 4096;  // BlockSizeFor a file this small
+  std::string content(3 * kBlock + 100, '\0');
+  for (size_t i = 0; i < content.size(); ++i) content[i] = static_cast<char>('a' + i % 23);
+  std::fill(content.begin() + kBlock, content.begin() + 2 * kBlock, '\0');  // block 1: a hole
+  ASSERT_EQ(BlockSizeFor(content.size()), kBlock);
+  Status s = RunLaneStage(2, [&](Channel& c, std::vector<Channel*>& lanes) {
+    SendEntries(c, {Dir(0, ""), File(1, "f", content.size())});
+    AwaitNeed(c);
+    auto block = [&](size_t i) { return std::string_view(content).substr(i * kBlock, kBlock); };
+    ASSERT_TRUE(lanes[1]->SendMessage(MessageType::kData, protocol::Data{1, 3 * kBlock, block(3)}).ok());
+    ASSERT_TRUE(lanes[0]->SendMessage(MessageType::kHole, protocol::Hole{1, kBlock, kBlock}).ok());
+    ASSERT_TRUE(lanes[1]->SendMessage(MessageType::kData, protocol::Data{1, 2 * kBlock, block(2)}).ok());
+    ASSERT_TRUE(c.SendMessage(MessageType::kData, protocol::Data{1, 0, block(0)}).ok());
+    protocol::FileEnd end;
+    end.id = 1;
+    end.size = content.size();
+    end.content_hash = Root(content);
+    ASSERT_TRUE(c.SendMessage(MessageType::kFileEnd, end).ok());  // may overtake the lanes' data
+    ASSERT_TRUE(c.SendMessage(MessageType::kDone, protocol::Count{1}).ok());
+  });
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(ReadAll(root_ + "/f"), content);
+  EXPECT_EQ(CountEntries(root_), 1) << "no temp file left";
+}
+
+TEST_F(ReceiverLanesTest, OverlappingOrOffGridBlocksAreRefused) {
+  const std::string content(3 * 4096, 'x');
+  const std::vector<std::pair<std::string, std::function<void(Channel&, Channel&)>>> cases = {
+      {"the same block twice",
+       [&](Channel& c, Channel& lane) {
+         ASSERT_TRUE(c.SendMessage(MessageType::kData, protocol::Data{1, 4096, std::string_view(content).substr(0, 4096)}).ok());
+         ASSERT_TRUE(lane.SendMessage(MessageType::kHole, protocol::Hole{1, 0, 8192}).ok());
+       }},
+      {"off the block grid",
+       [&](Channel&, Channel& lane) {
+         ASSERT_TRUE(lane.SendMessage(MessageType::kData, protocol::Data{1, 100, "abc"}).ok());
+       }},
+      {"a short block inside the file",
+       [&](Channel& c, Channel&) { ASSERT_TRUE(c.SendMessage(MessageType::kData, protocol::Data{1, 0, "abc"}).ok()); }},
+      {"a hole past the end",
+       [&](Channel&, Channel& lane) { ASSERT_TRUE(lane.SendMessage(MessageType::kHole, protocol::Hole{1, 8192, 8192}).ok()); }},
+  };
+  for (const auto& [name, step] : cases) {
+    Status s = RunLaneStage(1, [&](Channel& c, std::vector<Channel*>& lanes) {
+      SendEntries(c, {Dir(0, ""), File(1, "f", content.size())});
+      AwaitNeed(c);
+      step(c, *lanes[0]);
+    });
+    EXPECT_EQ(s.code(), Code::kCorruption) << name << ": " << s.ToString();
+    EXPECT_EQ(CountEntries(root_), 0) << name << ": temp files left";
+  }
+}
+
+TEST_F(ReceiverLanesTest, DataStillOnTheWayForAFileTheSenderGaveUpIsDropped) {
+  Status s = RunLaneStage(1, [&](Channel& c, std::vector<Channel*>& lanes) {
+    SendEntries(c, {Dir(0, ""), File(1, "f", 8192)});
+    AwaitNeed(c);
+    protocol::FileEnd end;
+    end.id = 1;
+    end.size = 8192;
+    end.outcome = protocol::FileOutcome::kReadError;
+    end.message = "EIO";
+    ASSERT_TRUE(c.SendMessage(MessageType::kFileEnd, end).ok());
+    // Sent on a stream before the FILE_END, arriving after it.
+    ASSERT_TRUE(lanes[0]->SendMessage(MessageType::kData, protocol::Data{1, 4096, std::string(4096, 'y')}).ok());
+    ASSERT_TRUE(c.SendMessage(MessageType::kDone, protocol::Count{0}).ok());
+  });
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(CountEntries(root_), 0) << "neither the file nor a temp file";
+}
+
 }  // namespace
 }  // namespace ferry

@@ -277,6 +277,7 @@ void Receiver::LaneFailed(const Status& status) {
     lane_failure_ = status;
     incoming_changed_.notify_all();
   }
+  channel_.SendError(status);  // the sender learns why
   channel_.Shutdown();  // the main thread's Receive fails, and it reports this status
 }
 
