@@ -51,6 +51,7 @@ struct SyncSummary {
   uint64_t files_failed = 0;
   uint64_t target_bytes_hashed = 0;  // target files read to hash a basis (not in the state cache)
   double duration_s = 0;
+  uint32_t streams = 1;  // data streams the session ran on
   std::vector<std::string> errors;  // source parts that could not be read, files that failed
 };
 

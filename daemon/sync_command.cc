@@ -295,6 +295,7 @@ Result<SyncSummary> SyncRun::Push(const Location& target, const ScanOptions& sca
     Sender sender(channel, request_.source, scan_options, &progress_, sink);
     sender.SetLanes(lanes.channels());
     summary = sender.Run();
+    if (summary.ok()) summary->streams = opened->streams;
   }
   if (local_receiver.joinable()) {
     if (!summary.ok()) client_stream->Shutdown();
@@ -342,6 +343,7 @@ Result<SyncSummary> SyncRun::Pull(const Location& source, const Location& target
   Status s = receiver.Run();
   if (!s.ok()) return s;
   SyncSummary summary = receiver.Summary();
+  summary.streams = opened->streams;
   summary.duration_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return summary;
 }
@@ -369,13 +371,13 @@ void SyncRun::Report(const SyncSummary& s) const {
     std::printf("{\"files_total\":%llu,\"files_sent\":%llu,\"bytes_total\":%llu,\"bytes_sent_wire\":%llu,"
                 "\"bytes_returned_wire\":%llu,\"bytes_sent_content\":%llu,\"target_bytes_hashed\":%llu,"
                 "\"entries_deleted\":%llu,\"files_changed_during_read\":%llu,\"files_vanished\":%llu,"
-                "\"files_failed\":%llu,\"duration_s\":%.3f,\"dry_run\":%s,\"changes\":[",
+                "\"files_failed\":%llu,\"duration_s\":%.3f,\"streams\":%u,\"dry_run\":%s,\"changes\":[",
                 (unsigned long long)s.files_total, (unsigned long long)s.files_sent,
                 (unsigned long long)s.bytes_total, (unsigned long long)s.bytes_sent_wire,
                 (unsigned long long)s.bytes_returned_wire, (unsigned long long)progress_.bytes_sent.load(),
                 (unsigned long long)s.target_bytes_hashed,
                 (unsigned long long)s.entries_deleted, (unsigned long long)s.files_changed_during_read,
-                (unsigned long long)s.files_vanished, (unsigned long long)s.files_failed, s.duration_s,
+                (unsigned long long)s.files_vanished, (unsigned long long)s.files_failed, s.duration_s, s.streams,
                 request_.options.dry_run ? "true" : "false");
     for (size_t i = 0; i < items_.size(); ++i) {
       std::printf("%s{\"action\":\"%s\",\"type\":\"%s\",\"path\":%s}", i ? "," : "", ActionName(items_[i].action),
