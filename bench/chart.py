@@ -127,7 +127,7 @@ def rss_panel(svg, y0, results):
 def write_svg(results, path):
     svg = Svg()
     w = results.get("workload")
-    title = "ferry vs rsync: PV workload"
+    title = "ferry vs rsync: PV workload" if w else "ferry: peak RSS against the number of files"
     if w:
         title += " (scale %g: %d files, %.0f MiB)" % (results["scale"], w["files"],
                                                       w["bytes"] / (1 << 20))
