@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the PV reference workload of the delta benchmark (bench/stage_compare): a tree shaped
+"""Writes the PV reference workload of the benchmark suite (bench/suite): a tree shaped
 like a Kubernetes persistent volume of a database-backed app. At --scale 1:
 
   db/seg-NNN.dat      16 segment files of 64 MiB (1 GiB) made of 8 KiB pages: a 32-byte header

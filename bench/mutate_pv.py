@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""One "stage interval" of app writes on a tree made by make_pv.py (bench/stage_compare):
+"""One "stage interval" of app writes on a tree made by make_pv.py (bench/suite):
 
   - rewrites 1% of the DB pages (db/*.dat) in place at random page-aligned offsets: new header
     (higher LSN), new rows, never-seen random bytes; file sizes do not change
