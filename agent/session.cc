@@ -17,7 +17,7 @@ Status ReceiveExpected(Channel& channel, MessageType type, int timeout_ms, Frame
   return Status::Ok();
 }
 
-Result<protocol::OpenOk> OpenSession(Channel& channel, const protocol::Open& open, WireCompression compress) {
+Result<protocol::Welcome> SayHello(Channel& channel, WireCompression compress) {
   protocol::Hello hello;
   hello.capabilities = compress == WireCompression::kNone ? 0 : protocol::kCapZstd;
   hello.agent = kAgentName;
@@ -35,6 +35,13 @@ Result<protocol::OpenOk> OpenSession(Channel& channel, const protocol::Open& ope
   }
   channel.SetCompression((welcome->capabilities & protocol::kCapZstd) != 0
                              ? std::optional<int>(kZstdLevelDefault) : std::nullopt);
+  return welcome;
+}
+
+Result<protocol::OpenOk> OpenSession(Channel& channel, const protocol::Open& open, WireCompression compress) {
+  Result<protocol::Welcome> welcome = SayHello(channel, compress);
+  if (!welcome.ok()) return welcome.status();
+  Frame frame;
   protocol::Open with_content = open;
   if (compress == WireCompression::kAll) with_content.options |= protocol::kOptCompressData;
   channel.SetCompressContent(compress == WireCompression::kAll);
@@ -44,6 +51,13 @@ Result<protocol::OpenOk> OpenSession(Channel& channel, const protocol::Open& ope
 }
 
 Result<protocol::Open> AcceptSession(Channel& channel) {
+  FERRY_RETURN_IF_ERROR(AcceptHello(channel));
+  Frame frame;
+  FERRY_RETURN_IF_ERROR(channel.Receive(&frame, kHandshakeTimeoutMs));
+  return AcceptOpen(channel, frame);
+}
+
+Status AcceptHello(Channel& channel) {
   Frame frame;
   FERRY_RETURN_IF_ERROR(ReceiveExpected(channel, MessageType::kHello, kHandshakeTimeoutMs, &frame));
   Result<protocol::Hello> hello = protocol::Hello::Decode(frame.payload);
@@ -63,7 +77,11 @@ Result<protocol::Open> AcceptSession(Channel& channel) {
   FERRY_RETURN_IF_ERROR(channel.SendMessage(MessageType::kWelcome, welcome));
   channel.SetCompression((welcome.capabilities & protocol::kCapZstd) != 0
                              ? std::optional<int>(kZstdLevelDefault) : std::nullopt);
-  FERRY_RETURN_IF_ERROR(ReceiveExpected(channel, MessageType::kOpen, kHandshakeTimeoutMs, &frame));
+  return Status::Ok();
+}
+
+Result<protocol::Open> AcceptOpen(Channel& channel, const Frame& frame) {
+  if (frame.type != MessageType::kOpen) return UnexpectedFrame(frame, "OPEN", channel.peer_name());
   Result<protocol::Open> open = protocol::Open::Decode(frame.payload);
   if (open.ok()) channel.SetCompressContent((open->options & protocol::kOptCompressData) != 0);
   return open;

@@ -23,10 +23,17 @@ enum class WireCompression {
   kAll,
 };
 Result<protocol::OpenOk> OpenSession(Channel& channel, const protocol::Open& open, WireCompression compress);
+// The first half of OpenSession: HELLO, then WELCOME checked; compression set on the channel.
+// `ferry bench` follows it with BENCH_OPEN instead of OPEN.
+Result<protocol::Welcome> SayHello(Channel& channel, WireCompression compress);
 
 // Daemon side: reads HELLO (within the handshake timeout), answers WELCOME, reads OPEN.
 // The caller checks the OPEN and answers OPEN_OK or ERROR.
 Result<protocol::Open> AcceptSession(Channel& channel);
+// AcceptSession in two halves, for a daemon that also takes BENCH_OPEN in place of OPEN:
+// AcceptHello reads HELLO and answers WELCOME; AcceptOpen decodes the next frame as OPEN.
+Status AcceptHello(Channel& channel);
+Result<protocol::Open> AcceptOpen(Channel& channel, const Frame& frame);
 
 // Reads one frame of the expected type, turning an ERROR frame into its status.
 Status ReceiveExpected(Channel& channel, protocol::MessageType type, int timeout_ms, Frame* frame);
