@@ -15,6 +15,7 @@
 #include "agent/session.h"
 #include "base/bounds.h"
 #include "base/log.h"
+#include "daemon/bench_server.h"
 
 namespace ferry {
 
@@ -119,7 +120,13 @@ static Status RunDirection(Channel& channel, const protocol::Open& open, const s
 }
 
 Status ServeSession(Channel& channel, const VolumeTable& volumes, VolumeLocks& locks, uint64_t session_id) {
-  Result<protocol::Open> open = AcceptSession(channel);
+  FERRY_RETURN_IF_ERROR(AcceptHello(channel));
+  Frame first;
+  FERRY_RETURN_IF_ERROR(channel.Receive(&first, kHandshakeTimeoutMs));
+  if (first.type == protocol::BenchMessage(protocol::BenchType::kBenchOpen)) {
+    return ServeBench(channel, first, volumes, locks, session_id);  // `ferry bench`: daemon/bench_server.h
+  }
+  Result<protocol::Open> open = AcceptOpen(channel, first);
   if (!open.ok()) return open.status();
   LogContext context("session=" + std::to_string(session_id) + " volume=" + open->volume);
   auto volume = volumes.paths.find(open->volume);
