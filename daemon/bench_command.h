@@ -13,10 +13,10 @@
 namespace ferry {
 
 struct BenchRequest {
-  std::string daemon;  // "ferry://HOST:PORT[/VOLUME]" or "HOST:PORT[/VOLUME]"
-  std::string source;  // --source: a local directory or file to read; "" to skip
-  uint64_t bytes = kBenchBytesDefault;       // source read, target write; the sync moves bytes / 4
-  uint32_t seconds = kBenchSecondsDefault;   // each network direction
+  std::string daemon;                   // "ferry://HOST:PORT[/VOLUME]" or "HOST:PORT[/VOLUME]"
+  std::string source;                   // --source: a local directory or file to read; "" to skip
+  uint64_t bytes = kBenchBytesDefault;  // source read, target write; the sync moves bytes / 4
+  uint32_t seconds = kBenchSecondsDefault;  // each network direction
   bool json = false;
   bool insecure = false;
 };

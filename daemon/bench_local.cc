@@ -40,7 +40,8 @@ bool ReadAll(int fd, std::vector<char>& buffer, uint64_t* budget, uint64_t* byte
   return true;
 }
 
-void ReadOne(const std::string& path, std::vector<char>& buffer, uint64_t* budget, SourceReadFigures* f) {
+void ReadOne(const std::string& path, std::vector<char>& buffer, uint64_t* budget,
+             SourceReadFigures* f) {
   int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   bool ok = fd >= 0 && ReadAll(fd, buffer, budget, &f->bytes);
   if (fd >= 0) ::close(fd);
@@ -52,13 +53,15 @@ Status WriteFile(const std::string& path, uint64_t size, BenchFiller& filler) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) return Status::Errno(errno, "create bench file " + path);
   for (uint64_t done = 0; done < size;) {
-    std::string_view chunk = filler.Next(static_cast<size_t>(std::min<uint64_t>(filler.chunk_bytes(), size - done)));
+    std::string_view chunk =
+        filler.Next(static_cast<size_t>(std::min<uint64_t>(filler.chunk_bytes(), size - done)));
     ssize_t n = ::write(fd, chunk.data(), chunk.size());
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       int e = n < 0 ? errno : EIO;
       ::close(fd);
-      return Status::Errno(e, "write bench file " + path + " (is $TMPDIR full? point it elsewhere)");
+      return Status::Errno(e,
+                           "write bench file " + path + " (is $TMPDIR full? point it elsewhere)");
     }
     done += static_cast<uint64_t>(n);  // a short write restamps the chunk: still incompressible
   }
@@ -77,16 +80,19 @@ Result<SourceReadFigures> ReadSource(const std::string& path, uint64_t bytes_max
   uint64_t budget = bytes_max;
   auto start = std::chrono::steady_clock::now();
   if (fs::is_directory(status)) {
-    fs::recursive_directory_iterator it(path, fs::directory_options::skip_permission_denied, ec), end;
+    fs::recursive_directory_iterator it(path, fs::directory_options::skip_permission_denied, ec),
+        end;
     for (; !ec && it != end && budget > 0; it.increment(ec)) {
       std::error_code entry_ec;
-      if (it->is_regular_file(entry_ec) && !it->is_symlink(entry_ec)) ReadOne(it->path().string(), buffer, &budget, &f);
+      if (it->is_regular_file(entry_ec) && !it->is_symlink(entry_ec))
+        ReadOne(it->path().string(), buffer, &budget, &f);
     }
     if (ec) f.files_unreadable += 1;  // a directory that could not be listed
   } else if (fs::is_regular_file(status) || fs::is_block_file(status)) {
     ReadOne(path, buffer, &budget, &f);
   } else {
-    return Status::InvalidArgument("--source '" + path + "' is neither a directory, a file nor a block device");
+    return Status::InvalidArgument("--source '" + path +
+                                   "' is neither a directory, a file nor a block device");
   }
   f.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (f.bytes == 0) {
@@ -105,11 +111,13 @@ BenchTree::~BenchTree() {
 Status BenchTree::Make(uint64_t bytes, uint64_t seed) {
   CHECK(root_.empty());
   const char* tmp = std::getenv("TMPDIR");
-  std::string templ = std::string(tmp != nullptr && tmp[0] == '/' ? tmp : "/tmp") + "/ferry-bench.XXXXXX";
-  if (::mkdtemp(templ.data()) == nullptr) return Status::Errno(errno, "create a bench tree in " + templ);
+  std::string templ =
+      std::string(tmp != nullptr && tmp[0] == '/' ? tmp : "/tmp") + "/ferry-bench.XXXXXX";
+  if (::mkdtemp(templ.data()) == nullptr)
+    return Status::Errno(errno, "create a bench tree in " + templ);
   root_ = templ;
-  uint64_t large_size = std::clamp<uint64_t>(bytes / 4 / kSmallFileBytes * kSmallFileBytes, kSmallFileBytes,
-                                             kLargeFileBytesMax);
+  uint64_t large_size = std::clamp<uint64_t>(bytes / 4 / kSmallFileBytes * kSmallFileBytes,
+                                             kSmallFileBytes, kLargeFileBytesMax);
   uint64_t large_count = bytes / 2 / large_size;
   uint64_t small_count = (bytes - large_count * large_size) / kSmallFileBytes;
   BenchFiller filler(kBenchChunkBytes, seed);

@@ -29,16 +29,20 @@ using protocol::MessageType;
 using Clock = std::chrono::steady_clock;
 
 uint64_t NanosBetween(Clock::time_point start, Clock::time_point end) {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(end - start).count());
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(end - start).count());
 }
 
 Status SendResult(Channel& channel, uint64_t bytes, uint64_t files, uint64_t duration_ns) {
-  return channel.SendMessage(BenchMessage(BenchType::kBenchResult), protocol::BenchResult{bytes, files, duration_ns});
+  return channel.SendMessage(BenchMessage(BenchType::kBenchResult),
+                             protocol::BenchResult{bytes, files, duration_ns});
 }
 
 // Network up: the client sends filler for its seconds, then BENCH_END. Timed from the first
 // frame to the last, counting the bytes after the first (so one round trip is not measured).
-Status ReceiveUpload(Channel& channel, const protocol::BenchReady& ready) {
+// A client that keeps sending well past its seconds is cut off: a bench session is bounded.
+Status ReceiveUpload(Channel& channel, const protocol::BenchReady& ready, uint32_t seconds) {
+  const auto allowed = std::chrono::seconds(2 * seconds + 5);
   FERRY_RETURN_IF_ERROR(channel.SendMessage(BenchMessage(BenchType::kBenchReady), ready));
   uint64_t bytes_total = 0, bytes_timed = 0;
   Clock::time_point first{}, last{};
@@ -55,6 +59,10 @@ Status ReceiveUpload(Channel& channel, const protocol::BenchReady& ready) {
     last = Clock::now();
     if (bytes_total == 0) first = last;
     if (bytes_total != 0) bytes_timed += data->bytes.size();
+    if (last - first > allowed) {
+      return Status::Protocol("client " + channel.peer_name() + " sent filler past its " +
+                              std::to_string(seconds) + " s");
+    }
     bytes_total += data->bytes.size();
   }
   Result<protocol::BenchEnd> end = protocol::BenchEnd::Decode(frame.payload);
@@ -76,7 +84,8 @@ Status SendDownload(Channel& channel, const protocol::BenchReady& ready, uint32_
   uint64_t bytes = 0;
   Clock::time_point now = start;
   while (now < deadline) {
-    FERRY_RETURN_IF_ERROR(channel.Send(BenchMessage(BenchType::kBenchData), filler.Next(kBenchChunkBytes),
+    FERRY_RETURN_IF_ERROR(channel.Send(BenchMessage(BenchType::kBenchData),
+                                       filler.Next(kBenchChunkBytes),
                                        /*try_compress=*/false));
     bytes += kBenchChunkBytes;
     now = Clock::now();
@@ -91,7 +100,8 @@ struct BenchVolume {
   uint64_t free_bytes = 0;
 };
 
-Result<BenchVolume> OpenBenchVolume(const std::string& name, const std::string& path, bool* is_block) {
+Result<BenchVolume> OpenBenchVolume(const std::string& name, const std::string& path,
+                                    bool* is_block) {
   BenchVolume v;
   v.display = "volume '" + name + "' (" + path + ")";
   struct stat st;
@@ -113,8 +123,9 @@ Result<uint64_t> GrantBytes(const BenchVolume& v, uint64_t asked, bool* capped) 
   *capped = allowed < asked;
   uint64_t granted = *capped ? allowed : asked;
   if (granted < kBenchBytesMin) {
-    return Status::Make(Code::kNoSpace, v.display + " has only " + HumanBytes(static_cast<double>(v.free_bytes)) +
-                                            " free: free some space there, or bench without the volume");
+    return Status::Make(Code::kNoSpace,
+                        v.display + " has only " + HumanBytes(static_cast<double>(v.free_bytes)) +
+                            " free: free some space there, or bench without the volume");
   }
   return granted;
 }
@@ -135,25 +146,29 @@ Status WriteFiller(int fd, uint64_t bytes, uint64_t seed, const BenchVolume& v) 
     size_t size = static_cast<size_t>(std::min<uint64_t>(kBenchChunkBytes, bytes - offset));
     std::string_view chunk = filler.Next(size);
     for (size_t done = 0; done < chunk.size();) {
-      ssize_t n = ::pwrite(fd, chunk.data() + done, chunk.size() - done, static_cast<off_t>(offset + done));
+      ssize_t n =
+          ::pwrite(fd, chunk.data() + done, chunk.size() - done, static_cast<off_t>(offset + done));
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
         int e = n < 0 ? errno : EIO;
-        return Status::Errno(e, v.display + ": bench write failed after " + HumanBytes(static_cast<double>(offset)) +
-                                    (e == ENOSPC ? " (free some space, or bench with a smaller --bytes)" : ""));
+        return Status::Errno(
+            e, v.display + ": bench write failed after " + HumanBytes(static_cast<double>(offset)) +
+                   (e == ENOSPC ? " (free some space, or bench with a smaller --bytes)" : ""));
       }
       done += static_cast<size_t>(n);
     }
     offset += size;
   }
-  if (::fdatasync(fd) != 0) return Status::Errno(errno, v.display + ": fdatasync of the bench's temp file");
+  if (::fdatasync(fd) != 0)
+    return Status::Errno(errno, v.display + ": fdatasync of the bench's temp file");
   return Status::Ok();
 }
 
 // Target write: a temp file named like the receiver's, written, flushed, timed and unlinked.
 Status WriteTempFile(Channel& channel, const BenchVolume& v, protocol::BenchReady ready) {
   const std::string name = BenchTempName(ready.session_id);
-  UniqueFd fd(::openat(v.root.get(), name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  UniqueFd fd(::openat(v.root.get(), name.c_str(),
+                       O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!fd.valid()) return CreateError(errno, v, "temp file " + name);
   FERRY_RETURN_IF_ERROR(channel.SendMessage(BenchMessage(BenchType::kBenchReady), ready));
   Keepalive keepalive(channel);
@@ -171,7 +186,8 @@ Status WriteTempFile(Channel& channel, const BenchVolume& v, protocol::BenchRead
 // End to end: a real Receiver into a scratch directory, removed afterwards whatever happened.
 Status ReceiveStage(Channel& channel, const BenchVolume& v, const protocol::BenchReady& ready) {
   const std::string name = BenchTempName(ready.session_id);
-  if (::mkdirat(v.root.get(), name.c_str(), 0700) != 0) return CreateError(errno, v, "scratch directory " + name);
+  if (::mkdirat(v.root.get(), name.c_str(), 0700) != 0)
+    return CreateError(errno, v, "scratch directory " + name);
   Result<UniqueFd> scratch = OpenDirBeneath(v.root.get(), name);
   Status s = scratch.status();
   SyncSummary summary;
@@ -179,7 +195,8 @@ Status ReceiveStage(Channel& channel, const BenchVolume& v, const protocol::Benc
   if (s.ok()) s = channel.SendMessage(BenchMessage(BenchType::kBenchReady), ready);
   if (s.ok()) {
     start = Clock::now();
-    Receiver receiver(channel, scratch->get(), v.display + "/" + name, SyncOptions{}, ready.session_id);
+    Receiver receiver(channel, scratch->get(), v.display + "/" + name, SyncOptions{},
+                      ready.session_id);
     s = receiver.Run();  // no state cache: the scratch files are gone in a moment
     end = Clock::now();
     summary = receiver.Summary();
@@ -206,15 +223,20 @@ Status ServeVolumeKind(Channel& channel, const protocol::BenchOpen& open, const 
   ready.bytes = *granted;
   ready.free_bytes = volume->free_bytes;
   if (capped) ready.flags |= protocol::kBenchCappedBySpace;
-  return open.kind == BenchKind::kWrite ? WriteTempFile(channel, *volume, ready) : ReceiveStage(channel, *volume, ready);
+  return open.kind == BenchKind::kWrite ? WriteTempFile(channel, *volume, ready)
+                                        : ReceiveStage(channel, *volume, ready);
 }
 
 const char* KindName(BenchKind kind) {
   switch (kind) {
-    case BenchKind::kNetworkUp: return "network up";
-    case BenchKind::kNetworkDown: return "network down";
-    case BenchKind::kWrite: return "target write";
-    case BenchKind::kSync: return "end-to-end sync";
+    case BenchKind::kNetworkUp:
+      return "network up";
+    case BenchKind::kNetworkDown:
+      return "network down";
+    case BenchKind::kWrite:
+      return "target write";
+    case BenchKind::kSync:
+      return "end-to-end sync";
   }
   return "?";
 }
@@ -225,8 +247,8 @@ std::string BenchTempName(uint64_t session_id) {
   return std::string(kTempPrefix) + "bench-" + std::to_string(session_id);
 }
 
-Status ServeBench(Channel& channel, const Frame& open_frame, const VolumeTable& volumes, VolumeLocks& locks,
-                  uint64_t session_id) {
+Status ServeBench(Channel& channel, const Frame& open_frame, const VolumeTable& volumes,
+                  VolumeLocks& locks, uint64_t session_id) {
   CHECK(open_frame.type == BenchMessage(BenchType::kBenchOpen));
   Result<protocol::BenchOpen> open = protocol::BenchOpen::Decode(open_frame.payload);
   if (!open.ok()) {
@@ -242,18 +264,22 @@ Status ServeBench(Channel& channel, const Frame& open_frame, const VolumeTable& 
   if (!open->volume.empty() && volume == volumes.paths.end()) {
     std::string known;
     for (const auto& [name, path] : volumes.paths) known += (known.empty() ? "" : ", ") + name;
-    s = Status::NotFound("unknown volume '" + open->volume + "' (this daemon serves: " + known + ")");
+    s = Status::NotFound("unknown volume '" + open->volume + "' (this daemon serves: " + known +
+                         ")");
   } else if (!network && open->volume.empty()) {
-    s = Status::InvalidArgument(std::string("the ") + KindName(open->kind) + " bench needs a volume");
+    s = Status::InvalidArgument(std::string("the ") + KindName(open->kind) +
+                                " bench needs a volume");
   }
-  protocol::BenchReady ready{.session_id = session_id, .bytes = open->bytes, .free_bytes = 0, .flags = 0};
+  protocol::BenchReady ready{
+      .session_id = session_id, .bytes = open->bytes, .free_bytes = 0, .flags = 0};
   if (s.ok() && network) {
-    s = open->kind == BenchKind::kNetworkUp ? ReceiveUpload(channel, ready) : SendDownload(channel, ready, open->seconds);
+    s = open->kind == BenchKind::kNetworkUp ? ReceiveUpload(channel, ready, open->seconds)
+                                            : SendDownload(channel, ready, open->seconds);
   } else if (s.ok()) {
     uint64_t holder = 0;
     if (!locks.Lock(open->volume, session_id, kVolumeLockWaitMs, &holder)) {
-      s = Status::Busy("volume '" + open->volume + "' is busy with session " + std::to_string(holder) +
-                       ": bench it when the stage ends");
+      s = Status::Busy("volume '" + open->volume + "' is busy with session " +
+                       std::to_string(holder) + ": bench it when the stage ends");
     } else {
       s = ServeVolumeKind(channel, *open, volume->second, ready);
       locks.Unlock(open->volume);

@@ -18,8 +18,8 @@ namespace ferry {
 // Serves a bench session whose first frame after WELCOME, `open_frame`, is BENCH_OPEN. The
 // client is told every failure (unknown volume, busy, read-only, no space) in one ERROR that
 // names the volume and says what to do.
-Status ServeBench(Channel& channel, const Frame& open_frame, const VolumeTable& volumes, VolumeLocks& locks,
-                  uint64_t session_id);
+Status ServeBench(Channel& channel, const Frame& open_frame, const VolumeTable& volumes,
+                  VolumeLocks& locks, uint64_t session_id);
 
 // ".ferry-tmp.bench-<session_id>": the name of a bench's temp file or scratch directory.
 std::string BenchTempName(uint64_t session_id);

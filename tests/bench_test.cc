@@ -97,8 +97,8 @@ TEST_F(BenchTest, TableHasEveryRowAndTheDaemonStillSyncs) {
   const std::string before = Listing();
   CommandResult r = Bench({"--source", src_, "ferry://" + Where("vol")});
   ASSERT_EQ(r.exit_code, 0) << r.Describe();
-  for (const char* row : {"network  client -> daemon", "network  daemon -> client", "source   read " ,
-                          "target   write vol", "sync     end to end"}) {
+  for (const char* row : {"network  client -> daemon", "network  daemon -> client",
+                          "source   read ", "target   write vol", "sync     end to end"}) {
     size_t at = r.out.find(row);
     ASSERT_NE(at, std::string::npos) << row << " missing:\n" << r.out;
     std::string line = r.out.substr(at, r.out.find('\n', at) - at);
@@ -107,7 +107,8 @@ TEST_F(BenchTest, TableHasEveryRowAndTheDaemonStillSyncs) {
   }
   EXPECT_NE(r.out.find("fdatasync included"), std::string::npos) << r.out;
   EXPECT_EQ(Listing(), before);
-  CommandResult sync = RunFerry({"sync", "--insecure", "--no-progress", src_, daemon_.Url("vol/copy")});
+  CommandResult sync =
+      RunFerry({"sync", "--insecure", "--no-progress", src_, daemon_.Url("vol/copy")});
   ASSERT_EQ(sync.exit_code, 0) << sync.Describe();
   EXPECT_EQ(RsyncDiff(src_ + "/", vol_ + "/copy/"), "");
 }
@@ -123,7 +124,8 @@ TEST_F(BenchTest, WithoutVolumeSkipsTheVolumeRows) {
   CommandResult json = Bench({"--json", "ferry://" + Where("")});
   ASSERT_EQ(json.exit_code, 0) << json.Describe();
   EXPECT_TRUE(JsonMeasured(json.out, "network_up")) << json.out;
-  EXPECT_NE(json.out.find("\"target_write\":{\"measured\":false,\"note\":\"no volume given\"}"), std::string::npos)
+  EXPECT_NE(json.out.find("\"target_write\":{\"measured\":false,\"note\":\"no volume given\"}"),
+            std::string::npos)
       << json.out;
   EXPECT_NE(json.out.find("\"sync\":{\"measured\":false"), std::string::npos) << json.out;
 }
