@@ -79,7 +79,7 @@ Status Channel::Receive(Frame* frame, int timeout_ms) {
   protocol::FrameHeader header;
   Status s = protocol::DecodeFrameHeader(header_view, &header);
   if (!s.ok()) return s.Annotate("from peer " + stream_.peer_name());
-  if (header.type == 0 || header.type > protocol::kMessageTypeMax) {
+  if (!protocol::IsKnownMessageType(header.type)) {
     return Status::Protocol("peer " + stream_.peer_name() + " sent a frame of unknown type " +
                             std::to_string(header.type));
   }

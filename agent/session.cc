@@ -17,8 +17,7 @@ Status ReceiveExpected(Channel& channel, MessageType type, int timeout_ms, Frame
   return Status::Ok();
 }
 
-// HELLO, WELCOME: the version and the capabilities (zstd) both sides speak.
-static Status Greet(Channel& channel, WireCompression compress) {
+Result<protocol::Welcome> SayHello(Channel& channel, WireCompression compress) {
   protocol::Hello hello;
   hello.capabilities = compress == WireCompression::kNone ? 0 : protocol::kCapZstd;
   hello.agent = kAgentName;
@@ -36,15 +35,16 @@ static Status Greet(Channel& channel, WireCompression compress) {
   }
   channel.SetCompression((welcome->capabilities & protocol::kCapZstd) != 0
                              ? std::optional<int>(kZstdLevelDefault) : std::nullopt);
-  channel.SetCompressContent(compress == WireCompression::kAll);
-  return Status::Ok();
+  return welcome;
 }
 
 Result<protocol::OpenOk> OpenSession(Channel& channel, const protocol::Open& open, WireCompression compress) {
-  FERRY_RETURN_IF_ERROR(Greet(channel, compress));
+  Result<protocol::Welcome> welcome = SayHello(channel, compress);
+  if (!welcome.ok()) return welcome.status();
   Frame frame;
   protocol::Open with_content = open;
   if (compress == WireCompression::kAll) with_content.options |= protocol::kOptCompressData;
+  channel.SetCompressContent(compress == WireCompression::kAll);
   FERRY_RETURN_IF_ERROR(channel.SendMessage(MessageType::kOpen, with_content));
   FERRY_RETURN_IF_ERROR(ReceiveExpected(channel, MessageType::kOpenOk, kIdleTimeoutMs, &frame));
   Result<protocol::OpenOk> ok = protocol::OpenOk::Decode(frame.payload);
@@ -55,13 +55,22 @@ Result<protocol::OpenOk> OpenSession(Channel& channel, const protocol::Open& ope
 }
 
 Status JoinSession(Channel& channel, const protocol::Join& join, WireCompression compress) {
-  FERRY_RETURN_IF_ERROR(Greet(channel, compress));
+  Result<protocol::Welcome> welcome = SayHello(channel, compress);
+  if (!welcome.ok()) return welcome.status();
+  channel.SetCompressContent(compress == WireCompression::kAll);
   FERRY_RETURN_IF_ERROR(channel.SendMessage(MessageType::kJoin, join));
   Frame frame;
   return ReceiveExpected(channel, MessageType::kJoined, kHandshakeTimeoutMs, &frame);
 }
 
-Result<Accepted> AcceptSession(Channel& channel) {
+Result<protocol::Open> AcceptSession(Channel& channel) {
+  FERRY_RETURN_IF_ERROR(AcceptHello(channel));
+  Frame frame;
+  FERRY_RETURN_IF_ERROR(channel.Receive(&frame, kHandshakeTimeoutMs));
+  return AcceptOpen(channel, frame);
+}
+
+Status AcceptHello(Channel& channel) {
   Frame frame;
   FERRY_RETURN_IF_ERROR(ReceiveExpected(channel, MessageType::kHello, kHandshakeTimeoutMs, &frame));
   Result<protocol::Hello> hello = protocol::Hello::Decode(frame.payload);
@@ -81,20 +90,14 @@ Result<Accepted> AcceptSession(Channel& channel) {
   FERRY_RETURN_IF_ERROR(channel.SendMessage(MessageType::kWelcome, welcome));
   channel.SetCompression((welcome.capabilities & protocol::kCapZstd) != 0
                              ? std::optional<int>(kZstdLevelDefault) : std::nullopt);
-  FERRY_RETURN_IF_ERROR(channel.Receive(&frame, kHandshakeTimeoutMs));
-  Accepted accepted;
-  if (frame.type == MessageType::kJoin) {
-    Result<protocol::Join> join = protocol::Join::Decode(frame.payload);
-    if (!join.ok()) return join.status();
-    accepted.join = *join;
-    return accepted;
-  }
-  if (frame.type != MessageType::kOpen) return UnexpectedFrame(frame, "OPEN or JOIN", channel.peer_name());
+  return Status::Ok();
+}
+
+Result<protocol::Open> AcceptOpen(Channel& channel, const Frame& frame) {
+  if (frame.type != MessageType::kOpen) return UnexpectedFrame(frame, "OPEN", channel.peer_name());
   Result<protocol::Open> open = protocol::Open::Decode(frame.payload);
-  if (!open.ok()) return open.status();
-  channel.SetCompressContent((open->options & protocol::kOptCompressData) != 0);
-  accepted.open = *open;
-  return accepted;
+  if (open.ok()) channel.SetCompressContent((open->options & protocol::kOptCompressData) != 0);
+  return open;
 }
 
 }  // namespace ferry

@@ -5,7 +5,6 @@
 #pragma once
 
 #include <cstdint>
-#include <optional>
 #include <string>
 
 #include "agent/channel.h"
@@ -24,18 +23,21 @@ enum class WireCompression {
   kAll,
 };
 Result<protocol::OpenOk> OpenSession(Channel& channel, const protocol::Open& open, WireCompression compress);
+// The first half of OpenSession: HELLO, then WELCOME checked; compression set on the channel.
+// `ferry bench` follows it with BENCH_OPEN instead of OPEN.
+Result<protocol::Welcome> SayHello(Channel& channel, WireCompression compress);
 
 // Client side, on an extra connection of a session that was granted data streams: HELLO,
 // WELCOME, then JOIN, and waits for JOINED (or the daemon's ERROR).
 Status JoinSession(Channel& channel, const protocol::Join& join, WireCompression compress);
 
-// Daemon side: reads HELLO (within the handshake timeout), answers WELCOME, reads OPEN or JOIN
-// (exactly one of the two is set). The caller checks it and answers OPEN_OK / JOINED or ERROR.
-struct Accepted {
-  std::optional<protocol::Open> open;
-  std::optional<protocol::Join> join;
-};
-Result<Accepted> AcceptSession(Channel& channel);
+// Daemon side: reads HELLO (within the handshake timeout), answers WELCOME, reads OPEN.
+// The caller checks the OPEN and answers OPEN_OK or ERROR.
+Result<protocol::Open> AcceptSession(Channel& channel);
+// AcceptSession in two halves, for a daemon that also takes BENCH_OPEN or JOIN in place of OPEN:
+// AcceptHello reads HELLO and answers WELCOME; AcceptOpen decodes the next frame as OPEN.
+Status AcceptHello(Channel& channel);
+Result<protocol::Open> AcceptOpen(Channel& channel, const Frame& frame);
 
 // Reads one frame of the expected type, turning an ERROR frame into its status.
 Status ReceiveExpected(Channel& channel, protocol::MessageType type, int timeout_ms, Frame* frame);

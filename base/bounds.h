@@ -137,6 +137,24 @@ inline constexpr int kVolumeLockWaitMs = 3'000;
 inline constexpr uint64_t kBwlimitMinBytesPerSecond = 128 * 1024;
 static_assert(kFramePayloadMaxBytes / kBwlimitMinBytesPerSecond * 1000 * 3 < kIdleTimeoutMs, "a frame fits the timeout");
 
+// --- Bench (`ferry bench`) ---
+// Bytes a bench may write into a volume (target write) or sync into it (end to end). Bounded so
+// that a typo cannot fill a target's disk or run for hours; 16 GiB outlasts any write cache.
+inline constexpr uint64_t kBenchBytesMax = 16ull * 1024 * 1024 * 1024;
+inline constexpr uint64_t kBenchBytesDefault = 1ull * 1024 * 1024 * 1024;
+// Less than this says nothing about a disk: a bench writes at least this much or refuses.
+inline constexpr uint64_t kBenchBytesMin = 1 * kMiB;
+// The daemon leaves half of the free space alone: it writes at most free / this.
+inline constexpr uint64_t kBenchFreeSpaceFactor = 2;
+// Seconds of each network direction: long enough for TCP to reach its window, short enough
+// that a bench never looks like a hung session (kIdleTimeoutMs).
+inline constexpr uint32_t kBenchSecondsMax = 60;
+inline constexpr uint32_t kBenchSecondsDefault = 3;
+// Filler bytes per BENCH_DATA frame, and per write() of the target write: one data chunk.
+inline constexpr size_t kBenchChunkBytes = kDataChunkMaxBytes;
+static_assert(kBenchSecondsMax * 1000 * 2 <= kIdleTimeoutMs, "a measurement ends well within the idle timeout");
+static_assert(kBenchBytesMin <= kBenchBytesDefault && kBenchBytesDefault <= kBenchBytesMax, "default in range");
+
 // --- Commit ---
 // The receiver makes finished temp files durable in groups (one syncfs per group) before it
 // renames them into place; these bound how much unflushed data a group holds.

@@ -14,6 +14,7 @@
 #include "base/bounds.h"
 #include "base/log.h"
 #include "base/rate.h"
+#include "daemon/bench_command.h"
 #include "daemon/server.h"
 #include "daemon/sync_command.h"
 
@@ -30,6 +31,7 @@ constexpr const char* kUsage =
     "commands:\n"
     "  sync SRC DST     mirror SRC into DST; each is a directory or ferry://HOST:PORT/VOLUME[/PATH]\n"
     "  daemon           serve volumes to ferry clients (the receiver on a node)\n"
+    "  bench DAEMON     measure network, source read, target write and sync against ferry://HOST:PORT[/VOLUME]\n"
     "  version          print the version\n"
     "run `ferry <command> --help` for the options of a command\n";
 
@@ -176,6 +178,55 @@ int SyncCommand(const std::vector<std::string>& args) {
   return RunSync(r);
 }
 
+int BenchCommand(const std::vector<std::string>& args) {
+  po::options_description desc("ferry bench options");
+  BenchRequest r;
+  std::vector<std::string> positional;
+  std::string bytes = "1G";
+  desc.add_options()
+      ("help,h", "show this help")
+      ("source", po::value(&r.source), "PATH: a local directory or file whose data to read (the source read row)")
+      ("bytes", po::value(&bytes)->default_value("1G"),
+       "SIZE: source read and target write size (K, M, G: powers of 1024; 1M to 16G); the sync moves a quarter")
+      ("seconds", po::value(&r.seconds)->default_value(kBenchSecondsDefault), "S: seconds of each network direction (1 to 60)")
+      ("json", po::bool_switch(&r.json), "print one JSON object on stdout")
+      ("insecure", po::bool_switch(&r.insecure), "allow a plaintext connection");
+  po::options_description hidden;
+  hidden.add_options()("daemon", po::value(&positional), "ferry://HOST:PORT[/VOLUME]");
+  po::options_description all;
+  all.add(desc).add(hidden);
+  po::positional_options_description pos;
+  pos.add("daemon", 1);
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
+  po::notify(vm);
+  if (vm.count("help")) {
+    std::cout << "usage: ferry bench [options] ferry://HOST:PORT[/VOLUME]\n"
+                 "  run on the source node against the target node's daemon; with VOLUME also the\n"
+                 "  target's write speed and an end-to-end sync (temp names, removed afterwards)\n" << desc;
+    return kExitOk;
+  }
+  if (positional.size() != 1) {
+    std::fprintf(stderr, "ferry bench: need one ferry://HOST:PORT[/VOLUME] (see ferry bench --help)\n");
+    return kExitUsage;
+  }
+  r.daemon = positional[0];
+  Result<uint64_t> size = ParseByteRate(bytes);
+  if (size.ok() && (*size < kBenchBytesMin || *size > kBenchBytesMax)) {
+    size = Status::InvalidArgument("must be 1M to 16G, not '" + bytes + "'");
+  }
+  if (!size.ok()) {
+    std::fprintf(stderr, "ferry bench: --bytes: %s\n", size.status().ToString().c_str());
+    return kExitUsage;
+  }
+  r.bytes = *size;
+  if (r.seconds < 1 || r.seconds > kBenchSecondsMax) {
+    std::fprintf(stderr, "ferry bench: --seconds must be 1 to %u\n", kBenchSecondsMax);
+    return kExitUsage;
+  }
+  return RunBench(r);
+}
+
 }  // namespace
 
 int RunCommandLine(int argc, char** argv) {
@@ -189,6 +240,7 @@ int RunCommandLine(int argc, char** argv) {
   try {
     if (command == "sync") return SyncCommand(args);
     if (command == "daemon") return DaemonCommand(args);
+    if (command == "bench") return BenchCommand(args);
     if (command == "version" || command == "--version") {
       std::printf("ferry 0.1.0 (protocol 1)\n");
       return kExitOk;

@@ -15,6 +15,7 @@
 #include "agent/session.h"
 #include "base/bounds.h"
 #include "base/log.h"
+#include "daemon/bench_server.h"
 
 namespace ferry {
 
@@ -138,10 +139,19 @@ static Status RunDirection(Channel& channel, const protocol::Open& open, const s
 
 Status ServeSession(Channel& channel, const VolumeTable& volumes, VolumeLocks& locks, StreamHub& hub,
                     uint64_t session_id) {
-  Result<Accepted> accepted = AcceptSession(channel);
-  if (!accepted.ok()) return accepted.status();
-  if (accepted->join) return hub.Join(*accepted->join, channel);  // a data stream of another session
-  const std::optional<protocol::Open>& open = accepted->open;
+  FERRY_RETURN_IF_ERROR(AcceptHello(channel));
+  Frame first;
+  FERRY_RETURN_IF_ERROR(channel.Receive(&first, kHandshakeTimeoutMs));
+  if (first.type == protocol::BenchMessage(protocol::BenchType::kBenchOpen)) {
+    return ServeBench(channel, first, volumes, locks, session_id);  // `ferry bench`: daemon/bench_server.h
+  }
+  if (first.type == MessageType::kJoin) {  // a data stream of another session
+    Result<protocol::Join> join = protocol::Join::Decode(first.payload);
+    if (!join.ok()) return join.status();
+    return hub.Join(*join, channel);
+  }
+  Result<protocol::Open> open = AcceptOpen(channel, first);
+  if (!open.ok()) return open.status();
   LogContext context("session=" + std::to_string(session_id) + " volume=" + open->volume);
   auto volume = volumes.paths.find(open->volume);
   if (volume == volumes.paths.end()) {

@@ -13,7 +13,15 @@ const char* MessageTypeName(uint8_t type) {
                                        "KEEPALIVE", "HASHES", "WANT", "PATCH", "HOLE",
                                        "SIGNATURE", "DELTA", "JOIN", "JOINED"};
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == kMessageTypeMax + 1);
+  static const char* const kBenchNames[] = {"BENCH_OPEN", "BENCH_READY", "BENCH_DATA", "BENCH_END",
+                                            "BENCH_RESULT"};
+  static_assert(sizeof(kBenchNames) / sizeof(kBenchNames[0]) == kBenchTypeLast - kBenchTypeFirst + 1);
+  if (type >= kBenchTypeFirst && type <= kBenchTypeLast) return kBenchNames[type - kBenchTypeFirst];
   return type <= kMessageTypeMax ? kNames[type] : "UNKNOWN";
+}
+
+bool IsKnownMessageType(uint8_t type) {
+  return (type >= 1 && type <= kMessageTypeMax) || (type >= kBenchTypeFirst && type <= kBenchTypeLast);
 }
 
 // --- HELLO / WELCOME ---
@@ -573,6 +581,95 @@ Status Error::ToStatus() const {
   Code c = (code == 0 || code > static_cast<uint32_t>(Code::kAborted)) ? Code::kProtocol
                                                                       : static_cast<Code>(code);
   return Status::Make(c, message);
+}
+
+// --- Bench ---
+void BenchOpen::Encode(std::string* out) const {
+  CHECK(volume.size() <= kVolumeNameMaxBytes);
+  CHECK(bytes <= kBenchBytesMax);
+  CHECK(seconds <= kBenchSecondsMax);
+  WireWriter w(out);
+  w.U8(static_cast<uint8_t>(kind));
+  w.Bytes(volume);
+  w.Varint(bytes);
+  w.Varint(seconds);
+}
+Result<BenchOpen> BenchOpen::Decode(std::string_view in) {
+  WireReader r(in);
+  BenchOpen m;
+  uint8_t kind = 0;
+  uint64_t seconds = 0;
+  FERRY_RETURN_IF_ERROR(r.U8(&kind));
+  FERRY_RETURN_IF_ERROR(r.Bytes(kVolumeNameMaxBytes, "volume name", &m.volume));
+  FERRY_RETURN_IF_ERROR(r.VarintMax(kBenchBytesMax, "bench bytes", &m.bytes));
+  FERRY_RETURN_IF_ERROR(r.VarintMax(kBenchSecondsMax, "bench seconds", &seconds));
+  FERRY_RETURN_IF_ERROR(r.ExpectEnd("BENCH_OPEN"));
+  if (kind == 0 || kind > kBenchKindMax) return Status::Corruption("BENCH_OPEN kind " + std::to_string(kind));
+  m.kind = static_cast<BenchKind>(kind);
+  m.seconds = static_cast<uint32_t>(seconds);
+  bool network = m.kind == BenchKind::kNetworkUp || m.kind == BenchKind::kNetworkDown;
+  if (network && m.seconds == 0) return Status::Corruption("BENCH_OPEN network measurement of 0 seconds");
+  if (!network && m.bytes < kBenchBytesMin) return Status::Corruption("BENCH_OPEN of fewer bytes than kBenchBytesMin");
+  return m;
+}
+
+void BenchReady::Encode(std::string* out) const {
+  CHECK((flags & ~kBenchFlagsKnown) == 0);
+  WireWriter w(out);
+  w.U64(session_id);
+  w.Varint(bytes);
+  w.Varint(free_bytes);
+  w.U8(flags);
+}
+Result<BenchReady> BenchReady::Decode(std::string_view in) {
+  WireReader r(in);
+  BenchReady m;
+  FERRY_RETURN_IF_ERROR(r.U64(&m.session_id));
+  FERRY_RETURN_IF_ERROR(r.VarintMax(kBenchBytesMax, "bench bytes", &m.bytes));
+  FERRY_RETURN_IF_ERROR(r.Varint(&m.free_bytes));
+  FERRY_RETURN_IF_ERROR(r.U8(&m.flags));
+  FERRY_RETURN_IF_ERROR(r.ExpectEnd("BENCH_READY"));
+  if ((m.flags & ~kBenchFlagsKnown) != 0) return Status::Corruption("BENCH_READY unknown flag bits");
+  return m;
+}
+
+void BenchData::Encode(std::string* out) const {
+  CHECK(!bytes.empty());
+  CHECK(bytes.size() <= kBenchChunkBytes);
+  out->append(bytes);
+}
+Result<BenchData> BenchData::Decode(std::string_view in) {
+  if (in.empty() || in.size() > kBenchChunkBytes) {
+    return Status::Corruption("BENCH_DATA of " + std::to_string(in.size()) + " bytes");
+  }
+  return BenchData{in};
+}
+
+void BenchEnd::Encode(std::string* out) const { WireWriter(out).Varint(bytes); }
+Result<BenchEnd> BenchEnd::Decode(std::string_view in) {
+  WireReader r(in);
+  BenchEnd m;
+  FERRY_RETURN_IF_ERROR(r.Varint(&m.bytes));
+  FERRY_RETURN_IF_ERROR(r.ExpectEnd("BENCH_END"));
+  return m;
+}
+
+void BenchResult::Encode(std::string* out) const {
+  WireWriter w(out);
+  w.Varint(bytes);
+  w.Varint(files);
+  w.Varint(duration_ns);
+}
+Result<BenchResult> BenchResult::Decode(std::string_view in) {
+  WireReader r(in);
+  BenchResult m;
+  // Bytes: the network kinds move whatever the link carries in kBenchSecondsMax, so only the
+  // varint's own range bounds them; files are entries of one session.
+  FERRY_RETURN_IF_ERROR(r.Varint(&m.bytes));
+  FERRY_RETURN_IF_ERROR(r.VarintMax(kEntriesPerSessionMax, "bench files", &m.files));
+  FERRY_RETURN_IF_ERROR(r.Varint(&m.duration_ns));
+  FERRY_RETURN_IF_ERROR(r.ExpectEnd("BENCH_RESULT"));
+  return m;
 }
 
 }  // namespace ferry::protocol

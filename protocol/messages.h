@@ -45,6 +45,9 @@ enum class MessageType : uint8_t {
 };
 inline constexpr uint8_t kMessageTypeMax = 23;
 const char* MessageTypeName(uint8_t type);
+// Whether a frame of this type may arrive at all: the session types 1..kMessageTypeMax and the
+// bench types kBenchTypeFirst..kBenchTypeLast (FORMAT.md, "Bench").
+bool IsKnownMessageType(uint8_t type);
 
 // Capabilities (HELLO / WELCOME): the intersection is what the session may use.
 inline constexpr uint64_t kCapZstd = 1u << 0;
@@ -300,6 +303,68 @@ struct Error {
   void Encode(std::string* out) const;
   static Result<Error> Decode(std::string_view in);
   Status ToStatus() const;
+};
+
+// --- Bench (`ferry bench`, FORMAT.md "Bench"): types 30..39 are reserved for it ---
+// BENCH_OPEN takes the place of OPEN after HELLO/WELCOME; one measurement per session.
+enum class BenchType : uint8_t {
+  kBenchOpen = 30,    // client: what to measure
+  kBenchReady = 31,   // daemon: accepted, with the bytes it grants
+  kBenchData = 32,    // either: filler bytes of a network measurement
+  kBenchEnd = 33,     // client: the upload is over, this many bytes were sent
+  kBenchResult = 34,  // daemon: its figures
+};
+inline constexpr uint8_t kBenchTypeFirst = 30;
+inline constexpr uint8_t kBenchTypeLast = 34;  // 35..39 stay reserved for bench
+inline constexpr MessageType BenchMessage(BenchType type) { return static_cast<MessageType>(type); }
+
+enum class BenchKind : uint8_t {
+  kNetworkUp = 1,    // client -> daemon: the daemon discards BENCH_DATA
+  kNetworkDown = 2,  // daemon -> client: the daemon generates BENCH_DATA
+  kWrite = 3,        // the daemon writes a temp file in the volume, fdatasync, unlinks it
+  kSync = 4,         // a real stage into a scratch directory the daemon makes in the volume
+};
+inline constexpr uint8_t kBenchKindMax = 4;
+
+struct BenchOpen {
+  BenchKind kind = BenchKind::kNetworkUp;
+  std::string volume;  // "" for none; the network kinds only check that it exists
+  uint64_t bytes = 0;  // kWrite, kSync: bytes to write or to sync (<= kBenchBytesMax)
+  uint32_t seconds = 0;  // network kinds: how long to send (1..kBenchSecondsMax)
+  void Encode(std::string* out) const;
+  static Result<BenchOpen> Decode(std::string_view in);
+};
+
+inline constexpr uint8_t kBenchCappedBySpace = 1u << 0;  // fewer bytes: little free space
+inline constexpr uint8_t kBenchSkippedBlock = 1u << 1;   // a block volume: nothing written
+inline constexpr uint8_t kBenchFlagsKnown = (1u << 2) - 1;
+
+struct BenchReady {
+  uint64_t session_id = 0;
+  uint64_t bytes = 0;       // granted: BENCH_OPEN's, or less when capped by free space
+  uint64_t free_bytes = 0;  // free space of the volume's file system (0 without a volume)
+  uint8_t flags = 0;
+  void Encode(std::string* out) const;
+  static Result<BenchReady> Decode(std::string_view in);
+};
+
+struct BenchData {  // filler; the payload is the bytes
+  std::string_view bytes;
+  void Encode(std::string* out) const;
+  static Result<BenchData> Decode(std::string_view in);
+};
+
+struct BenchResult {
+  uint64_t bytes = 0;        // moved, written or synced
+  uint64_t files = 0;        // kSync: files written
+  uint64_t duration_ns = 0;  // as measured by the daemon
+  void Encode(std::string* out) const;
+  static Result<BenchResult> Decode(std::string_view in);
+};
+struct BenchEnd {  // the bytes of BENCH_DATA the client sent (checked by the daemon)
+  uint64_t bytes = 0;
+  void Encode(std::string* out) const;
+  static Result<BenchEnd> Decode(std::string_view in);
 };
 
 }  // namespace ferry::protocol

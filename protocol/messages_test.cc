@@ -568,5 +568,87 @@ TEST(MessagesTest, ReportDamaged) {
                  [](auto in) { return Error::Decode(in).status(); });
 }
 
+// --- Bench ---
+
+TEST(MessagesTest, BenchTypes) {
+  EXPECT_STREQ(MessageTypeName(kBenchTypeFirst), "BENCH_OPEN");
+  EXPECT_STREQ(MessageTypeName(kBenchTypeLast), "BENCH_RESULT");
+  EXPECT_STREQ(MessageTypeName(kBenchTypeLast + 1), "UNKNOWN");
+  EXPECT_TRUE(IsKnownMessageType(kMessageTypeMax));
+  EXPECT_TRUE(IsKnownMessageType(static_cast<uint8_t>(BenchType::kBenchData)));
+  for (int t : {0, kMessageTypeMax + 1, kBenchTypeFirst - 1, kBenchTypeLast + 1, 39, 255}) {
+    EXPECT_FALSE(IsKnownMessageType(static_cast<uint8_t>(t))) << t;
+  }
+}
+
+TEST(MessagesTest, BenchRoundTrips) {
+  BenchOpen o = RoundTrip(BenchOpen{.kind = BenchKind::kSync, .volume = "data", .bytes = kBenchBytesMax, .seconds = 0});
+  EXPECT_EQ(o.kind, BenchKind::kSync);
+  EXPECT_EQ(o.volume, "data");
+  EXPECT_EQ(o.bytes, kBenchBytesMax);
+  BenchOpen n = RoundTrip(BenchOpen{.kind = BenchKind::kNetworkDown, .volume = "", .bytes = 0,
+                                    .seconds = kBenchSecondsMax});
+  EXPECT_EQ(n.kind, BenchKind::kNetworkDown);
+  EXPECT_EQ(n.seconds, kBenchSecondsMax);
+  BenchReady r = RoundTrip(BenchReady{.session_id = kU64Max, .bytes = kBenchBytesMin, .free_bytes = kU64Max,
+                                      .flags = kBenchFlagsKnown});
+  EXPECT_EQ(r.session_id, kU64Max);
+  EXPECT_EQ(r.free_bytes, kU64Max);
+  EXPECT_EQ(r.flags, kBenchFlagsKnown);
+  BenchEnd e = RoundTrip(BenchEnd{.bytes = kU64Max});
+  EXPECT_EQ(e.bytes, kU64Max);
+  BenchResult res = RoundTrip(BenchResult{.bytes = 1ull << 40, .files = kEntriesPerSessionMax, .duration_ns = 7});
+  EXPECT_EQ(res.bytes, 1ull << 40);
+  EXPECT_EQ(res.files, kEntriesPerSessionMax);
+  EXPECT_EQ(res.duration_ns, 7u);
+  const std::string chunk(kBenchChunkBytes, 'd');
+  Result<BenchData> data = BenchData::Decode(chunk);
+  ASSERT_TRUE(data.ok());
+  EXPECT_EQ(data->bytes.size(), kBenchChunkBytes);
+}
+
+TEST(MessagesTest, BenchDamaged) {
+  // BENCH_OPEN: kind, volume, bytes, seconds.
+  auto open = [](uint8_t kind, std::string volume, uint64_t bytes, uint64_t seconds) {
+    return std::string(Raw().U8(kind).Put(volume).V(bytes).V(seconds));
+  };
+  const std::string v = Raw().B("v");
+  ASSERT_TRUE(BenchOpen::Decode(open(kBenchKindMax, v, kBenchBytesMax, 0)).ok());
+  ASSERT_TRUE(BenchOpen::Decode(open(1, Raw().B(""), 0, 1)).ok());
+  ExpectRejected(
+      {{"kind 0", open(0, v, kBenchBytesMin, 1)},
+       {"kind 5", open(kBenchKindMax + 1, v, kBenchBytesMin, 1)},
+       {"kind 255", open(255, v, kBenchBytesMin, 1)},
+       {"volume too long", open(3, Raw().B(std::string(kVolumeNameMaxBytes + 1, 'v')), kBenchBytesMin, 0)},
+       {"volume length 2^64-1", open(3, Raw().Len(kU64Max, 2), kBenchBytesMin, 0)},
+       {"bytes over kBenchBytesMax", open(3, v, kBenchBytesMax + 1, 0)},
+       {"bytes 2^64-1", open(3, v, kU64Max, 0)},
+       {"write under kBenchBytesMin", open(3, v, kBenchBytesMin - 1, 0)},
+       {"sync of 0 bytes", open(4, v, 0, 0)},
+       {"seconds over kBenchSecondsMax", open(1, v, 0, kBenchSecondsMax + 1)},
+       {"seconds 2^64-1", open(2, v, 0, kU64Max)},
+       {"network of 0 seconds", open(2, v, 0, 0)},
+       {"11-byte varint", Raw().U8(1).B("v").Put(std::string(10, '\x80') + '\0').V(1)}},
+      [](auto in) { return BenchOpen::Decode(in).status(); });
+  ExpectRejected({{"unknown flag bit", Raw().U64(1).V(kBenchBytesMin).V(0).U8(kBenchFlagsKnown + 1)},
+                  {"flag bit 7", Raw().U64(1).V(kBenchBytesMin).V(0).U8(0x80)},
+                  {"bytes over kBenchBytesMax", Raw().U64(1).V(kBenchBytesMax + 1).V(0).U8(0)},
+                  {"flags missing", Raw().U64(1).V(kBenchBytesMin).V(0)},
+                  {"session id short", Raw().U32(1)}},
+                 [](auto in) { return BenchReady::Decode(in).status(); });
+  ExpectRejected({{"empty", std::string()},
+                  {"over kBenchChunkBytes", std::string(kBenchChunkBytes + 1, 'd')}},
+                 [](auto in) { return BenchData::Decode(in).status(); });
+  ExpectRejected({{"empty", std::string()},
+                  {"11-byte varint", Raw().Put(std::string(10, '\x80') + '\0')},
+                  {"trailing byte", Raw().V(1).U8(0)}},
+                 [](auto in) { return BenchEnd::Decode(in).status(); });
+  ExpectRejected({{"files over kEntriesPerSessionMax", Raw().V(1).V(uint64_t{kEntriesPerSessionMax} + 1).V(1)},
+                  {"files 2^64-1", Raw().V(1).V(kU64Max).V(1)},
+                  {"duration missing", Raw().V(1).V(1)},
+                  {"11-byte varint", Raw().V(1).V(1).Put(std::string(10, '\x80') + '\0')}},
+                 [](auto in) { return BenchResult::Decode(in).status(); });
+}
+
 }  // namespace
 }  // namespace ferry::protocol
