@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "agent/io/engine.h"
 #include "agent/sync_types.h"
 
 namespace ferry {
@@ -36,6 +37,7 @@ struct SyncRequest {
   CompressMode compress = CompressMode::kAuto;
   std::string state_dir;  // a local receiver's state cache ("": none)
   uint64_t bwlimit = 0;   // bytes per second the sender may send; 0: no limit
+  io::EngineKind io_engine = io::EngineKind::kPosix;  // chosen at start-up (--io), for --json
 };
 
 int RunSync(const SyncRequest& request);

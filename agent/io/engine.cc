@@ -87,8 +87,10 @@ Result<EngineKind> Decide(Choice& choice, EngineKind requested) {
   const Status& probe = ProbeOnce(choice);
   if (probe.ok()) return EngineKind::kUring;
   if (*wanted == EngineKind::kUring) {
-    return Status::Unsupported(UringUnavailable(probe) + ": " + UringAdvice(probe.error_number()) +
-                               ", or use --io=posix");
+    return Status::Make(Code::kUnsupported,
+                        UringUnavailable(probe) + ": " + UringAdvice(probe.error_number()) +
+                            ", or use --io=posix",
+                        probe.error_number());
   }
   if (!choice.warned) {
     choice.warned = true;
