@@ -20,12 +20,16 @@ class ScopedFerryIo {
  public:
   explicit ScopedFerryIo(const char* value) {
     if (const char* old = std::getenv("FERRY_IO")) saved_ = old;
-    if (value != nullptr) ::setenv("FERRY_IO", value, 1);
-    else ::unsetenv("FERRY_IO");
+    if (value != nullptr)
+      ::setenv("FERRY_IO", value, 1);
+    else
+      ::unsetenv("FERRY_IO");
   }
   ~ScopedFerryIo() {
-    if (saved_) ::setenv("FERRY_IO", saved_->c_str(), 1);
-    else ::unsetenv("FERRY_IO");
+    if (saved_)
+      ::setenv("FERRY_IO", saved_->c_str(), 1);
+    else
+      ::unsetenv("FERRY_IO");
   }
   ScopedFerryIo(const ScopedFerryIo&) = delete;
   ScopedFerryIo& operator=(const ScopedFerryIo&) = delete;
@@ -45,8 +49,13 @@ class IoEngineTest : public ::testing::Test {
 
   // A local `ferry sync --json` into a fresh target; the result, parsed when it succeeded.
   CommandResult Sync(const std::vector<std::string>& extra, SyncReport* report = nullptr) {
-    std::vector<std::string> args = {"sync", "--json", "--no-progress", "--state-dir", "",
-                                     src_, tmp_.Sub("dst" + std::to_string(syncs_++))};
+    std::vector<std::string> args = {"sync",
+                                     "--json",
+                                     "--no-progress",
+                                     "--state-dir",
+                                     "",
+                                     src_,
+                                     tmp_.Sub("dst" + std::to_string(syncs_++))};
     args.insert(args.begin() + 1, extra.begin(), extra.end());
     CommandResult result = RunFerry(args);
     if (report != nullptr && result.exit_code == 0) {
@@ -61,7 +70,8 @@ class IoEngineTest : public ::testing::Test {
   std::string EngineReported(const std::vector<std::string>& extra) {
     SyncReport report;
     CommandResult result = Sync(extra, &report);
-    if (result.exit_code == 1 && result.err.find("io_uring unavailable") != std::string::npos) return "";
+    if (result.exit_code == 1 && result.err.find("io_uring unavailable") != std::string::npos)
+      return "";
     EXPECT_EQ(result.exit_code, 0) << result.Describe();
     return report.io_engine;
   }
@@ -119,10 +129,12 @@ TEST_F(IoEngineTest, BadValuesAreOneLineUsageErrors) {
   ScopedFerryIo env("fast");
   CommandResult environment = Sync({});
   EXPECT_EQ(environment.exit_code, 1) << environment.Describe();
-  EXPECT_EQ(environment.err, "ferry sync: FERRY_IO: unknown I/O engine 'fast': choose auto, uring or posix\n");
+  EXPECT_EQ(environment.err,
+            "ferry sync: FERRY_IO: unknown I/O engine 'fast': choose auto, uring or posix\n");
   CommandResult daemon = RunFerry({"daemon", "--io", "fast", "--volume", "v=" + src_});
   EXPECT_EQ(daemon.exit_code, 1) << daemon.Describe();
-  EXPECT_EQ(daemon.err, "ferry daemon: --io: unknown I/O engine 'fast': choose auto, uring or posix\n");
+  EXPECT_EQ(daemon.err,
+            "ferry daemon: --io: unknown I/O engine 'fast': choose auto, uring or posix\n");
 }
 
 TEST_F(IoEngineTest, DaemonNamesItsEngineAtStartUp) {

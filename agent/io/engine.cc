@@ -49,18 +49,22 @@ const char* UringReason(int error_number) {
 // What to do about it.
 const char* UringAdvice(int error_number) {
   switch (error_number) {
-    case EPERM: return "allow io_uring in the seccomp profile (and the sysctl) for faster I/O";
-    case ENOSYS: return "use a newer kernel or allow io_uring in the seccomp profile for faster I/O";
-    case ENOMEM: return "raise the memlock limit (ulimit -l, or LimitMEMLOCK= in the systemd unit)";
-    default: return "the posix engine works everywhere";
+    case EPERM:
+      return "allow io_uring in the seccomp profile (and the sysctl) for faster I/O";
+    case ENOSYS:
+      return "use a newer kernel or allow io_uring in the seccomp profile for faster I/O";
+    case ENOMEM:
+      return "raise the memlock limit (ulimit -l, or LimitMEMLOCK= in the systemd unit)";
+    default:
+      return "the posix engine works everywhere";
   }
 }
 
 // "io_uring unavailable (Operation not permitted: <reason>)".
 std::string UringUnavailable(const Status& probe) {
   const int e = probe.error_number();
-  return std::string("io_uring unavailable (") + (e != 0 ? std::strerror(e) : probe.message().c_str()) +
-         ": " + UringReason(e) + ")";
+  return std::string("io_uring unavailable (") +
+         (e != 0 ? std::strerror(e) : probe.message().c_str()) + ": " + UringReason(e) + ")";
 }
 
 // REQUIRES: the choice's mutex is held.
@@ -87,10 +91,10 @@ Result<EngineKind> Decide(Choice& choice, EngineKind requested) {
   const Status& probe = ProbeOnce(choice);
   if (probe.ok()) return EngineKind::kUring;
   if (*wanted == EngineKind::kUring) {
-    return Status::Make(Code::kUnsupported,
-                        UringUnavailable(probe) + ": " + UringAdvice(probe.error_number()) +
-                            ", or use --io=posix",
-                        probe.error_number());
+    return Status::Make(
+        Code::kUnsupported,
+        UringUnavailable(probe) + ": " + UringAdvice(probe.error_number()) + ", or use --io=posix",
+        probe.error_number());
   }
   if (!choice.warned) {
     choice.warned = true;
@@ -106,8 +110,7 @@ Result<EngineKind> ParseEngineKind(const std::string& text) {
   if (text == "auto") return EngineKind::kAuto;
   if (text == "uring") return EngineKind::kUring;
   if (text == "posix") return EngineKind::kPosix;
-  return Status::InvalidArgument("unknown I/O engine '" + text +
-                                 "': choose auto, uring or posix");
+  return Status::InvalidArgument("unknown I/O engine '" + text + "': choose auto, uring or posix");
 }
 
 Result<EngineKind> ChooseEngineKind(EngineKind requested) {
@@ -137,9 +140,12 @@ void ResetEngineChoiceForTest() {
 
 const char* EngineKindName(EngineKind kind) {
   switch (kind) {
-    case EngineKind::kAuto: return "auto";
-    case EngineKind::kUring: return "io_uring";
-    case EngineKind::kPosix: return "posix";
+    case EngineKind::kAuto:
+      return "auto";
+    case EngineKind::kUring:
+      return "io_uring";
+    case EngineKind::kPosix:
+      return "posix";
   }
   return "?";
 }
@@ -179,7 +185,8 @@ Result<size_t> ReadAt(Engine& engine, int fd, uint64_t offset, char* buffer, siz
     Op op{OpKind::kRead, fd, offset + total, buffer + total, static_cast<uint32_t>(want), 0, 0};
     Result<int64_t> got = RunOne(engine, op);
     if (!got.ok()) return got.status();
-    if (*got < 0) return Status::Errno(static_cast<int>(-*got), "read at " + std::to_string(offset + total));
+    if (*got < 0)
+      return Status::Errno(static_cast<int>(-*got), "read at " + std::to_string(offset + total));
     total += static_cast<size_t>(*got);
     if (static_cast<size_t>(*got) < want) break;  // end of file
   }
@@ -192,11 +199,17 @@ Status WriteAt(Engine& engine, int fd, uint64_t offset, const char* buffer, size
   while (total < length) {
     const size_t want = std::min(length - total, kHelperOpMaxBytes);
     // The engine never writes through `buffer`; Op holds a char* for reads and writes alike.
-    Op op{OpKind::kWrite, fd, offset + total, const_cast<char*>(buffer + total),
-          static_cast<uint32_t>(want), 0, 0};
+    Op op{OpKind::kWrite,
+          fd,
+          offset + total,
+          const_cast<char*>(buffer + total),
+          static_cast<uint32_t>(want),
+          0,
+          0};
     Result<int64_t> got = RunOne(engine, op);
     if (!got.ok()) return got.status();
-    if (*got < 0) return Status::Errno(static_cast<int>(-*got), "write at " + std::to_string(offset + total));
+    if (*got < 0)
+      return Status::Errno(static_cast<int>(-*got), "write at " + std::to_string(offset + total));
     CHECK_EQ(static_cast<size_t>(*got), want);  // the engine retries short writes itself
     total += want;
   }

@@ -3,9 +3,8 @@
 #include "agent/io/engine.h"
 
 #include <fcntl.h>
-#include <unistd.h>
-
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
@@ -61,7 +60,9 @@ class EngineTest : public ::testing::TestWithParam<EngineKind> {
 };
 
 // A byte that differs with its offset, so a block read from the wrong place shows.
-char PatternByte(uint64_t offset) { return static_cast<char>((offset * 131 + offset / 4096) & 0xff); }
+char PatternByte(uint64_t offset) {
+  return static_cast<char>((offset * 131 + offset / 4096) & 0xff);
+}
 
 TEST_P(EngineTest, NameMatchesKind) { EXPECT_STREQ(engine_->name(), EngineKindName(GetParam())); }
 
@@ -80,10 +81,12 @@ TEST_P(EngineTest, WritesThenReadsBackManyMiBAtFullDepth) {
     write_ptrs.push_back(&writes[i]);
     read_ptrs.push_back(&reads[i]);
   }
-  for (Op* op : RunBatch(write_ptrs)) ASSERT_EQ(op->result, static_cast<int64_t>(kOpBytes)) << op->tag;
+  for (Op* op : RunBatch(write_ptrs))
+    ASSERT_EQ(op->result, static_cast<int64_t>(kOpBytes)) << op->tag;
   Op sync{OpKind::kFdatasync, fd_, 0, nullptr, 0, -1, 99};
   EXPECT_EQ(RunBatch({&sync})[0]->result, 0);
-  for (Op* op : RunBatch(read_ptrs)) ASSERT_EQ(op->result, static_cast<int64_t>(kOpBytes)) << op->tag;
+  for (Op* op : RunBatch(read_ptrs))
+    ASSERT_EQ(op->result, static_cast<int64_t>(kOpBytes)) << op->tag;
   EXPECT_TRUE(source == back);
   EXPECT_EQ(::lseek(fd_, 0, SEEK_END), static_cast<off_t>(kTotal));
 }
@@ -205,8 +208,8 @@ TEST_P(EngineTest, RegisteredBuffersRoundTrip) {
 std::string EngineTestName(const ::testing::TestParamInfo<EngineKind>& param_info) {
   return param_info.param == EngineKind::kUring ? "Uring" : "Posix";
 }
-INSTANTIATE_TEST_SUITE_P(Engines, EngineTest, ::testing::Values(EngineKind::kUring, EngineKind::kPosix),
-                         EngineTestName);
+INSTANTIATE_TEST_SUITE_P(Engines, EngineTest,
+                         ::testing::Values(EngineKind::kUring, EngineKind::kPosix), EngineTestName);
 
 TEST(ParseEngineKindTest, Table) {
   const std::pair<const char*, EngineKind> good[] = {
@@ -241,13 +244,17 @@ class ChooseEngineKindTest : public ::testing::Test {
     ResetEngineChoiceForTest();
   }
   void TearDown() override {
-    if (saved_) ::setenv("FERRY_IO", saved_->c_str(), 1);
-    else ::unsetenv("FERRY_IO");
+    if (saved_)
+      ::setenv("FERRY_IO", saved_->c_str(), 1);
+    else
+      ::unsetenv("FERRY_IO");
     ResetEngineChoiceForTest();
   }
   static void SetFerryIo(const char* value) {
-    if (value != nullptr) ::setenv("FERRY_IO", value, 1);
-    else ::unsetenv("FERRY_IO");
+    if (value != nullptr)
+      ::setenv("FERRY_IO", value, 1);
+    else
+      ::unsetenv("FERRY_IO");
   }
   static bool UringWorks() { return MakeEngine(EngineKind::kUring, 2).ok(); }
 
@@ -293,7 +300,8 @@ TEST_F(ChooseEngineKindTest, BadFerryIoIsAnErrorNamingIt) {
   Result<EngineKind> kind = ChooseEngineKind(EngineKind::kAuto);
   ASSERT_FALSE(kind.ok());
   EXPECT_EQ(kind.status().code(), Code::kInvalidArgument);
-  EXPECT_NE(kind.status().ToString().find("FERRY_IO"), std::string::npos) << kind.status().ToString();
+  EXPECT_NE(kind.status().ToString().find("FERRY_IO"), std::string::npos)
+      << kind.status().ToString();
   EXPECT_NE(kind.status().ToString().find("'fast'"), std::string::npos) << kind.status().ToString();
 }
 

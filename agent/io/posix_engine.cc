@@ -20,7 +20,8 @@ bool Retryable(int error_number) { return error_number == EINTR || error_number 
 int64_t ReadFully(const Op& op) {
   uint32_t done = 0;
   while (done < op.length) {
-    ssize_t n = ::pread(op.fd, op.buffer + done, op.length - done, static_cast<off_t>(op.offset + done));
+    ssize_t n =
+        ::pread(op.fd, op.buffer + done, op.length - done, static_cast<off_t>(op.offset + done));
     if (n < 0 && Retryable(errno)) continue;
     if (n < 0) return -errno;
     if (n == 0) break;  // end of file
@@ -33,7 +34,8 @@ int64_t ReadFully(const Op& op) {
 int64_t WriteFully(const Op& op) {
   uint32_t done = 0;
   while (done < op.length) {
-    ssize_t n = ::pwrite(op.fd, op.buffer + done, op.length - done, static_cast<off_t>(op.offset + done));
+    ssize_t n =
+        ::pwrite(op.fd, op.buffer + done, op.length - done, static_cast<off_t>(op.offset + done));
     if (n < 0 && Retryable(errno)) continue;
     if (n < 0) return -errno;
     if (n == 0) return -EIO;  // a write that makes no progress would loop forever
@@ -44,8 +46,10 @@ int64_t WriteFully(const Op& op) {
 
 int64_t Execute(const Op& op) {
   switch (op.kind) {
-    case OpKind::kRead: return ReadFully(op);
-    case OpKind::kWrite: return WriteFully(op);
+    case OpKind::kRead:
+      return ReadFully(op);
+    case OpKind::kWrite:
+      return WriteFully(op);
     case OpKind::kFdatasync:
       while (true) {
         if (::fdatasync(op.fd) == 0) return 0;

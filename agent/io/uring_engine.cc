@@ -63,12 +63,12 @@ class UringEngine final : public Engine {
 
   io_uring ring_{};
   bool ring_ready_ = false;
-  std::vector<Slot> slots_;     // one per op in flight; never resized, so Slot* stay valid
-  std::vector<Slot*> free_;     // slots not in use
-  std::vector<Op*> ready_;      // completed ops not yet reaped, oldest at ready_head_
+  std::vector<Slot> slots_;  // one per op in flight; never resized, so Slot* stay valid
+  std::vector<Slot*> free_;  // slots not in use
+  std::vector<Op*> ready_;   // completed ops not yet reaped, oldest at ready_head_
   uint32_t ready_head_ = 0;
   uint32_t ready_count_ = 0;
-  uint32_t in_flight_ = 0;      // submitted and not yet reaped (in the kernel or ready)
+  uint32_t in_flight_ = 0;  // submitted and not yet reaped (in the kernel or ready)
   std::vector<iovec> registered_;
 };
 
@@ -76,7 +76,8 @@ class UringEngine final : public Engine {
 int UringEngine::FixedIndex(const char* buffer, uint32_t length) const {
   for (size_t i = 0; i < registered_.size(); ++i) {
     const char* base = static_cast<const char*>(registered_[i].iov_base);
-    if (buffer >= base && buffer + length <= base + registered_[i].iov_len) return static_cast<int>(i);
+    if (buffer >= base && buffer + length <= base + registered_[i].iov_len)
+      return static_cast<int>(i);
   }
   return -1;
 }
@@ -94,12 +95,18 @@ void UringEngine::Prep(Slot* slot) {
   const int fixed = op.kind == OpKind::kFdatasync ? -1 : FixedIndex(buffer, length);
   switch (op.kind) {
     case OpKind::kRead:
-      if (fixed >= 0) io_uring_prep_read_fixed(sqe, op.fd, buffer, length, offset, fixed);
-      else io_uring_prep_read(sqe, op.fd, buffer, length, offset);
+      if (fixed >= 0) {
+        io_uring_prep_read_fixed(sqe, op.fd, buffer, length, offset, fixed);
+      } else {
+        io_uring_prep_read(sqe, op.fd, buffer, length, offset);
+      }
       break;
     case OpKind::kWrite:
-      if (fixed >= 0) io_uring_prep_write_fixed(sqe, op.fd, buffer, length, offset, fixed);
-      else io_uring_prep_write(sqe, op.fd, buffer, length, offset);
+      if (fixed >= 0) {
+        io_uring_prep_write_fixed(sqe, op.fd, buffer, length, offset, fixed);
+      } else {
+        io_uring_prep_write(sqe, op.fd, buffer, length, offset);
+      }
       break;
     case OpKind::kFdatasync:
       io_uring_prep_fsync(sqe, op.fd, IORING_FSYNC_DATASYNC);
@@ -147,7 +154,8 @@ void UringEngine::Harvest() {
 // Enters the kernel until every prepped entry is submitted.
 Status UringEngine::SubmitQueued() {
   for (int attempt = 0; io_uring_sq_ready(&ring_) > 0; ++attempt) {
-    if (attempt == kSubmitAttemptsMax) return Status::IoError("io_uring_submit keeps failing with EAGAIN/EBUSY");
+    if (attempt == kSubmitAttemptsMax)
+      return Status::IoError("io_uring_submit keeps failing with EAGAIN/EBUSY");
     int r = io_uring_submit(&ring_);
     if (r >= 0 || r == -EINTR) continue;
     if (r == -EAGAIN || r == -EBUSY) {
@@ -208,8 +216,9 @@ Status UringEngine::RegisterBuffers(std::span<const iovec> buffers) {
   if (buffers.empty()) return Status::Ok();
   int r = io_uring_register_buffers(&ring_, buffers.data(), static_cast<unsigned>(buffers.size()));
   if (r < 0) {
-    return Status::Errno(-r, "io_uring_register_buffers (pinned memory counts against the memlock "
-                             "limit: ulimit -l)");
+    return Status::Errno(-r,
+                         "io_uring_register_buffers (pinned memory counts against the memlock "
+                         "limit: ulimit -l)");
   }
   registered_.assign(buffers.begin(), buffers.end());
   return Status::Ok();
