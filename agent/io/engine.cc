@@ -130,10 +130,12 @@ EngineKind ChosenEngineKind() {
   return choice.chosen.value_or(EngineKind::kPosix);
 }
 
-void ResetEngineChoiceForTest() {
+void ResetEngineChoiceForTest(int uring_probe_errno) {
   Choice& choice = TheChoice();
   std::lock_guard<std::mutex> lock(choice.mutex);
   choice.probe.reset();
+  if (uring_probe_errno != 0)
+    choice.probe = Status::Errno(uring_probe_errno, "io_uring_queue_init");
   choice.warned = false;
   choice.chosen.reset();
 }

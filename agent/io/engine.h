@@ -84,8 +84,10 @@ EngineKind ChosenEngineKind();
 const char* EngineKindName(EngineKind kind);
 
 // TEST ONLY: forgets the process-wide choice and the probe, so the next ChooseEngineKind decides
-// (and may log) again, e.g. after a test changed FERRY_IO. Production code chooses once at start.
-void ResetEngineChoiceForTest();
+// (and may log) again, e.g. after a test changed FERRY_IO. A non-zero `uring_probe_errno` makes
+// the probe fail with that errno (EPERM: as under Docker's seccomp profile) instead of running.
+// Production code chooses once at start and never calls this.
+void ResetEngineChoiceForTest(int uring_probe_errno = 0);
 
 // Reads [offset, offset + length) of `fd` into `buffer` through `engine`, synchronously, up to end
 // of file; returns the bytes read. For callers without a pipeline of their own.

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <optional>
@@ -293,6 +294,42 @@ TEST_F(ChooseEngineKindTest, FirstChoiceIsRememberedUntilReset) {
   EXPECT_EQ(ChosenEngineKind(), EngineKind::kPosix);  // the first choice stands
   ResetEngineChoiceForTest();
   EXPECT_EQ(ChosenEngineKind(), EngineKind::kPosix);  // before any choice
+}
+
+TEST_F(ChooseEngineKindTest, BlockedUringFallsBackToPosixWithOneWarning) {
+  SetFerryIo(nullptr);
+  ResetEngineChoiceForTest(EPERM);
+  ::testing::internal::CaptureStderr();
+  Result<EngineKind> first = ChooseEngineKind(EngineKind::kAuto);
+  Result<EngineKind> second = ChooseEngineKind(EngineKind::kAuto);
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(*first, EngineKind::kPosix);
+  EXPECT_EQ(*second, EngineKind::kPosix);
+  EXPECT_EQ(ChosenEngineKind(), EngineKind::kPosix);
+  ASSERT_EQ(std::count(log.begin(), log.end(), '\n'), 1) << log;  // one line, however often asked
+  for (const char* needle : {"io_uring unavailable (Operation not permitted", "seccomp",
+                             "kernel.io_uring_disabled", "using the posix engine", "--io=posix"}) {
+    EXPECT_NE(log.find(needle), std::string::npos) << needle << " not in: " << log;
+  }
+}
+
+TEST_F(ChooseEngineKindTest, ForcedUringThatCannotWorkIsAnError) {
+  SetFerryIo(nullptr);
+  ResetEngineChoiceForTest(ENOMEM);
+  Result<EngineKind> kind = ChooseEngineKind(EngineKind::kUring);
+  ASSERT_FALSE(kind.ok());
+  EXPECT_EQ(kind.status().code(), Code::kUnsupported);
+  EXPECT_EQ(kind.status().error_number(), ENOMEM);
+  EXPECT_NE(kind.status().ToString().find("ulimit -l"), std::string::npos)
+      << kind.status().ToString();
+  SetFerryIo("uring");  // the same through the environment
+  ASSERT_FALSE(ChooseEngineKind(EngineKind::kAuto).ok());
+  SetFerryIo("posix");  // posix never needs the probe
+  Result<EngineKind> posix = ChooseEngineKind(EngineKind::kAuto);
+  ASSERT_TRUE(posix.ok());
+  EXPECT_EQ(*posix, EngineKind::kPosix);
 }
 
 TEST_F(ChooseEngineKindTest, BadFerryIoIsAnErrorNamingIt) {
