@@ -155,6 +155,13 @@ inline constexpr size_t kBenchChunkBytes = kDataChunkMaxBytes;
 static_assert(kBenchSecondsMax * 1000 * 2 <= kIdleTimeoutMs, "a measurement ends well within the idle timeout");
 static_assert(kBenchBytesMin <= kBenchBytesDefault && kBenchBytesDefault <= kBenchBytesMax, "default in range");
 
+// --- I/O engine (agent/io/engine.h) ---
+// Operations in flight per engine: the io_uring queue depth, and the size of each engine's slot
+// and ready arrays (allocated when the engine is made). 256 ops of 1 MiB keep any disk busy;
+// a deeper ring only costs locked kernel memory.
+inline constexpr uint32_t kIoDepthMax = 256;
+static_assert(kIoDepthMax * kDataChunkMaxBytes <= 256 * kMiB, "a full queue of chunks stays bounded");
+
 // --- Commit ---
 // The receiver makes finished temp files durable in groups (one syncfs per group) before it
 // renames them into place; these bound how much unflushed data a group holds.

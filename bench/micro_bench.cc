@@ -1,14 +1,20 @@
 // Micro-benchmarks of the hot paths (Google Benchmark): block hashing and the hash tree, zstd on
-// a chunk, frame encode and decode, manifest encode and decode. Run: build/bench/micro_bench.
+// a chunk, frame encode and decode, manifest encode and decode, the I/O engines reading a cached
+// file. Run: build/bench/micro_bench.
 // Inputs are made once per benchmark from a fixed seed; figures are bytes per second of input.
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <benchmark/benchmark.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "agent/blocks.h"
+#include "agent/io/engine.h"
 #include "base/bounds.h"
 #include "protocol/compression.h"
 #include "protocol/frame.h"
@@ -16,6 +22,8 @@
 
 namespace ferry {
 namespace {
+
+constexpr uint64_t kEngineFileBytes = 256 * kMiB;
 
 // `size` bytes, half random and half repeated text: about what zstd sees in a database page.
 std::string SemiCompressible(size_t size) {
@@ -127,6 +135,70 @@ void BM_ManifestDecode(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * kEntriesPerBatchMax));
 }
 BENCHMARK(BM_ManifestDecode);
+
+// A 256 MiB file, written once per process and read once so that it sits in the page cache; the
+// name is unlinked at once, the descriptor stays open until exit.
+int CachedFileFd() {
+  static const int fd = [] {
+    char name[] = "/tmp/ferry-bench-engine.XXXXXX";
+    int f = ::mkstemp(name);
+    if (f < 0) std::abort();
+    ::unlink(name);
+    const std::string chunk = SemiCompressible(kMiB);
+    for (uint64_t at = 0; at < kEngineFileBytes; at += kMiB) {
+      if (::pwrite(f, chunk.data(), kMiB, static_cast<off_t>(at)) != static_cast<ssize_t>(kMiB)) std::abort();
+    }
+    std::string sink(kMiB, '\0');
+    for (uint64_t at = 0; at < kEngineFileBytes; at += kMiB) {
+      if (::pread(f, sink.data(), kMiB, static_cast<off_t>(at)) != static_cast<ssize_t>(kMiB)) std::abort();
+    }
+    return f;
+  }();
+  return fd;
+}
+
+// Reads the whole cached file in 1 MiB ops, keeping `depth` (the argument) in flight: reaps
+// whatever completed and refills the queue in one Submit. `fixed`: the buffers are registered.
+void BM_EngineRead(benchmark::State& state, io::EngineKind kind, bool fixed) {
+  const uint32_t depth = static_cast<uint32_t>(state.range(0));
+  const int fd = CachedFileFd();
+  Result<std::unique_ptr<io::Engine>> made = io::MakeEngine(kind, depth);
+  if (!made.ok()) return state.SkipWithError(made.status().ToString().c_str());
+  io::Engine& engine = **made;
+  std::vector<char> buffers(depth * kMiB);
+  if (fixed) {
+    iovec all{buffers.data(), buffers.size()};
+    if (Status s = engine.RegisterBuffers({&all, 1}); !s.ok()) return state.SkipWithError(s.ToString().c_str());
+  }
+  std::vector<io::Op> ops(depth);
+  std::vector<io::Op*> batch, done(depth);
+  for (auto _ : state) {
+    uint64_t next = 0;
+    batch.clear();
+    for (uint32_t i = 0; i < depth; ++i, next += kMiB) {
+      ops[i] = io::Op{io::OpKind::kRead, fd, next, buffers.data() + i * kMiB, kMiB, 0, i};
+      batch.push_back(&ops[i]);
+    }
+    while (true) {
+      if (!engine.Submit(batch.data(), batch.size()).ok()) return state.SkipWithError("Submit failed");
+      if (engine.in_flight() == 0) break;
+      Result<size_t> n = engine.Reap(done.data(), depth, 1);
+      if (!n.ok()) return state.SkipWithError(n.status().ToString().c_str());
+      batch.clear();
+      for (size_t i = 0; i < *n; ++i) {
+        if (done[i]->result != static_cast<int64_t>(kMiB)) return state.SkipWithError("short read");
+        if (next >= kEngineFileBytes) continue;
+        done[i]->offset = next;
+        next += kMiB;
+        batch.push_back(done[i]);
+      }
+    }
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * kEngineFileBytes));
+}
+BENCHMARK_CAPTURE(BM_EngineRead, uring, io::EngineKind::kUring, false)->Arg(1)->Arg(8)->UseRealTime();
+BENCHMARK_CAPTURE(BM_EngineRead, uring_fixed, io::EngineKind::kUring, true)->Arg(1)->Arg(8)->UseRealTime();
+BENCHMARK_CAPTURE(BM_EngineRead, posix, io::EngineKind::kPosix, false)->Arg(1)->Arg(8)->UseRealTime();
 
 }  // namespace
 }  // namespace ferry

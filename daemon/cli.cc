@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/io/engine.h"
 #include "base/bounds.h"
 #include "base/log.h"
 #include "base/rate.h"
@@ -35,6 +36,18 @@ constexpr const char* kUsage =
     "  version          print the version\n"
     "run `ferry <command> --help` for the options of a command\n";
 
+constexpr const char* kIoHelp =
+    "I/O engine: auto (FERRY_IO if set, else io_uring where the kernel allows it), uring, posix; "
+    "uring or posix override FERRY_IO";
+
+// Parses --io and makes the process-wide engine choice, once, at start-up (a fallback from
+// io_uring to posix is logged then, with advice).
+Result<io::EngineKind> ChooseIoEngine(const std::string& flag) {
+  Result<io::EngineKind> requested = io::ParseEngineKind(flag);
+  if (!requested.ok()) return requested.status().Annotate("--io");
+  return io::ChooseEngineKind(*requested);
+}
+
 int DaemonCommand(const std::vector<std::string>& args) {
   po::options_description desc("ferry daemon options");
   std::vector<std::string> volumes;
@@ -45,7 +58,8 @@ int DaemonCommand(const std::vector<std::string>& args) {
       ("volume", po::value(&volumes)->composing(), "NAME=PATH: serve directory PATH as volume NAME (repeatable)")
       ("state-dir", po::value(&state_dir)->default_value("/var/lib/ferry"), "directory for the daemon's state and lock")
       ("insecure", po::bool_switch(), "accept plaintext connections (required once TLS arrives)")
-      ("log-level", po::value<std::string>()->default_value("info"), "debug, info, warn or error");
+      ("log-level", po::value<std::string>()->default_value("info"), "debug, info, warn or error")
+      ("io", po::value<std::string>()->default_value("auto"), kIoHelp);
   po::variables_map vm;
   po::store(po::command_line_parser(args).options(desc).run(), vm);
   po::notify(vm);
@@ -60,6 +74,12 @@ int DaemonCommand(const std::vector<std::string>& args) {
   config.state_dir = state_dir;
   config.volumes.state_dir = state_dir;
   config.insecure = vm["insecure"].as<bool>();
+  Result<io::EngineKind> engine = ChooseIoEngine(vm["io"].as<std::string>());
+  if (!engine.ok()) {
+    std::fprintf(stderr, "ferry daemon: %s\n", engine.status().ToString().c_str());
+    return engine.status().code() == Code::kInvalidArgument ? kExitUsage : kExitDaemon;
+  }
+  config.io_engine = *engine;
   Result<HostPort> address = ParseHostPort(listen);
   if (!address.ok()) {
     std::fprintf(stderr, "ferry daemon: --listen: %s\n", address.status().ToString().c_str());
@@ -128,6 +148,7 @@ int SyncCommand(const std::vector<std::string>& args) {
        "N: data connections per session (1-16; large files are split across them); 1 with --bwlimit")
       ("state-dir", po::value(&r.state_dir)->default_value(DefaultStateDir()),
        "DIR: the local receiver's state cache (block hashes of the files it wrote); '' for none")
+      ("io", po::value<std::string>()->default_value("auto"), kIoHelp)
       ("verbose,v", po::bool_switch(), "log the session's steps");
   po::options_description hidden;
   hidden.add_options()("locations", po::value(&positional), "SRC DST");
@@ -175,6 +196,12 @@ int SyncCommand(const std::vector<std::string>& args) {
   if (r.options.dry_run) r.progress = false;
   // The in-process receiver of a local sync logs like a daemon: only its warnings matter here.
   SetLogLevel(vm["verbose"].as<bool>() ? LogLevel::kInfo : LogLevel::kWarning);
+  Result<io::EngineKind> engine = ChooseIoEngine(vm["io"].as<std::string>());
+  if (!engine.ok()) {
+    std::fprintf(stderr, "ferry sync: %s\n", engine.status().ToString().c_str());
+    return kExitUsage;
+  }
+  r.io_engine = *engine;
   return RunSync(r);
 }
 

@@ -57,7 +57,8 @@ Status Daemon::Start() {
   listen_fd_ = UniqueFd(*fd);
   std::string names;
   for (const auto& [name, path] : config_.volumes.paths) names += " " + name + "=" + path;
-  LOG_INFO("ferry daemon listening on " + bound_.ToString() + ", volumes:" + names);
+  LOG_INFO("ferry daemon listening on " + bound_.ToString() + ", volumes:" + names + "; I/O engine " +
+           io::EngineKindName(config_.io_engine));
   if (!config_.insecure) {
     LOG_WARN("connections are plaintext (TLS arrives in a later release); pass --insecure to acknowledge");
   }

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "agent/fs.h"
+#include "agent/io/engine.h"
 #include "agent/io/stream.h"
 #include "daemon/net.h"
 #include "daemon/session_server.h"
@@ -25,6 +26,7 @@ struct DaemonConfig {
   VolumeTable volumes;
   std::string state_dir;
   bool insecure = false;
+  io::EngineKind io_engine = io::EngineKind::kPosix;  // chosen at start-up (--io), for the log
 };
 
 class Daemon {

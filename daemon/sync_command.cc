@@ -371,14 +371,14 @@ void SyncRun::Report(const SyncSummary& s) const {
     std::printf("{\"files_total\":%llu,\"files_sent\":%llu,\"bytes_total\":%llu,\"bytes_sent_wire\":%llu,"
                 "\"bytes_returned_wire\":%llu,\"bytes_sent_content\":%llu,\"target_bytes_hashed\":%llu,"
                 "\"entries_deleted\":%llu,\"files_changed_during_read\":%llu,\"files_vanished\":%llu,"
-                "\"files_failed\":%llu,\"duration_s\":%.3f,\"streams\":%u,\"dry_run\":%s,\"changes\":[",
+                "\"files_failed\":%llu,\"duration_s\":%.3f,\"streams\":%u,\"dry_run\":%s,\"io_engine\":\"%s\",\"changes\":[",
                 (unsigned long long)s.files_total, (unsigned long long)s.files_sent,
                 (unsigned long long)s.bytes_total, (unsigned long long)s.bytes_sent_wire,
                 (unsigned long long)s.bytes_returned_wire, (unsigned long long)progress_.bytes_sent.load(),
                 (unsigned long long)s.target_bytes_hashed,
                 (unsigned long long)s.entries_deleted, (unsigned long long)s.files_changed_during_read,
                 (unsigned long long)s.files_vanished, (unsigned long long)s.files_failed, s.duration_s, s.streams,
-                request_.options.dry_run ? "true" : "false");
+                request_.options.dry_run ? "true" : "false", io::EngineKindName(request_.io_engine));
     for (size_t i = 0; i < items_.size(); ++i) {
       std::printf("%s{\"action\":\"%s\",\"type\":\"%s\",\"path\":%s}", i ? "," : "", ActionName(items_[i].action),
                   TypeName(items_[i].type), JsonString(items_[i].path).c_str());

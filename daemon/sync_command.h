@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "agent/io/engine.h"
 #include "agent/sync_types.h"
 
 namespace ferry {
@@ -37,6 +38,7 @@ struct SyncRequest {
   std::string state_dir;  // a local receiver's state cache ("": none)
   uint64_t bwlimit = 0;   // bytes per second the sender may send; 0: no limit
   uint32_t streams = 1;   // data streams (connections) per session, 1..kStreamsMax
+  io::EngineKind io_engine = io::EngineKind::kPosix;  // chosen at start-up (--io), for --json
 };
 
 // The default of --streams: one per core, at least 2 (a stream waiting on a disk leaves the other

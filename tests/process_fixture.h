@@ -123,6 +123,7 @@ struct SyncReport {
   uint64_t entries_deleted = 0, files_changed_during_read = 0, files_vanished = 0, files_failed = 0;
   double duration_s = -1;
   bool dry_run = false;
+  std::string io_engine;  // "io_uring" or "posix"
   std::vector<Change> changes;
   // True when a change with this path (and action, unless empty) was reported.
   bool Has(const std::string& path, const std::string& action = "") const;

@@ -195,6 +195,12 @@ SyncReport ParseSyncJson(const std::string& stdout_text) {
   }
   report.duration_s = duration->second.number;
   report.dry_run = dry_run->second.boolean;
+  auto io_engine = root.fields.find("io_engine");
+  if (io_engine == root.fields.end() || io_engine->second.kind != Value::kString) {
+    report.parse_error = "missing io_engine";
+    return report;
+  }
+  report.io_engine = io_engine->second.text;
   for (const Value& item : changes->second.items) {
     Change change;
     for (auto [key, out] : {std::pair{"action", &change.action}, {"type", &change.type}, {"path", &change.path}}) {

@@ -6,9 +6,12 @@
 // Threading: an Engine belongs to one thread (each sender worker and receiver lane has its own).
 #pragma once
 
+#include <sys/uio.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "base/result.h"
@@ -49,6 +52,16 @@ class Engine {
   virtual uint32_t depth() const = 0;
   // Submitted and not yet reaped.
   virtual uint32_t in_flight() const = 0;
+  // Registers buffers for fixed-buffer I/O: io_uring pins them once, and an op whose buffer lies
+  // inside one of them then skips the per-op page mapping. Optional: the posix engine has nothing
+  // to do and returns OK; callers that never register lose only that saving. Registering again
+  // replaces the set. REQUIRES: nothing in flight; the buffers stay valid until the engine is
+  // destroyed or registers again. A failure (ENOMEM: the memlock limit, `ulimit -l`) leaves the
+  // engine working without them.
+  virtual Status RegisterBuffers(std::span<const iovec> buffers) {
+    (void)buffers;
+    return Status::Ok();
+  }
 };
 
 enum class EngineKind : uint8_t { kAuto, kUring, kPosix };
@@ -67,7 +80,14 @@ Result<std::unique_ptr<Engine>> MakeEngine(EngineKind kind, uint32_t depth);
 
 // The process-wide choice made by the first ChooseEngineKind (kPosix before any).
 EngineKind ChosenEngineKind();
+// "auto", "io_uring" or "posix" (what Engine::name() says, and `ferry sync --json` reports).
 const char* EngineKindName(EngineKind kind);
+
+// TEST ONLY: forgets the process-wide choice and the probe, so the next ChooseEngineKind decides
+// (and may log) again, e.g. after a test changed FERRY_IO. A non-zero `uring_probe_errno` makes
+// the probe fail with that errno (EPERM: as under Docker's seccomp profile) instead of running.
+// Production code chooses once at start and never calls this.
+void ResetEngineChoiceForTest(int uring_probe_errno = 0);
 
 // Reads [offset, offset + length) of `fd` into `buffer` through `engine`, synchronously, up to end
 // of file; returns the bytes read. For callers without a pipeline of their own.
