@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -37,6 +38,15 @@ class Channel {
   // Whether file content (DATA, DELTA) may be compressed; other frames are whenever the level
   // allows. Content is left raw where the link outruns zstd (a daemon on this host).
   void SetCompressContent(bool compress) { compress_content_.store(compress, std::memory_order_relaxed); }
+  // The zstd level of file content: 1..kZstdLevelMax fixed (--compress LEVEL), or 0 (--compress
+  // auto): adaptive — the level rises while the link is slower than zstd (sends block on a full
+  // socket) and falls, down to raw, while zstd is slower than the link; a raw channel tries one
+  // compressed frame now and then to see whether that changed.
+  void SetContentLevel(int level);
+  // The level the next content frame goes with (0: raw). For tests and reports.
+  int content_level() const;
+  // Test seam: the clock (nanoseconds) that times compression and writes.
+  void SetClockForTest(std::function<int64_t()> clock_ns) { clock_ns_ = std::move(clock_ns); }
   // Limits what this side sends to `bytes_per_second` (0: no limit), frames included: a send
   // waits for its tokens (`--bwlimit`, for shared cluster links).
   void SetRateLimit(uint64_t bytes_per_second);
@@ -75,6 +85,20 @@ class Channel {
   std::atomic<int64_t> last_send_ms_;
   std::atomic<bool> compress_content_{true};
   std::unique_ptr<TokenBucket> rate_limit_;  // guarded by send_mutex_
+  // Adaptive content compression, guarded by send_mutex_: the current level (0 raw) and the
+  // window of content frames it is judged on.
+  bool content_adaptive_ = true;
+  int content_level_ = 1;
+  std::function<int64_t()> clock_ns_;
+  uint32_t window_frames_ = 0;
+  int64_t window_compress_ns_ = 0, window_write_ns_ = 0;
+  uint64_t window_bytes_ = 0, window_wire_bytes_ = 0;
+  uint32_t raw_frames_ = 0;  // since the last probe
+  // Picks the level of a content frame, then learns from how long it took to compress and write.
+  int ContentLevelForFrame();
+  void LearnContentFrame(int level, bool compressed, size_t payload_bytes, size_t wire_bytes, int64_t compress_ns,
+                         int64_t write_ns);
+  void ResetContentWindow();
   // Receive side.
   protocol::FrameDecoder decoder_;
   std::atomic<uint64_t> bytes_received_{0};

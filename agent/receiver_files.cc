@@ -78,7 +78,12 @@ Status Receiver::HandleFileEnd(const Frame& frame) {
   if (end->id >= entries_.size() || file_state_[end->id] != kFileNeeded) {
     return Status::Protocol("FILE_END for entry " + std::to_string(end->id) + ", which was not asked for");
   }
-  if (open_file_ && open_file_->id != end->id) return Status::Protocol("FILE_END for a file not open");
+  bool whole = false;  // sent whole: its FILE_END may come while a patched file is open
+  {
+    std::lock_guard<std::mutex> lock(incoming_mutex_);
+    whole = incoming_.count(end->id) != 0;
+  }
+  if (!whole && open_file_ && open_file_->id != end->id) return Status::Protocol("FILE_END for a file not open");
   if (bases_.count(end->id) != 0) {
     if (end->outcome == FileOutcome::kComplete || end->outcome == FileOutcome::kChanged) {
       return Status::Protocol("FILE_END for entry " + std::to_string(end->id) + " before its PATCH");
@@ -93,14 +98,8 @@ Status Receiver::HandleFileEnd(const Frame& frame) {
     figures_.files_failed += 1;
     LOG_WARN("sender could not read '" + entries_[end->id].path + "': " + end->message);
   }
-  if (!open_file_) {
-    // Sent whole (over any stream), or given up before its PATCH.
-    bool whole = false;
-    {
-      std::lock_guard<std::mutex> lock(incoming_mutex_);
-      whole = incoming_.count(end->id) != 0;
-    }
-    if (whole) return EndIncoming(*end);
+  if (whole) return EndIncoming(*end);
+  if (!open_file_) {  // given up before its PATCH
     if (end->outcome == FileOutcome::kComplete || end->outcome == FileOutcome::kChanged) {
       return Status::Protocol("FILE_END for entry " + std::to_string(end->id) + ", which was never sent");
     }

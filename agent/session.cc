@@ -96,7 +96,10 @@ Status AcceptHello(Channel& channel) {
 Result<protocol::Open> AcceptOpen(Channel& channel, const Frame& frame) {
   if (frame.type != MessageType::kOpen) return UnexpectedFrame(frame, "OPEN", channel.peer_name());
   Result<protocol::Open> open = protocol::Open::Decode(frame.payload);
-  if (open.ok()) channel.SetCompressContent((open->options & protocol::kOptCompressData) != 0);
+  if (open.ok()) {
+    channel.SetCompressContent((open->options & protocol::kOptCompressData) != 0);
+    channel.SetContentLevel(static_cast<int>(open->compress_level));
+  }
   return open;
 }
 

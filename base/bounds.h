@@ -27,6 +27,8 @@ inline constexpr int kZstdWindowLogMax = 23;
 
 // --- File data ---
 // File content travels in chunks of at most this size, one chunk per frame.
+// --compress LEVEL: zstd levels 1..19 (20-22 need more window than kZstdWindowLogMax allows).
+inline constexpr int kZstdLevelMax = 19;
 inline constexpr size_t kDataChunkMaxBytes = 1 * kMiB;
 static_assert(kDataChunkMaxBytes + 64 <= kFramePayloadMaxBytes, "a chunk and its header fit a frame");
 

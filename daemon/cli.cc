@@ -141,7 +141,8 @@ int SyncCommand(const std::vector<std::string>& args) {
       ("no-progress", po::bool_switch(), "never show progress")
       ("json", po::bool_switch(&r.json), "print a machine-readable summary on stdout")
       ("compress", po::value<std::string>()->default_value("auto"),
-       "zstd on the wire: auto (except to a daemon on this host), always, never")
+       "zstd for file content: auto (a level that keeps up with the link, data that does not compress "
+       "sent raw; none to a daemon on this host), none, or a level 1-19")
       ("insecure", po::bool_switch(&r.insecure), "allow a plaintext connection")
       ("bwlimit", po::value<std::string>(), "RATE: at most this many bytes per second from the sender (K, M, G: powers of 1024)")
       ("streams", po::value<uint32_t>(&r.streams)->default_value(DefaultStreams()),
@@ -171,12 +172,21 @@ int SyncCommand(const std::vector<std::string>& args) {
   r.source = positional[0];
   r.target = positional[1];
   const std::string compress = vm["compress"].as<std::string>();
-  if (compress != "auto" && compress != "always" && compress != "never") {
-    std::fprintf(stderr, "ferry sync: --compress must be auto, always or never, not '%s'\n", compress.c_str());
-    return kExitUsage;
+  if (compress == "auto") {
+    r.compress = CompressMode::kAuto;
+  } else if (compress == "none") {
+    r.compress = CompressMode::kNone;
+  } else {
+    char* end = nullptr;
+    long level = std::strtol(compress.c_str(), &end, 10);
+    if (compress.empty() || *end != '\0' || level < 1 || level > kZstdLevelMax) {
+      std::fprintf(stderr, "ferry sync: --compress must be auto, none or a zstd level 1-%d, not '%s'\n",
+                   kZstdLevelMax, compress.c_str());
+      return kExitUsage;
+    }
+    r.compress = CompressMode::kLevel;
+    r.compress_level = static_cast<int>(level);
   }
-  r.compress = compress == "always" ? CompressMode::kAlways : compress == "never" ? CompressMode::kNever
-                                                                                 : CompressMode::kAuto;
   if (vm.count("bwlimit")) {
     Result<uint64_t> rate = ParseByteRate(vm["bwlimit"].as<std::string>());
     if (rate.ok() && *rate < kBwlimitMinBytesPerSecond) {

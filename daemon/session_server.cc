@@ -100,7 +100,8 @@ static Result<std::vector<Channel*>> GrantStreams(Channel& channel, const protoc
   protocol::OpenOk ok;
   ok.session_id = session_id;
   ok.streams = open.bwlimit != 0 ? 1 : std::min(open.streams, kStreamsMax);
-  if (ok.streams > 1) ok.join_token = hub.Expect(session_id, ok.streams, (open.options & protocol::kOptCompressData) != 0);
+  if (ok.streams > 1) ok.join_token = hub.Expect(session_id, ok.streams, (open.options & protocol::kOptCompressData) != 0,
+                                              static_cast<int>(open.compress_level));
   FERRY_RETURN_IF_ERROR(channel.SendMessage(MessageType::kOpenOk, ok));
   if (ok.streams == 1) return std::vector<Channel*>{};
   return hub.Await(session_id, kHandshakeTimeoutMs);

@@ -8,7 +8,7 @@
 
 namespace ferry {
 
-protocol::Hash128 StreamHub::Expect(uint64_t session_id, uint32_t streams, bool compress_content) {
+protocol::Hash128 StreamHub::Expect(uint64_t session_id, uint32_t streams, bool compress_content, int content_level) {
   CHECK(streams >= 2);
   Pending pending;
   size_t filled = 0;
@@ -18,6 +18,7 @@ protocol::Hash128 StreamHub::Expect(uint64_t session_id, uint32_t streams, bool 
     if (n > 0) filled += static_cast<size_t>(n);
   }
   pending.compress_content = compress_content;
+  pending.content_level = content_level;
   pending.streams.assign(streams - 1, nullptr);
   std::lock_guard<std::mutex> lock(mutex_);
   auto [it, inserted] = sessions_.emplace(session_id, std::move(pending));
@@ -38,6 +39,7 @@ Status StreamHub::Join(const protocol::Join& join, Channel& channel) {
   }
   Pending& pending = it->second;
   channel.SetCompressContent(pending.compress_content);
+  channel.SetContentLevel(pending.content_level);
   if (Status s = channel.Send(protocol::MessageType::kJoined, {}); !s.ok()) return s;
   pending.streams[join.stream - 1] = &channel;
   pending.joined += 1;

@@ -20,7 +20,7 @@ namespace ferry {
 class StreamHub {
  public:
   // Registers session `session_id`, which waits for `streams` - 1 JOINs; returns their token.
-  protocol::Hash128 Expect(uint64_t session_id, uint32_t streams, bool compress_content);
+  protocol::Hash128 Expect(uint64_t session_id, uint32_t streams, bool compress_content, int content_level);
   // A joining connection: checks the JOIN (an unknown session, a wrong token, an index out of
   // range or taken are refused, telling nothing more), answers JOINED, and blocks until the
   // session releases its streams. The status is the connection's own outcome.
@@ -34,6 +34,7 @@ class StreamHub {
   struct Pending {
     protocol::Hash128 token{};
     bool compress_content = false;
+    int content_level = 0;
     std::vector<Channel*> streams;  // by index - 1; null until joined
     size_t joined = 0;
     bool released = false;

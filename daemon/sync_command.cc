@@ -46,13 +46,14 @@ class Lanes {
   }
   // Opens streams 1 .. ok.streams - 1: each connects (`connect`), says HELLO and JOIN.
   template <typename Connect>
-  Status Join(const protocol::OpenOk& ok, WireCompression compress, Connect connect) {
+  Status Join(const protocol::OpenOk& ok, WireCompression compress, int content_level, Connect connect) {
     for (uint32_t index = 1; index < ok.streams; ++index) {
       Result<std::unique_ptr<io::ByteStream>> stream = connect(this);
       if (!stream.ok()) return stream.status();
       streams_.push_back(std::move(*stream));
       channels_.push_back(std::make_unique<Channel>(*streams_.back()));
       FERRY_RETURN_IF_ERROR(JoinSession(*channels_.back(), protocol::Join{ok.session_id, ok.join_token, index}, compress));
+      channels_.back()->SetContentLevel(content_level);
     }
     return Status::Ok();
   }
@@ -225,8 +226,8 @@ int SyncRun::Run() {
 // Manifests and hashes compress several-fold for little CPU and always go compressed; file
 // content does only where the link is slower than zstd (not to a daemon on this host).
 WireCompression SyncRun::Compress(bool loopback) const {
-  if (request_.compress == CompressMode::kNever) return WireCompression::kNone;
-  if (request_.compress == CompressMode::kAlways || !loopback) return WireCompression::kAll;
+  if (request_.compress == CompressMode::kNone) return WireCompression::kNone;
+  if (request_.compress == CompressMode::kLevel || !loopback) return WireCompression::kAll;
   return WireCompression::kMetadata;
 }
 
@@ -239,6 +240,7 @@ protocol::Open SyncRun::MakeOpen(const Location& remote, Direction direction) co
   open.excludes = request_.options.excludes;
   open.bwlimit = request_.bwlimit;
   open.streams = request_.bwlimit != 0 ? 1 : request_.streams;  // one rate limit, one stream
+  open.compress_level = request_.compress == CompressMode::kLevel ? static_cast<uint32_t>(request_.compress_level) : 0;
   return open;
 }
 
@@ -285,9 +287,11 @@ Result<SyncSummary> SyncRun::Push(const Location& target, const ScanOptions& sca
   Channel channel(*client_stream);
   ProgressPrinter printer(progress_, request_.progress);
   Result<SyncSummary> summary = Status::Aborted("not run");
-  Result<protocol::OpenOk> opened = OpenSession(channel, MakeOpen(remote, Direction::kPush),
+  const protocol::Open open = MakeOpen(remote, Direction::kPush);
+  Result<protocol::OpenOk> opened = OpenSession(channel, open,
                                                 Compress(loopback));
-  Status joined = opened.ok() ? lanes.Join(*opened, Compress(loopback), connect) : opened.status();
+  if (opened.ok()) channel.SetContentLevel(static_cast<int>(open.compress_level));
+  Status joined = opened.ok() ? lanes.Join(*opened, Compress(loopback), static_cast<int>(open.compress_level), connect) : opened.status();
   if (!joined.ok()) {
     summary = joined;
   } else {
@@ -323,14 +327,16 @@ Result<SyncSummary> SyncRun::Pull(const Location& source, const Location& target
   Result<std::unique_ptr<io::ByteStream>> stream = Connect(source.daemon, kConnectTimeoutMs, &loopback);
   if (!stream.ok()) return stream.status();
   Channel channel(**stream);
-  Result<protocol::OpenOk> opened = OpenSession(channel, MakeOpen(source, Direction::kPull),
+  const protocol::Open open = MakeOpen(source, Direction::kPull);
+  Result<protocol::OpenOk> opened = OpenSession(channel, open,
                                                 Compress(loopback));
   if (!opened.ok()) {
     source_failed_ = true;  // refused by the daemon that holds the source
     return opened.status();
   }
   Lanes lanes;
-  FERRY_RETURN_IF_ERROR(lanes.Join(*opened, Compress(loopback), [&](Lanes*) {
+  channel.SetContentLevel(static_cast<int>(open.compress_level));
+  FERRY_RETURN_IF_ERROR(lanes.Join(*opened, Compress(loopback), static_cast<int>(open.compress_level), [&](Lanes*) {
     return Connect(source.daemon, kConnectTimeoutMs, &loopback);
   }));
   ProgressPrinter printer(progress_, request_.progress);

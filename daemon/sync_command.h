@@ -25,7 +25,11 @@ enum ExitCode : int {
 };
 
 // zstd on the wire: auto compresses except to a daemon on this host (there it only costs CPU).
-enum class CompressMode { kAuto, kAlways, kNever };
+enum class CompressMode {
+  kAuto,   // file content to a daemon on another host: zstd at a level that keeps up with the link
+  kLevel,  // file content at compress_level
+  kNone,   // no zstd at all
+};
 
 struct SyncRequest {
   std::string source;
@@ -35,6 +39,7 @@ struct SyncRequest {
   bool json = false;
   bool insecure = false;
   CompressMode compress = CompressMode::kAuto;
+  int compress_level = 0;  // kLevel: 1..kZstdLevelMax
   std::string state_dir;  // a local receiver's state cache ("": none)
   uint64_t bwlimit = 0;   // bytes per second the sender may send; 0: no limit
   uint32_t streams = 1;   // data streams (connections) per session, 1..kStreamsMax

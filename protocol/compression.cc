@@ -27,6 +27,13 @@ Compressor::Compressor(int level) : context_(std::make_unique<Context>()), level
 }
 Compressor::~Compressor() = default;
 
+void Compressor::SetLevel(int level) {
+  if (level == level_) return;
+  level_ = level;
+  size_t r = ZSTD_CCtx_setParameter(context_->cctx, ZSTD_c_compressionLevel, level_);
+  CHECK(!ZSTD_isError(r));
+}
+
 bool Compressor::CompressIfSmaller(std::string_view input, std::string* out) {
   CHECK(input.size() <= kFramePayloadMaxBytes);
   if (input.size() < kCompressMinBytes) return false;

@@ -22,6 +22,9 @@ class Compressor {
   // Compresses `input` into *out (replacing its contents). Returns false when the result
   // would not be smaller than the input; *out is then unspecified.
   bool CompressIfSmaller(std::string_view input, std::string* out);
+  // The level of the next calls (the context and its buffers are kept).
+  void SetLevel(int level);
+  int level() const { return level_; }
 
  private:
   struct Context;

@@ -33,6 +33,11 @@ class FrameEncoder {
   explicit FrameEncoder(std::optional<int> compression_level);
   // Changes the level for frames encoded from now on (nullopt: never compress).
   void SetCompressionLevel(std::optional<int> compression_level);
+  // Whether a level is set, and a new one for the frames that follow (keeps the zstd context).
+  bool compresses() const { return compressor_.has_value(); }
+  void SetLevel(int level) {
+    if (compressor_) compressor_->SetLevel(level);
+  }
 
   // Appends header + wire payload of one frame to *out; `try_compress` false skips compression
   // for this frame. Returns whether the payload went compressed.

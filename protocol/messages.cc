@@ -73,6 +73,7 @@ void Open::Encode(std::string* out) const {
   for (const std::string& e : excludes) w.Bytes(e);
   w.Varint(bwlimit);
   w.Varint(streams);
+  w.Varint(compress_level);
 }
 Result<Open> Open::Decode(std::string_view in) {
   WireReader r(in);
@@ -94,6 +95,9 @@ Result<Open> Open::Decode(std::string_view in) {
   FERRY_RETURN_IF_ERROR(r.VarintMax(kStreamsMax, "stream count", &streams));
   if (streams == 0) return Status::Corruption("OPEN asks for 0 data streams");
   m.streams = static_cast<uint32_t>(streams);
+  uint64_t level = 0;
+  FERRY_RETURN_IF_ERROR(r.VarintMax(kZstdLevelMax, "compression level", &level));
+  m.compress_level = static_cast<uint32_t>(level);
   FERRY_RETURN_IF_ERROR(r.ExpectEnd("OPEN"));
   if (direction > 1) return Status::Corruption("OPEN has an unknown direction");
   if ((m.options & ~kOptsKnown) != 0) return Status::Protocol("OPEN has unknown option bits");

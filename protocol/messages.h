@@ -92,6 +92,7 @@ struct Open {
   std::vector<std::string> excludes;
   uint64_t bwlimit = 0;  // bytes per second the sender may send (--bwlimit), 0: no limit
   uint32_t streams = 1;  // data streams wanted, 1..kStreamsMax (1: all on this connection)
+  uint32_t compress_level = 0;  // file content's zstd level, 1..kZstdLevelMax, or 0: adaptive
   void Encode(std::string* out) const;
   static Result<Open> Decode(std::string_view in);
 };

@@ -137,7 +137,9 @@ TEST(MessagesTest, HandshakeRoundTrips) {
   EXPECT_TRUE(o.excludes.empty());
 
   open.streams = kStreamsMax;
+  open.compress_level = kZstdLevelMax;
   EXPECT_EQ(RoundTrip(open).streams, kStreamsMax);
+  EXPECT_EQ(RoundTrip(open).compress_level, static_cast<uint32_t>(kZstdLevelMax));
   EXPECT_EQ(RoundTrip(Open{}).streams, 1u);
 
   OpenOk ok = RoundTrip(OpenOk{.session_id = kU64Max, .streams = 4, .join_token = {1, 2, 255}});
@@ -418,7 +420,7 @@ TEST(MessagesTest, HandshakeDamaged) {
                  std::string excludes) {
     return std::string(Raw().Put(volume).Put(subpath).V(1).U8(direction).U32(options)) + excludes;
   };
-  const std::string v = Raw().B("v"), sp = Raw().B(""), none = Raw().V(0).V(0).V(1);  // no excludes, no bwlimit, 1 stream
+  const std::string v = Raw().B("v"), sp = Raw().B(""), none = Raw().V(0).V(0).V(1).V(0);  // no excludes, no bwlimit, 1 stream, auto
   std::string many_x;  // one more exclude pattern than allowed
   for (size_t i = 0; i <= kExcludePatternsMax; ++i) many_x += Raw().B("x");
   ASSERT_TRUE(Open::Decode(open(v, sp, 1, kOptsKnown, none)).ok());
@@ -436,9 +438,10 @@ TEST(MessagesTest, HandshakeDamaged) {
        {"exclude too long",
         open(v, sp, 0, 0, Raw().V(1).B(std::string(kExcludePatternMaxBytes + 1, 'x')))},
        {"exclude length 2^32-1", open(v, sp, 0, 0, Raw().V(1).Len(UINT32_MAX, 3))},
-       {"0 streams", open(v, sp, 0, 0, Raw().V(0).V(0).V(0))},
-       {"streams over max", open(v, sp, 0, 0, Raw().V(0).V(0).V(kStreamsMax + 1))},
-       {"streams 2^64-1", open(v, sp, 0, 0, Raw().V(0).V(0).V(kU64Max))}},
+       {"0 streams", open(v, sp, 0, 0, Raw().V(0).V(0).V(0).V(0))},
+       {"streams over max", open(v, sp, 0, 0, Raw().V(0).V(0).V(kStreamsMax + 1).V(0))},
+       {"streams 2^64-1", open(v, sp, 0, 0, Raw().V(0).V(0).V(kU64Max).V(0))},
+       {"compression level over max", open(v, sp, 0, 0, Raw().V(0).V(0).V(1).V(kZstdLevelMax + 1))}},
       [](auto in) { return Open::Decode(in).status(); });
   const std::string token(16, 't');
   ExpectRejected({{"0 streams", Raw().U64(1).V(0).Put(token)},

@@ -146,7 +146,7 @@ TEST(CompressionTest, AlwaysCompressesBothWaysAndAutoSkipsLoopback) {
   DaemonProcess daemon;
   ASSERT_EQ(daemon.Start(DaemonConfigIn(tmp.path(), {{"vol", vol}})), "");
 
-  CommandResult push = RunFerry({"sync", "--json", "--insecure", "--compress", "always", src, daemon.Url("vol")});
+  CommandResult push = RunFerry({"sync", "--json", "--insecure", "--compress", "3", src, daemon.Url("vol")});
   ASSERT_EQ(push.exit_code, 0) << push.Describe();
   SyncReport pushed = ParseSyncJson(push.out);
   ASSERT_TRUE(pushed.parsed) << pushed.parse_error;
@@ -154,7 +154,7 @@ TEST(CompressionTest, AlwaysCompressesBothWaysAndAutoSkipsLoopback) {
   EXPECT_LT(pushed.bytes_sent_wire, (1u << 20) + (1u << 20)) << push.out;
   EXPECT_EQ(RsyncDiff(src, vol), "");
 
-  CommandResult pull = RunFerry({"sync", "--json", "--insecure", "--compress", "always", daemon.Url("vol"), back});
+  CommandResult pull = RunFerry({"sync", "--json", "--insecure", "--compress", "3", daemon.Url("vol"), back});
   ASSERT_EQ(pull.exit_code, 0) << pull.Describe();
   SyncReport pulled = ParseSyncJson(pull.out);
   EXPECT_LT(pulled.bytes_sent_wire, (1u << 20) + (1u << 20)) << pull.out;
