@@ -37,6 +37,7 @@
 #include "agent/committer.h"
 #include "agent/fs.h"
 #include "agent/hash.h"
+#include "agent/io/engine.h"
 #include "agent/metadata.h"
 #include "agent/path.h"
 #include "agent/rsync_delta.h"
@@ -97,10 +98,11 @@ class Receiver {
     UniqueFd basis_fd;
     std::unique_ptr<rsync_delta::Patcher> patcher;
   };
-  // The last directory a thread wrote a whole file into (each thread keeps its own).
+  // What a thread that writes whole files keeps: the last directory it wrote into, its engine.
   struct DirSlot {
     std::string parent;
     UniqueFd fd;
+    std::unique_ptr<io::Engine> engine;  // made at its first write
   };
   // A file sent whole: DATA and HOLE cover [0, size) exactly, block-aligned, in any order, over
   // any stream. Created at its NEED (or PATCH kWhole) on the main thread; finished by the thread

@@ -129,11 +129,9 @@ Status Receiver::WriteWholeRange(Incoming& f, uint64_t offset, std::string_view 
                               "' overlaps what arrived, or the file arrives too scattered");
   }
   if (!f.fd.valid()) FERRY_RETURN_IF_ERROR(CreateTemp(f, dir));
-  for (size_t done = 0; done < bytes.size();) {
-    ssize_t n = ::pwrite(f.fd.get(), bytes.data() + done, bytes.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return TargetError(Status::Errno(errno, "write"), e.path);
-    done += static_cast<size_t>(n);
+  if (!bytes.empty()) {
+    if (!dir->engine) dir->engine = io::MakeThreadEngine(1);
+    FERRY_RETURN_IF_ERROR(TargetError(io::WriteAt(*dir->engine, f.fd.get(), offset, bytes.data(), bytes.size()), e.path));
   }
   std::copy(leaves.begin(), leaves.end(), f.leaves.begin() + static_cast<ptrdiff_t>(offset / f.block_size));
   f.covered_bytes += length;

@@ -23,6 +23,7 @@
 #include "agent/blocks.h"
 #include "agent/channel.h"
 #include "agent/fs.h"
+#include "agent/io/engine.h"
 #include "agent/scan.h"
 #include "agent/sync_types.h"
 #include "base/result.h"
@@ -43,12 +44,21 @@ class Sender {
   Result<SyncSummary> Run();
 
  private:
+  // One chunk read through the engine: a DATA frame's payload, its header written first.
+  struct ChunkRead {
+    io::Op op;
+    std::string payload;
+    size_t header = 0;
+    bool done = true;  // reaped (or never submitted): the buffer is free
+  };
   // What a thread that reads files keeps between them.
   struct Worker {
     Channel* channel = nullptr;  // where its DATA and HOLE go
     std::string open_parent;     // the directory open_parent_fd holds
     UniqueFd open_parent_fd;
-    std::string payload;  // reused for DATA frames
+    std::string payload;  // reused for DATA frames of patches
+    std::unique_ptr<io::Engine> engine;  // made at its first read
+    ChunkRead reads[2];  // the chunk being sent and the one read ahead
   };
   // A file going whole, shared by the workers sending its ranges.
   struct Outgoing {
@@ -99,6 +109,13 @@ class Sender {
   // filling `leaves` (the whole file's) for the blocks it covers.
   Status SendWholeRange(Worker& worker, int fd, const protocol::Entry& entry, uint32_t block_size,
                         uint64_t start, uint64_t end, Hash128* leaves, RangeResult* result);
+  // Sends the data blocks [start, end) as DATA chunks, each read while the one before it is on
+  // the wire. A file that ends early sets *shrunk_at to where its data stopped (the rest is to be
+  // sent as a hole); it stays 0 otherwise.
+  Status SendDataRun(Worker& worker, int fd, const protocol::Entry& entry, uint32_t block_size,
+                     uint64_t start, uint64_t end, Hash128* leaves, RangeResult* result, uint64_t* shrunk_at);
+  // Waits until `want` is reaped; reads reaped on the way (the one ahead) are marked done.
+  static Status AwaitRead(io::Engine& engine, ChunkRead* reads, size_t count, ChunkRead& want);
   // Waits until every file sent whole has had its FILE_END.
   Status AwaitWholeFiles();
   // The end of a needed file: bookkeeping, then FILE_END on the session channel.

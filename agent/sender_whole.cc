@@ -145,8 +145,6 @@ Status Sender::SendWholeRange(Worker& worker, int fd, const Entry& entry, uint32
   auto send_hole = [&](uint64_t offset, uint64_t length) {
     return channel.SendMessage(MessageType::kHole, protocol::Hole{entry.id, offset, length});
   };
-  // The first chunk is the sample: when it does not compress, the rest of the range is not tried.
-  bool try_compress = true, first_chunk = true;
   for (uint64_t at = start; at < end;) {
     uint64_t region_start = end, region_end = end;
     Result<bool> more = NextDataRegion(fd, at, end, &region_start, &region_end);
@@ -160,47 +158,89 @@ Status Sender::SendWholeRange(Worker& worker, int fd, const Entry& entry, uint32
     const uint64_t data_start = std::max(at, region_start / bs * bs);
     const uint64_t data_end = std::min(end, (std::min(region_end, end) + bs - 1) / bs * bs);
     if (data_start > at) FERRY_RETURN_IF_ERROR(send_hole(at, data_start - at));
-    for (uint64_t chunk = data_start; chunk < data_end;) {
-      const size_t want = static_cast<size_t>(std::min<uint64_t>(kDataChunkMaxBytes, data_end - chunk));
-      std::string& payload = worker.payload;
-      payload.clear();
-      protocol::WireWriter w(&payload);
-      w.Varint(entry.id);
-      w.Varint(chunk);
-      const size_t header = payload.size();
-      payload.resize(header + want);
-      size_t got = 0;
-      while (got < want) {
-        ssize_t n = ::pread(fd, payload.data() + header + got, want - got, static_cast<off_t>(chunk + got));
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-          result->outcome = FileOutcome::kReadError;
-          result->message = "read '" + entry.path + "': " + std::strerror(errno);
-          return Status::Ok();
-        }
-        if (n == 0) break;  // shrunk while read
-        got += static_cast<size_t>(n);
-      }
-      const bool shrunk = got < want;
-      if (shrunk) {  // what is gone counts as zeros, and the file is resent next stage
-        std::memset(payload.data() + header + got, 0, want - got);
-        result->outcome = Worse(result->outcome, FileOutcome::kChanged);
-      }
-      const std::string_view bytes = std::string_view(payload).substr(header);
-      for (size_t i = 0; i < want; i += bs) leaves[(chunk + i) / bs] = BlockHash(bytes.substr(i, bs));
-      bool compressed = false;
-      FERRY_RETURN_IF_ERROR(channel.Send(MessageType::kData, payload, try_compress, &compressed));
-      if (first_chunk && !compressed) try_compress = false;
-      first_chunk = false;
-      chunk += want;
-      result->data_bytes += want;
-      progress_->bytes_sent += want;
-      if (shrunk) {
-        if (chunk < end) FERRY_RETURN_IF_ERROR(send_hole(chunk, end - chunk));
-        return Status::Ok();
+    uint64_t shrunk_at = 0;
+    FERRY_RETURN_IF_ERROR(SendDataRun(worker, fd, entry, bs, data_start, data_end, leaves, result, &shrunk_at));
+    if (result->outcome == FileOutcome::kReadError) return Status::Ok();
+    if (shrunk_at != 0) return shrunk_at < end ? send_hole(shrunk_at, end - shrunk_at) : Status::Ok();
+    at = data_end;
+  }
+  return Status::Ok();
+}
+
+Status Sender::AwaitRead(io::Engine& engine, ChunkRead* reads, size_t count, ChunkRead& want) {
+  while (!want.done) {
+    io::Op* done[2] = {nullptr, nullptr};
+    Result<size_t> n = engine.Reap(done, 2, 1);
+    if (!n.ok()) return n.status();
+    for (size_t i = 0; i < *n; ++i) {
+      for (size_t r = 0; r < count; ++r) {
+        if (done[i] == &reads[r].op) reads[r].done = true;
       }
     }
-    at = data_end;
+  }
+  return Status::Ok();
+}
+
+Status Sender::SendDataRun(Worker& worker, int fd, const Entry& entry, uint32_t bs, uint64_t start, uint64_t end,
+                           Hash128* leaves, RangeResult* result, uint64_t* shrunk_at) {
+  static_assert(kDataChunkMaxBytes <= UINT32_MAX, "a chunk fits an op");
+  if (!worker.engine) worker.engine = io::MakeThreadEngine(2);
+  io::Engine& engine = *worker.engine;
+  ChunkRead* reads = worker.reads;
+  auto submit = [&](ChunkRead& r, uint64_t offset) {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(kDataChunkMaxBytes, end - offset));
+    r.payload.clear();
+    protocol::WireWriter w(&r.payload);
+    w.Varint(entry.id);
+    w.Varint(offset);
+    r.header = r.payload.size();
+    r.payload.resize(r.header + want);
+    r.op = io::Op{io::OpKind::kRead, fd, offset, r.payload.data() + r.header, static_cast<uint32_t>(want), 0, 0};
+    r.done = false;
+    io::Op* op = &r.op;
+    return engine.Submit(&op, 1);
+  };
+  // Every read submitted is reaped before this returns: the buffers are the worker's.
+  auto drain = [&](Status s) {
+    for (ChunkRead& r : worker.reads) {
+      if (Status a = AwaitRead(engine, reads, 2, r); !a.ok() && s.ok()) s = a;
+    }
+    return s;
+  };
+  // The first chunk is the sample: when it does not compress, the rest of the run is not tried.
+  bool try_compress = true;
+  size_t current = 0;
+  FERRY_RETURN_IF_ERROR(submit(reads[0], start));
+  for (uint64_t chunk = start; chunk < end;) {
+    ChunkRead& r = reads[current];
+    if (Status s = AwaitRead(engine, reads, 2, r); !s.ok()) return drain(s);
+    const uint64_t next = chunk + r.op.length;
+    if (next < end) {
+      if (Status s = submit(reads[1 - current], next); !s.ok()) return drain(s);
+    }
+    if (r.op.result < 0) {
+      result->outcome = FileOutcome::kReadError;
+      result->message = "read '" + entry.path + "': " + std::strerror(static_cast<int>(-r.op.result));
+      return drain(Status::Ok());
+    }
+    const size_t want = r.op.length, got = static_cast<size_t>(r.op.result);
+    if (got < want) {  // shrunk while read: what is gone counts as zeros, resent next stage
+      std::memset(r.payload.data() + r.header + got, 0, want - got);
+      result->outcome = Worse(result->outcome, FileOutcome::kChanged);
+      *shrunk_at = next;
+    }
+    const std::string_view bytes = std::string_view(r.payload).substr(r.header);
+    for (size_t i = 0; i < want; i += bs) leaves[(chunk + i) / bs] = BlockHash(bytes.substr(i, bs));
+    bool compressed = false;
+    if (Status s = worker.channel->Send(MessageType::kData, r.payload, try_compress, &compressed); !s.ok()) {
+      return drain(s);
+    }
+    if (chunk == start && !compressed) try_compress = false;
+    result->data_bytes += want;
+    progress_->bytes_sent += want;
+    if (*shrunk_at != 0) return drain(Status::Ok());
+    chunk = next;
+    current = 1 - current;
   }
   return Status::Ok();
 }

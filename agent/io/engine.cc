@@ -160,6 +160,15 @@ Result<std::unique_ptr<Engine>> MakeEngine(EngineKind kind, uint32_t depth) {
   return internal::MakePosixEngine(depth);
 }
 
+std::unique_ptr<Engine> MakeThreadEngine(uint32_t depth) {
+  Result<std::unique_ptr<Engine>> engine = MakeEngine(ChosenEngineKind(), depth);
+  if (engine.ok()) return std::move(*engine);
+  LOG_WARN(engine.status().ToString() + ": this thread uses the posix engine");
+  Result<std::unique_ptr<Engine>> posix = MakeEngine(EngineKind::kPosix, depth);
+  CHECK(posix.ok());
+  return std::move(*posix);
+}
+
 namespace {
 
 // Runs one op to completion on an idle engine and returns its result (bytes or -errno).

@@ -89,6 +89,10 @@ const char* EngineKindName(EngineKind kind);
 // Production code chooses once at start and never calls this.
 void ResetEngineChoiceForTest(int uring_probe_errno = 0);
 
+// An engine of the process's kind (ChosenEngineKind) for one thread of the data path; when that
+// kind cannot be made here (a ring refused for memlock), a posix engine, with a warning.
+std::unique_ptr<Engine> MakeThreadEngine(uint32_t depth);
+
 // Reads [offset, offset + length) of `fd` into `buffer` through `engine`, synchronously, up to end
 // of file; returns the bytes read. For callers without a pipeline of their own.
 Result<size_t> ReadAt(Engine& engine, int fd, uint64_t offset, char* buffer, size_t length);
