@@ -159,11 +159,11 @@ Status Receiver::CheckPlacement(const Entry& entry) {
     return Status::Ok();
   }
   if (entry.path.empty()) return Status::Corruption("a second volume root entry");
-  auto parent = ids_by_path_.find(std::string(SplitParent(entry.path).first));
+  auto parent = ids_by_path_.find(PathKey(SplitParent(entry.path).first));
   if (parent == ids_by_path_.end() || entries_[parent->second].type != EntryType::kDirectory) {
     return Status::Corruption("entry '" + entry.path + "' arrives before its directory");
   }
-  if (ids_by_path_.count(entry.path) != 0) return Status::Corruption("duplicate entry '" + entry.path + "'");
+  if (ids_by_path_.count(PathKey(entry.path)) != 0) return Status::Corruption("duplicate entry '" + entry.path + "'");
   if (entry.hardlink_leader_plus1 != 0 &&
       entries_[entry.hardlink_leader_plus1 - 1].type != EntryType::kFile) {
     return Status::Corruption("hard link '" + entry.path + "' to an entry that is not a file");
@@ -175,8 +175,11 @@ Status Receiver::HandleEntry(Entry entry) {
   FERRY_RETURN_IF_ERROR(CheckPlacement(entry));
   const uint32_t id = entry.id;
   CHECK_EQ(id, entries_.size());
-  ids_by_path_.emplace(entry.path, id);
-  entries_.push_back(std::move(entry));
+  ids_by_path_.emplace(PathKey(entry.path), id);
+  {
+    std::unique_lock<std::shared_mutex> lock(entries_mutex_);  // a lane may be reading its entry
+    entries_.push_back(std::move(entry));
+  }
   missing_dir_.push_back(0);
   file_state_.push_back(kFileNone);
   const Entry& e = entries_.back();
@@ -190,7 +193,7 @@ Status Receiver::HandleEntry(Entry entry) {
   if (options_.block) return HandleBlockEntry(e);
   auto [parent, name] = SplitParent(e.path);
   std::string name_str = id == 0 ? "." : std::string(name);
-  bool parent_missing = id == 0 ? root_fd_ < 0 : missing_dir_[ids_by_path_.at(std::string(parent))];
+  bool parent_missing = id == 0 ? root_fd_ < 0 : missing_dir_[ids_by_path_.at(PathKey(parent))];
   if (parent_missing) {
     // Dry run below a directory that does not exist yet: everything is new.
     if (e.type == EntryType::kDirectory) missing_dir_[id] = 1;

@@ -23,10 +23,12 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <memory>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -172,6 +174,9 @@ class Receiver {
   Status WriteWholeRange(Incoming& f, uint64_t offset, std::string_view bytes, uint64_t length,
                          const std::vector<Hash128>& leaves, DirSlot* dir);
   Status EndIncoming(const protocol::FileEnd& end);
+  // The incoming file `id`, made from its entry at its first touch; null when `id` is not a file
+  // being sent whole. REQUIRES: incoming_mutex_ held.
+  std::shared_ptr<Incoming> FindIncoming(uint32_t id);
   // REQUIRES: `f` complete and its FILE_END in; no other thread touches it any more.
   Status FinishIncoming(uint32_t id, Incoming& f, DirSlot* dir);
   Status CheckpointIncoming(Incoming& f);  // REQUIRES: f.mutex held
@@ -224,7 +229,20 @@ class Receiver {
   std::string temp_tag_;  // unique per session: ".ferry-tmp.<session>."
 
   std::deque<protocol::Entry> entries_;  // by id; a deque, so lanes may hold pointers into it
-  std::unordered_map<std::string, uint32_t> ids_by_path_;
+  // The main thread appends to entries_ under it (exclusive); a lane takes an entry's address
+  // under it (shared), and the address stays valid.
+  std::shared_mutex entries_mutex_;
+  // Ids by the xxh3-128 of their path, not a second copy of every path (a receiver holds one
+  // entry per source file; two paths of one stage colliding in 128 bits is not a real risk).
+  struct PathKeyHash {
+    size_t operator()(const Hash128& key) const {
+      size_t v;
+      std::memcpy(&v, key.data(), sizeof(v));
+      return v;
+    }
+  };
+  static Hash128 PathKey(std::string_view path) { return BlockHash(path); }
+  std::unordered_map<Hash128, uint32_t, PathKeyHash> ids_by_path_;
   std::vector<uint8_t> missing_dir_;  // by id: a directory absent from the target (dry run)
   std::vector<uint8_t> file_state_;   // by id: 0 none, 1 needed, 2 finished
   std::vector<uint32_t> directories_;
@@ -262,8 +280,11 @@ class Receiver {
   std::atomic<bool> lanes_stopping_{false};  // every file is in: a lane's end is no failure
   std::mutex incoming_mutex_;  // guards the three below
   std::condition_variable incoming_changed_;
+  // By id: needed whole and not yet incoming (one bit a file; a full stage needs every file),
+  // until its first DATA, HOLE or FILE_END makes it incoming.
+  std::vector<bool> whole_needed_;
   std::unordered_map<uint32_t, std::shared_ptr<Incoming>> incoming_;
-  size_t incoming_open_ = 0;  // not finished nor discarded
+  size_t incoming_open_ = 0;  // needed or incoming, not finished nor discarded
   Status lane_failure_;
   DirSlot control_dir_;  // the main thread's, for whole files
   SyncProgress* progress_;

@@ -81,7 +81,7 @@ Status Receiver::HandleFileEnd(const Frame& frame) {
   bool whole = false;  // sent whole: its FILE_END may come while a patched file is open
   {
     std::lock_guard<std::mutex> lock(incoming_mutex_);
-    whole = incoming_.count(end->id) != 0;
+    whole = incoming_.count(end->id) != 0 || (end->id < whole_needed_.size() && whole_needed_[end->id]);
   }
   if (!whole && open_file_ && open_file_->id != end->id) return Status::Protocol("FILE_END for a file not open");
   if (bases_.count(end->id) != 0) {
@@ -234,8 +234,8 @@ Status Receiver::LinkFollowers() {
     const Entry& leader = entries_[e.hardlink_leader_plus1 - 1];
     auto [leader_parent, leader_name] = SplitParent(leader.path);
     auto [parent, name] = SplitParent(e.path);
-    if (missing_dir_[ids_by_path_.at(std::string(parent))] ||
-        missing_dir_[ids_by_path_.at(std::string(leader_parent))]) {  // dry run into new directories
+    if (missing_dir_[ids_by_path_.at(PathKey(parent))] ||
+        missing_dir_[ids_by_path_.at(PathKey(leader_parent))]) {  // dry run into new directories
       Item(ItemAction::kCreate, e);
       continue;
     }
@@ -367,7 +367,7 @@ Status Receiver::Sweep(int dir_fd, const std::string& path) {
   if (!names.ok()) return names.status();
   for (const std::string& name : *names) {
     std::string child = JoinPath(path, name);
-    auto it = ids_by_path_.find(child);
+    auto it = ids_by_path_.find(PathKey(child));
     if (it != ids_by_path_.end()) {
       // Listed by the source and already made to match: only directories need a look inside.
       if (entries_[it->second].type != EntryType::kDirectory) continue;

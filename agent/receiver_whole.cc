@@ -51,16 +51,30 @@ bool Cover(std::map<uint64_t, uint64_t>& covered, uint64_t start, uint64_t end) 
 }  // namespace
 
 void Receiver::StartIncoming(uint32_t id) {
-  const Entry& e = entries_[id];
+  std::lock_guard<std::mutex> lock(incoming_mutex_);
+  if (whole_needed_.size() <= id) whole_needed_.resize(id + 1);
+  CHECK(incoming_.count(id) == 0 && !whole_needed_[id]);
+  whole_needed_[id] = true;
+  incoming_open_ += 1;
+}
+
+std::shared_ptr<Receiver::Incoming> Receiver::FindIncoming(uint32_t id) {
+  if (auto it = incoming_.find(id); it != incoming_.end()) return it->second;
+  if (id >= whole_needed_.size() || !whole_needed_[id]) return nullptr;
+  const Entry* entry = nullptr;
+  {
+    std::shared_lock<std::shared_mutex> lock(entries_mutex_);
+    entry = &entries_[id];
+  }
+  const Entry& e = *entry;
   auto f = std::make_shared<Incoming>();
   f->entry = &e;
   f->block_size = BlockSizeFor(e.size);
   f->parent = std::string(SplitParent(e.path).first);
   f->temp_name = temp_tag_ + std::to_string(id);
-  std::lock_guard<std::mutex> lock(incoming_mutex_);
-  CHECK(incoming_.count(id) == 0);
-  incoming_.emplace(id, std::move(f));
-  incoming_open_ += 1;
+  whole_needed_[id] = false;
+  incoming_.emplace(id, f);
+  return f;
 }
 
 Result<int> Receiver::SlotDir(DirSlot* slot, const std::string& parent) {
@@ -87,12 +101,11 @@ Status Receiver::HandleWholeRange(uint32_t id, uint64_t offset, std::string_view
   std::shared_ptr<Incoming> file;
   {
     std::lock_guard<std::mutex> lock(incoming_mutex_);
-    auto it = incoming_.find(id);
-    if (it == incoming_.end()) {
+    file = FindIncoming(id);
+    if (!file) {
       return Status::Protocol(std::string(bytes.empty() ? "HOLE" : "DATA") + " for entry " + std::to_string(id) +
                               ", which is not being sent whole");
     }
-    file = it->second;
   }
   Incoming& f = *file;
   const Entry& e = *f.entry;
@@ -169,9 +182,8 @@ Status Receiver::EndIncoming(const protocol::FileEnd& end) {
   std::shared_ptr<Incoming> file;
   {
     std::lock_guard<std::mutex> lock(incoming_mutex_);
-    auto it = incoming_.find(end.id);
-    CHECK(it != incoming_.end());  // the caller checked the file is needed and not patched
-    file = it->second;
+    file = FindIncoming(end.id);
+    CHECK(file != nullptr);  // the caller checked the file is needed whole
   }
   Incoming& f = *file;
   const Entry& e = *f.entry;
@@ -311,6 +323,7 @@ void Receiver::DiscardIncoming() {
     f->fd.Reset();
   }
   incoming_.clear();
+  whole_needed_.clear();
 }
 
 }  // namespace ferry

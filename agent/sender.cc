@@ -320,6 +320,7 @@ Status Sender::SendNeededFiles(bool wait) {
   for (;;) {
     uint32_t id = 0;
     Range range;
+    bool have_range = false;
     {
       std::unique_lock<std::mutex> lock(mutex_);
       const bool whole_here = lanes_.empty();
@@ -333,9 +334,10 @@ Status Sender::SendNeededFiles(bool wait) {
       } else {
         range = std::move(ranges_.front());
         ranges_.pop_front();
+        have_range = true;
       }
     }
-    FERRY_RETURN_IF_ERROR(range.file ? SendRange(control_, range) : SendFile(id));
+    FERRY_RETURN_IF_ERROR(have_range ? SendRange(control_, range) : SendFile(id));
   }
 }
 

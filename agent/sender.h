@@ -75,9 +75,12 @@ class Sender {
     std::string message;
     uint64_t data_bytes = 0;
   };
+  // Queued for every needed file (a full stage queues them all): small. A file of one range gets
+  // its Outgoing when a worker takes it; the ranges of a larger one share theirs.
   struct Range {
-    std::shared_ptr<Outgoing> file;
+    uint32_t id = 0;
     uint64_t start = 0, end = 0;
+    std::shared_ptr<Outgoing> file;  // null for a file of one range
   };
   struct RangeResult {
     protocol::FileOutcome outcome = protocol::FileOutcome::kComplete;

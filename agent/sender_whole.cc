@@ -37,16 +37,19 @@ FileOutcome Worse(FileOutcome a, FileOutcome b) {
 }  // namespace
 
 void Sender::QueueWholeFile(uint32_t id, uint64_t size) {
+  whole_pending_ += 1;
+  // One range without lanes (the session channel sends it in order); else ranges the streams share.
+  const uint64_t range = lanes_.empty() ? size : kStreamRangeBytes;
+  if (size <= range) {
+    ranges_.push_back({id, 0, size, nullptr});
+    return;
+  }
   auto file = std::make_shared<Outgoing>();
   file->id = id;
-  // One range without lanes (the session channel sends it in order); else ranges the streams share.
-  const uint64_t range = lanes_.empty() ? std::max<uint64_t>(size, 1) : kStreamRangeBytes;
-  for (uint64_t start = 0; start < size || (start == 0 && size == 0); start += range) {
-    ranges_.push_back({file, start, std::min(size, start + range)});
+  for (uint64_t start = 0; start < size; start += range) {
+    ranges_.push_back({id, start, std::min(size, start + range), file});
     file->ranges_left += 1;
-    if (size == 0) break;
   }
-  whole_pending_ += 1;
 }
 
 void Sender::LaneLoop(Channel& lane) {
@@ -71,7 +74,13 @@ void Sender::LaneLoop(Channel& lane) {
 }
 
 Status Sender::SendRange(Worker& worker, const Range& range) {
-  Outgoing& f = *range.file;
+  std::shared_ptr<Outgoing> file = range.file;
+  if (!file) {
+    file = std::make_shared<Outgoing>();
+    file->id = range.id;
+    file->ranges_left = 1;
+  }
+  Outgoing& f = *file;
   {
     std::lock_guard<std::mutex> lock(f.mutex);
     if (!f.started) {
