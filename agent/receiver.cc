@@ -160,12 +160,12 @@ Status Receiver::CheckPlacement(const Entry& entry) {
   }
   if (entry.path.empty()) return Status::Corruption("a second volume root entry");
   auto parent = ids_by_path_.find(PathKey(SplitParent(entry.path).first));
-  if (parent == ids_by_path_.end() || entries_[parent->second].type != EntryType::kDirectory) {
+  if (parent == ids_by_path_.end() || entries_.type(parent->second) != EntryType::kDirectory) {
     return Status::Corruption("entry '" + entry.path + "' arrives before its directory");
   }
   if (ids_by_path_.count(PathKey(entry.path)) != 0) return Status::Corruption("duplicate entry '" + entry.path + "'");
   if (entry.hardlink_leader_plus1 != 0 &&
-      entries_[entry.hardlink_leader_plus1 - 1].type != EntryType::kFile) {
+      entries_.type(entry.hardlink_leader_plus1 - 1) != EntryType::kFile) {
     return Status::Corruption("hard link '" + entry.path + "' to an entry that is not a file");
   }
   return Status::Ok();
@@ -178,11 +178,11 @@ Status Receiver::HandleEntry(Entry entry) {
   ids_by_path_.emplace(PathKey(entry.path), id);
   {
     std::unique_lock<std::shared_mutex> lock(entries_mutex_);  // a lane may be reading its entry
-    entries_.push_back(std::move(entry));
+    entries_.Add(entry);
   }
   missing_dir_.push_back(0);
   file_state_.push_back(kFileNone);
-  const Entry& e = entries_.back();
+  const Entry& e = entry;
   progress_->entries_total += 1;
   if (e.type == EntryType::kFile && e.hardlink_leader_plus1 == 0) bytes_total_ += e.size;
   if (e.type == EntryType::kDirectory) directories_.push_back(id);

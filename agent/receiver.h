@@ -37,6 +37,7 @@
 #include "agent/blocks.h"
 #include "agent/channel.h"
 #include "agent/committer.h"
+#include "agent/entry_store.h"
 #include "agent/fs.h"
 #include "agent/hash.h"
 #include "agent/io/engine.h"
@@ -110,7 +111,7 @@ class Receiver {
   // any stream. Created at its NEED (or PATCH kWhole) on the main thread; finished by the thread
   // that completes it once its FILE_END has come.
   struct Incoming {
-    const protocol::Entry* entry = nullptr;  // stable: entries_ is a deque
+    protocol::Entry entry;  // copied out of entries_ when it became incoming
     uint32_t block_size = 0;
     std::string parent;
     std::string temp_name;
@@ -228,9 +229,9 @@ class Receiver {
   MetadataPolicy policy_;
   std::string temp_tag_;  // unique per session: ".ferry-tmp.<session>."
 
-  std::deque<protocol::Entry> entries_;  // by id; a deque, so lanes may hold pointers into it
-  // The main thread appends to entries_ under it (exclusive); a lane takes an entry's address
-  // under it (shared), and the address stays valid.
+  EntryStore entries_;  // by id
+  // The main thread appends to entries_ under it (exclusive); a lane copies an entry out under
+  // it (shared).
   std::shared_mutex entries_mutex_;
   // Ids by the xxh3-128 of their path, not a second copy of every path (a receiver holds one
   // entry per source file; two paths of one stage colliding in 128 bits is not a real risk).

@@ -187,7 +187,7 @@ Status Receiver::HandlePatch(const Frame& frame) {
     case protocol::PatchKind::kBlocks:
       return StartPatch(id, std::move(basis), patch->changed_bytes);
     case protocol::PatchKind::kRsync:
-      if (options_.block || entries_[id].size > kRsyncFallbackMaxBytes) break;
+      if (options_.block || entries_.file_size(id) > kRsyncFallbackMaxBytes) break;
       return StartRsync(id, std::move(basis));
   }
   return Status::Protocol("PATCH kind not allowed for entry " + std::to_string(id));
@@ -225,7 +225,7 @@ Result<UniqueFd> Receiver::OpenBasis(int dir_fd, const std::string& name, const 
 // change a few pages would cost more than the stage. Otherwise the basis's data is copied into a
 // temp file (in the kernel, holes kept) and patched there, and the file is renamed into place.
 Status Receiver::StartPatch(uint32_t id, Basis basis, uint64_t changed_bytes) {
-  const Entry& e = entries_[id];
+  const Entry e = entries_.Get(id);
   OpenFile f;
   f.id = id;
   f.patch = true;
@@ -281,7 +281,7 @@ Status Receiver::StartPatch(uint32_t id, Basis basis, uint64_t changed_bytes) {
 // Shifted content: the receiver signs its basis, and patches it with the sender's librsync delta
 // into a temp file, which then commits like any file.
 Status Receiver::StartRsync(uint32_t id, Basis basis) {
-  const Entry& e = entries_[id];
+  const Entry e = entries_.Get(id);
   auto [parent, name] = SplitParent(e.path);
   Result<int> dir_fd = ParentFd(std::string(parent));
   if (!dir_fd.ok()) return TargetError(dir_fd.status(), e.path);
@@ -318,14 +318,14 @@ Status Receiver::HandleDeltaPiece(const Frame& frame) {
   if (!open_file_ || !open_file_->patcher || open_file_->id != piece->id || piece->flags != 0) {
     return Status::Protocol("DELTA for entry " + std::to_string(piece->id) + ", which is not being patched by delta");
   }
-  FERRY_RETURN_IF_ERROR(open_file_->patcher->Feed(piece->bytes).Annotate("delta for '" + entries_[piece->id].path + "'"));
+  FERRY_RETURN_IF_ERROR(open_file_->patcher->Feed(piece->bytes).Annotate("delta for '" + entries_.path(piece->id) + "'"));
   progress_->bytes_sent += piece->bytes.size();
   return Status::Ok();
 }
 
 Result<std::vector<Hash128>> Receiver::FinishRsync(const protocol::FileEnd& end) {
   OpenFile& f = *open_file_;
-  const Entry& e = entries_[f.id];
+  const Entry e = entries_.Get(f.id);
   FERRY_RETURN_IF_ERROR(f.patcher->Finish().Annotate("delta for '" + e.path + "'"));
   if (f.patcher->bytes_written() != e.size && end.outcome == protocol::FileOutcome::kComplete) {
     return Status::Corruption("delta for '" + e.path + "' made " + std::to_string(f.patcher->bytes_written()) +
@@ -351,7 +351,7 @@ Result<std::vector<Hash128>> Receiver::FinishRsync(const protocol::FileEnd& end)
 
 Status Receiver::CheckPatchRange(uint64_t offset, uint64_t length, const char* what) {
   const OpenFile& f = *open_file_;
-  const Entry& e = entries_[f.id];
+  const Entry e = entries_.Get(f.id);
   uint64_t end = offset + length;
   if (offset < f.next_offset || end > e.size || offset % f.block_size != 0 ||
       (length % f.block_size != 0 && end != e.size)) {
@@ -375,7 +375,7 @@ Status Receiver::HandleHole(const Frame& frame) {
   }
   FERRY_RETURN_IF_ERROR(CheckPatchRange(hole->offset, hole->length, "HOLE"));
   OpenFile& f = *open_file_;
-  const Entry& e = entries_[f.id];
+  const Entry e = entries_.Get(f.id);
   struct stat st;
   if (::fstat(f.fd.get(), &st) != 0) return TargetError(Status::Errno(errno, "stat"), e.path);
   // Only what the file has now needs clearing; beyond it the final size adds zeros.
@@ -417,7 +417,7 @@ Status Receiver::RecordWritten() {
   std::vector<std::pair<FileKey, BlockHashes>> rows;
   rows.reserve(written_.size());
   for (Written& w : written_) {
-    const Entry& e = entries_[w.id];
+    const Entry e = entries_.Get(w.id);
     if (options_.block) {
       struct stat st;
       if (::fstat(root_fd_, &st) == 0 && S_ISREG(st.st_mode)) rows.emplace_back(FileKeyOf(st), BlockHashes{w.block_size, std::move(w.leaves)});

@@ -48,7 +48,7 @@ Status Receiver::HandleData(const Frame& frame) {
     return HandleWholeRange(data->id, data->offset, data->bytes, 0, &control_dir_);
   }
   OpenFile& f = *open_file_;
-  const Entry& e = entries_[f.id];
+  const Entry e = entries_.Get(f.id);
   if (f.patcher) return Status::Protocol("DATA for entry " + std::to_string(f.id) + ", which is patched by delta");
   // Blocks arrive in offset order, inside the size the manifest announced.
   if (data->offset < f.next_offset || data->offset + data->bytes.size() > e.size) {
@@ -96,17 +96,17 @@ Status Receiver::HandleFileEnd(const Frame& frame) {
   if (end->outcome == FileOutcome::kVanished) figures_.files_vanished += 1;
   if (end->outcome == FileOutcome::kReadError) {
     figures_.files_failed += 1;
-    LOG_WARN("sender could not read '" + entries_[end->id].path + "': " + end->message);
+    LOG_WARN("sender could not read '" + entries_.path(end->id) + "': " + end->message);
   }
   if (whole) return EndIncoming(*end);
   if (!open_file_) {  // given up before its PATCH
     if (end->outcome == FileOutcome::kComplete || end->outcome == FileOutcome::kChanged) {
       return Status::Protocol("FILE_END for entry " + std::to_string(end->id) + ", which was never sent");
     }
-    progress_->bytes_skipped += entries_[end->id].size;
+    progress_->bytes_skipped += entries_.file_size(end->id);
     return Status::Ok();
   }
-  progress_->bytes_skipped += entries_[end->id].size - std::min(entries_[end->id].size, open_file_->bytes_written);
+  progress_->bytes_skipped += entries_.file_size(end->id) - std::min(entries_.file_size(end->id), open_file_->bytes_written);
   switch (end->outcome) {
     case FileOutcome::kVanished:
     case FileOutcome::kReadError:
@@ -121,7 +121,7 @@ Status Receiver::HandleFileEnd(const Frame& frame) {
 
 Status Receiver::FinishFile(const protocol::FileEnd& end) {
   OpenFile& f = *open_file_;
-  const Entry& e = entries_[f.id];
+  const Entry e = entries_.Get(f.id);
   if (end.size != e.size) return Status::Corruption("FILE_END size differs from the manifest for '" + e.path + "'");
   std::vector<Hash128> leaves;
   const bool rsync = f.patcher != nullptr;
@@ -181,7 +181,7 @@ Status Receiver::FinishFile(const protocol::FileEnd& end) {
 // An image file takes the source's size, mode and mtime; a device only its content.
 Status Receiver::FinishBlockVolume(const protocol::FileEnd& end, std::vector<Hash128> leaves) {
   OpenFile& f = *open_file_;
-  const Entry& e = entries_[f.id];
+  const Entry e = entries_.Get(f.id);
   struct stat st;
   if (::fstat(f.fd.get(), &st) != 0) return TargetError(Status::Errno(errno, "stat"), "");
   if (S_ISREG(st.st_mode)) {
@@ -230,8 +230,8 @@ Status Receiver::Finish() {
 
 Status Receiver::LinkFollowers() {
   for (uint32_t id : followers_) {
-    const Entry& e = entries_[id];
-    const Entry& leader = entries_[e.hardlink_leader_plus1 - 1];
+    const Entry e = entries_.Get(id);
+    const Entry leader = entries_.Get(e.hardlink_leader_plus1 - 1);
     auto [leader_parent, leader_name] = SplitParent(leader.path);
     auto [parent, name] = SplitParent(e.path);
     if (missing_dir_[ids_by_path_.at(PathKey(parent))] ||
@@ -281,9 +281,9 @@ Status Receiver::LinkFollowers() {
 // gets its own inode, a copy of its content with the entry's metadata, committed like any file.
 Status Receiver::BreakStaleLinks() {
   std::vector<bool> leads(entries_.size(), false);
-  for (uint32_t id : followers_) leads[entries_[id].hardlink_leader_plus1 - 1] = true;
+  for (uint32_t id : followers_) leads[entries_.hardlink_leader_plus1(id) - 1] = true;
   for (const LinkCandidate& candidate : link_candidates_) {
-    const Entry& e = entries_[candidate.id];
+    const Entry e = entries_.Get(candidate.id);
     if (leads[candidate.id] && !candidate.metadata_differs) continue;
     Item(leads[candidate.id] ? ItemAction::kMetadata : ItemAction::kUpdate, e);
     if (options_.dry_run) continue;
@@ -304,7 +304,7 @@ Status Receiver::BreakStaleLinks() {
 
 // Copies the data regions of `name` to a new `temp` beside it and gives it the entry's metadata.
 Status Receiver::CopyToTemp(uint32_t id, int dir_fd, const std::string& name, const std::string& temp) {
-  const Entry& e = entries_[id];
+  const Entry e = entries_.Get(id);
   UniqueFd in(::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
   if (!in.valid()) return TargetError(Status::Errno(errno, "open"), e.path);
   UniqueFd out(::openat(dir_fd, temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
@@ -370,7 +370,7 @@ Status Receiver::Sweep(int dir_fd, const std::string& path) {
     auto it = ids_by_path_.find(PathKey(child));
     if (it != ids_by_path_.end()) {
       // Listed by the source and already made to match: only directories need a look inside.
-      if (entries_[it->second].type != EntryType::kDirectory) continue;
+      if (entries_.type(it->second) != EntryType::kDirectory) continue;
       UniqueFd child_fd(::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (!child_fd.valid() && (errno == ENOTDIR || errno == ELOOP || errno == ENOENT)) continue;
       if (!child_fd.valid()) return TargetError(Status::Errno(errno, "open"), child);
@@ -415,7 +415,7 @@ void Receiver::CountDeletedTree(int dir_fd, const std::string& name, const std::
 Status Receiver::ApplyDirectoryMetadata() {
   if (options_.dry_run) return Status::Ok();
   for (auto it = directories_.rbegin(); it != directories_.rend(); ++it) {
-    const Entry& e = entries_[*it];
+    const Entry e = entries_.Get(*it);
     auto [parent, name] = SplitParent(e.path);
     Result<int> dir_fd = ParentFd(std::string(parent));
     if (!dir_fd.ok()) return TargetError(dir_fd.status(), e.path);

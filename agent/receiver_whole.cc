@@ -61,14 +61,12 @@ void Receiver::StartIncoming(uint32_t id) {
 std::shared_ptr<Receiver::Incoming> Receiver::FindIncoming(uint32_t id) {
   if (auto it = incoming_.find(id); it != incoming_.end()) return it->second;
   if (id >= whole_needed_.size() || !whole_needed_[id]) return nullptr;
-  const Entry* entry = nullptr;
+  auto f = std::make_shared<Incoming>();
   {
     std::shared_lock<std::shared_mutex> lock(entries_mutex_);
-    entry = &entries_[id];
+    f->entry = entries_.Get(id);
   }
-  const Entry& e = *entry;
-  auto f = std::make_shared<Incoming>();
-  f->entry = &e;
+  const Entry& e = f->entry;
   f->block_size = BlockSizeFor(e.size);
   f->parent = std::string(SplitParent(e.path).first);
   f->temp_name = temp_tag_ + std::to_string(id);
@@ -91,8 +89,8 @@ Status Receiver::CreateTemp(Incoming& f, DirSlot* dir) {
   Result<int> dir_fd = SlotDir(dir, f.parent);
   if (!dir_fd.ok()) return TargetError(dir_fd.status(), f.parent);
   f.fd = UniqueFd(::openat(*dir_fd, f.temp_name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-  if (!f.fd.valid()) return TargetError(Status::Errno(errno, "create temp file"), f.entry->path);
-  f.leaves = ZeroLeaves(f.entry->size, f.block_size);
+  if (!f.fd.valid()) return TargetError(Status::Errno(errno, "create temp file"), f.entry.path);
+  f.leaves = ZeroLeaves(f.entry.size, f.block_size);
   return Status::Ok();
 }
 
@@ -108,7 +106,7 @@ Status Receiver::HandleWholeRange(uint32_t id, uint64_t offset, std::string_view
     }
   }
   Incoming& f = *file;
-  const Entry& e = *f.entry;
+  const Entry& e = f.entry;
   const uint64_t length = bytes.empty() ? hole_length : bytes.size();
   const uint32_t bs = f.block_size;
   // Whole blocks on the file's grid (the last may be short), inside its announced size.
@@ -133,7 +131,7 @@ Status Receiver::HandleWholeRange(uint32_t id, uint64_t offset, std::string_view
 
 Status Receiver::WriteWholeRange(Incoming& f, uint64_t offset, std::string_view bytes, uint64_t length,
                                  const std::vector<Hash128>& leaves, DirSlot* dir) {
-  const Entry& e = *f.entry;
+  const Entry& e = f.entry;
   if (f.end.has_value() && f.covered_bytes == e.size) {
     return Status::Corruption("data for '" + e.path + "' after all of it arrived");
   }
@@ -160,7 +158,7 @@ Status Receiver::WriteWholeRange(Incoming& f, uint64_t offset, std::string_view 
 // Makes the file's received prefix durable and remembers it as a partial file, which the next
 // stage resumes if this one is cut.
 Status Receiver::CheckpointIncoming(Incoming& f) {
-  const Entry& e = *f.entry;
+  const Entry& e = f.entry;
   if (::fdatasync(f.fd.get()) != 0) return TargetError(Status::Errno(errno, "flush to disk (fdatasync)"), e.path);
   struct stat st;
   if (::fstat(f.fd.get(), &st) != 0) return TargetError(Status::Errno(errno, "stat"), e.path);
@@ -186,7 +184,7 @@ Status Receiver::EndIncoming(const protocol::FileEnd& end) {
     CHECK(file != nullptr);  // the caller checked the file is needed whole
   }
   Incoming& f = *file;
-  const Entry& e = *f.entry;
+  const Entry& e = f.entry;
   bool complete = false;
   {
     std::lock_guard<std::mutex> lock(f.mutex);
@@ -213,7 +211,7 @@ Status Receiver::EndIncoming(const protocol::FileEnd& end) {
 }
 
 Status Receiver::FinishIncoming(uint32_t id, Incoming& f, DirSlot* dir) {
-  const Entry& e = *f.entry;
+  const Entry& e = f.entry;
   const protocol::FileEnd& end = *f.end;
   if (!f.fd.valid()) FERRY_RETURN_IF_ERROR(CreateTemp(f, dir));  // empty, or holes only
   if (HashTree(f.leaves).Root() != end.content_hash) {

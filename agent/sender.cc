@@ -96,7 +96,7 @@ void Sender::ScanLoop() {
   size_t unannounced = 0;
   Result<ScanResult> result = ScanTree(root_, scan_options_, [&](Entry&& entry) {
     std::lock_guard<std::mutex> lock(mutex_);
-    entries_.push_back(std::move(entry));
+    entries_.Add(std::move(entry));
     needed_.push_back(false);
     with_basis_.push_back(false);
     finished_.push_back(false);
@@ -138,13 +138,13 @@ void Sender::DescribeBlockVolume() {
   }
   std::lock_guard<std::mutex> lock(mutex_);
   if (s.ok()) {
-    entries_.push_back(std::move(entry));
+    entries_.Add(std::move(entry));
     needed_.push_back(false);
     with_basis_.push_back(false);
     finished_.push_back(false);
     progress_->entries_total += 1;
     scan_result_.entries_count = 1;
-    scan_result_.bytes_total = entries_.back().size;
+    scan_result_.bytes_total = entries_.file_size(0);
   } else {
     scan_status_ = s;
   }
@@ -250,7 +250,7 @@ Status Sender::AcceptNeeds(const protocol::Need& need) {
   for (size_t i = 0; i < need.ids.size(); ++i) {
     const uint32_t id = need.ids[i];
     if (id >= entries_sent_) return Status::Protocol("NEED for unknown entry " + std::to_string(id));
-    const Entry& e = entries_[id];
+    const Entry e = entries_.Get(id);
     if (e.type != EntryType::kFile || e.hardlink_leader_plus1 != 0) {
       return Status::Protocol("NEED for entry " + std::to_string(id) + ", which has no content to send");
     }
@@ -279,10 +279,10 @@ bool Sender::TakeEntries(protocol::Entries* batch, bool* scan_incomplete) {
   size_t batch_bytes = 0;
   while (entries_sent_ + batch->entries.size() < entries_.size() &&
          batch->entries.size() < kEntriesPerBatchMax && batch_bytes < kEntryBatchTargetBytes) {
-    const Entry& e = entries_[entries_sent_ + batch->entries.size()];
+    Entry e = entries_.Get(static_cast<uint32_t>(entries_sent_ + batch->entries.size()));
     batch_bytes += 64 + e.path.size() + e.link_target.size();
     for (const protocol::Xattr& x : e.xattrs) batch_bytes += x.name.size() + x.value.size() + 8;
-    batch->entries.push_back(e);
+    batch->entries.push_back(std::move(e));
   }
   *scan_incomplete = !scan_status_.ok() || !scan_result_.errors.empty();
   return !(scan_done_ && batch->entries.empty() && entries_sent_ == entries_.size());
@@ -407,7 +407,7 @@ Status Sender::SendFile(uint32_t id) {
   Entry entry;
   {
     std::lock_guard<std::mutex> lock(mutex_);  // the scanner may be appending
-    entry = entries_[id];
+    entry = entries_.Get(id);
   }
   protocol::FileEnd end;
   end.id = id;

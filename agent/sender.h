@@ -22,6 +22,7 @@
 
 #include "agent/blocks.h"
 #include "agent/channel.h"
+#include "agent/entry_store.h"
 #include "agent/fs.h"
 #include "agent/io/engine.h"
 #include "agent/scan.h"
@@ -154,7 +155,7 @@ class Sender {
   std::atomic<bool> cancel_scan_{false};  // set when the stage fails: the scan stops early
   std::mutex mutex_;  // guards the fields below, shared with the scan and reader threads
   std::condition_variable changed_;
-  std::deque<protocol::Entry> entries_;  // by id, as scanned
+  EntryStore entries_;  // by id, as scanned
   bool scan_done_ = false;
   Status scan_status_;
   ScanResult scan_result_;

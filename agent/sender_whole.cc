@@ -86,7 +86,7 @@ Status Sender::SendRange(Worker& worker, const Range& range) {
     if (!f.started) {
       {
         std::lock_guard<std::mutex> entries_lock(mutex_);  // the scanner may be appending
-        f.entry = entries_[f.id];
+        f.entry = entries_.Get(f.id);
       }
       f.block_size = BlockSizeFor(f.entry.size);
       f.leaves = ZeroLeaves(f.entry.size, f.block_size);

@@ -1,0 +1,54 @@
+#include "agent/entry_store.h"
+
+#include "base/check.h"
+
+namespace ferry {
+
+void EntryStore::Add(protocol::Entry entry) {
+  CHECK_EQ(entry.id, entries_.size());
+  Compact& c = entries_.emplace_back();
+  c.path = std::move(entry.path);
+  c.path.shrink_to_fit();
+  c.size = entry.size;
+  c.mtime_sec = entry.mtime_sec;
+  c.mtime_nsec = entry.mtime_nsec;
+  c.mode = entry.mode;
+  c.uid = entry.uid;
+  c.gid = entry.gid;
+  c.hardlink_leader_plus1 = entry.hardlink_leader_plus1;
+  c.type = entry.type;
+  if (!entry.link_target.empty() || !entry.xattrs.empty() || entry.rdev != 0 || entry.has_content_hash) {
+    c.extra = std::make_unique<Extra>();
+    c.extra->link_target = std::move(entry.link_target);
+    c.extra->xattrs = std::move(entry.xattrs);
+    c.extra->rdev = entry.rdev;
+    c.extra->has_content_hash = entry.has_content_hash;
+    c.extra->content_hash = entry.content_hash;
+  }
+}
+
+protocol::Entry EntryStore::Get(uint32_t id) const {
+  CHECK(id < entries_.size());
+  const Compact& c = entries_[id];
+  protocol::Entry e;
+  e.id = id;
+  e.type = c.type;
+  e.path = c.path;
+  e.mode = c.mode;
+  e.uid = c.uid;
+  e.gid = c.gid;
+  e.size = c.size;
+  e.mtime_sec = c.mtime_sec;
+  e.mtime_nsec = c.mtime_nsec;
+  e.hardlink_leader_plus1 = c.hardlink_leader_plus1;
+  if (c.extra) {
+    e.link_target = c.extra->link_target;
+    e.xattrs = c.extra->xattrs;
+    e.rdev = c.extra->rdev;
+    e.has_content_hash = c.extra->has_content_hash;
+    e.content_hash = c.extra->content_hash;
+  }
+  return e;
+}
+
+}  // namespace ferry
