@@ -24,6 +24,7 @@ using protocol::MessageType;
 namespace {
 constexpr uint8_t kFileNone = 0, kFileNeeded = 1, kFileFinished = 2;
 constexpr size_t kDirCacheMax = 256;
+constexpr size_t kPrefetchThreads = 4;  // inode lookups in flight on a cold target
 
 mode_t TypeBits(EntryType type) {
   switch (type) {
@@ -58,6 +59,7 @@ Receiver::Receiver(Channel& channel, int root_fd, std::string root_display, Sync
     root_ino_ = root_st.st_ino;
   }
   if (!options_.dry_run) committer_ = std::make_unique<Committer>(root_fd_);
+  if (root_fd_ >= 0 && !options_.block) prefetcher_ = std::make_unique<TargetPrefetcher>(root_fd_, kPrefetchThreads);
 }
 
 Receiver::~Receiver() { DiscardOpenFile(); }
@@ -124,6 +126,12 @@ Status Receiver::HandleEntries(const Frame& frame) {
   Result<protocol::Entries> batch =
       protocol::Entries::Decode(frame.payload, static_cast<uint32_t>(entries_.size()));
   if (!batch.ok()) return batch.status();
+  if (prefetcher_) {
+    std::vector<std::string> paths;
+    paths.reserve(batch->entries.size());
+    for (const Entry& entry : batch->entries) paths.push_back(entry.path);
+    prefetcher_->Prefetch(std::move(paths));
+  }
   for (Entry& entry : batch->entries) FERRY_RETURN_IF_ERROR(HandleEntry(std::move(entry)));
   return FlushReplies();
 }

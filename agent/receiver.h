@@ -43,6 +43,7 @@
 #include "agent/io/engine.h"
 #include "agent/metadata.h"
 #include "agent/path.h"
+#include "agent/prefetch.h"
 #include "agent/rsync_delta.h"
 #include "agent/state_cache.h"
 #include "agent/sync_types.h"
@@ -273,6 +274,7 @@ class Receiver {
   bool scan_incomplete_ = false;
   std::optional<OpenFile> open_file_;
   std::unique_ptr<Committer> committer_;
+  std::unique_ptr<TargetPrefetcher> prefetcher_;  // a tree target: its inodes warmed ahead
   protocol::Commit figures_;  // files_written, bytes_written, files_changed_during_read: finish_mutex_
   std::mutex finish_mutex_;
 
