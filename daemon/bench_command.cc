@@ -15,6 +15,7 @@
 #include "daemon/bench_local.h"
 #include "daemon/net.h"
 #include "daemon/progress.h"
+#include "daemon/json.h"
 #include "daemon/sync_command.h"
 
 namespace ferry {
@@ -312,24 +313,9 @@ void PrintTable(const Report& r) {
                Format(", %.0f %s", files_per_s, "files/s"));
 }
 
-std::string JsonText(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') out.push_back('\\');
-    if (c < 0x20 || c >= 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-      out += buf;
-    } else {
-      out.push_back(static_cast<char>(c));
-    }
-  }
-  return out + "\"";
-}
-
 // {"measured":true,"bytes":..,"seconds":..,"bytes_per_s":..,...} or {"measured":false,"note":".."}
 std::string JsonRow(const Row& r) {
-  if (!r.measured) return "{\"measured\":false,\"note\":" + JsonText(r.note) + "}";
+  if (!r.measured) return "{\"measured\":false,\"note\":" + JsonString(r.note) + "}";
   char out[256];
   std::snprintf(
       out, sizeof(out),
@@ -338,7 +324,7 @@ std::string JsonRow(const Row& r) {
       static_cast<unsigned long long>(r.bytes), static_cast<unsigned long long>(r.files), r.seconds,
       r.BytesPerSecond(), r.BytesPerSecond() * 8 / 1e9, r.BytesPerSecond() / 1e6,
       r.seconds > 0 ? r.files / r.seconds : 0);
-  return out + JsonText(r.note) + "}";
+  return out + JsonString(r.note) + "}";
 }
 
 void PrintJson(const Report& r) {
@@ -346,8 +332,8 @@ void PrintJson(const Report& r) {
       "{\"daemon\":%s,\"agent\":%s,\"volume\":%s,\"source\":%s,\"network_up\":%s,\"network_down\":%"
       "s,"
       "\"source_read\":%s,\"target_write\":%s,\"sync\":%s}\n",
-      JsonText(r.where).c_str(), JsonText(r.agent).c_str(), JsonText(r.volume).c_str(),
-      JsonText(r.source_path).c_str(), JsonRow(r.up).c_str(), JsonRow(r.down).c_str(),
+      JsonString(r.where).c_str(), JsonString(r.agent).c_str(), JsonString(r.volume).c_str(),
+      JsonString(r.source_path).c_str(), JsonRow(r.up).c_str(), JsonRow(r.down).c_str(),
       JsonRow(r.source).c_str(), JsonRow(r.write).c_str(), JsonRow(r.sync).c_str());
 }
 

@@ -8,6 +8,15 @@
 
 namespace ferry {
 
+namespace {
+// Compares tokens in time independent of where they differ: a guesser learns nothing from it.
+bool SameToken(const protocol::Hash128& a, const protocol::Hash128& b) {
+  uint8_t diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<uint8_t>(a[i] ^ b[i]);
+  return diff == 0;
+}
+}  // namespace
+
 protocol::Hash128 StreamHub::Expect(uint64_t session_id, uint32_t streams, bool compress_content, int content_level) {
   CHECK(streams >= 2);
   Pending pending;
@@ -30,7 +39,7 @@ Status StreamHub::Join(const protocol::Join& join, Channel& channel) {
   std::unique_lock<std::mutex> lock(mutex_);
   auto it = sessions_.find(join.session_id);
   // One answer for every mismatch: a guesser learns nothing about which part was wrong.
-  if (it == sessions_.end() || it->second.released || it->second.token != join.token ||
+  if (it == sessions_.end() || it->second.released || !SameToken(it->second.token, join.token) ||
       join.stream > it->second.streams.size() || it->second.streams[join.stream - 1] != nullptr) {
     Status s = Status::Make(Code::kPermission, "JOIN refused: no session waits for that stream", 0);
     lock.unlock();

@@ -20,6 +20,7 @@
 #include "agent/sender.h"
 #include "agent/session.h"
 #include "base/bounds.h"
+#include "daemon/json.h"
 #include "daemon/net.h"
 #include "daemon/progress.h"
 #include "daemon/session_server.h"
@@ -111,24 +112,6 @@ std::string PrintablePath(const std::string& path) {
     }
   }
   return out;
-}
-
-// JSON strings must be Unicode: bytes >= 0x80 are written as \u00XX (read as Latin-1).
-std::string JsonString(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(static_cast<char>(c));
-    } else if (c < 0x20 || c >= 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-      out += buf;
-    } else {
-      out.push_back(static_cast<char>(c));
-    }
-  }
-  return out + "\"";
 }
 
 int ExitCodeFor(const Status& s, bool source_side) {
