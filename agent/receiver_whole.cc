@@ -24,6 +24,7 @@ namespace {
 // Runs of a file's coverage: a file arriving over N streams has about N + 1; a peer that scatters
 // more is refused rather than given an unbounded map.
 constexpr size_t kCoveredRunsMax = 1024;
+constexpr uint64_t kSyncFileRangeMinBytes = 1 << 20;
 
 // Adds [start, end) to `covered`, merging with its neighbours; false if it overlaps a run.
 bool Cover(std::map<uint64_t, uint64_t>& covered, uint64_t start, uint64_t end) {
@@ -225,8 +226,9 @@ Status Receiver::FinishIncoming(uint32_t id, Incoming& f, DirSlot* dir) {
   Result<int> dir_fd = SlotDir(dir, f.parent);
   if (!dir_fd.ok()) return TargetError(dir_fd.status(), f.parent);
   FERRY_RETURN_IF_ERROR(TargetError(ApplyFileMetadata(f.fd.get(), *dir_fd, f.temp_name, e, mtime, policy_), e.path));
-  // Start writeback now so the commit group's flush (or the stage's syncfs) finds little left.
-  ::sync_file_range(f.fd.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
+  // Start writeback of a large file now so the commit group's flush finds little left; small
+  // files are left to that flush, which writes them together instead of one I/O each.
+  if (f.data_bytes >= kSyncFileRangeMinBytes) ::sync_file_range(f.fd.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
   f.fd.Reset();  // the committer owns the temp name now
   progress_->bytes_skipped += e.size - f.data_bytes;
   {
