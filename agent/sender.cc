@@ -64,6 +64,7 @@ Result<SyncSummary> Sender::Run() {
   {
     std::unique_lock<std::mutex> lock(mutex_);
     if (!s.ok() && failure_.ok()) failure_ = s;
+    changed_.notify_all();  // lane workers waiting for ranges see the failure
     changed_.wait(lock, [&] { return committed_ || !failure_.ok(); });
     s = failure_;
   }
