@@ -57,6 +57,7 @@ Result<SyncSummary> Sender::Run() {
   std::thread scanner([this] { scan_options_.block ? DescribeBlockVolume() : ScanLoop(); });
   std::thread reader([this] { ReadLoop(); });
   for (Channel* lane : lanes_) lane_workers_.emplace_back([this, lane] { LaneLoop(*lane); });
+  std::thread prefetcher([this] { PrefetchLoop(); });
   Status s = SendEntries();
   if (s.ok()) s = SendNeededFiles(/*wait=*/true);
   if (s.ok()) s = AwaitWholeFiles();
@@ -75,6 +76,7 @@ Result<SyncSummary> Sender::Run() {
     for (Channel* lane : lanes_) lane->Shutdown();
   }
   for (std::thread& worker : lane_workers_) worker.join();
+  prefetcher.join();
   reader.join();
   scanner.join();
   if (!s.ok()) return s;
@@ -333,8 +335,7 @@ Status Sender::SendNeededFiles(bool wait) {
         id = needs_.front();
         needs_.pop_front();
       } else {
-        range = std::move(ranges_.front());
-        ranges_.pop_front();
+        range = TakeRange();
         have_range = true;
       }
     }

@@ -7,7 +7,7 @@
 // (SetLanes) send in parallel, each range block-aligned DATA and HOLE covering it exactly; the
 // worker that finishes a file's last range sends its FILE_END on the session channel.
 // Threading: Run() writes on the calling thread, scans on a second and reads on a third; one
-// worker thread per lane sends whole files.
+// worker thread per lane sends whole files, and one more reads ahead of them (PrefetchLoop).
 #pragma once
 
 #include <atomic>
@@ -108,6 +108,11 @@ class Sender {
   // Whole files (sender_whole.cc).
   void QueueWholeFile(uint32_t id, uint64_t size);  // REQUIRES: mutex_ held
   void LaneLoop(Channel& lane);
+  // Takes the next range to send (REQUIRES: mutex_ held, ranges_ not empty).
+  Range TakeRange();
+  // Asks the kernel to read ahead the ranges queued for the workers, up to kSourcePrefetchBytes
+  // ahead of them (a hint: errors are left to the worker that reads the file).
+  void PrefetchLoop();
   Status SendRange(Worker& worker, const Range& range);
   // Sends [start, end) of the file as block-aligned DATA (data regions) and HOLE (the rest),
   // filling `leaves` (the whole file's) for the blocks it covers.
@@ -161,6 +166,8 @@ class Sender {
   ScanResult scan_result_;
   std::deque<uint32_t> needs_;  // files with a basis, for the delta
   std::deque<Range> ranges_;    // of files going whole
+  size_t prefetched_ranges_ = 0;     // ranges_[0, this) were handed to the prefetcher
+  uint64_t prefetched_bytes_ = 0;    // their bytes: what is read ahead of the workers
   size_t whole_pending_ = 0;    // files going whole without their FILE_END yet
   std::vector<bool> needed_;  // by id: asked for already (duplicates are a protocol error)
   std::vector<bool> with_basis_;  // by id: the NEED offered a basis

@@ -62,14 +62,47 @@ void Sender::LaneLoop(Channel& lane) {
       std::unique_lock<std::mutex> lock(mutex_);
       changed_.wait(lock, [&] { return !ranges_.empty() || need_end_ || !failure_.ok(); });
       if (!failure_.ok() || ranges_.empty()) return;  // failed, or every range is taken
-      range = std::move(ranges_.front());
-      ranges_.pop_front();
+      range = TakeRange();
     }
     if (Status s = SendRange(worker, range); !s.ok()) {
       Fail(s);
       channel_.Shutdown();  // unblocks the session's threads
       return;
     }
+  }
+}
+
+Sender::Range Sender::TakeRange() {
+  Range range = std::move(ranges_.front());
+  ranges_.pop_front();
+  if (prefetched_ranges_ > 0) {
+    prefetched_ranges_ -= 1;
+    prefetched_bytes_ -= range.end - range.start;
+    changed_.notify_all();  // the prefetcher may go further ahead
+  }
+  return range;
+}
+
+void Sender::PrefetchLoop() {
+  Worker worker;  // only its open parent directory
+  for (;;) {
+    Range range;
+    std::string path;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      changed_.wait(lock, [&] {
+        return !failure_.ok() || committed_ || (need_end_ && prefetched_ranges_ >= ranges_.size()) ||
+               (prefetched_ranges_ < ranges_.size() && prefetched_bytes_ < kSourcePrefetchBytes);
+      });
+      if (!failure_.ok() || committed_ || prefetched_ranges_ >= ranges_.size()) return;
+      range = ranges_[prefetched_ranges_];
+      prefetched_ranges_ += 1;
+      prefetched_bytes_ += range.end - range.start;
+      path = entries_.Get(range.id).path;
+    }
+    UniqueFd fd(OpenSourceFile(worker, path));
+    if (fd.valid()) ::posix_fadvise(fd.get(), static_cast<off_t>(range.start),
+                                    static_cast<off_t>(range.end - range.start), POSIX_FADV_WILLNEED);
   }
 }
 

@@ -122,6 +122,10 @@ inline constexpr uint32_t kStreamsMax = 16;
 // A large file is cut into ranges of this size spread over the streams (a multiple of every
 // block size, so each range hashes on its own).
 inline constexpr uint64_t kStreamRangeBytes = 16 * kMiB;
+// The sender asks the kernel to read the files it is about to send whole (posix_fadvise
+// WILLNEED) up to this many bytes ahead of its data streams, so that a cold source keeps the
+// disk's queue full instead of one file's read at a time per stream.
+inline constexpr uint64_t kSourcePrefetchBytes = 64 * kMiB;
 inline constexpr size_t kVolumesMax = 1024;
 inline constexpr int kHandshakeTimeoutMs = 10'000;
 // A peer that sends no frame for this long is gone. Each side sends KEEPALIVE after
