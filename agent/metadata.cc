@@ -10,11 +10,16 @@ namespace ferry {
 using protocol::Entry;
 using protocol::EntryType;
 
-Result<bool> MetadataDiffers(const Entry& entry, const struct stat& st, int dir_fd,
-                             const std::string& name, const MetadataPolicy& policy) {
-  if (entry.type != EntryType::kSymlink && (st.st_mode & 07777) != entry.mode) return true;
-  if (policy.privileged && (st.st_uid != entry.uid || st.st_gid != entry.gid)) return true;
-  if (st.st_mtim.tv_sec != entry.mtime_sec || st.st_mtim.tv_nsec != entry.mtime_nsec) return true;
+bool MetadataMatchesStat(const Entry& entry, const struct stat& st, const MetadataPolicy& policy) {
+  if (entry.type != EntryType::kSymlink && (st.st_mode & 07777) != entry.mode) return false;
+  if (policy.privileged && (st.st_uid != entry.uid || st.st_gid != entry.gid)) return false;
+  return st.st_mtim.tv_sec == entry.mtime_sec && st.st_mtim.tv_nsec == entry.mtime_nsec;
+}
+
+Result<bool> MetadataDiffers(const Entry& entry, const struct stat& st, int dir_fd, const std::string& name,
+                             const MetadataPolicy& policy, const std::vector<protocol::Xattr>* known_xattrs) {
+  if (!MetadataMatchesStat(entry, st, policy)) return true;
+  if (known_xattrs != nullptr) return *known_xattrs != entry.xattrs;
   Result<std::vector<protocol::Xattr>> xattrs = ReadXattrs(dir_fd, name, policy.xattr_filter);
   if (!xattrs.ok()) return xattrs.status();
   return *xattrs != entry.xattrs;

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <string>
+#include <vector>
 
 #include "agent/fs.h"
 #include "base/status.h"
@@ -19,10 +20,15 @@ struct MetadataPolicy {
   XattrFilter xattr_filter;
 };
 
+// True when the target's lstat `st` matches `entry` in mode, owner and mtime.
+bool MetadataMatchesStat(const protocol::Entry& entry, const struct stat& st, const MetadataPolicy& policy);
+
 // True when the target `name` in `dir_fd` (whose lstat is `st`) differs from `entry` in mode,
-// owner, mtime or xattrs. Content and type are compared by the caller.
+// owner, mtime or xattrs. Content and type are compared by the caller. `known_xattrs`: the
+// target's xattrs (policy-filtered) if already read, else they are read here.
 Result<bool> MetadataDiffers(const protocol::Entry& entry, const struct stat& st, int dir_fd,
-                             const std::string& name, const MetadataPolicy& policy);
+                             const std::string& name, const MetadataPolicy& policy,
+                             const std::vector<protocol::Xattr>* known_xattrs = nullptr);
 
 // Sets the metadata of `name` in `dir_fd` (never following a symlink there). `mtime` is the
 // mtime to set, normally the entry's.

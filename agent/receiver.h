@@ -122,6 +122,7 @@ class Receiver {
     std::map<uint64_t, uint64_t> covered;  // [start, end) runs written, merged
     uint64_t covered_bytes = 0;  // DATA and HOLE
     uint64_t data_bytes = 0;
+    uint64_t data_end = 0;  // the temp file's size: it is new (O_EXCL), so the end of its last DATA
     uint64_t checkpoint = 0;  // prefix made durable and remembered as a partial file
     std::optional<protocol::FileEnd> end;
     bool discarded = false;  // the sender gave it up (vanished, unreadable): late data is dropped
@@ -137,16 +138,18 @@ class Receiver {
   Status Dispatch(const Frame& frame, bool* done);
   Status HandleEntries(const Frame& frame);
   Status HandleEntriesEnd(const Frame& frame);
-  Status HandleEntry(protocol::Entry entry);
+  // `inspection`: what the inspector saw of the target's entry (null: look now).
+  Status HandleEntry(protocol::Entry entry, const Inspection* inspection);
   Status CheckPlacement(const protocol::Entry& entry);
+  // `st`: the target's lstat (null: no such entry); `xattrs`: its xattrs if already read.
   Status HandleFileEntry(const protocol::Entry& entry, int dir_fd, const std::string& name,
-                         const struct stat* st);
+                         const struct stat* st, const std::vector<protocol::Xattr>* xattrs);
   // A block volume: its one entry is the target device or image file itself, always patched in
   // place against its current content.
   Status HandleBlockEntry(const protocol::Entry& entry);
   Status FinishBlockVolume(const protocol::FileEnd& end, std::vector<Hash128> leaves);
   Status HandleOtherEntry(const protocol::Entry& entry, int dir_fd, const std::string& name,
-                          const struct stat* st);
+                          const struct stat* st, const std::vector<protocol::Xattr>* xattrs);
   Status CreateSpecial(const protocol::Entry& entry, int dir_fd, const std::string& name);
   // The basis worth offering for a needed file, if any. `target`: the target's entry of that
   // name, or null when there is none.
@@ -274,7 +277,8 @@ class Receiver {
   bool scan_incomplete_ = false;
   std::optional<OpenFile> open_file_;
   std::unique_ptr<Committer> committer_;
-  std::unique_ptr<TargetPrefetcher> prefetcher_;  // a tree target: its inodes warmed ahead
+  std::unique_ptr<TargetInspector> inspector_;  // a tree target: each batch looked at in parallel
+  std::vector<Inspection> inspections_;          // of the batch being handled
   protocol::Commit figures_;  // files_written, bytes_written, files_changed_during_read: finish_mutex_
   std::mutex finish_mutex_;
 

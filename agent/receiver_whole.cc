@@ -151,6 +151,7 @@ Status Receiver::WriteWholeRange(Incoming& f, uint64_t offset, std::string_view 
   std::copy(leaves.begin(), leaves.end(), f.leaves.begin() + static_cast<ptrdiff_t>(offset / f.block_size));
   f.covered_bytes += length;
   f.data_bytes += bytes.size();
+  if (!bytes.empty()) f.data_end = std::max(f.data_end, offset + bytes.size());
   const uint64_t prefix = f.covered.begin()->first == 0 ? f.covered.begin()->second : 0;
   if (cache_ != nullptr && prefix < e.size && prefix >= f.checkpoint + kResumeCheckpointBytes &&
       f.leaves.size() <= kBlocksPerFileMax) {
@@ -221,7 +222,10 @@ Status Receiver::FinishIncoming(uint32_t id, Incoming& f, DirSlot* dir) {
   if (HashTree(f.leaves).Root() != end.content_hash) {
     return Status::Corruption("content hash mismatch for '" + e.path + "' (damaged in transit)");
   }
-  if (::ftruncate(f.fd.get(), static_cast<off_t>(e.size)) != 0) return TargetError(Status::Errno(errno, "set size"), e.path);
+  // The size is set when the file ends in a hole (ext4 truncates even to the same size).
+  if (f.data_end != e.size && ::ftruncate(f.fd.get(), static_cast<off_t>(e.size)) != 0) {
+    return TargetError(Status::Errno(errno, "set size"), e.path);
+  }
   // A file that changed while it was read gets an mtime the source will not have, so the next
   // stage sees it as changed and sends it again.
   const bool changed = end.outcome == FileOutcome::kChanged;
