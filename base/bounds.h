@@ -115,6 +115,8 @@ inline constexpr size_t kMessageTextMaxBytes = 4096;  // error texts, peer names
 
 // --- Sessions ---
 inline constexpr size_t kSessionsMax = 64;
+// Connections a daemon keeps open at once, sessions and those still in their handshake.
+inline constexpr size_t kConnectionsMax = 2 * kSessionsMax;
 // Data streams (--streams): extra connections of one session carrying whole-file DATA and HOLE.
 // More than a handful only adds context switches on the hosts ferry runs on; 16 fills 40 Gbit/s
 // (WDT's figure is ~8).

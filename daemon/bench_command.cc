@@ -42,6 +42,7 @@ struct Row {
 struct Target {
   HostPort daemon;
   std::string volume;  // "" for none
+  std::shared_ptr<io::TlsContext> tls;  // null: plaintext (--insecure)
 };
 
 Result<Target> ParseTarget(const std::string& text) {
@@ -74,7 +75,7 @@ struct Session {
 Result<Session> OpenBench(const Target& target, const protocol::BenchOpen& open, bool compress) {
   Session s;
   Result<std::unique_ptr<io::ByteStream>> stream =
-      Connect(target.daemon, kConnectTimeoutMs, &s.loopback);
+      Connect(target.daemon, kConnectTimeoutMs, &s.loopback, target.tls.get());
   if (!stream.ok()) return stream.status();
   s.stream = std::move(*stream);
   s.channel = std::make_unique<Channel>(*s.stream);
@@ -385,11 +386,20 @@ int RunBench(const BenchRequest& request) {
     std::fprintf(stderr, "ferry bench: %s\n", target.status().ToString().c_str());
     return kExitUsage;
   }
-  if (!request.insecure) {
-    std::fprintf(
-        stderr,
-        "ferry bench: warning: the connection is plaintext (TLS arrives in a later release); "
-        "pass --insecure to acknowledge\n");
+  if (Status tls = CheckTlsOptions(request.tls); !tls.ok()) {
+    std::fprintf(stderr, "ferry bench: %s\n", tls.ToString().c_str());
+    return kExitUsage;
+  }
+  if (request.tls.insecure) {
+    std::fprintf(stderr, "ferry bench: warning: --insecure: plaintext connections (the figures are "
+                         "without TLS's cost)\n");
+  } else {
+    Result<std::shared_ptr<io::TlsContext>> tls = io::TlsContext::Make(request.tls, io::TlsContext::Role::kClient);
+    if (!tls.ok()) {
+      std::fprintf(stderr, "ferry bench: %s\n", tls.status().ToString().c_str());
+      return kExitUsage;
+    }
+    target->tls = *tls;
   }
   Report report;
   report.where = target->daemon.ToString() + (target->volume.empty() ? "" : "/" + target->volume);

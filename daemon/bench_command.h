@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 
+#include "agent/io/tls.h"
 #include "base/bounds.h"
 
 namespace ferry {
@@ -18,7 +19,7 @@ struct BenchRequest {
   uint64_t bytes = kBenchBytesDefault;  // source read, target write; the sync moves bytes / 4
   uint32_t seconds = kBenchSecondsDefault;  // each network direction
   bool json = false;
-  bool insecure = false;
+  io::TlsOptions tls;
 };
 
 // Runs the measurements and prints them; returns an exit code of `ferry sync` (sync_command.h).

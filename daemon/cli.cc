@@ -40,6 +40,24 @@ constexpr const char* kIoHelp =
     "I/O engine: auto (FERRY_IO if set, else io_uring where the kernel allows it), uring, posix; "
     "uring or posix override FERRY_IO";
 
+// The TLS flags of every command that talks to a daemon (and of the daemon itself).
+po::options_description TlsFlags(io::TlsOptions* tls, bool daemon) {
+  po::options_description d("TLS (one of --psk-file, the three --tls-* files, or --insecure)");
+  d.add_options()
+      ("psk-file", po::value(&tls->psk_file),
+       "FILE: pre-shared key, one line IDENTITY:HEX (>= 32 bytes of key; mode 600), the same on both ends")
+      ("tls-cert", po::value(&tls->cert_file), "FILE: this side's certificate chain (PEM)")
+      ("tls-key", po::value(&tls->key_file), "FILE: its private key (PEM, mode 600)")
+      ("tls-ca", po::value(&tls->ca_file), "FILE: the CA certificate(s) the peer's certificate must chain to")
+      ("tls-peer-name", po::value(&tls->peer_name),
+       daemon ? "NAME: the name a client's certificate must carry (default: any the CA signed)"
+              : "NAME: the name the daemon's certificate must carry (default: the host in the URL)")
+      ("insecure", po::bool_switch(&tls->insecure),
+       daemon ? "accept plaintext connections: no TLS, no authentication (a warning is logged)"
+              : "connect in plaintext: no TLS, no authentication (a warning is printed)");
+  return d;
+}
+
 // Parses --io and makes the process-wide engine choice, once, at start-up (a fallback from
 // io_uring to posix is logged then, with advice).
 Result<io::EngineKind> ChooseIoEngine(const std::string& flag) {
@@ -57,9 +75,10 @@ int DaemonCommand(const std::vector<std::string>& args) {
       ("listen", po::value(&listen)->default_value("0.0.0.0:7373"), "HOST:PORT to listen on (port 0: any free port)")
       ("volume", po::value(&volumes)->composing(), "NAME=PATH: serve directory PATH as volume NAME (repeatable)")
       ("state-dir", po::value(&state_dir)->default_value("/var/lib/ferry"), "directory for the daemon's state and lock")
-      ("insecure", po::bool_switch(), "accept plaintext connections (required once TLS arrives)")
       ("log-level", po::value<std::string>()->default_value("info"), "debug, info, warn or error")
       ("io", po::value<std::string>()->default_value("auto"), kIoHelp);
+  io::TlsOptions tls;
+  desc.add(TlsFlags(&tls, /*daemon=*/true));
   po::variables_map vm;
   po::store(po::command_line_parser(args).options(desc).run(), vm);
   po::notify(vm);
@@ -71,9 +90,9 @@ int DaemonCommand(const std::vector<std::string>& args) {
   SetLogLevel(level == "debug" ? LogLevel::kDebug : level == "warn" ? LogLevel::kWarning
               : level == "error" ? LogLevel::kError : LogLevel::kInfo);
   DaemonConfig config;
+  config.tls = tls;
   config.state_dir = state_dir;
   config.volumes.state_dir = state_dir;
-  config.insecure = vm["insecure"].as<bool>();
   Result<io::EngineKind> engine = ChooseIoEngine(vm["io"].as<std::string>());
   if (!engine.ok()) {
     std::fprintf(stderr, "ferry daemon: %s\n", engine.status().ToString().c_str());
@@ -143,7 +162,6 @@ int SyncCommand(const std::vector<std::string>& args) {
       ("compress", po::value<std::string>()->default_value("auto"),
        "zstd for file content: auto (a level that keeps up with the link, data that does not compress "
        "sent raw; none to a daemon on this host), none, or a level 1-19")
-      ("insecure", po::bool_switch(&r.insecure), "allow a plaintext connection")
       ("bwlimit", po::value<std::string>(), "RATE: at most this many bytes per second from the sender (K, M, G: powers of 1024)")
       ("streams", po::value<uint32_t>(&r.streams)->default_value(DefaultStreams()),
        "N: data connections per session (1-16; large files are split across them); 1 with --bwlimit")
@@ -151,6 +169,7 @@ int SyncCommand(const std::vector<std::string>& args) {
        "DIR: the local receiver's state cache (block hashes of the files it wrote); '' for none")
       ("io", po::value<std::string>()->default_value("auto"), kIoHelp)
       ("verbose,v", po::bool_switch(), "log the session's steps");
+  desc.add(TlsFlags(&r.tls, /*daemon=*/false));
   po::options_description hidden;
   hidden.add_options()("locations", po::value(&positional), "SRC DST");
   po::options_description all;
@@ -226,8 +245,8 @@ int BenchCommand(const std::vector<std::string>& args) {
       ("bytes", po::value(&bytes)->default_value("1G"),
        "SIZE: source read and target write size (K, M, G: powers of 1024; 1M to 16G); the sync moves a quarter")
       ("seconds", po::value(&r.seconds)->default_value(kBenchSecondsDefault), "S: seconds of each network direction (1 to 60)")
-      ("json", po::bool_switch(&r.json), "print one JSON object on stdout")
-      ("insecure", po::bool_switch(&r.insecure), "allow a plaintext connection");
+      ("json", po::bool_switch(&r.json), "print one JSON object on stdout");
+  desc.add(TlsFlags(&r.tls, /*daemon=*/false));
   po::options_description hidden;
   hidden.add_options()("daemon", po::value(&positional), "ferry://HOST:PORT[/VOLUME]");
   po::options_description all;

@@ -167,7 +167,8 @@ static Status ConnectOne(int fd, const addrinfo* a, int timeout_ms) {
   return Status::Ok();
 }
 
-Result<std::unique_ptr<io::ByteStream>> Connect(const HostPort& daemon, int timeout_ms, bool* loopback) {
+Result<std::unique_ptr<io::ByteStream>> Connect(const HostPort& daemon, int timeout_ms, bool* loopback,
+                                                const io::TlsContext* tls) {
   Result<addrinfo*> ai = Resolve(daemon, false);
   if (!ai.ok()) return ai.status();
   Status last;
@@ -180,6 +181,7 @@ Result<std::unique_ptr<io::ByteStream>> Connect(const HostPort& daemon, int time
       std::string peer = PeerName(fd);
       *loopback = peer.rfind("127.", 0) == 0 || peer.rfind("[::1]:", 0) == 0 ||
                   peer.rfind("[::ffff:127.", 0) == 0;
+      if (tls != nullptr) return tls->Handshake(fd, daemon.ToString(), daemon.host, timeout_ms);
       return std::unique_ptr<io::ByteStream>(std::make_unique<io::FdStream>(fd, daemon.ToString()));
     }
     ::close(fd);

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "agent/io/stream.h"
+#include "agent/io/tls.h"
 #include "base/result.h"
 
 namespace ferry {
@@ -35,10 +36,12 @@ Result<Location> ParseLocation(const std::string& text);
 // Binds and listens; the actual address (port 0 picks a free one) goes to *bound.
 Result<int> Listen(const HostPort& address, HostPort* bound);
 
-// Connects within `timeout_ms`; errors name the daemon and say what to check. *loopback tells
-// whether the daemon is on this host (127.0.0.0/8, ::1): there the wire is memory, and
+// Connects within `timeout_ms`, then runs the TLS handshake with `tls` (null: plaintext, for
+// --insecure) within the same time; errors name the daemon and say what to check. *loopback
+// tells whether the daemon is on this host (127.0.0.0/8, ::1): there the wire is memory, and
 // compressing only costs CPU the copy needs.
-Result<std::unique_ptr<io::ByteStream>> Connect(const HostPort& daemon, int timeout_ms, bool* loopback);
+Result<std::unique_ptr<io::ByteStream>> Connect(const HostPort& daemon, int timeout_ms, bool* loopback,
+                                                const io::TlsContext* tls);
 
 // Socket options of every session connection: no Nagle delay for small control frames, and a
 // dead host detected by the kernel (keepalive probes). No TCP_USER_TIMEOUT: it would also cut a

@@ -51,6 +51,12 @@ Status Daemon::Start() {
                                      "' is not a directory, a block device or an image file");
     }
   }
+  FERRY_RETURN_IF_ERROR(CheckTlsOptions(config_.tls));
+  if (!config_.tls.insecure) {
+    Result<std::shared_ptr<io::TlsContext>> tls = io::TlsContext::Make(config_.tls, io::TlsContext::Role::kServer);
+    if (!tls.ok()) return tls.status();
+    tls_ = *tls;
+  }
   FERRY_RETURN_IF_ERROR(LockStateDir(config_.state_dir, &lock_fd_));
   Result<int> fd = Listen(config_.listen, &bound_);
   if (!fd.ok()) return fd.status();
@@ -58,9 +64,10 @@ Status Daemon::Start() {
   std::string names;
   for (const auto& [name, path] : config_.volumes.paths) names += " " + name + "=" + path;
   LOG_INFO("ferry daemon listening on " + bound_.ToString() + ", volumes:" + names + "; I/O engine " +
-           io::EngineKindName(config_.io_engine));
-  if (!config_.insecure) {
-    LOG_WARN("connections are plaintext (TLS arrives in a later release); pass --insecure to acknowledge");
+           io::EngineKindName(config_.io_engine) + "; " + (tls_ ? tls_->mode() : "plaintext"));
+  if (!tls_) {
+    LOG_WARN("--insecure: connections are plaintext; anyone on the network path can read the volumes' data "
+             "and write into them");
   }
   return Status::Ok();
 }
@@ -91,13 +98,37 @@ void Daemon::Accept() {
   {
     // Counted before the thread starts, so that Serve() waits for it even if it stops now.
     std::lock_guard<std::mutex> lock(mutex_);
+    // Connections still in their handshake count too: a flood of them gets closed here, before
+    // a thread or any TLS work is spent on it.
+    if (running_ >= kConnectionsMax) {
+      ::close(fd);
+      LOG_WARN("refused a connection: " + std::to_string(running_) + " connections open (at most " +
+               std::to_string(kConnectionsMax) + ")");
+      return;
+    }
     running_ += 1;
   }
   std::thread([this, fd, session_id] { RunConnection(fd, session_id); }).detach();
 }
 
 void Daemon::RunConnection(int fd, uint64_t session_id) {
-  io::FdStream stream(fd, PeerName(fd));
+  std::unique_ptr<io::ByteStream> owned;
+  const std::string peer = PeerName(fd);
+  if (tls_) {
+    // Nothing of the peer's is parsed before its handshake succeeded.
+    Result<std::unique_ptr<io::ByteStream>> secured = tls_->Handshake(fd, peer, "", kHandshakeTimeoutMs);
+    if (!secured.ok()) {
+      LOG_WARN("refused " + peer + ": " + secured.status().message());
+      std::lock_guard<std::mutex> lock(mutex_);
+      running_ -= 1;
+      sessions_changed_.notify_all();
+      return;
+    }
+    owned = std::move(*secured);
+  } else {
+    owned = std::make_unique<io::FdStream>(fd, peer);
+  }
+  io::ByteStream& stream = *owned;
   Channel channel(stream);
   Status s;
   {

@@ -16,6 +16,7 @@
 #include "agent/fs.h"
 #include "agent/io/engine.h"
 #include "agent/io/stream.h"
+#include "agent/io/tls.h"
 #include "daemon/net.h"
 #include "daemon/session_server.h"
 
@@ -25,7 +26,7 @@ struct DaemonConfig {
   HostPort listen;
   VolumeTable volumes;
   std::string state_dir;
-  bool insecure = false;
+  io::TlsOptions tls;  // TLS for every connection, or tls.insecure: plaintext
   io::EngineKind io_engine = io::EngineKind::kPosix;  // chosen at start-up (--io), for the log
 };
 
@@ -50,6 +51,7 @@ class Daemon {
   UniqueFd lock_fd_;
   VolumeLocks locks_;
   StreamHub hub_;
+  std::shared_ptr<io::TlsContext> tls_;  // null with --insecure
   std::atomic<uint64_t> next_session_id_{1};
 
   std::mutex mutex_;

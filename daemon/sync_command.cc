@@ -151,6 +151,8 @@ class SyncRun {
   Result<SyncSummary> Pull(const Location& source, const Location& target);
   protocol::Open MakeOpen(const Location& remote, Direction direction) const;
   WireCompression Compress(bool loopback) const;
+  // A plaintext session refused at its first frames: say that the daemon may require TLS.
+  Status PlaintextAdvice(const Status& s) const;
   void OnItem(const protocol::Item& item);
   void Report(const SyncSummary& summary) const;
 
@@ -160,6 +162,7 @@ class SyncRun {
   std::vector<protocol::Item> items_;  // kept for --json
   uint64_t items_count_ = 0;
   bool source_failed_ = false;  // a pull's daemon refused the session: a source-side error
+  std::shared_ptr<io::TlsContext> tls_;  // null: plaintext (--insecure) or no daemon involved
 };
 
 int SyncRun::Run() {
@@ -176,9 +179,23 @@ int SyncRun::Run() {
                          "with a local path on that side\n");
     return kExitUsage;
   }
-  if (!request_.insecure && (source->remote || target->remote)) {
-    std::fprintf(stderr, "ferry sync: warning: the connection is plaintext (TLS arrives in a later "
-                         "release); pass --insecure to acknowledge\n");
+  if (source->remote || target->remote) {
+    Status tls = CheckTlsOptions(request_.tls);
+    if (!tls.ok()) {
+      std::fprintf(stderr, "ferry sync: %s\n", tls.ToString().c_str());
+      return kExitUsage;
+    }
+    if (request_.tls.insecure) {
+      std::fprintf(stderr, "ferry sync: warning: --insecure: the volume's data crosses the network in "
+                           "plaintext, and anyone on the path can read or change it\n");
+    } else {
+      Result<std::shared_ptr<io::TlsContext>> tls_context = io::TlsContext::Make(request_.tls, io::TlsContext::Role::kClient);
+      if (!tls_context.ok()) {
+        std::fprintf(stderr, "ferry sync: %s\n", tls_context.status().ToString().c_str());
+        return kExitUsage;
+      }
+      tls_ = *tls_context;
+    }
   }
   Result<SyncSummary> summary = Status::Aborted("not run");
   if (source->remote) {
@@ -214,6 +231,13 @@ WireCompression SyncRun::Compress(bool loopback) const {
   return WireCompression::kMetadata;
 }
 
+Status SyncRun::PlaintextAdvice(const Status& s) const {
+  if (s.ok() || tls_ != nullptr || !request_.tls.insecure || s.code() != Code::kNetwork) return s;
+  return Status::Make(s.code(), s.message() + " (a daemon that requires TLS closes plaintext connections at once: "
+                                                "pass its --psk-file, or --tls-cert, --tls-key and --tls-ca)",
+                      s.error_number());
+}
+
 protocol::Open SyncRun::MakeOpen(const Location& remote, Direction direction) const {
   protocol::Open open;
   open.volume = remote.volume;
@@ -238,7 +262,7 @@ Result<SyncSummary> SyncRun::Push(const Location& target, const ScanOptions& sca
   Location remote = target;
   bool loopback = true;  // a local target is in-process
   if (target.remote) {
-    Result<std::unique_ptr<io::ByteStream>> stream = Connect(target.daemon, kConnectTimeoutMs, &loopback);
+    Result<std::unique_ptr<io::ByteStream>> stream = Connect(target.daemon, kConnectTimeoutMs, &loopback, tls_.get());
     if (!stream.ok()) return stream.status();
     client_stream = std::move(*stream);
   } else {
@@ -256,7 +280,7 @@ Result<SyncSummary> SyncRun::Push(const Location& target, const ScanOptions& sca
   // A remote daemon: one more connection per stream. A local target: one more stream pair, its
   // far end served in-process like a daemon connection.
   auto connect = [&](Lanes* lanes) -> Result<std::unique_ptr<io::ByteStream>> {
-    if (target.remote) return Connect(target.daemon, kConnectTimeoutMs, &loopback);
+    if (target.remote) return Connect(target.daemon, kConnectTimeoutMs, &loopback, tls_.get());
     std::unique_ptr<io::ByteStream> near, far;
     FERRY_RETURN_IF_ERROR(io::MakeStreamPair("local sender", &far, "local receiver", &near));
     io::ByteStream* far_raw = far.get();
@@ -273,6 +297,7 @@ Result<SyncSummary> SyncRun::Push(const Location& target, const ScanOptions& sca
   const protocol::Open open = MakeOpen(remote, Direction::kPush);
   Result<protocol::OpenOk> opened = OpenSession(channel, open,
                                                 Compress(loopback));
+  if (!opened.ok() && target.remote) opened = PlaintextAdvice(opened.status());
   if (opened.ok()) channel.SetContentLevel(static_cast<int>(open.compress_level));
   Status joined = opened.ok() ? lanes.Join(*opened, Compress(loopback), static_cast<int>(open.compress_level), connect) : opened.status();
   if (!joined.ok()) {
@@ -307,7 +332,7 @@ Result<SyncSummary> SyncRun::Pull(const Location& source, const Location& target
     }
   }
   bool loopback = false;
-  Result<std::unique_ptr<io::ByteStream>> stream = Connect(source.daemon, kConnectTimeoutMs, &loopback);
+  Result<std::unique_ptr<io::ByteStream>> stream = Connect(source.daemon, kConnectTimeoutMs, &loopback, tls_.get());
   if (!stream.ok()) return stream.status();
   Channel channel(**stream);
   const protocol::Open open = MakeOpen(source, Direction::kPull);
@@ -315,12 +340,12 @@ Result<SyncSummary> SyncRun::Pull(const Location& source, const Location& target
                                                 Compress(loopback));
   if (!opened.ok()) {
     source_failed_ = true;  // refused by the daemon that holds the source
-    return opened.status();
+    return PlaintextAdvice(opened.status());
   }
   Lanes lanes;
   channel.SetContentLevel(static_cast<int>(open.compress_level));
   FERRY_RETURN_IF_ERROR(lanes.Join(*opened, Compress(loopback), static_cast<int>(open.compress_level), [&](Lanes*) {
-    return Connect(source.daemon, kConnectTimeoutMs, &loopback);
+    return Connect(source.daemon, kConnectTimeoutMs, &loopback, tls_.get());
   }));
   ProgressPrinter printer(progress_, request_.progress);
   auto start = std::chrono::steady_clock::now();

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "agent/io/engine.h"
+#include "agent/io/tls.h"
 #include "agent/sync_types.h"
 
 namespace ferry {
@@ -37,7 +38,7 @@ struct SyncRequest {
   SyncOptions options;
   bool progress = false;
   bool json = false;
-  bool insecure = false;
+  io::TlsOptions tls;  // for a daemon on either side
   CompressMode compress = CompressMode::kAuto;
   int compress_level = 0;  // kLevel: 1..kZstdLevelMax
   std::string state_dir;  // a local receiver's state cache ("": none)

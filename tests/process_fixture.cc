@@ -196,8 +196,8 @@ bool ChildProcess::WaitStopped(double timeout_s) {
 
 std::string DaemonProcess::Start(const Config& config, double timeout_s) {
   config_ = config;
-  std::vector<std::string> argv = {FerryBinary(), "daemon", "--insecure", "--listen", config.listen,
-                                   "--state-dir", config.state_dir};
+  std::vector<std::string> argv = {FerryBinary(), "daemon", "--listen", config.listen, "--state-dir", config.state_dir};
+  argv.insert(argv.end(), config.security.begin(), config.security.end());
   for (const auto& [name, path] : config.volumes) {
     argv.push_back("--volume");
     argv.push_back(name + "=" + path);

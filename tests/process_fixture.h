@@ -60,7 +60,8 @@ class ChildProcess {
   int exit_code_ = -1;
 };
 
-// A `ferry daemon --insecure` on 127.0.0.1 with its stderr in `log_path`.
+// A `ferry daemon` on 127.0.0.1 (plaintext, --insecure, unless `security` says otherwise) with
+// its stderr in `log_path`.
 class DaemonProcess {
  public:
   struct Config {
@@ -68,6 +69,7 @@ class DaemonProcess {
     std::string state_dir;
     std::string log_path;
     std::string listen = "127.0.0.1:0";
+    std::vector<std::string> security = {"--insecure"};  // or --psk-file F, or the --tls-* flags
   };
   DaemonProcess() = default;
   ~DaemonProcess() { Stop(); }
