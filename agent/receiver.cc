@@ -22,7 +22,6 @@ using protocol::ItemAction;
 using protocol::MessageType;
 
 namespace {
-constexpr uint8_t kFileNone = 0, kFileNeeded = 1, kFileFinished = 2;
 constexpr size_t kDirCacheMax = 256;
 // Threads that look at the target's entries besides the receiver's own: inode reads in flight
 // on a cold target (4 measured best of 2, 4 and 16 with the earlier lookups-only prefetch).

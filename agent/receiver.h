@@ -249,6 +249,8 @@ class Receiver {
   static Hash128 PathKey(std::string_view path) { return BlockHash(path); }
   std::unordered_map<Hash128, uint32_t, PathKeyHash> ids_by_path_;
   std::vector<uint8_t> missing_dir_;  // by id: a directory absent from the target (dry run)
+  // file_state_ values: not needed, NEEDed (its content may arrive), finished.
+  static constexpr uint8_t kFileNone = 0, kFileNeeded = 1, kFileFinished = 2;
   std::vector<uint8_t> file_state_;   // by id: 0 none, 1 needed, 2 finished
   std::vector<uint32_t> directories_;
   std::vector<uint32_t> followers_;   // hard links, made after every file is in place

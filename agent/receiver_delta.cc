@@ -19,10 +19,6 @@ namespace ferry {
 using protocol::Entry;
 using protocol::MessageType;
 
-namespace {
-constexpr uint8_t kFileNeeded = 1;
-}  // namespace
-
 std::optional<Receiver::Basis> Receiver::FindPartial(const Entry& e, int dir_fd) {
   if (cache_ == nullptr || options_.dry_run) return std::nullopt;
   Result<std::optional<StateCache::Partial>> found = cache_->FindPartial(root_dev_, root_ino_, e.path);

@@ -18,10 +18,6 @@ using protocol::EntryType;
 using protocol::FileOutcome;
 using protocol::ItemAction;
 
-namespace {
-constexpr uint8_t kFileNeeded = 1, kFileFinished = 2;
-}  // namespace
-
 void Receiver::DiscardOpenFile(bool keep_partial) {
   if (!open_file_) return;
   if (keep_partial && open_file_->checkpoint > 0) {

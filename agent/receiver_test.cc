@@ -401,7 +401,9 @@ TEST_F(ReceiverLanesTest, OverlappingOrOffGridBlocksAreRefused) {
       {"a hole past the end",
        [&](Channel&, Channel& lane) { ASSERT_TRUE(lane.SendMessage(MessageType::kHole, protocol::Hole{1, 8192, 8192}).ok()); }},
   };
-  for (const auto& [name, step] : cases) {
+  for (const auto& test_case : cases) {
+    const auto& name = test_case.first;
+    const auto& step = test_case.second;
     Status s = RunLaneStage(1, [&](Channel& c, std::vector<Channel*>& lanes) {
       SendEntries(c, {Dir(0, ""), File(1, "f", content.size())});
       AwaitNeed(c);
