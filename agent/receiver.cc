@@ -113,6 +113,10 @@ Status Receiver::Dispatch(const Frame& frame, bool* done) {
       if (!entries_complete_ || needs_finished_ != needs_total_ || open_file_) {
         return Status::Protocol("DONE before every needed file arrived");
       }
+      if (count->count != files_arrived_) {  // FORMAT.md: each side checks the other's count
+        return Status::Protocol("DONE counts " + std::to_string(count->count) + " files sent, " +
+                                std::to_string(files_arrived_) + " arrived");
+      }
       *done = true;
       FERRY_RETURN_IF_ERROR(AwaitIncoming());
       lanes_stopping_ = true;  // every file is in: the sender may close its streams now

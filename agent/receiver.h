@@ -275,6 +275,7 @@ class Receiver {
   std::vector<protocol::Item> pending_items_;
   uint64_t needs_total_ = 0;
   uint64_t needs_finished_ = 0;
+  uint64_t files_arrived_ = 0;  // FILE_ENDs complete or changed: what DONE must count
   bool entries_complete_ = false;
   bool scan_incomplete_ = false;
   std::optional<OpenFile> open_file_;

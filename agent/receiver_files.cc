@@ -88,6 +88,7 @@ Status Receiver::HandleFileEnd(const Frame& frame) {
   }
   file_state_[end->id] = kFileFinished;
   needs_finished_ += 1;
+  if (end->outcome == FileOutcome::kComplete || end->outcome == FileOutcome::kChanged) files_arrived_ += 1;
   progress_->files_sent += 1;
   if (end->outcome == FileOutcome::kVanished) figures_.files_vanished += 1;
   if (end->outcome == FileOutcome::kReadError) {
