@@ -77,14 +77,28 @@ void Daemon::Serve(const std::atomic<bool>& stop) {
     pollfd p{listen_fd_.get(), POLLIN, 0};
     int n = ::poll(&p, 1, 200);
     if (n > 0) Accept();
+    CutSlowHandshakes();
   }
   LOG_INFO("stopping: no new sessions; ending the running ones");
   listen_fd_.Reset();
   std::unique_lock<std::mutex> lock(mutex_);
   stopping_ = true;
-  for (auto& [id, stream] : sessions_) stream->Shutdown();
+  for (auto& [id, connection] : sessions_) connection.stream->Shutdown();
   sessions_changed_.wait(lock, [&] { return running_ == 0; });
   LOG_INFO("stopped");
+}
+
+void Daemon::CutSlowHandshakes() {
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (auto& [id, connection] : sessions_) {
+    if (!connection.handshaken->load() && now > connection.handshake_deadline) {
+      LOG_WARN("cut " + connection.stream->peer_name() + ": no complete request within " +
+               std::to_string(kHandshakeTimeoutMs / 1000) + " s of connecting");
+      connection.stream->Shutdown();
+      connection.handshake_deadline = std::chrono::steady_clock::time_point::max();  // once
+    }
+  }
 }
 
 void Daemon::Accept() {
@@ -130,6 +144,7 @@ void Daemon::RunConnection(int fd, uint64_t session_id) {
   }
   io::ByteStream& stream = *owned;
   Channel channel(stream);
+  std::atomic<bool> handshaken{false};
   Status s;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -138,13 +153,15 @@ void Daemon::RunConnection(int fd, uint64_t session_id) {
     } else if (sessions_.size() >= kSessionsMax) {
       s = Status::Busy("daemon has " + std::to_string(kSessionsMax) + " sessions running: retry later");
     } else {
-      sessions_.emplace(session_id, &stream);
+      sessions_.emplace(session_id, Connection{&stream, std::chrono::steady_clock::now() +
+                                                              std::chrono::milliseconds(kHandshakeTimeoutMs),
+                                               &handshaken});
     }
   }
   if (!s.ok()) {
     channel.SendError(s);
     LOG_WARN("refused " + stream.peer_name() + ": " + s.ToString());
-  } else if (s = ServeSession(channel, config_.volumes, locks_, hub_, session_id); s.ok()) {
+  } else if (s = ServeSession(channel, config_.volumes, locks_, hub_, session_id, &handshaken); s.ok()) {
     // committed; ServeSession logged it
   } else if (s.code() == Code::kNetwork) {
     LOG_INFO("session " + std::to_string(session_id) + " with " + stream.peer_name() + " ended: " + s.ToString());

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -58,7 +59,15 @@ class Daemon {
   std::condition_variable sessions_changed_;
   size_t running_ = 0;    // session threads started and not yet finished
   bool stopping_ = false;
-  std::map<uint64_t, io::ByteStream*> sessions_;  // their streams, for shutdown
+  struct Connection {
+    io::ByteStream* stream;  // for shutdown
+    std::chrono::steady_clock::time_point handshake_deadline;
+    const std::atomic<bool>* handshaken;  // HELLO and the first request arrived
+  };
+  std::map<uint64_t, Connection> sessions_;
+  // Shuts down connections still in their handshake past its deadline: a peer that dribbles
+  // bytes never trips the per-read timeout, so the deadline is absolute. Called from Serve().
+  void CutSlowHandshakes();
 };
 
 }  // namespace ferry

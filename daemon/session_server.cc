@@ -139,10 +139,11 @@ static Status RunDirection(Channel& channel, const protocol::Open& open, const s
 }
 
 Status ServeSession(Channel& channel, const VolumeTable& volumes, VolumeLocks& locks, StreamHub& hub,
-                    uint64_t session_id) {
+                    uint64_t session_id, std::atomic<bool>* handshaken) {
   FERRY_RETURN_IF_ERROR(AcceptHello(channel));
   Frame first;
   FERRY_RETURN_IF_ERROR(channel.Receive(&first, kHandshakeTimeoutMs));
+  if (handshaken != nullptr) *handshaken = true;
   if (first.type == protocol::BenchMessage(protocol::BenchType::kBenchOpen)) {
     return ServeBench(channel, first, volumes, locks, session_id);  // `ferry bench`: daemon/bench_server.h
   }

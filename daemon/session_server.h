@@ -4,6 +4,8 @@
 // Threading: ServeSession runs on the session's thread; VolumeLocks is thread-safe.
 #pragma once
 
+#include <atomic>
+
 #include "daemon/stream_hub.h"
 #include <condition_variable>
 #include <cstdint>
@@ -44,8 +46,10 @@ class VolumeLocks {
 
 // Serves one connection until the stage commits or fails. The client is told every failure. A
 // connection that JOINs another session's data streams is handed to `hub` until that ends.
+// `handshaken` (may be null) turns true once HELLO and the first request (OPEN, JOIN,
+// BENCH_OPEN) arrived: until then the caller holds the connection to an absolute deadline.
 Status ServeSession(Channel& channel, const VolumeTable& volumes, VolumeLocks& locks, StreamHub& hub,
-                    uint64_t session_id);
+                    uint64_t session_id, std::atomic<bool>* handshaken = nullptr);
 
 // Checks a volume name given on the command line: [A-Za-z0-9._:-], 1..kVolumeNameMaxBytes.
 Status ValidateVolumeName(const std::string& name);

@@ -6,6 +6,7 @@
 // traversal names, damaged and truncated frames and a zstd bomb. After each: the session failed
 // (no COMMIT), nothing outside the volume changed, no temp file is left, and the daemon still
 // serves a clean sync.
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include <zstd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -371,6 +373,42 @@ TEST_F(HostileTest, DirectorySwappedForASymlinkDuringASync) {
   ExpectOutsideUntouched("after the race");
   for (int d = 0; d < 8; ++d) RemoveTree(volume_ + "/.aside" + std::to_string(d));
   ExpectDaemonServes("after the race");
+}
+
+}  // namespace
+}  // namespace ferry_test
+
+namespace ferry_test {
+namespace {
+
+// A slow peer (a byte of its HELLO every 2 s, never enough to trip the per-read idle timeout)
+// is cut at the handshake deadline, and the daemon serves others meanwhile.
+TEST_F(HostileTest, SlowPeerIsCutAtTheHandshakeDeadline) {
+  int fd = ConnectTcp(daemon_.port());
+  std::string hello_frame;
+  {
+    std::string payload;
+    protocol::Hello hello;
+    hello.agent = "slow";
+    hello.Encode(&payload);
+    protocol::FrameEncoder(std::nullopt).Encode(static_cast<uint8_t>(MessageType::kHello), payload, &hello_frame);
+  }
+  auto start = std::chrono::steady_clock::now();
+  bool closed = false;
+  for (size_t i = 0; i < hello_frame.size() && !closed; ++i) {
+    if (::send(fd, &hello_frame[i], 1, MSG_NOSIGNAL) != 1) {
+      closed = true;
+      break;
+    }
+    if (i == 1) ExpectDaemonServes("while a slow peer dribbles");
+    std::string received;
+    closed = ReadUntilClosed(fd, 2, &received);
+  }
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ::close(fd);
+  EXPECT_TRUE(closed) << "a peer sending a byte every 2 s kept its connection for " << seconds << " s";
+  EXPECT_LT(seconds, ferry::kHandshakeTimeoutMs / 1000.0 + 4) << "cut late";
+  EXPECT_TRUE(daemon_.alive());
 }
 
 }  // namespace
