@@ -196,7 +196,11 @@ bool ChildProcess::WaitStopped(double timeout_s) {
 
 std::string DaemonProcess::Start(const Config& config, double timeout_s) {
   config_ = config;
-  std::vector<std::string> argv = {FerryBinary(), "daemon", "--listen", config.listen, "--state-dir", config.state_dir};
+  std::vector<std::string> argv = config.wrapper;
+  for (const std::string& a : {std::string(FerryBinary()), std::string("daemon"), std::string("--listen"), config.listen,
+                               std::string("--state-dir"), config.state_dir}) {
+    argv.push_back(a);
+  }
   argv.insert(argv.end(), config.security.begin(), config.security.end());
   for (const auto& [name, path] : config.volumes) {
     argv.push_back("--volume");

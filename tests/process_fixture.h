@@ -70,6 +70,7 @@ class DaemonProcess {
     std::string log_path;
     std::string listen = "127.0.0.1:0";
     std::vector<std::string> security = {"--insecure"};  // or --psk-file F, or the --tls-* flags
+    std::vector<std::string> wrapper;  // a command the daemon runs under (setpriv ... --)
   };
   DaemonProcess() = default;
   ~DaemonProcess() { Stop(); }
