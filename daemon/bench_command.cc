@@ -255,6 +255,7 @@ struct Report {
   std::string where;  // "127.0.0.1:7373/data"
   std::string agent;  // the daemon's, from WELCOME
   std::string source_path, volume;
+  std::string transport = "plaintext";  // or the TLS mode
   Row up, down, source, write, sync;
 };
 
@@ -296,8 +297,8 @@ std::string Files(uint64_t files) {
 }
 
 void PrintTable(const Report& r) {
-  std::printf("ferry bench %s  (daemon %s, protocol %u, 1 stream, plaintext, frames of %s)\n",
-              r.where.c_str(), r.agent.c_str(), protocol::kProtocolVersion,
+  std::printf("ferry bench %s  (daemon %s, protocol %u, 1 stream, %s, frames of %s)\n",
+              r.where.c_str(), r.agent.c_str(), protocol::kProtocolVersion, r.transport.c_str(),
               Size(kBenchChunkBytes).c_str());
   for (const auto& [label, row] :
        {std::pair{"client -> daemon", &r.up}, std::pair{"daemon -> client", &r.down}}) {
@@ -330,10 +331,10 @@ std::string JsonRow(const Row& r) {
 
 void PrintJson(const Report& r) {
   std::printf(
-      "{\"daemon\":%s,\"agent\":%s,\"volume\":%s,\"source\":%s,\"network_up\":%s,\"network_down\":%"
-      "s,"
-      "\"source_read\":%s,\"target_write\":%s,\"sync\":%s}\n",
-      JsonString(r.where).c_str(), JsonString(r.agent).c_str(), JsonString(r.volume).c_str(),
+      "{\"daemon\":%s,\"agent\":%s,\"transport\":%s,\"volume\":%s,\"source\":%s,\"network_up\":%s,"
+      "\"network_down\":%s,\"source_read\":%s,\"target_write\":%s,\"sync\":%s}\n",
+      JsonString(r.where).c_str(), JsonString(r.agent).c_str(), JsonString(r.transport).c_str(),
+      JsonString(r.volume).c_str(),
       JsonString(r.source_path).c_str(), JsonRow(r.up).c_str(), JsonRow(r.down).c_str(),
       JsonRow(r.source).c_str(), JsonRow(r.write).c_str(), JsonRow(r.sync).c_str());
 }
@@ -405,6 +406,7 @@ int RunBench(const BenchRequest& request) {
   report.where = target->daemon.ToString() + (target->volume.empty() ? "" : "/" + target->volume);
   report.volume = target->volume;
   report.source_path = request.source;
+  if (target->tls) report.transport = target->tls->mode();
   if (Status s = Measure(request, *target, &report); !s.ok()) {
     std::fprintf(stderr, "ferry bench: %s\n", s.ToString().c_str());
     return ExitCodeFor(s);

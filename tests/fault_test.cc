@@ -37,7 +37,7 @@ using protocol::MessageType;
 
 // The one line of stderr; fails the test when there are more.
 std::string OnlyLine(const CommandResult& r) {
-  std::string err = r.err;
+  std::string err = ErrorsOnly(r.err);
   if (!err.empty() && err.back() == '\n') err.pop_back();
   EXPECT_EQ(err.find('\n'), std::string::npos) << "expected one line:\n" << r.err;
   EXPECT_FALSE(err.empty()) << "expected an error message";

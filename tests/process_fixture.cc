@@ -259,6 +259,19 @@ int DaemonProcess::Stop() {
   return code;
 }
 
+std::string ErrorsOnly(const std::string& err) {
+  std::string out;
+  size_t at = 0;
+  while (at < err.size()) {
+    size_t end = err.find('\n', at);
+    end = end == std::string::npos ? err.size() : end + 1;
+    std::string line = err.substr(at, end - at);
+    if (line.find(": warning: --insecure:") == std::string::npos) out += line;
+    at = end;
+  }
+  return out;
+}
+
 DaemonProcess::Config DaemonConfigIn(const std::string& dir,
                                      std::vector<std::pair<std::string, std::string>> volumes) {
   DaemonProcess::Config config;

@@ -95,6 +95,10 @@ class DaemonProcess {
   int port_ = 0;
 };
 
+// stderr without the --insecure warning line (the tests run plaintext; the warning is not the
+// error a test looks at).
+std::string ErrorsOnly(const std::string& err);
+
 // Sleeps in small steps until `predicate()` is true or `timeout_s` passes.
 // A daemon config serving `volumes` (name, path), its state dir and log inside `dir`.
 DaemonProcess::Config DaemonConfigIn(const std::string& dir,
