@@ -300,7 +300,7 @@ Status Delta(std::string_view signature, int new_fd, uint64_t size, const Sink& 
 
 struct Patcher::Impl {
   Impl(int basis, int out_file, uint64_t max)
-      : basis_fd(basis), out_fd(out_file), max_output(max), out(kWriteChunkBytes, '\0') {}
+      : basis_fd(basis), out_fd(out_file), max_output(max), out(new char[kWriteChunkBytes]) {}
 
   // Runs the job over `input` (all of it is consumed, or the job ends or fails).
   Status Run(std::string_view input, bool eof);
@@ -311,7 +311,7 @@ struct Patcher::Impl {
   const int out_fd;
   const uint64_t max_output;
   JobPtr job;
-  std::string out;
+  std::unique_ptr<char[]> out;  // kWriteChunkBytes, left uninitialised: librsync fills what it reports
   uint64_t written = 0;
   Status copy_status;  // why CopyFromBasis failed: librsync only keeps an rs_result
   Status failure;      // the first failure, returned by every later call
@@ -351,7 +351,7 @@ Status Patcher::Impl::Write(size_t count) {
                               std::to_string(max_output) + " bytes");
   }
   FERRY_RETURN_IF_ERROR(
-      WriteAt(out_fd, out.data(), count, written).Annotate("rsync patch: output"));
+      WriteAt(out_fd, out.get(), count, written).Annotate("rsync patch: output"));
   written += count;
   return Status::Ok();
 }
@@ -362,8 +362,8 @@ Status Patcher::Impl::Run(std::string_view input, bool eof) {
   buffers.avail_in = input.size();
   buffers.eof_in = eof ? 1 : 0;
   while (true) {
-    buffers.next_out = out.data();
-    buffers.avail_out = out.size();
+    buffers.next_out = out.get();
+    buffers.avail_out = kWriteChunkBytes;
     const size_t in_before = buffers.avail_in;
     t_librsync_error.clear();
     rs_result result = rs_job_iter(job.get(), &buffers);
@@ -372,7 +372,7 @@ Status Patcher::Impl::Run(std::string_view input, bool eof) {
     if (result != RS_DONE && result != RS_BLOCKED) {
       return LibrsyncError(result, "rsync patch", Code::kCorruption);
     }
-    const size_t produced = out.size() - buffers.avail_out;
+    const size_t produced = kWriteChunkBytes - buffers.avail_out;
     FERRY_RETURN_IF_ERROR(Write(produced));
     if (result == RS_DONE) {
       done = true;
@@ -382,7 +382,7 @@ Status Patcher::Impl::Run(std::string_view input, bool eof) {
       }
       return Status::Ok();
     }
-    if (produced == out.size()) continue;  // a full buffer may hide more output
+    if (produced == kWriteChunkBytes) continue;  // a full buffer may hide more output
     if (buffers.avail_in == 0) {
       // All input is taken and the job wants more.
       if (eof) return Status::Corruption("rsync patch: the delta ended early");
