@@ -387,20 +387,16 @@ int RunBench(const BenchRequest& request) {
     std::fprintf(stderr, "ferry bench: %s\n", target.status().ToString().c_str());
     return kExitUsage;
   }
-  if (Status tls = CheckTlsOptions(request.tls); !tls.ok()) {
-    std::fprintf(stderr, "ferry bench: %s\n", tls.ToString().c_str());
+  Result<std::shared_ptr<io::TlsContext>> tls =
+      io::TlsContext::MakeUnlessInsecure(request.tls, io::TlsContext::Role::kClient);
+  if (!tls.ok()) {
+    std::fprintf(stderr, "ferry bench: %s\n", tls.status().ToString().c_str());
     return kExitUsage;
   }
-  if (request.tls.insecure) {
+  target->tls = *tls;
+  if (!target->tls) {
     std::fprintf(stderr, "ferry bench: warning: --insecure: plaintext connections (the figures are "
                          "without TLS's cost)\n");
-  } else {
-    Result<std::shared_ptr<io::TlsContext>> tls = io::TlsContext::Make(request.tls, io::TlsContext::Role::kClient);
-    if (!tls.ok()) {
-      std::fprintf(stderr, "ferry bench: %s\n", tls.status().ToString().c_str());
-      return kExitUsage;
-    }
-    target->tls = *tls;
   }
   Report report;
   report.where = target->daemon.ToString() + (target->volume.empty() ? "" : "/" + target->volume);

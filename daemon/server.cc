@@ -51,12 +51,9 @@ Status Daemon::Start() {
                                      "' is not a directory, a block device or an image file");
     }
   }
-  FERRY_RETURN_IF_ERROR(CheckTlsOptions(config_.tls));
-  if (!config_.tls.insecure) {
-    Result<std::shared_ptr<io::TlsContext>> tls = io::TlsContext::Make(config_.tls, io::TlsContext::Role::kServer);
-    if (!tls.ok()) return tls.status();
-    tls_ = *tls;
-  }
+  Result<std::shared_ptr<io::TlsContext>> tls = io::TlsContext::MakeUnlessInsecure(config_.tls, io::TlsContext::Role::kServer);
+  if (!tls.ok()) return tls.status();
+  tls_ = *tls;
   FERRY_RETURN_IF_ERROR(LockStateDir(config_.state_dir, &lock_fd_));
   Result<int> fd = Listen(config_.listen, &bound_);
   if (!fd.ok()) return fd.status();

@@ -180,21 +180,16 @@ int SyncRun::Run() {
     return kExitUsage;
   }
   if (source->remote || target->remote) {
-    Status tls = CheckTlsOptions(request_.tls);
+    Result<std::shared_ptr<io::TlsContext>> tls =
+        io::TlsContext::MakeUnlessInsecure(request_.tls, io::TlsContext::Role::kClient);
     if (!tls.ok()) {
-      std::fprintf(stderr, "ferry sync: %s\n", tls.ToString().c_str());
+      std::fprintf(stderr, "ferry sync: %s\n", tls.status().ToString().c_str());
       return kExitUsage;
     }
-    if (request_.tls.insecure) {
+    tls_ = *tls;
+    if (!tls_) {
       std::fprintf(stderr, "ferry sync: warning: --insecure: the volume's data crosses the network in "
                            "plaintext, and anyone on the path can read or change it\n");
-    } else {
-      Result<std::shared_ptr<io::TlsContext>> tls_context = io::TlsContext::Make(request_.tls, io::TlsContext::Role::kClient);
-      if (!tls_context.ok()) {
-        std::fprintf(stderr, "ferry sync: %s\n", tls_context.status().ToString().c_str());
-        return kExitUsage;
-      }
-      tls_ = *tls_context;
     }
   }
   Result<SyncSummary> summary = Status::Aborted("not run");

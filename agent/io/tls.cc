@@ -151,26 +151,9 @@ class TlsStream final : public ByteStream {
   TlsStream& operator=(const TlsStream&) = delete;
 
   Status ReadFull(char* buffer, size_t size, int timeout_ms) override {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms < 0 ? 0 : timeout_ms);
-    size_t done = 0;
-    while (done < size) {
-      size_t n = 0;
-      int error = 0;
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        ERR_clear_error();
-        int r = SSL_read_ex(ssl_, buffer + done, size - done, &n);
-        error = r == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl_, r);
-        if (error == SSL_ERROR_SSL || error == SSL_ERROR_SYSCALL) last_error_ = OpenSslError();
-      }
-      if (error == SSL_ERROR_NONE) {
-        done += n;
-        deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms < 0 ? 0 : timeout_ms);
-        continue;
-      }
-      FERRY_RETURN_IF_ERROR(Wait(error, deadline, timeout_ms, "reading"));
-    }
-    return Status::Ok();
+    return Transfer(size, timeout_ms, "reading", [&](size_t done, size_t* n) {
+      return SSL_read_ex(ssl_, buffer + done, size - done, n);
+    });
   }
 
   Status Write(std::string_view first, std::string_view second, int timeout_ms) override {
@@ -189,24 +172,34 @@ class TlsStream final : public ByteStream {
 
  private:
   Status WriteAll(std::string_view data, int timeout_ms) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms < 0 ? 0 : timeout_ms);
+    return Transfer(data.size(), timeout_ms, "writing", [&](size_t done, size_t* n) {
+      return SSL_write_ex(ssl_, data.data() + done, data.size() - done, n);
+    });
+  }
+
+  // Moves `size` bytes with `op(done, &n)` (one SSL_read_ex or SSL_write_ex call, under the
+  // mutex), waiting for the socket in between; `timeout_ms` without progress fails.
+  template <typename Op>
+  Status Transfer(size_t size, int timeout_ms, const char* what, const Op& op) {
+    const auto patience = std::chrono::milliseconds(timeout_ms < 0 ? 0 : timeout_ms);
+    auto deadline = std::chrono::steady_clock::now() + patience;
     size_t done = 0;
-    while (done < data.size()) {
+    while (done < size) {
       size_t n = 0;
       int error = 0;
       {
         std::lock_guard<std::mutex> lock(mutex_);
         ERR_clear_error();
-        int r = SSL_write_ex(ssl_, data.data() + done, data.size() - done, &n);
+        int r = op(done, &n);
         error = r == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl_, r);
         if (error == SSL_ERROR_SSL || error == SSL_ERROR_SYSCALL) last_error_ = OpenSslError();
       }
       if (error == SSL_ERROR_NONE) {
         done += n;
-        deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms < 0 ? 0 : timeout_ms);
+        deadline = std::chrono::steady_clock::now() + patience;
         continue;
       }
-      FERRY_RETURN_IF_ERROR(Wait(error, deadline, timeout_ms, "writing"));
+      FERRY_RETURN_IF_ERROR(Wait(error, deadline, timeout_ms, what));
     }
     return Status::Ok();
   }
@@ -355,6 +348,12 @@ Result<std::shared_ptr<TlsContext>> TlsContext::Make(const TlsOptions& options, 
   }
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
   return out;
+}
+
+Result<std::shared_ptr<TlsContext>> TlsContext::MakeUnlessInsecure(const TlsOptions& options, Role role) {
+  FERRY_RETURN_IF_ERROR(CheckTlsOptions(options));
+  if (options.insecure) return std::shared_ptr<TlsContext>();
+  return Make(options, role);
 }
 
 Result<std::unique_ptr<ByteStream>> TlsContext::Handshake(int fd, const std::string& peer_name,

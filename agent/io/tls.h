@@ -41,6 +41,8 @@ class TlsContext {
   // Loads the key or the certificates (files checked: present, readable, a private key or PSK
   // file not readable by group or others). REQUIRES: !options.insecure.
   static Result<std::shared_ptr<TlsContext>> Make(const TlsOptions& options, Role role);
+  // CheckTlsOptions, then Make: null (no error) for --insecure.
+  static Result<std::shared_ptr<TlsContext>> MakeUnlessInsecure(const TlsOptions& options, Role role);
   ~TlsContext();
   TlsContext(const TlsContext&) = delete;
   TlsContext& operator=(const TlsContext&) = delete;
