@@ -7,6 +7,7 @@
 // (no COMMIT), nothing outside the volume changed, no temp file is left, and the daemon still
 // serves a clean sync.
 #include <sys/socket.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -25,6 +27,7 @@
 #include <vector>
 
 #include "agent/blocks.h"
+#include "agent/fs.h"
 #include "base/bounds.h"
 #include "protocol/frame.h"
 #include "protocol/messages.h"
@@ -291,6 +294,43 @@ TEST_F(HostileTest, TraversalNamesAreRefusedBeforeAnySyscall) {
     });
   }
   EXPECT_FALSE(std::filesystem::exists(volume_ + "/dir/x"));
+  // Lengths at the limit pass: a directory with a 255-byte name (NAME_MAX) at a 4095-byte path
+  // (PATH_MAX); one byte more of path is refused.
+  std::string deep;  // 19 directories of 200 bytes and one of 20: 3,839 bytes with the slashes
+  for (int i = 0; i < 19; ++i) deep += std::string(200, 'd') + "/";
+  deep += std::string(20, 'e');
+  const std::string at_limit = deep + "/" + std::string(ferry::kNameMaxBytes, 'n');
+  ASSERT_EQ(at_limit.size(), ferry::kPathMaxBytes);
+  std::vector<Entry> entries = {MakeEntry(0, EntryType::kDirectory, "")};
+  for (size_t slash = deep.find('/'); slash != std::string::npos; slash = deep.find('/', slash + 1)) {
+    entries.push_back(MakeEntry(static_cast<uint32_t>(entries.size()), EntryType::kDirectory, deep.substr(0, slash)));
+  }
+  entries.push_back(MakeEntry(static_cast<uint32_t>(entries.size()), EntryType::kDirectory, deep));
+  entries.push_back(MakeEntry(static_cast<uint32_t>(entries.size()), EntryType::kDirectory, at_limit));
+  {
+    WireClient c(daemon_.port());
+    ASSERT_TRUE(c.Open("vol", "").ok());
+    SendEntriesAndEnd(c, entries);
+    ferry::Frame frame;
+    ASSERT_TRUE(c.ReceiveUntil(MessageType::kNeedEnd, &frame)) << daemon_.Log();
+    ASSERT_TRUE(c.channel().SendMessage(MessageType::kDone, protocol::Count{0}).ok());
+    const bool committed = c.ReceiveUntil(MessageType::kCommit, &frame);
+    ASSERT_TRUE(committed) << (frame.type == MessageType::kError ? protocol::Error::Decode(frame.payload)->message : "");
+    c.Close();
+  }
+  {
+    // Relative to the volume: the absolute path is over PATH_MAX for the test's own calls.
+    ferry::UniqueFd root(::open(volume_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    struct stat st;
+    EXPECT_EQ(::fstatat(root.get(), at_limit.c_str(), &st, AT_SYMLINK_NOFOLLOW), 0) << std::strerror(errno);
+    EXPECT_TRUE(S_ISDIR(st.st_mode));
+  }
+  ASSERT_EQ(RunCommand({"rm", "-rf", volume_ + "/" + deep.substr(0, 200)}).exit_code, 0);  // GNU rm walks any depth
+  ExpectRefused("a path of PATH_MAX + 1 bytes", [&](WireClient& c) {
+    std::vector<Entry> over = entries;
+    over.back().path = at_limit + "n";  // 4096 bytes (and a 256-byte name)
+    SendEntriesAndEnd(c, over);
+  });
 }
 
 TEST_F(HostileTest, DamagedTruncatedAndBombFrames) {
