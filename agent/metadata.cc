@@ -10,6 +10,19 @@ namespace ferry {
 using protocol::Entry;
 using protocol::EntryType;
 
+mode_t TypeBits(EntryType type) {
+  switch (type) {
+    case EntryType::kFile: return S_IFREG;
+    case EntryType::kDirectory: return S_IFDIR;
+    case EntryType::kSymlink: return S_IFLNK;
+    case EntryType::kFifo: return S_IFIFO;
+    case EntryType::kCharDevice: return S_IFCHR;
+    case EntryType::kBlockDevice: return S_IFBLK;
+    case EntryType::kSocket: return S_IFSOCK;
+  }
+  return 0;
+}
+
 bool MetadataMatchesStat(const Entry& entry, const struct stat& st, const MetadataPolicy& policy) {
   if (entry.type != EntryType::kSymlink && (st.st_mode & 07777) != entry.mode) return false;
   if (policy.privileged && (st.st_uid != entry.uid || st.st_gid != entry.gid)) return false;

@@ -20,6 +20,9 @@ struct MetadataPolicy {
   XattrFilter xattr_filter;
 };
 
+// The S_IF* bits of an entry type.
+mode_t TypeBits(protocol::EntryType type);
+
 // True when the target's lstat `st` matches `entry` in mode, owner and mtime.
 bool MetadataMatchesStat(const protocol::Entry& entry, const struct stat& st, const MetadataPolicy& policy);
 

@@ -11,19 +11,6 @@ namespace ferry {
 namespace {
 // Entries a thread takes at a time: consecutive entries share parents, so a slice opens few.
 constexpr size_t kSliceEntries = 64;
-
-bool SameType(const protocol::Entry& e, const struct stat& st) {
-  switch (e.type) {
-    case protocol::EntryType::kFile: return S_ISREG(st.st_mode);
-    case protocol::EntryType::kDirectory: return S_ISDIR(st.st_mode);
-    case protocol::EntryType::kSymlink: return S_ISLNK(st.st_mode);
-    case protocol::EntryType::kFifo: return S_ISFIFO(st.st_mode);
-    case protocol::EntryType::kSocket: return S_ISSOCK(st.st_mode);
-    case protocol::EntryType::kCharDevice: return S_ISCHR(st.st_mode);
-    case protocol::EntryType::kBlockDevice: return S_ISBLK(st.st_mode);
-  }
-  return false;
-}
 }  // namespace
 
 TargetInspector::TargetInspector(int root_fd, const MetadataPolicy& policy, size_t threads)
@@ -111,7 +98,7 @@ void TargetInspector::InspectOne(const protocol::Entry& e, Inspection* out, std:
     return;
   }
   out->state = Inspection::State::kPresent;
-  if (MetadataMatchesStat(e, out->st, policy_) && SameType(e, out->st)) {
+  if (MetadataMatchesStat(e, out->st, policy_) && (out->st.st_mode & S_IFMT) == TypeBits(e.type)) {
     Result<std::vector<protocol::Xattr>> xattrs = ReadXattrs(parent_fd->get(), name_str, policy_.xattr_filter);
     if (xattrs.ok()) {
       out->xattrs = std::move(*xattrs);

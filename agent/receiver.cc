@@ -27,18 +27,6 @@ constexpr size_t kDirCacheMax = 256;
 // on a cold target (4 measured best of 2, 4 and 16 with the earlier lookups-only prefetch).
 constexpr size_t kInspectorThreads = 3;
 
-mode_t TypeBits(EntryType type) {
-  switch (type) {
-    case EntryType::kFile: return S_IFREG;
-    case EntryType::kDirectory: return S_IFDIR;
-    case EntryType::kSymlink: return S_IFLNK;
-    case EntryType::kFifo: return S_IFIFO;
-    case EntryType::kCharDevice: return S_IFCHR;
-    case EntryType::kBlockDevice: return S_IFBLK;
-    case EntryType::kSocket: return S_IFSOCK;
-  }
-  return 0;
-}
 }  // namespace
 
 Receiver::Receiver(Channel& channel, int root_fd, std::string root_display, SyncOptions options,

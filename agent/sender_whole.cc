@@ -98,7 +98,7 @@ void Sender::PrefetchLoop() {
       range = ranges_[prefetched_ranges_];
       prefetched_ranges_ += 1;
       prefetched_bytes_ += range.end - range.start;
-      path = entries_.Get(range.id).path;
+      path = entries_.path(range.id);  // not Get(): the whole entry is not needed
     }
     UniqueFd fd(OpenSourceFile(worker, path));
     if (fd.valid()) ::posix_fadvise(fd.get(), static_cast<off_t>(range.start),
