@@ -14,70 +14,27 @@ constexpr size_t kSliceEntries = 64;
 }  // namespace
 
 TargetInspector::TargetInspector(int root_fd, const MetadataPolicy& policy, size_t threads)
-    : root_fd_(root_fd), policy_(policy) {
-  for (size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { Loop(); });
-}
-
-TargetInspector::~TargetInspector() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stop_ = true;
-  }
-  changed_.notify_all();
-  for (std::thread& t : threads_) t.join();
-}
+    : root_fd_(root_fd), policy_(policy), pool_(threads) {}
 
 void TargetInspector::Inspect(const std::vector<protocol::Entry>& entries, std::vector<Inspection>* out) {
   out->assign(entries.size(), Inspection{});
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    entries_ = &entries;
-    out_ = out;
-    next_ = 0;
-    generation_ += 1;
-  }
-  changed_.notify_all();
-  Work();
-  std::unique_lock<std::mutex> lock(mutex_);
-  entries_ = nullptr;  // helpers that wake late find nothing to do
-  changed_.wait(lock, [&] { return working_ == 0; });
-  out_ = nullptr;
+  pool_.Run(entries.size(), kSliceEntries, [&](size_t begin, size_t end) {
+    std::string open_parent;
+    UniqueFd parent_fd;
+    for (size_t i = begin; i < end; ++i) InspectOne(entries[i], &(*out)[i], &open_parent, &parent_fd);
+  });
 }
 
-void TargetInspector::Loop() {
-  uint64_t seen = 0;
-  for (;;) {
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      changed_.wait(lock, [&] { return stop_ || (generation_ != seen && entries_ != nullptr); });
-      if (stop_) return;
-      seen = generation_;
-      working_ += 1;
+void TargetInspector::ListDirectories(const std::vector<std::string>& paths, const std::string& root_display,
+                                      std::vector<Result<std::vector<std::string>>>* out) {
+  out->assign(paths.size(), std::vector<std::string>{});
+  pool_.Run(paths.size(), 1, [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) {
+      Result<UniqueFd> dir = OpenDirBeneath(root_fd_, paths[i]);
+      (*out)[i] = dir.ok() ? ListDirectory(dir->get(), JoinPath(root_display, paths[i]))
+                           : Result<std::vector<std::string>>(dir.status());
     }
-    Work();
-    std::lock_guard<std::mutex> lock(mutex_);
-    working_ -= 1;
-    changed_.notify_all();
-  }
-}
-
-void TargetInspector::Work() {
-  const std::vector<protocol::Entry>* entries;
-  std::vector<Inspection>* out;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    entries = entries_;
-    out = out_;
-  }
-  if (entries == nullptr) return;
-  std::string open_parent;
-  UniqueFd parent_fd;
-  for (;;) {
-    const size_t first = next_.fetch_add(kSliceEntries);
-    if (first >= entries->size()) break;
-    const size_t last = std::min(entries->size(), first + kSliceEntries);
-    for (size_t i = first; i < last; ++i) InspectOne((*entries)[i], &(*out)[i], &open_parent, &parent_fd);
-  }
+  });
 }
 
 void TargetInspector::InspectOne(const protocol::Entry& e, Inspection* out, std::string* open_parent,

@@ -8,20 +8,20 @@
 // the receiver works through the batch in order: entries have distinct paths, and the only
 // change the receiver makes under another entry's parent is replacing a non-directory by a
 // directory, whose children the inspector could not open (kUnknown: the receiver looks itself).
-// Threading: Inspect from one thread at a time; it returns when the batch is done.
+// At the end of a stage it also lists the target's directories for the sweep, in parallel.
+// Threading: one thread at a time calls Inspect or ListDirectories; each returns when done.
 #pragma once
 
 #include <sys/stat.h>
 
-#include <atomic>
-#include <condition_variable>
 #include <cstddef>
-#include <mutex>
-#include <thread>
+#include <string>
 #include <vector>
 
 #include "agent/fs.h"
 #include "agent/metadata.h"
+#include "base/parallel.h"
+#include "base/result.h"
 #include "protocol/messages.h"
 
 namespace ferry {
@@ -43,31 +43,22 @@ class TargetInspector {
   // REQUIRES: `root_fd` (the volume root directory) and `policy` outlive the inspector.
   // `threads` helpers besides the caller's own.
   TargetInspector(int root_fd, const MetadataPolicy& policy, size_t threads);
-  ~TargetInspector();
-  TargetInspector(const TargetInspector&) = delete;
-  TargetInspector& operator=(const TargetInspector&) = delete;
 
   // Resizes *out to entries.size() and fills it; returns when every entry is done.
   void Inspect(const std::vector<protocol::Entry>& entries, std::vector<Inspection>* out);
 
+  // Lists the directories at `paths` (beneath the root, following no symlink) in parallel:
+  // (*out)[i] is the sorted names in paths[i], or why it could not be listed (its errno kept:
+  // ENOENT, ENOTDIR, ELOOP for a path through a symlink). Errors name root_display/path.
+  void ListDirectories(const std::vector<std::string>& paths, const std::string& root_display,
+                       std::vector<Result<std::vector<std::string>>>* out);
+
  private:
-  void Loop();
-  // Takes slices of the current batch until none are left.
-  void Work();
   void InspectOne(const protocol::Entry& entry, Inspection* out, std::string* open_parent, UniqueFd* parent_fd);
 
   int root_fd_;
   const MetadataPolicy& policy_;
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  // The batch being inspected (null between batches).
-  const std::vector<protocol::Entry>* entries_ = nullptr;
-  std::vector<Inspection>* out_ = nullptr;
-  std::atomic<size_t> next_{0};  // the next slice's first index
-  size_t working_ = 0;           // helpers inside Work()
-  uint64_t generation_ = 0;      // batches started
-  bool stop_ = false;
-  std::vector<std::thread> threads_;
+  WorkerPool pool_;
 };
 
 }  // namespace ferry

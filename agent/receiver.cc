@@ -144,39 +144,44 @@ Status Receiver::HandleEntriesEnd(const Frame& frame) {
   return channel_.SendMessage(MessageType::kNeedEnd, protocol::Count{needs_total_});
 }
 
-// Checks where an entry sits: the root first, then each entry inside a directory already listed.
-Status Receiver::CheckPlacement(const Entry& entry) {
+// The root first, then each entry inside a directory already listed. Files the entry's path
+// (one hash of it, one lookup) so that the rest of the stage finds it by path.
+Result<uint32_t> Receiver::PlaceEntry(const Entry& entry) {
   FERRY_RETURN_IF_ERROR(ValidateRelativePath(entry.path));
   if (options_.block) {
     if (entry.id != 0 || !entry.path.empty() || entry.type != EntryType::kFile || entry.hardlink_leader_plus1 != 0) {
       return Status::Corruption("a block volume's manifest is one file entry");
     }
-    return Status::Ok();
+    return 0;
   }
+  uint32_t parent_id = 0;
   if (entry.id == 0) {
     if (!entry.path.empty() || entry.type != EntryType::kDirectory) {
       return Status::Corruption("the first entry must be the volume root directory");
     }
-    return Status::Ok();
+  } else {
+    if (entry.path.empty()) return Status::Corruption("a second volume root entry");
+    auto parent = ids_by_path_.find(PathKey(SplitParent(entry.path).first));
+    if (parent == ids_by_path_.end() || entries_.type(parent->second) != EntryType::kDirectory) {
+      return Status::Corruption("entry '" + entry.path + "' arrives before its directory");
+    }
+    parent_id = parent->second;
+    if (entry.hardlink_leader_plus1 != 0 &&
+        entries_.type(entry.hardlink_leader_plus1 - 1) != EntryType::kFile) {
+      return Status::Corruption("hard link '" + entry.path + "' to an entry that is not a file");
+    }
   }
-  if (entry.path.empty()) return Status::Corruption("a second volume root entry");
-  auto parent = ids_by_path_.find(PathKey(SplitParent(entry.path).first));
-  if (parent == ids_by_path_.end() || entries_.type(parent->second) != EntryType::kDirectory) {
-    return Status::Corruption("entry '" + entry.path + "' arrives before its directory");
+  if (!ids_by_path_.try_emplace(PathKey(entry.path), entry.id).second) {
+    return Status::Corruption("duplicate entry '" + entry.path + "'");
   }
-  if (ids_by_path_.count(PathKey(entry.path)) != 0) return Status::Corruption("duplicate entry '" + entry.path + "'");
-  if (entry.hardlink_leader_plus1 != 0 &&
-      entries_.type(entry.hardlink_leader_plus1 - 1) != EntryType::kFile) {
-    return Status::Corruption("hard link '" + entry.path + "' to an entry that is not a file");
-  }
-  return Status::Ok();
+  return parent_id;
 }
 
 Status Receiver::HandleEntry(Entry entry, const Inspection* inspection) {
-  FERRY_RETURN_IF_ERROR(CheckPlacement(entry));
+  CHECK_EQ(entry.id, entries_.size());
+  Result<uint32_t> parent_id = PlaceEntry(entry);
+  if (!parent_id.ok()) return parent_id.status();
   const uint32_t id = entry.id;
-  CHECK_EQ(id, entries_.size());
-  ids_by_path_.emplace(PathKey(entry.path), id);
   {
     std::unique_lock<std::shared_mutex> lock(entries_mutex_);  // a lane may be reading its entry
     entries_.Add(entry);
@@ -186,7 +191,7 @@ Status Receiver::HandleEntry(Entry entry, const Inspection* inspection) {
   const Entry& e = entry;
   progress_->entries_total += 1;
   if (e.type == EntryType::kFile && e.hardlink_leader_plus1 == 0) bytes_total_ += e.size;
-  if (e.type == EntryType::kDirectory) directories_.push_back(id);
+  if (e.type == EntryType::kDirectory) directories_.push_back({id, false});
   if (e.hardlink_leader_plus1 != 0) {
     followers_.push_back(id);
     return Status::Ok();
@@ -194,7 +199,7 @@ Status Receiver::HandleEntry(Entry entry, const Inspection* inspection) {
   if (options_.block) return HandleBlockEntry(e);
   auto [parent, name] = SplitParent(e.path);
   std::string name_str = id == 0 ? "." : std::string(name);
-  bool parent_missing = id == 0 ? root_fd_ < 0 : missing_dir_[ids_by_path_.at(PathKey(parent))];
+  bool parent_missing = id == 0 ? root_fd_ < 0 : missing_dir_[*parent_id];
   if (parent_missing) {
     // Dry run below a directory that does not exist yet: everything is new.
     if (e.type == EntryType::kDirectory) missing_dir_[id] = 1;
@@ -272,7 +277,10 @@ Status Receiver::HandleOtherEntry(const Entry& e, int dir_fd, const std::string&
   if (same) {
     Result<bool> differs = MetadataDiffers(e, *st, dir_fd, name, policy_, xattrs);
     if (!differs.ok()) return TargetError(differs.status(), e.path);
-    if (!*differs) return Status::Ok();
+    if (!*differs) {
+      if (e.type == EntryType::kDirectory) directories_.back().settled = true;
+      return Status::Ok();
+    }
     Item(ItemAction::kMetadata, e);
     // Directories get their metadata at the end, after their contents changed.
     if (options_.dry_run || e.type == EntryType::kDirectory) return Status::Ok();

@@ -140,7 +140,8 @@ class Receiver {
   Status HandleEntriesEnd(const Frame& frame);
   // `inspection`: what the inspector saw of the target's entry (null: look now).
   Status HandleEntry(protocol::Entry entry, const Inspection* inspection);
-  Status CheckPlacement(const protocol::Entry& entry);
+  // Checks where an entry sits and files its path: the id of its parent directory.
+  Result<uint32_t> PlaceEntry(const protocol::Entry& entry);
   // `st`: the target's lstat (null: no such entry); `xattrs`: its xattrs if already read.
   Status HandleFileEntry(const protocol::Entry& entry, int dir_fd, const std::string& name,
                          const struct stat* st, const std::vector<protocol::Xattr>* xattrs);
@@ -210,7 +211,7 @@ class Receiver {
   // Copies the data regions of the first `size` bytes of `in` to `out` (holes stay holes).
   Status CopyDataRegions(int in, int out, uint64_t size, const std::string& path);
   Status RefuseEmptySourceWipe(int root_fd);
-  Status Sweep(int dir_fd, const std::string& path);
+  Status Sweep();
   void CountDeletedTree(int dir_fd, const std::string& name, const std::string& path);
   Status ApplyDirectoryMetadata();
   Status SyncVolume();
@@ -252,7 +253,13 @@ class Receiver {
   // file_state_ values: not needed, NEEDed (its content may arrive), finished.
   static constexpr uint8_t kFileNone = 0, kFileNeeded = 1, kFileFinished = 2;
   std::vector<uint8_t> file_state_;   // by id: 0 none, 1 needed, 2 finished
-  std::vector<uint32_t> directories_;
+  struct Directory {
+    uint32_t id;
+    // Its owner, mode and xattrs already matched the source's when its entry arrived: at the
+    // end it needs its metadata set only if its mtime moved (an entry created or deleted in it).
+    bool settled;
+  };
+  std::vector<Directory> directories_;  // in manifest order
   std::vector<uint32_t> followers_;   // hard links, made after every file is in place
   struct LinkCandidate {
     uint32_t id;

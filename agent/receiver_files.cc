@@ -213,7 +213,7 @@ Status Receiver::Finish() {
     Result<int> root = ParentFd("");
     if (!root.ok()) return TargetError(root.status(), "");
     FERRY_RETURN_IF_ERROR(RefuseEmptySourceWipe(*root));
-    FERRY_RETURN_IF_ERROR(Sweep(*root, ""));
+    FERRY_RETURN_IF_ERROR(Sweep());
   }
   if (cache_ != nullptr && !options_.dry_run) {
     // Every partial file was finished or swept: none is left to resume.
@@ -358,34 +358,47 @@ Status Receiver::RefuseEmptySourceWipe(int root_fd) {
 }
 
 // Deletes what the source no longer has (and temp files of earlier, interrupted stages),
-// leaving excluded names alone. Descends only into directories the source listed.
-Status Receiver::Sweep(int dir_fd, const std::string& path) {
-  Result<std::vector<std::string>> names = ListDirectory(dir_fd, Display(path));
-  if (!names.ok()) return names.status();
-  for (const std::string& name : *names) {
-    std::string child = JoinPath(path, name);
-    auto it = ids_by_path_.find(PathKey(child));
-    if (it != ids_by_path_.end()) {
-      // Listed by the source and already made to match: only directories need a look inside.
-      if (entries_.type(it->second) != EntryType::kDirectory) continue;
-      UniqueFd child_fd(::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (!child_fd.valid() && (errno == ENOTDIR || errno == ELOOP || errno == ENOENT)) continue;
-      if (!child_fd.valid()) return TargetError(Status::Errno(errno, "open"), child);
-      FERRY_RETURN_IF_ERROR(Sweep(child_fd.get(), child));
-      continue;
+// leaving excluded names alone. Looks only inside the source's directories, all listed at once
+// on the inspector's threads (on a cold target each listing waits on the disk), then deletes in
+// the manifest's order.
+Status Receiver::Sweep() {
+  std::vector<std::string> paths;
+  paths.reserve(directories_.size());
+  for (const Directory& d : directories_) paths.push_back(entries_.path(d.id));
+  std::vector<Result<std::vector<std::string>>> listings;
+  CHECK(inspector_ != nullptr);
+  inspector_->ListDirectories(paths, root_display_, &listings);
+  for (size_t i = 0; i < paths.size(); ++i) {
+    const std::string& path = paths[i];
+    if (!listings[i].ok()) {
+      // Not a directory on the target (a dry run that did not create or replace it): nothing
+      // of the source's is in there to keep or delete.
+      int error = listings[i].status().error_number();
+      if (error == ENOENT || error == ENOTDIR || error == ELOOP) continue;
+      return TargetError(listings[i].status(), path);
     }
-    struct stat st;
-    if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // gone
-    bool is_dir = S_ISDIR(st.st_mode);
-    bool temp = IsTempName(name);
-    if (!temp && excludes_.Excludes(child, is_dir)) continue;
-    if (!temp) {
-      if (is_dir) CountDeletedTree(dir_fd, name, child);
-      Item(ItemAction::kDelete, is_dir ? EntryType::kDirectory : EntryType::kFile, child);
-      figures_.entries_deleted += 1;
+    UniqueFd dir_fd;
+    for (const std::string& name : *listings[i]) {
+      std::string child = JoinPath(path, name);
+      if (ids_by_path_.count(PathKey(child)) != 0) continue;  // the source's: already matched
+      if (!dir_fd.valid()) {
+        Result<UniqueFd> dir = OpenDirBeneath(root_fd_, path);
+        if (!dir.ok()) return TargetError(dir.status(), path);
+        dir_fd = std::move(*dir);
+      }
+      struct stat st;
+      if (::fstatat(dir_fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // gone
+      bool is_dir = S_ISDIR(st.st_mode);
+      bool temp = IsTempName(name);
+      if (!temp && excludes_.Excludes(child, is_dir)) continue;
+      if (!temp) {
+        if (is_dir) CountDeletedTree(dir_fd.get(), name, child);
+        Item(ItemAction::kDelete, is_dir ? EntryType::kDirectory : EntryType::kFile, child);
+        figures_.entries_deleted += 1;
+      }
+      if (options_.dry_run) continue;
+      FERRY_RETURN_IF_ERROR(TargetError(RemoveTree(dir_fd.get(), name, Display(child)), child));
     }
-    if (options_.dry_run) continue;
-    FERRY_RETURN_IF_ERROR(TargetError(RemoveTree(dir_fd, name, Display(child)), child));
   }
   return Status::Ok();
 }
@@ -412,11 +425,16 @@ void Receiver::CountDeletedTree(int dir_fd, const std::string& name, const std::
 Status Receiver::ApplyDirectoryMetadata() {
   if (options_.dry_run) return Status::Ok();
   for (auto it = directories_.rbegin(); it != directories_.rend(); ++it) {
-    const Entry e = entries_.Get(*it);
+    const Entry e = entries_.Get(it->id);
     auto [parent, name] = SplitParent(e.path);
     Result<int> dir_fd = ParentFd(std::string(parent));
     if (!dir_fd.ok()) return TargetError(dir_fd.status(), e.path);
     std::string name_str = e.id == 0 ? "." : std::string(name);
+    struct stat st;
+    if (it->settled && ::fstatat(*dir_fd, name_str.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISDIR(st.st_mode) && MetadataMatchesStat(e, st, policy_)) {
+      continue;  // untouched: setting it again would only dirty its inode for the final flush
+    }
     Status s = ApplyMetadata(*dir_fd, name_str, e, EntryMtime(e), policy_);
     if (!s.ok()) return TargetError(s, e.path);
   }

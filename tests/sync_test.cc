@@ -3,12 +3,14 @@
 // with rsync as the oracle (content, types, modes, owners, hard links, xattrs, ACLs) and with
 // an lstat walk for what rsync does not compare (nanosecond mtimes, sparse allocation), and
 // against the figures ferry reports in --json.
+#include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -86,11 +88,31 @@ class TransportTest : public ::testing::TestWithParam<Transport> {
   }
 
   // A second sync of an unchanged source finds nothing to do.
+  // A sync with nothing to do reports nothing and writes nothing: no inode of the target, file
+  // or directory, gets a new ctime (a directory's metadata set again would dirty its inode).
   void ExpectNothingToDo(const std::string& when, const std::vector<std::string>& extra = {}) {
+    std::map<std::string, timespec> before = TargetCtimes();
     SyncReport again = Sync(extra);
     EXPECT_EQ(again.files_sent, 0u) << when << "\n" << again.ChangesText();
     EXPECT_TRUE(again.changes.empty()) << when << ": changes on an unchanged tree:\n" << again.ChangesText();
     EXPECT_EQ(again.entries_deleted, 0u) << when;
+    std::map<std::string, timespec> after = TargetCtimes();
+    ASSERT_EQ(before.size(), after.size()) << when;
+    for (const auto& [path, ctime] : before) {
+      EXPECT_TRUE(after.count(path) && after[path].tv_sec == ctime.tv_sec && after[path].tv_nsec == ctime.tv_nsec)
+          << when << ": '" << Printable(path) << "' was written by a sync with nothing to do";
+    }
+  }
+
+  std::map<std::string, timespec> TargetCtimes() {
+    static std::map<std::string, timespec>* out;
+    std::map<std::string, timespec> ctimes;
+    out = &ctimes;
+    EXPECT_EQ(::nftw(dst_.c_str(), [](const char* path, const struct stat* st, int, FTW*) {
+      (*out)[path] = st->st_ctim;
+      return 0;
+    }, 64, FTW_PHYS), 0);
+    return ctimes;
   }
 
   void ExpectReported(const SyncReport& report, const Mutation& mutation) {
