@@ -22,6 +22,12 @@ Committer::Committer(int root_fd) : root_fd_(root_fd) {
   thread_ = std::thread([this] { Loop(); });
 }
 
+Status Committer::Checkpoint() {
+  Status s = Flush();
+  if (!s.ok()) Abandon();
+  return s;
+}
+
 void Committer::Abandon() {
   std::unique_lock<std::mutex> lock(mutex_);
   changed_.wait(lock, [&] { return !busy_; });
@@ -48,6 +54,7 @@ Committer::~Committer() {
 void Committer::Add(PendingRename pending) {
   std::unique_lock<std::mutex> lock(mutex_);
   changed_.wait(lock, [&] { return queue_.size() < 2 * kCommitGroupFilesMax || stop_; });
+  if (queue_.empty()) first_queued_ = std::chrono::steady_clock::now();
   queued_bytes_ += pending.size_bytes;
   queue_.push_back(std::move(pending));
   if (queue_.size() >= kCommitGroupFilesMax || queued_bytes_ >= kCommitGroupBytesMax) {
@@ -67,11 +74,16 @@ Status Committer::Flush() {
 void Committer::Loop() {
   std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
-    changed_.wait(lock, [&] {
-      return stop_ || (!queue_.empty() && (flush_requested_ || queue_.size() >= kCommitGroupFilesMax ||
-                                           queued_bytes_ >= kCommitGroupBytesMax));
-    });
+    // A group is due when full, when flushed, or when its first file has waited long enough:
+    // a slow stage (a rate limit, a slow link) keeps its finished files even if it is killed.
+    auto due = [&] {
+      return !queue_.empty() &&
+             (flush_requested_ || queue_.size() >= kCommitGroupFilesMax || queued_bytes_ >= kCommitGroupBytesMax ||
+              std::chrono::steady_clock::now() - first_queued_ >= std::chrono::milliseconds(kCommitGroupIntervalMs));
+    };
+    changed_.wait_for(lock, std::chrono::milliseconds(kCommitGroupIntervalMs / 4), [&] { return stop_ || due(); });
     if (stop_) return;
+    if (!due()) continue;
     std::vector<PendingRename> group(std::make_move_iterator(queue_.begin()),
                                      std::make_move_iterator(queue_.end()));
     queue_.clear();

@@ -6,9 +6,10 @@
 // Threading: Add and Flush from one thread (the receiver); the group work runs on an internal one.
 #pragma once
 
-#include <condition_variable>
 #include <sys/types.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -44,6 +45,10 @@ class Committer {
   // After a failure: deletes the temp files still queued (a group already being committed
   // finishes first). Nothing is renamed afterwards.
   void Abandon();
+  // After a failure of the stage (not of the committer): the finished files queued (complete,
+  // hash-checked) are made durable and renamed, so the next stage need not send them again;
+  // if that fails, Abandon.
+  Status Checkpoint();
 
  private:
   void Loop();
@@ -57,6 +62,7 @@ class Committer {
   std::condition_variable changed_;
   std::deque<PendingRename> queue_;
   uint64_t queued_bytes_ = 0;
+  std::chrono::steady_clock::time_point first_queued_;  // when the queue's oldest file arrived
   bool flush_requested_ = false;
   bool busy_ = false;
   bool stop_ = false;

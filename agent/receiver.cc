@@ -78,7 +78,8 @@ Status Receiver::Run() {
   if (!s.ok()) {
     DiscardIncoming();
     DiscardOpenFile(/*keep_partial=*/true);  // the next stage resumes it
-    if (committer_) committer_->Abandon();  // finished files not yet committed: no leftovers
+    // Finished files are complete and checked: kept, so that the next stage resumes after them.
+    if (committer_) (void)committer_->Checkpoint();
     if (frame.type != MessageType::kError) channel_.SendError(s);
   }
   return s;

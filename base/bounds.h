@@ -112,6 +112,13 @@ inline constexpr size_t kItemsPerBatchMax = 4096;  // ITEM batches (itemised cha
 inline constexpr size_t kExcludePatternsMax = 1024;
 inline constexpr size_t kExcludePatternMaxBytes = 4096;
 inline constexpr size_t kMessageTextMaxBytes = 4096;  // error texts, peer names
+// A CONTROL request or CONTROL_REPLY (a JSON object), and the stages a daemon remembers.
+inline constexpr size_t kControlMessageMaxBytes = 1 * kMiB;
+inline constexpr size_t kStageHistoryMax = 100;
+// Stages a daemon pushes at once through its control API (each holds its source volume).
+inline constexpr size_t kStagesRunningMax = 16;
+// How often a watched stage reports its progress.
+inline constexpr int kStageProgressIntervalMs = 500;
 
 // --- Sessions ---
 inline constexpr size_t kSessionsMax = 64;
@@ -175,6 +182,8 @@ static_assert(kIoDepthMax * kDataChunkMaxBytes <= 256 * kMiB, "a full queue of c
 // renames them into place; these bound how much unflushed data a group holds.
 inline constexpr size_t kCommitGroupFilesMax = 2048;
 inline constexpr size_t kCommitGroupBytesMax = 256 * kMiB;
+// ... or once its first file has waited this long (what a killed receiver can lose).
+inline constexpr int kCommitGroupIntervalMs = 2000;
 
 static_assert(kStreamRangeBytes % kBlockSizeMax == 0, "a stream range holds whole blocks");
 static_assert(kSessionsMax >= 2 * (kStreamsMax + 1), "a session with all its streams fits the daemon");

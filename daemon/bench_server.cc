@@ -259,13 +259,10 @@ Status ServeBench(Channel& channel, const Frame& open_frame, const VolumeTable& 
                      (open->volume.empty() ? "" : " volume=" + open->volume));
   LOG_INFO(std::string("bench: ") + KindName(open->kind) + " with " + channel.peer_name());
   bool network = open->kind == BenchKind::kNetworkUp || open->kind == BenchKind::kNetworkDown;
-  auto volume = volumes.paths.find(open->volume);
-  Status s;
-  if (!open->volume.empty() && volume == volumes.paths.end()) {
-    std::string known;
-    for (const auto& [name, path] : volumes.paths) known += (known.empty() ? "" : ", ") + name;
-    s = Status::NotFound("unknown volume '" + open->volume + "' (this daemon serves: " + known +
-                         ")");
+  Result<std::string> root = open->volume.empty() ? Result<std::string>(std::string()) : volumes.Resolve(open->volume);
+  Status s = root.status();
+  if (!s.ok()) {
+    // unknown volume, or a pv: name not found once on this node
   } else if (!network && open->volume.empty()) {
     s = Status::InvalidArgument(std::string("the ") + KindName(open->kind) +
                                 " bench needs a volume");
@@ -281,7 +278,7 @@ Status ServeBench(Channel& channel, const Frame& open_frame, const VolumeTable& 
       s = Status::Busy("volume '" + open->volume + "' is busy with session " +
                        std::to_string(holder) + ": bench it when the stage ends");
     } else {
-      s = ServeVolumeKind(channel, *open, volume->second, ready);
+      s = ServeVolumeKind(channel, *open, *root, ready);
       locks.Unlock(open->volume);
     }
   }

@@ -16,6 +16,7 @@
 #include "base/log.h"
 #include "base/rate.h"
 #include "daemon/bench_command.h"
+#include "daemon/remote_command.h"
 #include "daemon/server.h"
 #include "daemon/sync_command.h"
 
@@ -33,6 +34,9 @@ constexpr const char* kUsage =
     "  sync SRC DST     mirror SRC into DST; each is a directory or ferry://HOST:PORT/VOLUME[/PATH]\n"
     "  daemon           serve volumes to ferry clients (the receiver on a node)\n"
     "  bench DAEMON     measure network, source read, target write and sync against ferry://HOST:PORT[/VOLUME]\n"
+    "  stage SRC DST    have the daemon at SRC (ferry://HOST:PORT/VOLUME) push that volume to DST\n"
+    "  stages DAEMON    list the stages a daemon runs and ran\n"
+    "  volumes DAEMON   list a daemon's volumes: kind, size, free space, busy or idle\n"
     "  version          print the version\n"
     "run `ferry <command> --help` for the options of a command\n";
 
@@ -66,16 +70,74 @@ Result<io::EngineKind> ChooseIoEngine(const std::string& flag) {
   return io::ChooseEngineKind(*requested);
 }
 
+// The options of a transfer, shared by `ferry sync` and `ferry stage`.
+po::options_description TransferFlags(SyncOptions* o, uint32_t* streams) {
+  po::options_description d("transfer");
+  d.add_options()
+      ("dry-run,n", po::bool_switch(&o->dry_run), "list what would change; change nothing")
+      ("exclude", po::value(&o->excludes)->composing(), "PATTERN: skip matching entries (repeatable, rsync-like)")
+      ("checksum,c", po::bool_switch(&o->checksum), "compare file content, not size and mtime")
+      ("no-selinux", po::bool_switch(&o->no_selinux), "do not copy or compare security.selinux")
+      ("block", po::bool_switch(&o->block),
+       "SRC and DST are block devices or image files, synced as one object by block delta")
+      ("allow-empty-source", po::bool_switch(&o->allow_empty_source),
+       "let an empty source delete everything on the target (refused by default: unmounted volume?)")
+      ("compress", po::value<std::string>()->default_value("auto"),
+       "zstd for file content: auto (a level that keeps up with the link, data that does not compress "
+       "sent raw; none to a daemon on this host), none, or a level 1-19")
+      ("bwlimit", po::value<std::string>(), "RATE: at most this many bytes per second from the sender (K, M, G: powers of 1024)")
+      ("streams", po::value<uint32_t>(streams)->default_value(DefaultStreams()),
+       "N: data connections per session (1-16; large files are split across them); 1 with --bwlimit");
+  return d;
+}
+
+Status ParseTransferFlags(const po::variables_map& vm, CompressMode* compress_mode, int* compress_level,
+                          uint64_t* bwlimit, uint32_t streams) {
+  const std::string compress = vm["compress"].as<std::string>();
+  if (compress == "auto") {
+    *compress_mode = CompressMode::kAuto;
+  } else if (compress == "none") {
+    *compress_mode = CompressMode::kNone;
+  } else {
+    char* end = nullptr;
+    long level = std::strtol(compress.c_str(), &end, 10);
+    if (compress.empty() || *end != '\0' || level < 1 || level > kZstdLevelMax) {
+      return Status::InvalidArgument("--compress must be auto, none or a zstd level 1-" + std::to_string(kZstdLevelMax) +
+                                     ", not '" + compress + "'");
+    }
+    *compress_mode = CompressMode::kLevel;
+    *compress_level = static_cast<int>(level);
+  }
+  if (vm.count("bwlimit")) {
+    Result<uint64_t> rate = ParseByteRate(vm["bwlimit"].as<std::string>());
+    if (rate.ok() && *rate < kBwlimitMinBytesPerSecond) {
+      rate = Status::InvalidArgument("below 128K would let a data frame outlast the peer's patience");
+    }
+    if (!rate.ok()) return rate.status().Annotate("--bwlimit");
+    *bwlimit = *rate;
+  }
+  if (streams < 1 || streams > kStreamsMax) {
+    return Status::InvalidArgument("--streams must be 1 to " + std::to_string(kStreamsMax) + ", not " +
+                                   std::to_string(streams));
+  }
+  return Status::Ok();
+}
+
 int DaemonCommand(const std::vector<std::string>& args) {
   po::options_description desc("ferry daemon options");
   std::vector<std::string> volumes;
-  std::string listen, state_dir;
+  std::string listen, state_dir, metrics_listen, kubelet_root, log_format;
   desc.add_options()
       ("help,h", "show this help")
       ("listen", po::value(&listen)->default_value("0.0.0.0:7373"), "HOST:PORT to listen on (port 0: any free port)")
-      ("volume", po::value(&volumes)->composing(), "NAME=PATH: serve directory PATH as volume NAME (repeatable)")
+      ("volume", po::value(&volumes)->composing(),
+       "NAME=PATH: serve directory (or block device, image file) PATH as volume NAME (repeatable)")
+      ("kubelet-root", po::value(&kubelet_root)->default_value("/var/lib/kubelet"),
+       "DIR: kubelet's root dir; volume pv:NAME is PV NAME where kubelet mounts it under DIR/pods ('' : off)")
       ("state-dir", po::value(&state_dir)->default_value("/var/lib/ferry"), "directory for the daemon's state and lock")
+      ("metrics-listen", po::value(&metrics_listen), "HOST:PORT: serve Prometheus metrics at http://HOST:PORT/metrics")
       ("log-level", po::value<std::string>()->default_value("info"), "debug, info, warn or error")
+      ("log-format", po::value(&log_format)->default_value("text"), "text (readable) or json (one object per line)")
       ("io", po::value<std::string>()->default_value("auto"), kIoHelp);
   io::TlsOptions tls;
   desc.add(TlsFlags(&tls, /*daemon=*/true));
@@ -89,10 +151,24 @@ int DaemonCommand(const std::vector<std::string>& args) {
   const std::string level = vm["log-level"].as<std::string>();
   SetLogLevel(level == "debug" ? LogLevel::kDebug : level == "warn" ? LogLevel::kWarning
               : level == "error" ? LogLevel::kError : LogLevel::kInfo);
+  if (log_format != "text" && log_format != "json") {
+    std::fprintf(stderr, "ferry daemon: --log-format must be text or json, not '%s'\n", log_format.c_str());
+    return kExitUsage;
+  }
+  SetLogFormat(log_format == "json" ? LogFormat::kJson : LogFormat::kText);
   DaemonConfig config;
   config.tls = tls;
   config.state_dir = state_dir;
   config.volumes.state_dir = state_dir;
+  config.volumes.kubelet_root = kubelet_root;
+  if (!metrics_listen.empty()) {
+    Result<HostPort> address = ParseHostPort(metrics_listen);
+    if (!address.ok()) {
+      std::fprintf(stderr, "ferry daemon: --metrics-listen: %s\n", address.status().ToString().c_str());
+      return kExitUsage;
+    }
+    config.metrics_listen = *address;
+  }
   Result<io::EngineKind> engine = ChooseIoEngine(vm["io"].as<std::string>());
   if (!engine.ok()) {
     std::fprintf(stderr, "ferry daemon: %s\n", engine.status().ToString().c_str());
@@ -147,28 +223,15 @@ int SyncCommand(const std::vector<std::string>& args) {
   std::vector<std::string> positional;
   desc.add_options()
       ("help,h", "show this help")
-      ("dry-run,n", po::bool_switch(&r.options.dry_run), "list what would change; change nothing")
       ("itemize-changes,i", po::bool_switch(&r.options.itemize), "list every change made")
-      ("exclude", po::value(&r.options.excludes)->composing(), "PATTERN: skip matching entries (repeatable, rsync-like)")
-      ("checksum,c", po::bool_switch(&r.options.checksum), "compare file content, not size and mtime")
-      ("no-selinux", po::bool_switch(&r.options.no_selinux), "do not copy or compare security.selinux")
-      ("block", po::bool_switch(&r.options.block),
-       "SRC and DST are block devices or image files, synced as one object by block delta")
-      ("allow-empty-source", po::bool_switch(&r.options.allow_empty_source),
-       "let an empty source delete everything on the target (refused by default: unmounted volume?)")
       ("progress", po::bool_switch(), "show progress (the default when stderr is a terminal)")
       ("no-progress", po::bool_switch(), "never show progress")
       ("json", po::bool_switch(&r.json), "print a machine-readable summary on stdout")
-      ("compress", po::value<std::string>()->default_value("auto"),
-       "zstd for file content: auto (a level that keeps up with the link, data that does not compress "
-       "sent raw; none to a daemon on this host), none, or a level 1-19")
-      ("bwlimit", po::value<std::string>(), "RATE: at most this many bytes per second from the sender (K, M, G: powers of 1024)")
-      ("streams", po::value<uint32_t>(&r.streams)->default_value(DefaultStreams()),
-       "N: data connections per session (1-16; large files are split across them); 1 with --bwlimit")
       ("state-dir", po::value(&r.state_dir)->default_value(DefaultStateDir()),
        "DIR: the local receiver's state cache (block hashes of the files it wrote); '' for none")
       ("io", po::value<std::string>()->default_value("auto"), kIoHelp)
       ("verbose,v", po::bool_switch(), "log the session's steps");
+  desc.add(TransferFlags(&r.options, &r.streams));
   desc.add(TlsFlags(&r.tls, /*daemon=*/false));
   po::options_description hidden;
   hidden.add_options()("locations", po::value(&positional), "SRC DST");
@@ -190,35 +253,8 @@ int SyncCommand(const std::vector<std::string>& args) {
   }
   r.source = positional[0];
   r.target = positional[1];
-  const std::string compress = vm["compress"].as<std::string>();
-  if (compress == "auto") {
-    r.compress = CompressMode::kAuto;
-  } else if (compress == "none") {
-    r.compress = CompressMode::kNone;
-  } else {
-    char* end = nullptr;
-    long level = std::strtol(compress.c_str(), &end, 10);
-    if (compress.empty() || *end != '\0' || level < 1 || level > kZstdLevelMax) {
-      std::fprintf(stderr, "ferry sync: --compress must be auto, none or a zstd level 1-%d, not '%s'\n",
-                   kZstdLevelMax, compress.c_str());
-      return kExitUsage;
-    }
-    r.compress = CompressMode::kLevel;
-    r.compress_level = static_cast<int>(level);
-  }
-  if (vm.count("bwlimit")) {
-    Result<uint64_t> rate = ParseByteRate(vm["bwlimit"].as<std::string>());
-    if (rate.ok() && *rate < kBwlimitMinBytesPerSecond) {
-      rate = Status::InvalidArgument("--bwlimit below 128K would let a data frame outlast the peer's patience");
-    }
-    if (!rate.ok()) {
-      std::fprintf(stderr, "ferry sync: --bwlimit: %s\n", rate.status().ToString().c_str());
-      return kExitUsage;
-    }
-    r.bwlimit = *rate;
-  }
-  if (r.streams < 1 || r.streams > kStreamsMax) {
-    std::fprintf(stderr, "ferry sync: --streams must be 1 to %u, not %u\n", kStreamsMax, r.streams);
+  if (Status st = ParseTransferFlags(vm, &r.compress, &r.compress_level, &r.bwlimit, r.streams); !st.ok()) {
+    std::fprintf(stderr, "ferry sync: %s\n", st.ToString().c_str());
     return kExitUsage;
   }
   r.progress = vm["progress"].as<bool>() || (!vm["no-progress"].as<bool>() && ::isatty(2) && !r.json);
@@ -283,6 +319,87 @@ int BenchCommand(const std::vector<std::string>& args) {
   return RunBench(r);
 }
 
+// The daemon a command asks, and --json: the shared flags of volumes, stages and stage.
+po::options_description RemoteFlags(RemoteRequest* r) {
+  po::options_description d("output");
+  d.add_options()("json", po::bool_switch(&r->json), "print JSON on stdout");
+  return d;
+}
+
+int ListCommand(const std::vector<std::string>& args, const char* name, int (*run)(const RemoteRequest&)) {
+  po::options_description desc(std::string("ferry ") + name + " options");
+  RemoteRequest r;
+  std::vector<std::string> positional;
+  desc.add_options()("help,h", "show this help");
+  desc.add(RemoteFlags(&r));
+  desc.add(TlsFlags(&r.tls, /*daemon=*/false));
+  po::options_description hidden;
+  hidden.add_options()("daemon", po::value(&positional), "ferry://HOST:PORT");
+  po::options_description all;
+  all.add(desc).add(hidden);
+  po::positional_options_description pos;
+  pos.add("daemon", 1);
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
+  po::notify(vm);
+  if (vm.count("help")) {
+    std::cout << "usage: ferry " << name << " [options] ferry://HOST:PORT\n" << desc;
+    return kExitOk;
+  }
+  if (positional.size() != 1) {
+    std::fprintf(stderr, "ferry %s: need one ferry://HOST:PORT (see ferry %s --help)\n", name, name);
+    return kExitUsage;
+  }
+  r.daemon = positional[0];
+  return run(r);
+}
+
+int StageCommand(const std::vector<std::string>& args) {
+  po::options_description desc("ferry stage options");
+  StageRequest r;
+  std::vector<std::string> positional;
+  desc.add_options()
+      ("help,h", "show this help")
+      ("detach", po::bool_switch(&r.detach), "start the stage, print its id and return (it runs on the daemon)")
+      ("watch", po::value(&r.watch_id), "ID: follow stage ID of the daemon named (ferry stage --watch ID ferry://HOST:PORT)")
+      ("cancel", po::value(&r.cancel_id), "ID: cancel stage ID (files it committed stay on the target)")
+      ("progress", po::bool_switch(), "show progress (the default when stderr is a terminal)")
+      ("no-progress", po::bool_switch(), "never show progress");
+  desc.add(TransferFlags(&r.push.options, &r.push.streams));
+  desc.add(RemoteFlags(&r.remote));
+  desc.add(TlsFlags(&r.remote.tls, /*daemon=*/false));
+  po::options_description hidden;
+  hidden.add_options()("locations", po::value(&positional), "SRC DST");
+  po::options_description all;
+  all.add(desc).add(hidden);
+  po::positional_options_description pos;
+  pos.add("locations", 2);
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
+  po::notify(vm);
+  if (vm.count("help")) {
+    std::cout << "usage: ferry stage [options] ferry://SRC_HOST:PORT/VOLUME ferry://DST_HOST:PORT/VOLUME[/PATH]\n"
+                 "       ferry stage --watch ID | --cancel ID ferry://SRC_HOST:PORT\n"
+                 "  the daemon at SRC pushes its volume to the daemon at DST (with its own TLS settings);\n"
+                 "  Ctrl-C while watching cancels the stage\n" << desc;
+    return kExitOk;
+  }
+  const bool by_id = r.watch_id != 0 || r.cancel_id != 0;
+  if (by_id ? positional.size() != 1 : positional.size() != 2) {
+    std::fprintf(stderr, "ferry stage: need SRC and DST, or --watch/--cancel ID and the source daemon (see ferry stage --help)\n");
+    return kExitUsage;
+  }
+  r.remote.daemon = positional[0];
+  if (!by_id) r.target = positional[1];
+  if (Status st = ParseTransferFlags(vm, &r.push.compress, &r.push.compress_level, &r.push.bwlimit, r.push.streams);
+      !st.ok()) {
+    std::fprintf(stderr, "ferry stage: %s\n", st.ToString().c_str());
+    return kExitUsage;
+  }
+  r.progress = vm["progress"].as<bool>() || (!vm["no-progress"].as<bool>() && ::isatty(2) && !r.remote.json);
+  return RunStage(r);
+}
+
 }  // namespace
 
 int RunCommandLine(int argc, char** argv) {
@@ -297,6 +414,9 @@ int RunCommandLine(int argc, char** argv) {
     if (command == "sync") return SyncCommand(args);
     if (command == "daemon") return DaemonCommand(args);
     if (command == "bench") return BenchCommand(args);
+    if (command == "stage") return StageCommand(args);
+    if (command == "stages") return ListCommand(args, "stages", &RunStages);
+    if (command == "volumes") return ListCommand(args, "volumes", &RunVolumes);
     if (command == "version" || command == "--version") {
       std::printf("ferry 0.1.0 (protocol 1)\n");
       return kExitOk;

@@ -1,9 +1,13 @@
-// JSON output helpers of the command line (`--json` of ferry sync and ferry bench).
-// Threading: pure functions.
+// JSON helpers of the command line (`--json` of ferry sync and ferry bench) and of the control
+// API's messages. Threading: pure functions.
 #pragma once
 
 #include <cstdio>
 #include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "base/result.h"
 
 namespace ferry {
 
@@ -24,6 +28,22 @@ inline std::string JsonString(const std::string& s) {
     }
   }
   return out + "\"";
+}
+
+// Text of a reply, a log line or a journal row: bytes that are not UTF-8 (a file name in an
+// error) become U+FFFD instead of an exception.
+inline std::string DumpJson(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+// Text of a request, whose strings must arrive as given (an exclude pattern): bytes that are
+// not UTF-8 are refused.
+inline Result<std::string> DumpJsonExact(const nlohmann::json& j) {
+  try {
+    return j.dump();
+  } catch (const nlohmann::json::exception&) {
+    return Status::InvalidArgument("a name or pattern is not UTF-8: the control API carries UTF-8 text only");
+  }
 }
 
 }  // namespace ferry

@@ -5,6 +5,7 @@
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -41,7 +42,13 @@ static Status LockStateDir(const std::string& dir, UniqueFd* lock_fd) {
 }
 
 Status Daemon::Start() {
-  if (config_.volumes.paths.empty()) return Status::InvalidArgument("no --volume NAME=PATH given");
+  struct stat kubelet;
+  const bool on_node = !config_.volumes.kubelet_root.empty() &&
+                       ::stat((config_.volumes.kubelet_root + "/pods").c_str(), &kubelet) == 0;
+  if (config_.volumes.paths.empty() && !on_node) {
+    return Status::InvalidArgument("no --volume NAME=PATH given, and no kubelet pods directory under --kubelet-root '" +
+                                   config_.volumes.kubelet_root + "' for pv:NAME volumes");
+  }
   for (const auto& [name, path] : config_.volumes.paths) {
     struct stat st;
     if (::stat(path.c_str(), &st) != 0) return Status::Errno(errno, "volume '" + name + "' path '" + path + "'");
@@ -58,8 +65,16 @@ Status Daemon::Start() {
   Result<int> fd = Listen(config_.listen, &bound_);
   if (!fd.ok()) return fd.status();
   listen_fd_ = UniqueFd(*fd);
+  metrics_ = std::make_unique<Metrics>(io::EngineKindName(config_.io_engine));
+  if (config_.metrics_listen) {
+    FERRY_RETURN_IF_ERROR(metrics_->Listen(*config_.metrics_listen, &metrics_bound_));
+    LOG_INFO("metrics on http://" + metrics_bound_.ToString() + "/metrics");
+  }
+  stages_ = std::make_unique<StageRunner>(config_.volumes, locks_, config_.tls, config_.state_dir, metrics_.get());
+  FERRY_RETURN_IF_ERROR(stages_->Open());
   std::string names;
   for (const auto& [name, path] : config_.volumes.paths) names += " " + name + "=" + path;
+  if (on_node) names += " pv:NAME under " + config_.volumes.kubelet_root;
   LOG_INFO("ferry daemon listening on " + bound_.ToString() + ", volumes:" + names + "; I/O engine " +
            io::EngineKindName(config_.io_engine) + "; " + (tls_ ? tls_->mode() : "plaintext"));
   if (!tls_) {
@@ -70,6 +85,7 @@ Status Daemon::Start() {
 }
 
 void Daemon::Serve(const std::atomic<bool>& stop) {
+  sd_notify(0, ("READY=1\nSTATUS=listening on " + bound_.ToString()).c_str());  // Type=notify; no-op elsewhere
   while (!stop.load()) {
     pollfd p{listen_fd_.get(), POLLIN, 0};
     int n = ::poll(&p, 1, 200);
@@ -77,7 +93,9 @@ void Daemon::Serve(const std::atomic<bool>& stop) {
     CutSlowHandshakes();
   }
   LOG_INFO("stopping: no new sessions; ending the running ones");
+  sd_notify(0, "STOPPING=1");
   listen_fd_.Reset();
+  stages_->Stop();  // journalled as interrupted: the next start resumes them
   std::unique_lock<std::mutex> lock(mutex_);
   stopping_ = true;
   for (auto& [id, connection] : sessions_) connection.stream->Shutdown();
@@ -158,7 +176,9 @@ void Daemon::RunConnection(int fd, uint64_t session_id) {
   if (!s.ok()) {
     channel.SendError(s);
     LOG_WARN("refused " + stream.peer_name() + ": " + s.ToString());
-  } else if (s = ServeSession(channel, config_.volumes, locks_, hub_, session_id, &handshaken); s.ok()) {
+  } else if (s = ServeSession(channel, config_.volumes, locks_, hub_, session_id, &handshaken,
+                              DaemonServices{metrics_.get(), stages_.get()});
+             s.ok()) {
     // committed; ServeSession logged it
   } else if (s.code() == Code::kNetwork) {
     LOG_INFO("session " + std::to_string(session_id) + " with " + stream.peer_name() + " ended: " + s.ToString());

@@ -1,7 +1,10 @@
 // `ferry daemon`: listens, accepts connections and serves each on its own thread
-// (daemon/session_server.h), up to kSessionsMax at once. Holds a lock on its state directory so
-// two daemons never share one. Stops on Stop() (SIGTERM/SIGINT in main): no new connections,
-// running sessions are shut down, and Serve() returns when they have ended.
+// (daemon/session_server.h), up to kSessionsMax at once, and runs the stages its control API
+// starts (daemon/stage_runner.h). Holds a lock on its state directory so two daemons never share
+// one. Stops when `stop` turns true (SIGTERM/SIGINT): no new connections, its own stages are cut
+// and journalled as interrupted (resumed at the next start), running sessions are shut down (a
+// receiver keeps every file it committed and the durable part of a large one), and Serve()
+// returns when they have ended. Tells systemd when it is ready and when it stops (sd_notify).
 // Threading: Serve() on one thread; Stop() from any thread or a signal handler's flag.
 #pragma once
 
@@ -12,19 +15,23 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "agent/fs.h"
 #include "agent/io/engine.h"
 #include "agent/io/stream.h"
 #include "agent/io/tls.h"
+#include "daemon/metrics.h"
 #include "daemon/net.h"
 #include "daemon/session_server.h"
+#include "daemon/stage_runner.h"
 
 namespace ferry {
 
 struct DaemonConfig {
   HostPort listen;
+  std::optional<HostPort> metrics_listen;  // Prometheus metrics over HTTP (daemon/metrics.h)
   VolumeTable volumes;
   std::string state_dir;
   io::TlsOptions tls;  // TLS for every connection, or tls.insecure: plaintext
@@ -36,9 +43,11 @@ class Daemon {
   explicit Daemon(DaemonConfig config) : config_(std::move(config)) {}
   ~Daemon();
 
-  // Checks the volumes, locks the state dir, binds. Errors name the volume, dir or address.
+  // Checks the volumes, locks the state dir, binds, resumes the stages a stop interrupted.
+  // Errors name the volume, dir or address.
   Status Start();
   const HostPort& bound() const { return bound_; }
+  const HostPort& metrics_bound() const { return metrics_bound_; }
   // Accepts until `stop` becomes true, then waits for the sessions to end.
   void Serve(const std::atomic<bool>& stop);
 
@@ -47,8 +56,10 @@ class Daemon {
   void RunConnection(int fd, uint64_t session_id);
 
   DaemonConfig config_;
-  HostPort bound_;
+  HostPort bound_, metrics_bound_;
   UniqueFd listen_fd_;
+  std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<StageRunner> stages_;
   UniqueFd lock_fd_;
   VolumeLocks locks_;
   StreamHub hub_;

@@ -16,6 +16,8 @@
 #include "base/bounds.h"
 #include "base/log.h"
 #include "daemon/bench_server.h"
+#include "daemon/control.h"
+#include "daemon/metrics.h"
 
 namespace ferry {
 
@@ -28,6 +30,13 @@ bool VolumeLocks::Lock(const std::string& volume, uint64_t session_id, int wait_
   auto [it, inserted] = held_.try_emplace(volume, session_id);
   *holder = it->second;
   return inserted;
+}
+
+bool VolumeLocks::Holder(const std::string& volume, uint64_t* holder) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = held_.find(volume);
+  *holder = it == held_.end() ? 0 : it->second;
+  return it != held_.end();
 }
 
 void VolumeLocks::Unlock(const std::string& volume) {
@@ -107,10 +116,18 @@ static Result<std::vector<Channel*>> GrantStreams(Channel& channel, const protoc
   return hub.Await(session_id, kHandshakeTimeoutMs);
 }
 
+// The peer's host without its port: the same source across stages, for the metrics' pair label.
+static std::string PeerHost(const std::string& peer) {
+  size_t colon = peer.rfind(':');
+  return colon == std::string::npos ? peer : peer.substr(0, colon);
+}
+
 static Status RunDirection(Channel& channel, const protocol::Open& open, const std::string& root, int root_fd,
-                           uint64_t session_id, const std::string& state_dir, StreamHub& hub) {
+                           uint64_t session_id, const std::string& state_dir, StreamHub& hub, Metrics* metrics) {
   std::string display = JoinPath(root, open.subpath);
   SyncOptions options = SyncOptions::FromOpen(open);
+  const auto start = std::chrono::steady_clock::now();
+  auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
   if (open.direction == Direction::kPush) {
     Result<std::vector<Channel*>> lanes = GrantStreams(channel, open, hub, session_id);
     if (!lanes.ok()) return lanes.status();
@@ -118,7 +135,14 @@ static Status RunDirection(Channel& channel, const protocol::Open& open, const s
     Receiver receiver(channel, root_fd, display, options, session_id);
     receiver.SetStateCache(cache.get());
     receiver.SetLanes(std::move(*lanes));
-    return receiver.Run();
+    Status s = receiver.Run();
+    if (metrics != nullptr && !options.dry_run) {
+      SyncSummary summary = receiver.Summary();
+      metrics->StageFinished("receiver", open.volume, PeerHost(channel.peer_name()) + " -> " + open.volume,
+                             s.ok() ? "committed" : "failed", seconds(), s.ok() ? &summary : nullptr,
+                             summary.bytes_sent_wire);
+    }
+    return s;
   }
   channel.SetRateLimit(open.bwlimit);  // the daemon sends the data of a pull
   Result<ExcludeList> excludes = ExcludeList::Make(options.excludes);
@@ -133,19 +157,28 @@ static Status RunDirection(Channel& channel, const protocol::Open& open, const s
   Sender sender(channel, FdPath(root_fd, ""), scan_options, &progress, nullptr);
   sender.SetLanes(std::move(*lanes));
   Result<SyncSummary> summary = sender.Run();
+  if (metrics != nullptr && !options.dry_run) {
+    metrics->StageFinished("sender", open.volume, open.volume + " -> " + PeerHost(channel.peer_name()),
+                           summary.ok() ? "committed" : "failed", seconds(), summary.ok() ? &*summary : nullptr,
+                           progress.wire_bytes);
+  }
   if (!summary.ok()) return summary.status();
   for (const std::string& error : summary->errors) LOG_WARN("could not read: " + error);
   return Status::Ok();
 }
 
 Status ServeSession(Channel& channel, const VolumeTable& volumes, VolumeLocks& locks, StreamHub& hub,
-                    uint64_t session_id, std::atomic<bool>* handshaken) {
+                    uint64_t session_id, std::atomic<bool>* handshaken, const DaemonServices& services) {
   FERRY_RETURN_IF_ERROR(AcceptHello(channel));
   Frame first;
   FERRY_RETURN_IF_ERROR(channel.Receive(&first, kHandshakeTimeoutMs));
   if (handshaken != nullptr) *handshaken = true;
   if (first.type == protocol::BenchMessage(protocol::BenchType::kBenchOpen)) {
     return ServeBench(channel, first, volumes, locks, session_id);  // `ferry bench`: daemon/bench_server.h
+  }
+  if (first.type == protocol::ControlMessage(protocol::ControlType::kControl)) {  // daemon/control.h
+    LogContext context("session=" + std::to_string(session_id) + " api=control");
+    return ServeControl(channel, first, volumes, locks, services.stages);
   }
   if (first.type == MessageType::kJoin) {  // a data stream of another session
     Result<protocol::Join> join = protocol::Join::Decode(first.payload);
@@ -155,13 +188,10 @@ Status ServeSession(Channel& channel, const VolumeTable& volumes, VolumeLocks& l
   Result<protocol::Open> open = AcceptOpen(channel, first);
   if (!open.ok()) return open.status();
   LogContext context("session=" + std::to_string(session_id) + " volume=" + open->volume);
-  auto volume = volumes.paths.find(open->volume);
-  if (volume == volumes.paths.end()) {
-    std::string known;
-    for (const auto& [name, path] : volumes.paths) known += (known.empty() ? "" : ", ") + name;
-    Status s = Status::NotFound("unknown volume '" + open->volume + "' (this daemon serves: " + known + ")");
-    channel.SendError(s);
-    return s;
+  Result<std::string> volume = volumes.Resolve(open->volume);
+  if (!volume.ok()) {
+    channel.SendError(volume.status());
+    return volume.status();
   }
   uint64_t holder = 0;
   if (!locks.Lock(open->volume, session_id, kVolumeLockWaitMs, &holder)) {
@@ -172,13 +202,15 @@ Status ServeSession(Channel& channel, const VolumeTable& volumes, VolumeLocks& l
   }
   LOG_INFO(std::string(open->direction == Direction::kPush ? "receiving" : "sending") + " stage " +
            std::to_string(open->stage) + " from " + channel.peer_name());
-  Result<UniqueFd> root_fd = OpenSessionRoot(volume->second, *open);
+  Result<UniqueFd> root_fd = OpenSessionRoot(*volume, *open);
   if (root_fd.ok() && !root_fd->valid() && open->direction == Direction::kPull) {
     root_fd = Status::NotFound("'" + open->subpath + "' does not exist in volume '" + open->volume + "'");
   }
-  Status s = root_fd.ok() ? RunDirection(channel, *open, volume->second, root_fd->get(), session_id,
-                                         volumes.state_dir, hub)
+  if (services.metrics != nullptr) services.metrics->SessionStarted();
+  Status s = root_fd.ok() ? RunDirection(channel, *open, *volume, root_fd->get(), session_id, volumes.state_dir, hub,
+                                         services.metrics)
                           : root_fd.status();
+  if (services.metrics != nullptr) services.metrics->SessionEnded();
   if (!root_fd.ok()) channel.SendError(s);
   hub.Release(session_id);
   locks.Unlock(open->volume);

@@ -17,13 +17,9 @@
 #include "agent/channel.h"
 #include "agent/state_cache.h"
 #include "base/status.h"
+#include "daemon/volumes.h"
 
 namespace ferry {
-
-struct VolumeTable {
-  std::map<std::string, std::string> paths;  // volume name -> root directory
-  std::string state_dir;  // the receiver's state cache lives here ("": none)
-};
 
 // The state cache in `dir`, or null (with a warning) when `dir` is "" or the cache cannot be
 // opened: without it a stage still works, it reads the target's changed files to hash them.
@@ -37,6 +33,8 @@ class VolumeLocks {
   // stays busy; *holder then names the session that has it.
   bool Lock(const std::string& volume, uint64_t session_id, int wait_ms, uint64_t* holder);
   void Unlock(const std::string& volume);
+  // Whether a session holds `volume` now (*holder: which).
+  bool Holder(const std::string& volume, uint64_t* holder);
 
  private:
   std::mutex mutex_;
@@ -45,11 +43,20 @@ class VolumeLocks {
 };
 
 // Serves one connection until the stage commits or fails. The client is told every failure. A
-// connection that JOINs another session's data streams is handed to `hub` until that ends.
+// connection that JOINs another session's data streams is handed to `hub` until that ends; one
+// that sends CONTROL is served by the control API (daemon/control.h).
 // `handshaken` (may be null) turns true once HELLO and the first request (OPEN, JOIN,
 // BENCH_OPEN) arrived: until then the caller holds the connection to an absolute deadline.
+class Metrics;
+class StageRunner;
+// What a real daemon adds to a session (an in-process receiver has none of them): counters, and
+// the stages its control API runs.
+struct DaemonServices {
+  Metrics* metrics = nullptr;
+  StageRunner* stages = nullptr;
+};
 Status ServeSession(Channel& channel, const VolumeTable& volumes, VolumeLocks& locks, StreamHub& hub,
-                    uint64_t session_id, std::atomic<bool>* handshaken = nullptr);
+                    uint64_t session_id, std::atomic<bool>* handshaken = nullptr, const DaemonServices& services = {});
 
 // Checks a volume name given on the command line: [A-Za-z0-9._:-], 1..kVolumeNameMaxBytes.
 Status ValidateVolumeName(const std::string& name);

@@ -34,47 +34,6 @@ using protocol::ItemAction;
 
 constexpr int kConnectTimeoutMs = 10'000;
 
-// The extra data streams of a session (OPEN_OK granted them): their connections, channels and,
-// for a local sync, the in-process daemon side serving each.
-class Lanes {
- public:
-  Lanes() = default;
-  Lanes(const Lanes&) = delete;
-  Lanes& operator=(const Lanes&) = delete;
-  ~Lanes() {
-    for (auto& stream : streams_) stream->Shutdown();
-    for (std::thread& t : servers_) t.join();
-  }
-  // Opens streams 1 .. ok.streams - 1: each connects (`connect`), says HELLO and JOIN.
-  template <typename Connect>
-  Status Join(const protocol::OpenOk& ok, WireCompression compress, int content_level, Connect connect) {
-    for (uint32_t index = 1; index < ok.streams; ++index) {
-      Result<std::unique_ptr<io::ByteStream>> stream = connect(this);
-      if (!stream.ok()) return stream.status();
-      streams_.push_back(std::move(*stream));
-      channels_.push_back(std::make_unique<Channel>(*streams_.back()));
-      FERRY_RETURN_IF_ERROR(JoinSession(*channels_.back(), protocol::Join{ok.session_id, ok.join_token, index}, compress));
-      channels_.back()->SetContentLevel(content_level);
-    }
-    return Status::Ok();
-  }
-  void AddServer(std::unique_ptr<io::ByteStream> server_end, std::thread thread) {
-    server_ends_.push_back(std::move(server_end));
-    servers_.push_back(std::move(thread));
-  }
-  std::vector<Channel*> channels() const {
-    std::vector<Channel*> out;
-    for (const auto& c : channels_) out.push_back(c.get());
-    return out;
-  }
-
- private:
-  std::vector<std::unique_ptr<io::ByteStream>> streams_;
-  std::vector<std::unique_ptr<Channel>> channels_;
-  std::vector<std::unique_ptr<io::ByteStream>> server_ends_;
-  std::vector<std::thread> servers_;
-};
-
 const char* ActionName(ItemAction a) {
   switch (a) {
     case ItemAction::kCreate: return "new";
@@ -149,8 +108,7 @@ class SyncRun {
  private:
   Result<SyncSummary> Push(const Location& target, const ScanOptions& scan_options);
   Result<SyncSummary> Pull(const Location& source, const Location& target);
-  protocol::Open MakeOpen(const Location& remote, Direction direction) const;
-  WireCompression Compress(bool loopback) const;
+  PushSettings Settings(const Location& remote) const;
   // A plaintext session refused at its first frames: say that the daemon may require TLS.
   Status PlaintextAdvice(const Status& s) const;
   void OnItem(const protocol::Item& item);
@@ -218,12 +176,16 @@ int SyncRun::Run() {
   return summary->errors.empty() && summary->files_failed == 0 ? kExitOk : kExitPartial;
 }
 
-// Manifests and hashes compress several-fold for little CPU and always go compressed; file
-// content does only where the link is slower than zstd (not to a daemon on this host).
-WireCompression SyncRun::Compress(bool loopback) const {
-  if (request_.compress == CompressMode::kNone) return WireCompression::kNone;
-  if (request_.compress == CompressMode::kLevel || !loopback) return WireCompression::kAll;
-  return WireCompression::kMetadata;
+PushSettings SyncRun::Settings(const Location& remote) const {
+  PushSettings settings;
+  settings.volume = remote.volume;
+  settings.subpath = remote.subpath;
+  settings.options = request_.options;
+  settings.bwlimit = request_.bwlimit;
+  settings.streams = request_.streams;
+  settings.compress = request_.compress;
+  settings.compress_level = request_.compress_level;
+  return settings;
 }
 
 Status SyncRun::PlaintextAdvice(const Status& s) const {
@@ -231,19 +193,6 @@ Status SyncRun::PlaintextAdvice(const Status& s) const {
   return Status::Make(s.code(), s.message() + " (a daemon that requires TLS closes plaintext connections at once: "
                                                 "pass its --psk-file, or --tls-cert, --tls-key and --tls-ca)",
                       s.error_number());
-}
-
-protocol::Open SyncRun::MakeOpen(const Location& remote, Direction direction) const {
-  protocol::Open open;
-  open.volume = remote.volume;
-  open.subpath = remote.subpath;
-  open.direction = direction;
-  open.options = request_.options.WireFlags();
-  open.excludes = request_.options.excludes;
-  open.bwlimit = request_.bwlimit;
-  open.streams = request_.bwlimit != 0 ? 1 : request_.streams;  // one rate limit, one stream
-  open.compress_level = request_.compress == CompressMode::kLevel ? static_cast<uint32_t>(request_.compress_level) : 0;
-  return open;
 }
 
 Result<SyncSummary> SyncRun::Push(const Location& target, const ScanOptions& scan_options) {
@@ -274,7 +223,7 @@ Result<SyncSummary> SyncRun::Push(const Location& target, const ScanOptions& sca
   }
   // A remote daemon: one more connection per stream. A local target: one more stream pair, its
   // far end served in-process like a daemon connection.
-  auto connect = [&](Lanes* lanes) -> Result<std::unique_ptr<io::ByteStream>> {
+  Lanes::Connect connect = [&](Lanes* lanes) -> Result<std::unique_ptr<io::ByteStream>> {
     if (target.remote) return Connect(target.daemon, kConnectTimeoutMs, &loopback, tls_.get());
     std::unique_ptr<io::ByteStream> near, far;
     FERRY_RETURN_IF_ERROR(io::MakeStreamPair("local sender", &far, "local receiver", &near));
@@ -285,25 +234,11 @@ Result<SyncSummary> SyncRun::Push(const Location& target, const ScanOptions& sca
     }));
     return near;
   };
-  Lanes lanes;
-  Channel channel(*client_stream);
   ProgressPrinter printer(progress_, request_.progress);
-  Result<SyncSummary> summary = Status::Aborted("not run");
-  const protocol::Open open = MakeOpen(remote, Direction::kPush);
-  Result<protocol::OpenOk> opened = OpenSession(channel, open,
-                                                Compress(loopback));
-  if (!opened.ok() && target.remote) opened = PlaintextAdvice(opened.status());
-  if (opened.ok()) channel.SetContentLevel(static_cast<int>(open.compress_level));
-  Status joined = opened.ok() ? lanes.Join(*opened, Compress(loopback), static_cast<int>(open.compress_level), connect) : opened.status();
-  if (!joined.ok()) {
-    summary = joined;
-  } else {
-    channel.SetRateLimit(request_.bwlimit);
-    Sender sender(channel, request_.source, scan_options, &progress_, sink);
-    sender.SetLanes(lanes.channels());
-    summary = sender.Run();
-    if (summary.ok()) summary->streams = opened->streams;
-  }
+  PushSettings settings = Settings(remote);
+  settings.source = request_.source;
+  Result<SyncSummary> summary = RunPush(*client_stream, loopback, settings, scan_options, connect, &progress_, sink);
+  if (!summary.ok() && target.remote) summary = PlaintextAdvice(summary.status());
   if (local_receiver.joinable()) {
     if (!summary.ok()) client_stream->Shutdown();
     local_receiver.join();
@@ -330,16 +265,16 @@ Result<SyncSummary> SyncRun::Pull(const Location& source, const Location& target
   Result<std::unique_ptr<io::ByteStream>> stream = Connect(source.daemon, kConnectTimeoutMs, &loopback, tls_.get());
   if (!stream.ok()) return stream.status();
   Channel channel(**stream);
-  const protocol::Open open = MakeOpen(source, Direction::kPull);
-  Result<protocol::OpenOk> opened = OpenSession(channel, open,
-                                                Compress(loopback));
+  const protocol::Open open = MakeOpen(Settings(source), Direction::kPull);
+  const WireCompression compress = CompressionFor(request_.compress, loopback);
+  Result<protocol::OpenOk> opened = OpenSession(channel, open, compress);
   if (!opened.ok()) {
     source_failed_ = true;  // refused by the daemon that holds the source
     return PlaintextAdvice(opened.status());
   }
   Lanes lanes;
   channel.SetContentLevel(static_cast<int>(open.compress_level));
-  FERRY_RETURN_IF_ERROR(lanes.Join(*opened, Compress(loopback), static_cast<int>(open.compress_level), [&](Lanes*) {
+  FERRY_RETURN_IF_ERROR(lanes.Join(*opened, compress, static_cast<int>(open.compress_level), [&](Lanes*) {
     return Connect(source.daemon, kConnectTimeoutMs, &loopback, tls_.get());
   }));
   ProgressPrinter printer(progress_, request_.progress);

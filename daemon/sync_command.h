@@ -9,6 +9,7 @@
 #include "agent/io/engine.h"
 #include "agent/io/tls.h"
 #include "agent/sync_types.h"
+#include "daemon/push.h"
 
 namespace ferry {
 
@@ -22,14 +23,8 @@ enum ExitCode : int {
   kExitProtocol = 5,   // the peer is not a compatible ferry, or sent damaged data
   kExitBusy = 6,       // volume busy or daemon full: retry later
   kExitDaemon = 7,     // `ferry daemon` could not start (port in use, bad volume, state dir)
+  kExitStage = 8,      // `ferry stage`: the stage the daemon ran failed or was cancelled
   kExitPartial = 23,   // finished, but some source files could not be read (named on stderr)
-};
-
-// zstd on the wire: auto compresses except to a daemon on this host (there it only costs CPU).
-enum class CompressMode {
-  kAuto,   // file content to a daemon on another host: zstd at a level that keeps up with the link
-  kLevel,  // file content at compress_level
-  kNone,   // no zstd at all
 };
 
 struct SyncRequest {

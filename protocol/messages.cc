@@ -17,11 +17,14 @@ const char* MessageTypeName(uint8_t type) {
                                             "BENCH_RESULT"};
   static_assert(sizeof(kBenchNames) / sizeof(kBenchNames[0]) == kBenchTypeLast - kBenchTypeFirst + 1);
   if (type >= kBenchTypeFirst && type <= kBenchTypeLast) return kBenchNames[type - kBenchTypeFirst];
+  if (type == kControlTypeFirst) return "CONTROL";
+  if (type == kControlTypeLast) return "CONTROL_REPLY";
   return type <= kMessageTypeMax ? kNames[type] : "UNKNOWN";
 }
 
 bool IsKnownMessageType(uint8_t type) {
-  return (type >= 1 && type <= kMessageTypeMax) || (type >= kBenchTypeFirst && type <= kBenchTypeLast);
+  return (type >= 1 && type <= kMessageTypeMax) || (type >= kBenchTypeFirst && type <= kBenchTypeLast) ||
+         (type >= kControlTypeFirst && type <= kControlTypeLast);
 }
 
 // --- HELLO / WELCOME ---

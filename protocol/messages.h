@@ -319,6 +319,18 @@ inline constexpr uint8_t kBenchTypeFirst = 30;
 inline constexpr uint8_t kBenchTypeLast = 34;  // 35..39 stay reserved for bench
 inline constexpr MessageType BenchMessage(BenchType type) { return static_cast<MessageType>(type); }
 
+// --- Control (the daemon's control API, FORMAT.md "Control"): types 40..49 reserved for it ---
+// CONTROL takes the place of OPEN after HELLO/WELCOME. Its payload, and that of every
+// CONTROL_REPLY, is one JSON object (UTF-8, at most kControlMessageMaxBytes): the daemon layer
+// parses it; this layer only names the types.
+enum class ControlType : uint8_t {
+  kControl = 40,       // client: a request {"op": ...}
+  kControlReply = 41,  // daemon: one reply, or one event of a watched stage
+};
+inline constexpr uint8_t kControlTypeFirst = 40;
+inline constexpr uint8_t kControlTypeLast = 41;  // 42..49 stay reserved for control
+inline constexpr MessageType ControlMessage(ControlType type) { return static_cast<MessageType>(type); }
+
 enum class BenchKind : uint8_t {
   kNetworkUp = 1,    // client -> daemon: the daemon discards BENCH_DATA
   kNetworkDown = 2,  // daemon -> client: the daemon generates BENCH_DATA

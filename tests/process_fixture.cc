@@ -202,6 +202,7 @@ std::string DaemonProcess::Start(const Config& config, double timeout_s) {
     argv.push_back(a);
   }
   argv.insert(argv.end(), config.security.begin(), config.security.end());
+  argv.insert(argv.end(), config.extra.begin(), config.extra.end());
   for (const auto& [name, path] : config.volumes) {
     argv.push_back("--volume");
     argv.push_back(name + "=" + path);

@@ -71,6 +71,7 @@ class DaemonProcess {
     std::string listen = "127.0.0.1:0";
     std::vector<std::string> security = {"--insecure"};  // or --psk-file F, or the --tls-* flags
     std::vector<std::string> wrapper;  // a command the daemon runs under (setpriv ... --)
+    std::vector<std::string> extra;    // more flags (--metrics-listen, --kubelet-root, --log-format)
   };
   DaemonProcess() = default;
   ~DaemonProcess() { Stop(); }

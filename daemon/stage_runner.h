@@ -1,0 +1,125 @@
+// StageRunner: the stages a daemon pushes from its own volumes to other daemons when its control
+// API asks (daemon/control.h). Each stage runs on its own thread, holds its source volume (no
+// receiving session can write into it meanwhile), can be watched and cancelled, and is recorded
+// in a journal (SQLite, STATE_DIR/stages.db) at every transition: a daemon stopped (SIGTERM) or
+// killed while stages run resumes them when it starts again, and keeps the last results.
+// Threading: every method is thread-safe.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "agent/io/stream.h"
+#include "agent/io/tls.h"
+#include "agent/sync_types.h"
+#include "base/result.h"
+#include "daemon/push.h"
+#include "daemon/session_server.h"
+
+struct sqlite3;
+
+namespace ferry {
+
+class Metrics;
+
+// What to stage: a volume of this daemon pushed to a volume (or a path in one) on another.
+struct StageSpec {
+  std::string volume;  // the source: a volume of this daemon (pv:NAME too)
+  std::string target;  // ferry://HOST:PORT/VOLUME[/PATH]
+  PushSettings push;   // options; volume, subpath and source are filled in from the two above
+
+  nlohmann::json ToJson() const;
+  // Checks every field (types, ranges, the target URL); errors name the field.
+  static Result<StageSpec> FromJson(const nlohmann::json& json);
+};
+
+enum class StageState { kRunning, kCommitted, kFailed, kCancelled, kInterrupted };
+const char* StageStateName(StageState state);
+
+struct StageStatus {
+  uint64_t id = 0;
+  StageSpec spec;
+  StageState state = StageState::kRunning;
+  uint32_t attempt = 1;  // 2, 3, ...: resumed after the daemon restarted
+  int64_t started_unix_ms = 0;
+  int64_t finished_unix_ms = 0;
+  // While running: the live progress; finished: the summary.
+  uint64_t entries_total = 0, files_needed = 0, bytes_needed = 0, files_sent = 0, bytes_sent = 0, bytes_skipped = 0,
+           wire_bytes = 0;
+  bool needs_complete = false;  // bytes_needed is final
+  bool finished_counts = false;  // the summary below is set
+  SyncSummary summary;
+  std::string error;
+  uint64_t version = 0;  // bumps on every change (for watchers)
+
+  bool finished() const { return state != StageState::kRunning; }
+  nlohmann::json ToJson() const;
+};
+
+class StageRunner {
+ public:
+  // `volumes` (with pv: discovery) and `locks` are the daemon's; `tls` its own TLS settings,
+  // used as a client towards the target daemons.
+  StageRunner(const VolumeTable& volumes, VolumeLocks& locks, io::TlsOptions tls, std::string state_dir,
+              Metrics* metrics);
+  ~StageRunner();
+  StageRunner(const StageRunner&) = delete;
+  StageRunner& operator=(const StageRunner&) = delete;
+
+  // Opens the journal and starts again every stage it shows running when the daemon stopped.
+  Status Open();
+  // Starts a stage: its id. Refused (InvalidArgument, NotFound, Busy) before anything runs.
+  Result<uint64_t> Start(StageSpec spec);
+  // Cuts a running stage: it ends as cancelled (files already committed on the target stay).
+  Status Cancel(uint64_t id);
+  Result<StageStatus> Get(uint64_t id);
+  // Running stages, then the last finished ones, newest first.
+  std::vector<StageStatus> List();
+  // Returns the stage once its version differs from `seen` or after `timeout_ms`.
+  Result<StageStatus> WaitChange(uint64_t id, uint64_t seen, int timeout_ms);
+  // SIGTERM: every running stage is cut and journalled as interrupted (resumed at the next
+  // start); returns when their threads have ended.
+  void Stop();
+  size_t running();
+
+ private:
+  struct Running;
+  Status Launch(uint64_t id, StageSpec spec, uint32_t attempt, int64_t started_unix_ms);
+  void Run(Running* run);
+  void Finish(Running* run, StageState state, const Result<SyncSummary>& summary);
+  Status Journal(const StageStatus& status);
+  void Snapshot(Running* run, StageStatus* out);
+
+  const VolumeTable& volumes_;
+  VolumeLocks& locks_;
+  io::TlsOptions tls_options_;
+  std::shared_ptr<io::TlsContext> tls_;
+  std::string state_dir_;
+  Metrics* metrics_;
+
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  sqlite3* db_ = nullptr;
+  uint64_t next_id_ = 1;  // above every id in the journal
+  bool stopping_ = false;
+  struct Running {
+    StageStatus status;
+    SyncProgress progress;
+    std::atomic<bool> cancel{false};
+    io::ByteStream* stream = nullptr;  // the connection to the target, once made (mutex_)
+    std::thread thread;
+  };
+  std::map<uint64_t, std::unique_ptr<Running>> running_;
+  std::vector<StageStatus> finished_;  // newest last, at most kStageHistoryMax
+};
+
+}  // namespace ferry

@@ -1,0 +1,366 @@
+// The node daemon as deployed: its control API between two real daemons on loopback (`ferry
+// volumes`, `ferry stage`, `ferry stages`, cancel), Prometheus metrics read with curl after
+// stages, JSON logs, systemd readiness (sd_notify on a NOTIFY_SOCKET the test binds), SIGTERM
+// during a stage followed by a restart that resumes it, and pv:NAME discovery on a
+// kubelet-shaped directory tree. Every mirror is checked with rsync as the oracle.
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tests/process_fixture.h"
+#include "tests/tree_fixture.h"
+
+namespace ferry_test {
+namespace {
+
+using nlohmann::json;
+
+json ParseJson(const std::string& text) { return json::parse(text, nullptr, /*allow_exceptions=*/false); }
+
+// The port of --metrics-listen, from the daemon's log.
+int MetricsPort(const DaemonProcess& daemon) {
+  const std::string log = daemon.Log(), needle = "metrics on http://127.0.0.1:";
+  size_t at = log.find(needle);
+  return at == std::string::npos ? 0 : std::atoi(log.c_str() + at + needle.size());
+}
+
+std::string Scrape(const DaemonProcess& daemon) {
+  CommandResult r = RunCommand({"curl", "-sf", "http://127.0.0.1:" + std::to_string(MetricsPort(daemon)) + "/metrics"});
+  EXPECT_EQ(r.exit_code, 0) << r.Describe();
+  return r.out;
+}
+
+// The value of one sample line "NAME{LABELS} VALUE" of a scrape; -1 when absent.
+double Sample(const std::string& scrape, const std::string& name_and_labels) {
+  std::istringstream lines(scrape);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind(name_and_labels + " ", 0) == 0) return std::atof(line.c_str() + name_and_labels.size() + 1);
+  }
+  return -1;
+}
+
+class ControlApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    src_ = tmp_.Sub("src");
+    dst_ = tmp_.Sub("dst");
+    MakeDirs(src_);
+    MakeDirs(dst_);
+    MakeDirs(tmp_.Sub("a"));
+    MakeDirs(tmp_.Sub("b"));
+    StartSource();
+    DaemonProcess::Config target = DaemonConfigIn(tmp_.Sub("b"), {{"copy", dst_}});
+    target.extra = {"--metrics-listen", "127.0.0.1:0", "--log-format", "json", "--kubelet-root", ""};
+    ASSERT_EQ(target_.Start(target), "");
+  }
+
+  void StartSource() {
+    DaemonProcess::Config source = DaemonConfigIn(tmp_.Sub("a"), {{"data", src_}});
+    source.extra = {"--metrics-listen", "127.0.0.1:0", "--kubelet-root", ""};
+    ASSERT_EQ(source_.Start(source), "");
+  }
+
+  std::string SourceDaemon() const { return "ferry://127.0.0.1:" + std::to_string(source_.port()); }
+
+  CommandResult Stage(std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"stage", "--insecure", "--no-progress", "--json"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    args.push_back(source_.Url("data"));
+    args.push_back(target_.Url("copy"));
+    return RunFerry(args);
+  }
+
+  json Stages() {
+    CommandResult r = RunFerry({"stages", "--insecure", "--json", SourceDaemon()});
+    EXPECT_EQ(r.exit_code, 0) << r.Describe();
+    return ParseJson(r.out);
+  }
+
+  TempDir tmp_;
+  std::string src_, dst_;
+  DaemonProcess source_, target_;
+};
+
+TEST_F(ControlApiTest, StagesPushAVolumeBetweenTwoDaemonsAndAreCounted) {
+  const uint64_t seed = TestSeed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  BuildFidelityTree(src_, seed);
+
+  CommandResult first = Stage();
+  ASSERT_EQ(first.exit_code, 0) << first.Describe();
+  json one = ParseJson(first.out);
+  ASSERT_TRUE(one.is_object()) << first.out;
+  EXPECT_EQ(one["state"], "committed") << first.out;
+  EXPECT_EQ(one["stage_id"], 1u);
+  EXPECT_EQ(one["final"], true);
+  EXPECT_GT(one["summary"]["files_sent"].get<uint64_t>(), 0u) << first.out;
+  EXPECT_EQ(RsyncDiff(src_, dst_), "");
+
+  MutateTree(src_, seed);
+  CommandResult second = Stage();
+  ASSERT_EQ(second.exit_code, 0) << second.Describe();
+  json two = ParseJson(second.out);
+  EXPECT_EQ(two["state"], "committed") << second.out;
+  EXPECT_GT(two["summary"]["entries_deleted"].get<uint64_t>(), 0u) << second.out;
+  EXPECT_EQ(RsyncDiff(src_, dst_), "");
+
+  // The source daemon remembers both, newest first.
+  const json all = Stages();
+  const json& stages = all["stages"];
+  ASSERT_EQ(stages.size(), 2u) << stages.dump();
+  EXPECT_EQ(stages[0]["stage_id"], 2u);
+  EXPECT_EQ(stages[1]["stage_id"], 1u);
+  EXPECT_EQ(stages[0]["state"], "committed");
+  EXPECT_EQ(stages[0]["spec"]["target"], target_.Url("copy"));
+
+  // Its volumes: the one it serves, a directory with its file system's size, idle now.
+  CommandResult volumes = RunFerry({"volumes", "--insecure", "--json", SourceDaemon()});
+  ASSERT_EQ(volumes.exit_code, 0) << volumes.Describe();
+  const json listing = ParseJson(volumes.out);
+  const json& list = listing["volumes"];
+  ASSERT_EQ(list.size(), 1u) << volumes.out;
+  EXPECT_EQ(list[0]["name"], "data");
+  EXPECT_EQ(list[0]["kind"], "directory");
+  EXPECT_EQ(list[0]["state"], "idle");
+  EXPECT_GT(list[0]["size_bytes"].get<uint64_t>(), 0u);
+  CommandResult table = RunFerry({"volumes", "--insecure", SourceDaemon()});
+  EXPECT_NE(table.out.find("data"), std::string::npos) << table.Describe();
+
+  // Both daemons counted both stages, each from its side.
+  const uint64_t files = one["summary"]["files_sent"].get<uint64_t>() + two["summary"]["files_sent"].get<uint64_t>();
+  const std::string sent = Scrape(source_), received = Scrape(target_);
+  EXPECT_EQ(Sample(sent, "ferry_stages_total{role=\"sender\",volume=\"data\",result=\"committed\"}"), 2) << sent;
+  EXPECT_EQ(Sample(sent, "ferry_files_sent_total{volume=\"data\"}"), static_cast<double>(files)) << sent;
+  EXPECT_EQ(Sample(sent, "ferry_stage_duration_seconds_count{role=\"sender\",volume=\"data\"}"), 2) << sent;
+  EXPECT_GT(Sample(sent, "ferry_last_successful_stage_timestamp_seconds{role=\"sender\",pair=\"data -> " +
+                             target_.Url("copy") + "\"}"),
+            1.7e9)
+      << sent;
+  EXPECT_EQ(Sample(sent, "ferry_sessions_active"), 0) << sent;
+  EXPECT_NE(sent.find("ferry_info{version=\"0.1.0\",io_engine=\""), std::string::npos) << sent;
+  EXPECT_EQ(Sample(received, "ferry_stages_total{role=\"receiver\",volume=\"copy\",result=\"committed\"}"), 2)
+      << received;
+  EXPECT_EQ(Sample(received, "ferry_files_received_total{volume=\"copy\"}"), static_cast<double>(files)) << received;
+  EXPECT_GT(Sample(received, "ferry_bytes_received_total{volume=\"copy\"}"), 0) << received;
+
+  // The target logs JSON: every line an object; a session's lines carry its id and volume.
+  std::istringstream lines(target_.Log());
+  int session_lines = 0;
+  for (std::string line; std::getline(lines, line);) {
+    json entry = ParseJson(line);
+    ASSERT_TRUE(entry.is_object()) << "not JSON: " << line;
+    EXPECT_TRUE(entry.contains("ts") && entry.contains("level") && entry.contains("msg")) << line;
+    if (entry["msg"].get<std::string>().rfind("receiving stage", 0) == 0) {
+      session_lines += 1;
+      EXPECT_EQ(entry["volume"], "copy") << line;
+      EXPECT_TRUE(entry.contains("session")) << line;
+    }
+  }
+  EXPECT_EQ(session_lines, 2);
+}
+
+TEST_F(ControlApiTest, BadRequestsGetClearErrorsAndTheDaemonKeepsServing) {
+  WriteFile(src_ + "/f", "x");
+  CommandResult unknown = RunFerry({"stage", "--insecure", "--no-progress", SourceDaemon() + "/nope", target_.Url("copy")});
+  EXPECT_EQ(unknown.exit_code, 3) << unknown.Describe();
+  EXPECT_NE(unknown.err.find("unknown volume 'nope'"), std::string::npos) << unknown.err;
+
+  // A target that does not answer: the stage runs and fails, naming it.
+  CommandResult unreachable = RunFerry({"stage", "--insecure", "--no-progress", source_.Url("data"), "ferry://127.0.0.1:1/copy"});
+  EXPECT_EQ(unreachable.exit_code, 8) << unreachable.Describe();
+  EXPECT_NE(unreachable.err.find("127.0.0.1:1"), std::string::npos) << unreachable.err;
+
+  CommandResult watch = RunFerry({"stage", "--insecure", "--watch", "999", SourceDaemon()});
+  EXPECT_NE(watch.exit_code, 0);
+  EXPECT_NE(watch.err.find("no stage 999"), std::string::npos) << watch.err;
+  CommandResult cancel = RunFerry({"stage", "--insecure", "--cancel", "999", SourceDaemon()});
+  EXPECT_NE(cancel.exit_code, 0);
+  EXPECT_NE(cancel.err.find("no stage 999"), std::string::npos) << cancel.err;
+  CommandResult bad_target = RunFerry({"stage", "--insecure", source_.Url("data"), "/local/path"});
+  EXPECT_EQ(bad_target.exit_code, 1) << bad_target.Describe();
+  EXPECT_NE(bad_target.err.find("target"), std::string::npos) << bad_target.err;
+
+  EXPECT_TRUE(source_.alive());
+  CommandResult ok = Stage();
+  EXPECT_EQ(ok.exit_code, 0) << ok.Describe();
+  EXPECT_EQ(RsyncDiff(src_, dst_), "");
+}
+
+TEST_F(ControlApiTest, CancelledStageEndsCancelledAndTheVolumeIsFreeAgain) {
+  for (int i = 0; i < 8; ++i) WriteRandomFile(src_ + "/f" + std::to_string(i), 1 << 20, TestSeed() + i);
+  // 8 MiB at 1 MiB/s: running when the cancel arrives.
+  CommandResult started = Stage({"--detach", "--bwlimit", "1M"});
+  ASSERT_EQ(started.exit_code, 0) << started.Describe();
+  const uint64_t id = ParseJson(started.out)["stage_id"].get<uint64_t>();
+  ASSERT_TRUE(PollUntil([&] { return Stages()["stages"][0]["progress"]["bytes_sent"].get<uint64_t>() > 0; }, 20));
+  CommandResult busy = Stage();  // one stage per volume at a time
+  EXPECT_EQ(busy.exit_code, 6) << busy.Describe();
+  EXPECT_NE(busy.err.find("busy"), std::string::npos) << busy.err;
+
+  CommandResult cancel = RunFerry({"stage", "--insecure", "--cancel", std::to_string(id), SourceDaemon()});
+  EXPECT_EQ(cancel.exit_code, 0) << cancel.Describe();
+  CommandResult watched = RunFerry({"stage", "--insecure", "--json", "--watch", std::to_string(id), SourceDaemon()});
+  EXPECT_EQ(watched.exit_code, 8) << watched.Describe();
+  EXPECT_EQ(ParseJson(watched.out)["state"], "cancelled") << watched.out;
+
+  CommandResult again = Stage();
+  ASSERT_EQ(again.exit_code, 0) << again.Describe();
+  EXPECT_EQ(RsyncDiff(src_, dst_), "");
+  EXPECT_EQ(FindTempFiles(dst_), "");
+  const std::string sent = Scrape(source_);
+  EXPECT_EQ(Sample(sent, "ferry_stages_total{role=\"sender\",volume=\"data\",result=\"cancelled\"}"), 1) << sent;
+}
+
+// A datagram socket standing in for systemd's notify socket: what the daemon says on it.
+class NotifySocket {
+ public:
+  explicit NotifySocket(const std::string& path) : path_(path) {
+    fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path.c_str());
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    ::setenv("NOTIFY_SOCKET", path.c_str(), 1);
+  }
+  ~NotifySocket() {
+    ::unsetenv("NOTIFY_SOCKET");
+    ::close(fd_);
+  }
+  // Everything received within `timeout_s`, concatenated.
+  std::string Read(double timeout_s) {
+    std::string all;
+    PollUntil([&] {
+      char buf[512];
+      ssize_t n = ::recv(fd_, buf, sizeof(buf), MSG_DONTWAIT);
+      if (n > 0) all.append(buf, static_cast<size_t>(n)).push_back('\n');
+      return false;
+    }, timeout_s);
+    return all;
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+TEST_F(ControlApiTest, SigtermDuringAStageThenRestartResumesItAndTheTargetConverges) {
+  constexpr int kFiles = 10;
+  for (int i = 0; i < kFiles; ++i) WriteRandomFile(src_ + "/f" + std::to_string(i), 1 << 20, TestSeed() + i);
+  // The source daemon again, with systemd's notify socket (Type=notify).
+  ASSERT_EQ(source_.Stop(), 0);
+  NotifySocket notify(tmp_.Sub("notify"));
+  StartSource();
+  EXPECT_NE(notify.Read(1).find("READY=1"), std::string::npos);
+
+  CommandResult started = Stage({"--detach", "--bwlimit", "1M"});
+  ASSERT_EQ(started.exit_code, 0) << started.Describe();
+  // Stopped with a few files committed on the target and most still to send.
+  ASSERT_TRUE(PollUntil([&] {
+    return Stages()["stages"][0]["progress"]["bytes_sent"].get<uint64_t>() >= 3u << 20 &&
+           ::access((dst_ + "/f0").c_str(), F_OK) == 0;
+  }, 20));
+  EXPECT_EQ(source_.Stop(), 0) << source_.Log();  // SIGTERM: a clean exit
+  EXPECT_NE(notify.Read(0.2).find("STOPPING=1"), std::string::npos);
+  EXPECT_NE(source_.Log().find("stage interrupted"), std::string::npos) << source_.Log();
+  EXPECT_NE(RsyncDiff(src_, dst_), "");  // not there yet
+
+  StartSource();
+  EXPECT_TRUE(source_.WaitForLog("resuming stage 1", 1, 5)) << source_.Log();
+  json stage;
+  ASSERT_TRUE(PollUntil([&] {
+    stage = Stages()["stages"][0];
+    return stage["state"] != "running";
+  }, 30)) << stage.dump();
+  EXPECT_EQ(stage["state"], "committed") << stage.dump();
+  EXPECT_EQ(stage["attempt"], 2u);
+  // Files committed before the stop were not sent again.
+  EXPECT_LT(stage["summary"]["files_sent"].get<uint64_t>(), static_cast<uint64_t>(kFiles)) << stage.dump();
+  EXPECT_EQ(RsyncDiff(src_, dst_), "");
+  EXPECT_EQ(FindTempFiles(dst_), "");
+}
+
+class KubeletDiscoveryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    kube_ = tmp_.Sub("kubelet");
+    // CSI: the file system at <pv>/mount, beside vol_data.json.
+    csi_ = kube_ + "/pods/uid-1/volumes/kubernetes.io~csi/pv-a/mount";
+    MakeDirs(csi_ + "/db");
+    WriteFile(kube_ + "/pods/uid-1/volumes/kubernetes.io~csi/pv-a/vol_data.json", "{}");
+    WriteRandomFile(csi_ + "/db/seg1", 200000, 1);
+    WriteFile(csi_ + "/db/conf", "x=1\n");
+    // An in-tree plugin: the file system at <pv> itself.
+    local_ = kube_ + "/pods/uid-2/volumes/kubernetes.io~local-volume/pv-b";
+    MakeDirs(local_);
+    // Mounted by two pods on this node.
+    MakeDirs(kube_ + "/pods/uid-3/volumes/kubernetes.io~nfs/pv-c");
+    MakeDirs(kube_ + "/pods/uid-4/volumes/kubernetes.io~nfs/pv-c");
+    // A block PV (an image file standing in for the device node kubelet makes).
+    MakeDirs(kube_ + "/pods/uid-5/volumeDevices/kubernetes.io~csi");
+    WriteRandomFile(kube_ + "/pods/uid-5/volumeDevices/kubernetes.io~csi/pv-d", 1 << 20, 2);
+    // A pod whose CSI volume is not published yet: no mount dir.
+    MakeDirs(kube_ + "/pods/uid-6/volumes/kubernetes.io~csi/pv-e");
+    DaemonProcess::Config config = DaemonConfigIn(tmp_.path(), {});
+    config.extra = {"--kubelet-root", kube_};
+    ASSERT_EQ(daemon_.Start(config), "");
+  }
+
+  TempDir tmp_;
+  std::string kube_, csi_, local_;
+  DaemonProcess daemon_;
+};
+
+TEST_F(KubeletDiscoveryTest, PvNamesResolveToTheirOneMountOrAClearError) {
+  // Pull from the CSI volume, push into the in-tree one.
+  const std::string pulled = tmp_.Sub("pulled");
+  CommandResult pull = RunFerry({"sync", "--insecure", "--no-progress", daemon_.Url("pv:pv-a"), pulled});
+  ASSERT_EQ(pull.exit_code, 0) << pull.Describe();
+  EXPECT_EQ(RsyncDiff(csi_, pulled), "");
+  CommandResult push = RunFerry({"sync", "--insecure", "--no-progress", pulled, daemon_.Url("pv:pv-b")});
+  ASSERT_EQ(push.exit_code, 0) << push.Describe();
+  EXPECT_EQ(RsyncDiff(pulled, local_), "");
+
+  CommandResult twice = RunFerry({"sync", "--insecure", "--no-progress", daemon_.Url("pv:pv-c"), tmp_.Sub("c")});
+  EXPECT_EQ(twice.exit_code, 1) << twice.Describe();  // the name is ambiguous here: name the path instead
+  EXPECT_NE(twice.err.find("mounted 2 times"), std::string::npos) << twice.err;
+  EXPECT_NE(twice.err.find("uid-3"), std::string::npos) << twice.err;
+  for (const std::string pv : {"pv-missing", "pv-e"}) {
+    CommandResult none = RunFerry({"sync", "--insecure", "--no-progress", daemon_.Url("pv:" + pv), tmp_.Sub("m")});
+    EXPECT_EQ(none.exit_code, 2) << none.Describe();
+    EXPECT_NE(none.err.find("no pod on this node mounts PV '" + pv + "'"), std::string::npos) << none.err;
+  }
+
+  // A block PV, pulled as one object.
+  const std::string image = tmp_.Sub("pv-d.img");
+  CommandResult block = RunFerry({"sync", "--block", "--insecure", "--no-progress", daemon_.Url("pv:pv-d"), image});
+  ASSERT_EQ(block.exit_code, 0) << block.Describe();
+  EXPECT_EQ(ReadFile(image), ReadFile(kube_ + "/pods/uid-5/volumeDevices/kubernetes.io~csi/pv-d"));
+
+  // The listing shows the PVs mounted once here, and the daemon kept serving through the errors.
+  CommandResult volumes = RunFerry({"volumes", "--insecure", "--json", "ferry://127.0.0.1:" + std::to_string(daemon_.port())});
+  ASSERT_EQ(volumes.exit_code, 0) << volumes.Describe();
+  std::vector<std::string> names;
+  const json listing = ParseJson(volumes.out);
+  for (const json& v : listing["volumes"]) names.push_back(v["name"]);
+  EXPECT_EQ(names, (std::vector<std::string>{"pv:pv-a", "pv:pv-b", "pv:pv-d"})) << volumes.out;
+}
+
+TEST(KubeletRootTest, DaemonWithoutVolumesOrKubeletSaysWhatIsMissing) {
+  TempDir tmp;
+  CommandResult r = RunFerry({"daemon", "--insecure", "--listen", "127.0.0.1:0", "--state-dir", tmp.Sub("state"),
+                              "--kubelet-root", tmp.Sub("no-kubelet")});
+  EXPECT_EQ(r.exit_code, 1) << r.Describe();
+  EXPECT_NE(r.err.find("no --volume NAME=PATH given"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(tmp.Sub("no-kubelet")), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace ferry_test
