@@ -70,6 +70,21 @@ Result<io::EngineKind> ChooseIoEngine(const std::string& flag) {
   return io::ChooseEngineKind(*requested);
 }
 
+// Parses `args`: the options of `desc` and up to `count` positional arguments (*positional).
+po::variables_map ParseArgs(const std::vector<std::string>& args, const po::options_description& desc, int count,
+                            std::vector<std::string>* positional) {
+  po::options_description hidden;
+  hidden.add_options()("positional", po::value(positional), "");
+  po::options_description all;
+  all.add(desc).add(hidden);
+  po::positional_options_description pos;
+  pos.add("positional", count);
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
+  po::notify(vm);
+  return vm;
+}
+
 // The options of a transfer, shared by `ferry sync` and `ferry stage`.
 po::options_description TransferFlags(SyncOptions* o, uint32_t* streams) {
   po::options_description d("transfer");
@@ -233,15 +248,7 @@ int SyncCommand(const std::vector<std::string>& args) {
       ("verbose,v", po::bool_switch(), "log the session's steps");
   desc.add(TransferFlags(&r.options, &r.streams));
   desc.add(TlsFlags(&r.tls, /*daemon=*/false));
-  po::options_description hidden;
-  hidden.add_options()("locations", po::value(&positional), "SRC DST");
-  po::options_description all;
-  all.add(desc).add(hidden);
-  po::positional_options_description pos;
-  pos.add("locations", 2);
-  po::variables_map vm;
-  po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
-  po::notify(vm);
+  po::variables_map vm = ParseArgs(args, desc, 2, &positional);
   if (vm.count("help")) {
     std::cout << "usage: ferry sync [options] SRC DST\n"
                  "  SRC, DST: a directory, or ferry://HOST:PORT/VOLUME[/PATH] on a ferry daemon\n" << desc;
@@ -283,15 +290,7 @@ int BenchCommand(const std::vector<std::string>& args) {
       ("seconds", po::value(&r.seconds)->default_value(kBenchSecondsDefault), "S: seconds of each network direction (1 to 60)")
       ("json", po::bool_switch(&r.json), "print one JSON object on stdout");
   desc.add(TlsFlags(&r.tls, /*daemon=*/false));
-  po::options_description hidden;
-  hidden.add_options()("daemon", po::value(&positional), "ferry://HOST:PORT[/VOLUME]");
-  po::options_description all;
-  all.add(desc).add(hidden);
-  po::positional_options_description pos;
-  pos.add("daemon", 1);
-  po::variables_map vm;
-  po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
-  po::notify(vm);
+  po::variables_map vm = ParseArgs(args, desc, 1, &positional);
   if (vm.count("help")) {
     std::cout << "usage: ferry bench [options] ferry://HOST:PORT[/VOLUME]\n"
                  "  run on the source node against the target node's daemon; with VOLUME also the\n"
@@ -333,15 +332,7 @@ int ListCommand(const std::vector<std::string>& args, const char* name, int (*ru
   desc.add_options()("help,h", "show this help");
   desc.add(RemoteFlags(&r));
   desc.add(TlsFlags(&r.tls, /*daemon=*/false));
-  po::options_description hidden;
-  hidden.add_options()("daemon", po::value(&positional), "ferry://HOST:PORT");
-  po::options_description all;
-  all.add(desc).add(hidden);
-  po::positional_options_description pos;
-  pos.add("daemon", 1);
-  po::variables_map vm;
-  po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
-  po::notify(vm);
+  po::variables_map vm = ParseArgs(args, desc, 1, &positional);
   if (vm.count("help")) {
     std::cout << "usage: ferry " << name << " [options] ferry://HOST:PORT\n" << desc;
     return kExitOk;
@@ -368,15 +359,7 @@ int StageCommand(const std::vector<std::string>& args) {
   desc.add(TransferFlags(&r.push.options, &r.push.streams));
   desc.add(RemoteFlags(&r.remote));
   desc.add(TlsFlags(&r.remote.tls, /*daemon=*/false));
-  po::options_description hidden;
-  hidden.add_options()("locations", po::value(&positional), "SRC DST");
-  po::options_description all;
-  all.add(desc).add(hidden);
-  po::positional_options_description pos;
-  pos.add("locations", 2);
-  po::variables_map vm;
-  po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
-  po::notify(vm);
+  po::variables_map vm = ParseArgs(args, desc, 2, &positional);
   if (vm.count("help")) {
     std::cout << "usage: ferry stage [options] ferry://SRC_HOST:PORT/VOLUME ferry://DST_HOST:PORT/VOLUME[/PATH]\n"
                  "       ferry stage --watch ID | --cancel ID ferry://SRC_HOST:PORT\n"

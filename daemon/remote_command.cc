@@ -43,6 +43,11 @@ Result<Connected> ConnectTo(const std::string& url, const io::TlsOptions& tls_op
     std::fprintf(stderr, "ferry %s: warning: --insecure: the request crosses the network in plaintext\n", command);
   }
   Result<std::unique_ptr<ControlClient>> client = ControlClient::Connect(c.daemon, c.tls.get());
+  if (!client.ok() && !c.tls && client.status().code() == Code::kNetwork) {
+    return Status::Make(Code::kNetwork, client.status().message() +
+                                            " (a daemon that requires TLS closes plaintext connections at once: pass "
+                                            "its --psk-file, or --tls-cert, --tls-key and --tls-ca)");
+  }
   if (!client.ok()) return client.status();
   c.client = std::move(*client);
   return c;

@@ -191,7 +191,11 @@ StageRunner::~StageRunner() {
 }
 
 Status StageRunner::Open() {
-  Result<std::shared_ptr<io::TlsContext>> tls = io::TlsContext::MakeUnlessInsecure(tls_options_, io::TlsContext::Role::kClient);
+  // The daemon's own key or certificate, as a client; the target daemon's name is checked
+  // against the host of its URL (the daemon's --tls-peer-name names its clients, not them).
+  io::TlsOptions client = tls_options_;
+  client.peer_name.clear();
+  Result<std::shared_ptr<io::TlsContext>> tls = io::TlsContext::MakeUnlessInsecure(client, io::TlsContext::Role::kClient);
   if (!tls.ok()) return tls.status().Annotate("TLS towards other daemons");
   tls_ = *tls;
   const std::string path = state_dir_ + "/stages.db";
