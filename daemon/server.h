@@ -58,12 +58,13 @@ class Daemon {
   DaemonConfig config_;
   HostPort bound_, metrics_bound_;
   UniqueFd listen_fd_;
-  std::unique_ptr<Metrics> metrics_;
-  std::unique_ptr<StageRunner> stages_;
   UniqueFd lock_fd_;
   VolumeLocks locks_;
   StreamHub hub_;
   std::shared_ptr<io::TlsContext> tls_;  // null with --insecure
+  // After locks_ and hub_: the stages' threads use them until the runner has stopped.
+  std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<StageRunner> stages_;
   std::atomic<uint64_t> next_session_id_{1};
 
   std::mutex mutex_;
