@@ -1,0 +1,70 @@
+// A migration plan (`ferry migrate PLAN`, `ferry stage PLAN`, `ferry status PLAN`): which
+// volume pairs, on which daemons, with which credentials, hooks and policy. Parsed with
+// yaml-cpp and checked whole before anything runs: an unknown key, a value of the wrong type or
+// range, a pair without a daemon, a hook that is not executable is refused with the plan's file
+// name, the line and the reason ("plan.yaml:14: policy: unknown key 'max_downtme'").
+// CheckDaemons then asks every daemon named (control API) whether it serves the volumes.
+// Threading: a Plan is a value; Load and CheckDaemons run on the caller's thread.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agent/io/tls.h"
+#include "base/result.h"
+
+namespace ferry {
+
+struct HookSpec {
+  enum class Kind { kCommand, kKubernetes };
+  Kind kind = Kind::kCommand;
+  std::vector<std::string> run;  // kCommand: argv, run without a shell
+  double timeout_s = 300;
+  struct Kubernetes {
+    std::string context, namespace_, selector;  // kubectl --context, -n, -l
+  } kubernetes;
+  int line = 0;
+};
+
+struct PairSpec {
+  std::string source_volume, target_volume;
+  std::string source_daemon, target_daemon;  // ferry://HOST:PORT (the plan's defaults if not given)
+  int line = 0;
+  // "pgdata -> pgdata" for tables and logs.
+  std::string Name() const { return source_volume + " -> " + target_volume; }
+};
+
+struct Policy {
+  double max_downtime_s = 30;
+  uint32_t min_stages = 2;
+  uint32_t max_stages = 20;
+  double stage_interval_s = 0;
+  bool cutover_auto = true;
+  // Cut over only between these minutes of the local day (start > end: across midnight).
+  std::optional<std::pair<int, int>> window;
+  enum class Verify { kChanged, kFull, kNone };
+  Verify verify = Verify::kChanged;
+};
+
+struct Plan {
+  std::string path;  // the file, for messages
+  std::string name;
+  std::string source, target;  // default daemons
+  io::TlsOptions tls;
+  std::vector<PairSpec> pairs;
+  std::vector<std::string> exclude;
+  Policy policy;
+  std::map<std::string, HookSpec> hooks;  // quiesce_source, start_target, switch_traffic, resume_source
+
+  // Reads and checks the plan at `path`; relative file names (psk_file, ...) are relative to
+  // the plan's directory.
+  static Result<Plan> Load(const std::string& path);
+};
+
+// "30s", "2m", "1h30m", "500ms", "0s" -> seconds.
+Result<double> ParseDuration(const std::string& text);
+
+}  // namespace ferry
