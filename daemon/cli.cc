@@ -16,6 +16,8 @@
 #include "base/log.h"
 #include "base/rate.h"
 #include "daemon/bench_command.h"
+#include "daemon/coordinator.h"
+#include "daemon/plan.h"
 #include "daemon/remote_command.h"
 #include "daemon/server.h"
 #include "daemon/sync_command.h"
@@ -35,6 +37,8 @@ constexpr const char* kUsage =
     "  daemon           serve volumes to ferry clients (the receiver on a node)\n"
     "  bench DAEMON     measure network, source read, target write and sync against ferry://HOST:PORT[/VOLUME]\n"
     "  stage SRC DST    have the daemon at SRC (ferry://HOST:PORT/VOLUME) push that volume to DST\n"
+    "  stage PLAN       one stage of every pair of a migration plan (YAML)\n"
+    "  status PLAN      the plan's stages so far and the predicted final stage\n"
     "  stages DAEMON    list the stages a daemon runs and ran\n"
     "  volumes DAEMON   list a daemon's volumes: kind, size, free space, busy or idle\n"
     "  version          print the version\n"
@@ -354,6 +358,8 @@ int StageCommand(const std::vector<std::string>& args) {
       ("detach", po::bool_switch(&r.detach), "start the stage, print its id and return (it runs on the daemon)")
       ("watch", po::value(&r.watch_id), "ID: follow stage ID of the daemon named (ferry stage --watch ID ferry://HOST:PORT)")
       ("cancel", po::value(&r.cancel_id), "ID: cancel stage ID (files it committed stay on the target)")
+      ("state-dir", po::value<std::string>()->default_value(DefaultStateDir()),
+       "DIR: with a PLAN, where the plan's journal is kept (DIR/plans/NAME.db)")
       ("progress", po::bool_switch(), "show progress (the default when stderr is a terminal)")
       ("no-progress", po::bool_switch(), "never show progress");
   desc.add(TransferFlags(&r.push.options, &r.push.streams));
@@ -362,12 +368,22 @@ int StageCommand(const std::vector<std::string>& args) {
   po::variables_map vm = ParseArgs(args, desc, 2, &positional);
   if (vm.count("help")) {
     std::cout << "usage: ferry stage [options] ferry://SRC_HOST:PORT/VOLUME ferry://DST_HOST:PORT/VOLUME[/PATH]\n"
+                 "       ferry stage [--state-dir DIR] PLAN   (one stage of every pair of a migration plan)\n"
                  "       ferry stage --watch ID | --cancel ID ferry://SRC_HOST:PORT\n"
                  "  the daemon at SRC pushes its volume to the daemon at DST (with its own TLS settings);\n"
                  "  Ctrl-C while watching cancels the stage\n" << desc;
     return kExitOk;
   }
   const bool by_id = r.watch_id != 0 || r.cancel_id != 0;
+  if (!by_id && positional.size() == 1 && positional[0].rfind("ferry://", 0) != 0) {
+    // ferry stage PLAN: one stage of every pair of the plan (daemon/coordinator.h).
+    Result<Plan> plan = Plan::Load(positional[0]);
+    if (!plan.ok()) {
+      std::fprintf(stderr, "ferry stage: %s\n", plan.status().ToString().c_str());
+      return kExitUsage;
+    }
+    return RunPlanStage(*plan, vm["state-dir"].as<std::string>(), r.progress, r.remote.json);
+  }
   if (by_id ? positional.size() != 1 : positional.size() != 2) {
     std::fprintf(stderr, "ferry stage: need SRC and DST, or --watch/--cancel ID and the source daemon (see ferry stage --help)\n");
     return kExitUsage;
@@ -381,6 +397,32 @@ int StageCommand(const std::vector<std::string>& args) {
   }
   r.progress = vm["progress"].as<bool>() || (!vm["no-progress"].as<bool>() && ::isatty(2) && !r.remote.json);
   return RunStage(r);
+}
+
+int StatusCommand(const std::vector<std::string>& args) {
+  po::options_description desc("ferry status options");
+  std::vector<std::string> positional;
+  bool json = false;
+  std::string state_dir;
+  desc.add_options()
+      ("help,h", "show this help")
+      ("json", po::bool_switch(&json), "one JSON object: the stages, change rate, predicted_downtime_s, what it waits for")
+      ("state-dir", po::value(&state_dir)->default_value(DefaultStateDir()), "DIR: where the plan's journal is kept");
+  po::variables_map vm = ParseArgs(args, desc, 1, &positional);
+  if (vm.count("help")) {
+    std::cout << "usage: ferry status [options] PLAN\n" << desc;
+    return kExitOk;
+  }
+  if (positional.size() != 1) {
+    std::fprintf(stderr, "ferry status: need the PLAN file (see ferry status --help)\n");
+    return kExitUsage;
+  }
+  Result<Plan> plan = Plan::Load(positional[0]);
+  if (!plan.ok()) {
+    std::fprintf(stderr, "ferry status: %s\n", plan.status().ToString().c_str());
+    return kExitUsage;
+  }
+  return RunPlanStatus(*plan, state_dir, json);
 }
 
 }  // namespace
@@ -399,6 +441,7 @@ int RunCommandLine(int argc, char** argv) {
     if (command == "bench") return BenchCommand(args);
     if (command == "stage") return StageCommand(args);
     if (command == "stages") return ListCommand(args, "stages", &RunStages);
+    if (command == "status") return StatusCommand(args);
     if (command == "volumes") return ListCommand(args, "volumes", &RunVolumes);
     if (command == "version" || command == "--version") {
       std::printf("ferry 0.1.0 (protocol 1)\n");

@@ -364,3 +364,64 @@ TEST(KubeletRootTest, DaemonWithoutVolumesOrKubeletSaysWhatIsMissing) {
 
 }  // namespace
 }  // namespace ferry_test
+
+namespace ferry_test {
+namespace {
+
+// The coordinator's first steps (issue 7): `ferry stage PLAN` stages every pair of a plan at once
+// through the source daemon's control API and journals it; `ferry status PLAN` predicts.
+TEST_F(ControlApiTest, PlanStagesEveryPairAndStatusPredictsTheFinalStage) {
+  const std::string logs = tmp_.Sub("logs"), logs_copy = tmp_.Sub("logs-copy");
+  MakeDirs(logs);
+  MakeDirs(logs_copy);
+  ASSERT_EQ(source_.Stop(), 0);
+  ASSERT_EQ(target_.Stop(), 0);
+  DaemonProcess::Config source = DaemonConfigIn(tmp_.Sub("a"), {{"data", src_}, {"logs", logs}});
+  source.extra = {"--kubelet-root", ""};
+  ASSERT_EQ(source_.Start(source), "");
+  DaemonProcess::Config target = DaemonConfigIn(tmp_.Sub("b"), {{"copy", dst_}, {"logs2", logs_copy}});
+  target.extra = {"--kubelet-root", ""};
+  ASSERT_EQ(target_.Start(target), "");
+  BuildFidelityTree(src_, TestSeed());
+  for (int i = 0; i < 20; ++i) WriteRandomFile(logs + "/l" + std::to_string(i), 100000, TestSeed() + i);
+  const std::string plan = tmp_.Sub("plan.yaml");
+  WriteFile(plan, "name: demo\nsource: ferry://127.0.0.1:" + std::to_string(source_.port()) +
+                      "\ntarget: ferry://127.0.0.1:" + std::to_string(target_.port()) +
+                      "\nauth: {insecure: true}\npairs:\n  - {source: data, target: copy}\n"
+                      "  - {source: logs, target: logs2}\npolicy: {max_downtime: 30s, min_stages: 2}\n");
+  const std::string state = tmp_.Sub("coordinator");
+  json status = ParseJson(RunFerry({"status", "--json", "--state-dir", state, plan}).out);
+  EXPECT_TRUE(status["predicted_downtime_s"].is_null()) << status.dump();
+  EXPECT_EQ(status["ready"], false);
+
+  CommandResult first = RunFerry({"stage", "--json", "--no-progress", "--state-dir", state, plan});
+  ASSERT_EQ(first.exit_code, 0) << first.Describe();
+  json one = ParseJson(first.out);
+  EXPECT_EQ(one["stage"], 1u) << first.out;
+  ASSERT_EQ(one["pairs"].size(), 2u);
+  EXPECT_EQ(RsyncDiff(src_, dst_), "");
+  EXPECT_EQ(RsyncDiff(logs, logs_copy), "");
+
+  WriteRandomFile(logs + "/l0", 200000, TestSeed() + 99);  // the app wrote a little
+  CommandResult second = RunFerry({"stage", "--json", "--no-progress", "--state-dir", state, plan});
+  ASSERT_EQ(second.exit_code, 0) << second.Describe();
+  EXPECT_EQ(ParseJson(second.out)["stage"], 2u);
+  EXPECT_EQ(RsyncDiff(logs, logs_copy), "");
+
+  status = ParseJson(RunFerry({"status", "--json", "--state-dir", state, plan}).out);
+  ASSERT_TRUE(status.is_object());
+  EXPECT_EQ(status["stages"].size(), 4u) << status.dump();
+  ASSERT_TRUE(status["predicted_downtime_s"].is_number()) << status.dump();
+  EXPECT_LT(status["predicted_downtime_s"].get<double>(), 30) << status.dump();
+  EXPECT_GT(status["change_rate_bps"].get<double>(), 0) << status.dump();
+  EXPECT_EQ(status["ready"], true) << status.dump();
+
+  // A wrong plan is refused with its line before anything runs.
+  WriteFile(plan, "name: demo\nauth: {insecure: true}\npairs:\n  - {source: data, target: copy, source_demon: x}\n");
+  CommandResult bad = RunFerry({"stage", "--state-dir", state, plan});
+  EXPECT_EQ(bad.exit_code, 1) << bad.Describe();
+  EXPECT_NE(bad.err.find("plan.yaml:4: pairs item: unknown key 'source_demon'"), std::string::npos) << bad.err;
+}
+
+}  // namespace
+}  // namespace ferry_test

@@ -1,0 +1,300 @@
+#include "daemon/coordinator.h"
+
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "daemon/control.h"
+#include "daemon/json.h"
+#include "daemon/progress.h"
+#include "daemon/stage_runner.h"
+#include "daemon/sync_command.h"
+
+namespace ferry {
+
+using nlohmann::json;
+
+namespace {
+
+int64_t NowUnixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+uint64_t Num(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_number_unsigned() ? it->get<uint64_t>() : 0;
+}
+
+// One pair's stage through its source daemon's control API, watched to the end.
+PairStage StagePair(const Plan& plan, const PairSpec& pair, uint32_t number, const io::TlsContext* tls) {
+  PairStage out;
+  out.stage = number;
+  out.pair = pair.Name();
+  out.started_unix_ms = NowUnixMs();
+  auto fail = [&](const Status& s) {
+    out.state = "failed";
+    out.error = s.ToString();
+    out.seconds = static_cast<double>(NowUnixMs() - out.started_unix_ms) / 1000;
+    return out;
+  };
+  Result<HostPort> daemon = ParseHostPort(pair.source_daemon.substr(std::string("ferry://").size()));
+  if (!daemon.ok()) return fail(daemon.status());
+  Result<std::unique_ptr<ControlClient>> client = ControlClient::Connect(*daemon, tls);
+  if (!client.ok()) return fail(client.status().Annotate("source daemon " + pair.source_daemon));
+  StageSpec spec;
+  spec.volume = pair.source_volume;
+  spec.target = pair.target_daemon + "/" + pair.target_volume;
+  spec.push.options.excludes = plan.exclude;
+  spec.push.streams = DefaultStreams();
+  Result<json> event = (*client)->Call(json{{"op", "stage"}, {"stage", spec.ToJson()}, {"watch", true}});
+  while (event.ok() && !event->value("final", false)) event = (*client)->Next();
+  if (!event.ok()) return fail(event.status().Annotate("pair " + pair.Name()));
+  out.state = event->value("state", "failed");
+  out.error = event->value("error", "");
+  const json& summary = event->contains("summary") ? (*event)["summary"] : json::object();
+  const json& progress = event->contains("progress") ? (*event)["progress"] : json::object();
+  out.seconds = summary.value("duration_s", static_cast<double>(NowUnixMs() - out.started_unix_ms) / 1000);
+  out.entries = Num(summary, "files_total");
+  out.files_sent = Num(summary, "files_sent");
+  out.bytes_changed = Num(progress, "bytes_sent") + Num(progress, "bytes_skipped");
+  out.wire_bytes = Num(summary, "bytes_sent_wire") + Num(summary, "bytes_returned_wire");
+  out.changed_during_read = Num(summary, "files_changed_during_read");
+  return out;
+}
+
+json StageJson(const PairStage& s) {
+  return json{{"stage", s.stage},           {"pair", s.pair},
+              {"started_unix_ms", s.started_unix_ms}, {"seconds", s.seconds},
+              {"entries", s.entries},       {"files_sent", s.files_sent},
+              {"bytes_changed", s.bytes_changed},     {"wire_bytes", s.wire_bytes},
+              {"changed_during_read", s.changed_during_read}, {"state", s.state},
+              {"error", s.error}};
+}
+
+void PrintStages(const std::vector<PairStage>& stages) {
+  std::printf("%-5s %-28s %9s %10s %12s %12s %8s  %s\n", "STAGE", "PAIR", "SECONDS", "FILES SENT", "CHANGED", "WIRE",
+              "IN READ", "RESULT");
+  for (const PairStage& s : stages) {
+    std::printf("%-5u %-28s %9.2f %10llu %12s %12s %8llu  %s%s%s\n", s.stage, s.pair.c_str(), s.seconds,
+                static_cast<unsigned long long>(s.files_sent), HumanBytes(static_cast<double>(s.bytes_changed)).c_str(),
+                HumanBytes(static_cast<double>(s.wire_bytes)).c_str(),
+                static_cast<unsigned long long>(s.changed_during_read), s.state.c_str(), s.error.empty() ? "" : ": ",
+                s.error.c_str());
+  }
+}
+
+}  // namespace
+
+Journal::~Journal() {
+  if (db_ != nullptr) sqlite3_close(db_);
+}
+
+Result<std::unique_ptr<Journal>> Journal::Open(const std::string& state_dir, const std::string& plan_name) {
+  const std::string dir = state_dir + "/plans";
+  ::mkdir(state_dir.c_str(), 0700);
+  ::mkdir(dir.c_str(), 0700);
+  const std::string path = dir + "/" + plan_name + ".db";
+  std::unique_ptr<Journal> j(new Journal);
+  if (sqlite3_open_v2(path.c_str(), &j->db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) != SQLITE_OK) {
+    return Status::IoError("open the plan's journal '" + path + "': " + sqlite3_errmsg(j->db_) +
+                           " (is --state-dir writable?)");
+  }
+  char* error = nullptr;
+  if (sqlite3_exec(j->db_,
+                   "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+                   "CREATE TABLE IF NOT EXISTS stages (stage INTEGER NOT NULL, pair TEXT NOT NULL, row TEXT NOT NULL,"
+                   " PRIMARY KEY (stage, pair));",
+                   nullptr, nullptr, &error) != SQLITE_OK) {
+    Status s = Status::IoError("the plan's journal '" + path + "': " + (error ? error : "?"));
+    sqlite3_free(error);
+    return s;
+  }
+  return j;
+}
+
+uint32_t Journal::NextStage() {
+  sqlite3_stmt* stmt = nullptr;
+  sqlite3_prepare_v2(db_, "SELECT COALESCE(MAX(stage), 0) FROM stages", -1, &stmt, nullptr);
+  uint32_t next = 1;
+  if (sqlite3_step(stmt) == SQLITE_ROW) next = static_cast<uint32_t>(sqlite3_column_int64(stmt, 0)) + 1;
+  sqlite3_finalize(stmt);
+  return next;
+}
+
+Status Journal::Record(const PairStage& s) {
+  sqlite3_stmt* stmt = nullptr;
+  sqlite3_prepare_v2(db_, "INSERT OR REPLACE INTO stages (stage, pair, row) VALUES (?, ?, ?)", -1, &stmt, nullptr);
+  const std::string row = DumpJson(StageJson(s));
+  sqlite3_bind_int64(stmt, 1, s.stage);
+  sqlite3_bind_text(stmt, 2, s.pair.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(stmt, 3, row.c_str(), -1, SQLITE_TRANSIENT);
+  int rc = sqlite3_step(stmt);
+  sqlite3_finalize(stmt);
+  if (rc != SQLITE_DONE) return Status::IoError(std::string("write the plan's journal: ") + sqlite3_errmsg(db_));
+  return Status::Ok();
+}
+
+Result<std::vector<PairStage>> Journal::Stages() {
+  sqlite3_stmt* stmt = nullptr;
+  sqlite3_prepare_v2(db_, "SELECT row FROM stages ORDER BY stage, pair", -1, &stmt, nullptr);
+  std::vector<PairStage> out;
+  while (sqlite3_step(stmt) == SQLITE_ROW) {
+    json j = json::parse(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0)), nullptr, false);
+    if (!j.is_object()) continue;
+    PairStage s;
+    s.stage = static_cast<uint32_t>(Num(j, "stage"));
+    s.pair = j.value("pair", "");
+    s.started_unix_ms = j.value("started_unix_ms", int64_t{0});
+    s.seconds = j.value("seconds", 0.0);
+    s.entries = Num(j, "entries");
+    s.files_sent = Num(j, "files_sent");
+    s.bytes_changed = Num(j, "bytes_changed");
+    s.wire_bytes = Num(j, "wire_bytes");
+    s.changed_during_read = Num(j, "changed_during_read");
+    s.state = j.value("state", "");
+    s.error = j.value("error", "");
+    out.push_back(s);
+  }
+  sqlite3_finalize(stmt);
+  return out;
+}
+
+// Per pair, from its committed stages in order:
+//   throughput T: bytes changed / seconds of the stages that moved at least 1 MiB (the best);
+//   fixed cost F: the quickest stage's seconds less its bytes / T (scan, compare, flush);
+//   change rate r: the last stage's bytes / the time between its start and the previous start
+//                  (what the app wrote between two scans);
+//   final stage: F + r x (last stage's seconds) / T — what the app writes between the last
+//                scan and the quiesce right after it, moved at T.
+// The plan's prediction is its slowest pair (pairs run at once).
+Prediction Predict(const std::vector<PairStage>& stages, const Plan& plan) {
+  Prediction p;
+  std::map<std::string, std::vector<const PairStage*>> by_pair;
+  for (const PairStage& s : stages) {
+    if (s.state == "committed") by_pair[s.pair].push_back(&s);
+  }
+  uint32_t complete_stages = UINT32_MAX;
+  bool all_known = !by_pair.empty();
+  p.converging = true;
+  for (const PairSpec& pair : plan.pairs) {
+    const std::vector<const PairStage*>& list = by_pair[pair.Name()];
+    complete_stages = std::min<uint32_t>(complete_stages, static_cast<uint32_t>(list.size()));
+    if (list.size() < 2) {
+      all_known = false;
+      continue;
+    }
+    double throughput = 0;
+    for (const PairStage* s : list) {
+      if (s->bytes_changed >= (1u << 20) && s->seconds > 0) throughput = std::max(throughput, s->bytes_changed / s->seconds);
+    }
+    if (throughput <= 0) throughput = 100e6;  // nothing large moved yet: a disk's speed, until measured
+    double fixed = 1e18;
+    for (const PairStage* s : list) fixed = std::min(fixed, std::max(0.0, s->seconds - s->bytes_changed / throughput));
+    const PairStage& last = *list.back();
+    const PairStage& before = *list[list.size() - 2];
+    double gap = std::max(1e-3, static_cast<double>(last.started_unix_ms - before.started_unix_ms) / 1000);
+    double rate = last.bytes_changed / gap;
+    double final_s = fixed + rate * last.seconds / throughput;
+    if (final_s > p.predicted_final_s) {
+      p.predicted_final_s = final_s;
+      p.throughput_bps = throughput;
+      p.fixed_seconds = fixed;
+    }
+    p.change_rate_bps = std::max(p.change_rate_bps, rate);
+    if (last.bytes_changed > before.bytes_changed && last.bytes_changed > (1u << 20)) p.converging = false;
+  }
+  p.known = all_known;
+  if (complete_stages == UINT32_MAX) complete_stages = 0;
+  if (!p.known) {
+    p.waiting_for = "at least two committed stages of every pair";
+  } else if (complete_stages < plan.policy.min_stages) {
+    p.waiting_for = "min_stages (" + std::to_string(plan.policy.min_stages) + ")";
+  } else if (p.predicted_final_s > plan.policy.max_downtime_s) {
+    char buf[160];
+    std::snprintf(buf, sizeof(buf), "a final stage that fits max_downtime %.0fs (predicted %.1fs)%s",
+                  plan.policy.max_downtime_s, p.predicted_final_s,
+                  p.converging ? "" : "; the stages are not converging: the app changes data faster than a stage moves it");
+    p.waiting_for = buf;
+  } else {
+    p.ready = true;
+  }
+  return p;
+}
+
+int RunPlanStage(const Plan& plan, const std::string& state_dir, bool progress, bool json_out) {
+  Result<std::unique_ptr<Journal>> journal = Journal::Open(state_dir, plan.name);
+  if (!journal.ok()) {
+    std::fprintf(stderr, "ferry stage: %s\n", journal.status().ToString().c_str());
+    return kExitUsage;
+  }
+  Result<std::shared_ptr<io::TlsContext>> tls = io::TlsContext::MakeUnlessInsecure(plan.tls, io::TlsContext::Role::kClient);
+  if (!tls.ok()) {
+    std::fprintf(stderr, "ferry stage: %s: auth: %s\n", plan.path.c_str(), tls.status().ToString().c_str());
+    return kExitUsage;
+  }
+  const uint32_t number = (*journal)->NextStage();
+  if (progress) std::fprintf(stderr, "stage %u of plan %s: %zu pairs\n", number, plan.name.c_str(), plan.pairs.size());
+  std::vector<PairStage> results(plan.pairs.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < plan.pairs.size(); ++i) {
+    threads.emplace_back([&, i] { results[i] = StagePair(plan, plan.pairs[i], number, tls->get()); });
+  }
+  for (std::thread& t : threads) t.join();
+  bool all_committed = true;
+  for (const PairStage& s : results) {
+    if (Status st = (*journal)->Record(s); !st.ok()) std::fprintf(stderr, "ferry stage: %s\n", st.ToString().c_str());
+    all_committed = all_committed && s.state == "committed";
+  }
+  if (json_out) {
+    json list = json::array();
+    for (const PairStage& s : results) list.push_back(StageJson(s));
+    std::printf("%s\n", DumpJson(json{{"plan", plan.name}, {"stage", number}, {"pairs", list}}).c_str());
+  } else {
+    PrintStages(results);
+  }
+  return all_committed ? kExitOk : kExitStage;
+}
+
+int RunPlanStatus(const Plan& plan, const std::string& state_dir, bool json_out) {
+  Result<std::unique_ptr<Journal>> journal = Journal::Open(state_dir, plan.name);
+  Result<std::vector<PairStage>> stages = journal.ok() ? (*journal)->Stages() : Result<std::vector<PairStage>>(journal.status());
+  if (!stages.ok()) {
+    std::fprintf(stderr, "ferry status: %s\n", stages.status().ToString().c_str());
+    return kExitUsage;
+  }
+  Prediction p = Predict(*stages, plan);
+  if (json_out) {
+    json list = json::array();
+    for (const PairStage& s : *stages) list.push_back(StageJson(s));
+    json out{{"plan", plan.name},
+             {"stages", list},
+             {"change_rate_bps", p.change_rate_bps},
+             {"throughput_bps", p.throughput_bps},
+             {"fixed_seconds", p.fixed_seconds},
+             {"converging", p.converging},
+             {"max_downtime_s", plan.policy.max_downtime_s},
+             {"ready", p.ready},
+             {"waiting_for", p.waiting_for}};
+    out["predicted_downtime_s"] = p.known ? json(p.predicted_final_s) : json(nullptr);
+    std::printf("%s\n", DumpJson(out).c_str());
+    return kExitOk;
+  }
+  PrintStages(*stages);
+  if (p.known) {
+    std::printf("change rate %s/s, stage throughput %s/s, fixed cost %.2f s: a final stage now takes %.2f s "
+                "(max_downtime %.0f s)\n",
+                HumanBytes(p.change_rate_bps).c_str(), HumanBytes(p.throughput_bps).c_str(), p.fixed_seconds,
+                p.predicted_final_s, plan.policy.max_downtime_s);
+  }
+  std::printf("%s\n", p.ready ? "ready to cut over" : ("waiting for " + p.waiting_for).c_str());
+  return kExitOk;
+}
+
+}  // namespace ferry
