@@ -37,6 +37,9 @@ constexpr const char* kUsage =
     "  daemon           serve volumes to ferry clients (the receiver on a node)\n"
     "  bench DAEMON     measure network, source read, target write and sync against ferry://HOST:PORT[/VOLUME]\n"
     "  stage SRC DST    have the daemon at SRC (ferry://HOST:PORT/VOLUME) push that volume to DST\n"
+    "  migrate PLAN     stage every pair until the final stage fits the downtime budget, then cut over\n"
+    "  cutover PLAN     quiesce the source, final stage, verify, start the target, switch (or roll back)\n"
+    "  rollback PLAN    resume the source app (after a failed or abandoned cutover)\n"
     "  stage PLAN       one stage of every pair of a migration plan (YAML)\n"
     "  status PLAN      the plan's stages so far and the predicted final stage\n"
     "  stages DAEMON    list the stages a daemon runs and ran\n"
@@ -425,6 +428,35 @@ int StatusCommand(const std::vector<std::string>& args) {
   return RunPlanStatus(*plan, state_dir, json);
 }
 
+// ferry migrate|cutover|rollback PLAN.
+int PlanCommand(const std::vector<std::string>& args, const std::string& name) {
+  po::options_description desc("ferry " + name + " options");
+  std::vector<std::string> positional;
+  std::string state_dir;
+  desc.add_options()
+      ("help,h", "show this help")
+      ("state-dir", po::value(&state_dir)->default_value(DefaultStateDir()), "DIR: where the plan's journal is kept")
+      ("quiet,q", po::bool_switch(), "print only errors and the result");
+  po::variables_map vm = ParseArgs(args, desc, 1, &positional);
+  if (vm.count("help")) {
+    std::cout << "usage: ferry " << name << " [options] PLAN\n" << desc;
+    return kExitOk;
+  }
+  if (positional.size() != 1) {
+    std::fprintf(stderr, "ferry %s: need the PLAN file (see ferry %s --help)\n", name.c_str(), name.c_str());
+    return kExitUsage;
+  }
+  Result<Plan> plan = Plan::Load(positional[0]);
+  if (!plan.ok()) {
+    std::fprintf(stderr, "ferry %s: %s\n", name.c_str(), plan.status().ToString().c_str());
+    return kExitUsage;
+  }
+  const bool progress = !vm["quiet"].as<bool>();
+  if (name == "migrate") return RunMigrate(*plan, state_dir, progress);
+  if (name == "cutover") return RunCutover(*plan, state_dir, progress);
+  return RunRollback(*plan, state_dir);
+}
+
 }  // namespace
 
 int RunCommandLine(int argc, char** argv) {
@@ -442,6 +474,7 @@ int RunCommandLine(int argc, char** argv) {
     if (command == "stage") return StageCommand(args);
     if (command == "stages") return ListCommand(args, "stages", &RunStages);
     if (command == "status") return StatusCommand(args);
+    if (command == "migrate" || command == "cutover" || command == "rollback") return PlanCommand(args, command);
     if (command == "volumes") return ListCommand(args, "volumes", &RunVolumes);
     if (command == "version" || command == "--version") {
       std::printf("ferry 0.1.0 (protocol 1)\n");

@@ -1,9 +1,13 @@
 #include "daemon/coordinator.h"
 
 #include <sqlite3.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -33,8 +37,10 @@ uint64_t Num(const json& j, const char* key) {
 }
 
 // One pair's stage through its source daemon's control API, watched to the end.
-PairStage StagePair(const Plan& plan, const PairSpec& pair, uint32_t number, const io::TlsContext* tls) {
+PairStage StagePair(const Plan& plan, const PairSpec& pair, uint32_t number, const io::TlsContext* tls,
+                    const std::string& kind = "stage", bool checksum = false) {
   PairStage out;
+  out.kind = kind;
   out.stage = number;
   out.pair = pair.Name();
   out.started_unix_ms = NowUnixMs();
@@ -52,6 +58,8 @@ PairStage StagePair(const Plan& plan, const PairSpec& pair, uint32_t number, con
   spec.volume = pair.source_volume;
   spec.target = pair.target_daemon + "/" + pair.target_volume;
   spec.push.options.excludes = plan.exclude;
+  spec.push.options.dry_run = kind == "check";
+  spec.push.options.checksum = checksum;
   spec.push.streams = DefaultStreams();
   Result<json> event = (*client)->Call(json{{"op", "stage"}, {"stage", spec.ToJson()}, {"watch", true}});
   while (event.ok() && !event->value("final", false)) event = (*client)->Next();
@@ -66,6 +74,7 @@ PairStage StagePair(const Plan& plan, const PairSpec& pair, uint32_t number, con
   out.bytes_changed = Num(progress, "bytes_sent") + Num(progress, "bytes_skipped");
   out.wire_bytes = Num(summary, "bytes_sent_wire") + Num(summary, "bytes_returned_wire");
   out.changed_during_read = Num(summary, "files_changed_during_read");
+  out.changes = Num(progress, "changes");
   return out;
 }
 
@@ -75,7 +84,8 @@ json StageJson(const PairStage& s) {
               {"entries", s.entries},       {"files_sent", s.files_sent},
               {"bytes_changed", s.bytes_changed},     {"wire_bytes", s.wire_bytes},
               {"changed_during_read", s.changed_during_read}, {"state", s.state},
-              {"error", s.error}};
+              {"error", s.error},           {"kind", s.kind},
+              {"changes", s.changes}};
 }
 
 void PrintStages(const std::vector<PairStage>& stages) {
@@ -110,7 +120,9 @@ Result<std::unique_ptr<Journal>> Journal::Open(const std::string& state_dir, con
   if (sqlite3_exec(j->db_,
                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
                    "CREATE TABLE IF NOT EXISTS stages (stage INTEGER NOT NULL, pair TEXT NOT NULL, row TEXT NOT NULL,"
-                   " PRIMARY KEY (stage, pair));",
+                   " PRIMARY KEY (stage, pair));"
+                   "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, unix_ms INTEGER NOT NULL,"
+                   " state TEXT NOT NULL, detail TEXT NOT NULL);",
                    nullptr, nullptr, &error) != SQLITE_OK) {
     Status s = Status::IoError("the plan's journal '" + path + "': " + (error ? error : "?"));
     sqlite3_free(error);
@@ -141,6 +153,30 @@ Status Journal::Record(const PairStage& s) {
   return Status::Ok();
 }
 
+Status Journal::Transition(const std::string& state, const std::string& detail) {
+  sqlite3_stmt* stmt = nullptr;
+  sqlite3_prepare_v2(db_, "INSERT INTO events (unix_ms, state, detail) VALUES (?, ?, ?)", -1, &stmt, nullptr);
+  sqlite3_bind_int64(stmt, 1, NowUnixMs());
+  sqlite3_bind_text(stmt, 2, state.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(stmt, 3, detail.c_str(), -1, SQLITE_TRANSIENT);
+  int rc = sqlite3_step(stmt);
+  sqlite3_finalize(stmt);
+  if (rc != SQLITE_DONE) return Status::IoError(std::string("write the plan's journal: ") + sqlite3_errmsg(db_));
+  return Status::Ok();
+}
+
+Result<std::vector<Journal::Event>> Journal::Events() {
+  sqlite3_stmt* stmt = nullptr;
+  sqlite3_prepare_v2(db_, "SELECT unix_ms, state, detail FROM events ORDER BY seq", -1, &stmt, nullptr);
+  std::vector<Event> out;
+  while (sqlite3_step(stmt) == SQLITE_ROW) {
+    out.push_back({sqlite3_column_int64(stmt, 0), reinterpret_cast<const char*>(sqlite3_column_text(stmt, 1)),
+                   reinterpret_cast<const char*>(sqlite3_column_text(stmt, 2))});
+  }
+  sqlite3_finalize(stmt);
+  return out;
+}
+
 Result<std::vector<PairStage>> Journal::Stages() {
   sqlite3_stmt* stmt = nullptr;
   sqlite3_prepare_v2(db_, "SELECT row FROM stages ORDER BY stage, pair", -1, &stmt, nullptr);
@@ -160,6 +196,8 @@ Result<std::vector<PairStage>> Journal::Stages() {
     s.changed_during_read = Num(j, "changed_during_read");
     s.state = j.value("state", "");
     s.error = j.value("error", "");
+    s.kind = j.value("kind", "stage");
+    s.changes = Num(j, "changes");
     out.push_back(s);
   }
   sqlite3_finalize(stmt);
@@ -178,7 +216,7 @@ Prediction Predict(const std::vector<PairStage>& stages, const Plan& plan) {
   Prediction p;
   std::map<std::string, std::vector<const PairStage*>> by_pair;
   for (const PairStage& s : stages) {
-    if (s.state == "committed") by_pair[s.pair].push_back(&s);
+    if (s.state == "committed" && s.kind == "stage") by_pair[s.pair].push_back(&s);
   }
   uint32_t complete_stages = UINT32_MAX;
   bool all_known = !by_pair.empty();
@@ -228,38 +266,278 @@ Prediction Predict(const std::vector<PairStage>& stages, const Plan& plan) {
   return p;
 }
 
+namespace {
+
+// One stage of every pair at once, journalled.
+std::vector<PairStage> StageAll(const Plan& plan, Journal& journal, const io::TlsContext* tls, const std::string& kind,
+                                bool checksum) {
+  const uint32_t number = journal.NextStage();
+  std::vector<PairStage> results(plan.pairs.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < plan.pairs.size(); ++i) {
+    threads.emplace_back([&, i] { results[i] = StagePair(plan, plan.pairs[i], number, tls, kind, checksum); });
+  }
+  for (std::thread& t : threads) t.join();
+  for (const PairStage& s : results) {
+    if (Status st = journal.Record(s); !st.ok()) std::fprintf(stderr, "ferry: %s\n", st.ToString().c_str());
+  }
+  return results;
+}
+
+bool AllCommitted(const std::vector<PairStage>& stages) {
+  for (const PairStage& s : stages) {
+    if (s.state != "committed") return false;
+  }
+  return true;
+}
+
+std::string FirstError(const std::vector<PairStage>& stages) {
+  for (const PairStage& s : stages) {
+    if (s.state != "committed") return s.pair + ": " + s.state + (s.error.empty() ? "" : ": " + s.error);
+  }
+  return "";
+}
+
+// Runs a hook's argv (no shell) in its own process group, killed when it outlasts its timeout.
+Status RunHook(const Plan& plan, const std::string& name) {
+  auto it = plan.hooks.find(name);
+  if (it == plan.hooks.end()) return Status::Ok();  // not given: nothing to do at this step
+  const HookSpec& hook = it->second;
+  if (hook.kind == HookSpec::Kind::kKubernetes) {
+    return Status::Unsupported("hook " + name + ": kubernetes hooks are not built yet; use run: [kubectl, ...]");
+  }
+  std::vector<char*> argv;
+  for (const std::string& a : hook.run) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = ::fork();
+  if (pid < 0) return Status::Errno(errno, "hook " + name + ": fork");
+  if (pid == 0) {
+    ::setpgid(0, 0);
+    ::execvp(argv[0], argv.data());
+    _exit(127);
+  }
+  ::setpgid(pid, pid);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(hook.timeout_s);
+  int status = 0;
+  for (;;) {
+    pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) break;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      ::kill(-pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      return Status::Aborted("hook " + name + " (" + plan.path + ":" + std::to_string(hook.line) + ") ran over its " +
+                             std::to_string(static_cast<int>(hook.timeout_s)) + " s timeout and was killed");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return Status::Ok();
+  std::string how = WIFEXITED(status) ? "exited " + std::to_string(WEXITSTATUS(status))
+                                      : "was killed by signal " + std::to_string(WTERMSIG(status));
+  return Status::Aborted("hook " + name + " (" + plan.path + ":" + std::to_string(hook.line) + ", " + hook.run[0] + ") " + how);
+}
+
+struct Coordinator {
+  const Plan& plan;
+  Journal& journal;
+  std::shared_ptr<io::TlsContext> tls;
+  bool progress;
+
+  void Say(const std::string& line) const {
+    if (progress) std::fprintf(stderr, "%s\n", line.c_str());
+  }
+
+  // Quiesce, final stage, check, start the target, switch. Any failure before the switch rolls
+  // back: the source app is resumed and the target is not started.
+  int Cutover() {
+    auto step = [&](const std::string& state, const std::string& detail) {
+      Status s = journal.Transition(state, detail);  // recorded before it is acted on
+      if (!s.ok()) std::fprintf(stderr, "ferry: %s\n", s.ToString().c_str());
+      Say("cutover: " + state + (detail.empty() ? "" : " (" + detail + ")"));
+      return s.ok();
+    };
+    std::vector<PairStage> stages = journal.Stages().ok() ? *journal.Stages() : std::vector<PairStage>{};
+    Prediction p = Predict(stages, plan);
+    char predicted[64];
+    std::snprintf(predicted, sizeof(predicted), "%.3f", p.predicted_final_s);
+    const auto start = std::chrono::steady_clock::now();
+    if (!step("quiescing", std::string("predicted_downtime_s=") + predicted)) return kExitTarget;
+    if (Status s = RunHook(plan, "quiesce_source"); !s.ok()) return Rollback("quiesce_source", s.ToString());
+    if (!step("final_stage", "")) return Rollback("final_stage", "journal");
+    // Exact: the source is quiet, so nothing may change while it is read; one retry for a
+    // writer that was still finishing when the hook returned.
+    std::vector<PairStage> final_stage;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      final_stage = StageAll(plan, journal, tls.get(), "final", false);
+      if (!AllCommitted(final_stage)) return Rollback("final_stage", FirstError(final_stage));
+      uint64_t changed = 0;
+      for (const PairStage& s : final_stage) changed += s.changed_during_read;
+      if (changed == 0) break;
+      if (attempt == 1) {
+        return Rollback("final_stage", std::to_string(changed) + " files changed while read after the quiesce: is the source app really stopped?");
+      }
+    }
+    if (plan.policy.verify != Policy::Verify::kNone) {
+      if (!step("verifying", plan.policy.verify == Policy::Verify::kFull ? "content" : "size and mtime")) {
+        return Rollback("verifying", "journal");
+      }
+      // Two scans agree: a dry run after the final stage finds nothing to do.
+      std::vector<PairStage> check = StageAll(plan, journal, tls.get(), "check", plan.policy.verify == Policy::Verify::kFull);
+      if (!AllCommitted(check)) return Rollback("verifying", FirstError(check));
+      for (const PairStage& s : check) {
+        if (s.changes != 0) {
+          return Rollback("verifying", s.pair + ": the target still differs in " + std::to_string(s.changes) +
+                                           " entries after the final stage (the source changed after the quiesce?)");
+        }
+      }
+    }
+    if (!step("starting_target", "")) return Rollback("starting_target", "journal");
+    if (Status s = RunHook(plan, "start_target"); !s.ok()) return Rollback("start_target", s.ToString());
+    if (!step("switching_traffic", "")) return kExitTarget;
+    Status switched = RunHook(plan, "switch_traffic");
+    const double actual = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    char detail[128];
+    std::snprintf(detail, sizeof(detail), "predicted_downtime_s=%s actual_downtime_s=%.3f", predicted, actual);
+    if (!switched.ok()) {
+      // The target runs: rolling back now would leave two. Say so; the operator decides.
+      (void)journal.Transition("switch_failed", switched.ToString());
+      std::fprintf(stderr, "ferry: %s; the target app runs: fix the switch by hand, or stop the target and run "
+                   "ferry rollback\n", switched.ToString().c_str());
+      return kExitStage;
+    }
+    (void)journal.Transition("migrated", detail);
+    std::fprintf(stderr, "migrated: downtime %.2f s (predicted %s s)\n", actual, predicted);
+    return kExitOk;
+  }
+
+  int Rollback(const std::string& step, const std::string& cause) {
+    std::fprintf(stderr, "ferry: cutover failed at %s: %s; rolling back\n", step.c_str(), cause.c_str());
+    (void)journal.Transition("rolling_back", step + ": " + cause);
+    Status s = RunHook(plan, "resume_source");
+    if (!s.ok()) {
+      (void)journal.Transition("rollback_failed", s.ToString());
+      std::fprintf(stderr, "ferry: rollback: %s: the source app is still stopped: start it by hand\n", s.ToString().c_str());
+      return kExitStage;
+    }
+    (void)journal.Transition("rolled_back", step + ": " + cause);
+    std::fprintf(stderr, "rolled back: the source app runs again; the target was not started\n");
+    return kExitStage;
+  }
+};
+
+// The last transition of the plan's journal ("" when none).
+std::string LastState(Journal& journal) {
+  Result<std::vector<Journal::Event>> events = journal.Events();
+  return events.ok() && !events->empty() ? events->back().state : "";
+}
+
+Result<Coordinator> Prepare(const Plan& plan, Journal& journal, bool progress) {
+  Result<std::shared_ptr<io::TlsContext>> tls = io::TlsContext::MakeUnlessInsecure(plan.tls, io::TlsContext::Role::kClient);
+  if (!tls.ok()) return tls.status().Annotate(plan.path + ": auth");
+  return Coordinator{plan, journal, *tls, progress};
+}
+
+}  // namespace
+
 int RunPlanStage(const Plan& plan, const std::string& state_dir, bool progress, bool json_out) {
   Result<std::unique_ptr<Journal>> journal = Journal::Open(state_dir, plan.name);
   if (!journal.ok()) {
     std::fprintf(stderr, "ferry stage: %s\n", journal.status().ToString().c_str());
     return kExitUsage;
   }
-  Result<std::shared_ptr<io::TlsContext>> tls = io::TlsContext::MakeUnlessInsecure(plan.tls, io::TlsContext::Role::kClient);
-  if (!tls.ok()) {
-    std::fprintf(stderr, "ferry stage: %s: auth: %s\n", plan.path.c_str(), tls.status().ToString().c_str());
+  Result<Coordinator> c = Prepare(plan, **journal, progress);
+  if (!c.ok()) {
+    std::fprintf(stderr, "ferry stage: %s\n", c.status().ToString().c_str());
     return kExitUsage;
   }
-  const uint32_t number = (*journal)->NextStage();
-  if (progress) std::fprintf(stderr, "stage %u of plan %s: %zu pairs\n", number, plan.name.c_str(), plan.pairs.size());
-  std::vector<PairStage> results(plan.pairs.size());
-  std::vector<std::thread> threads;
-  for (size_t i = 0; i < plan.pairs.size(); ++i) {
-    threads.emplace_back([&, i] { results[i] = StagePair(plan, plan.pairs[i], number, tls->get()); });
-  }
-  for (std::thread& t : threads) t.join();
-  bool all_committed = true;
-  for (const PairStage& s : results) {
-    if (Status st = (*journal)->Record(s); !st.ok()) std::fprintf(stderr, "ferry stage: %s\n", st.ToString().c_str());
-    all_committed = all_committed && s.state == "committed";
-  }
+  std::vector<PairStage> results = StageAll(plan, **journal, c->tls.get(), "stage", false);
   if (json_out) {
     json list = json::array();
     for (const PairStage& s : results) list.push_back(StageJson(s));
-    std::printf("%s\n", DumpJson(json{{"plan", plan.name}, {"stage", number}, {"pairs", list}}).c_str());
+    std::printf("%s\n", DumpJson(json{{"plan", plan.name}, {"stage", results[0].stage}, {"pairs", list}}).c_str());
   } else {
     PrintStages(results);
   }
-  return all_committed ? kExitOk : kExitStage;
+  return AllCommitted(results) ? kExitOk : kExitStage;
+}
+
+int RunMigrate(const Plan& plan, const std::string& state_dir, bool progress) {
+  Result<std::unique_ptr<Journal>> journal = Journal::Open(state_dir, plan.name);
+  Result<Coordinator> c = journal.ok() ? Prepare(plan, **journal, progress) : Result<Coordinator>(journal.status());
+  if (!c.ok()) {
+    std::fprintf(stderr, "ferry migrate: %s\n", c.status().ToString().c_str());
+    return kExitUsage;
+  }
+  const std::string last = LastState(**journal);
+  if (last == "migrated") {
+    std::fprintf(stderr, "ferry migrate: plan %s is already migrated (journal %s/plans/%s.db)\n", plan.name.c_str(),
+                 state_dir.c_str(), plan.name.c_str());
+    return kExitOk;
+  }
+  if (!last.empty() && last != "staging" && last != "rolled_back") {
+    // A cutover was under way when the coordinator stopped (docs: README "Coordinator").
+    return RunCutover(plan, state_dir, progress);
+  }
+  (void)(*journal)->Transition("staging", "");
+  for (uint32_t n = 1;; ++n) {
+    std::vector<PairStage> stages = StageAll(plan, **journal, c->tls.get(), "stage", false);
+    c->Say("stage " + std::to_string(stages[0].stage) + ": " + (AllCommitted(stages) ? "committed" : FirstError(stages)));
+    Result<std::vector<PairStage>> all = (*journal)->Stages();
+    Prediction p = Predict(all.ok() ? *all : stages, plan);
+    if (p.ready) {
+      char line[160];
+      std::snprintf(line, sizeof(line), "predicted final stage %.2f s fits max_downtime %.0f s", p.predicted_final_s,
+                    plan.policy.max_downtime_s);
+      c->Say(line);
+      break;
+    }
+    if (n >= plan.policy.max_stages) {
+      std::fprintf(stderr, "ferry migrate: %u stages and still waiting for %s: not cutting over (raise max_downtime or "
+                   "max_stages, or slow the app's writes)\n", n, p.waiting_for.c_str());
+      return kExitStage;
+    }
+    if (plan.policy.stage_interval_s > 0) {
+      std::this_thread::sleep_for(std::chrono::duration<double>(plan.policy.stage_interval_s));
+    }
+  }
+  if (!plan.policy.cutover_auto) {
+    std::fprintf(stderr, "ready to cut over: run ferry cutover %s\n", plan.path.c_str());
+    return kExitOk;
+  }
+  return c->Cutover();
+}
+
+int RunCutover(const Plan& plan, const std::string& state_dir, bool progress) {
+  Result<std::unique_ptr<Journal>> journal = Journal::Open(state_dir, plan.name);
+  Result<Coordinator> c = journal.ok() ? Prepare(plan, **journal, progress) : Result<Coordinator>(journal.status());
+  if (!c.ok()) {
+    std::fprintf(stderr, "ferry cutover: %s\n", c.status().ToString().c_str());
+    return kExitUsage;
+  }
+  const std::string last = LastState(**journal);
+  if (last == "migrated") return kExitOk;
+  // Killed inside a cutover: before the target was started, roll back (the source comes back);
+  // once starting it began, never start it twice: the operator decides.
+  if (last == "quiescing" || last == "final_stage" || last == "verifying" || last == "rolling_back") {
+    return c->Rollback(last, "the coordinator stopped during the cutover");
+  }
+  if (last == "starting_target" || last == "switching_traffic" || last == "switch_failed") {
+    std::fprintf(stderr, "ferry cutover: the coordinator stopped at %s: the target app may be running. Check it; "
+                 "then start it and switch by hand, or stop it and run ferry rollback %s\n", last.c_str(),
+                 plan.path.c_str());
+    return kExitStage;
+  }
+  return c->Cutover();
+}
+
+int RunRollback(const Plan& plan, const std::string& state_dir) {
+  Result<std::unique_ptr<Journal>> journal = Journal::Open(state_dir, plan.name);
+  Result<Coordinator> c = journal.ok() ? Prepare(plan, **journal, true) : Result<Coordinator>(journal.status());
+  if (!c.ok()) {
+    std::fprintf(stderr, "ferry rollback: %s\n", c.status().ToString().c_str());
+    return kExitUsage;
+  }
+  return c->Rollback("operator", "ferry rollback") == kExitStage && LastState(**journal) == "rolled_back" ? kExitOk
+                                                                                                          : kExitStage;
 }
 
 int RunPlanStatus(const Plan& plan, const std::string& state_dir, bool json_out) {
@@ -283,6 +561,20 @@ int RunPlanStatus(const Plan& plan, const std::string& state_dir, bool json_out)
              {"ready", p.ready},
              {"waiting_for", p.waiting_for}};
     out["predicted_downtime_s"] = p.known ? json(p.predicted_final_s) : json(nullptr);
+    // After a cutover: what was predicted at its start and what it took (quiesce to switch).
+    Result<std::vector<Journal::Event>> events = (*journal)->Events();
+    if (events.ok() && !events->empty()) {
+      out["state"] = events->back().state;
+      for (const Journal::Event& e : *events) {
+        double predicted = 0, actual = 0;
+        if (e.state == "migrated" &&
+            std::sscanf(e.detail.c_str(), "predicted_downtime_s=%lf actual_downtime_s=%lf", &predicted, &actual) == 2) {
+          out["cutover_predicted_downtime_s"] = predicted;
+          out["actual_downtime_s"] = actual;
+        }
+        if (e.state == "rolled_back" || e.state == "rollback_failed") out["rollback_cause"] = e.detail;
+      }
+    }
     std::printf("%s\n", DumpJson(out).c_str());
     return kExitOk;
   }

@@ -26,6 +26,8 @@ struct PairStage {
   int64_t started_unix_ms = 0;
   double seconds = 0;
   uint64_t entries = 0, files_sent = 0, bytes_changed = 0, wire_bytes = 0, changed_during_read = 0;
+  uint64_t changes = 0;  // a check (dry run): what still differs
+  std::string kind = "stage";  // stage, final (after the quiesce), check (a dry run that must find nothing)
   std::string state;  // committed, failed, cancelled, interrupted
   std::string error;
 };
@@ -37,6 +39,13 @@ class Journal {
   uint32_t NextStage();
   Status Record(const PairStage& stage);
   Result<std::vector<PairStage>> Stages();
+  // The migration's transitions, each recorded (durably) before it is acted on.
+  Status Transition(const std::string& state, const std::string& detail);
+  struct Event {
+    int64_t unix_ms = 0;
+    std::string state, detail;
+  };
+  Result<std::vector<Event>> Events();
 
  private:
   sqlite3* db_ = nullptr;
@@ -57,6 +66,11 @@ Prediction Predict(const std::vector<PairStage>& stages, const Plan& plan);
 
 // `ferry stage PLAN`: 0 when every pair committed.
 int RunPlanStage(const Plan& plan, const std::string& state_dir, bool progress, bool json);
+// `ferry migrate PLAN`: stages until the prediction fits the policy, then (cutover: auto) the
+// cutover. `ferry cutover PLAN`, `ferry rollback PLAN`.
+int RunMigrate(const Plan& plan, const std::string& state_dir, bool progress);
+int RunCutover(const Plan& plan, const std::string& state_dir, bool progress);
+int RunRollback(const Plan& plan, const std::string& state_dir);
 // `ferry status PLAN`.
 int RunPlanStatus(const Plan& plan, const std::string& state_dir, bool json);
 

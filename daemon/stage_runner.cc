@@ -173,7 +173,8 @@ json StageStatus::ToJson() const {
            {"bytes_sent", bytes_sent},
            {"bytes_skipped", bytes_skipped},
            {"needs_complete", needs_complete},
-           {"wire_bytes", wire_bytes}}}};
+           {"wire_bytes", wire_bytes},
+           {"changes", changes}}}};
   if (finished()) j["finished_unix_ms"] = finished_unix_ms;
   if (finished_counts) j["summary"] = SummaryJson(summary);
   if (!error.empty()) j["error"] = error;
@@ -361,7 +362,8 @@ void StageRunner::Run(Running* run) {
         bool unused = false;
         return Connect(target->daemon, kConnectTimeoutMs, &unused, tls_.get());
       };
-      summary = RunPush(**stream, loopback, spec.push, scan_options, connect, &run->progress, nullptr);
+      ItemSink count_changes = [run](const protocol::Item&) { run->changes += 1; };
+      summary = RunPush(**stream, loopback, spec.push, scan_options, connect, &run->progress, count_changes);
       std::lock_guard<std::mutex> lock(mutex_);
       run->stream = nullptr;
     }
@@ -419,6 +421,7 @@ void StageRunner::Snapshot(Running* run, StageStatus* out) {
   out->bytes_skipped = p.bytes_skipped;
   out->needs_complete = p.needs_complete;
   out->wire_bytes = p.wire_bytes;
+  out->changes = run->changes;
   // Progress moves without notice: a version from the counters makes a watcher see it.
   out->version = out->files_sent * 31 + out->bytes_sent * 7 + out->entries_total + out->wire_bytes;
 }

@@ -56,6 +56,7 @@ struct StageStatus {
   uint64_t entries_total = 0, files_needed = 0, bytes_needed = 0, files_sent = 0, bytes_sent = 0, bytes_skipped = 0,
            wire_bytes = 0;
   bool needs_complete = false;  // bytes_needed is final
+  uint64_t changes = 0;  // itemised changes the receiver reported (every one in a dry run)
   bool finished_counts = false;  // the summary below is set
   SyncSummary summary;
   std::string error;
@@ -115,6 +116,7 @@ class StageRunner {
     StageStatus status;
     SyncProgress progress;
     std::atomic<bool> cancel{false};
+    std::atomic<uint64_t> changes{0};
     io::ByteStream* stream = nullptr;  // the connection to the target, once made (mutex_)
     std::thread thread;
   };
