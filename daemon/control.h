@@ -16,7 +16,7 @@
 #include <functional>
 #include <memory>
 
-#include <nlohmann/json.hpp>
+#include <nlohmann/json_fwd.hpp>
 
 #include "agent/channel.h"
 #include "agent/io/tls.h"
