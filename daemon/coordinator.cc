@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "daemon/control.h"
@@ -338,7 +339,7 @@ Status RunHook(const Plan& plan, const std::string& name) {
 
 struct Coordinator {
   const Plan& plan;
-  Journal& journal;
+  std::unique_ptr<Journal> journal;
   std::shared_ptr<io::TlsContext> tls;
   bool progress;
 
@@ -350,12 +351,12 @@ struct Coordinator {
   // back: the source app is resumed and the target is not started.
   int Cutover() {
     auto step = [&](const std::string& state, const std::string& detail) {
-      Status s = journal.Transition(state, detail);  // recorded before it is acted on
+      Status s = journal->Transition(state, detail);  // recorded before it is acted on
       if (!s.ok()) std::fprintf(stderr, "ferry: %s\n", s.ToString().c_str());
       Say("cutover: " + state + (detail.empty() ? "" : " (" + detail + ")"));
       return s.ok();
     };
-    std::vector<PairStage> stages = journal.Stages().ok() ? *journal.Stages() : std::vector<PairStage>{};
+    std::vector<PairStage> stages = journal->Stages().ok() ? *journal->Stages() : std::vector<PairStage>{};
     Prediction p = Predict(stages, plan);
     char predicted[64];
     std::snprintf(predicted, sizeof(predicted), "%.3f", p.predicted_final_s);
@@ -367,7 +368,7 @@ struct Coordinator {
     // writer that was still finishing when the hook returned.
     std::vector<PairStage> final_stage;
     for (int attempt = 0; attempt < 2; ++attempt) {
-      final_stage = StageAll(plan, journal, tls.get(), "final", false);
+      final_stage = StageAll(plan, *journal, tls.get(), "final", false);
       if (!AllCommitted(final_stage)) return Rollback("final_stage", FirstError(final_stage));
       uint64_t changed = 0;
       for (const PairStage& s : final_stage) changed += s.changed_during_read;
@@ -381,7 +382,7 @@ struct Coordinator {
         return Rollback("verifying", "journal");
       }
       // Two scans agree: a dry run after the final stage finds nothing to do.
-      std::vector<PairStage> check = StageAll(plan, journal, tls.get(), "check", plan.policy.verify == Policy::Verify::kFull);
+      std::vector<PairStage> check = StageAll(plan, *journal, tls.get(), "check", plan.policy.verify == Policy::Verify::kFull);
       if (!AllCommitted(check)) return Rollback("verifying", FirstError(check));
       for (const PairStage& s : check) {
         if (s.changes != 0) {
@@ -399,26 +400,30 @@ struct Coordinator {
     std::snprintf(detail, sizeof(detail), "predicted_downtime_s=%s actual_downtime_s=%.3f", predicted, actual);
     if (!switched.ok()) {
       // The target runs: rolling back now would leave two. Say so; the operator decides.
-      (void)journal.Transition("switch_failed", switched.ToString());
+      (void)journal->Transition("switch_failed", switched.ToString());
       std::fprintf(stderr, "ferry: %s; the target app runs: fix the switch by hand, or stop the target and run "
                    "ferry rollback\n", switched.ToString().c_str());
       return kExitStage;
     }
-    (void)journal.Transition("migrated", detail);
+    (void)journal->Transition("migrated", detail);
     std::fprintf(stderr, "migrated: downtime %.2f s (predicted %s s)\n", actual, predicted);
     return kExitOk;
   }
 
   int Rollback(const std::string& step, const std::string& cause) {
-    std::fprintf(stderr, "ferry: cutover failed at %s: %s; rolling back\n", step.c_str(), cause.c_str());
-    (void)journal.Transition("rolling_back", step + ": " + cause);
+    if (step == "operator") {
+      std::fprintf(stderr, "ferry: rolling back: resuming the source app\n");
+    } else {
+      std::fprintf(stderr, "ferry: cutover failed at %s: %s; rolling back\n", step.c_str(), cause.c_str());
+    }
+    (void)journal->Transition("rolling_back", step + ": " + cause);
     Status s = RunHook(plan, "resume_source");
     if (!s.ok()) {
-      (void)journal.Transition("rollback_failed", s.ToString());
+      (void)journal->Transition("rollback_failed", s.ToString());
       std::fprintf(stderr, "ferry: rollback: %s: the source app is still stopped: start it by hand\n", s.ToString().c_str());
       return kExitStage;
     }
-    (void)journal.Transition("rolled_back", step + ": " + cause);
+    (void)journal->Transition("rolled_back", step + ": " + cause);
     std::fprintf(stderr, "rolled back: the source app runs again; the target was not started\n");
     return kExitStage;
   }
@@ -430,26 +435,24 @@ std::string LastState(Journal& journal) {
   return events.ok() && !events->empty() ? events->back().state : "";
 }
 
-Result<Coordinator> Prepare(const Plan& plan, Journal& journal, bool progress) {
+// The plan's journal and TLS context; errors printed as "ferry COMMAND: ...".
+std::optional<Coordinator> Open(const Plan& plan, const std::string& state_dir, bool progress, const char* command) {
+  Result<std::unique_ptr<Journal>> journal = Journal::Open(state_dir, plan.name);
   Result<std::shared_ptr<io::TlsContext>> tls = io::TlsContext::MakeUnlessInsecure(plan.tls, io::TlsContext::Role::kClient);
-  if (!tls.ok()) return tls.status().Annotate(plan.path + ": auth");
-  return Coordinator{plan, journal, *tls, progress};
+  Status s = !journal.ok() ? journal.status() : !tls.ok() ? tls.status().Annotate(plan.path + ": auth") : Status::Ok();
+  if (!s.ok()) {
+    std::fprintf(stderr, "ferry %s: %s\n", command, s.ToString().c_str());
+    return std::nullopt;
+  }
+  return Coordinator{plan, std::move(*journal), *tls, progress};
 }
 
 }  // namespace
 
 int RunPlanStage(const Plan& plan, const std::string& state_dir, bool progress, bool json_out) {
-  Result<std::unique_ptr<Journal>> journal = Journal::Open(state_dir, plan.name);
-  if (!journal.ok()) {
-    std::fprintf(stderr, "ferry stage: %s\n", journal.status().ToString().c_str());
-    return kExitUsage;
-  }
-  Result<Coordinator> c = Prepare(plan, **journal, progress);
-  if (!c.ok()) {
-    std::fprintf(stderr, "ferry stage: %s\n", c.status().ToString().c_str());
-    return kExitUsage;
-  }
-  std::vector<PairStage> results = StageAll(plan, **journal, c->tls.get(), "stage", false);
+  std::optional<Coordinator> c = Open(plan, state_dir, progress, "stage");
+  if (!c) return kExitUsage;
+  std::vector<PairStage> results = StageAll(plan, *c->journal, c->tls.get(), "stage", false);
   if (json_out) {
     json list = json::array();
     for (const PairStage& s : results) list.push_back(StageJson(s));
@@ -461,13 +464,10 @@ int RunPlanStage(const Plan& plan, const std::string& state_dir, bool progress, 
 }
 
 int RunMigrate(const Plan& plan, const std::string& state_dir, bool progress) {
-  Result<std::unique_ptr<Journal>> journal = Journal::Open(state_dir, plan.name);
-  Result<Coordinator> c = journal.ok() ? Prepare(plan, **journal, progress) : Result<Coordinator>(journal.status());
-  if (!c.ok()) {
-    std::fprintf(stderr, "ferry migrate: %s\n", c.status().ToString().c_str());
-    return kExitUsage;
-  }
-  const std::string last = LastState(**journal);
+  std::optional<Coordinator> c = Open(plan, state_dir, progress, "migrate");
+  if (!c) return kExitUsage;
+  Journal& journal = *c->journal;
+  const std::string last = LastState(journal);
   if (last == "migrated") {
     std::fprintf(stderr, "ferry migrate: plan %s is already migrated (journal %s/plans/%s.db)\n", plan.name.c_str(),
                  state_dir.c_str(), plan.name.c_str());
@@ -477,11 +477,11 @@ int RunMigrate(const Plan& plan, const std::string& state_dir, bool progress) {
     // A cutover was under way when the coordinator stopped (docs: README "Coordinator").
     return RunCutover(plan, state_dir, progress);
   }
-  (void)(*journal)->Transition("staging", "");
+  (void)journal.Transition("staging", "");
   for (uint32_t n = 1;; ++n) {
-    std::vector<PairStage> stages = StageAll(plan, **journal, c->tls.get(), "stage", false);
+    std::vector<PairStage> stages = StageAll(plan, journal, c->tls.get(), "stage", false);
     c->Say("stage " + std::to_string(stages[0].stage) + ": " + (AllCommitted(stages) ? "committed" : FirstError(stages)));
-    Result<std::vector<PairStage>> all = (*journal)->Stages();
+    Result<std::vector<PairStage>> all = journal.Stages();
     Prediction p = Predict(all.ok() ? *all : stages, plan);
     if (p.ready) {
       char line[160];
@@ -507,13 +507,9 @@ int RunMigrate(const Plan& plan, const std::string& state_dir, bool progress) {
 }
 
 int RunCutover(const Plan& plan, const std::string& state_dir, bool progress) {
-  Result<std::unique_ptr<Journal>> journal = Journal::Open(state_dir, plan.name);
-  Result<Coordinator> c = journal.ok() ? Prepare(plan, **journal, progress) : Result<Coordinator>(journal.status());
-  if (!c.ok()) {
-    std::fprintf(stderr, "ferry cutover: %s\n", c.status().ToString().c_str());
-    return kExitUsage;
-  }
-  const std::string last = LastState(**journal);
+  std::optional<Coordinator> c = Open(plan, state_dir, progress, "cutover");
+  if (!c) return kExitUsage;
+  const std::string last = LastState(*c->journal);
   if (last == "migrated") return kExitOk;
   // Killed inside a cutover: before the target was started, roll back (the source comes back);
   // once starting it began, never start it twice: the operator decides.
@@ -530,14 +526,15 @@ int RunCutover(const Plan& plan, const std::string& state_dir, bool progress) {
 }
 
 int RunRollback(const Plan& plan, const std::string& state_dir) {
-  Result<std::unique_ptr<Journal>> journal = Journal::Open(state_dir, plan.name);
-  Result<Coordinator> c = journal.ok() ? Prepare(plan, **journal, true) : Result<Coordinator>(journal.status());
-  if (!c.ok()) {
-    std::fprintf(stderr, "ferry rollback: %s\n", c.status().ToString().c_str());
+  std::optional<Coordinator> c = Open(plan, state_dir, true, "rollback");
+  if (!c) return kExitUsage;
+  if (LastState(*c->journal) == "migrated") {
+    std::fprintf(stderr, "ferry rollback: plan %s is migrated: its app runs on the target. Resuming the source now "
+                 "would run it twice; stop the target app first and start the source by hand\n", plan.name.c_str());
     return kExitUsage;
   }
-  return c->Rollback("operator", "ferry rollback") == kExitStage && LastState(**journal) == "rolled_back" ? kExitOk
-                                                                                                          : kExitStage;
+  c->Rollback("operator", "ferry rollback");
+  return LastState(*c->journal) == "rolled_back" ? kExitOk : kExitStage;
 }
 
 int RunPlanStatus(const Plan& plan, const std::string& state_dir, bool json_out) {

@@ -3,6 +3,7 @@
 // stages, JSON logs, systemd readiness (sd_notify on a NOTIFY_SOCKET the test binds), SIGTERM
 // during a stage followed by a restart that resumes it, and pv:NAME discovery on a
 // kubelet-shaped directory tree. Every mirror is checked with rsync as the oracle.
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -47,25 +48,36 @@ double Sample(const std::string& scrape, const std::string& name_and_labels) {
   return -1;
 }
 
-class ControlApiTest : public ::testing::Test {
+// Two real daemons on loopback: the source serving src_, the target serving dst_.
+class TwoDaemons : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void StartDaemons(const std::string& source_volume, const std::string& target_volume,
+                    std::vector<std::string> source_flags, std::vector<std::string> target_flags) {
     src_ = tmp_.Sub("src");
     dst_ = tmp_.Sub("dst");
-    MakeDirs(src_);
-    MakeDirs(dst_);
-    MakeDirs(tmp_.Sub("a"));
-    MakeDirs(tmp_.Sub("b"));
+    for (const std::string& dir : {src_, dst_, tmp_.Sub("a"), tmp_.Sub("b")}) MakeDirs(dir);
+    source_config_ = DaemonConfigIn(tmp_.Sub("a"), {{source_volume, src_}});
+    source_config_.extra = std::move(source_flags);
     StartSource();
-    DaemonProcess::Config target = DaemonConfigIn(tmp_.Sub("b"), {{"copy", dst_}});
-    target.extra = {"--metrics-listen", "127.0.0.1:0", "--log-format", "json", "--kubelet-root", ""};
+    DaemonProcess::Config target = DaemonConfigIn(tmp_.Sub("b"), {{target_volume, dst_}});
+    target.extra = std::move(target_flags);
     ASSERT_EQ(target_.Start(target), "");
   }
 
-  void StartSource() {
-    DaemonProcess::Config source = DaemonConfigIn(tmp_.Sub("a"), {{"data", src_}});
-    source.extra = {"--metrics-listen", "127.0.0.1:0", "--kubelet-root", ""};
-    ASSERT_EQ(source_.Start(source), "");
+  // The source daemon (again, after a Stop) with the same volumes, state and flags.
+  void StartSource() { ASSERT_EQ(source_.Start(source_config_), ""); }
+
+  TempDir tmp_;
+  std::string src_, dst_;
+  DaemonProcess::Config source_config_;
+  DaemonProcess source_, target_;
+};
+
+class ControlApiTest : public TwoDaemons {
+ protected:
+  void SetUp() override {
+    StartDaemons("data", "copy", {"--metrics-listen", "127.0.0.1:0", "--kubelet-root", ""},
+                 {"--metrics-listen", "127.0.0.1:0", "--log-format", "json", "--kubelet-root", ""});
   }
 
   std::string SourceDaemon() const { return "ferry://127.0.0.1:" + std::to_string(source_.port()); }
@@ -84,9 +96,6 @@ class ControlApiTest : public ::testing::Test {
     return ParseJson(r.out);
   }
 
-  TempDir tmp_;
-  std::string src_, dst_;
-  DaemonProcess source_, target_;
 };
 
 TEST_F(ControlApiTest, StagesPushAVolumeBetweenTwoDaemonsAndAreCounted) {
@@ -432,21 +441,10 @@ namespace {
 // A live database moved by `ferry migrate` (issue 7, in progress): SQLite in WAL mode with a
 // writer committing transactions the whole time (tests/apps/sqlite_app.py), two daemons on
 // loopback, real hooks that stop and start the writer.
-class MigrateTest : public ::testing::Test {
+class MigrateTest : public TwoDaemons {
  protected:
   void SetUp() override {
-    src_ = tmp_.Sub("src");
-    dst_ = tmp_.Sub("dst");
-    MakeDirs(src_);
-    MakeDirs(dst_);
-    MakeDirs(tmp_.Sub("a"));
-    MakeDirs(tmp_.Sub("b"));
-    DaemonProcess::Config source = DaemonConfigIn(tmp_.Sub("a"), {{"db", src_}});
-    source.extra = {"--kubelet-root", ""};
-    ASSERT_EQ(source_.Start(source), "");
-    DaemonProcess::Config target = DaemonConfigIn(tmp_.Sub("b"), {{"db", dst_}});
-    target.extra = {"--kubelet-root", ""};
-    ASSERT_EQ(target_.Start(target), "");
+    StartDaemons("db", "db", {"--kubelet-root", ""}, {"--kubelet-root", ""});
     app_ = std::string(FERRY_SOURCE_DIR) + "/tests/apps/sqlite_app.py";
     // The app runs on the source, acknowledging into a log outside the volume.
     CommandResult started = RunCommand({"python3", app_, "start", src_ + "/app.db", tmp_.Sub("acked"), tmp_.Sub("source.pid")});
@@ -475,9 +473,7 @@ class MigrateTest : public ::testing::Test {
     return plan;
   }
 
-  TempDir tmp_;
-  std::string src_, dst_, app_;
-  DaemonProcess source_, target_;
+  std::string app_;
 };
 
 TEST_F(MigrateTest, LiveDatabaseMovesWithEveryAcknowledgedTransaction) {
@@ -513,8 +509,13 @@ TEST_F(MigrateTest, LiveDatabaseMovesWithEveryAcknowledgedTransaction) {
   }
   EXPECT_GE(final_stages, 1);
   EXPECT_EQ(checks, 1);
-  // Again: nothing to do, the journal says migrated.
+  // Again: nothing to do, the journal says migrated; and no rollback that would run the app twice.
   EXPECT_EQ(RunFerry({"migrate", "--state-dir", state, plan}).exit_code, 0);
+  CommandResult rollback = RunFerry({"rollback", "--state-dir", state, plan});
+  EXPECT_EQ(rollback.exit_code, 1) << rollback.Describe();
+  EXPECT_NE(rollback.err.find("is migrated"), std::string::npos) << rollback.err;
+  const pid_t source_pid = std::atoi(ReadFile(tmp_.Sub("source.pid")).c_str());  // the quiesced writer's
+  EXPECT_NE(::kill(source_pid, 0), 0) << "rollback started the source app (pid " << source_pid << ")";
 }
 
 TEST_F(MigrateTest, FailingStartTargetRollsBackAndTheSourceRunsWithAllItsData) {
