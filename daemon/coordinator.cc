@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -208,12 +209,25 @@ Result<std::vector<PairStage>> Journal::Stages() {
 // Per pair, from its committed stages in order:
 //   throughput T: bytes changed / seconds of the stages that moved at least 1 MiB (the best);
 //   fixed cost F: the quickest stage's seconds less its bytes / T (scan, compare, flush);
+//                 (not the least over all stages: the stage that set T would always give 0)
 //   change rate r: the last stage's bytes / the time between its start and the previous start
 //                  (what the app wrote between two scans);
 //   final stage: F + r x (last stage's seconds) / T — what the app writes between the last
 //                scan and the quiesce right after it, moved at T.
 // The plan's prediction is its slowest pair (pairs run at once).
-Prediction Predict(const std::vector<PairStage>& stages, const Plan& plan) {
+int LocalMinute() {
+  std::time_t t = std::time(nullptr);
+  std::tm local;
+  localtime_r(&t, &local);
+  return local.tm_hour * 60 + local.tm_min;
+}
+
+bool InWindow(int minute, std::pair<int, int> window) {
+  auto [start, end] = window;
+  return start <= end ? minute >= start && minute < end : minute >= start || minute < end;
+}
+
+Prediction Predict(const std::vector<PairStage>& stages, const Plan& plan, int now_minute) {
   Prediction p;
   std::map<std::string, std::vector<const PairStage*>> by_pair;
   for (const PairStage& s : stages) {
@@ -234,8 +248,11 @@ Prediction Predict(const std::vector<PairStage>& stages, const Plan& plan) {
       if (s->bytes_changed >= (1u << 20) && s->seconds > 0) throughput = std::max(throughput, s->bytes_changed / s->seconds);
     }
     if (throughput <= 0) throughput = 100e6;  // nothing large moved yet: a disk's speed, until measured
-    double fixed = 1e18;
-    for (const PairStage* s : list) fixed = std::min(fixed, std::max(0.0, s->seconds - s->bytes_changed / throughput));
+    const PairStage* quickest = list[0];
+    for (const PairStage* s : list) {
+      if (s->seconds < quickest->seconds) quickest = s;
+    }
+    double fixed = std::max(0.0, quickest->seconds - quickest->bytes_changed / throughput);
     const PairStage& last = *list.back();
     const PairStage& before = *list[list.size() - 2];
     double gap = std::max(1e-3, static_cast<double>(last.started_unix_ms - before.started_unix_ms) / 1000);
@@ -261,6 +278,16 @@ Prediction Predict(const std::vector<PairStage>& stages, const Plan& plan) {
                   plan.policy.max_downtime_s, p.predicted_final_s,
                   p.converging ? "" : "; the stages are not converging: the app changes data faster than a stage moves it");
     p.waiting_for = buf;
+  } else if (plan.policy.window) {
+    if (now_minute < 0) now_minute = LocalMinute();
+    p.ready = InWindow(now_minute, *plan.policy.window);
+    if (!p.ready) {
+      char buf[96];
+      auto [start, end] = *plan.policy.window;
+      std::snprintf(buf, sizeof(buf), "the cutover window %02d:%02d-%02d:%02d (local time; now %02d:%02d)", start / 60,
+                    start % 60, end / 60, end % 60, now_minute / 60, now_minute % 60);
+      p.waiting_for = buf;
+    }
   } else {
     p.ready = true;
   }
@@ -356,8 +383,14 @@ struct Coordinator {
       Say("cutover: " + state + (detail.empty() ? "" : " (" + detail + ")"));
       return s.ok();
     };
-    std::vector<PairStage> stages = journal->Stages().ok() ? *journal->Stages() : std::vector<PairStage>{};
-    Prediction p = Predict(stages, plan);
+    if (plan.policy.window && !InWindow(LocalMinute(), *plan.policy.window)) {
+      auto [from, to] = *plan.policy.window;
+      std::fprintf(stderr, "ferry: not cutting over outside the window %02d:%02d-%02d:%02d (local time): the source "
+                   "app keeps running\n", from / 60, from % 60, to / 60, to % 60);
+      return kExitStage;
+    }
+    Result<std::vector<PairStage>> stages = journal->Stages();
+    Prediction p = Predict(stages.ok() ? *stages : std::vector<PairStage>{}, plan);
     char predicted[64];
     std::snprintf(predicted, sizeof(predicted), "%.3f", p.predicted_final_s);
     const auto start = std::chrono::steady_clock::now();

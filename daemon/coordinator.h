@@ -59,9 +59,13 @@ struct Prediction {
   double predicted_final_s = 0;   // the slowest pair's final stage
   bool converging = false;        // the last stage changed less than the one before
   std::string waiting_for;        // why not yet, in words ("" when ready)
-  bool ready = false;             // fits max_downtime (and min_stages reached)
+  bool ready = false;             // fits max_downtime, min_stages reached, inside the window
 };
-Prediction Predict(const std::vector<PairStage>& stages, const Plan& plan);
+// `now_minute`: the local time of day in minutes (-1: the clock's), for the cutover window.
+Prediction Predict(const std::vector<PairStage>& stages, const Plan& plan, int now_minute = -1);
+// Whether `minute` (of the local day) is inside `window` (start > end: across midnight).
+bool InWindow(int minute, std::pair<int, int> window);
+int LocalMinute();  // now, in minutes of the local day
 
 // `ferry stage PLAN`: 0 when every pair committed.
 int RunPlanStage(const Plan& plan, const std::string& state_dir, bool progress, bool json);

@@ -10,6 +10,8 @@
 #include <fstream>
 #include <string>
 
+#include "daemon/coordinator.h"
+
 namespace ferry {
 namespace {
 
@@ -143,6 +145,59 @@ TEST(DurationTest, Units) {
   EXPECT_DOUBLE_EQ(*ParseDuration("500ms"), 0.5);
   EXPECT_DOUBLE_EQ(*ParseDuration("0s"), 0);
   for (const char* bad : {"", "30", "s", "3x", "1h 2m", "-1s"}) EXPECT_FALSE(ParseDuration(bad).ok()) << bad;
+}
+
+}  // namespace
+}  // namespace ferry
+
+namespace ferry {
+namespace {
+
+// Two committed stages of one pair: 100 MiB in 10 s, then 1 MiB in 0.5 s one minute later.
+std::vector<PairStage> TwoStages(const Plan& plan) {
+  PairStage first;
+  first.stage = 1;
+  first.pair = plan.pairs[0].Name();
+  first.seconds = 10;
+  first.bytes_changed = 100u << 20;
+  first.state = "committed";
+  PairStage second = first;
+  second.stage = 2;
+  second.started_unix_ms = 60'000;
+  second.seconds = 0.5;
+  second.bytes_changed = 1u << 20;
+  return {first, second};
+}
+
+TEST_F(PlanTest, PredictionFromTheStagesAndTheCutoverWindow) {
+  Result<Plan> plan = Load(std::string(kFull).replace(std::string(kFull).find("  cutover: manual\n"), 18, ""));
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  plan->pairs.resize(1);
+  std::vector<PairStage> stages = TwoStages(*plan);
+  // T = 10 MiB/s (the first stage), F = 0.5 - 1 MiB / T = 0.4 s, r = 1 MiB / 60 s.
+  Prediction p = Predict(stages, *plan, 23 * 60);  // 23:00: inside 22:00-04:00
+  ASSERT_TRUE(p.known);
+  EXPECT_NEAR(p.throughput_bps, 10.0 * (1 << 20), 1);
+  EXPECT_NEAR(p.fixed_seconds, 0.4, 1e-9);
+  EXPECT_NEAR(p.change_rate_bps, (1 << 20) / 60.0, 1e-6);
+  EXPECT_NEAR(p.predicted_final_s, 0.4 + ((1 << 20) / 60.0) * 0.5 / (10.0 * (1 << 20)), 1e-9);
+  EXPECT_TRUE(p.converging);
+  EXPECT_TRUE(p.ready) << p.waiting_for;
+  // Outside the window (12:00): the same figures, not ready, and it says why.
+  Prediction noon = Predict(stages, *plan, 12 * 60);
+  EXPECT_FALSE(noon.ready);
+  EXPECT_NE(noon.waiting_for.find("the cutover window 22:00-04:00 (local time; now 12:00)"), std::string::npos)
+      << noon.waiting_for;
+  EXPECT_TRUE(Predict(stages, *plan, 3 * 60 + 59).ready);  // across midnight
+  EXPECT_FALSE(Predict(stages, *plan, 4 * 60).ready);
+  // One stage is not enough; nor is a budget the final stage does not fit.
+  EXPECT_FALSE(Predict({stages[0]}, *plan, 23 * 60).known);
+  plan->policy.max_downtime_s = 0.1;
+  Prediction tight = Predict(stages, *plan, 23 * 60);
+  EXPECT_FALSE(tight.ready);
+  EXPECT_NE(tight.waiting_for.find("fits max_downtime"), std::string::npos) << tight.waiting_for;
+  EXPECT_TRUE(InWindow(10, {0, 60}));
+  EXPECT_FALSE(InWindow(60, {0, 60}));
 }
 
 }  // namespace
