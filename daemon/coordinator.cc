@@ -33,11 +33,6 @@ int64_t NowUnixMs() {
       .count();
 }
 
-uint64_t Num(const json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_number_unsigned() ? it->get<uint64_t>() : 0;
-}
-
 // One pair's stage through its source daemon's control API, watched to the end.
 PairStage StagePair(const Plan& plan, const PairSpec& pair, uint32_t number, const io::TlsContext* tls,
                     const std::string& kind = "stage", bool checksum = false) {
@@ -52,7 +47,7 @@ PairStage StagePair(const Plan& plan, const PairSpec& pair, uint32_t number, con
     out.seconds = static_cast<double>(NowUnixMs() - out.started_unix_ms) / 1000;
     return out;
   };
-  Result<HostPort> daemon = ParseHostPort(pair.source_daemon.substr(std::string("ferry://").size()));
+  Result<HostPort> daemon = ParseDaemonUrl(pair.source_daemon, /*allow_path=*/false);
   if (!daemon.ok()) return fail(daemon.status());
   Result<std::unique_ptr<ControlClient>> client = ControlClient::Connect(*daemon, tls);
   if (!client.ok()) return fail(client.status().Annotate("source daemon " + pair.source_daemon));
@@ -71,12 +66,12 @@ PairStage StagePair(const Plan& plan, const PairSpec& pair, uint32_t number, con
   const json& summary = event->contains("summary") ? (*event)["summary"] : json::object();
   const json& progress = event->contains("progress") ? (*event)["progress"] : json::object();
   out.seconds = summary.value("duration_s", static_cast<double>(NowUnixMs() - out.started_unix_ms) / 1000);
-  out.entries = Num(summary, "files_total");
-  out.files_sent = Num(summary, "files_sent");
-  out.bytes_changed = Num(progress, "bytes_sent") + Num(progress, "bytes_skipped");
-  out.wire_bytes = Num(summary, "bytes_sent_wire") + Num(summary, "bytes_returned_wire");
-  out.changed_during_read = Num(summary, "files_changed_during_read");
-  out.changes = Num(progress, "changes");
+  out.entries = JsonUint(summary, "files_total");
+  out.files_sent = JsonUint(summary, "files_sent");
+  out.bytes_changed = JsonUint(progress, "bytes_sent") + JsonUint(progress, "bytes_skipped");
+  out.wire_bytes = JsonUint(summary, "bytes_sent_wire") + JsonUint(summary, "bytes_returned_wire");
+  out.changed_during_read = JsonUint(summary, "files_changed_during_read");
+  out.changes = JsonUint(progress, "changes");
   return out;
 }
 
@@ -187,19 +182,19 @@ Result<std::vector<PairStage>> Journal::Stages() {
     json j = json::parse(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0)), nullptr, false);
     if (!j.is_object()) continue;
     PairStage s;
-    s.stage = static_cast<uint32_t>(Num(j, "stage"));
+    s.stage = static_cast<uint32_t>(JsonUint(j, "stage"));
     s.pair = j.value("pair", "");
     s.started_unix_ms = j.value("started_unix_ms", int64_t{0});
     s.seconds = j.value("seconds", 0.0);
-    s.entries = Num(j, "entries");
-    s.files_sent = Num(j, "files_sent");
-    s.bytes_changed = Num(j, "bytes_changed");
-    s.wire_bytes = Num(j, "wire_bytes");
-    s.changed_during_read = Num(j, "changed_during_read");
+    s.entries = JsonUint(j, "entries");
+    s.files_sent = JsonUint(j, "files_sent");
+    s.bytes_changed = JsonUint(j, "bytes_changed");
+    s.wire_bytes = JsonUint(j, "wire_bytes");
+    s.changed_during_read = JsonUint(j, "changed_during_read");
     s.state = j.value("state", "");
     s.error = j.value("error", "");
     s.kind = j.value("kind", "stage");
-    s.changes = Num(j, "changes");
+    s.changes = JsonUint(j, "changes");
     out.push_back(s);
   }
   sqlite3_finalize(stmt);

@@ -2,6 +2,7 @@
 // API's messages. Threading: pure functions.
 #pragma once
 
+#include <cstdint>
 #include <cstdio>
 #include <string>
 
@@ -28,6 +29,12 @@ inline std::string JsonString(const std::string& s) {
     }
   }
   return out + "\"";
+}
+
+// An unsigned field of a reply; 0 when absent or of another type (an older peer's reply).
+inline uint64_t JsonUint(const nlohmann::json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_number_unsigned() ? it->get<uint64_t>() : 0;
 }
 
 // Text of a reply, a log line or a journal row: bytes that are not UTF-8 (a file name in an

@@ -84,6 +84,19 @@ Result<Location> ParseLocation(const std::string& text) {
   return loc;
 }
 
+Result<HostPort> ParseDaemonUrl(const std::string& text, bool allow_path) {
+  const std::string scheme = "ferry://";
+  std::string rest = text.rfind(scheme, 0) == 0 ? text.substr(scheme.size()) : "";
+  size_t slash = rest.find('/');
+  bool has_path = slash != std::string::npos && rest.find_first_not_of('/', slash) != std::string::npos;
+  Result<HostPort> hp = rest.empty() || (has_path && !allow_path) ? Result<HostPort>(Status::InvalidArgument(""))
+                                                                   : ParseHostPort(rest.substr(0, slash));
+  if (!hp.ok()) {
+    return Status::InvalidArgument("'" + text + "' is not ferry://HOST:PORT" + (allow_path ? "[/VOLUME]" : ""));
+  }
+  return hp;
+}
+
 static Result<addrinfo*> Resolve(const HostPort& hp, bool passive) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;

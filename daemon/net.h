@@ -33,6 +33,10 @@ struct Location {
 
 Result<Location> ParseLocation(const std::string& text);
 
+// A daemon: "ferry://HOST:PORT" (trailing slashes allowed); with `allow_path` anything after
+// the port ("/VOLUME[/PATH]") is accepted and ignored.
+Result<HostPort> ParseDaemonUrl(const std::string& text, bool allow_path);
+
 // Binds and listens; the actual address (port 0 picks a free one) goes to *bound.
 Result<int> Listen(const HostPort& address, HostPort* bound);
 

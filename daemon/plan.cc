@@ -85,13 +85,9 @@ class Checker {
   Result<std::string> Daemon(const YAML::Node& node, const std::string& where) const {
     Result<std::string> s = String(node, where);
     if (!s.ok()) return s.status();
-    const std::string scheme = "ferry://";
-    std::string rest = s->rfind(scheme, 0) == 0 ? s->substr(scheme.size()) : "";
-    while (!rest.empty() && rest.back() == '/') rest.pop_back();
-    if (rest.empty() || rest.find('/') != std::string::npos || !ParseHostPort(rest).ok()) {
-      return Error(node, where + " must be ferry://HOST:PORT, not '" + *s + "'");
-    }
-    return scheme + rest;
+    Result<HostPort> hp = ParseDaemonUrl(*s, /*allow_path=*/false);
+    if (!hp.ok()) return Error(node, where + " must be ferry://HOST:PORT, not '" + *s + "'");
+    return "ferry://" + hp->ToString();
   }
 
   // A file named in the plan: relative to the plan's directory.

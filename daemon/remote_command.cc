@@ -30,11 +30,8 @@ struct Connected {
 
 Result<Connected> ConnectTo(const std::string& url, const io::TlsOptions& tls_options, const char* command) {
   Connected c;
-  const std::string scheme = "ferry://";
-  if (url.rfind(scheme, 0) != 0) return Status::InvalidArgument("'" + url + "' is not ferry://HOST:PORT");
-  std::string rest = url.substr(scheme.size());
-  Result<HostPort> hp = ParseHostPort(rest.substr(0, rest.find('/')));
-  if (!hp.ok()) return hp.status().Annotate(url);
+  Result<HostPort> hp = ParseDaemonUrl(url, /*allow_path=*/true);
+  if (!hp.ok()) return hp.status();
   c.daemon = *hp;
   Result<std::shared_ptr<io::TlsContext>> tls = io::TlsContext::MakeUnlessInsecure(tls_options, io::TlsContext::Role::kClient);
   if (!tls.ok()) return tls.status();
@@ -43,11 +40,6 @@ Result<Connected> ConnectTo(const std::string& url, const io::TlsOptions& tls_op
     std::fprintf(stderr, "ferry %s: warning: --insecure: the request crosses the network in plaintext\n", command);
   }
   Result<std::unique_ptr<ControlClient>> client = ControlClient::Connect(c.daemon, c.tls.get());
-  if (!client.ok() && !c.tls && client.status().code() == Code::kNetwork) {
-    return Status::Make(Code::kNetwork, client.status().message() +
-                                            " (a daemon that requires TLS closes plaintext connections at once: pass "
-                                            "its --psk-file, or --tls-cert, --tls-key and --tls-ca)");
-  }
   if (!client.ok()) return client.status();
   c.client = std::move(*client);
   return c;
@@ -69,26 +61,21 @@ std::string Str(const json& j, const char* key) {
   auto it = j.find(key);
   return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
-uint64_t Num(const json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_number_unsigned() ? it->get<uint64_t>() : 0;
-}
-
 // One line per stage: id, state, pair, what moved.
 void PrintStage(const json& st) {
   const json& spec = st.contains("spec") ? st["spec"] : json::object();
   std::string moved;
   if (st.contains("summary")) {
     const json& s = st["summary"];
-    moved = std::to_string(Num(s, "files_sent")) + " files sent, " +
-            HumanBytes(static_cast<double>(Num(s, "bytes_sent_wire"))) + " on the wire, " +
-            std::to_string(Num(s, "entries_deleted")) + " deleted";
+    moved = std::to_string(JsonUint(s, "files_sent")) + " files sent, " +
+            HumanBytes(static_cast<double>(JsonUint(s, "bytes_sent_wire"))) + " on the wire, " +
+            std::to_string(JsonUint(s, "entries_deleted")) + " deleted";
   } else if (st.contains("progress")) {
     const json& p = st["progress"];
-    moved = std::to_string(Num(p, "files_sent")) + "/" + std::to_string(Num(p, "files_needed")) + " files, " +
-            HumanBytes(static_cast<double>(Num(p, "bytes_sent"))) + " sent";
+    moved = std::to_string(JsonUint(p, "files_sent")) + "/" + std::to_string(JsonUint(p, "files_needed")) + " files, " +
+            HumanBytes(static_cast<double>(JsonUint(p, "bytes_sent"))) + " sent";
   }
-  std::printf("%-6llu %-11s %s -> %s  %s%s%s\n", static_cast<unsigned long long>(Num(st, "stage_id")),
+  std::printf("%-6llu %-11s %s -> %s  %s%s%s\n", static_cast<unsigned long long>(JsonUint(st, "stage_id")),
               Str(st, "state").c_str(), Str(spec, "volume").c_str(), Str(spec, "target").c_str(), moved.c_str(),
               st.contains("error") ? "  error: " : "", Str(st, "error").c_str());
 }
@@ -106,8 +93,8 @@ int RunVolumes(const RemoteRequest& r) {
   }
   std::printf("%-24s %-13s %-6s %10s %10s  %s\n", "VOLUME", "KIND", "STATE", "SIZE", "FREE", "PATH");
   for (const json& v : (*reply)["volumes"]) {
-    std::string size = v.contains("size_bytes") ? HumanBytes(static_cast<double>(Num(v, "size_bytes"))) : "-";
-    std::string free = v.contains("free_bytes") ? HumanBytes(static_cast<double>(Num(v, "free_bytes"))) : "-";
+    std::string size = v.contains("size_bytes") ? HumanBytes(static_cast<double>(JsonUint(v, "size_bytes"))) : "-";
+    std::string free = v.contains("free_bytes") ? HumanBytes(static_cast<double>(JsonUint(v, "free_bytes"))) : "-";
     std::printf("%-24s %-13s %-6s %10s %10s  %s\n", Str(v, "name").c_str(), Str(v, "kind").c_str(),
                 Str(v, "state").c_str(), size.c_str(), free.c_str(), Str(v, "path").c_str());
   }
@@ -153,7 +140,7 @@ int RunStage(const StageRequest& r) {
   }
   Result<json> event = c->client->Call(request);
   if (!event.ok()) return Fail("stage", event.status());
-  const uint64_t id = Num(*event, "stage_id");
+  const uint64_t id = JsonUint(*event, "stage_id");
   if (r.detach) {
     if (r.remote.json) {
       std::printf("%s\n", DumpJson(*event).c_str());
@@ -185,14 +172,14 @@ int RunStage(const StageRequest& r) {
       }
       if (event->contains("progress")) {
         const json& p = (*event)["progress"];
-        progress.entries_total = Num(p, "entries_total");
-        progress.files_needed = Num(p, "files_needed");
-        progress.bytes_needed = Num(p, "bytes_needed");
-        progress.files_sent = Num(p, "files_sent");
-        progress.bytes_sent = Num(p, "bytes_sent");
-        progress.bytes_skipped = Num(p, "bytes_skipped");
+        progress.entries_total = JsonUint(p, "entries_total");
+        progress.files_needed = JsonUint(p, "files_needed");
+        progress.bytes_needed = JsonUint(p, "bytes_needed");
+        progress.files_sent = JsonUint(p, "files_sent");
+        progress.bytes_sent = JsonUint(p, "bytes_sent");
+        progress.bytes_skipped = JsonUint(p, "bytes_skipped");
         progress.needs_complete = p.value("needs_complete", false);
-        progress.wire_bytes = Num(p, "wire_bytes");
+        progress.wire_bytes = JsonUint(p, "wire_bytes");
       }
       Result<json> next = c->client->Next();
       if (!next.ok()) {
