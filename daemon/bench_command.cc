@@ -27,7 +27,6 @@ using protocol::BenchType;
 using protocol::MessageType;
 using Clock = std::chrono::steady_clock;
 
-constexpr int kConnectTimeoutMs = 10'000;
 
 // One row of the table: measured, or skipped with a note.
 struct Row {

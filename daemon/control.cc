@@ -20,7 +20,6 @@ using protocol::ControlType;
 
 namespace {
 
-constexpr int kConnectTimeoutMs = 10'000;
 
 Status Reply(Channel& channel, const json& reply) {
   std::string text = DumpJson(reply);

@@ -1,10 +1,7 @@
 #include "daemon/coordinator.h"
 
 #include <sqlite3.h>
-#include <signal.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -16,8 +13,11 @@
 #include <optional>
 #include <thread>
 
+#include "base/clock.h"
 #include "daemon/control.h"
 #include "daemon/json.h"
+#include "daemon/kube_hook.h"
+#include "daemon/process.h"
 #include "daemon/progress.h"
 #include "daemon/stage_runner.h"
 #include "daemon/sync_command.h"
@@ -27,11 +27,6 @@ namespace ferry {
 using nlohmann::json;
 
 namespace {
-
-int64_t NowUnixMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // One pair's stage through its source daemon's control API, watched to the end.
 PairStage StagePair(const Plan& plan, const PairSpec& pair, uint32_t number, const io::TlsContext* tls,
@@ -75,16 +70,6 @@ PairStage StagePair(const Plan& plan, const PairSpec& pair, uint32_t number, con
   return out;
 }
 
-json StageJson(const PairStage& s) {
-  return json{{"stage", s.stage},           {"pair", s.pair},
-              {"started_unix_ms", s.started_unix_ms}, {"seconds", s.seconds},
-              {"entries", s.entries},       {"files_sent", s.files_sent},
-              {"bytes_changed", s.bytes_changed},     {"wire_bytes", s.wire_bytes},
-              {"changed_during_read", s.changed_during_read}, {"state", s.state},
-              {"error", s.error},           {"kind", s.kind},
-              {"changes", s.changes}};
-}
-
 void PrintStages(const std::vector<PairStage>& stages) {
   std::printf("%-5s %-28s %9s %10s %12s %12s %8s  %s\n", "STAGE", "PAIR", "SECONDS", "FILES SENT", "CHANGED", "WIRE",
               "IN READ", "RESULT");
@@ -98,108 +83,6 @@ void PrintStages(const std::vector<PairStage>& stages) {
 }
 
 }  // namespace
-
-Journal::~Journal() {
-  if (db_ != nullptr) sqlite3_close(db_);
-}
-
-Result<std::unique_ptr<Journal>> Journal::Open(const std::string& state_dir, const std::string& plan_name) {
-  const std::string dir = state_dir + "/plans";
-  ::mkdir(state_dir.c_str(), 0700);
-  ::mkdir(dir.c_str(), 0700);
-  const std::string path = dir + "/" + plan_name + ".db";
-  std::unique_ptr<Journal> j(new Journal);
-  if (sqlite3_open_v2(path.c_str(), &j->db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) != SQLITE_OK) {
-    return Status::IoError("open the plan's journal '" + path + "': " + sqlite3_errmsg(j->db_) +
-                           " (is --state-dir writable?)");
-  }
-  char* error = nullptr;
-  if (sqlite3_exec(j->db_,
-                   "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
-                   "CREATE TABLE IF NOT EXISTS stages (stage INTEGER NOT NULL, pair TEXT NOT NULL, row TEXT NOT NULL,"
-                   " PRIMARY KEY (stage, pair));"
-                   "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, unix_ms INTEGER NOT NULL,"
-                   " state TEXT NOT NULL, detail TEXT NOT NULL);",
-                   nullptr, nullptr, &error) != SQLITE_OK) {
-    Status s = Status::IoError("the plan's journal '" + path + "': " + (error ? error : "?"));
-    sqlite3_free(error);
-    return s;
-  }
-  return j;
-}
-
-uint32_t Journal::NextStage() {
-  sqlite3_stmt* stmt = nullptr;
-  sqlite3_prepare_v2(db_, "SELECT COALESCE(MAX(stage), 0) FROM stages", -1, &stmt, nullptr);
-  uint32_t next = 1;
-  if (sqlite3_step(stmt) == SQLITE_ROW) next = static_cast<uint32_t>(sqlite3_column_int64(stmt, 0)) + 1;
-  sqlite3_finalize(stmt);
-  return next;
-}
-
-Status Journal::Record(const PairStage& s) {
-  sqlite3_stmt* stmt = nullptr;
-  sqlite3_prepare_v2(db_, "INSERT OR REPLACE INTO stages (stage, pair, row) VALUES (?, ?, ?)", -1, &stmt, nullptr);
-  const std::string row = DumpJson(StageJson(s));
-  sqlite3_bind_int64(stmt, 1, s.stage);
-  sqlite3_bind_text(stmt, 2, s.pair.c_str(), -1, SQLITE_TRANSIENT);
-  sqlite3_bind_text(stmt, 3, row.c_str(), -1, SQLITE_TRANSIENT);
-  int rc = sqlite3_step(stmt);
-  sqlite3_finalize(stmt);
-  if (rc != SQLITE_DONE) return Status::IoError(std::string("write the plan's journal: ") + sqlite3_errmsg(db_));
-  return Status::Ok();
-}
-
-Status Journal::Transition(const std::string& state, const std::string& detail) {
-  sqlite3_stmt* stmt = nullptr;
-  sqlite3_prepare_v2(db_, "INSERT INTO events (unix_ms, state, detail) VALUES (?, ?, ?)", -1, &stmt, nullptr);
-  sqlite3_bind_int64(stmt, 1, NowUnixMs());
-  sqlite3_bind_text(stmt, 2, state.c_str(), -1, SQLITE_TRANSIENT);
-  sqlite3_bind_text(stmt, 3, detail.c_str(), -1, SQLITE_TRANSIENT);
-  int rc = sqlite3_step(stmt);
-  sqlite3_finalize(stmt);
-  if (rc != SQLITE_DONE) return Status::IoError(std::string("write the plan's journal: ") + sqlite3_errmsg(db_));
-  return Status::Ok();
-}
-
-Result<std::vector<Journal::Event>> Journal::Events() {
-  sqlite3_stmt* stmt = nullptr;
-  sqlite3_prepare_v2(db_, "SELECT unix_ms, state, detail FROM events ORDER BY seq", -1, &stmt, nullptr);
-  std::vector<Event> out;
-  while (sqlite3_step(stmt) == SQLITE_ROW) {
-    out.push_back({sqlite3_column_int64(stmt, 0), reinterpret_cast<const char*>(sqlite3_column_text(stmt, 1)),
-                   reinterpret_cast<const char*>(sqlite3_column_text(stmt, 2))});
-  }
-  sqlite3_finalize(stmt);
-  return out;
-}
-
-Result<std::vector<PairStage>> Journal::Stages() {
-  sqlite3_stmt* stmt = nullptr;
-  sqlite3_prepare_v2(db_, "SELECT row FROM stages ORDER BY stage, pair", -1, &stmt, nullptr);
-  std::vector<PairStage> out;
-  while (sqlite3_step(stmt) == SQLITE_ROW) {
-    json j = json::parse(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0)), nullptr, false);
-    if (!j.is_object()) continue;
-    PairStage s;
-    s.stage = static_cast<uint32_t>(JsonUint(j, "stage"));
-    s.pair = j.value("pair", "");
-    s.started_unix_ms = j.value("started_unix_ms", int64_t{0});
-    s.seconds = j.value("seconds", 0.0);
-    s.entries = JsonUint(j, "entries");
-    s.files_sent = JsonUint(j, "files_sent");
-    s.bytes_changed = JsonUint(j, "bytes_changed");
-    s.wire_bytes = JsonUint(j, "wire_bytes");
-    s.changed_during_read = JsonUint(j, "changed_during_read");
-    s.state = j.value("state", "");
-    s.error = j.value("error", "");
-    s.kind = j.value("kind", "stage");
-    s.changes = JsonUint(j, "changes");
-    out.push_back(s);
-  }
-  sqlite3_finalize(stmt);
-  return out;
-}
 
 // Per pair, from its committed stages in order:
 //   throughput T: bytes changed / seconds of the stages that moved at least 1 MiB (the best);
@@ -321,44 +204,6 @@ std::string FirstError(const std::vector<PairStage>& stages) {
   return "";
 }
 
-// Runs a hook's argv (no shell) in its own process group, killed when it outlasts its timeout.
-Status RunHook(const Plan& plan, const std::string& name) {
-  auto it = plan.hooks.find(name);
-  if (it == plan.hooks.end()) return Status::Ok();  // not given: nothing to do at this step
-  const HookSpec& hook = it->second;
-  if (hook.kind == HookSpec::Kind::kKubernetes) {
-    return Status::Unsupported("hook " + name + ": kubernetes hooks are not built yet; use run: [kubectl, ...]");
-  }
-  std::vector<char*> argv;
-  for (const std::string& a : hook.run) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid = ::fork();
-  if (pid < 0) return Status::Errno(errno, "hook " + name + ": fork");
-  if (pid == 0) {
-    ::setpgid(0, 0);
-    ::execvp(argv[0], argv.data());
-    _exit(127);
-  }
-  ::setpgid(pid, pid);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(hook.timeout_s);
-  int status = 0;
-  for (;;) {
-    pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid) break;
-    if (std::chrono::steady_clock::now() >= deadline) {
-      ::kill(-pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      return Status::Aborted("hook " + name + " (" + plan.path + ":" + std::to_string(hook.line) + ") ran over its " +
-                             std::to_string(static_cast<int>(hook.timeout_s)) + " s timeout and was killed");
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return Status::Ok();
-  std::string how = WIFEXITED(status) ? "exited " + std::to_string(WEXITSTATUS(status))
-                                      : "was killed by signal " + std::to_string(WTERMSIG(status));
-  return Status::Aborted("hook " + name + " (" + plan.path + ":" + std::to_string(hook.line) + ", " + hook.run[0] + ") " + how);
-}
-
 struct Coordinator {
   const Plan& plan;
   std::unique_ptr<Journal> journal;
@@ -367,6 +212,27 @@ struct Coordinator {
 
   void Say(const std::string& line) const {
     if (progress) std::fprintf(stderr, "%s\n", line.c_str());
+  }
+
+  // Runs the plan's hook `name` (nothing when the plan has none): an argv without a shell, in
+  // its own process group, killed at its timeout; or the built-in Kubernetes hook. Its time is
+  // journalled: the prediction counts it in the next downtime.
+  Status RunHook(const std::string& name) {
+    auto it = plan.hooks.find(name);
+    if (it == plan.hooks.end()) return Status::Ok();
+    const HookSpec& hook = it->second;
+    const auto start = std::chrono::steady_clock::now();
+    Status s;
+    if (hook.kind == HookSpec::Kind::kKubernetes) {
+      s = RunKubernetesHook(name, hook, name == "quiesce_source" ? KubeAction::kQuiesce : KubeAction::kRestore, *journal);
+    } else {
+      Result<ProcessResult> r = RunProcess(hook.run, hook.timeout_s, /*capture=*/false);
+      const std::string where = "hook " + name + " (" + plan.path + ":" + std::to_string(hook.line) + ", " + hook.run[0] + ")";
+      s = !r.ok() ? r.status().Annotate(where) : r->ok() ? Status::Ok() : Status::Aborted(where + " " + r->How(hook.timeout_s));
+    }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    (void)journal->RecordHook(name, seconds, s.ok());
+    return s;
   }
 
   // Quiesce, final stage, check, start the target, switch. Any failure before the switch rolls
@@ -390,7 +256,7 @@ struct Coordinator {
     std::snprintf(predicted, sizeof(predicted), "%.3f", p.predicted_final_s);
     const auto start = std::chrono::steady_clock::now();
     if (!step("quiescing", std::string("predicted_downtime_s=") + predicted)) return kExitTarget;
-    if (Status s = RunHook(plan, "quiesce_source"); !s.ok()) return Rollback("quiesce_source", s.ToString());
+    if (Status s = RunHook("quiesce_source"); !s.ok()) return Rollback("quiesce_source", s.ToString());
     if (!step("final_stage", "")) return Rollback("final_stage", "journal");
     // Exact: the source is quiet, so nothing may change while it is read; one retry for a
     // writer that was still finishing when the hook returned.
@@ -420,9 +286,9 @@ struct Coordinator {
       }
     }
     if (!step("starting_target", "")) return Rollback("starting_target", "journal");
-    if (Status s = RunHook(plan, "start_target"); !s.ok()) return Rollback("start_target", s.ToString());
+    if (Status s = RunHook("start_target"); !s.ok()) return Rollback("start_target", s.ToString());
     if (!step("switching_traffic", "")) return kExitTarget;
-    Status switched = RunHook(plan, "switch_traffic");
+    Status switched = RunHook("switch_traffic");
     const double actual = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     char detail[128];
     std::snprintf(detail, sizeof(detail), "predicted_downtime_s=%s actual_downtime_s=%.3f", predicted, actual);
@@ -445,7 +311,7 @@ struct Coordinator {
       std::fprintf(stderr, "ferry: cutover failed at %s: %s; rolling back\n", step.c_str(), cause.c_str());
     }
     (void)journal->Transition("rolling_back", step + ": " + cause);
-    Status s = RunHook(plan, "resume_source");
+    Status s = RunHook("resume_source");
     if (!s.ok()) {
       (void)journal->Transition("rollback_failed", s.ToString());
       std::fprintf(stderr, "ferry: rollback: %s: the source app is still stopped: start it by hand\n", s.ToString().c_str());
@@ -456,12 +322,6 @@ struct Coordinator {
     return kExitStage;
   }
 };
-
-// The last transition of the plan's journal ("" when none).
-std::string LastState(Journal& journal) {
-  Result<std::vector<Journal::Event>> events = journal.Events();
-  return events.ok() && !events->empty() ? events->back().state : "";
-}
 
 // The plan's journal and TLS context; errors printed as "ferry COMMAND: ...".
 std::optional<Coordinator> Open(const Plan& plan, const std::string& state_dir, bool progress, const char* command) {
@@ -495,7 +355,7 @@ int RunMigrate(const Plan& plan, const std::string& state_dir, bool progress) {
   std::optional<Coordinator> c = Open(plan, state_dir, progress, "migrate");
   if (!c) return kExitUsage;
   Journal& journal = *c->journal;
-  const std::string last = LastState(journal);
+  const std::string last = journal.LastState();
   if (last == "migrated") {
     std::fprintf(stderr, "ferry migrate: plan %s is already migrated (journal %s/plans/%s.db)\n", plan.name.c_str(),
                  state_dir.c_str(), plan.name.c_str());
@@ -537,7 +397,7 @@ int RunMigrate(const Plan& plan, const std::string& state_dir, bool progress) {
 int RunCutover(const Plan& plan, const std::string& state_dir, bool progress) {
   std::optional<Coordinator> c = Open(plan, state_dir, progress, "cutover");
   if (!c) return kExitUsage;
-  const std::string last = LastState(*c->journal);
+  const std::string last = c->journal->LastState();
   if (last == "migrated") return kExitOk;
   // Killed inside a cutover: before the target was started, roll back (the source comes back);
   // once starting it began, never start it twice: the operator decides.
@@ -556,13 +416,13 @@ int RunCutover(const Plan& plan, const std::string& state_dir, bool progress) {
 int RunRollback(const Plan& plan, const std::string& state_dir) {
   std::optional<Coordinator> c = Open(plan, state_dir, true, "rollback");
   if (!c) return kExitUsage;
-  if (LastState(*c->journal) == "migrated") {
+  if (c->journal->LastState() == "migrated") {
     std::fprintf(stderr, "ferry rollback: plan %s is migrated: its app runs on the target. Resuming the source now "
                  "would run it twice; stop the target app first and start the source by hand\n", plan.name.c_str());
     return kExitUsage;
   }
   c->Rollback("operator", "ferry rollback");
-  return LastState(*c->journal) == "rolled_back" ? kExitOk : kExitStage;
+  return c->journal->LastState() == "rolled_back" ? kExitOk : kExitStage;
 }
 
 int RunPlanStatus(const Plan& plan, const std::string& state_dir, bool json_out) {

@@ -12,43 +12,10 @@
 
 
 #include "base/result.h"
+#include "daemon/journal.h"
 #include "daemon/plan.h"
 
-struct sqlite3;
-
 namespace ferry {
-
-// One pair's part of one stage of the plan.
-struct PairStage {
-  uint32_t stage = 0;  // 1, 2, ...
-  std::string pair;    // PairSpec::Name()
-  int64_t started_unix_ms = 0;
-  double seconds = 0;
-  uint64_t entries = 0, files_sent = 0, bytes_changed = 0, wire_bytes = 0, changed_during_read = 0;
-  uint64_t changes = 0;  // a check (dry run): what still differs
-  std::string kind = "stage";  // stage, final (after the quiesce), check (a dry run that must find nothing)
-  std::string state;  // committed, failed, cancelled, interrupted
-  std::string error;
-};
-
-class Journal {
- public:
-  ~Journal();
-  static Result<std::unique_ptr<Journal>> Open(const std::string& state_dir, const std::string& plan_name);
-  uint32_t NextStage();
-  Status Record(const PairStage& stage);
-  Result<std::vector<PairStage>> Stages();
-  // The migration's transitions, each recorded (durably) before it is acted on.
-  Status Transition(const std::string& state, const std::string& detail);
-  struct Event {
-    int64_t unix_ms = 0;
-    std::string state, detail;
-  };
-  Result<std::vector<Event>> Events();
-
- private:
-  sqlite3* db_ = nullptr;
-};
 
 // What the stages so far say about a final stage.
 struct Prediction {

@@ -40,6 +40,9 @@ Result<HostPort> ParseDaemonUrl(const std::string& text, bool allow_path);
 // Binds and listens; the actual address (port 0 picks a free one) goes to *bound.
 Result<int> Listen(const HostPort& address, HostPort* bound);
 
+// How long a command or daemon waits for a peer daemon to accept and finish the handshake.
+constexpr int kConnectTimeoutMs = 10'000;
+
 // Connects within `timeout_ms`, then runs the TLS handshake with `tls` (null: plaintext, for
 // --insecure) within the same time; errors name the daemon and say what to check. *loopback
 // tells whether the daemon is on this host (127.0.0.0/8, ::1): there the wire is memory, and

@@ -151,6 +151,9 @@ Result<HookSpec> ParseHook(const Checker& c, const YAML::Node& node, const std::
       if (!v.ok()) return v.status();
       *out = *v;
     }
+    if (name == "switch_traffic") {
+      return c.Error(k, where + ": a kubernetes hook scales workloads; switching traffic needs run: [argv...]");
+    }
     if (!Executable("kubectl")) return c.Error(k, where + ": kubernetes hooks run kubectl, which is not in PATH");
     return hook;
   }

@@ -120,6 +120,11 @@ TEST_F(PlanTest, WrongPlansAreRefusedWithTheLineAndTheReason) {
        "plan.yaml:19: hooks: quiesce_source must be a mapping"},
       {"exclude: [\"lost+found\", \"*.tmp\"]\n", "exclude: \"*.tmp\"\n", "plan.yaml:9: exclude must be a list of strings"},
       {"policy:\n", "policy: [\n", "plan.yaml:"},
+      {"  switch_traffic: {run: [sh, -c, \"exit 0\"]}\n",
+       "  switch_traffic: {kubernetes: {context: a, namespace: b, selector: app=db}}\n",
+       "plan.yaml:21: hooks: switch_traffic: a kubernetes hook scales workloads"},
+      {"  start_target:   {run: [/bin/true]}\n", "  start_target:   {kubernetes: {context: a, selector: app=db}}\n",
+       "plan.yaml:20: hooks: start_target: kubernetes needs namespace"},
   };
   for (const Case& c : cases) {
     std::string text = kFull;

@@ -7,6 +7,7 @@
 
 #include "agent/scan.h"
 #include "base/bounds.h"
+#include "base/clock.h"
 #include "base/log.h"
 #include "daemon/json.h"
 #include "daemon/metrics.h"
@@ -18,12 +19,6 @@ using nlohmann::json;
 
 namespace {
 
-constexpr int kConnectTimeoutMs = 10'000;
-
-int64_t NowUnixMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 const char* CompressName(CompressMode mode) {
   switch (mode) {

@@ -32,7 +32,6 @@ using protocol::Direction;
 using protocol::EntryType;
 using protocol::ItemAction;
 
-constexpr int kConnectTimeoutMs = 10'000;
 
 const char* ActionName(ItemAction a) {
   switch (a) {
