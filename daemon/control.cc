@@ -14,6 +14,19 @@
 
 namespace ferry {
 
+void ReadProgress(const nlohmann::json& status, SyncProgress& out) {
+  if (!status.contains("progress")) return;
+  const nlohmann::json& p = status["progress"];
+  out.entries_total = JsonUint(p, "entries_total");
+  out.files_needed = JsonUint(p, "files_needed");
+  out.bytes_needed = JsonUint(p, "bytes_needed");
+  out.files_sent = JsonUint(p, "files_sent");
+  out.bytes_sent = JsonUint(p, "bytes_sent");
+  out.bytes_skipped = JsonUint(p, "bytes_skipped");
+  out.needs_complete = p.value("needs_complete", false);
+  out.wire_bytes = JsonUint(p, "wire_bytes");
+}
+
 using nlohmann::json;
 using protocol::ControlMessage;
 using protocol::ControlType;

@@ -27,6 +27,9 @@
 
 namespace ferry {
 
+// Copies the "progress" object of a stage status (control API `watch`) into `out`.
+void ReadProgress(const nlohmann::json& status, SyncProgress& out);
+
 Status ServeControl(Channel& channel, const Frame& first, const VolumeTable& volumes, VolumeLocks& locks,
                     StageRunner* stages);
 

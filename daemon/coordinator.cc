@@ -1,5 +1,6 @@
 #include "daemon/coordinator.h"
 
+#include <signal.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 
@@ -30,7 +31,7 @@ namespace {
 
 // One pair's stage through its source daemon's control API, watched to the end.
 PairStage StagePair(const Plan& plan, const PairSpec& pair, uint32_t number, const io::TlsContext* tls,
-                    const std::string& kind = "stage", bool checksum = false) {
+                    const std::string& kind, bool checksum, SyncProgress& progress) {
   PairStage out;
   out.kind = kind;
   out.stage = number;
@@ -54,19 +55,24 @@ PairStage StagePair(const Plan& plan, const PairSpec& pair, uint32_t number, con
   spec.push.options.checksum = checksum;
   spec.push.streams = DefaultStreams();
   Result<json> event = (*client)->Call(json{{"op", "stage"}, {"stage", spec.ToJson()}, {"watch", true}});
-  while (event.ok() && !event->value("final", false)) event = (*client)->Next();
+  while (event.ok() && !event->value("final", false)) {
+    ReadProgress(*event, progress);
+    event = (*client)->Next();
+  }
   if (!event.ok()) return fail(event.status().Annotate("pair " + pair.Name()));
   out.state = event->value("state", "failed");
   out.error = event->value("error", "");
   const json& summary = event->contains("summary") ? (*event)["summary"] : json::object();
-  const json& progress = event->contains("progress") ? (*event)["progress"] : json::object();
+  ReadProgress(*event, progress);
+  const json& counts = event->contains("progress") ? (*event)["progress"] : json::object();
   out.seconds = summary.value("duration_s", static_cast<double>(NowUnixMs() - out.started_unix_ms) / 1000);
   out.entries = JsonUint(summary, "files_total");
+  out.bytes_total = JsonUint(summary, "bytes_total");
   out.files_sent = JsonUint(summary, "files_sent");
-  out.bytes_changed = JsonUint(progress, "bytes_sent") + JsonUint(progress, "bytes_skipped");
+  out.bytes_changed = JsonUint(counts, "bytes_sent") + JsonUint(counts, "bytes_skipped");
   out.wire_bytes = JsonUint(summary, "bytes_sent_wire") + JsonUint(summary, "bytes_returned_wire");
   out.changed_during_read = JsonUint(summary, "files_changed_during_read");
-  out.changes = JsonUint(progress, "changes");
+  out.changes = JsonUint(counts, "changes");
   return out;
 }
 
@@ -105,11 +111,14 @@ bool InWindow(int minute, std::pair<int, int> window) {
   return start <= end ? minute >= start && minute < end : minute >= start || minute < end;
 }
 
-Prediction Predict(const std::vector<PairStage>& stages, const Plan& plan, int now_minute) {
+Prediction Predict(const std::vector<PairStage>& stages, const Plan& plan, const std::map<std::string, double>& hook_seconds,
+                   int now_minute) {
   Prediction p;
   std::map<std::string, std::vector<const PairStage*>> by_pair;
+  std::map<std::string, double> last_check;  // the seconds of the pair's last check (a dry run)
   for (const PairStage& s : stages) {
     if (s.state == "committed" && s.kind == "stage") by_pair[s.pair].push_back(&s);
+    if (s.state == "committed" && s.kind == "check") last_check[s.pair] = s.seconds;
   }
   uint32_t complete_stages = UINT32_MAX;
   bool all_known = !by_pair.empty();
@@ -136,24 +145,46 @@ Prediction Predict(const std::vector<PairStage>& stages, const Plan& plan, int n
     double gap = std::max(1e-3, static_cast<double>(last.started_unix_ms - before.started_unix_ms) / 1000);
     double rate = last.bytes_changed / gap;
     double final_s = fixed + rate * last.seconds / throughput;
-    if (final_s > p.predicted_final_s) {
-      p.predicted_final_s = final_s;
+    if (final_s > p.final_stage_s) {
+      p.final_stage_s = final_s;
       p.throughput_bps = throughput;
       p.fixed_seconds = fixed;
     }
+    // The check after the final stage: as long as the last one took; else a scan (the fixed
+    // cost), plus reading all data when it compares content.
+    double verify = 0;
+    if (plan.policy.verify != Policy::Verify::kNone) {
+      auto measured = last_check.find(pair.Name());
+      verify = measured != last_check.end() ? measured->second
+                                            : fixed + (plan.policy.verify == Policy::Verify::kFull ? last.bytes_total / throughput : 0);
+    }
+    p.verify_s = std::max(p.verify_s, verify);
     p.change_rate_bps = std::max(p.change_rate_bps, rate);
     if (last.bytes_changed > before.bytes_changed && last.bytes_changed > (1u << 20)) p.converging = false;
   }
+  for (const char* name : {"quiesce_source", "start_target", "switch_traffic"}) {
+    auto hook = plan.hooks.find(name);
+    if (hook == plan.hooks.end()) continue;
+    auto measured = hook_seconds.find(name);
+    if (measured != hook_seconds.end()) {
+      p.hooks_s += measured->second;
+    } else if (hook->second.estimate_s >= 0) {
+      p.hooks_s += hook->second.estimate_s;
+    } else {
+      p.unmeasured_hooks.push_back(name);
+    }
+  }
+  p.predicted_downtime_s = p.final_stage_s + p.verify_s + p.hooks_s;
   p.known = all_known;
   if (complete_stages == UINT32_MAX) complete_stages = 0;
   if (!p.known) {
     p.waiting_for = "at least two committed stages of every pair";
   } else if (complete_stages < plan.policy.min_stages) {
     p.waiting_for = "min_stages (" + std::to_string(plan.policy.min_stages) + ")";
-  } else if (p.predicted_final_s > plan.policy.max_downtime_s) {
-    char buf[160];
-    std::snprintf(buf, sizeof(buf), "a final stage that fits max_downtime %.0fs (predicted %.1fs)%s",
-                  plan.policy.max_downtime_s, p.predicted_final_s,
+  } else if (p.predicted_downtime_s > plan.policy.max_downtime_s) {
+    char buf[200];
+    std::snprintf(buf, sizeof(buf), "a downtime that fits max_downtime %.0fs (predicted %.1fs)%s",
+                  plan.policy.max_downtime_s, p.predicted_downtime_s,
                   p.converging ? "" : "; the stages are not converging: the app changes data faster than a stage moves it");
     p.waiting_for = buf;
   } else if (plan.policy.window) {
@@ -174,16 +205,43 @@ Prediction Predict(const std::vector<PairStage>& stages, const Plan& plan, int n
 
 namespace {
 
+// The prediction from everything the journal holds.
+Prediction PredictFromJournal(Journal& journal, const Plan& plan) {
+  Result<std::vector<PairStage>> stages = journal.Stages();
+  return Predict(stages.ok() ? *stages : std::vector<PairStage>{}, plan, journal.HookSeconds());
+}
+
+// "3.20 s (final stage 1.10 s + verify 0.40 s + hooks 1.70 s)".
+std::string DowntimeBreakdown(const Prediction& p) {
+  char buf[200];
+  std::snprintf(buf, sizeof(buf), "%.2f s (final stage %.2f s + verify %.2f s + hooks %.2f s)", p.predicted_downtime_s,
+                p.final_stage_s, p.verify_s, p.hooks_s);
+  std::string out = buf;
+  if (!p.unmeasured_hooks.empty()) {
+    out += "; not counted, never run and no estimate:";
+    for (const std::string& h : p.unmeasured_hooks) out += " " + h;
+  }
+  return out;
+}
+
 // One stage of every pair at once, journalled.
 std::vector<PairStage> StageAll(const Plan& plan, Journal& journal, const io::TlsContext* tls, const std::string& kind,
-                                bool checksum) {
+                                bool checksum, bool progress) {
   const uint32_t number = journal.NextStage();
   std::vector<PairStage> results(plan.pairs.size());
-  std::vector<std::thread> threads;
-  for (size_t i = 0; i < plan.pairs.size(); ++i) {
-    threads.emplace_back([&, i] { results[i] = StagePair(plan, plan.pairs[i], number, tls, kind, checksum); });
+  std::unique_ptr<SyncProgress[]> pair_progress(new SyncProgress[plan.pairs.size()]);
+  {
+    std::vector<ProgressPrinter::Row> rows;
+    for (size_t i = 0; i < plan.pairs.size(); ++i) rows.push_back({plan.pairs[i].Name(), &pair_progress[i]});
+    ProgressPrinter printer(std::move(rows), progress && kind != "check");
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < plan.pairs.size(); ++i) {
+      threads.emplace_back([&, i] {
+        results[i] = StagePair(plan, plan.pairs[i], number, tls, kind, checksum, pair_progress[i]);
+      });
+    }
+    for (std::thread& t : threads) t.join();
   }
-  for (std::thread& t : threads) t.join();
   for (const PairStage& s : results) {
     if (Status st = journal.Record(s); !st.ok()) std::fprintf(stderr, "ferry: %s\n", st.ToString().c_str());
   }
@@ -223,46 +281,74 @@ struct Coordinator {
     const HookSpec& hook = it->second;
     const auto start = std::chrono::steady_clock::now();
     Status s;
+    int64_t run = -1;
     if (hook.kind == HookSpec::Kind::kKubernetes) {
+      Result<int64_t> started = journal->HookStarted(name, 0);  // kubectl runs one at a time, each waited for
+      if (!started.ok()) return started.status();
+      run = *started;
       s = RunKubernetesHook(name, hook, name == "quiesce_source" ? KubeAction::kQuiesce : KubeAction::kRestore, *journal);
     } else {
-      Result<ProcessResult> r = RunProcess(hook.run, hook.timeout_s, /*capture=*/false);
+      Status journalled;
+      Result<ProcessResult> r = RunProcess(hook.run, hook.timeout_s, /*capture=*/false, [&](pid_t pid) {
+        Result<int64_t> started = journal->HookStarted(name, pid);
+        if (started.ok()) run = *started;
+        journalled = started.status();
+      });
       const std::string where = "hook " + name + " (" + plan.path + ":" + std::to_string(hook.line) + ", " + hook.run[0] + ")";
-      s = !r.ok() ? r.status().Annotate(where) : r->ok() ? Status::Ok() : Status::Aborted(where + " " + r->How(hook.timeout_s));
+      s = !r.ok() ? r.status().Annotate(where)
+          : !r->ok() ? Status::Aborted(where + " " + r->How(hook.timeout_s))
+                     : journalled;
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    (void)journal->RecordHook(name, seconds, s.ok());
+    if (run >= 0) (void)journal->HookEnded(run, seconds, s.ok());
     return s;
   }
 
-  // Quiesce, final stage, check, start the target, switch. Any failure before the switch rolls
-  // back: the source app is resumed and the target is not started.
+  // A coordinator killed while a hook ran left it running (its own process group): it may
+  // still be stopping or starting the app. Wait for it (up to its timeout, counted from its
+  // start, then kill it) before deciding anything from the journal.
+  void WaitForOrphanedHooks() {
+    for (const Journal::HookRun& h : journal->UnfinishedHooks()) {
+      double timeout = 300;
+      if (auto it = plan.hooks.find(h.name); it != plan.hooks.end()) timeout = it->second.timeout_s;
+      const double left = timeout - static_cast<double>(NowUnixMs() - h.started_unix_ms) / 1000;
+      if (h.pgid > 0 && (::kill(static_cast<pid_t>(-h.pgid), 0) == 0)) {
+        std::fprintf(stderr, "ferry: waiting for hook %s (process group %lld) that the previous coordinator started\n",
+                     h.name.c_str(), static_cast<long long>(h.pgid));
+        WaitProcessGroup(static_cast<pid_t>(h.pgid), std::max(0.0, left));
+      }
+      (void)journal->HookEnded(h.run, -1, false);  // its outcome is unknown: never counted as a success
+    }
+  }
+
+  // Records `state` (durably) before it is acted on.
+  bool Step(const std::string& state, const std::string& detail) {
+    Status s = journal->Transition(state, detail);
+    if (!s.ok()) std::fprintf(stderr, "ferry: %s\n", s.ToString().c_str());
+    Say("cutover: " + state + (detail.empty() ? "" : " (" + detail + ")"));
+    return s.ok();
+  }
+
+  // Quiesce, final stage, check, start the target, switch. Any failure before the target is
+  // started rolls back: the source app is resumed and the target is not started.
   int Cutover() {
-    auto step = [&](const std::string& state, const std::string& detail) {
-      Status s = journal->Transition(state, detail);  // recorded before it is acted on
-      if (!s.ok()) std::fprintf(stderr, "ferry: %s\n", s.ToString().c_str());
-      Say("cutover: " + state + (detail.empty() ? "" : " (" + detail + ")"));
-      return s.ok();
-    };
     if (plan.policy.window && !InWindow(LocalMinute(), *plan.policy.window)) {
       auto [from, to] = *plan.policy.window;
       std::fprintf(stderr, "ferry: not cutting over outside the window %02d:%02d-%02d:%02d (local time): the source "
                    "app keeps running\n", from / 60, from % 60, to / 60, to % 60);
       return kExitStage;
     }
-    Result<std::vector<PairStage>> stages = journal->Stages();
-    Prediction p = Predict(stages.ok() ? *stages : std::vector<PairStage>{}, plan);
+    Prediction p = PredictFromJournal(*journal, plan);
     char predicted[64];
-    std::snprintf(predicted, sizeof(predicted), "%.3f", p.predicted_final_s);
-    const auto start = std::chrono::steady_clock::now();
-    if (!step("quiescing", std::string("predicted_downtime_s=") + predicted)) return kExitTarget;
+    std::snprintf(predicted, sizeof(predicted), "predicted_downtime_s=%.3f", p.predicted_downtime_s);
+    if (!Step("quiescing", predicted)) return kExitTarget;
     if (Status s = RunHook("quiesce_source"); !s.ok()) return Rollback("quiesce_source", s.ToString());
-    if (!step("final_stage", "")) return Rollback("final_stage", "journal");
+    if (!Step("final_stage", "")) return Rollback("final_stage", "journal");
     // Exact: the source is quiet, so nothing may change while it is read; one retry for a
     // writer that was still finishing when the hook returned.
     std::vector<PairStage> final_stage;
     for (int attempt = 0; attempt < 2; ++attempt) {
-      final_stage = StageAll(plan, *journal, tls.get(), "final", false);
+      final_stage = StageAll(plan, *journal, tls.get(), "final", false, progress);
       if (!AllCommitted(final_stage)) return Rollback("final_stage", FirstError(final_stage));
       uint64_t changed = 0;
       for (const PairStage& s : final_stage) changed += s.changed_during_read;
@@ -272,11 +358,11 @@ struct Coordinator {
       }
     }
     if (plan.policy.verify != Policy::Verify::kNone) {
-      if (!step("verifying", plan.policy.verify == Policy::Verify::kFull ? "content" : "size and mtime")) {
+      if (!Step("verifying", plan.policy.verify == Policy::Verify::kFull ? "content" : "size and mtime")) {
         return Rollback("verifying", "journal");
       }
       // Two scans agree: a dry run after the final stage finds nothing to do.
-      std::vector<PairStage> check = StageAll(plan, *journal, tls.get(), "check", plan.policy.verify == Policy::Verify::kFull);
+      std::vector<PairStage> check = StageAll(plan, *journal, tls.get(), "check", plan.policy.verify == Policy::Verify::kFull, progress);
       if (!AllCommitted(check)) return Rollback("verifying", FirstError(check));
       for (const PairStage& s : check) {
         if (s.changes != 0) {
@@ -285,13 +371,22 @@ struct Coordinator {
         }
       }
     }
-    if (!step("starting_target", "")) return Rollback("starting_target", "journal");
+    return StartTarget();
+  }
+
+  // From here on the target's data is final and checked: the way is forward. A coordinator
+  // killed in these steps runs the step's hook again when it restarts, so start_target and
+  // switch_traffic must be idempotent (starting a running app succeeds; the Kubernetes hook
+  // is): the target is never started twice and never abandoned half-started.
+  int StartTarget() {
+    if (!Step("starting_target", "")) return kExitTarget;
     if (Status s = RunHook("start_target"); !s.ok()) return Rollback("start_target", s.ToString());
-    if (!step("switching_traffic", "")) return kExitTarget;
+    return SwitchTraffic();
+  }
+
+  int SwitchTraffic() {
+    if (!Step("switching_traffic", "")) return kExitTarget;
     Status switched = RunHook("switch_traffic");
-    const double actual = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    char detail[128];
-    std::snprintf(detail, sizeof(detail), "predicted_downtime_s=%s actual_downtime_s=%.3f", predicted, actual);
     if (!switched.ok()) {
       // The target runs: rolling back now would leave two. Say so; the operator decides.
       (void)journal->Transition("switch_failed", switched.ToString());
@@ -299,9 +394,43 @@ struct Coordinator {
                    "ferry rollback\n", switched.ToString().c_str());
       return kExitStage;
     }
+    // The downtime: from the quiesce (as journalled: a restarted coordinator counts the time it
+    // was away) to the switch.
+    double predicted = 0, actual = 0;
+    Result<std::vector<Journal::Event>> events = journal->Events();
+    if (events.ok()) {
+      for (const Journal::Event& e : *events) {
+        if (e.state == "quiescing") {
+          std::sscanf(e.detail.c_str(), "predicted_downtime_s=%lf", &predicted);
+          actual = static_cast<double>(NowUnixMs() - e.unix_ms) / 1000;
+        }
+      }
+    }
+    char detail[128];
+    std::snprintf(detail, sizeof(detail), "predicted_downtime_s=%.3f actual_downtime_s=%.3f", predicted, actual);
     (void)journal->Transition("migrated", detail);
-    std::fprintf(stderr, "migrated: downtime %.2f s (predicted %s s)\n", actual, predicted);
+    std::fprintf(stderr, "migrated: downtime %.2f s (predicted %.2f s)\n", actual, predicted);
     return kExitOk;
+  }
+
+  // `ferry cutover`, and `ferry migrate` of a plan whose journal ends inside a cutover: a
+  // coordinator that stopped (killed, machine restarted) before the target was started rolls
+  // back, one that stopped after goes on.
+  int ContinueCutover() {
+    const std::string last = journal->LastState();
+    if (last == "migrated") return kExitOk;
+    if (last == "quiescing" || last == "final_stage" || last == "verifying" || last == "rolling_back" ||
+        last == "rollback_failed") {
+      return Rollback(last, "the coordinator stopped during the cutover");
+    }
+    if (last == "starting_target") return StartTarget();
+    if (last == "switching_traffic") return SwitchTraffic();
+    if (last == "switch_failed") {
+      std::fprintf(stderr, "ferry cutover: switch_traffic failed and the target app runs. Fix the switch by hand, "
+                   "or stop the target app and run ferry rollback %s\n", plan.path.c_str());
+      return kExitStage;
+    }
+    return Cutover();
   }
 
   int Rollback(const std::string& step, const std::string& cause) {
@@ -327,12 +456,14 @@ struct Coordinator {
 std::optional<Coordinator> Open(const Plan& plan, const std::string& state_dir, bool progress, const char* command) {
   Result<std::unique_ptr<Journal>> journal = Journal::Open(state_dir, plan.name);
   Result<std::shared_ptr<io::TlsContext>> tls = io::TlsContext::MakeUnlessInsecure(plan.tls, io::TlsContext::Role::kClient);
-  Status s = !journal.ok() ? journal.status() : !tls.ok() ? tls.status().Annotate(plan.path + ": auth") : Status::Ok();
+  Status s = !journal.ok() ? journal.status() : !tls.ok() ? tls.status().Annotate(plan.path + ": auth") : (*journal)->Lock();
   if (!s.ok()) {
     std::fprintf(stderr, "ferry %s: %s\n", command, s.ToString().c_str());
     return std::nullopt;
   }
-  return Coordinator{plan, std::move(*journal), *tls, progress};
+  Coordinator c{plan, std::move(*journal), *tls, progress};
+  c.WaitForOrphanedHooks();
+  return c;
 }
 
 }  // namespace
@@ -340,7 +471,7 @@ std::optional<Coordinator> Open(const Plan& plan, const std::string& state_dir, 
 int RunPlanStage(const Plan& plan, const std::string& state_dir, bool progress, bool json_out) {
   std::optional<Coordinator> c = Open(plan, state_dir, progress, "stage");
   if (!c) return kExitUsage;
-  std::vector<PairStage> results = StageAll(plan, *c->journal, c->tls.get(), "stage", false);
+  std::vector<PairStage> results = StageAll(plan, *c->journal, c->tls.get(), "stage", false, progress && !json_out);
   if (json_out) {
     json list = json::array();
     for (const PairStage& s : results) list.push_back(StageJson(s));
@@ -361,26 +492,43 @@ int RunMigrate(const Plan& plan, const std::string& state_dir, bool progress) {
                  state_dir.c_str(), plan.name.c_str());
     return kExitOk;
   }
-  if (!last.empty() && last != "staging" && last != "rolled_back") {
+  if (!last.empty() && last != "staging" && last != "rolled_back" && last != "not_converging" && last != "max_stages") {
     // A cutover was under way when the coordinator stopped (docs: README "Coordinator").
-    return RunCutover(plan, state_dir, progress);
+    return c->ContinueCutover();
   }
   (void)journal.Transition("staging", "");
+  std::vector<double> predictions;  // of this run's stages, to see whether they still converge
   for (uint32_t n = 1;; ++n) {
-    std::vector<PairStage> stages = StageAll(plan, journal, c->tls.get(), "stage", false);
+    std::vector<PairStage> stages = StageAll(plan, journal, c->tls.get(), "stage", false, progress);
     c->Say("stage " + std::to_string(stages[0].stage) + ": " + (AllCommitted(stages) ? "committed" : FirstError(stages)));
-    Result<std::vector<PairStage>> all = journal.Stages();
-    Prediction p = Predict(all.ok() ? *all : stages, plan);
+    Prediction p = PredictFromJournal(journal, plan);
+    if (p.known) {
+      c->Say("predicted downtime " + DowntimeBreakdown(p));
+      predictions.push_back(p.predicted_downtime_s);
+    }
     if (p.ready) {
       char line[160];
-      std::snprintf(line, sizeof(line), "predicted final stage %.2f s fits max_downtime %.0f s", p.predicted_final_s,
-                    plan.policy.max_downtime_s);
+      std::snprintf(line, sizeof(line), "the predicted downtime fits max_downtime %.0f s", plan.policy.max_downtime_s);
       c->Say(line);
       break;
+    }
+    // Not converging: the last three stages predicted no better than the best before them.
+    const size_t k = predictions.size();
+    if (n >= plan.policy.min_stages && k >= 5 &&
+        std::min({predictions[k - 1], predictions[k - 2], predictions[k - 3]}) >=
+            *std::min_element(predictions.begin(), predictions.end() - 3)) {
+      std::fprintf(stderr, "ferry migrate: the stages stopped converging: the predicted downtime stays at %.1f s "
+                   "(best %.1f s) over %u stages, above max_downtime %.0f s: the app changes data as fast as a stage "
+                   "moves it. Not cutting over: raise max_downtime, or slow the app's writes and run again\n",
+                   predictions.back(), *std::min_element(predictions.begin(), predictions.end()), n,
+                   plan.policy.max_downtime_s);
+      (void)journal.Transition("not_converging", p.waiting_for);
+      return kExitStage;
     }
     if (n >= plan.policy.max_stages) {
       std::fprintf(stderr, "ferry migrate: %u stages and still waiting for %s: not cutting over (raise max_downtime or "
                    "max_stages, or slow the app's writes)\n", n, p.waiting_for.c_str());
+      (void)journal.Transition("max_stages", p.waiting_for);
       return kExitStage;
     }
     if (plan.policy.stage_interval_s > 0) {
@@ -397,20 +545,7 @@ int RunMigrate(const Plan& plan, const std::string& state_dir, bool progress) {
 int RunCutover(const Plan& plan, const std::string& state_dir, bool progress) {
   std::optional<Coordinator> c = Open(plan, state_dir, progress, "cutover");
   if (!c) return kExitUsage;
-  const std::string last = c->journal->LastState();
-  if (last == "migrated") return kExitOk;
-  // Killed inside a cutover: before the target was started, roll back (the source comes back);
-  // once starting it began, never start it twice: the operator decides.
-  if (last == "quiescing" || last == "final_stage" || last == "verifying" || last == "rolling_back") {
-    return c->Rollback(last, "the coordinator stopped during the cutover");
-  }
-  if (last == "starting_target" || last == "switching_traffic" || last == "switch_failed") {
-    std::fprintf(stderr, "ferry cutover: the coordinator stopped at %s: the target app may be running. Check it; "
-                 "then start it and switch by hand, or stop it and run ferry rollback %s\n", last.c_str(),
-                 plan.path.c_str());
-    return kExitStage;
-  }
-  return c->Cutover();
+  return c->ContinueCutover();
 }
 
 int RunRollback(const Plan& plan, const std::string& state_dir) {
@@ -432,7 +567,7 @@ int RunPlanStatus(const Plan& plan, const std::string& state_dir, bool json_out)
     std::fprintf(stderr, "ferry status: %s\n", stages.status().ToString().c_str());
     return kExitUsage;
   }
-  Prediction p = Predict(*stages, plan);
+  Prediction p = Predict(*stages, plan, (*journal)->HookSeconds());
   if (json_out) {
     json list = json::array();
     for (const PairStage& s : *stages) list.push_back(StageJson(s));
@@ -441,11 +576,15 @@ int RunPlanStatus(const Plan& plan, const std::string& state_dir, bool json_out)
              {"change_rate_bps", p.change_rate_bps},
              {"throughput_bps", p.throughput_bps},
              {"fixed_seconds", p.fixed_seconds},
+             {"final_stage_s", p.final_stage_s},
+             {"verify_s", p.verify_s},
+             {"hooks_s", p.hooks_s},
+             {"unmeasured_hooks", p.unmeasured_hooks},
              {"converging", p.converging},
              {"max_downtime_s", plan.policy.max_downtime_s},
              {"ready", p.ready},
              {"waiting_for", p.waiting_for}};
-    out["predicted_downtime_s"] = p.known ? json(p.predicted_final_s) : json(nullptr);
+    out["predicted_downtime_s"] = p.known ? json(p.predicted_downtime_s) : json(nullptr);
     // After a cutover: what was predicted at its start and what it took (quiesce to switch).
     Result<std::vector<Journal::Event>> events = (*journal)->Events();
     if (events.ok() && !events->empty()) {
@@ -465,10 +604,10 @@ int RunPlanStatus(const Plan& plan, const std::string& state_dir, bool json_out)
   }
   PrintStages(*stages);
   if (p.known) {
-    std::printf("change rate %s/s, stage throughput %s/s, fixed cost %.2f s: a final stage now takes %.2f s "
+    std::printf("change rate %s/s, stage throughput %s/s, fixed cost %.2f s: a cutover now takes %s "
                 "(max_downtime %.0f s)\n",
                 HumanBytes(p.change_rate_bps).c_str(), HumanBytes(p.throughput_bps).c_str(), p.fixed_seconds,
-                p.predicted_final_s, plan.policy.max_downtime_s);
+                DowntimeBreakdown(p).c_str(), plan.policy.max_downtime_s);
   }
   std::printf("%s\n", p.ready ? "ready to cut over" : ("waiting for " + p.waiting_for).c_str());
   return kExitOk;

@@ -53,7 +53,7 @@ nlohmann::json StageJson(const PairStage& s) {
               {"bytes_changed", s.bytes_changed},     {"wire_bytes", s.wire_bytes},
               {"changed_during_read", s.changed_during_read}, {"state", s.state},
               {"error", s.error},           {"kind", s.kind},
-              {"changes", s.changes}};
+              {"changes", s.changes},       {"bytes_total", s.bytes_total}};
 }
 
 Journal::~Journal() {
@@ -92,7 +92,7 @@ Result<std::unique_ptr<Journal>> Journal::Open(const std::string& state_dir, con
                    "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, unix_ms INTEGER NOT NULL,"
                    " state TEXT NOT NULL, detail TEXT NOT NULL);"
                    "CREATE TABLE IF NOT EXISTS hooks (seq INTEGER PRIMARY KEY AUTOINCREMENT, unix_ms INTEGER NOT NULL,"
-                   " name TEXT NOT NULL, seconds REAL NOT NULL, ok INTEGER NOT NULL);"
+                   " name TEXT NOT NULL, pgid INTEGER NOT NULL, seconds REAL, ok INTEGER);"
                    "CREATE TABLE IF NOT EXISTS replicas (context TEXT NOT NULL, namespace TEXT NOT NULL,"
                    " kind TEXT NOT NULL, name TEXT NOT NULL, replicas INTEGER NOT NULL,"
                    " PRIMARY KEY (context, namespace, kind, name));",
@@ -137,13 +137,28 @@ std::string Journal::LastState() {
   return q.Row() ? q.Text(0) : "";
 }
 
-Status Journal::RecordHook(const std::string& name, double seconds, bool ok) {
-  return Statement(db_, "INSERT INTO hooks (unix_ms, name, seconds, ok) VALUES (?, ?, ?, ?)")
-      .Bind(1, NowUnixMs())
-      .Bind(2, name)
-      .Bind(3, seconds)
-      .Bind(4, int64_t{ok ? 1 : 0})
+Result<int64_t> Journal::HookStarted(const std::string& name, int64_t pgid) {
+  FERRY_RETURN_IF_ERROR(Statement(db_, "INSERT INTO hooks (unix_ms, name, pgid) VALUES (?, ?, ?)")
+                            .Bind(1, NowUnixMs())
+                            .Bind(2, name)
+                            .Bind(3, pgid)
+                            .Done());
+  return static_cast<int64_t>(sqlite3_last_insert_rowid(db_));
+}
+
+Status Journal::HookEnded(int64_t run, double seconds, bool ok) {
+  return Statement(db_, "UPDATE hooks SET seconds = ?, ok = ? WHERE seq = ?")
+      .Bind(1, seconds)
+      .Bind(2, int64_t{ok ? 1 : 0})
+      .Bind(3, run)
       .Done();
+}
+
+std::vector<Journal::HookRun> Journal::UnfinishedHooks() {
+  Statement q(db_, "SELECT seq, pgid, unix_ms, name FROM hooks WHERE ok IS NULL ORDER BY seq");
+  std::vector<HookRun> out;
+  while (q.Row()) out.push_back({q.Int(0), q.Int(1), q.Int(2), q.Text(3)});
+  return out;
 }
 
 std::map<std::string, double> Journal::HookSeconds() {
@@ -193,6 +208,7 @@ Result<std::vector<PairStage>> Journal::Stages() {
     s.error = j.value("error", "");
     s.kind = j.value("kind", "stage");
     s.changes = JsonUint(j, "changes");
+    s.bytes_total = JsonUint(j, "bytes_total");
     out.push_back(s);
   }
   return out;

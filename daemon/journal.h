@@ -26,6 +26,7 @@ struct PairStage {
   int64_t started_unix_ms = 0;
   double seconds = 0;
   uint64_t entries = 0, files_sent = 0, bytes_changed = 0, wire_bytes = 0, changed_during_read = 0;
+  uint64_t bytes_total = 0;  // the source volume's file bytes
   uint64_t changes = 0;  // a check (dry run): what still differs
   std::string kind = "stage";  // stage, final (after the quiesce), check (a dry run that must find nothing)
   std::string state;  // committed, failed, cancelled, interrupted
@@ -54,8 +55,16 @@ class Journal {
   // The last state recorded ("" when none).
   std::string LastState();
 
+  // A hook's run: recorded when it starts, with its process group (a coordinator killed while
+  // a hook runs leaves the hook running: the next one waits for it), and when it ends.
+  Result<int64_t> HookStarted(const std::string& name, int64_t pgid);
+  Status HookEnded(int64_t run, double seconds, bool ok);
+  struct HookRun {
+    int64_t run = 0, pgid = 0, started_unix_ms = 0;
+    std::string name;
+  };
+  std::vector<HookRun> UnfinishedHooks();
   // How long each hook took the last time it succeeded (name -> seconds).
-  Status RecordHook(const std::string& name, double seconds, bool ok);
   std::map<std::string, double> HookSeconds();
 
   // The replicas a Kubernetes quiesce scaled down, keyed by where the object lives.

@@ -119,7 +119,7 @@ bool Executable(const std::string& command) {
 
 Result<HookSpec> ParseHook(const Checker& c, const YAML::Node& node, const std::string& name) {
   const std::string where = "hooks: " + name;
-  FERRY_RETURN_IF_ERROR(c.Map(node, where, {"run", "timeout", "kubernetes"}));
+  FERRY_RETURN_IF_ERROR(c.Map(node, where, {"run", "timeout", "estimate", "kubernetes"}));
   HookSpec hook;
   hook.line = node.Mark().line + 1;
   if (node["timeout"]) {
@@ -127,6 +127,12 @@ Result<HookSpec> ParseHook(const Checker& c, const YAML::Node& node, const std::
     if (!t.ok()) return t.status();
     if (*t <= 0) return c.Error(node["timeout"], where + ": timeout must be more than 0s");
     hook.timeout_s = *t;
+  }
+  if (node["estimate"]) {
+    Result<double> t = c.Seconds(node["estimate"], where + ": estimate");
+    if (!t.ok()) return t.status();
+    if (*t > hook.timeout_s) return c.Error(node["estimate"], where + ": estimate is more than its timeout");
+    hook.estimate_s = *t;
   }
   if (node["run"] && node["kubernetes"]) return c.Error(node, where + " has both run and kubernetes: give one");
   if (node["run"]) {

@@ -23,6 +23,7 @@ struct HookSpec {
   Kind kind = Kind::kCommand;
   std::vector<std::string> run;  // kCommand: argv, run without a shell
   double timeout_s = 300;
+  double estimate_s = -1;  // how long it usually takes (`estimate: 5s`), for the downtime prediction until measured
   struct Kubernetes {
     std::string context, namespace_, selector;  // kubectl --context, -n, -l
   } kubernetes;

@@ -123,6 +123,8 @@ TEST_F(PlanTest, WrongPlansAreRefusedWithTheLineAndTheReason) {
       {"  switch_traffic: {run: [sh, -c, \"exit 0\"]}\n",
        "  switch_traffic: {kubernetes: {context: a, namespace: b, selector: app=db}}\n",
        "plan.yaml:21: hooks: switch_traffic: a kubernetes hook scales workloads"},
+      {"  quiesce_source: {run: [true, stop], timeout: 120s}\n", "  quiesce_source: {run: [true], timeout: 1s, estimate: 2s}\n",
+       "plan.yaml:19: hooks: quiesce_source: estimate is more than its timeout"},
       {"  start_target:   {run: [/bin/true]}\n", "  start_target:   {kubernetes: {context: a, selector: app=db}}\n",
        "plan.yaml:20: hooks: start_target: kubernetes needs namespace"},
   };
@@ -180,27 +182,46 @@ TEST_F(PlanTest, PredictionFromTheStagesAndTheCutoverWindow) {
   plan->pairs.resize(1);
   std::vector<PairStage> stages = TwoStages(*plan);
   // T = 10 MiB/s (the first stage), F = 0.5 - 1 MiB / T = 0.4 s, r = 1 MiB / 60 s.
-  Prediction p = Predict(stages, *plan, 23 * 60);  // 23:00: inside 22:00-04:00
+  // Hooks: two measured (the journal's), one estimated in the plan.
+  plan->hooks["start_target"].estimate_s = 2;
+  const std::map<std::string, double> hooks{{"quiesce_source", 1.5}, {"switch_traffic", 0.25}, {"resume_source", 9}};
+  Prediction p = Predict(stages, *plan, hooks, 23 * 60);  // 23:00: inside 22:00-04:00
   ASSERT_TRUE(p.known);
   EXPECT_NEAR(p.throughput_bps, 10.0 * (1 << 20), 1);
   EXPECT_NEAR(p.fixed_seconds, 0.4, 1e-9);
   EXPECT_NEAR(p.change_rate_bps, (1 << 20) / 60.0, 1e-6);
-  EXPECT_NEAR(p.predicted_final_s, 0.4 + ((1 << 20) / 60.0) * 0.5 / (10.0 * (1 << 20)), 1e-9);
+  const double final_stage = 0.4 + ((1 << 20) / 60.0) * 0.5 / (10.0 * (1 << 20));
+  EXPECT_NEAR(p.final_stage_s, final_stage, 1e-9);
+  EXPECT_NEAR(p.verify_s, 0.4, 1e-9);  // verify: full, no check measured yet: a scan (+ no data)
+  EXPECT_NEAR(p.hooks_s, 1.5 + 2 + 0.25, 1e-9);  // resume_source is not part of a cutover's downtime
+  EXPECT_TRUE(p.unmeasured_hooks.empty());
+  EXPECT_NEAR(p.predicted_downtime_s, final_stage + 0.4 + 3.75, 1e-9);
   EXPECT_TRUE(p.converging);
   EXPECT_TRUE(p.ready) << p.waiting_for;
   // Outside the window (12:00): the same figures, not ready, and it says why.
-  Prediction noon = Predict(stages, *plan, 12 * 60);
+  Prediction noon = Predict(stages, *plan, hooks, 12 * 60);
   EXPECT_FALSE(noon.ready);
   EXPECT_NE(noon.waiting_for.find("the cutover window 22:00-04:00 (local time; now 12:00)"), std::string::npos)
       << noon.waiting_for;
-  EXPECT_TRUE(Predict(stages, *plan, 3 * 60 + 59).ready);  // across midnight
-  EXPECT_FALSE(Predict(stages, *plan, 4 * 60).ready);
+  EXPECT_TRUE(Predict(stages, *plan, hooks, 3 * 60 + 59).ready);  // across midnight
+  EXPECT_FALSE(Predict(stages, *plan, hooks, 4 * 60).ready);
+  // Hooks never run and without an estimate are named, not guessed.
+  Prediction unmeasured = Predict(stages, *plan, {}, 23 * 60);
+  EXPECT_EQ(unmeasured.unmeasured_hooks, (std::vector<std::string>{"quiesce_source", "switch_traffic"}));
+  EXPECT_NEAR(unmeasured.hooks_s, 2, 1e-9);
+  // A check measured at an earlier cutover replaces the estimate of the verify step.
+  stages.push_back(stages.back());
+  stages.back().kind = "check";
+  stages.back().seconds = 0.75;
+  EXPECT_NEAR(Predict(stages, *plan, hooks, 23 * 60).verify_s, 0.75, 1e-9);
+  stages.pop_back();
   // One stage is not enough; nor is a budget the final stage does not fit.
-  EXPECT_FALSE(Predict({stages[0]}, *plan, 23 * 60).known);
-  plan->policy.max_downtime_s = 0.1;
-  Prediction tight = Predict(stages, *plan, 23 * 60);
+  EXPECT_FALSE(Predict({stages[0]}, *plan, hooks, 23 * 60).known);
+  plan->policy.max_downtime_s = 4;  // the data fits, the hooks do not
+  Prediction tight = Predict(stages, *plan, hooks, 23 * 60);
   EXPECT_FALSE(tight.ready);
-  EXPECT_NE(tight.waiting_for.find("fits max_downtime"), std::string::npos) << tight.waiting_for;
+  EXPECT_NE(tight.waiting_for.find("a downtime that fits max_downtime 4s (predicted 4.6s)"), std::string::npos)
+      << tight.waiting_for;
   EXPECT_TRUE(InWindow(10, {0, 60}));
   EXPECT_FALSE(InWindow(60, {0, 60}));
 }

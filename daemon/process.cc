@@ -37,7 +37,8 @@ std::string ProcessResult::How(double timeout_s) const {
   return "exited " + std::to_string(exit_code);
 }
 
-Result<ProcessResult> RunProcess(const std::vector<std::string>& argv, double timeout_s, bool capture) {
+Result<ProcessResult> RunProcess(const std::vector<std::string>& argv, double timeout_s, bool capture,
+                                 const std::function<void(pid_t)>& on_start) {
   if (argv.empty()) return Status::InvalidArgument("an empty command");
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
@@ -63,6 +64,7 @@ Result<ProcessResult> RunProcess(const std::vector<std::string>& argv, double ti
     _exit(127);
   }
   ::setpgid(pid, pid);
+  if (on_start) on_start(pid);
   ProcessResult r;
   std::vector<pollfd> fds;
   if (capture) {
@@ -107,6 +109,18 @@ Result<ProcessResult> RunProcess(const std::vector<std::string>& argv, double ti
     if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
   }
   return r;
+}
+
+bool WaitProcessGroup(pid_t pgid, double timeout_s) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  while (::kill(-pgid, 0) == 0 || errno != ESRCH) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      ::kill(-pgid, SIGKILL);
+      return false;
+    }
+    ::usleep(50 * 1000);
+  }
+  return true;
 }
 
 }  // namespace ferry

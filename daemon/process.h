@@ -5,6 +5,9 @@
 // execs).
 #pragma once
 
+#include <sys/types.h>
+
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -26,6 +29,12 @@ struct ProcessResult {
 // `capture`: stdout and stderr are read into the result; otherwise they are the caller's.
 // Fails only when the process could not be started (fork, pipe); a command that is not found
 // exits 127, as in a shell.
-Result<ProcessResult> RunProcess(const std::vector<std::string>& argv, double timeout_s, bool capture);
+// `on_start` (optional) is called with the child's pid (= its process group) once it runs.
+Result<ProcessResult> RunProcess(const std::vector<std::string>& argv, double timeout_s, bool capture,
+                                 const std::function<void(pid_t)>& on_start = nullptr);
+
+// Waits until process group `pgid` has no process left, up to `timeout_s`; then kills it.
+// True when it ended by itself.
+bool WaitProcessGroup(pid_t pgid, double timeout_s);
 
 }  // namespace ferry

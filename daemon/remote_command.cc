@@ -170,17 +170,7 @@ int RunStage(const StageRequest& r) {
                                             : Result<json>(canceller.status());
         if (!reply.ok()) std::fprintf(stderr, "\nferry stage: cancel: %s\n", reply.status().ToString().c_str());
       }
-      if (event->contains("progress")) {
-        const json& p = (*event)["progress"];
-        progress.entries_total = JsonUint(p, "entries_total");
-        progress.files_needed = JsonUint(p, "files_needed");
-        progress.bytes_needed = JsonUint(p, "bytes_needed");
-        progress.files_sent = JsonUint(p, "files_sent");
-        progress.bytes_sent = JsonUint(p, "bytes_sent");
-        progress.bytes_skipped = JsonUint(p, "bytes_skipped");
-        progress.needs_complete = p.value("needs_complete", false);
-        progress.wire_bytes = JsonUint(p, "wire_bytes");
-      }
+      ReadProgress(*event, progress);
       Result<json> next = c->client->Next();
       if (!next.ok()) {
         s = next.status();
