@@ -17,6 +17,7 @@
 #include "base/rate.h"
 #include "daemon/bench_command.h"
 #include "daemon/coordinator.h"
+#include "daemon/report.h"
 #include "daemon/plan.h"
 #include "daemon/remote_command.h"
 #include "daemon/server.h"
@@ -41,7 +42,8 @@ constexpr const char* kUsage =
     "  cutover PLAN     quiesce the source, final stage, verify, start the target, switch (or roll back)\n"
     "  rollback PLAN    resume the source app (after a failed or abandoned cutover)\n"
     "  stage PLAN       one stage of every pair of a migration plan (YAML)\n"
-    "  status PLAN      the plan's stages so far and the predicted final stage\n"
+    "  status PLAN      the plan's stages so far, change rate and predicted downtime; what it waits for\n"
+    "  report PLAN      --html FILE: a page with the stage table and a chart of the stages and downtime\n"
     "  stages DAEMON    list the stages a daemon runs and ran\n"
     "  volumes DAEMON   list a daemon's volumes: kind, size, free space, busy or idle\n"
     "  version          print the version\n"
@@ -402,29 +404,37 @@ int StageCommand(const std::vector<std::string>& args) {
   return RunStage(r);
 }
 
-int StatusCommand(const std::vector<std::string>& args) {
-  po::options_description desc("ferry status options");
+// ferry status|report PLAN: read the plan's journal.
+int StatusCommand(const std::vector<std::string>& args, const std::string& name) {
+  po::options_description desc("ferry " + name + " options");
   std::vector<std::string> positional;
   bool json = false;
-  std::string state_dir;
+  std::string state_dir, html;
+  desc.add_options()("help,h", "show this help");
+  if (name == "status") {
+    desc.add_options()("json", po::bool_switch(&json),
+                       "one JSON object: the stages, change rate, predicted_downtime_s, what it waits for");
+  } else {
+    desc.add_options()("html", po::value(&html), "FILE: write the report there (a page with no external file)");
+  }
   desc.add_options()
-      ("help,h", "show this help")
-      ("json", po::bool_switch(&json), "one JSON object: the stages, change rate, predicted_downtime_s, what it waits for")
       ("state-dir", po::value(&state_dir)->default_value(DefaultStateDir()), "DIR: where the plan's journal is kept");
   po::variables_map vm = ParseArgs(args, desc, 1, &positional);
   if (vm.count("help")) {
-    std::cout << "usage: ferry status [options] PLAN\n" << desc;
+    std::cout << "usage: ferry " << name << " [options] PLAN\n" << desc;
     return kExitOk;
   }
-  if (positional.size() != 1) {
-    std::fprintf(stderr, "ferry status: need the PLAN file (see ferry status --help)\n");
+  if (positional.size() != 1 || (name == "report" && html.empty())) {
+    std::fprintf(stderr, "ferry %s: need the PLAN file%s (see ferry %s --help)\n", name.c_str(),
+                 name == "report" ? " and --html FILE" : "", name.c_str());
     return kExitUsage;
   }
   Result<Plan> plan = Plan::Load(positional[0]);
   if (!plan.ok()) {
-    std::fprintf(stderr, "ferry status: %s\n", plan.status().ToString().c_str());
+    std::fprintf(stderr, "ferry %s: %s\n", name.c_str(), plan.status().ToString().c_str());
     return kExitUsage;
   }
+  if (name == "report") return RunPlanReport(*plan, state_dir, html);
   return RunPlanStatus(*plan, state_dir, json);
 }
 
@@ -473,7 +483,7 @@ int RunCommandLine(int argc, char** argv) {
     if (command == "bench") return BenchCommand(args);
     if (command == "stage") return StageCommand(args);
     if (command == "stages") return ListCommand(args, "stages", &RunStages);
-    if (command == "status") return StatusCommand(args);
+    if (command == "status" || command == "report") return StatusCommand(args, command);
     if (command == "migrate" || command == "cutover" || command == "rollback") return PlanCommand(args, command);
     if (command == "volumes") return ListCommand(args, "volumes", &RunVolumes);
     if (command == "version" || command == "--version") {

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <tuple>
 
 #include "base/clock.h"
 #include "daemon/control.h"
@@ -51,7 +52,7 @@ PairStage StagePair(const Plan& plan, const PairSpec& pair, uint32_t number, con
   spec.volume = pair.source_volume;
   spec.target = pair.target_daemon + "/" + pair.target_volume;
   spec.push.options.excludes = plan.exclude;
-  spec.push.options.dry_run = kind == "check";
+  spec.push.options.dry_run = kind == "check" || kind == "probe";
   spec.push.options.checksum = checksum;
   spec.push.streams = DefaultStreams();
   Result<json> event = (*client)->Call(json{{"op", "stage"}, {"stage", spec.ToJson()}, {"watch", true}});
@@ -69,7 +70,8 @@ PairStage StagePair(const Plan& plan, const PairSpec& pair, uint32_t number, con
   out.entries = JsonUint(summary, "files_total");
   out.bytes_total = JsonUint(summary, "bytes_total");
   out.files_sent = JsonUint(summary, "files_sent");
-  out.bytes_changed = JsonUint(counts, "bytes_sent") + JsonUint(counts, "bytes_skipped");
+  // What had to move: file bytes sent (holes and the parts of files that shrank are not).
+  out.bytes_changed = JsonUint(counts, "bytes_sent");
   out.wire_bytes = JsonUint(summary, "bytes_sent_wire") + JsonUint(summary, "bytes_returned_wire");
   out.changed_during_read = JsonUint(summary, "files_changed_during_read");
   out.changes = JsonUint(counts, "changes");
@@ -118,11 +120,13 @@ Prediction Predict(const std::vector<PairStage>& stages, const Plan& plan, const
   std::map<std::string, double> last_check;  // the seconds of the pair's last check (a dry run)
   for (const PairStage& s : stages) {
     if (s.state == "committed" && s.kind == "stage") by_pair[s.pair].push_back(&s);
-    if (s.state == "committed" && s.kind == "check") last_check[s.pair] = s.seconds;
+    // A check (after a final stage) or a probe (the same dry run, timed while staging).
+    if (s.state == "committed" && (s.kind == "check" || s.kind == "probe")) last_check[s.pair] = s.seconds;
   }
   uint32_t complete_stages = UINT32_MAX;
   bool all_known = !by_pair.empty();
   p.converging = true;
+  p.verify_measured = plan.policy.verify != Policy::Verify::kNone;
   for (const PairSpec& pair : plan.pairs) {
     const std::vector<const PairStage*>& list = by_pair[pair.Name()];
     complete_stages = std::min<uint32_t>(complete_stages, static_cast<uint32_t>(list.size()));
@@ -155,6 +159,7 @@ Prediction Predict(const std::vector<PairStage>& stages, const Plan& plan, const
     double verify = 0;
     if (plan.policy.verify != Policy::Verify::kNone) {
       auto measured = last_check.find(pair.Name());
+      p.verify_measured = p.verify_measured && measured != last_check.end();
       verify = measured != last_check.end() ? measured->second
                                             : fixed + (plan.policy.verify == Policy::Verify::kFull ? last.bytes_total / throughput : 0);
     }
@@ -205,6 +210,56 @@ Prediction Predict(const std::vector<PairStage>& stages, const Plan& plan, const
 
 namespace {
 
+// Before anything runs: every daemon the plan names answers, and serves the pair's volume
+// (asked once per daemon through the control API). The error names the plan's line.
+Status CheckDaemons(const Plan& plan, const io::TlsContext* tls) {
+  std::map<std::string, Result<std::vector<std::string>>> served;  // daemon -> its volume names
+  auto volumes_of = [&](const std::string& url) -> const Result<std::vector<std::string>>& {
+    auto it = served.find(url);
+    if (it != served.end()) return it->second;
+    Result<std::vector<std::string>> names = [&]() -> Result<std::vector<std::string>> {
+      Result<HostPort> daemon = ParseDaemonUrl(url, /*allow_path=*/false);
+      if (!daemon.ok()) return daemon.status();
+      Result<std::unique_ptr<ControlClient>> client = ControlClient::Connect(*daemon, tls);
+      if (!client.ok()) return client.status();
+      Result<json> reply = (*client)->Call(json{{"op", "volumes"}});
+      if (!reply.ok()) return reply.status();
+      std::vector<std::string> out;
+      for (const json& v : reply->value("volumes", json::array())) {
+        if (v.value("kind", "") != "missing") out.push_back(v.value("name", ""));
+      }
+      return out;
+    }();
+    return served.emplace(url, std::move(names)).first->second;
+  };
+  for (const PairSpec& pair : plan.pairs) {
+    for (auto [role, url, volume] : {std::tuple<const char*, const std::string&, const std::string&>{
+                                         "source", pair.source_daemon, pair.source_volume},
+                                     {"target", pair.target_daemon, pair.target_volume}}) {
+      const std::string where = plan.path + ":" + std::to_string(pair.line) + ": pair " + pair.Name() + ": the " +
+                                role + " daemon " + url;
+      const Result<std::vector<std::string>>& names = volumes_of(url);
+      if (!names.ok()) return Status::Make(names.status().code(), where + ": " + names.status().message());
+      if (std::find(names->begin(), names->end(), volume) == names->end()) {
+        std::string list;
+        for (const std::string& n : *names) list += (list.empty() ? "" : ", ") + n;
+        return Status::NotFound(where + " serves no volume '" + volume + "' (it serves: " +
+                                (list.empty() ? "none" : list) + "): add --volume " + volume + "=PATH to that daemon, or fix the plan");
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+// The journal's states between the quiesce and the end of a cutover.
+bool InsideCutover(const std::string& state) {
+  for (const char* s : {"quiescing", "final_stage", "verifying", "rolling_back", "rollback_failed", "starting_target",
+                        "switching_traffic", "switch_failed"}) {
+    if (state == s) return true;
+  }
+  return false;
+}
+
 // The prediction from everything the journal holds.
 Prediction PredictFromJournal(Journal& journal, const Plan& plan) {
   Result<std::vector<PairStage>> stages = journal.Stages();
@@ -233,7 +288,7 @@ std::vector<PairStage> StageAll(const Plan& plan, Journal& journal, const io::Tl
   {
     std::vector<ProgressPrinter::Row> rows;
     for (size_t i = 0; i < plan.pairs.size(); ++i) rows.push_back({plan.pairs[i].Name(), &pair_progress[i]});
-    ProgressPrinter printer(std::move(rows), progress && kind != "check");
+    ProgressPrinter printer(std::move(rows), progress && kind != "check" && kind != "probe");
     std::vector<std::thread> threads;
     for (size_t i = 0; i < plan.pairs.size(); ++i) {
       threads.emplace_back([&, i] {
@@ -453,10 +508,22 @@ struct Coordinator {
 };
 
 // The plan's journal and TLS context; errors printed as "ferry COMMAND: ...".
-std::optional<Coordinator> Open(const Plan& plan, const std::string& state_dir, bool progress, const char* command) {
+// `check_daemons`: ask every daemon first (not for a rollback, which needs only the hooks).
+std::optional<Coordinator> Open(const Plan& plan, const std::string& state_dir, bool progress, const char* command,
+                                bool check_daemons = true) {
   Result<std::unique_ptr<Journal>> journal = Journal::Open(state_dir, plan.name);
   Result<std::shared_ptr<io::TlsContext>> tls = io::TlsContext::MakeUnlessInsecure(plan.tls, io::TlsContext::Role::kClient);
   Status s = !journal.ok() ? journal.status() : !tls.ok() ? tls.status().Annotate(plan.path + ": auth") : (*journal)->Lock();
+  if (s.ok() && check_daemons) {
+    Status daemons = CheckDaemons(plan, tls->get());
+    // Inside a cutover the way out (roll back, or go on to start the target) needs the hooks,
+    // not the daemons: an unreachable daemon must not keep the source app stopped.
+    if (!daemons.ok() && InsideCutover((*journal)->LastState())) {
+      std::fprintf(stderr, "ferry %s: %s (going on: the journal is inside a cutover)\n", command, daemons.ToString().c_str());
+    } else {
+      s = daemons;
+    }
+  }
   if (!s.ok()) {
     std::fprintf(stderr, "ferry %s: %s\n", command, s.ToString().c_str());
     return std::nullopt;
@@ -492,7 +559,7 @@ int RunMigrate(const Plan& plan, const std::string& state_dir, bool progress) {
                  state_dir.c_str(), plan.name.c_str());
     return kExitOk;
   }
-  if (!last.empty() && last != "staging" && last != "rolled_back" && last != "not_converging" && last != "max_stages") {
+  if (InsideCutover(last)) {
     // A cutover was under way when the coordinator stopped (docs: README "Coordinator").
     return c->ContinueCutover();
   }
@@ -502,6 +569,14 @@ int RunMigrate(const Plan& plan, const std::string& state_dir, bool progress) {
     std::vector<PairStage> stages = StageAll(plan, journal, c->tls.get(), "stage", false, progress);
     c->Say("stage " + std::to_string(stages[0].stage) + ": " + (AllCommitted(stages) ? "committed" : FirstError(stages)));
     Prediction p = PredictFromJournal(journal, plan);
+    if (p.known && plan.policy.verify != Policy::Verify::kNone && !p.verify_measured) {
+      // The verify step's time is measured, not guessed: once, the same dry run as the check
+      // after the final stage (it finds what the running app changed; only its time counts).
+      c->Say("timing the verify step (a dry run" +
+             std::string(plan.policy.verify == Policy::Verify::kFull ? " comparing content" : "") + ")");
+      StageAll(plan, journal, c->tls.get(), "probe", plan.policy.verify == Policy::Verify::kFull, false);
+      p = PredictFromJournal(journal, plan);
+    }
     if (p.known) {
       c->Say("predicted downtime " + DowntimeBreakdown(p));
       predictions.push_back(p.predicted_downtime_s);
@@ -549,7 +624,7 @@ int RunCutover(const Plan& plan, const std::string& state_dir, bool progress) {
 }
 
 int RunRollback(const Plan& plan, const std::string& state_dir) {
-  std::optional<Coordinator> c = Open(plan, state_dir, true, "rollback");
+  std::optional<Coordinator> c = Open(plan, state_dir, true, "rollback", /*check_daemons=*/false);
   if (!c) return kExitUsage;
   if (c->journal->LastState() == "migrated") {
     std::fprintf(stderr, "ferry rollback: plan %s is migrated: its app runs on the target. Resuming the source now "

@@ -27,6 +27,7 @@ struct Prediction {
   double fixed_seconds = 0;       // what a stage costs with nothing changed (scan, compare, flush)
   double final_stage_s = 0;       // the slowest pair's final stage
   double verify_s = 0;            // the check after it (policy verify), measured or estimated
+  bool verify_measured = false;   // by a check or probe of every pair
   double hooks_s = 0;             // the hooks inside the downtime: measured at the last cutover, or their estimate
   std::vector<std::string> unmeasured_hooks;  // hooks counted as 0: never run, no estimate in the plan
   double predicted_downtime_s = 0;  // the sum

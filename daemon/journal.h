@@ -28,7 +28,9 @@ struct PairStage {
   uint64_t entries = 0, files_sent = 0, bytes_changed = 0, wire_bytes = 0, changed_during_read = 0;
   uint64_t bytes_total = 0;  // the source volume's file bytes
   uint64_t changes = 0;  // a check (dry run): what still differs
-  std::string kind = "stage";  // stage, final (after the quiesce), check (a dry run that must find nothing)
+  // stage; final (after the quiesce); check (a dry run after it that must find nothing); probe (the
+  // same dry run while staging, to time the verify step)
+  std::string kind = "stage";
   std::string state;  // committed, failed, cancelled, interrupted
   std::string error;
 };

@@ -88,8 +88,9 @@ void ProgressPrinter::Print(double elapsed_s, bool last) {
   for (const Row& r : rows_) width = std::max(width, r.label.size());
   SyncProgress total;
   bool complete = true;
+  const char* clear = terminal_ ? "\r\x1b[K" : "";
   for (const Row& r : rows_) {
-    std::fprintf(stderr, "\r\x1b[K%-*s %s\n", static_cast<int>(width), r.label.c_str(), line(*r.progress).c_str());
+    std::fprintf(stderr, "%s%-*s %s\n", clear, static_cast<int>(width), r.label.c_str(), line(*r.progress).c_str());
     total.bytes_sent += r.progress->bytes_sent.load();
     total.bytes_skipped += r.progress->bytes_skipped.load();
     total.bytes_needed += r.progress->bytes_needed.load();
@@ -98,7 +99,7 @@ void ProgressPrinter::Print(double elapsed_s, bool last) {
     complete = complete && r.progress->needs_complete.load();
   }
   total.needs_complete = complete;
-  std::fprintf(stderr, "\r\x1b[K%-*s %s\n", static_cast<int>(width), "overall", line(total).c_str());
+  std::fprintf(stderr, "%s%-*s %s\n", clear, static_cast<int>(width), "overall", line(total).c_str());
   drawn_lines_ = static_cast<int>(rows_.size()) + 1;
   std::fflush(stderr);
 }

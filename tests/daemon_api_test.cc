@@ -10,7 +10,11 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdlib>
+#include <iterator>
+#include <random>
+#include <thread>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -430,6 +434,24 @@ TEST_F(ControlApiTest, PlanStagesEveryPairAndStatusPredictsTheFinalStage) {
   CommandResult bad = RunFerry({"stage", "--state-dir", state, plan});
   EXPECT_EQ(bad.exit_code, 1) << bad.Describe();
   EXPECT_NE(bad.err.find("plan.yaml:4: pairs item: unknown key 'source_demon'"), std::string::npos) << bad.err;
+
+  // A volume a daemon does not serve, a daemon that does not answer: refused with the pair's
+  // line, and no stage runs (the journal keeps its 4 stage rows).
+  const std::string daemons = "name: demo\nsource: ferry://127.0.0.1:" + std::to_string(source_.port()) +
+                              "\ntarget: ferry://127.0.0.1:" + std::to_string(target_.port()) + "\nauth: {insecure: true}\n";
+  WriteFile(plan, daemons + "pairs:\n  - {source: data, target: copy}\n  - {source: logs, target: nothere}\n");
+  bad = RunFerry({"migrate", "--state-dir", state, plan});
+  EXPECT_EQ(bad.exit_code, 1) << bad.Describe();
+  EXPECT_NE(bad.err.find("plan.yaml:7: pair logs -> nothere: the target daemon ferry://127.0.0.1:" +
+                         std::to_string(target_.port()) + " serves no volume 'nothere' (it serves: copy, logs2)"),
+            std::string::npos)
+      << bad.err;
+  WriteFile(plan, daemons + "pairs:\n  - {source: data, target: copy, target_daemon: ferry://127.0.0.1:1}\n");
+  bad = RunFerry({"stage", "--state-dir", state, plan});
+  EXPECT_EQ(bad.exit_code, 1) << bad.Describe();
+  EXPECT_NE(bad.err.find("plan.yaml:6: pair data -> copy: the target daemon ferry://127.0.0.1:1: cannot reach"), std::string::npos)
+      << bad.err;
+  EXPECT_EQ(ParseJson(RunFerry({"status", "--json", "--state-dir", state, plan}).out)["stages"].size(), 4u);
 }
 
 }  // namespace
@@ -458,19 +480,29 @@ class MigrateTest : public TwoDaemons {
     }
   }
 
-  std::string WritePlan(const std::string& start_target) {
+  // `quiesce_source`: the hook's argv (default: stop the source app).
+  std::string WritePlan(const std::string& start_target, const std::string& quiesce_source = "") {
     const std::string plan = tmp_.Sub("plan.yaml");
     WriteFile(plan, "name: shop-db\nsource: ferry://127.0.0.1:" + std::to_string(source_.port()) +
                         "\ntarget: ferry://127.0.0.1:" + std::to_string(target_.port()) +
                         "\nauth: {insecure: true}\npairs:\n  - {source: db, target: db}\n"
                         "policy: {max_downtime: 30s, min_stages: 2, max_stages: 10, verify: full}\n"
                         "hooks:\n"
-                        "  quiesce_source: {run: [python3, " + app_ + ", stop, " + tmp_.Sub("source.pid") + "], timeout: 30s}\n"
+                        "  quiesce_source: {run: " +
+                        (quiesce_source.empty() ? "[python3, " + app_ + ", stop, " + tmp_.Sub("source.pid") + "]" : quiesce_source) +
+                        ", timeout: 30s}\n"
                         "  start_target: {run: " + start_target + ", timeout: 30s}\n"
                         "  switch_traffic: {run: [true]}\n"
                         "  resume_source: {run: [python3, " + app_ + ", start, " + src_ + "/app.db, " + tmp_.Sub("acked") +
                         ", " + tmp_.Sub("source.pid") + "]}\n");
     return plan;
+  }
+
+  // Whether the app whose pid is in `pid_file` runs.
+  bool AppRuns(const char* pid_file) {
+    const std::string text = ReadFile(tmp_.Sub(pid_file));
+    const pid_t pid = std::atoi(text.c_str());
+    return pid > 0 && ::kill(pid, 0) == 0 && ReadFile("/proc/" + std::to_string(pid) + "/cmdline").find("sqlite_app.py") != std::string::npos;
   }
 
   std::string app_;
@@ -536,6 +568,81 @@ TEST_F(MigrateTest, FailingStartTargetRollsBackAndTheSourceRunsWithAllItsData) {
   CommandResult missing = RunCommand({"python3", app_, "missing", src_ + "/app.db", tmp_.Sub("acked")});
   EXPECT_EQ(missing.exit_code, 0) << missing.Describe();
   EXPECT_EQ(::access(tmp_.Sub("target.pid").c_str(), F_OK), -1);  // never started
+}
+
+// The coordinator killed (SIGKILL) at seeded points of a live migration, then started again:
+// while it stages, and inside the cutover (in the quiesce hook, the final stage, the check,
+// the start hook, the switch). Every run ends either migrated (the target app runs with every
+// transaction the source acknowledged; the source app does not run) or rolled back (the source
+// app runs with all its data; the target app was never started): never both, never neither.
+// FERRY_KILL_POINTS sets how many (CI: 5; the reliability profile runs more).
+TEST_F(MigrateTest, CoordinatorKilledAtSeededPointsEndsMigratedOrRolledBack) {
+  const char* env = std::getenv("FERRY_KILL_POINTS");
+  const int kill_points = env != nullptr ? std::atoi(env) : 5;
+  // The hooks take a moment, so that kills land inside them too.
+  const std::string plan = WritePlan(
+      "[sh, -c, \"sleep 0.2; exec python3 " + app_ + " start " + dst_ + "/app.db " + tmp_.Sub("acked-target") + " " +
+          tmp_.Sub("target.pid") + "\"]",
+      "[sh, -c, \"sleep 0.2; exec python3 " + app_ + " stop " + tmp_.Sub("source.pid") + "\"]");
+  const char* markers[] = {"",  // as soon as it starts: inside the first stage
+                           "stage 1:",          "stage 2:",           "cutover: quiescing", "cutover: final_stage",
+                           "cutover: verifying", "cutover: starting_target", "cutover: switching_traffic"};
+  std::mt19937_64 random(TestSeed());
+  int migrated = 0, rolled_back = 0;
+  std::string table;
+  for (int i = 0; i < kill_points; ++i) {
+    const std::string marker = markers[random() % std::size(markers)];
+    const int delay_ms = static_cast<int>(random() % 400);
+    const std::string state = tmp_.Sub("coordinator-" + std::to_string(i));
+    const std::string err = tmp_.Sub("migrate-" + std::to_string(i) + ".err");
+    SCOPED_TRACE("kill point " + std::to_string(i) + ": " + std::to_string(delay_ms) + " ms after '" + marker +
+                 "' (FERRY_TEST_SEED=" + std::to_string(TestSeed()) + ")");
+    {
+      ChildProcess coordinator;
+      ASSERT_TRUE(coordinator.Spawn({FerryBinary(), "migrate", "--state-dir", state, plan}, "/dev/null", err));
+      PollUntil([&] { return ReadFile(err).find(marker) != std::string::npos || !coordinator.running(); }, 60);
+      std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+      coordinator.Signal(SIGKILL);
+      coordinator.Wait(10);
+    }
+    const std::string killed_at = [&] {
+      json status = ParseJson(RunFerry({"status", "--json", "--state-dir", state, plan}).out);
+      return status.is_object() ? status.value("state", std::string("none")) : std::string("?");
+    }();
+    // Started again, it finishes: forward, or back.
+    CommandResult again = RunFerry({"migrate", "--state-dir", state, plan}, 180);
+    json status = ParseJson(RunFerry({"status", "--json", "--state-dir", state, plan}).out);
+    ASSERT_TRUE(status.is_object());
+    const std::string end = status.value("state", std::string());
+    table += "  " + std::to_string(delay_ms) + " ms after '" + marker + "': killed at " + killed_at + ", ended " + end + "\n";
+    if (end == "migrated") {
+      ++migrated;
+      EXPECT_EQ(again.exit_code, 0) << again.Describe();
+      ASSERT_TRUE(PollUntil([&] { return AppRuns("target.pid"); }, 10)) << "migrated, but the target app does not run";
+      EXPECT_FALSE(AppRuns("source.pid")) << "migrated, and the source app runs too";
+      ASSERT_EQ(RunCommand({"python3", app_, "stop", tmp_.Sub("target.pid")}).exit_code, 0);
+      CommandResult missing = RunCommand({"python3", app_, "missing", dst_ + "/app.db", tmp_.Sub("acked")});
+      EXPECT_EQ(missing.exit_code, 0) << missing.Describe();
+      // The next kill point starts from the source app running again.
+      ASSERT_EQ(RunCommand({"python3", app_, "start", src_ + "/app.db", tmp_.Sub("acked"), tmp_.Sub("source.pid")}).exit_code, 0);
+    } else {
+      ASSERT_EQ(end, "rolled_back") << again.Describe() << "\n" << status.dump();
+      ++rolled_back;
+      EXPECT_EQ(again.exit_code, 8) << again.Describe();
+      EXPECT_FALSE(AppRuns("target.pid")) << "rolled back, and the target app runs";
+      const size_t acked = ReadFile(tmp_.Sub("acked")).size();
+      EXPECT_TRUE(PollUntil([&] { return ReadFile(tmp_.Sub("acked")).size() > acked; }, 10))
+          << "rolled back, but the source app does not run";
+    }
+    ::unlink(tmp_.Sub("target.pid").c_str());
+  }
+  std::printf("coordinator kill points: %d, migrated %d, rolled back %d\n%s", kill_points, migrated, rolled_back,
+              table.c_str());
+  EXPECT_EQ(migrated + rolled_back, kill_points);
+  // Every acknowledged transaction of the source is still in the source database.
+  ASSERT_EQ(RunCommand({"python3", app_, "stop", tmp_.Sub("source.pid")}).exit_code, 0);
+  CommandResult missing = RunCommand({"python3", app_, "missing", src_ + "/app.db", tmp_.Sub("acked")});
+  EXPECT_EQ(missing.exit_code, 0) << missing.Describe();
 }
 
 }  // namespace
