@@ -117,6 +117,11 @@ inline constexpr size_t kControlMessageMaxBytes = 1 * kMiB;
 inline constexpr size_t kStageHistoryMax = 100;
 // Stages a daemon pushes at once through its control API (each holds its source volume).
 inline constexpr size_t kStagesRunningMax = 16;
+// Pairs of a migration plan the coordinator stages at once (the rest wait their turn): each is
+// a watched connection and a stage on its source daemon; half a daemon's stage slots, so two
+// plans sharing a daemon still fit.
+inline constexpr size_t kPlanPairsAtOnce = 8;
+static_assert(kPlanPairsAtOnce <= kStagesRunningMax, "a plan's stages fit one daemon");
 // How often a watched stage reports its progress.
 inline constexpr int kStageProgressIntervalMs = 500;
 

@@ -15,7 +15,9 @@
 #include <thread>
 #include <tuple>
 
+#include "base/bounds.h"
 #include "base/clock.h"
+#include "base/parallel.h"
 #include "daemon/control.h"
 #include "daemon/json.h"
 #include "daemon/kube_hook.h"
@@ -289,13 +291,12 @@ std::vector<PairStage> StageAll(const Plan& plan, Journal& journal, const io::Tl
     std::vector<ProgressPrinter::Row> rows;
     for (size_t i = 0; i < plan.pairs.size(); ++i) rows.push_back({plan.pairs[i].Name(), &pair_progress[i]});
     ProgressPrinter printer(std::move(rows), progress && kind != "check" && kind != "probe");
-    std::vector<std::thread> threads;
-    for (size_t i = 0; i < plan.pairs.size(); ++i) {
-      threads.emplace_back([&, i] {
+    WorkerPool pool(std::min(plan.pairs.size(), kPlanPairsAtOnce) - 1);  // and this thread
+    pool.Run(plan.pairs.size(), 1, [&](size_t begin, size_t end) {
+      for (size_t i = begin; i < end; ++i) {
         results[i] = StagePair(plan, plan.pairs[i], number, tls, kind, checksum, pair_progress[i]);
-      });
-    }
-    for (std::thread& t : threads) t.join();
+      }
+    });
   }
   for (const PairStage& s : results) {
     if (Status st = journal.Record(s); !st.ok()) std::fprintf(stderr, "ferry: %s\n", st.ToString().c_str());
