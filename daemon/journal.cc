@@ -1,13 +1,12 @@
 #include "daemon/journal.h"
 
-#include <sqlite3.h>
 #include <fcntl.h>
+#include <sqlite3.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
-
 #include <chrono>
 
 #include "base/clock.h"
@@ -22,11 +21,22 @@ namespace {
 // One statement with its bound values, stepped to the end; the error names the journal.
 class Statement {
  public:
-  Statement(sqlite3* db, const char* sql) : db_(db) { sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr); }
+  Statement(sqlite3* db, const char* sql) : db_(db) {
+    sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
+  }
   ~Statement() { sqlite3_finalize(stmt_); }
-  Statement& Bind(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); return *this; }
-  Statement& Bind(int i, double v) { sqlite3_bind_double(stmt_, i, v); return *this; }
-  Statement& Bind(int i, const std::string& v) { sqlite3_bind_text(stmt_, i, v.c_str(), -1, SQLITE_TRANSIENT); return *this; }
+  Statement& Bind(int i, int64_t v) {
+    sqlite3_bind_int64(stmt_, i, v);
+    return *this;
+  }
+  Statement& Bind(int i, double v) {
+    sqlite3_bind_double(stmt_, i, v);
+    return *this;
+  }
+  Statement& Bind(int i, const std::string& v) {
+    sqlite3_bind_text(stmt_, i, v.c_str(), -1, SQLITE_TRANSIENT);
+    return *this;
+  }
   bool Row() { return sqlite3_step(stmt_) == SQLITE_ROW; }
   Status Done() {
     if (sqlite3_step(stmt_) == SQLITE_DONE) return Status::Ok();
@@ -47,13 +57,20 @@ class Statement {
 }  // namespace
 
 nlohmann::json StageJson(const PairStage& s) {
-  return json{{"stage", s.stage},           {"pair", s.pair},
-              {"started_unix_ms", s.started_unix_ms}, {"seconds", s.seconds},
-              {"entries", s.entries},       {"files_sent", s.files_sent},
-              {"bytes_changed", s.bytes_changed},     {"wire_bytes", s.wire_bytes},
-              {"changed_during_read", s.changed_during_read}, {"state", s.state},
-              {"error", s.error},           {"kind", s.kind},
-              {"changes", s.changes},       {"bytes_total", s.bytes_total}};
+  return json{{"stage", s.stage},
+              {"pair", s.pair},
+              {"started_unix_ms", s.started_unix_ms},
+              {"seconds", s.seconds},
+              {"entries", s.entries},
+              {"files_sent", s.files_sent},
+              {"bytes_changed", s.bytes_changed},
+              {"wire_bytes", s.wire_bytes},
+              {"changed_during_read", s.changed_during_read},
+              {"state", s.state},
+              {"error", s.error},
+              {"kind", s.kind},
+              {"changes", s.changes},
+              {"bytes_total", s.bytes_total}};
 }
 
 Journal::~Journal() {
@@ -66,37 +83,44 @@ Status Journal::Lock() {
   lock_fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (lock_fd_ < 0) return Status::Errno(errno, "open " + lock);
   if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
-    return Status::Busy("another ferry coordinator (migrate, stage, cutover or rollback) runs this plan now (" + lock +
-                        "): wait for it, or see it with ferry status");
+    return Status::Busy(
+        "another ferry coordinator (migrate, stage, cutover or rollback) runs this plan now (" +
+        lock + "): wait for it, or see it with ferry status");
   }
   return Status::Ok();
 }
 
-Result<std::unique_ptr<Journal>> Journal::Open(const std::string& state_dir, const std::string& plan_name) {
+Result<std::unique_ptr<Journal>> Journal::Open(const std::string& state_dir,
+                                               const std::string& plan_name) {
   const std::string dir = state_dir + "/plans";
   ::mkdir(state_dir.c_str(), 0700);
   ::mkdir(dir.c_str(), 0700);
   const std::string path = dir + "/" + plan_name + ".db";
   std::unique_ptr<Journal> j(new Journal);
   j->path_ = path;
-  if (sqlite3_open_v2(path.c_str(), &j->db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) != SQLITE_OK) {
+  if (sqlite3_open_v2(path.c_str(), &j->db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
+      SQLITE_OK) {
     return Status::IoError("open the plan's journal '" + path + "': " + sqlite3_errmsg(j->db_) +
                            " (is --state-dir writable?)");
   }
   sqlite3_busy_timeout(j->db_, 10000);  // `ferry status` reads while a coordinator writes
   char* error = nullptr;
-  if (sqlite3_exec(j->db_,
-                   "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
-                   "CREATE TABLE IF NOT EXISTS stages (stage INTEGER NOT NULL, pair TEXT NOT NULL, row TEXT NOT NULL,"
-                   " PRIMARY KEY (stage, pair));"
-                   "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, unix_ms INTEGER NOT NULL,"
-                   " state TEXT NOT NULL, detail TEXT NOT NULL);"
-                   "CREATE TABLE IF NOT EXISTS hooks (seq INTEGER PRIMARY KEY AUTOINCREMENT, unix_ms INTEGER NOT NULL,"
-                   " name TEXT NOT NULL, pgid INTEGER NOT NULL, seconds REAL, ok INTEGER);"
-                   "CREATE TABLE IF NOT EXISTS replicas (context TEXT NOT NULL, namespace TEXT NOT NULL,"
-                   " kind TEXT NOT NULL, name TEXT NOT NULL, replicas INTEGER NOT NULL,"
-                   " PRIMARY KEY (context, namespace, kind, name));",
-                   nullptr, nullptr, &error) != SQLITE_OK) {
+  if (sqlite3_exec(
+          j->db_,
+          "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+          "CREATE TABLE IF NOT EXISTS stages (stage INTEGER NOT NULL, pair TEXT NOT NULL, row TEXT "
+          "NOT NULL,"
+          " PRIMARY KEY (stage, pair));"
+          "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, unix_ms "
+          "INTEGER NOT NULL,"
+          " state TEXT NOT NULL, detail TEXT NOT NULL);"
+          "CREATE TABLE IF NOT EXISTS hooks (seq INTEGER PRIMARY KEY AUTOINCREMENT, unix_ms "
+          "INTEGER NOT NULL,"
+          " name TEXT NOT NULL, pgid INTEGER NOT NULL, seconds REAL, ok INTEGER);"
+          "CREATE TABLE IF NOT EXISTS replicas (context TEXT NOT NULL, namespace TEXT NOT NULL,"
+          " kind TEXT NOT NULL, name TEXT NOT NULL, replicas INTEGER NOT NULL,"
+          " PRIMARY KEY (context, namespace, kind, name));",
+          nullptr, nullptr, &error) != SQLITE_OK) {
     Status s = Status::IoError("the plan's journal '" + path + "': " + (error ? error : "?"));
     sqlite3_free(error);
     return s;
@@ -169,7 +193,9 @@ std::map<std::string, double> Journal::HookSeconds() {
 }
 
 Status Journal::SaveReplicas(const Replicas& r) {
-  return Statement(db_, "INSERT OR REPLACE INTO replicas (context, namespace, kind, name, replicas) VALUES (?, ?, ?, ?, ?)")
+  return Statement(db_,
+                   "INSERT OR REPLACE INTO replicas (context, namespace, kind, name, replicas) "
+                   "VALUES (?, ?, ?, ?, ?)")
       .Bind(1, r.context)
       .Bind(2, r.namespace_)
       .Bind(3, r.kind)
@@ -178,12 +204,18 @@ Status Journal::SaveReplicas(const Replicas& r) {
       .Done();
 }
 
-std::optional<int64_t> Journal::FindReplicas(const std::string& context, const std::string& namespace_,
-                                             const std::string& kind, const std::string& name, bool same_place_only) {
+std::optional<int64_t> Journal::FindReplicas(const std::string& context,
+                                             const std::string& namespace_, const std::string& kind,
+                                             const std::string& name, bool same_place_only) {
   Statement q(db_,
-              "SELECT replicas FROM replicas WHERE kind = ?3 AND name = ?4 AND (?5 = 0 OR (context = ?1 AND namespace = ?2))"
+              "SELECT replicas FROM replicas WHERE kind = ?3 AND name = ?4 AND (?5 = 0 OR (context "
+              "= ?1 AND namespace = ?2))"
               " ORDER BY (context = ?1 AND namespace = ?2) DESC LIMIT 1");
-  q.Bind(1, context).Bind(2, namespace_).Bind(3, kind).Bind(4, name).Bind(5, int64_t{same_place_only ? 1 : 0});
+  q.Bind(1, context)
+      .Bind(2, namespace_)
+      .Bind(3, kind)
+      .Bind(4, name)
+      .Bind(5, int64_t{same_place_only ? 1 : 0});
   if (q.Row()) return q.Int(0);
   return std::nullopt;
 }

@@ -27,7 +27,7 @@ struct PairStage {
   double seconds = 0;
   uint64_t entries = 0, files_sent = 0, bytes_changed = 0, wire_bytes = 0, changed_during_read = 0;
   uint64_t bytes_total = 0;  // the source volume's file bytes
-  uint64_t changes = 0;  // a check (dry run): what still differs
+  uint64_t changes = 0;      // a check (dry run): what still differs
   // stage; final (after the quiesce); check (a dry run after it that must find nothing); probe (the
   // same dry run while staging, to time the verify step)
   std::string kind = "stage";
@@ -40,7 +40,8 @@ nlohmann::json StageJson(const PairStage& s);
 class Journal {
  public:
   ~Journal();
-  static Result<std::unique_ptr<Journal>> Open(const std::string& state_dir, const std::string& plan_name);
+  static Result<std::unique_ptr<Journal>> Open(const std::string& state_dir,
+                                               const std::string& plan_name);
   // One coordinator per plan: held until the Journal closes (STATE_DIR/plans/NAME.lock, flock).
   // Fails when another coordinator (migrate, stage, cutover, rollback) runs this plan.
   Status Lock();
@@ -79,7 +80,8 @@ class Journal {
   // the same kind and name in another context (the source's count, for the target's copy of
   // the app).
   std::optional<int64_t> FindReplicas(const std::string& context, const std::string& namespace_,
-                                      const std::string& kind, const std::string& name, bool same_place_only = false);
+                                      const std::string& kind, const std::string& name,
+                                      bool same_place_only = false);
 
  private:
   sqlite3* db_ = nullptr;

@@ -30,6 +30,7 @@ enum class KubeAction { kQuiesce, kRestore };
 
 // Runs the hook within `hook.timeout_s`; the error names the hook, the object and kubectl's
 // own message.
-Status RunKubernetesHook(const std::string& name, const HookSpec& hook, KubeAction action, Journal& journal);
+Status RunKubernetesHook(const std::string& name, const HookSpec& hook, KubeAction action,
+                         Journal& journal);
 
 }  // namespace ferry

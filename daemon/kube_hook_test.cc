@@ -5,9 +5,8 @@
 // another context and a resume.
 #include "daemon/kube_hook.h"
 
-#include <unistd.h>
-
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
@@ -28,7 +27,9 @@ class KubeHookTest : public ::testing::Test {
     char dir[] = "/tmp/ferry-kube.XXXXXX";
     ASSERT_NE(::mkdtemp(dir), nullptr);
     dir_ = dir;
-    ASSERT_EQ(::symlink(FERRY_SOURCE_DIR "/tests/apps/kubectl_standin.py", (dir_ + "/kubectl").c_str()), 0);
+    ASSERT_EQ(
+        ::symlink(FERRY_SOURCE_DIR "/tests/apps/kubectl_standin.py", (dir_ + "/kubectl").c_str()),
+        0);
     old_path_ = std::getenv("PATH");
     ::setenv("PATH", (dir_ + ":" + old_path_).c_str(), 1);
     ::setenv("FERRY_KUBECTL_STATE", (dir_ + "/state.json").c_str(), 1);
@@ -50,7 +51,11 @@ class KubeHookTest : public ::testing::Test {
                       {{"deployment/db", workload(2, "db")},
                        {"statefulset/cache", workload(3, "db")},
                        {"deployment/web", workload(1, "web")}}}}}}},
-                 {"dst", {{"shop", {{"objects", {{"deployment/db", workload(0, "db")}, {"statefulset/cache", workload(0, "db")}}}}}}}}}};
+                 {"dst",
+                  {{"shop",
+                    {{"objects",
+                      {{"deployment/db", workload(0, "db")},
+                       {"statefulset/cache", workload(0, "db")}}}}}}}}}};
     WriteState(state);
     Result<std::unique_ptr<Journal>> journal = Journal::Open(dir_ + "/state", "shop-db");
     ASSERT_TRUE(journal.ok()) << journal.status().ToString();
@@ -97,15 +102,19 @@ TEST_F(KubeHookTest, QuiesceSavesReplicasThenScalesToZeroAndWaitsForPods) {
   ASSERT_GE(commands.size(), 6u);
   EXPECT_EQ(commands[0], kPrefix + "get deployments,statefulsets --selector app=db --output json");
   // Sorted by the stand-in: deployment/db, then statefulset/cache; web is not selected.
-  EXPECT_EQ(commands[1], kPrefix + "annotate --overwrite deployment/db ferry.io/original-replicas=2");
+  EXPECT_EQ(commands[1],
+            kPrefix + "annotate --overwrite deployment/db ferry.io/original-replicas=2");
   EXPECT_EQ(commands[2], kPrefix + "scale deployment/db --replicas=0");
-  EXPECT_EQ(commands[3], kPrefix + "annotate --overwrite statefulset/cache ferry.io/original-replicas=3");
+  EXPECT_EQ(commands[3],
+            kPrefix + "annotate --overwrite statefulset/cache ferry.io/original-replicas=3");
   EXPECT_EQ(commands[4], kPrefix + "scale statefulset/cache --replicas=0");
   // Pods are waited for by each workload's own pod selector, until none is left (the stand-in
   // keeps them for two polls).
   int polls = 0;
   for (size_t i = 5; i < commands.size(); ++i) {
-    EXPECT_EQ(commands[i].rfind(kPrefix + "get pods --selector app=db,tier=backend --output name", 0), 0u) << commands[i];
+    EXPECT_EQ(
+        commands[i].rfind(kPrefix + "get pods --selector app=db,tier=backend --output name", 0), 0u)
+        << commands[i];
     ++polls;
   }
   EXPECT_GE(polls, 3);
@@ -133,9 +142,11 @@ TEST_F(KubeHookTest, AQuiesceCutShortKeepsTheAnnotatedCount) {
   json state = State();
   state["contexts"]["src"]["shop"]["objects"]["deployment/db"]["replicas"] = 0;
   state["contexts"]["src"]["shop"]["objects"]["deployment/db"]["pods"] = json::array();
-  state["contexts"]["src"]["shop"]["objects"]["deployment/db"]["annotations"][kOriginalReplicasAnnotation] = "4";
+  state["contexts"]["src"]["shop"]["objects"]["deployment/db"]["annotations"]
+       [kOriginalReplicasAnnotation] = "4";
   WriteState(state);
-  ASSERT_TRUE(RunKubernetesHook("quiesce_source", Hook("src"), KubeAction::kQuiesce, *journal_).ok());
+  ASSERT_TRUE(
+      RunKubernetesHook("quiesce_source", Hook("src"), KubeAction::kQuiesce, *journal_).ok());
   EXPECT_EQ(journal_->FindReplicas("src", "shop", "deployment", "db", true), 4);
   Commands();
   Status s = RunKubernetesHook("resume_source", Hook("src"), KubeAction::kRestore, *journal_);
@@ -146,7 +157,8 @@ TEST_F(KubeHookTest, AQuiesceCutShortKeepsTheAnnotatedCount) {
 }
 
 TEST_F(KubeHookTest, StartTargetUsesTheSourceCountAndResumeLeavesScaledWorkloadsAlone) {
-  ASSERT_TRUE(RunKubernetesHook("quiesce_source", Hook("src"), KubeAction::kQuiesce, *journal_).ok());
+  ASSERT_TRUE(
+      RunKubernetesHook("quiesce_source", Hook("src"), KubeAction::kQuiesce, *journal_).ok());
   Commands();
   // The target's copies are at 0 without annotations: they get the source's counts.
   Status s = RunKubernetesHook("start_target", Hook("dst"), KubeAction::kRestore, *journal_);
@@ -157,7 +169,8 @@ TEST_F(KubeHookTest, StartTargetUsesTheSourceCountAndResumeLeavesScaledWorkloads
   const std::string kPrefix = "--context dst --namespace shop ";
   ASSERT_EQ(commands.size(), 5u);
   EXPECT_EQ(commands[1], kPrefix + "scale deployment/db --replicas=2");
-  EXPECT_EQ(commands[2].rfind(kPrefix + "rollout status deployment/db --timeout=", 0), 0u) << commands[2];
+  EXPECT_EQ(commands[2].rfind(kPrefix + "rollout status deployment/db --timeout=", 0), 0u)
+      << commands[2];
   EXPECT_EQ(commands[3], kPrefix + "scale statefulset/cache --replicas=3");
 
   // Someone scaled the source's db by hand meanwhile: resume leaves it, restores the cache
@@ -169,24 +182,32 @@ TEST_F(KubeHookTest, StartTargetUsesTheSourceCountAndResumeLeavesScaledWorkloads
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_EQ(Object("src", "deployment/db")["replicas"], 5);
   EXPECT_EQ(Object("src", "statefulset/cache")["replicas"], 3);
-  EXPECT_FALSE(Object("src", "statefulset/cache")["annotations"].contains(kOriginalReplicasAnnotation));
-  for (const std::string& c : Commands()) EXPECT_EQ(c.find("scale deployment/db"), std::string::npos) << c;
+  EXPECT_FALSE(
+      Object("src", "statefulset/cache")["annotations"].contains(kOriginalReplicasAnnotation));
+  for (const std::string& c : Commands())
+    EXPECT_EQ(c.find("scale deployment/db"), std::string::npos) << c;
 }
 
 TEST_F(KubeHookTest, ErrorsNameTheHookTheObjectAndKubectlsMessage) {
   Status s = RunKubernetesHook("quiesce_source", Hook("nowhere"), KubeAction::kQuiesce, *journal_);
   ASSERT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("hook quiesce_source (kubernetes context nowhere"), std::string::npos) << s.message();
-  EXPECT_NE(s.message().find("context \"nowhere\" does not exist"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("hook quiesce_source (kubernetes context nowhere"), std::string::npos)
+      << s.message();
+  EXPECT_NE(s.message().find("context \"nowhere\" does not exist"), std::string::npos)
+      << s.message();
 
-  s = RunKubernetesHook("quiesce_source", Hook("src", "app=nothing"), KubeAction::kQuiesce, *journal_);
+  s = RunKubernetesHook("quiesce_source", Hook("src", "app=nothing"), KubeAction::kQuiesce,
+                        *journal_);
   ASSERT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("picks no Deployment or StatefulSet"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("picks no Deployment or StatefulSet"), std::string::npos)
+      << s.message();
 
   // No count known for a workload at 0 (no quiesce journalled, no annotation): refused.
   s = RunKubernetesHook("start_target", Hook("dst"), KubeAction::kRestore, *journal_);
   ASSERT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("deployment/db is at 0 replicas and no count is known"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("deployment/db is at 0 replicas and no count is known"),
+            std::string::npos)
+      << s.message();
   EXPECT_EQ(Object("dst", "deployment/db")["replicas"], 0);
 }
 

@@ -21,7 +21,8 @@ bool Drain(int fd, std::string& out) {
   for (;;) {
     ssize_t n = ::read(fd, buf, sizeof(buf));
     if (n > 0) {
-      out.append(buf, std::min(static_cast<size_t>(n), kMaxCapture - std::min(kMaxCapture, out.size())));
+      out.append(buf,
+                 std::min(static_cast<size_t>(n), kMaxCapture - std::min(kMaxCapture, out.size())));
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -32,13 +33,15 @@ bool Drain(int fd, std::string& out) {
 }  // namespace
 
 std::string ProcessResult::How(double timeout_s) const {
-  if (timed_out) return "ran over its " + std::to_string(static_cast<long>(timeout_s)) + " s timeout and was killed";
+  if (timed_out)
+    return "ran over its " + std::to_string(static_cast<long>(timeout_s)) +
+           " s timeout and was killed";
   if (signal != 0) return "was killed by signal " + std::to_string(signal);
   return "exited " + std::to_string(exit_code);
 }
 
-Result<ProcessResult> RunProcess(const std::vector<std::string>& argv, double timeout_s, bool capture,
-                                 const std::function<void(pid_t)>& on_start) {
+Result<ProcessResult> RunProcess(const std::vector<std::string>& argv, double timeout_s,
+                                 bool capture, const std::function<void(pid_t)>& on_start) {
   if (argv.empty()) return Status::InvalidArgument("an empty command");
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));

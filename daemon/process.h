@@ -17,10 +17,10 @@ namespace ferry {
 
 struct ProcessResult {
   bool timed_out = false;
-  int exit_code = -1;     // when it exited
-  int signal = 0;         // when a signal ended it
-  double seconds = 0;     // wall time
-  std::string out, err;   // what it printed, when captured (bounded to 4 MiB each)
+  int exit_code = -1;    // when it exited
+  int signal = 0;        // when a signal ended it
+  double seconds = 0;    // wall time
+  std::string out, err;  // what it printed, when captured (bounded to 4 MiB each)
   bool ok() const { return !timed_out && signal == 0 && exit_code == 0; }
   // "exited 3", "was killed by signal 9", "ran over its 120 s timeout and was killed".
   std::string How(double timeout_s) const;
@@ -30,7 +30,8 @@ struct ProcessResult {
 // Fails only when the process could not be started (fork, pipe); a command that is not found
 // exits 127, as in a shell.
 // `on_start` (optional) is called with the child's pid (= its process group) once it runs.
-Result<ProcessResult> RunProcess(const std::vector<std::string>& argv, double timeout_s, bool capture,
+Result<ProcessResult> RunProcess(const std::vector<std::string>& argv, double timeout_s,
+                                 bool capture,
                                  const std::function<void(pid_t)>& on_start = nullptr);
 
 // Waits until process group `pgid` has no process left, up to `timeout_s`; then kills it.
