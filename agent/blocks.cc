@@ -11,6 +11,7 @@
 #include <string>
 
 #include "agent/fs.h"
+#include "agent/io/fault.h"
 #include "base/bounds.h"
 #include "base/check.h"
 
@@ -146,7 +147,7 @@ Result<std::vector<Hash128>> HashFileBlocks(int fd, uint64_t size, uint32_t bloc
     if (!*more) break;
     for (uint64_t at = start; at < stop;) {
       size_t want = static_cast<size_t>(std::min<uint64_t>(buffer.size(), stop - at));
-      ssize_t n = ::pread(fd, buffer.data(), want, static_cast<off_t>(at));
+      ssize_t n = io::Pread(fd, buffer.data(), want, static_cast<off_t>(at));
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) return Status::Errno(errno, "read");
       if (n == 0) {

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <map>
 
+#include "agent/io/fault.h"
 #include "agent/path.h"
 #include "base/bounds.h"
 #include "base/check.h"
@@ -120,7 +121,7 @@ Status Committer::CommitGroup(std::vector<PendingRename>& group) {
   }
   // Durable first: a crash after the renames must not expose a final name without its data.
   for (auto& [dev, fd] : group_file_systems) {
-    if (::syncfs(fd) != 0) return Status::Errno(errno, "flush the volume to disk (syncfs)");
+    if (io::Syncfs(fd) != 0) return Status::Errno(errno, "flush the volume to disk (syncfs)");
   }
   for (const PendingRename& p : group) {
     int dir_fd = parents.at(p.parent).get();

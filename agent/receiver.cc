@@ -3,9 +3,11 @@
 #include <fcntl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 
@@ -387,7 +389,22 @@ SyncSummary Receiver::Summary() const {
 
 Status Receiver::TargetError(const Status& s, const std::string& path) const {
   if (s.ok()) return s;
-  if (s.code() == Code::kNoSpace) return s.Annotate("no space on volume '" + root_display_ + "' for '" + path + "'");
+  if (s.code() == Code::kNoSpace) {
+    // How much more the stage needs: what it still has to write (the needed bytes not yet
+    // written) beyond what is free now. Files already committed stay; the next stage resumes.
+    const uint64_t needed = progress_->bytes_needed.load();
+    const uint64_t done = progress_->bytes_sent.load() + progress_->bytes_skipped.load();
+    uint64_t free_bytes = 0;
+    struct statvfs fs;
+    if (::fstatvfs(root_fd_, &fs) == 0) free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+    const uint64_t remaining = needed > done ? needed - done : 0;
+    const uint64_t more = remaining > free_bytes ? remaining - free_bytes : 0;
+    return Status::Make(Code::kNoSpace,
+                        "no space on volume '" + root_display_ + "' (needs at least " + std::to_string(std::max<uint64_t>(more, 1)) +
+                            " more bytes: " + std::to_string(remaining) + " still to write, " +
+                            std::to_string(free_bytes) + " free) writing '" + path + "': " + s.message() +
+                            "; free space or grow the volume, then run the stage again (the files committed stay)");
+  }
   return s.Annotate("target '" + Display(path) + "'");
 }
 

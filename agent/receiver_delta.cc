@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "agent/io/fault.h"
 #include "agent/receiver.h"
 #include "base/bounds.h"
 #include "base/check.h"
@@ -389,7 +390,7 @@ Status Receiver::HandleHole(const Frame& frame) {
       static const std::string zeros(kDataChunkMaxBytes, '\0');
       for (uint64_t done = 0; done < length;) {
         size_t n = static_cast<size_t>(std::min<uint64_t>(zeros.size(), length - done));
-        ssize_t w = ::pwrite(f.fd.get(), zeros.data(), n, static_cast<off_t>(hole->offset + done));
+        ssize_t w = io::Pwrite(f.fd.get(), zeros.data(), n, static_cast<off_t>(hole->offset + done));
         if (w < 0 && errno == EINTR) continue;
         if (w < 0) return TargetError(Status::Errno(errno, "write"), e.path);
         done += static_cast<uint64_t>(w);

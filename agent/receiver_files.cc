@@ -6,6 +6,7 @@
 
 #include <cerrno>
 
+#include "agent/io/fault.h"
 #include "agent/receiver.h"
 #include "base/bounds.h"
 #include "base/check.h"
@@ -53,7 +54,7 @@ Status Receiver::HandleData(const Frame& frame) {
   }
   FERRY_RETURN_IF_ERROR(CheckPatchRange(data->offset, data->bytes.size(), "DATA"));
   for (size_t done = 0; done < data->bytes.size();) {
-    ssize_t n = ::pwrite(f.fd.get(), data->bytes.data() + done, data->bytes.size() - done,
+    ssize_t n = io::Pwrite(f.fd.get(), data->bytes.data() + done, data->bytes.size() - done,
                          static_cast<off_t>(data->offset + done));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return TargetError(Status::Errno(errno, "write"), e.path);
@@ -153,7 +154,7 @@ Status Receiver::FinishFile(const protocol::FileEnd& end) {
   const bool in_place = f.temp_name.empty();
   // In place, the source's mtime is what says "up to date": it goes on only once the new
   // blocks are on disk, so a crash cannot leave old blocks under the new mtime.
-  if (in_place && ::fdatasync(f.fd.get()) != 0) {
+  if (in_place && io::Fdatasync(f.fd.get()) != 0) {
     return TargetError(Status::Errno(errno, "flush to disk (fdatasync)"), e.path);
   }
   FERRY_RETURN_IF_ERROR(TargetError(
@@ -326,8 +327,8 @@ Status Receiver::CopyDataRegions(int in, int out, uint64_t size, const std::stri
       if (n < 0 && (errno == EXDEV || errno == EOPNOTSUPP || errno == EINVAL || errno == ENOSYS)) {
         // No in-kernel copy here: read and write.
         buffer.resize(kDataChunkMaxBytes);
-        n = ::pread(in, buffer.data(), std::min<size_t>(buffer.size(), static_cast<size_t>(hole - from)), from);
-        if (n > 0 && ::pwrite(out, buffer.data(), static_cast<size_t>(n), to) != n) n = -1;
+        n = io::Pread(in, buffer.data(), std::min<size_t>(buffer.size(), static_cast<size_t>(hole - from)), from);
+        if (n > 0 && io::Pwrite(out, buffer.data(), static_cast<size_t>(n), to) != n) n = -1;
         if (n > 0) {
           from += n;
           to += n;
@@ -444,12 +445,12 @@ Status Receiver::ApplyDirectoryMetadata() {
 Status Receiver::SyncVolume() {
   if (options_.dry_run) return Status::Ok();
   if (options_.block) {  // a device's data is flushed by fsync of the device, not syncfs
-    if (::fsync(root_fd_) != 0) return TargetError(Status::Errno(errno, "flush to disk (fsync)"), "");
+    if (io::Fsync(root_fd_) != 0) return TargetError(Status::Errno(errno, "flush to disk (fsync)"), "");
     return Status::Ok();
   }
-  if (::syncfs(root_fd_) != 0) return TargetError(Status::Errno(errno, "flush to disk (syncfs)"), "");
+  if (io::Syncfs(root_fd_) != 0) return TargetError(Status::Errno(errno, "flush to disk (syncfs)"), "");
   for (const auto& [dev, fd] : file_systems_) {
-    if (fd.valid() && ::syncfs(fd.get()) != 0) {
+    if (fd.valid() && io::Syncfs(fd.get()) != 0) {
       return TargetError(Status::Errno(errno, "flush to disk (syncfs)"), "");
     }
   }

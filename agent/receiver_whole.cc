@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 
+#include "agent/io/fault.h"
 #include "agent/receiver.h"
 #include "base/bounds.h"
 #include "base/check.h"
@@ -164,7 +165,7 @@ Status Receiver::WriteWholeRange(Incoming& f, uint64_t offset, std::string_view 
 // stage resumes if this one is cut.
 Status Receiver::CheckpointIncoming(Incoming& f) {
   const Entry& e = f.entry;
-  if (::fdatasync(f.fd.get()) != 0) return TargetError(Status::Errno(errno, "flush to disk (fdatasync)"), e.path);
+  if (io::Fdatasync(f.fd.get()) != 0) return TargetError(Status::Errno(errno, "flush to disk (fdatasync)"), e.path);
   struct stat st;
   if (::fstat(f.fd.get(), &st) != 0) return TargetError(Status::Errno(errno, "stat"), e.path);
   const uint64_t prefix_blocks = f.covered.begin()->second / f.block_size;

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <utility>
 
+#include "agent/io/fault.h"
 #include "base/bounds.h"
 #include "base/check.h"
 #include "base/log.h"
@@ -94,7 +95,7 @@ Status LibrsyncError(rs_result result, std::string_view what, Code code) {
 Result<size_t> ReadAt(int fd, char* buffer, size_t length, uint64_t offset) {
   size_t done = 0;
   while (done < length) {
-    ssize_t n = ::pread(fd, buffer + done, length - done, static_cast<off_t>(offset + done));
+    ssize_t n = io::Pread(fd, buffer + done, length - done, static_cast<off_t>(offset + done));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return Status::Errno(errno, "read");
     if (n == 0) break;  // end of file
@@ -106,7 +107,7 @@ Result<size_t> ReadAt(int fd, char* buffer, size_t length, uint64_t offset) {
 Status WriteAt(int fd, const char* data, size_t length, uint64_t offset) {
   size_t done = 0;
   while (done < length) {
-    ssize_t n = ::pwrite(fd, data + done, length - done, static_cast<off_t>(offset + done));
+    ssize_t n = io::Pwrite(fd, data + done, length - done, static_cast<off_t>(offset + done));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return Status::Errno(errno, "write");
     if (n == 0) return Status::IoError("write: no progress");

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <map>
 
+#include "agent/io/fault.h"
 #include "base/bounds.h"
 #include "base/check.h"
 
@@ -189,7 +190,7 @@ Result<protocol::Hash128> HashFileContent(int dir_fd, const std::string& name, c
   std::string buffer(kDataChunkMaxBytes, '\0');
   Status status;
   for (;;) {
-    ssize_t n = ::read(fd.get(), buffer.data(), buffer.size());
+    ssize_t n = io::Read(fd.get(), buffer.data(), buffer.size());
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       status = Status::Errno(errno, "read '" + display + "'");

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "agent/io/fault.h"
 #include "agent/rsync_delta.h"
 #include "agent/sender.h"
 #include "base/bounds.h"
@@ -228,7 +229,7 @@ Status Sender::SendBlocks(int fd, const Entry& entry, uint32_t block_size, uint6
     const size_t header = control_.payload.size();
     control_.payload.resize(header + want);
     for (size_t done = 0; done < want;) {
-      ssize_t n = ::pread(fd, control_.payload.data() + header + done, want - done, static_cast<off_t>(at + done));
+      ssize_t n = io::Pread(fd, control_.payload.data() + header + done, want - done, static_cast<off_t>(at + done));
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) {
         ReadFailed(entry, std::strerror(errno), &end->outcome, &end->message);

@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "agent/io/engine_impl.h"
+#include "agent/io/fault.h"
 #include "base/bounds.h"
 #include "base/check.h"
 #include "base/log.h"
@@ -156,8 +157,12 @@ Result<std::unique_ptr<Engine>> MakeEngine(EngineKind kind, uint32_t depth) {
   CHECK(depth >= 1);
   CHECK_LE(depth, kIoDepthMax);
   CHECK(kind != EngineKind::kAuto);  // the caller chooses first (ChooseEngineKind)
-  if (kind == EngineKind::kUring) return internal::MakeUringEngine(depth);
-  return internal::MakePosixEngine(depth);
+  if (kind == EngineKind::kUring) {
+    Result<std::unique_ptr<Engine>> uring = internal::MakeUringEngine(depth);
+    if (!uring.ok()) return uring.status();
+    return WithFaults(std::move(*uring));
+  }
+  return WithFaults(internal::MakePosixEngine(depth));
 }
 
 std::unique_ptr<Engine> MakeThreadEngine(uint32_t depth) {
