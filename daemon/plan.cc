@@ -20,18 +20,21 @@ class Checker {
   explicit Checker(std::string path) : path_(std::move(path)) {}
 
   Status Error(const YAML::Node& node, const std::string& what) const {
-    return Status::InvalidArgument(path_ + ":" + std::to_string(node.Mark().line + 1) + ": " + what);
+    return Status::InvalidArgument(path_ + ":" + std::to_string(node.Mark().line + 1) + ": " +
+                                   what);
   }
 
   // A mapping whose keys are all in `allowed`.
-  Status Map(const YAML::Node& node, const std::string& where, const std::set<std::string>& allowed) const {
+  Status Map(const YAML::Node& node, const std::string& where,
+             const std::set<std::string>& allowed) const {
     if (!node.IsMap()) return Error(node, where + " must be a mapping (key: value)");
     for (const auto& kv : node) {
       const std::string key = kv.first.as<std::string>();
       if (allowed.count(key) == 0) {
         std::string list;
         for (const std::string& a : allowed) list += (list.empty() ? "" : ", ") + a;
-        return Error(kv.first, where + ": unknown key '" + key + "' (expected one of: " + list + ")");
+        return Error(kv.first,
+                     where + ": unknown key '" + key + "' (expected one of: " + list + ")");
       }
     }
     return Status::Ok();
@@ -61,14 +64,15 @@ class Checker {
     return d;
   }
 
-  Result<uint32_t> Count(const YAML::Node& node, const std::string& where, uint32_t min, uint32_t max) const {
+  Result<uint32_t> Count(const YAML::Node& node, const std::string& where, uint32_t min,
+                         uint32_t max) const {
     Result<std::string> s = String(node, where);
     if (!s.ok()) return s.status();
     char* end = nullptr;
     unsigned long v = std::strtoul(s->c_str(), &end, 10);
     if (s->empty() || *end != '\0' || v < min || v > max) {
-      return Error(node, where + " must be a whole number from " + std::to_string(min) + " to " + std::to_string(max) +
-                             ", not '" + *s + "'");
+      return Error(node, where + " must be a whole number from " + std::to_string(min) + " to " +
+                             std::to_string(max) + ", not '" + *s + "'");
     }
     return static_cast<uint32_t>(v);
   }
@@ -131,16 +135,19 @@ Result<HookSpec> ParseHook(const Checker& c, const YAML::Node& node, const std::
   if (node["estimate"]) {
     Result<double> t = c.Seconds(node["estimate"], where + ": estimate");
     if (!t.ok()) return t.status();
-    if (*t > hook.timeout_s) return c.Error(node["estimate"], where + ": estimate is more than its timeout");
+    if (*t > hook.timeout_s)
+      return c.Error(node["estimate"], where + ": estimate is more than its timeout");
     hook.estimate_s = *t;
   }
-  if (node["run"] && node["kubernetes"]) return c.Error(node, where + " has both run and kubernetes: give one");
+  if (node["run"] && node["kubernetes"])
+    return c.Error(node, where + " has both run and kubernetes: give one");
   if (node["run"]) {
     Result<std::vector<std::string>> argv = c.Strings(node["run"], where + ": run");
     if (!argv.ok()) return argv.status();
     if (argv->empty()) return c.Error(node["run"], where + ": run is empty");
     if (!Executable((*argv)[0])) {
-      return c.Error(node["run"], where + ": '" + (*argv)[0] + "' is not an executable file (nor found in PATH)");
+      return c.Error(node["run"], where + ": '" + (*argv)[0] +
+                                      "' is not an executable file (nor found in PATH)");
     }
     hook.run = *argv;
     return hook;
@@ -149,21 +156,26 @@ Result<HookSpec> ParseHook(const Checker& c, const YAML::Node& node, const std::
     const YAML::Node k = node["kubernetes"];
     FERRY_RETURN_IF_ERROR(c.Map(k, where + ": kubernetes", {"context", "namespace", "selector"}));
     hook.kind = HookSpec::Kind::kKubernetes;
-    for (auto [key, out] : {std::pair<const char*, std::string*>{"context", &hook.kubernetes.context},
-                            {"namespace", &hook.kubernetes.namespace_},
-                            {"selector", &hook.kubernetes.selector}}) {
+    for (auto [key, out] :
+         {std::pair<const char*, std::string*>{"context", &hook.kubernetes.context},
+          {"namespace", &hook.kubernetes.namespace_},
+          {"selector", &hook.kubernetes.selector}}) {
       if (!k[key]) return c.Error(k, where + ": kubernetes needs " + key);
       Result<std::string> v = c.String(k[key], where + ": kubernetes: " + key);
       if (!v.ok()) return v.status();
       *out = *v;
     }
     if (name == "switch_traffic") {
-      return c.Error(k, where + ": a kubernetes hook scales workloads; switching traffic needs run: [argv...]");
+      return c.Error(
+          k,
+          where + ": a kubernetes hook scales workloads; switching traffic needs run: [argv...]");
     }
-    if (!Executable("kubectl")) return c.Error(k, where + ": kubernetes hooks run kubectl, which is not in PATH");
+    if (!Executable("kubectl"))
+      return c.Error(k, where + ": kubernetes hooks run kubectl, which is not in PATH");
     return hook;
   }
-  return c.Error(node, where + " needs run: [argv...] or kubernetes: {context, namespace, selector}");
+  return c.Error(node,
+                 where + " needs run: [argv...] or kubernetes: {context, namespace, selector}");
 }
 
 Result<std::pair<int, int>> ParseWindow(const Checker& c, const YAML::Node& node) {
@@ -171,16 +183,17 @@ Result<std::pair<int, int>> ParseWindow(const Checker& c, const YAML::Node& node
   if (!s.ok()) return s.status();
   int h1, m1, h2, m2;
   char tail;
-  if (std::sscanf(s->c_str(), "%d:%d-%d:%d%c", &h1, &m1, &h2, &m2, &tail) != 4 || h1 < 0 || h1 > 23 || h2 < 0 ||
-      h2 > 24 || m1 < 0 || m1 > 59 || m2 < 0 || m2 > 59) {
+  if (std::sscanf(s->c_str(), "%d:%d-%d:%d%c", &h1, &m1, &h2, &m2, &tail) != 4 || h1 < 0 ||
+      h1 > 23 || h2 < 0 || h2 > 24 || m1 < 0 || m1 > 59 || m2 < 0 || m2 > 59) {
     return c.Error(node, "policy: window must be \"HH:MM-HH:MM\" (local time), not '" + *s + "'");
   }
   return std::pair<int, int>{h1 * 60 + m1, h2 * 60 + m2};
 }
 
 Result<Policy> ParsePolicy(const Checker& c, const YAML::Node& node) {
-  FERRY_RETURN_IF_ERROR(c.Map(node, "policy", {"max_downtime", "min_stages", "max_stages", "stage_interval", "cutover",
-                                               "window", "verify"}));
+  FERRY_RETURN_IF_ERROR(c.Map(node, "policy",
+                              {"max_downtime", "min_stages", "max_stages", "stage_interval",
+                               "cutover", "window", "verify"}));
   Policy p;
   if (node["max_downtime"]) {
     Result<double> d = c.Seconds(node["max_downtime"], "policy: max_downtime");
@@ -199,7 +212,8 @@ Result<Policy> ParsePolicy(const Checker& c, const YAML::Node& node) {
     p.max_stages = *n;
   }
   if (p.min_stages > p.max_stages) {
-    return c.Error(node["min_stages"] ? node["min_stages"] : node, "policy: min_stages is more than max_stages");
+    return c.Error(node["min_stages"] ? node["min_stages"] : node,
+                   "policy: min_stages is more than max_stages");
   }
   if (node["stage_interval"]) {
     Result<double> d = c.Seconds(node["stage_interval"], "policy: stage_interval");
@@ -209,7 +223,8 @@ Result<Policy> ParsePolicy(const Checker& c, const YAML::Node& node) {
   if (node["cutover"]) {
     Result<std::string> s = c.String(node["cutover"], "policy: cutover");
     if (!s.ok()) return s.status();
-    if (*s != "auto" && *s != "manual") return c.Error(node["cutover"], "policy: cutover must be auto or manual, not '" + *s + "'");
+    if (*s != "auto" && *s != "manual")
+      return c.Error(node["cutover"], "policy: cutover must be auto or manual, not '" + *s + "'");
     p.cutover_auto = *s == "auto";
   }
   if (node["window"]) {
@@ -227,14 +242,16 @@ Result<Policy> ParsePolicy(const Checker& c, const YAML::Node& node) {
     } else if (*s == "none") {
       p.verify = Policy::Verify::kNone;
     } else {
-      return c.Error(node["verify"], "policy: verify must be changed, full or none, not '" + *s + "'");
+      return c.Error(node["verify"],
+                     "policy: verify must be changed, full or none, not '" + *s + "'");
     }
   }
   return p;
 }
 
 Status ParseAuth(const Checker& c, const YAML::Node& node, io::TlsOptions* tls) {
-  FERRY_RETURN_IF_ERROR(c.Map(node, "auth", {"psk_file", "tls_cert", "tls_key", "tls_ca", "tls_peer_name", "insecure"}));
+  FERRY_RETURN_IF_ERROR(c.Map(
+      node, "auth", {"psk_file", "tls_cert", "tls_key", "tls_ca", "tls_peer_name", "insecure"}));
   for (auto [key, out] : {std::pair<const char*, std::string*>{"psk_file", &tls->psk_file},
                           {"tls_cert", &tls->cert_file},
                           {"tls_key", &tls->key_file},
@@ -251,7 +268,8 @@ Status ParseAuth(const Checker& c, const YAML::Node& node, io::TlsOptions* tls) 
     tls->insecure = *b;
   }
   // The files are read now (key format, mode, certificates), not at the first stage.
-  Result<std::shared_ptr<io::TlsContext>> context = io::TlsContext::MakeUnlessInsecure(*tls, io::TlsContext::Role::kClient);
+  Result<std::shared_ptr<io::TlsContext>> context =
+      io::TlsContext::MakeUnlessInsecure(*tls, io::TlsContext::Role::kClient);
   if (!context.ok()) return c.Error(node, "auth: " + context.status().message());
   return Status::Ok();
 }
@@ -264,8 +282,10 @@ Result<double> ParseDuration(const std::string& text) {
   size_t i = 0;
   while (i < text.size()) {
     size_t start = i;
-    while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
-    if (start == i) return Status::InvalidArgument("a duration like 30s, 2m or 1h30m, not '" + text + "'");
+    while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.'))
+      ++i;
+    if (start == i)
+      return Status::InvalidArgument("a duration like 30s, 2m or 1h30m, not '" + text + "'");
     double value = std::atof(text.substr(start, i - start).c_str());
     size_t unit_start = i;
     while (i < text.size() && std::isalpha(static_cast<unsigned char>(text[i]))) ++i;
@@ -279,7 +299,8 @@ Result<double> ParseDuration(const std::string& text) {
     } else if (unit == "h") {
       total += value * 3600;
     } else {
-      return Status::InvalidArgument("a duration like 30s, 2m or 1h30m (units ms, s, m, h), not '" + text + "'");
+      return Status::InvalidArgument("a duration like 30s, 2m or 1h30m (units ms, s, m, h), not '" +
+                                     text + "'");
     }
   }
   return total;
@@ -293,13 +314,16 @@ Result<Plan> Plan::Load(const std::string& path) {
   } catch (const YAML::BadFile&) {
     return Status::InvalidArgument("plan '" + path + "' cannot be read");
   } catch (const YAML::ParserException& e) {
-    return Status::InvalidArgument(path + ":" + std::to_string(e.mark.line + 1) + ": not YAML: " + e.msg);
+    return Status::InvalidArgument(path + ":" + std::to_string(e.mark.line + 1) +
+                                   ": not YAML: " + e.msg);
   }
   Plan plan;
   plan.path = path;
   if (root.IsNull()) return Status::InvalidArgument(path + ": the plan is empty");
   try {
-    FERRY_RETURN_IF_ERROR(c.Map(root, "the plan", {"name", "source", "target", "auth", "pairs", "exclude", "policy", "hooks"}));
+    FERRY_RETURN_IF_ERROR(
+        c.Map(root, "the plan",
+              {"name", "source", "target", "auth", "pairs", "exclude", "policy", "hooks"}));
     if (!root["name"]) return c.Error(root, "the plan needs a name");
     Result<std::string> name = c.String(root["name"], "name");
     if (!name.ok()) return name.status();
@@ -307,20 +331,26 @@ Result<Plan> Plan::Load(const std::string& path) {
       return c.Error(root["name"], "name may hold only letters, digits and . _ -");
     }
     plan.name = *name;
-    for (auto [key, out] : {std::pair<const char*, std::string*>{"source", &plan.source}, {"target", &plan.target}}) {
+    for (auto [key, out] :
+         {std::pair<const char*, std::string*>{"source", &plan.source}, {"target", &plan.target}}) {
       if (!root[key]) continue;
       Result<std::string> d = c.Daemon(root[key], key);
       if (!d.ok()) return d.status();
       *out = *d;
     }
-    if (!root["auth"]) return c.Error(root, "the plan needs auth: {psk_file: FILE}, {tls_cert, tls_key, tls_ca} or {insecure: true}");
+    if (!root["auth"])
+      return c.Error(
+          root,
+          "the plan needs auth: {psk_file: FILE}, {tls_cert, tls_key, tls_ca} or {insecure: true}");
     FERRY_RETURN_IF_ERROR(ParseAuth(c, root["auth"], &plan.tls));
     if (!root["pairs"] || !root["pairs"].IsSequence() || root["pairs"].size() == 0) {
-      return c.Error(root["pairs"] ? root["pairs"] : root, "pairs must be a non-empty list of {source, target}");
+      return c.Error(root["pairs"] ? root["pairs"] : root,
+                     "pairs must be a non-empty list of {source, target}");
     }
     std::set<std::string> targets;
     for (const YAML::Node& p : root["pairs"]) {
-      FERRY_RETURN_IF_ERROR(c.Map(p, "pairs item", {"source", "target", "source_daemon", "target_daemon"}));
+      FERRY_RETURN_IF_ERROR(
+          c.Map(p, "pairs item", {"source", "target", "source_daemon", "target_daemon"}));
       PairSpec pair;
       pair.line = p.Mark().line + 1;
       for (auto [key, out] : {std::pair<const char*, std::string*>{"source", &pair.source_volume},
@@ -328,22 +358,27 @@ Result<Plan> Plan::Load(const std::string& path) {
         if (!p[key]) return c.Error(p, std::string("pairs item needs ") + key + " (a volume name)");
         Result<std::string> v = c.String(p[key], std::string("pairs: ") + key);
         if (!v.ok()) return v.status();
-        if (!ValidateVolumeName(*v).ok()) return c.Error(p[key], "pairs: '" + *v + "' is not a volume name");
+        if (!ValidateVolumeName(*v).ok())
+          return c.Error(p[key], "pairs: '" + *v + "' is not a volume name");
         *out = *v;
       }
       pair.source_daemon = plan.source;
       pair.target_daemon = plan.target;
-      for (auto [key, out] : {std::pair<const char*, std::string*>{"source_daemon", &pair.source_daemon},
-                              {"target_daemon", &pair.target_daemon}}) {
+      for (auto [key, out] :
+           {std::pair<const char*, std::string*>{"source_daemon", &pair.source_daemon},
+            {"target_daemon", &pair.target_daemon}}) {
         if (!p[key]) continue;
         Result<std::string> d = c.Daemon(p[key], std::string("pairs: ") + key);
         if (!d.ok()) return d.status();
         *out = *d;
       }
-      if (pair.source_daemon.empty()) return c.Error(p, "pairs: no source daemon (give source: at the top or source_daemon:)");
-      if (pair.target_daemon.empty()) return c.Error(p, "pairs: no target daemon (give target: at the top or target_daemon:)");
+      if (pair.source_daemon.empty())
+        return c.Error(p, "pairs: no source daemon (give source: at the top or source_daemon:)");
+      if (pair.target_daemon.empty())
+        return c.Error(p, "pairs: no target daemon (give target: at the top or target_daemon:)");
       if (!targets.insert(pair.target_daemon + "/" + pair.target_volume).second) {
-        return c.Error(p, "pairs: " + pair.target_daemon + "/" + pair.target_volume + " is the target of two pairs");
+        return c.Error(p, "pairs: " + pair.target_daemon + "/" + pair.target_volume +
+                              " is the target of two pairs");
       }
       plan.pairs.push_back(pair);
     }
@@ -359,7 +394,8 @@ Result<Plan> Plan::Load(const std::string& path) {
     }
     if (root["hooks"]) {
       const YAML::Node hooks = root["hooks"];
-      FERRY_RETURN_IF_ERROR(c.Map(hooks, "hooks", {"quiesce_source", "start_target", "switch_traffic", "resume_source"}));
+      FERRY_RETURN_IF_ERROR(c.Map(
+          hooks, "hooks", {"quiesce_source", "start_target", "switch_traffic", "resume_source"}));
       for (const auto& kv : hooks) {
         const std::string key = kv.first.as<std::string>();
         Result<HookSpec> hook = ParseHook(c, kv.second, key);
