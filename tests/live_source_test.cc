@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -175,6 +176,61 @@ TEST(LiveSourceTest, StageOfAChangingSourceSucceedsAndTheNextConverges) {
   EXPECT_EQ(idle_report.files_sent, 0u);
   EXPECT_EQ(idle_report.entries_deleted, 0u);
   EXPECT_TRUE(daemon.alive());
+  EXPECT_EQ(daemon.Stop(), 0) << daemon.Log();
+}
+
+// Heavy writers (issue 8): two writers rewrite, append, truncate, create, delete and rename as
+// fast as they can through 20 stages pushed to a daemon. No stage fails (changes are counted);
+// once they stop (the quiesce), the final stage is exact: nothing changed while read, and the
+// target mirrors the source by rsync and by our lstat walk. FERRY_HEAVY_STAGES sets the count.
+TEST(LiveSourceTest, TwentyStagesUnderHeavyWritersNeverFailAndTheFinalStageIsExact) {
+  const uint64_t seed = TestSeed();
+  const char* env = std::getenv("FERRY_HEAVY_STAGES");
+  const int stages = env != nullptr ? std::atoi(env) : 20;
+  TempDir tmp;
+  std::string src = tmp.Sub("src"), volume = tmp.Sub("volume");
+  MakeDirs(src + "/big");
+  MakeDirs(src + "/small");
+  MakeDirs(volume);
+  for (int i = 0; i < kBigFiles; ++i) WriteRandomFile(src + "/big/b" + std::to_string(i), kBigFileBytes, seed + i);
+  for (int i = 0; i < kSmallFiles; ++i) WriteRandomFile(src + "/small/s" + std::to_string(i), 4096, seed + 1000 + i);
+  DaemonProcess daemon;
+  ASSERT_EQ(daemon.Start(DaemonConfigIn(tmp.path(), {{"vol", volume}})), "");
+
+  Writer first(src, seed), second(src, seed + 1);
+  first.Start();
+  second.Start();
+  uint64_t sent = 0, changed = 0, vanished = 0;
+  for (int i = 0; i < stages; ++i) {
+    CommandResult stage = RunFerry({"sync", "--json", "--insecure", src, daemon.Url("vol")}, 120);
+    if (stage.exit_code != 0) {
+      first.Stop();
+      second.Stop();
+    }
+    ASSERT_EQ(stage.exit_code, 0) << "stage " << i + 1 << ": " << stage.Describe() << daemon.Log();
+    SyncReport report = ParseSyncJson(stage.out);
+    ASSERT_TRUE(report.parsed) << report.parse_error;
+    EXPECT_EQ(report.files_failed, 0u) << "stage " << i + 1;
+    sent += report.files_sent;
+    changed += report.files_changed_during_read;
+    vanished += report.files_vanished;
+  }
+  const uint64_t operations = first.operations() + second.operations();
+  first.Stop();
+  second.Stop();
+  std::printf("heavy writers: %d stages, %llu writer operations; %llu files sent, %llu changed during read, %llu "
+              "vanished; no stage failed\n",
+              stages, static_cast<unsigned long long>(operations), static_cast<unsigned long long>(sent),
+              static_cast<unsigned long long>(changed), static_cast<unsigned long long>(vanished));
+
+  CommandResult final_stage = RunFerry({"sync", "--json", "--insecure", src, daemon.Url("vol")}, 120);
+  ASSERT_EQ(final_stage.exit_code, 0) << final_stage.Describe() << daemon.Log();
+  SyncReport report = ParseSyncJson(final_stage.out);
+  ASSERT_TRUE(report.parsed) << report.parse_error;
+  EXPECT_EQ(report.files_changed_during_read, 0u);
+  EXPECT_EQ(RsyncDiff(src, volume), "");
+  EXPECT_EQ(StatDiff(src, volume), "");
+  EXPECT_EQ(FindTempFiles(volume), "");
   EXPECT_EQ(daemon.Stop(), 0) << daemon.Log();
 }
 
