@@ -117,6 +117,12 @@ inline constexpr size_t kControlMessageMaxBytes = 1 * kMiB;
 inline constexpr size_t kStageHistoryMax = 100;
 // Stages a daemon pushes at once through its control API (each holds its source volume).
 inline constexpr size_t kStagesRunningMax = 16;
+// A daemon's stage that loses its connection (reset, timeout, a peer restarting) tries again,
+// up to this many attempts in all, after 1 s, 2 s, 4 s, ... (at most kStageRetryBackoffMaxMs);
+// each attempt resumes: the files the last one committed are not sent again.
+inline constexpr uint32_t kStageAttemptsMax = 5;
+inline constexpr int kStageRetryBackoffMs = 1000;
+inline constexpr int kStageRetryBackoffMaxMs = 16000;
 // Pairs of a migration plan the coordinator stages at once (the rest wait their turn): each is
 // a watched connection and a stage on its source daemon; half a daemon's stage slots, so two
 // plans sharing a daemon still fit.

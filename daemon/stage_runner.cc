@@ -342,25 +342,38 @@ void StageRunner::Run(Running* run) {
   } else if (!excludes.ok()) {
     summary = excludes.status();
   } else {
-    bool loopback = false;
-    Result<std::unique_ptr<io::ByteStream>> stream = Connect(target->daemon, kConnectTimeoutMs, &loopback, tls_.get());
-    if (!stream.ok()) {
-      summary = stream.status();
-    } else {
+    bool connected = false;  // once: a target never reached is a wrong address, not a fault
+    for (uint32_t tries = 1;; ++tries) {
+      summary = Push(run, *target, *excludes, &connected);
+      // A lost connection is tried again (a reset, a timeout, a target daemon restarting),
+      // after a growing pause; an answer from the target (no space, a refusal) is not.
+      if (summary.ok() || !summary.status().retryable() || !connected || run->cancel || tries >= kStageAttemptsMax) {
+        break;
+      }
+      const int wait_ms = std::min(kStageRetryBackoffMs << (tries - 1), kStageRetryBackoffMaxMs);
+      LOG_WARN("attempt " + std::to_string(run->status.attempt) + " failed: " + summary.status().ToString() +
+               "; trying again in " + std::to_string(wait_ms / 1000) + " s");
+      for (int waited = 0; waited < wait_ms && !run->cancel; waited += 50) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      if (run->cancel) break;
+      StageStatus st;
       {
         std::lock_guard<std::mutex> lock(mutex_);
-        run->stream = stream->get();
+        run->status.attempt += 1;
+        run->progress.entries_total = 0;
+        run->progress.files_needed = 0;
+        run->progress.bytes_needed = 0;
+        run->progress.needs_complete = false;
+        run->progress.files_sent = 0;
+        run->progress.bytes_sent = 0;
+        run->progress.bytes_skipped = 0;
+        run->changes = 0;
+        Snapshot(run, &st);
+        changed_.notify_all();
       }
-      if (run->cancel) (*stream)->Shutdown();  // cancelled while connecting
-      ScanOptions scan_options = ScanOptionsFor(spec.push.options, &*excludes);
-      Lanes::Connect connect = [&](Lanes*) {
-        bool unused = false;
-        return Connect(target->daemon, kConnectTimeoutMs, &unused, tls_.get());
-      };
-      ItemSink count_changes = [run](const protocol::Item&) { run->changes += 1; };
-      summary = RunPush(**stream, loopback, spec.push, scan_options, connect, &run->progress, count_changes);
-      std::lock_guard<std::mutex> lock(mutex_);
-      run->stream = nullptr;
+      if (Status s = Journal(st); !s.ok()) LOG_WARN(s.ToString());
+      LOG_INFO("pushing to " + spec.target + " (attempt " + std::to_string(st.attempt) + ")");
     }
   }
   StageState state = summary.ok() ? StageState::kCommitted : StageState::kFailed;
@@ -370,6 +383,30 @@ void StageRunner::Run(Running* run) {
   }
   if (metrics_ != nullptr) metrics_->SessionEnded();
   Finish(run, state, summary);
+}
+
+Result<SyncSummary> StageRunner::Push(Running* run, const Location& target, const ExcludeList& excludes,
+                                      bool* connected) {
+  const StageSpec& spec = run->status.spec;
+  bool loopback = false;
+  Result<std::unique_ptr<io::ByteStream>> stream = Connect(target.daemon, kConnectTimeoutMs, &loopback, tls_.get());
+  if (!stream.ok()) return stream.status();
+  *connected = true;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    run->stream = stream->get();
+  }
+  if (run->cancel) (*stream)->Shutdown();  // cancelled while connecting
+  ScanOptions scan_options = ScanOptionsFor(spec.push.options, &excludes);
+  Lanes::Connect connect = [&](Lanes*) {
+    bool unused = false;
+    return Connect(target.daemon, kConnectTimeoutMs, &unused, tls_.get());
+  };
+  ItemSink count_changes = [run](const protocol::Item&) { run->changes += 1; };
+  Result<SyncSummary> summary = RunPush(**stream, loopback, spec.push, scan_options, connect, &run->progress, count_changes);
+  std::lock_guard<std::mutex> lock(mutex_);
+  run->stream = nullptr;
+  return summary;
 }
 
 void StageRunner::Finish(Running* run, StageState state, const Result<SyncSummary>& summary) {

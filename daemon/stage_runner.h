@@ -96,6 +96,8 @@ class StageRunner {
   struct Running;
   Status Launch(uint64_t id, StageSpec spec, uint32_t attempt, int64_t started_unix_ms);
   void Run(Running* run);
+  // One attempt: connect to the target (*connected set once it answered) and push.
+  Result<SyncSummary> Push(Running* run, const Location& target, const ExcludeList& excludes, bool* connected);
   void Finish(Running* run, StageState state, const Result<SyncSummary>& summary);
   Status Journal(const StageStatus& status);
   void Snapshot(Running* run, StageStatus* out);

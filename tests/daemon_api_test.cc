@@ -484,7 +484,7 @@ class MigrateTest : public TwoDaemons {
   std::string WritePlan(const std::string& start_target, const std::string& quiesce_source = "") {
     const std::string plan = tmp_.Sub("plan.yaml");
     WriteFile(plan, "name: shop-db\nsource: ferry://127.0.0.1:" + std::to_string(source_.port()) +
-                        "\ntarget: ferry://127.0.0.1:" + std::to_string(target_.port()) +
+                        "\ntarget: " + (target_url_.empty() ? "ferry://127.0.0.1:" + std::to_string(target_.port()) : target_url_) +
                         "\nauth: {insecure: true}\npairs:\n  - {source: db, target: db}\n"
                         "policy: {max_downtime: 30s, min_stages: 2, max_stages: 10, verify: full}\n"
                         "hooks:\n"
@@ -497,6 +497,9 @@ class MigrateTest : public TwoDaemons {
                         ", " + tmp_.Sub("source.pid") + "]}\n");
     return plan;
   }
+
+  // The plan's target daemon, as the plan names it (a proxy in front of it, for partitions).
+  std::string target_url_;
 
   // Whether the app whose pid is in `pid_file` runs.
   bool AppRuns(const char* pid_file) {
@@ -568,6 +571,43 @@ TEST_F(MigrateTest, FailingStartTargetRollsBackAndTheSourceRunsWithAllItsData) {
   CommandResult missing = RunCommand({"python3", app_, "missing", src_ + "/app.db", tmp_.Sub("acked")});
   EXPECT_EQ(missing.exit_code, 0) << missing.Describe();
   EXPECT_EQ(::access(tmp_.Sub("target.pid").c_str(), F_OK), -1);  // never started
+}
+
+// A partition between the source and the target daemons from the quiesce on, through the
+// cutover's final stage (every connection through the proxy in front of the target is reset,
+// new ones too, for 2.5 s): the stage tries again; the run ends migrated (the partition healed in time) or rolled
+// back (it did not) — one app runs, with every acknowledged transaction, never both.
+TEST_F(MigrateTest, PartitionDuringTheFinalStageEndsMigratedOrRolledBackNeverBoth) {
+  ResetProxy proxy(target_.port(), 0, 0);
+  target_url_ = "ferry://127.0.0.1:" + std::to_string(proxy.port());
+  const std::string plan = WritePlan("[python3, " + app_ + ", start, " + dst_ + "/app.db, " + tmp_.Sub("acked-target") +
+                                     ", " + tmp_.Sub("target.pid") + "]");
+  const std::string state = tmp_.Sub("coordinator"), err = tmp_.Sub("migrate.err");
+  ChildProcess coordinator;
+  ASSERT_TRUE(coordinator.Spawn({FerryBinary(), "migrate", "--state-dir", state, plan}, "/dev/null", err));
+  ASSERT_TRUE(PollUntil([&] { return ReadFile(err).find("cutover: quiescing") != std::string::npos; }, 60)) << ReadFile(err);
+  proxy.Partition(true);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  proxy.Partition(false);
+  const int exit_code = coordinator.Wait(120);
+  json status = ParseJson(RunFerry({"status", "--json", "--state-dir", state, plan}).out);
+  const std::string end = status.value("state", std::string());
+  std::printf("partition during the final stage: %d connections reset, ended %s\n", proxy.resets_done(), end.c_str());
+  EXPECT_GT(proxy.resets_done(), 0);
+  if (end == "migrated") {
+    EXPECT_EQ(exit_code, 0) << ReadFile(err);
+    ASSERT_TRUE(PollUntil([&] { return AppRuns("target.pid"); }, 10));
+    EXPECT_FALSE(AppRuns("source.pid"));
+    ASSERT_EQ(RunCommand({"python3", app_, "stop", tmp_.Sub("target.pid")}).exit_code, 0);
+    CommandResult missing = RunCommand({"python3", app_, "missing", dst_ + "/app.db", tmp_.Sub("acked")});
+    EXPECT_EQ(missing.exit_code, 0) << missing.Describe();
+  } else {
+    ASSERT_EQ(end, "rolled_back") << ReadFile(err) << status.dump();
+    EXPECT_EQ(exit_code, 8);
+    EXPECT_FALSE(AppRuns("target.pid"));
+    const size_t acked = ReadFile(tmp_.Sub("acked")).size();
+    EXPECT_TRUE(PollUntil([&] { return ReadFile(tmp_.Sub("acked")).size() > acked; }, 10));
+  }
 }
 
 // The coordinator killed (SIGKILL) at seeded points of a live migration, then started again:

@@ -1,9 +1,12 @@
 #include "tests/process_fixture.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -280,6 +283,103 @@ DaemonProcess::Config DaemonConfigIn(const std::string& dir,
   config.state_dir = dir + "/state";
   config.log_path = dir + "/daemon.log";
   return config;
+}
+
+namespace {
+
+void ResetSocket(int fd) {
+  linger l{1, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+  ::close(fd);
+}
+
+}  // namespace
+
+ResetProxy::ResetProxy(int upstream, int resets, uint64_t after_bytes)
+    : upstream_(upstream), resets_left_(resets), after_bytes_(after_bytes) {
+  listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  ::listen(listener_, 64);
+  socklen_t len = sizeof(a);
+  ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
+  port_ = ntohs(a.sin_port);
+  accept_ = std::thread([this] { Accept(); });
+}
+
+ResetProxy::~ResetProxy() {
+  stop_ = true;
+  ::shutdown(listener_, SHUT_RDWR);
+  accept_.join();
+  for (std::thread& t : connections_) t.join();
+  ::close(listener_);
+}
+
+void ResetProxy::Accept() {
+  while (!stop_) {
+    int client = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (client < 0) return;
+    if (partitioned_) {
+      resets_done_ += 1;
+      ResetSocket(client);
+      continue;
+    }
+    connections_.emplace_back([this, client] { Forward(client); });
+  }
+}
+
+void ResetProxy::Forward(int client) {
+  int up = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(upstream_));
+  if (::connect(up, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+    ResetSocket(client);
+    ::close(up);
+    return;
+  }
+  uint64_t from_client = 0;
+  char buf[65536];
+  pollfd fds[2] = {{client, POLLIN, 0}, {up, POLLIN, 0}};
+  while (!stop_) {
+    if (::poll(fds, 2, 100) <= 0) {
+      if (!partitioned_) continue;
+      resets_done_ += 1;
+      ResetSocket(client);
+      ResetSocket(up);
+      return;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if ((fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
+      ssize_t n = ::read(fds[i].fd, buf, sizeof(buf));
+      if (n <= 0) {
+        ::close(client);
+        ::close(up);
+        return;
+      }
+      if (i == 0) from_client += static_cast<uint64_t>(n);
+      if (partitioned_ || (i == 0 && from_client > after_bytes_ && resets_left_.fetch_sub(1) > 0)) {
+        resets_done_ += 1;
+        ResetSocket(client);
+        ResetSocket(up);
+        return;
+      }
+      for (ssize_t done = 0; done < n;) {
+        ssize_t w = ::write(fds[1 - i].fd, buf + done, static_cast<size_t>(n - done));
+        if (w <= 0) {
+          ::close(client);
+          ::close(up);
+          return;
+        }
+        done += w;
+      }
+    }
+  }
+  ::close(client);
+  ::close(up);
 }
 
 }  // namespace ferry_test

@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -138,6 +139,35 @@ struct SyncReport {
   std::string ChangesText() const;  // one "action type path" per line, for messages
 };
 SyncReport ParseSyncJson(const std::string& stdout_text);
+
+// A TCP proxy on loopback in front of a daemon (127.0.0.1:port() to 127.0.0.1:upstream), for
+// network faults: the first `resets` connections that carry more than `after_bytes` from the
+// client are reset there (SO_LINGER 0: an RST, mid-frame); while Partition(true), every
+// connection is reset at its next byte and new ones at once.
+class ResetProxy {
+ public:
+  ResetProxy(int upstream, int resets, uint64_t after_bytes);
+  ~ResetProxy();
+  ResetProxy(const ResetProxy&) = delete;
+  ResetProxy& operator=(const ResetProxy&) = delete;
+  int port() const { return port_; }
+  int resets_done() const { return resets_done_.load(); }
+  void Partition(bool on) { partitioned_ = on; }
+
+ private:
+  void Accept();
+  void Forward(int client);
+
+  int upstream_;
+  std::atomic<int> resets_left_;
+  std::atomic<int> resets_done_{0};
+  std::atomic<bool> partitioned_{false};
+  uint64_t after_bytes_;
+  int listener_ = -1, port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread accept_;
+  std::vector<std::thread> connections_;  // the accept thread's, joined after it ends
+};
 
 // Escapes control and non-ASCII bytes (\xNN) so odd names print on one line.
 std::string Printable(const std::string& text);
