@@ -1,5 +1,6 @@
 #include "agent/blocks.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -12,6 +13,9 @@
 #include <utility>
 #include <vector>
 
+#include "agent/fs.h"
+#include "agent/hash.h"
+#include "agent/scan.h"
 #include "base/bounds.h"
 
 namespace ferry {
@@ -252,6 +256,36 @@ TEST_F(HashFileBlocksTest, ShorterFileCountsAsZerosAndSetsShrank) {
   ASSERT_TRUE(leaves.ok()) << leaves.status().ToString();
   EXPECT_EQ(*leaves, DirectLeaves(data + std::string(5000, '\0'), kBlockSizeMin));
   EXPECT_TRUE(shrank);
+}
+
+// The whole-file content hash (--checksum) skips holes (hashes zeros from memory) and equals
+// the hash of all the file's bytes: data at the start, holes between and at the end.
+TEST(HashFileContentTest, SparseFileHashEqualsTheHashOfAllItsBytes) {
+  char dir[] = "/tmp/ferry-content-hash.XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const std::string path = std::string(dir) + "/f";
+  for (uint64_t size : {uint64_t{0}, uint64_t{10}, 9 * kMiB + 5, 12 * kMiB}) {
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::ftruncate(fd, static_cast<off_t>(size)), 0);
+    std::string all(size, '\0');
+    for (uint64_t at : {uint64_t{0}, 3 * kMiB + 7, 6 * kMiB}) {
+      if (at + 4096 > size) continue;
+      const std::string data = RandomBytes(4096 + at % 1000, at + 1);
+      if (at + data.size() > size) continue;
+      ASSERT_EQ(::pwrite(fd, data.data(), data.size(), static_cast<off_t>(at)), static_cast<ssize_t>(data.size()));
+      all.replace(at, data.size(), data);
+    }
+    ::close(fd);
+    Xxh3Hasher direct;
+    direct.Update(all.data(), all.size());
+    UniqueFd dir_fd(::open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    Result<Hash128> hash = HashFileContent(dir_fd.get(), "f", "f");
+    ASSERT_TRUE(hash.ok()) << hash.status().ToString();
+    EXPECT_EQ(*hash, direct.Finish()) << size;
+  }
+  ::unlink(path.c_str());
+  ::rmdir(dir);
 }
 
 }  // namespace

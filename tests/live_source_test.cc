@@ -3,10 +3,9 @@
 // to a real daemon. The stage must succeed (changes are counted, not errors); once the writer
 // stops, the next stage must make the target an exact mirror.
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
@@ -32,7 +31,9 @@ constexpr uint64_t kBigFileMaxBytes = 8ull << 20;  // appends stop growing a fil
 class Writer {
  public:
   Writer(std::string root, uint64_t seed) : root_(std::move(root)), rng_(seed) {}
-  void Start() { thread_ = std::thread([this] { Loop(); }); }
+  void Start() {
+    thread_ = std::thread([this] { Loop(); });
+  }
   void Stop() {
     stop_ = true;
     if (thread_.joinable()) thread_.join();
@@ -69,7 +70,8 @@ class Writer {
       }
       case 1: {  // append, or shrink a file that grew enough
         struct stat st {};
-        if (::stat(path.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) > kBigFileMaxBytes) {
+        if (::stat(path.c_str(), &st) == 0 &&
+            static_cast<uint64_t>(st.st_size) > kBigFileMaxBytes) {
           int r = ::truncate(path.c_str(), static_cast<off_t>(kBigFileBytes / 2));
           (void)r;
           break;
@@ -83,7 +85,8 @@ class Writer {
         }
         break;
       }
-      case 2: case 3: {  // create a file, sometimes in a new directory
+      case 2:
+      case 3: {  // create a file, sometimes in a new directory
         uint64_t n = next_++;
         std::string dir = root_ + "/live/d" + std::to_string(n % 16);
         ::mkdir(dir.c_str(), 0755);
@@ -134,17 +137,24 @@ class Writer {
   std::thread thread_;
 };
 
+// The tree the writers change: kBigFiles large files and kSmallFiles small ones.
+void MakeLiveTree(const std::string& src, uint64_t seed) {
+  MakeDirs(src + "/big");
+  MakeDirs(src + "/small");
+  for (int i = 0; i < kBigFiles; ++i)
+    WriteRandomFile(src + "/big/b" + std::to_string(i), kBigFileBytes, seed + i);
+  for (int i = 0; i < kSmallFiles; ++i)
+    WriteRandomFile(src + "/small/s" + std::to_string(i), 4096, seed + 1000 + i);
+}
+
 TEST(LiveSourceTest, StageOfAChangingSourceSucceedsAndTheNextConverges) {
   const uint64_t seed = TestSeed();
   std::printf("seed %llu (set FERRY_TEST_SEED to replay)\n", static_cast<unsigned long long>(seed));
   SCOPED_TRACE("seed " + std::to_string(seed));
   TempDir tmp;
   std::string src = tmp.Sub("src"), volume = tmp.Sub("volume");
-  MakeDirs(src + "/big");
-  MakeDirs(src + "/small");
+  MakeLiveTree(src, seed);
   MakeDirs(volume);
-  for (int i = 0; i < kBigFiles; ++i) WriteRandomFile(src + "/big/b" + std::to_string(i), kBigFileBytes, seed + i);
-  for (int i = 0; i < kSmallFiles; ++i) WriteRandomFile(src + "/small/s" + std::to_string(i), 4096, seed + 1000 + i);
   DaemonProcess daemon;
   ASSERT_EQ(daemon.Start(DaemonConfigIn(tmp.path(), {{"vol", volume}})), "");
 
@@ -157,15 +167,19 @@ TEST(LiveSourceTest, StageOfAChangingSourceSucceedsAndTheNextConverges) {
   ASSERT_EQ(live.exit_code, 0) << live.Describe() << daemon.Log();
   SyncReport report = ParseSyncJson(live.out);
   ASSERT_TRUE(report.parsed) << report.parse_error;
-  std::printf("live stage: %llu writer operations; %llu files sent, %llu changed during read, %llu vanished\n",
-              static_cast<unsigned long long>(operations_during), static_cast<unsigned long long>(report.files_sent),
-              static_cast<unsigned long long>(report.files_changed_during_read),
-              static_cast<unsigned long long>(report.files_vanished));
+  std::printf(
+      "live stage: %llu writer operations; %llu files sent, %llu changed during read, %llu "
+      "vanished\n",
+      static_cast<unsigned long long>(operations_during),
+      static_cast<unsigned long long>(report.files_sent),
+      static_cast<unsigned long long>(report.files_changed_during_read),
+      static_cast<unsigned long long>(report.files_vanished));
   EXPECT_EQ(report.files_failed, 0u);
   EXPECT_GE(report.files_sent, static_cast<uint64_t>(kBigFiles));
 
   // Quiesced: the next stage is exact, and the one after has nothing to do.
-  CommandResult final_stage = RunFerry({"sync", "--json", "--insecure", src, daemon.Url("vol")}, 120);
+  CommandResult final_stage =
+      RunFerry({"sync", "--json", "--insecure", src, daemon.Url("vol")}, 120);
   ASSERT_EQ(final_stage.exit_code, 0) << final_stage.Describe() << daemon.Log();
   EXPECT_EQ(RsyncDiff(src, volume), "");
   EXPECT_EQ(StatDiff(src, volume), "");
@@ -189,11 +203,8 @@ TEST(LiveSourceTest, TwentyStagesUnderHeavyWritersNeverFailAndTheFinalStageIsExa
   const int stages = env != nullptr ? std::atoi(env) : 20;
   TempDir tmp;
   std::string src = tmp.Sub("src"), volume = tmp.Sub("volume");
-  MakeDirs(src + "/big");
-  MakeDirs(src + "/small");
+  MakeLiveTree(src, seed);
   MakeDirs(volume);
-  for (int i = 0; i < kBigFiles; ++i) WriteRandomFile(src + "/big/b" + std::to_string(i), kBigFileBytes, seed + i);
-  for (int i = 0; i < kSmallFiles; ++i) WriteRandomFile(src + "/small/s" + std::to_string(i), 4096, seed + 1000 + i);
   DaemonProcess daemon;
   ASSERT_EQ(daemon.Start(DaemonConfigIn(tmp.path(), {{"vol", volume}})), "");
 
@@ -218,12 +229,15 @@ TEST(LiveSourceTest, TwentyStagesUnderHeavyWritersNeverFailAndTheFinalStageIsExa
   const uint64_t operations = first.operations() + second.operations();
   first.Stop();
   second.Stop();
-  std::printf("heavy writers: %d stages, %llu writer operations; %llu files sent, %llu changed during read, %llu "
-              "vanished; no stage failed\n",
-              stages, static_cast<unsigned long long>(operations), static_cast<unsigned long long>(sent),
-              static_cast<unsigned long long>(changed), static_cast<unsigned long long>(vanished));
+  std::printf(
+      "heavy writers: %d stages, %llu writer operations; %llu files sent, %llu changed during "
+      "read, %llu "
+      "vanished; no stage failed\n",
+      stages, static_cast<unsigned long long>(operations), static_cast<unsigned long long>(sent),
+      static_cast<unsigned long long>(changed), static_cast<unsigned long long>(vanished));
 
-  CommandResult final_stage = RunFerry({"sync", "--json", "--insecure", src, daemon.Url("vol")}, 120);
+  CommandResult final_stage =
+      RunFerry({"sync", "--json", "--insecure", src, daemon.Url("vol")}, 120);
   ASSERT_EQ(final_stage.exit_code, 0) << final_stage.Describe() << daemon.Log();
   SyncReport report = ParseSyncJson(final_stage.out);
   ASSERT_TRUE(report.parsed) << report.parse_error;

@@ -345,6 +345,10 @@ void ResetProxy::Forward(int client) {
   char buf[65536];
   pollfd fds[2] = {{client, POLLIN, 0}, {up, POLLIN, 0}};
   while (!stop_) {
+    if (stalled_) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      continue;
+    }
     if (::poll(fds, 2, 100) <= 0) {
       if (!partitioned_) continue;
       resets_done_ += 1;

@@ -143,7 +143,8 @@ SyncReport ParseSyncJson(const std::string& stdout_text);
 // A TCP proxy on loopback in front of a daemon (127.0.0.1:port() to 127.0.0.1:upstream), for
 // network faults: the first `resets` connections that carry more than `after_bytes` from the
 // client are reset there (SO_LINGER 0: an RST, mid-frame); while Partition(true), every
-// connection is reset at its next byte and new ones at once.
+// connection is reset at its next byte and new ones at once; while Stall(true), nothing moves
+// (the connections stay open: only timeouts can tell).
 class ResetProxy {
  public:
   ResetProxy(int upstream, int resets, uint64_t after_bytes);
@@ -153,6 +154,7 @@ class ResetProxy {
   int port() const { return port_; }
   int resets_done() const { return resets_done_.load(); }
   void Partition(bool on) { partitioned_ = on; }
+  void Stall(bool on) { stalled_ = on; }
 
  private:
   void Accept();
@@ -162,6 +164,7 @@ class ResetProxy {
   std::atomic<int> resets_left_;
   std::atomic<int> resets_done_{0};
   std::atomic<bool> partitioned_{false};
+  std::atomic<bool> stalled_{false};
   uint64_t after_bytes_;
   int listener_ = -1, port_ = 0;
   std::atomic<bool> stop_{false};
