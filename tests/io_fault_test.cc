@@ -18,13 +18,6 @@
 namespace ferry_test {
 namespace {
 
-// `rsync -c`: empty when DST has SRC's content, not only its sizes and mtimes.
-std::string ContentDiff(const std::string& source, const std::string& target) {
-  CommandResult r =
-      RunCommand({"rsync", "-ancicHAX", "--delete", "--numeric-ids", source + "/", target + "/"});
-  return r.exit_code == 0 ? r.out : "rsync failed: " + r.Describe();
-}
-
 CommandResult SyncWithFaults(const std::string& faults, const std::string& source,
                              const std::string& target) {
   std::vector<std::string> argv{"env"};
@@ -94,7 +87,7 @@ TEST_F(IoFaultTest, EveryFaultEndsExactOrInAClearErrorAndTheNextRunConverges) {
     fired += fault_fired;
     if (r.exit_code == 0 && ChangedDuringRead(r.err) == 0) {
       // Never a success that is not: the target holds the source's bytes.
-      EXPECT_EQ(ContentDiff(src_, dst_), "") << r.Describe();
+      EXPECT_EQ(RsyncDiff(src_, dst_), "") << r.Describe();
       ++succeeded_exactly;
     } else if (r.exit_code == 0) {
       // A read that came back short looks like a file that changed while read (a live
@@ -112,7 +105,7 @@ TEST_F(IoFaultTest, EveryFaultEndsExactOrInAClearErrorAndTheNextRunConverges) {
     // A clean run converges, and leaves no temp file behind.
     CommandResult clean = SyncWithFaults("", src_, dst_);
     ASSERT_EQ(clean.exit_code, 0) << clean.Describe();
-    ASSERT_EQ(ContentDiff(src_, dst_), "");
+    ASSERT_EQ(RsyncDiff(src_, dst_), "");
     ASSERT_EQ(RsyncDiff(src_, dst_), "");
     EXPECT_EQ(FindTempFiles(dst_), "");
   }
@@ -136,7 +129,7 @@ TEST_F(IoFaultTest, AFailedFlushFailsTheStageAndIsNeverRetriedIntoASuccess) {
   EXPECT_NE(r.exit_code, 0) << r.Describe();
   CommandResult clean = SyncWithFaults("", src_, dst_);
   ASSERT_EQ(clean.exit_code, 0) << clean.Describe();
-  EXPECT_EQ(ContentDiff(src_, dst_), "");
+  EXPECT_EQ(RsyncDiff(src_, dst_), "");
 }
 
 TEST_F(IoFaultTest, ABadFaultSpecIsRefused) {
