@@ -211,7 +211,8 @@ std::string DaemonProcess::Start(const Config& config, double timeout_s) {
     argv.push_back(name + "=" + path);
   }
   if (!child_.Spawn(argv, "/dev/null", config.log_path)) return "could not spawn ferry daemon";
-  const std::string needle = "ferry daemon listening on 127.0.0.1:";
+  const std::string host = config.listen.substr(0, config.listen.rfind(':'));
+  const std::string needle = "ferry daemon listening on " + host + ":";
   std::string log;
   bool listening = PollUntil(
       [&] {
@@ -231,7 +232,8 @@ std::string DaemonProcess::Start(const Config& config, double timeout_s) {
 bool DaemonProcess::alive() { return child_.Wait(0) == -1 && child_.running(); }
 
 std::string DaemonProcess::Url(const std::string& volume_and_path) const {
-  return "ferry://127.0.0.1:" + std::to_string(port_) + "/" + volume_and_path;
+  const std::string host = config_.listen.substr(0, config_.listen.rfind(':'));
+  return "ferry://" + host + ":" + std::to_string(port_) + "/" + volume_and_path;
 }
 
 std::string DaemonProcess::Log() const {
