@@ -610,6 +610,34 @@ TEST_F(MigrateTest, PartitionDuringTheFinalStageEndsMigratedOrRolledBackNeverBot
   }
 }
 
+// A partition from the quiesce on that does not heal: the final stage's attempts all fail (the
+// daemon tries 5 times over 15 s), the cutover rolls back: the source app runs again with all
+// its data, the target app was never started. About 25 s: in the long profile
+// (FERRY_LONG_TESTS, set by `./run reliability`).
+TEST_F(MigrateTest, PartitionThatDoesNotHealRollsBack) {
+  if (std::getenv("FERRY_LONG_TESTS") == nullptr) GTEST_SKIP() << "long: ./run reliability runs it";
+  ResetProxy proxy(target_.port(), 0, 0);
+  target_url_ = "ferry://127.0.0.1:" + std::to_string(proxy.port());
+  const std::string plan = WritePlan("[python3, " + app_ + ", start, " + dst_ + "/app.db, " + tmp_.Sub("acked-target") +
+                                     ", " + tmp_.Sub("target.pid") + "]");
+  const std::string state = tmp_.Sub("coordinator"), err = tmp_.Sub("migrate.err");
+  ChildProcess coordinator;
+  ASSERT_TRUE(coordinator.Spawn({FerryBinary(), "migrate", "--state-dir", state, plan}, "/dev/null", err));
+  ASSERT_TRUE(PollUntil([&] { return ReadFile(err).find("cutover: quiescing") != std::string::npos; }, 60))
+      << ReadFile(err);
+  proxy.Partition(true);
+  EXPECT_EQ(coordinator.Wait(180), 8) << ReadFile(err);
+  json status = ParseJson(RunFerry({"status", "--json", "--state-dir", state, plan}).out);
+  EXPECT_EQ(status.value("state", std::string()), "rolled_back") << status.dump();
+  EXPECT_NE(ReadFile(err).find("cutover failed at final_stage"), std::string::npos) << ReadFile(err);
+  EXPECT_FALSE(AppRuns("target.pid"));
+  const size_t acked = ReadFile(tmp_.Sub("acked")).size();
+  EXPECT_TRUE(PollUntil([&] { return ReadFile(tmp_.Sub("acked")).size() > acked; }, 10));
+  ASSERT_EQ(RunCommand({"python3", app_, "stop", tmp_.Sub("source.pid")}).exit_code, 0);
+  CommandResult missing = RunCommand({"python3", app_, "missing", src_ + "/app.db", tmp_.Sub("acked")});
+  EXPECT_EQ(missing.exit_code, 0) << missing.Describe();
+}
+
 // The coordinator killed (SIGKILL) at seeded points of a live migration, then started again:
 // while it stages, and inside the cutover (in the quiesce hook, the final stage, the check,
 // the start hook, the switch). Every run ends either migrated (the target app runs with every
