@@ -501,6 +501,19 @@ class MigrateTest : public TwoDaemons {
   // The plan's target daemon, as the plan names it (a proxy in front of it, for partitions).
   std::string target_url_;
 
+  // Starts `ferry migrate` (in `coordinator`, stderr to `err`) on a plan whose target daemon is
+  // reached through `proxy`, and waits until the cutover has begun (the quiesce). Returns the
+  // plan ("" when the cutover did not begin within a minute).
+  std::string MigrateUntilQuiesce(ResetProxy& proxy, ChildProcess& coordinator, const std::string& state,
+                                  const std::string& err) {
+    target_url_ = "ferry://127.0.0.1:" + std::to_string(proxy.port());
+    const std::string plan = WritePlan("[python3, " + app_ + ", start, " + dst_ + "/app.db, " +
+                                       tmp_.Sub("acked-target") + ", " + tmp_.Sub("target.pid") + "]");
+    if (!coordinator.Spawn({FerryBinary(), "migrate", "--state-dir", state, plan}, "/dev/null", err)) return "";
+    bool began = PollUntil([&] { return ReadFile(err).find("cutover: quiescing") != std::string::npos; }, 60);
+    return began ? plan : "";
+  }
+
   // Whether the app whose pid is in `pid_file` runs.
   bool AppRuns(const char* pid_file) {
     const std::string text = ReadFile(tmp_.Sub(pid_file));
@@ -579,13 +592,10 @@ TEST_F(MigrateTest, FailingStartTargetRollsBackAndTheSourceRunsWithAllItsData) {
 // back (it did not) — one app runs, with every acknowledged transaction, never both.
 TEST_F(MigrateTest, PartitionDuringTheFinalStageEndsMigratedOrRolledBackNeverBoth) {
   ResetProxy proxy(target_.port(), 0, 0);
-  target_url_ = "ferry://127.0.0.1:" + std::to_string(proxy.port());
-  const std::string plan = WritePlan("[python3, " + app_ + ", start, " + dst_ + "/app.db, " + tmp_.Sub("acked-target") +
-                                     ", " + tmp_.Sub("target.pid") + "]");
   const std::string state = tmp_.Sub("coordinator"), err = tmp_.Sub("migrate.err");
   ChildProcess coordinator;
-  ASSERT_TRUE(coordinator.Spawn({FerryBinary(), "migrate", "--state-dir", state, plan}, "/dev/null", err));
-  ASSERT_TRUE(PollUntil([&] { return ReadFile(err).find("cutover: quiescing") != std::string::npos; }, 60)) << ReadFile(err);
+  const std::string plan = MigrateUntilQuiesce(proxy, coordinator, state, err);
+  ASSERT_FALSE(plan.empty()) << ReadFile(err);
   proxy.Partition(true);
   std::this_thread::sleep_for(std::chrono::milliseconds(2500));
   proxy.Partition(false);
@@ -617,14 +627,10 @@ TEST_F(MigrateTest, PartitionDuringTheFinalStageEndsMigratedOrRolledBackNeverBot
 TEST_F(MigrateTest, PartitionThatDoesNotHealRollsBack) {
   if (std::getenv("FERRY_LONG_TESTS") == nullptr) GTEST_SKIP() << "long: ./run reliability runs it";
   ResetProxy proxy(target_.port(), 0, 0);
-  target_url_ = "ferry://127.0.0.1:" + std::to_string(proxy.port());
-  const std::string plan = WritePlan("[python3, " + app_ + ", start, " + dst_ + "/app.db, " + tmp_.Sub("acked-target") +
-                                     ", " + tmp_.Sub("target.pid") + "]");
   const std::string state = tmp_.Sub("coordinator"), err = tmp_.Sub("migrate.err");
   ChildProcess coordinator;
-  ASSERT_TRUE(coordinator.Spawn({FerryBinary(), "migrate", "--state-dir", state, plan}, "/dev/null", err));
-  ASSERT_TRUE(PollUntil([&] { return ReadFile(err).find("cutover: quiescing") != std::string::npos; }, 60))
-      << ReadFile(err);
+  const std::string plan = MigrateUntilQuiesce(proxy, coordinator, state, err);
+  ASSERT_FALSE(plan.empty()) << ReadFile(err);
   proxy.Partition(true);
   EXPECT_EQ(coordinator.Wait(180), 8) << ReadFile(err);
   json status = ParseJson(RunFerry({"status", "--json", "--state-dir", state, plan}).out);

@@ -129,19 +129,24 @@ class DeltaTest : public ::testing::TestWithParam<Transport> {
     }
   }
 
-  // Starts a stage, waits until `point()` holds, and kills the receiver with SIGKILL (the local
-  // sync itself, or the daemon, which is then restarted). Returns the stage's exit code, or -2
-  // when the point was never reached.
-  template <typename Point>
-  int KillReceiverWhen(Point point) {
-    ChildProcess sync;
+  // A stage as a command line: the local sync, or a push to the daemon.
+  std::vector<std::string> SyncArgv() {
     std::vector<std::string> argv = {FerryBinary(), "sync", "--no-progress", "--insecure"};
     if (GetParam() == Transport::kLocal) {
       argv.insert(argv.end(), {"--state-dir", tmp_.Sub("state"), src_, dst_});
     } else {
       argv.insert(argv.end(), {src_, daemon_.Url("vol")});
     }
-    if (!sync.Spawn(argv, tmp_.Sub("sync.out"), tmp_.Sub("sync.err"))) return -2;
+    return argv;
+  }
+
+  // Starts a stage, waits until `point()` holds, and kills the receiver with SIGKILL (the local
+  // sync itself, or the daemon, which is then restarted). Returns the stage's exit code, or -2
+  // when the point was never reached.
+  template <typename Point>
+  int KillReceiverWhen(Point point) {
+    ChildProcess sync;
+    if (!sync.Spawn(SyncArgv(), tmp_.Sub("sync.out"), tmp_.Sub("sync.err"))) return -2;
     bool reached = PollUntil(point, 60);
     if (GetParam() == Transport::kLocal) {
       sync.Signal(SIGKILL);
@@ -360,13 +365,7 @@ TEST_P(DeltaTest, KilledAtSeededPointsOverManyStagesTheNextStageConverges) {
     SCOPED_TRACE("kill point " + std::to_string(point) + ": " + (sender ? "sender" : "receiver") +
                  " after " + std::to_string(delay_ms) + " ms");
     ChildProcess sync;
-    std::vector<std::string> argv = {FerryBinary(), "sync", "--no-progress", "--insecure"};
-    if (GetParam() == Transport::kLocal) {
-      argv.insert(argv.end(), {"--state-dir", tmp_.Sub("state"), src_, dst_});
-    } else {
-      argv.insert(argv.end(), {src_, daemon_.Url("vol")});
-    }
-    ASSERT_TRUE(sync.Spawn(argv, tmp_.Sub("sync.out"), tmp_.Sub("sync.err")));
+    ASSERT_TRUE(sync.Spawn(SyncArgv(), tmp_.Sub("sync.out"), tmp_.Sub("sync.err")));
     std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
     if (GetParam() == Transport::kLocal || sender) {
       sync.Signal(SIGKILL);

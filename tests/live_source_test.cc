@@ -147,16 +147,24 @@ void MakeLiveTree(const std::string& src, uint64_t seed) {
     WriteRandomFile(src + "/small/s" + std::to_string(i), 4096, seed + 1000 + i);
 }
 
-TEST(LiveSourceTest, StageOfAChangingSourceSucceedsAndTheNextConverges) {
+// The live tree in src, and a daemon serving `volume` as "vol".
+class LiveSourceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    MakeLiveTree(src, seed);
+    MakeDirs(volume);
+    ASSERT_EQ(daemon.Start(DaemonConfigIn(tmp.path(), {{"vol", volume}})), "");
+  }
+
   const uint64_t seed = TestSeed();
-  std::printf("seed %llu (set FERRY_TEST_SEED to replay)\n", static_cast<unsigned long long>(seed));
-  SCOPED_TRACE("seed " + std::to_string(seed));
   TempDir tmp;
   std::string src = tmp.Sub("src"), volume = tmp.Sub("volume");
-  MakeLiveTree(src, seed);
-  MakeDirs(volume);
   DaemonProcess daemon;
-  ASSERT_EQ(daemon.Start(DaemonConfigIn(tmp.path(), {{"vol", volume}})), "");
+};
+
+TEST_F(LiveSourceTest, StageOfAChangingSourceSucceedsAndTheNextConverges) {
+  std::printf("seed %llu (set FERRY_TEST_SEED to replay)\n", static_cast<unsigned long long>(seed));
+  SCOPED_TRACE("seed " + std::to_string(seed));
 
   Writer writer(src, seed);
   writer.Start();
@@ -197,16 +205,9 @@ TEST(LiveSourceTest, StageOfAChangingSourceSucceedsAndTheNextConverges) {
 // fast as they can through 20 stages pushed to a daemon. No stage fails (changes are counted);
 // once they stop (the quiesce), the final stage is exact: nothing changed while read, and the
 // target mirrors the source by rsync and by our lstat walk. FERRY_HEAVY_STAGES sets the count.
-TEST(LiveSourceTest, TwentyStagesUnderHeavyWritersNeverFailAndTheFinalStageIsExact) {
-  const uint64_t seed = TestSeed();
+TEST_F(LiveSourceTest, TwentyStagesUnderHeavyWritersNeverFailAndTheFinalStageIsExact) {
   const char* env = std::getenv("FERRY_HEAVY_STAGES");
   const int stages = env != nullptr ? std::atoi(env) : 20;
-  TempDir tmp;
-  std::string src = tmp.Sub("src"), volume = tmp.Sub("volume");
-  MakeLiveTree(src, seed);
-  MakeDirs(volume);
-  DaemonProcess daemon;
-  ASSERT_EQ(daemon.Start(DaemonConfigIn(tmp.path(), {{"vol", volume}})), "");
 
   Writer first(src, seed), second(src, seed + 1);
   first.Start();
