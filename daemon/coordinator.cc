@@ -652,9 +652,10 @@ int RunMigrate(const Plan& plan, const std::string& state_dir, bool progress) {
       c->Say(line);
       break;
     }
-    // Not converging: the last three stages predicted no better than the best before them.
+    // Not converging: over the budget, and the last three stages predicted no better than the
+    // best before them. (A prediction that fits and waits for the window keeps staging.)
     const size_t k = predictions.size();
-    if (n >= plan.policy.min_stages && k >= 5 &&
+    if (n >= plan.policy.min_stages && k >= 5 && p.predicted_downtime_s > plan.policy.max_downtime_s &&
         std::min({predictions[k - 1], predictions[k - 2], predictions[k - 3]}) >=
             *std::min_element(predictions.begin(), predictions.end() - 3)) {
       std::fprintf(
