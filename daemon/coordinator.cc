@@ -55,7 +55,7 @@ PairStage StagePair(const Plan& plan, const PairSpec& pair, uint32_t number,
   spec.volume = pair.source_volume;
   spec.target = pair.target_daemon + "/" + pair.target_volume;
   spec.push.options.excludes = plan.exclude;
-  spec.push.options.dry_run = kind == "check" || kind == "probe";
+  spec.push.options.dry_run = out.dry_run();
   spec.push.options.checksum = checksum;
   spec.push.streams = DefaultStreams();
   Result<json> event =
@@ -127,7 +127,7 @@ Prediction Predict(const std::vector<PairStage>& stages, const Plan& plan,
   for (const PairStage& s : stages) {
     if (s.state == "committed" && s.kind == "stage") by_pair[s.pair].push_back(&s);
     // A check (after a final stage) or a probe (the same dry run, timed while staging).
-    if (s.state == "committed" && (s.kind == "check" || s.kind == "probe"))
+    if (s.state == "committed" && s.dry_run())
       last_check[s.pair] = s.seconds;
   }
   uint32_t complete_stages = UINT32_MAX;
@@ -498,21 +498,19 @@ struct Coordinator {
     }
     // The downtime: from the quiesce (as journalled: a restarted coordinator counts the time it
     // was away) to the switch.
-    double predicted = 0, actual = 0;
+    Journal::Downtime downtime;
     Result<std::vector<Journal::Event>> events = journal->Events();
     if (events.ok()) {
       for (const Journal::Event& e : *events) {
         if (e.state == "quiescing") {
-          std::sscanf(e.detail.c_str(), "predicted_downtime_s=%lf", &predicted);
-          actual = static_cast<double>(NowUnixMs() - e.unix_ms) / 1000;
+          std::sscanf(e.detail.c_str(), "predicted_downtime_s=%lf", &downtime.predicted_s);
+          downtime.actual_s = static_cast<double>(NowUnixMs() - e.unix_ms) / 1000;
         }
       }
     }
-    char detail[128];
-    std::snprintf(detail, sizeof(detail), "predicted_downtime_s=%.3f actual_downtime_s=%.3f",
-                  predicted, actual);
-    (void)journal->Transition("migrated", detail);
-    std::fprintf(stderr, "migrated: downtime %.2f s (predicted %.2f s)\n", actual, predicted);
+    (void)journal->Transition("migrated", Journal::DowntimeDetail(downtime));
+    std::fprintf(stderr, "migrated: downtime %.2f s (predicted %.2f s)\n", downtime.actual_s,
+                 downtime.predicted_s);
     return kExitOk;
   }
 
@@ -741,14 +739,11 @@ int RunPlanStatus(const Plan& plan, const std::string& state_dir, bool json_out)
     Result<std::vector<Journal::Event>> events = (*journal)->Events();
     if (events.ok() && !events->empty()) {
       out["state"] = events->back().state;
+      if (std::optional<Journal::Downtime> d = Journal::MigratedDowntime(*events)) {
+        out["cutover_predicted_downtime_s"] = d->predicted_s;
+        out["actual_downtime_s"] = d->actual_s;
+      }
       for (const Journal::Event& e : *events) {
-        double predicted = 0, actual = 0;
-        if (e.state == "migrated" &&
-            std::sscanf(e.detail.c_str(), "predicted_downtime_s=%lf actual_downtime_s=%lf",
-                        &predicted, &actual) == 2) {
-          out["cutover_predicted_downtime_s"] = predicted;
-          out["actual_downtime_s"] = actual;
-        }
         if (e.state == "rolled_back" || e.state == "rollback_failed")
           out["rollback_cause"] = e.detail;
       }

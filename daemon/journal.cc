@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 
 #include "base/clock.h"
 #include "daemon/json.h"
@@ -153,6 +154,26 @@ Result<std::vector<Journal::Event>> Journal::Events() {
   Statement q(db_, "SELECT unix_ms, state, detail FROM events ORDER BY seq");
   std::vector<Event> out;
   while (q.Row()) out.push_back({q.Int(0), q.Text(1), q.Text(2)});
+  return out;
+}
+
+std::string Journal::DowntimeDetail(const Downtime& d) {
+  char detail[128];
+  std::snprintf(detail, sizeof(detail), "predicted_downtime_s=%.3f actual_downtime_s=%.3f",
+                d.predicted_s, d.actual_s);
+  return detail;
+}
+
+std::optional<Journal::Downtime> Journal::MigratedDowntime(const std::vector<Event>& events) {
+  std::optional<Downtime> out;
+  for (const Event& e : events) {
+    Downtime d;
+    if (e.state == "migrated" &&
+        std::sscanf(e.detail.c_str(), "predicted_downtime_s=%lf actual_downtime_s=%lf",
+                    &d.predicted_s, &d.actual_s) == 2) {
+      out = d;
+    }
+  }
   return out;
 }
 

@@ -33,6 +33,7 @@ struct PairStage {
   std::string kind = "stage";
   std::string state;  // committed, failed, cancelled, interrupted
   std::string error;
+  bool dry_run() const { return kind == "check" || kind == "probe"; }
 };
 
 nlohmann::json StageJson(const PairStage& s);
@@ -57,6 +58,14 @@ class Journal {
   Result<std::vector<Event>> Events();
   // The last state recorded ("" when none).
   std::string LastState();
+
+  // The downtime of a cutover, as its "migrated" transition records it.
+  struct Downtime {
+    double predicted_s = 0, actual_s = 0;
+  };
+  static std::string DowntimeDetail(const Downtime& d);
+  // The last cutover's, if the plan was migrated.
+  static std::optional<Downtime> MigratedDowntime(const std::vector<Event>& events);
 
   // A hook's run: recorded when it starts, with its process group (a coordinator killed while
   // a hook runs leaves the hook running: the next one waits for it), and when it ends.

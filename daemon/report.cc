@@ -192,14 +192,9 @@ int RunPlanReport(const Plan& plan, const std::string& state_dir, const std::str
     if (s.kind == "final") final_stage = s.stage;  // the last one
   }
   std::string state = events->empty() ? "not started" : events->back().state;
-  for (const Journal::Event& e : *events) {
-    double predicted = 0, took = 0;
-    if (e.state == "migrated" &&
-        std::sscanf(e.detail.c_str(), "predicted_downtime_s=%lf actual_downtime_s=%lf", &predicted,
-                    &took) == 2) {
-      cutover_predicted = predicted;
-      actual = took;
-    }
+  if (std::optional<Journal::Downtime> d = Journal::MigratedDowntime(*events)) {
+    cutover_predicted = d->predicted_s;
+    actual = d->actual_s;
   }
   Prediction now = Predict(*stages, plan, hooks);
 
