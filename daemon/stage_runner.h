@@ -22,6 +22,7 @@
 #include "agent/io/tls.h"
 #include "agent/sync_types.h"
 #include "base/result.h"
+#include "daemon/net.h"
 #include "daemon/push.h"
 #include "daemon/session_server.h"
 
