@@ -115,9 +115,10 @@ class Sender {
   void PrefetchLoop();
   Status SendRange(Worker& worker, const Range& range);
   // Sends [start, end) of the file as block-aligned DATA (data regions) and HOLE (the rest),
-  // filling `leaves` (the whole file's) for the blocks it covers.
+  // filling `leaves` (the whole file's) for the blocks it covers. `dense`: the file's allocated
+  // blocks cover its size (it has no holes to look for: two lseeks a file saved).
   Status SendWholeRange(Worker& worker, int fd, const protocol::Entry& entry, uint32_t block_size,
-                        uint64_t start, uint64_t end, Hash128* leaves, RangeResult* result);
+                        uint64_t start, uint64_t end, bool dense, Hash128* leaves, RangeResult* result);
   // Sends the data blocks [start, end) as DATA chunks, each read while the one before it is on
   // the wire. A file that ends early sets *shrunk_at to where its data stopped (the rest is to be
   // sent as a hole); it stays 0 otherwise.

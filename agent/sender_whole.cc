@@ -76,9 +76,11 @@ Sender::Range Sender::TakeRange() {
   Range range = std::move(ranges_.front());
   ranges_.pop_front();
   if (prefetched_ranges_ > 0) {
+    const bool was_full = prefetched_bytes_ >= kSourcePrefetchBytes;
     prefetched_ranges_ -= 1;
     prefetched_bytes_ -= range.end - range.start;
-    changed_.notify_all();  // the prefetcher may go further ahead
+    // The prefetcher waits on its byte budget (or on ranges, which come with a NEED's notify).
+    if (was_full && prefetched_bytes_ < kSourcePrefetchBytes) changed_.notify_all();
   }
   return range;
 }
@@ -148,7 +150,8 @@ Status Sender::SendRange(Worker& worker, const Range& range) {
         result.outcome = FileOutcome::kChanged;  // replaced or written between two ranges' opens
       }
     }
-    FERRY_RETURN_IF_ERROR(SendWholeRange(worker, fd.get(), entry, f.block_size, range.start, range.end,
+    const bool dense = static_cast<uint64_t>(st.st_blocks) * 512 >= static_cast<uint64_t>(st.st_size);
+    FERRY_RETURN_IF_ERROR(SendWholeRange(worker, fd.get(), entry, f.block_size, range.start, range.end, dense,
                                          f.leaves.data(), &result));
   }
   bool last = false;
@@ -174,12 +177,12 @@ Status Sender::SendRange(Worker& worker, const Range& range) {
   Status s = EndFile(entry, end, f.data_bytes);
   std::lock_guard<std::mutex> lock(mutex_);
   whole_pending_ -= 1;
-  changed_.notify_all();
+  if (whole_pending_ == 0) changed_.notify_all();  // only AwaitWholeFiles waits on the count
   return s;
 }
 
 Status Sender::SendWholeRange(Worker& worker, int fd, const Entry& entry, uint32_t bs, uint64_t start,
-                              uint64_t end, Hash128* leaves, RangeResult* result) {
+                              uint64_t end, bool dense, Hash128* leaves, RangeResult* result) {
   CHECK(start % bs == 0);
   CHECK(end <= entry.size);
   static_assert(kDataChunkMaxBytes % kBlockSizeMax == 0, "a chunk holds whole blocks");
@@ -188,8 +191,8 @@ Status Sender::SendWholeRange(Worker& worker, int fd, const Entry& entry, uint32
     return channel.SendMessage(MessageType::kHole, protocol::Hole{entry.id, offset, length});
   };
   for (uint64_t at = start; at < end;) {
-    uint64_t region_start = end, region_end = end;
-    Result<bool> more = NextDataRegion(fd, at, end, &region_start, &region_end);
+    uint64_t region_start = at, region_end = end;
+    Result<bool> more = dense ? Result<bool>(true) : NextDataRegion(fd, at, end, &region_start, &region_end);
     if (!more.ok()) {
       result->outcome = FileOutcome::kReadError;
       result->message = "read '" + entry.path + "': " + more.status().ToString();

@@ -5,7 +5,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 
 #include "base/check.h"
 
@@ -33,12 +35,33 @@ static Status WaitReady(int fd, short events, int timeout_ms, const std::string&
   }
 }
 
+// A frame is read as its header, then its payload: two reads, and on a busy link a small
+// file's frames arrive many to a segment. One recvmsg fills the request and spills up to
+// kSpillBytes of what follows into spill_, where the next reads find it (a 1 MiB payload is
+// copied at most kSpillBytes of it once more).
 Status FdStream::ReadFull(char* buffer, size_t size, int timeout_ms) {
   size_t done = 0;
-  while (done < size) {
-    ssize_t n = ::recv(fd_, buffer + done, size - done, MSG_DONTWAIT);
+  if (spill_begin_ < spill_end_) {
+    done = std::min(size, spill_end_ - spill_begin_);
+    std::memcpy(buffer, spill_.get() + spill_begin_, done);
+    spill_begin_ += done;
+  }
+  if (done < size && !spill_) spill_ = std::make_unique<char[]>(kSpillBytes);
+  while (done < size) {  // spill_ is empty here
+    iovec parts[2] = {{buffer + done, size - done}, {spill_.get(), kSpillBytes}};
+    msghdr message{};
+    message.msg_iov = parts;
+    message.msg_iovlen = 2;
+    ssize_t n = ::recvmsg(fd_, &message, MSG_DONTWAIT);
     if (n > 0) {
-      done += static_cast<size_t>(n);
+      const size_t got = static_cast<size_t>(n);
+      if (got > size - done) {
+        spill_begin_ = 0;
+        spill_end_ = got - (size - done);
+        done = size;
+      } else {
+        done += got;
+      }
       continue;
     }
     if (n == 0) {

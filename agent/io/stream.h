@@ -42,8 +42,11 @@ class FdStream final : public ByteStream {
   int fd() const { return fd_; }
 
  private:
+  static constexpr size_t kSpillBytes = 32 * 1024;
   int fd_;
   std::string peer_name_;
+  std::unique_ptr<char[]> spill_;  // bytes read past a request: [spill_begin_, spill_end_)
+  size_t spill_begin_ = 0, spill_end_ = 0;
 };
 
 // Two connected in-process streams (a socketpair), for a local sync that runs the sender and
