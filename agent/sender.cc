@@ -56,7 +56,10 @@ Result<SyncSummary> Sender::Run() {
   Keepalive keepalive(channel_);  // the writer may wait long on a slow scan or a busy receiver
   std::thread scanner([this] { scan_options_.block ? DescribeBlockVolume() : ScanLoop(); });
   std::thread reader([this] { ReadLoop(); });
-  for (Channel* lane : lanes_) lane_workers_.emplace_back([this, lane] { LaneLoop(*lane); });
+  for (size_t i = 0; i < lanes_.size(); ++i) {
+    const size_t prefer = i % 2 == 0 ? kLargeRanges : kSmallRanges;  // one lane: large first
+    lane_workers_.emplace_back([this, lane = lanes_[i], prefer] { LaneLoop(*lane, prefer); });
+  }
   std::thread prefetcher([this] { PrefetchLoop(); });
   Status s = SendEntries();
   if (s.ok()) s = SendNeededFiles(/*wait=*/true);
@@ -327,7 +330,7 @@ Status Sender::SendNeededFiles(bool wait) {
     {
       std::unique_lock<std::mutex> lock(mutex_);
       const bool whole_here = lanes_.empty();
-      auto ready = [&] { return !needs_.empty() || (whole_here && !ranges_.empty()); };
+      auto ready = [&] { return !needs_.empty() || (whole_here && RangesQueued()); };
       if (wait) changed_.wait(lock, [&] { return ready() || need_end_ || !failure_.ok(); });
       if (!failure_.ok()) return failure_;
       if (!ready()) return Status::Ok();  // (with wait: NEED_END and nothing left here)

@@ -107,9 +107,10 @@ class Sender {
   Status SendFileData(int fd, const protocol::Entry& entry, protocol::FileEnd* end, uint64_t* data_bytes);
   // Whole files (sender_whole.cc).
   void QueueWholeFile(uint32_t id, uint64_t size);  // REQUIRES: mutex_ held
-  void LaneLoop(Channel& lane);
-  // Takes the next range to send (REQUIRES: mutex_ held, ranges_ not empty).
-  Range TakeRange();
+  // `lane` sends ranges from queue `prefer` while it has any, else from the other.
+  void LaneLoop(Channel& lane, size_t prefer);
+  // Takes the next range to send (REQUIRES: mutex_ held, RangesQueued()).
+  Range TakeRange(size_t prefer = kSmallRanges);
   // Asks the kernel to read ahead the ranges queued for the workers, up to kSourcePrefetchBytes
   // ahead of them (a hint: errors are left to the worker that reads the file).
   void PrefetchLoop();
@@ -166,9 +167,18 @@ class Sender {
   Status scan_status_;
   ScanResult scan_result_;
   std::deque<uint32_t> needs_;  // files with a basis, for the delta
-  std::deque<Range> ranges_;    // of files going whole
-  size_t prefetched_ranges_ = 0;     // ranges_[0, this) were handed to the prefetcher
-  uint64_t prefetched_bytes_ = 0;    // their bytes: what is read ahead of the workers
+  // Ranges of files going whole, in two queues: small files cost the CPU (a file's system
+  // calls on both sides), large ones the disk. Half the data streams prefer each queue (taking
+  // from the other when theirs is empty), so that a tree of both keeps the CPU and the disk
+  // busy at once instead of one after the other.
+  struct RangeQueue {
+    std::deque<Range> ranges;
+    size_t prefetched = 0;           // ranges[0, this) were handed to the prefetcher
+    uint64_t prefetched_bytes = 0;   // their bytes: what is read ahead of the workers
+  };
+  enum : size_t { kSmallRanges = 0, kLargeRanges = 1 };
+  RangeQueue queues_[2];
+  bool RangesQueued() const { return !queues_[0].ranges.empty() || !queues_[1].ranges.empty(); }
   size_t whole_pending_ = 0;    // files going whole without their FILE_END yet
   std::vector<bool> needed_;  // by id: asked for already (duplicates are a protocol error)
   std::vector<bool> with_basis_;  // by id: the NEED offered a basis

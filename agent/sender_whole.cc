@@ -40,19 +40,20 @@ void Sender::QueueWholeFile(uint32_t id, uint64_t size) {
   whole_pending_ += 1;
   // One range without lanes (the session channel sends it in order); else ranges the streams share.
   const uint64_t range = lanes_.empty() ? size : kStreamRangeBytes;
+  std::deque<Range>& queue = queues_[size >= kLargeRangeBytes ? kLargeRanges : kSmallRanges].ranges;
   if (size <= range) {
-    ranges_.push_back({id, 0, size, nullptr});
+    queue.push_back({id, 0, size, nullptr});
     return;
   }
   auto file = std::make_shared<Outgoing>();
   file->id = id;
   for (uint64_t start = 0; start < size; start += range) {
-    ranges_.push_back({id, start, std::min(size, start + range), file});
+    queue.push_back({id, start, std::min(size, start + range), file});
     file->ranges_left += 1;
   }
 }
 
-void Sender::LaneLoop(Channel& lane) {
+void Sender::LaneLoop(Channel& lane, size_t prefer) {
   Keepalive keepalive(lane);  // the receiver's lane reader times out on a silent stream
   Worker worker;
   worker.channel = &lane;
@@ -60,9 +61,9 @@ void Sender::LaneLoop(Channel& lane) {
     Range range;
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      changed_.wait(lock, [&] { return !ranges_.empty() || need_end_ || !failure_.ok(); });
-      if (!failure_.ok() || ranges_.empty()) return;  // failed, or every range is taken
-      range = TakeRange();
+      changed_.wait(lock, [&] { return RangesQueued() || need_end_ || !failure_.ok(); });
+      if (!failure_.ok() || !RangesQueued()) return;  // failed, or every range is taken
+      range = TakeRange(prefer);
     }
     if (Status s = SendRange(worker, range); !s.ok()) {
       Fail(s);
@@ -72,15 +73,16 @@ void Sender::LaneLoop(Channel& lane) {
   }
 }
 
-Sender::Range Sender::TakeRange() {
-  Range range = std::move(ranges_.front());
-  ranges_.pop_front();
-  if (prefetched_ranges_ > 0) {
-    const bool was_full = prefetched_bytes_ >= kSourcePrefetchBytes;
-    prefetched_ranges_ -= 1;
-    prefetched_bytes_ -= range.end - range.start;
+Sender::Range Sender::TakeRange(size_t prefer) {
+  RangeQueue& q = queues_[queues_[prefer].ranges.empty() ? 1 - prefer : prefer];
+  Range range = std::move(q.ranges.front());
+  q.ranges.pop_front();
+  if (q.prefetched > 0) {
+    const bool was_full = q.prefetched_bytes >= kSourcePrefetchBytes / 2;
+    q.prefetched -= 1;
+    q.prefetched_bytes -= range.end - range.start;
     // The prefetcher waits on its byte budget (or on ranges, which come with a NEED's notify).
-    if (was_full && prefetched_bytes_ < kSourcePrefetchBytes) changed_.notify_all();
+    if (was_full && q.prefetched_bytes < kSourcePrefetchBytes / 2) changed_.notify_all();
   }
   return range;
 }
@@ -92,14 +94,24 @@ void Sender::PrefetchLoop() {
     std::string path;
     {
       std::unique_lock<std::mutex> lock(mutex_);
+      // Each queue is read ahead up to half the budget; the large files' first.
+      auto next = [&]() -> RangeQueue* {
+        for (RangeQueue* q : {&queues_[kLargeRanges], &queues_[kSmallRanges]}) {
+          if (q->prefetched < q->ranges.size() && q->prefetched_bytes < kSourcePrefetchBytes / 2) return q;
+        }
+        return nullptr;
+      };
+      auto all_handed = [&] {
+        return queues_[0].prefetched >= queues_[0].ranges.size() && queues_[1].prefetched >= queues_[1].ranges.size();
+      };
       changed_.wait(lock, [&] {
-        return !failure_.ok() || committed_ || (need_end_ && prefetched_ranges_ >= ranges_.size()) ||
-               (prefetched_ranges_ < ranges_.size() && prefetched_bytes_ < kSourcePrefetchBytes);
+        return !failure_.ok() || committed_ || (need_end_ && all_handed()) || next() != nullptr;
       });
-      if (!failure_.ok() || committed_ || prefetched_ranges_ >= ranges_.size()) return;
-      range = ranges_[prefetched_ranges_];
-      prefetched_ranges_ += 1;
-      prefetched_bytes_ += range.end - range.start;
+      RangeQueue* q = next();
+      if (!failure_.ok() || committed_ || q == nullptr) return;
+      range = q->ranges[q->prefetched];
+      q->prefetched += 1;
+      q->prefetched_bytes += range.end - range.start;
       path = entries_.path(range.id);  // not Get(): the whole entry is not needed
     }
     UniqueFd fd(OpenSourceFile(worker, path));

@@ -146,6 +146,10 @@ inline constexpr uint64_t kStreamRangeBytes = 16 * kMiB;
 // WILLNEED) up to this many bytes ahead of its data streams, so that a cold source keeps the
 // disk's queue full instead of one file's read at a time per stream.
 inline constexpr uint64_t kSourcePrefetchBytes = 64 * kMiB;
+// Files of this size or more go in the sender's queue of large files, the rest in its queue of
+// small ones; half the data streams prefer each (see Sender::RangeQueue), and each queue is
+// read ahead up to half of kSourcePrefetchBytes.
+inline constexpr uint64_t kLargeRangeBytes = 1 * kMiB;
 inline constexpr size_t kVolumesMax = 1024;
 inline constexpr int kHandshakeTimeoutMs = 10'000;
 // A peer that sends no frame for this long is gone. Each side sends KEEPALIVE after

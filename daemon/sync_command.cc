@@ -349,7 +349,7 @@ int RunSync(const SyncRequest& request) { return SyncRun(request).Run(); }
 
 uint32_t DefaultStreams() {
   unsigned cores = std::thread::hardware_concurrency();
-  return std::clamp<uint32_t>(cores, 2, 8);
+  return std::clamp<uint32_t>(cores + 1, 3, 8);
 }
 
 }  // namespace ferry

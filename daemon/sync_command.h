@@ -42,8 +42,9 @@ struct SyncRequest {
   io::EngineKind io_engine = io::EngineKind::kPosix;  // chosen at start-up (--io), for --json
 };
 
-// The default of --streams: one per core, at least 2 (a stream waiting on a disk leaves the other
-// busy) and at most 8.
+// The default of --streams: one data stream per core besides the session's own connection (which
+// carries the manifest and the deltas), at least 3 (two data streams: one prefers the large files,
+// which keep the disk busy, one the small ones, which keep the CPU busy) and at most 8.
 uint32_t DefaultStreams();
 
 int RunSync(const SyncRequest& request);
