@@ -34,6 +34,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <tsl/robin_map.h>
+
 #include "agent/blocks.h"
 #include "agent/channel.h"
 #include "agent/committer.h"
@@ -248,7 +250,9 @@ class Receiver {
     }
   };
   static Hash128 PathKey(std::string_view path) { return BlockHash(path); }
-  std::unordered_map<Hash128, uint32_t, PathKeyHash> ids_by_path_;
+  // Open addressing with the keys inline (one cache miss a lookup, not a bucket's chain): three
+  // lookups an entry, 9 % of a no-change stage's receiver CPU as a std::unordered_map.
+  tsl::robin_map<Hash128, uint32_t, PathKeyHash> ids_by_path_;
   std::vector<uint8_t> missing_dir_;  // by id: a directory absent from the target (dry run)
   // file_state_ values: not needed, NEEDed (its content may arrive), finished.
   static constexpr uint8_t kFileNone = 0, kFileNeeded = 1, kFileFinished = 2;
