@@ -10,17 +10,22 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <mutex>
 
 #include "agent/fs.h"
 #include "agent/io/fault.h"
 #include "base/bounds.h"
 #include "base/check.h"
+#include "base/parallel.h"
 
 namespace ferry {
 namespace {
 
 using protocol::Entry;
 using protocol::EntryType;
+
+// Threads that scan the root's subtrees besides the caller's own.
+constexpr size_t kScanHelpers = 1;
 
 bool TypeOf(mode_t mode, EntryType* type) {
   switch (mode & S_IFMT) {
@@ -43,15 +48,25 @@ class Scanner {
   Result<ScanResult> Run();
 
  private:
-  void ScanDirectory(int dir_fd, const std::string& path);
+  // Lists the directory and emits its entries in name order, each subdirectory followed by its
+  // subtree; or, with `subtrees` (the root), first every entry of the directory, then the
+  // subdirectories' subtrees in parallel.
+  void ScanDirectory(int dir_fd, const std::string& path, WorkerPool* subtrees = nullptr);
   // Fills *entry from `st` and reads what lies beyond stat. False: skip it (error recorded).
   bool Describe(int dir_fd, const std::string& name, const std::string& path, const struct stat& st,
                 Entry* entry);
-  void Error(std::string message) { result_.errors.push_back(std::move(message)); }
+  // Gives the entry its id and hard-link leader and hands it to the sink. False: the session's
+  // limit of entries is reached (error recorded).
+  bool Emit(Entry&& entry, const struct stat& st);
+  void Error(std::string message) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    result_.errors.push_back(std::move(message));
+  }
 
   std::string root_;
   const ScanOptions& options_;
   const EntrySink& sink_;
+  std::mutex mutex_;  // guards what follows, and the sink's calls (one at a time, in id order)
   ScanResult result_;
   std::map<std::pair<dev_t, ino_t>, uint32_t> hardlink_leaders_;
 };
@@ -70,13 +85,33 @@ Result<ScanResult> Scanner::Run() {
   }
   result_.entries_count = 1;
   sink_(std::move(root_entry));
-  ScanDirectory(root_fd.get(), "");
+  WorkerPool subtrees(kScanHelpers);
+  ScanDirectory(root_fd.get(), "", &subtrees);
+  std::lock_guard<std::mutex> lock(mutex_);
   return std::move(result_);
 }
 
-void Scanner::ScanDirectory(int dir_fd, const std::string& path) {
+bool Scanner::Emit(Entry&& entry, const struct stat& st) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (result_.entries_count >= kEntriesPerSessionMax) {
+    result_.errors.push_back("more than " + std::to_string(kEntriesPerSessionMax) + " entries: the rest is not synced");
+    return false;
+  }
+  entry.id = static_cast<uint32_t>(result_.entries_count);
+  if (entry.type == EntryType::kFile && st.st_nlink > 1) {
+    auto [it, inserted] = hardlink_leaders_.try_emplace({st.st_dev, st.st_ino}, entry.id);
+    if (!inserted) entry.hardlink_leader_plus1 = it->second + 1;
+  }
+  if (entry.type == EntryType::kFile && entry.hardlink_leader_plus1 == 0) result_.bytes_total += entry.size;
+  result_.entries_count += 1;
+  sink_(std::move(entry));
+  return true;
+}
+
+void Scanner::ScanDirectory(int dir_fd, const std::string& path, WorkerPool* subtrees) {
   Result<std::vector<std::string>> names = ListDirectory(dir_fd, JoinPath(root_, path));
   if (!names.ok()) return Error(names.status().ToString());
+  std::vector<std::pair<UniqueFd, std::string>> deferred;  // with `subtrees`: scanned at the end
   for (const std::string& name : *names) {
     if (options_.cancel != nullptr && options_.cancel->load(std::memory_order_relaxed)) {
       return Error("scan cancelled");
@@ -95,25 +130,25 @@ void Scanner::ScanDirectory(int dir_fd, const std::string& path) {
     }
     Entry entry;
     if (!Describe(dir_fd, name, child_path, st, &entry)) continue;
-    if (result_.entries_count >= kEntriesPerSessionMax) {
-      Error("more than " + std::to_string(kEntriesPerSessionMax) + " entries: the rest is not synced");
-      return;
-    }
-    entry.id = static_cast<uint32_t>(result_.entries_count);
-    if (entry.type == EntryType::kFile && st.st_nlink > 1) {
-      auto [it, inserted] = hardlink_leaders_.try_emplace({st.st_dev, st.st_ino}, entry.id);
-      if (!inserted) entry.hardlink_leader_plus1 = it->second + 1;
-    }
-    if (entry.type == EntryType::kFile && entry.hardlink_leader_plus1 == 0) result_.bytes_total += entry.size;
-    result_.entries_count += 1;
-    sink_(std::move(entry));
+    if (!Emit(std::move(entry), st)) return;
     if (!is_directory) continue;
     UniqueFd child(::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!child.valid()) {
       Error("open directory '" + child_path + "': " + std::strerror(errno));
       continue;
     }
-    ScanDirectory(child.get(), child_path);
+    if (subtrees != nullptr) {
+      deferred.emplace_back(std::move(child), std::move(child_path));
+    } else {
+      ScanDirectory(child.get(), child_path);
+    }
+  }
+  // The root's subtrees side by side: a large file in one need not wait for the scan of every
+  // small file in the subtrees before it. Every entry still follows its directory's.
+  if (subtrees != nullptr) {
+    subtrees->Run(deferred.size(), 1, [&](size_t begin, size_t end) {
+      for (size_t i = begin; i < end; ++i) ScanDirectory(deferred[i].first.get(), deferred[i].second);
+    });
   }
 }
 

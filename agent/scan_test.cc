@@ -1,0 +1,104 @@
+// ScanTree: the manifest a scan hands out, with the root's subtrees scanned side by side.
+#include "agent/scan.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "agent/path.h"
+
+namespace ferry {
+namespace {
+
+class ScanTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/ferry-scan-test.XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    root_ = tmpl;
+  }
+  void TearDown() override { ASSERT_EQ(std::system(("rm -rf '" + root_ + "'").c_str()), 0); }
+  void Dir(const std::string& p) { ASSERT_EQ(::mkdir((root_ + "/" + p).c_str(), 0755), 0) << p; }
+  void File(const std::string& p, size_t size) {
+    int fd = ::open((root_ + "/" + p).c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+    ASSERT_GE(fd, 0) << p;
+    std::string data(size, 'x');
+    ASSERT_EQ(::write(fd, data.data(), size), static_cast<ssize_t>(size));
+    ::close(fd);
+  }
+  std::string root_;
+};
+
+// Several root subtrees (scanned in parallel), deep ones, files at the root, and hard links
+// whose names lie in different subtrees: ids count up in the order the sink sees them, every
+// entry comes after its directory, each name appears once, and each set of hard links has one
+// leader (its first name in the manifest) that every other name points back to.
+TEST_F(ScanTest, ParallelSubtreesKeepTheManifestsRules) {
+  std::set<std::string> expected = {""};
+  for (int top = 0; top < 6; ++top) {
+    const std::string t = "t" + std::to_string(top);
+    Dir(t);
+    expected.insert(t);
+    for (int sub = 0; sub < 5; ++sub) {
+      const std::string s = t + "/s" + std::to_string(sub);
+      Dir(s);
+      expected.insert(s);
+      for (int f = 0; f < 40; ++f) {
+        const std::string p = s + "/f" + std::to_string(f);
+        File(p, static_cast<size_t>(f * 37));
+        expected.insert(p);
+      }
+    }
+  }
+  File("root-file", 10);
+  expected.insert("root-file");
+  // Links across subtrees: t0/s0/f1 with t5/s4/link, t3/s2/f7 with t1/s1/link and root-link.
+  for (auto [from, to] : std::vector<std::pair<std::string, std::string>>{
+           {"t0/s0/f1", "t5/s4/link"}, {"t3/s2/f7", "t1/s1/link"}, {"t3/s2/f7", "root-link"}}) {
+    ASSERT_EQ(::link((root_ + "/" + from).c_str(), (root_ + "/" + to).c_str()), 0);
+    expected.insert(to);
+  }
+
+  for (int round = 0; round < 20; ++round) {  // the threads' interleaving differs run to run
+    std::vector<protocol::Entry> entries;
+    ScanOptions options;
+    Result<ScanResult> result = ScanTree(root_, options, [&](protocol::Entry&& e) { entries.push_back(std::move(e)); });
+    ASSERT_TRUE(result.ok()) << result.status().ToString();
+    EXPECT_TRUE(result->errors.empty());
+    ASSERT_EQ(result->entries_count, entries.size());
+    std::map<std::string, uint32_t> ids;
+    std::map<std::pair<dev_t, ino_t>, uint32_t> leaders;
+    for (size_t i = 0; i < entries.size(); ++i) {
+      const protocol::Entry& e = entries[i];
+      ASSERT_EQ(e.id, i);
+      ASSERT_TRUE(ids.emplace(e.path, e.id).second) << "twice: " << e.path;
+      if (i > 0) {
+        auto parent = ids.find(std::string(SplitParent(e.path).first));
+        ASSERT_NE(parent, ids.end()) << e.path << " before its directory";
+      }
+      if (e.type != protocol::EntryType::kFile) continue;
+      struct stat st;
+      ASSERT_EQ(::lstat((root_ + "/" + e.path).c_str(), &st), 0);
+      auto [leader, first] = leaders.try_emplace({st.st_dev, st.st_ino}, e.id);
+      if (first) {
+        EXPECT_EQ(e.hardlink_leader_plus1, 0u) << e.path;
+      } else {
+        EXPECT_EQ(e.hardlink_leader_plus1, leader->second + 1) << e.path;
+      }
+    }
+    std::set<std::string> seen;
+    for (const auto& [path, id] : ids) seen.insert(path);
+    EXPECT_EQ(seen, expected);
+  }
+}
+
+}  // namespace
+}  // namespace ferry
