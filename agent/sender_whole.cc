@@ -34,6 +34,9 @@ FileOutcome Worse(FileOutcome a, FileOutcome b) {
   return rank(a) >= rank(b) ? a : b;
 }
 
+// Each of the two range queues is read ahead up to half the prefetch budget.
+constexpr uint64_t kQueuePrefetchBytes = kSourcePrefetchBytes / 2;
+
 }  // namespace
 
 void Sender::QueueWholeFile(uint32_t id, uint64_t size) {
@@ -78,11 +81,11 @@ Sender::Range Sender::TakeRange(size_t prefer) {
   Range range = std::move(q.ranges.front());
   q.ranges.pop_front();
   if (q.prefetched > 0) {
-    const bool was_full = q.prefetched_bytes >= kSourcePrefetchBytes / 2;
+    const bool was_full = q.prefetched_bytes >= kQueuePrefetchBytes;
     q.prefetched -= 1;
     q.prefetched_bytes -= range.end - range.start;
     // The prefetcher waits on its byte budget (or on ranges, which come with a NEED's notify).
-    if (was_full && q.prefetched_bytes < kSourcePrefetchBytes / 2) changed_.notify_all();
+    if (was_full && q.prefetched_bytes < kQueuePrefetchBytes) changed_.notify_all();
   }
   return range;
 }
@@ -97,7 +100,7 @@ void Sender::PrefetchLoop() {
       // Each queue is read ahead up to half the budget; the large files' first.
       auto next = [&]() -> RangeQueue* {
         for (RangeQueue* q : {&queues_[kLargeRanges], &queues_[kSmallRanges]}) {
-          if (q->prefetched < q->ranges.size() && q->prefetched_bytes < kSourcePrefetchBytes / 2) return q;
+          if (q->prefetched < q->ranges.size() && q->prefetched_bytes < kQueuePrefetchBytes) return q;
         }
         return nullptr;
       };
