@@ -26,6 +26,11 @@ using protocol::EntryType;
 
 // Threads that scan the root's subtrees besides the caller's own.
 constexpr size_t kScanHelpers = 1;
+// Entries described before they are handed out under the lock together: a directory of up to
+// this many stays in one run of the manifest while the root's subtrees are scanned side by side
+// (one entry at a time, two threads interleaved theirs, and the receiver opened a parent per
+// entry); the bound keeps a huge directory from being held in memory whole.
+constexpr size_t kScanGroupEntries = 512;
 
 bool TypeOf(mode_t mode, EntryType* type) {
   switch (mode & S_IFMT) {
@@ -48,16 +53,23 @@ class Scanner {
   Result<ScanResult> Run();
 
  private:
-  // Lists the directory and emits its entries in name order, each subdirectory followed by its
-  // subtree; or, with `subtrees` (the root), first every entry of the directory, then the
-  // subdirectories' subtrees in parallel.
+  // Lists the directory and emits its entries in name order, in groups of up to
+  // kScanGroupEntries under one lock, then scans its subdirectories one after the other; or, with
+  // `subtrees` (the root), side by side. A directory's entries stay together in the manifest
+  // while two threads emit: the receiver opens each parent once, not once per entry.
   void ScanDirectory(int dir_fd, const std::string& path, WorkerPool* subtrees = nullptr);
   // Fills *entry from `st` and reads what lies beyond stat. False: skip it (error recorded).
   bool Describe(int dir_fd, const std::string& name, const std::string& path, const struct stat& st,
                 Entry* entry);
-  // Gives the entry its id and hard-link leader and hands it to the sink. False: the session's
-  // limit of entries is reached (error recorded).
-  bool Emit(Entry&& entry, const struct stat& st);
+  struct Described {
+    Entry entry;
+    dev_t dev;
+    ino_t ino;
+    nlink_t nlink;
+  };
+  // Gives each entry its id and hard-link leader and hands it to the sink, in order; clears
+  // *group. False: the session's limit of entries is reached (error recorded).
+  bool EmitGroup(std::vector<Described>* group);
   void Error(std::string message) {
     std::lock_guard<std::mutex> lock(mutex_);
     result_.errors.push_back(std::move(message));
@@ -91,27 +103,33 @@ Result<ScanResult> Scanner::Run() {
   return std::move(result_);
 }
 
-bool Scanner::Emit(Entry&& entry, const struct stat& st) {
+bool Scanner::EmitGroup(std::vector<Described>* group) {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (result_.entries_count >= kEntriesPerSessionMax) {
-    result_.errors.push_back("more than " + std::to_string(kEntriesPerSessionMax) + " entries: the rest is not synced");
-    return false;
+  for (Described& d : *group) {
+    if (result_.entries_count >= kEntriesPerSessionMax) {
+      result_.errors.push_back("more than " + std::to_string(kEntriesPerSessionMax) + " entries: the rest is not synced");
+      return false;
+    }
+    Entry& entry = d.entry;
+    entry.id = static_cast<uint32_t>(result_.entries_count);
+    if (entry.type == EntryType::kFile && d.nlink > 1) {
+      auto [it, inserted] = hardlink_leaders_.try_emplace({d.dev, d.ino}, entry.id);
+      if (!inserted) entry.hardlink_leader_plus1 = it->second + 1;
+    }
+    if (entry.type == EntryType::kFile && entry.hardlink_leader_plus1 == 0) result_.bytes_total += entry.size;
+    result_.entries_count += 1;
+    sink_(std::move(entry));
   }
-  entry.id = static_cast<uint32_t>(result_.entries_count);
-  if (entry.type == EntryType::kFile && st.st_nlink > 1) {
-    auto [it, inserted] = hardlink_leaders_.try_emplace({st.st_dev, st.st_ino}, entry.id);
-    if (!inserted) entry.hardlink_leader_plus1 = it->second + 1;
-  }
-  if (entry.type == EntryType::kFile && entry.hardlink_leader_plus1 == 0) result_.bytes_total += entry.size;
-  result_.entries_count += 1;
-  sink_(std::move(entry));
+  group->clear();
   return true;
 }
 
 void Scanner::ScanDirectory(int dir_fd, const std::string& path, WorkerPool* subtrees) {
   Result<std::vector<std::string>> names = ListDirectory(dir_fd, JoinPath(root_, path));
   if (!names.ok()) return Error(names.status().ToString());
-  std::vector<std::pair<UniqueFd, std::string>> deferred;  // with `subtrees`: scanned at the end
+  std::vector<Described> group;
+  group.reserve(std::min(names->size(), kScanGroupEntries));
+  std::vector<std::pair<std::string, std::string>> subdirs;  // name, path: scanned at the end
   for (const std::string& name : *names) {
     if (options_.cancel != nullptr && options_.cancel->load(std::memory_order_relaxed)) {
       return Error("scan cancelled");
@@ -128,27 +146,28 @@ void Scanner::ScanDirectory(int dir_fd, const std::string& path, WorkerPool* sub
       Error("'" + child_path.substr(0, 64) + "...' is longer than PATH_MAX");
       continue;
     }
-    Entry entry;
-    if (!Describe(dir_fd, name, child_path, st, &entry)) continue;
-    if (!Emit(std::move(entry), st)) return;
-    if (!is_directory) continue;
-    UniqueFd child(::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!child.valid()) {
-      Error("open directory '" + child_path + "': " + std::strerror(errno));
-      continue;
-    }
-    if (subtrees != nullptr) {
-      deferred.emplace_back(std::move(child), std::move(child_path));
-    } else {
-      ScanDirectory(child.get(), child_path);
-    }
+    Described d{Entry(), st.st_dev, st.st_ino, st.st_nlink};
+    if (!Describe(dir_fd, name, child_path, st, &d.entry)) continue;
+    group.push_back(std::move(d));
+    if (is_directory) subdirs.emplace_back(name, std::move(child_path));
+    if (group.size() >= kScanGroupEntries && !EmitGroup(&group)) return;
   }
-  // The root's subtrees side by side: a large file in one need not wait for the scan of every
-  // small file in the subtrees before it. Every entry still follows its directory's.
+  if (!EmitGroup(&group)) return;
+  // Every entry of this directory is out; now the subdirectories, whose entries follow theirs.
+  // The root's side by side: a large file in one need not wait for the scan of every small
+  // file in the subtrees before it.
+  auto scan_subdir = [&](size_t i) {
+    const auto& [name, child_path] = subdirs[i];
+    UniqueFd child(::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!child.valid()) return Error("open directory '" + child_path + "': " + std::strerror(errno));
+    ScanDirectory(child.get(), child_path);
+  };
   if (subtrees != nullptr) {
-    subtrees->Run(deferred.size(), 1, [&](size_t begin, size_t end) {
-      for (size_t i = begin; i < end; ++i) ScanDirectory(deferred[i].first.get(), deferred[i].second);
+    subtrees->Run(subdirs.size(), 1, [&](size_t begin, size_t end) {
+      for (size_t i = begin; i < end; ++i) scan_subdir(i);
     });
+  } else {
+    for (size_t i = 0; i < subdirs.size(); ++i) scan_subdir(i);
   }
 }
 

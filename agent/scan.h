@@ -1,7 +1,9 @@
-// Tree scan on the sender: walks a volume depth-first (each directory before its children,
-// names sorted bytewise) and produces the manifest entries with their metadata, xattrs and
-// hard-link identities. Entry 0 is the volume root (path "").
-// Threading: a scan runs on one thread.
+// Tree scan on the sender: walks a volume (each directory's entries in name order, sorted
+// bytewise, then its subdirectories' subtrees; the root's subtrees side by side) and produces
+// the manifest entries with their metadata, xattrs and hard-link identities. Entry 0 is the
+// volume root (path ""); every entry comes after its directory's.
+// Threading: ScanTree runs on the caller's thread and one helper; the sink is called one entry
+// at a time, in id order.
 #pragma once
 
 #include <atomic>

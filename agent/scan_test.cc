@@ -39,8 +39,10 @@ class ScanTest : public ::testing::Test {
 
 // Several root subtrees (scanned in parallel), deep ones, files at the root, and hard links
 // whose names lie in different subtrees: ids count up in the order the sink sees them, every
-// entry comes after its directory, each name appears once, and each set of hard links has one
-// leader (its first name in the manifest) that every other name points back to.
+// entry comes after its directory, each name appears once, each set of hard links has one
+// leader (its first name in the manifest) that every other name points back to, and the
+// entries of one directory come in one run, in name order (the two threads interleave
+// directories, never the entries of one).
 TEST_F(ScanTest, ParallelSubtreesKeepTheManifestsRules) {
   std::set<std::string> expected = {""};
   for (int top = 0; top < 6; ++top) {
@@ -97,6 +99,16 @@ TEST_F(ScanTest, ParallelSubtreesKeepTheManifestsRules) {
     std::set<std::string> seen;
     for (const auto& [path, id] : ids) seen.insert(path);
     EXPECT_EQ(seen, expected);
+    std::map<std::string, std::vector<size_t>> positions;  // parent -> manifest indices
+    for (size_t i = 1; i < entries.size(); ++i) {
+      positions[std::string(SplitParent(entries[i].path).first)].push_back(i);
+    }
+    for (const auto& [parent, at] : positions) {
+      EXPECT_EQ(at.back() - at.front() + 1, at.size()) << "the entries of '" << parent << "' are split";
+      for (size_t k = 1; k < at.size(); ++k) {
+        EXPECT_LT(entries[at[k - 1]].path, entries[at[k]].path) << "in '" << parent << "'";
+      }
+    }
   }
 }
 
