@@ -16,13 +16,19 @@ constexpr size_t kSliceEntries = 64;
 TargetInspector::TargetInspector(int root_fd, const MetadataPolicy& policy, size_t threads)
     : root_fd_(root_fd), policy_(policy), pool_(threads) {}
 
-void TargetInspector::Inspect(const std::vector<protocol::Entry>& entries, std::vector<Inspection>* out) {
+void TargetInspector::Inspect(const std::vector<protocol::Entry>& entries, std::vector<Inspection>* out,
+                              const std::function<void(size_t begin, size_t end)>& handle) {
   out->assign(entries.size(), Inspection{});
-  pool_.Run(entries.size(), kSliceEntries, [&](size_t begin, size_t end) {
+  auto inspect = [&](size_t begin, size_t end) {
     std::string open_parent;
     UniqueFd parent_fd;
     for (size_t i = begin; i < end; ++i) InspectOne(entries[i], &(*out)[i], &open_parent, &parent_fd);
-  });
+  };
+  if (handle) {
+    pool_.RunInOrder(entries.size(), kSliceEntries, inspect, handle);
+  } else {
+    pool_.Run(entries.size(), kSliceEntries, inspect);
+  }
 }
 
 void TargetInspector::ListDirectories(const std::vector<std::string>& paths, const std::string& root_display,

@@ -4,10 +4,12 @@
 // waits on an inode read, and several in flight keep the disk busy; on a warm one the system
 // calls spread over the cores. Each thread opens an entry's parent beneath the volume root
 // following no symlink (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS) and only reads.
-// An inspection is a snapshot taken before the receiver touches the batch. It stays right while
-// the receiver works through the batch in order: entries have distinct paths, and the only
-// change the receiver makes under another entry's parent is replacing a non-directory by a
-// directory, whose children the inspector could not open (kUnknown: the receiver looks itself).
+// The receiver handles each range of a batch as soon as it is inspected, while the threads
+// inspect the ranges after it, so an entry may be looked at before or after the receiver
+// changed earlier entries of its batch. Either is right: entries have distinct paths, and the
+// only change the receiver makes under another entry's parent is replacing a non-directory by a
+// directory, whose children the inspector either cannot open (kUnknown: the receiver looks
+// itself) or finds missing, as they are.
 // At the end of a stage it also lists the target's directories for the sweep, in parallel.
 // Threading: one thread at a time calls Inspect or ListDirectories; each returns when done.
 #pragma once
@@ -15,6 +17,7 @@
 #include <sys/stat.h>
 
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -44,8 +47,12 @@ class TargetInspector {
   // `threads` helpers besides the caller's own.
   TargetInspector(int root_fd, const MetadataPolicy& policy, size_t threads);
 
-  // Resizes *out to entries.size() and fills it; returns when every entry is done.
-  void Inspect(const std::vector<protocol::Entry>& entries, std::vector<Inspection>* out);
+  // Resizes *out to entries.size() and fills it; returns when every entry is done. With
+  // `handle`, also calls handle(begin, end) on the caller's thread for consecutive ranges of
+  // the batch in order, each as soon as its (*out)[begin, end) is filled, while the threads go
+  // on with the ranges after it.
+  void Inspect(const std::vector<protocol::Entry>& entries, std::vector<Inspection>* out,
+               const std::function<void(size_t begin, size_t end)>& handle = nullptr);
 
   // Lists the directories at `paths` (beneath the root, following no symlink) in parallel:
   // (*out)[i] is the sorted names in paths[i], or why it could not be listed (its errno kept:

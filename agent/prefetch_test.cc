@@ -110,8 +110,8 @@ TEST_F(InspectorTest, LeavesEntriesItCannotSafelyReachToTheReceiver) {
 }
 
 TEST_F(InspectorTest, LargeBatchesAcrossDirectoriesComeBackInOrder) {
-  // More entries than one slice, over many parents, inspected by several threads; then a
-  // second batch on the same inspector.
+  // More entries than one slice, over many parents, inspected by several threads; then the
+  // batch again on the same inspector, twice: the second time handled range by range.
   std::vector<Entry> batch;
   for (int d = 0; d < 7; ++d) {
     const std::string dir = "d" + std::to_string(d);
@@ -131,9 +131,21 @@ TEST_F(InspectorTest, LargeBatchesAcrossDirectoriesComeBackInOrder) {
     }
   }
   TargetInspector inspector(root_fd_.get(), policy_, 3);
-  for (int round = 0; round < 2; ++round) {
+  for (int round = 0; round < 3; ++round) {
     std::vector<Inspection> out;
-    inspector.Inspect(batch, &out);
+    if (round == 2) {  // handled range by range, in order, each after it was inspected
+      size_t handled = 0;
+      inspector.Inspect(batch, &out, [&](size_t begin, size_t end) {
+        ASSERT_EQ(begin, handled);
+        for (size_t i = begin; i < end; ++i) {
+          EXPECT_NE(out[i].state, State::kUnknown) << batch[i].path << " handled before it was inspected";
+        }
+        handled = end;
+      });
+      EXPECT_EQ(handled, batch.size());
+    } else {
+      inspector.Inspect(batch, &out);
+    }
     ASSERT_EQ(out.size(), batch.size());
     for (size_t i = 0; i < batch.size(); ++i) {
       const Entry& e = batch[i];

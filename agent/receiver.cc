@@ -128,11 +128,18 @@ Status Receiver::HandleEntries(const Frame& frame) {
   Result<protocol::Entries> batch =
       protocol::Entries::Decode(frame.payload, static_cast<uint32_t>(entries_.size()));
   if (!batch.ok()) return batch.status();
-  inspections_.clear();
-  if (inspector_) inspector_->Inspect(batch->entries, &inspections_);
-  for (size_t i = 0; i < batch->entries.size(); ++i) {
-    FERRY_RETURN_IF_ERROR(HandleEntry(std::move(batch->entries[i]), inspections_.empty() ? nullptr : &inspections_[i]));
+  if (!inspector_) {
+    for (protocol::Entry& entry : batch->entries) FERRY_RETURN_IF_ERROR(HandleEntry(std::move(entry), nullptr));
+    return FlushReplies();
   }
+  // Each range is handled as soon as it is inspected, while the inspector's threads look at the
+  // ranges after it: on two cores, handling a batch after the whole of it was inspected left
+  // one idle while the other handled.
+  Status s;
+  inspector_->Inspect(batch->entries, &inspections_, [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end && s.ok(); ++i) s = HandleEntry(std::move(batch->entries[i]), &inspections_[i]);
+  });
+  FERRY_RETURN_IF_ERROR(s);
   return FlushReplies();
 }
 

@@ -2,8 +2,9 @@
 // (a parallel for-loop). For work that waits on the kernel (inode and directory reads on a cold
 // disk): several waits in flight keep the disk busy, and on a warm cache the system calls spread
 // over the cores.
-// Threading: Run from one thread at a time; it returns when every slice is done. `fn` runs on
-// the caller and on the helpers at once, each call on its own range of indexes.
+// Threading: Run or RunInOrder from one thread at a time; each returns when every slice is
+// done. `fn` runs on the caller and on the helpers at once, each call on its own range of
+// indexes; RunInOrder's `consume` runs on the caller only.
 #pragma once
 
 #include <atomic>
@@ -27,7 +28,16 @@ class WorkerPool {
   // Calls fn(begin, end) for consecutive ranges of at most `slice` indexes covering [0, count).
   void Run(size_t count, size_t slice, const std::function<void(size_t begin, size_t end)>& fn);
 
+  // Like Run, and the caller also calls consume(begin, end) for each range in index order as
+  // soon as fn is done with it, while the helpers go on with the ranges after it: a pipeline
+  // of a parallel stage and a serial one. While the next range in order is not ready, the
+  // caller runs fn on a range nobody took yet, or waits.
+  void RunInOrder(size_t count, size_t slice, const std::function<void(size_t begin, size_t end)>& fn,
+                  const std::function<void(size_t begin, size_t end)>& consume);
+
  private:
+  void Start(size_t count, size_t slice, const std::function<void(size_t, size_t)>* fn);
+  void Finish();
   void Loop();
   void Work();
 

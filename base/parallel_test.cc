@@ -57,5 +57,35 @@ TEST(WorkerPoolTest, NoHelpersRunsOnTheCaller) {
   EXPECT_EQ(sum, 4950u);
 }
 
+// The serial stage sees every range once, in index order, on the caller's thread, only after
+// the parallel stage finished that range; a slow range holds back the ones after it in the
+// serial stage while the helpers go on with them.
+TEST(WorkerPoolTest, RunInOrderConsumesEachRangeInOrderAfterItIsDone) {
+  for (size_t helpers : {0u, 1u, 3u}) {
+    WorkerPool pool(helpers);
+    for (size_t count : {0u, 1u, 63u, 64u, 65u, 1000u}) {
+      std::vector<std::atomic<int>> done(count);
+      std::vector<size_t> consumed;
+      const std::thread::id caller = std::this_thread::get_id();
+      pool.RunInOrder(
+          count, 16,
+          [&](size_t begin, size_t end) {
+            if (begin == 16) std::this_thread::sleep_for(std::chrono::milliseconds(5));  // a cold inode
+            for (size_t i = begin; i < end; ++i) done[i]++;
+          },
+          [&](size_t begin, size_t end) {
+            EXPECT_EQ(std::this_thread::get_id(), caller);
+            EXPECT_EQ(begin, consumed.size()) << "out of order";
+            EXPECT_LE(end - begin, 16u);
+            for (size_t i = begin; i < end; ++i) {
+              EXPECT_EQ(done[i].load(), 1) << "index " << i << " consumed before its work was done";
+              consumed.push_back(i);
+            }
+          });
+      EXPECT_EQ(consumed.size(), count) << helpers << " helpers";
+    }
+  }
+}
+
 }  // namespace
 }  // namespace ferry
