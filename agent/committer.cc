@@ -1,9 +1,11 @@
 #include "agent/committer.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <map>
 
@@ -13,6 +15,55 @@
 #include "base/check.h"
 
 namespace ferry {
+
+namespace {
+std::atomic<size_t> g_unnamed_open{0};
+
+size_t UnnamedBudget() {
+  static const size_t budget = [] {
+    struct rlimit files;
+    if (::getrlimit(RLIMIT_NOFILE, &files) != 0 || files.rlim_cur == RLIM_INFINITY) return size_t{512};
+    return static_cast<size_t>(files.rlim_cur / 2);
+  }();
+  return budget;
+}
+
+// Links the unnamed file `fd` at `name` in `dir_fd`: through its descriptor where the process
+// may (CAP_DAC_READ_SEARCH), else through /proc/self/fd.
+int LinkUnnamed(int fd, int dir_fd, const std::string& name) {
+  static std::atomic<bool> empty_path{true};
+  if (empty_path.load(std::memory_order_relaxed)) {
+    if (::linkat(fd, "", dir_fd, name.c_str(), AT_EMPTY_PATH) == 0) return 0;
+    if (errno != ENOENT && errno != EPERM) return -1;
+    empty_path = false;
+  }
+  const std::string proc = "/proc/self/fd/" + std::to_string(fd);
+  return ::linkat(AT_FDCWD, proc.c_str(), dir_fd, name.c_str(), AT_SYMLINK_FOLLOW);
+}
+}  // namespace
+
+UnnamedTicket UnnamedTicket::Take() {
+  UnnamedTicket ticket;
+  if (g_unnamed_open.fetch_add(1) < UnnamedBudget()) {
+    ticket.held_ = true;
+  } else {
+    g_unnamed_open.fetch_sub(1);
+  }
+  return ticket;
+}
+
+UnnamedTicket::~UnnamedTicket() {
+  if (held_) g_unnamed_open.fetch_sub(1);
+}
+
+UnnamedTicket& UnnamedTicket::operator=(UnnamedTicket&& other) noexcept {
+  if (this != &other) {
+    if (held_) g_unnamed_open.fetch_sub(1);
+    held_ = other.held_;
+    other.held_ = false;
+  }
+  return *this;
+}
 
 Committer::Committer(int root_fd) : root_fd_(root_fd) {
   // The root's file system, sampled now: syncfs then reports every writeback error of the
@@ -38,6 +89,7 @@ void Committer::Abandon() {
   queued_bytes_ = 0;
   lock.unlock();
   for (const PendingRename& p : queued) {
+    if (p.unnamed.valid()) continue;  // vanishes when closed
     Result<UniqueFd> dir = OpenDirBeneath(root_fd_, p.parent);
     if (dir.ok()) ::unlinkat(dir->get(), p.temp_name.c_str(), 0);
   }
@@ -123,8 +175,19 @@ Status Committer::CommitGroup(std::vector<PendingRename>& group) {
   for (auto& [dev, fd] : group_file_systems) {
     if (io::Syncfs(fd) != 0) return Status::Errno(errno, "flush the volume to disk (syncfs)");
   }
-  for (const PendingRename& p : group) {
+  for (PendingRename& p : group) {
     int dir_fd = parents.at(p.parent).get();
+    if (p.unnamed.valid()) {
+      const bool placed = LinkUnnamed(p.unnamed.get(), dir_fd, p.final_name) == 0;
+      // A name that appeared since the receiver looked is replaced, as a rename would: the file
+      // is linked at its temp name and renamed over it.
+      if (!placed && (errno != EEXIST || LinkUnnamed(p.unnamed.get(), dir_fd, p.temp_name) != 0)) {
+        return Status::Errno(errno, "link into place '" + JoinPath(p.parent, p.final_name) + "'");
+      }
+      p.unnamed.Reset();
+      p.ticket = UnnamedTicket();
+      if (placed) continue;
+    }
     if (::renameat(dir_fd, p.temp_name.c_str(), dir_fd, p.final_name.c_str()) != 0) {
       return Status::Errno(errno, "rename into place '" + JoinPath(p.parent, p.final_name) + "'");
     }

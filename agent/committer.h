@@ -1,8 +1,10 @@
 // Committer: makes finished temp files durable and renames them into place, in groups, on its
 // own thread, so the receiver keeps writing while the disk flushes. A group is one syncfs of
 // the volume's file system(s) followed by the renames: no file is renamed over its final name
-// before its data is on disk. After a failure nothing more is renamed; the temp files left
-// behind are deleted by the next stage's sweep.
+// before its data is on disk. An unnamed temp file (O_TMPFILE) is linked at its name instead,
+// and its descriptor is held open until then. After a failure nothing more is renamed; the
+// named temp files left behind are deleted by the next stage's sweep, unnamed ones vanish when
+// closed.
 // Threading: Add and Flush from one thread (the receiver); the group work runs on an internal one.
 #pragma once
 
@@ -23,11 +25,30 @@
 
 namespace ferry {
 
+// One unit of the process's budget of open unnamed temp files, half its descriptor limit
+// (RLIMIT_NOFILE): queues of them, in every session at once, never take the descriptors that
+// sockets and directories need. Given back when destroyed.
+class UnnamedTicket {
+ public:
+  UnnamedTicket() = default;
+  // A held ticket, or an empty one when the budget is spent.
+  static UnnamedTicket Take();
+  ~UnnamedTicket();
+  UnnamedTicket(UnnamedTicket&& other) noexcept : held_(other.held_) { other.held_ = false; }
+  UnnamedTicket& operator=(UnnamedTicket&& other) noexcept;
+  bool held() const { return held_; }
+
+ private:
+  bool held_ = false;
+};
+
 struct PendingRename {
   std::string parent;  // relative directory path
-  std::string temp_name;
+  std::string temp_name;  // an unnamed file is linked here first if its final name is taken
   std::string final_name;
   uint64_t size_bytes = 0;
+  UniqueFd unnamed;  // valid: an O_TMPFILE to link at final_name, not a temp_name to rename
+  UnnamedTicket ticket;  // held with `unnamed`
 };
 
 class Committer {

@@ -90,9 +90,11 @@ struct XattrArgs {  // struct xattr_args of linux/xattr.h
 std::atomic<bool> g_no_xattrat{false};
 std::atomic<bool> g_no_fchmodat2{false};
 
-// One xattr operation on `name` in `dir_fd`: the *at syscall, or the l* call on a /proc path.
-template <typename AtCall, typename PathCall>
-long XattrCall(int dir_fd, const std::string& name, AtCall at_call, PathCall path_call) {
+// One xattr operation on `name` in `dir_fd`: the *at syscall, or the l* call on a /proc path;
+// with an empty name, the f* call on `dir_fd`, which is then the file itself.
+template <typename AtCall, typename PathCall, typename FdCall>
+long XattrCall(int dir_fd, const std::string& name, AtCall at_call, PathCall path_call, FdCall fd_call) {
+  if (name.empty()) return fd_call();
   if (!g_no_xattrat.load(std::memory_order_relaxed)) {
     long r = at_call();
     if (r >= 0 || errno != ENOSYS) return r;
@@ -105,7 +107,8 @@ long ListXattr(int dir_fd, const std::string& name, char* list, size_t size) {
   return XattrCall(
       dir_fd, name,
       [&] { return ::syscall(kSysListxattrat, dir_fd, name.c_str(), AT_SYMLINK_NOFOLLOW, list, size); },
-      [&](const std::string& p) { return static_cast<long>(::llistxattr(p.c_str(), list, size)); });
+      [&](const std::string& p) { return static_cast<long>(::llistxattr(p.c_str(), list, size)); },
+      [&] { return static_cast<long>(::flistxattr(dir_fd, list, size)); });
 }
 
 long GetXattr(int dir_fd, const std::string& name, const std::string& key, char* value, size_t size) {
@@ -113,7 +116,8 @@ long GetXattr(int dir_fd, const std::string& name, const std::string& key, char*
   return XattrCall(
       dir_fd, name,
       [&] { return ::syscall(kSysGetxattrat, dir_fd, name.c_str(), AT_SYMLINK_NOFOLLOW, key.c_str(), &args, sizeof(args)); },
-      [&](const std::string& p) { return static_cast<long>(::lgetxattr(p.c_str(), key.c_str(), value, size)); });
+      [&](const std::string& p) { return static_cast<long>(::lgetxattr(p.c_str(), key.c_str(), value, size)); },
+      [&] { return static_cast<long>(::fgetxattr(dir_fd, key.c_str(), value, size)); });
 }
 
 long SetXattr(int dir_fd, const std::string& name, const protocol::Xattr& x) {
@@ -123,14 +127,16 @@ long SetXattr(int dir_fd, const std::string& name, const protocol::Xattr& x) {
       [&] { return ::syscall(kSysSetxattrat, dir_fd, name.c_str(), AT_SYMLINK_NOFOLLOW, x.name.c_str(), &args, sizeof(args)); },
       [&](const std::string& p) {
         return static_cast<long>(::lsetxattr(p.c_str(), x.name.c_str(), x.value.data(), x.value.size(), 0));
-      });
+      },
+      [&] { return static_cast<long>(::fsetxattr(dir_fd, x.name.c_str(), x.value.data(), x.value.size(), 0)); });
 }
 
 long RemoveXattr(int dir_fd, const std::string& name, const std::string& key) {
   return XattrCall(
       dir_fd, name,
       [&] { return ::syscall(kSysRemovexattrat, dir_fd, name.c_str(), AT_SYMLINK_NOFOLLOW, key.c_str()); },
-      [&](const std::string& p) { return static_cast<long>(::lremovexattr(p.c_str(), key.c_str())); });
+      [&](const std::string& p) { return static_cast<long>(::lremovexattr(p.c_str(), key.c_str())); },
+      [&] { return static_cast<long>(::fremovexattr(dir_fd, key.c_str())); });
 }
 
 Result<std::vector<std::string>> ListXattrNames(int dir_fd, const std::string& name) {

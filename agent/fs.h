@@ -56,10 +56,12 @@ struct XattrFilter {
 
 // Reads the wanted xattrs of `name` in `dir_fd` ("." for the directory itself), never following
 // a symlink at `name`, sorted by name. Uses the *xattrat syscalls (Linux 6.13+) and falls back to
-// l*xattr on a /proc/self/fd path on older kernels.
+// l*xattr on a /proc/self/fd path on older kernels. An empty `name`: `dir_fd` is the file itself
+// (an unnamed temp file), read through it (f*xattr).
 Result<std::vector<protocol::Xattr>> ReadXattrs(int dir_fd, const std::string& name,
                                                 const XattrFilter& filter);
 // Makes the wanted xattrs of `name` equal `desired`: removes extras, sets differing values.
+// An empty `name` as for ReadXattrs.
 Status WriteXattrs(int dir_fd, const std::string& name, const std::vector<protocol::Xattr>& desired,
                    const XattrFilter& filter);
 

@@ -40,6 +40,7 @@ Status ApplyMetadata(int dir_fd, const std::string& name, const protocol::Entry&
 
 // The same for an open regular file `fd`, which is `name` in `dir_fd` (a temp file before its
 // rename). `dir_fd` -1: a file with no name to carry xattrs by (a block volume's image file).
+// `dir_fd` == `fd` and `name` empty: xattrs through `fd` (an unnamed temp file).
 Status ApplyFileMetadata(int fd, int dir_fd, const std::string& name, const protocol::Entry& entry,
                          const timespec& mtime, const MetadataPolicy& policy);
 

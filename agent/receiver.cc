@@ -274,7 +274,7 @@ Status Receiver::HandleFileEntry(const Entry& e, int dir_fd, const std::string& 
   }
   Result<std::optional<Basis>> basis = FindBasis(e, dir_fd, name, same_type ? st : nullptr);
   if (!basis.ok()) return TargetError(basis.status(), e.path);
-  return NeedFile(e, std::move(*basis));
+  return NeedFile(e, std::move(*basis), /*name_free=*/st == nullptr || !same_type);
 }
 
 Status Receiver::HandleOtherEntry(const Entry& e, int dir_fd, const std::string& name,

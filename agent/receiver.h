@@ -118,8 +118,12 @@ class Receiver {
     uint32_t block_size = 0;
     std::string parent;
     std::string temp_name;
+    // Nothing at the final name and too small to checkpoint: the temp file may be unnamed.
+    bool may_be_unnamed = false;
     std::mutex mutex;  // guards what follows
     UniqueFd fd;       // the temp file, created at the first DATA
+    bool unnamed = false;  // fd is an O_TMPFILE, linked at its final name by the committer
+    UnnamedTicket ticket;  // held while fd is unnamed
     std::vector<Hash128> leaves;  // zero blocks' hashes until their data arrives
     std::map<uint64_t, uint64_t> covered;  // [start, end) runs written, merged
     uint64_t covered_bytes = 0;  // DATA and HOLE
@@ -159,7 +163,8 @@ class Receiver {
   Result<std::optional<Basis>> FindBasis(const protocol::Entry& entry, int dir_fd, const std::string& name,
                                          const struct stat* target);
   Result<std::optional<Basis>> TargetBasis(const protocol::Entry& entry, int fd, const struct stat& st, uint64_t size);
-  Status NeedFile(const protocol::Entry& entry, std::optional<Basis> basis);
+  // `name_free`: the target has nothing at the entry's name (absent, or removed for a new type).
+  Status NeedFile(const protocol::Entry& entry, std::optional<Basis> basis, bool name_free = false);
   Status HandleWant(const Frame& frame);
   Status HandlePatch(const Frame& frame);
   // Removes the offered basis of `id` (nullopt when there is none).
@@ -175,7 +180,7 @@ class Receiver {
   Status HandleData(const Frame& frame);
   Status HandleHole(const Frame& frame);
   // Whole files (receiver_whole.cc), from the main thread or a lane.
-  void StartIncoming(uint32_t id);
+  void StartIncoming(uint32_t id, bool name_free = false);
   // DATA (`bytes`) or HOLE (`hole_length`, bytes empty) of a file sent whole.
   Status HandleWholeRange(uint32_t id, uint64_t offset, std::string_view bytes, uint64_t hole_length, DirSlot* dir);
   // REQUIRES: f.mutex held.
@@ -235,6 +240,9 @@ class Receiver {
   ExcludeList excludes_;
   MetadataPolicy policy_;
   std::string temp_tag_;  // unique per session: ".ferry-tmp.<session>."
+  // New files are written as unnamed temp files (O_TMPFILE) while the file system takes them
+  // and the process may hold a commit queue of open files; see CreateTemp.
+  std::atomic<bool> unnamed_temps_{true};
 
   EntryStore entries_;  // by id
   // The main thread appends to entries_ under it (exclusive); a lane copies an entry out under
@@ -304,6 +312,7 @@ class Receiver {
   // By id: needed whole and not yet incoming (one bit a file; a full stage needs every file),
   // until its first DATA, HOLE or FILE_END makes it incoming.
   std::vector<bool> whole_needed_;
+  std::vector<bool> name_free_;  // by id, beside whole_needed_: NeedFile's name_free
   std::unordered_map<uint32_t, std::shared_ptr<Incoming>> incoming_;
   size_t incoming_open_ = 0;  // needed or incoming, not finished nor discarded
   Status lane_failure_;

@@ -99,14 +99,14 @@ Result<std::optional<Receiver::Basis>> Receiver::FindBasis(const Entry& e, int d
 }
 
 // Asks for a file's content; with a basis, its first HASHES go out after the NEED that announces it.
-Status Receiver::NeedFile(const Entry& e, std::optional<Basis> basis) {
+Status Receiver::NeedFile(const Entry& e, std::optional<Basis> basis, bool name_free) {
   file_state_[e.id] = kFileNeeded;
   progress_->files_needed += 1;
   progress_->bytes_needed += e.size;
   pending_needs_.push_back(e.id);
   pending_with_basis_.push_back(basis.has_value());
   needs_total_ += 1;
-  if (!basis) StartIncoming(e.id);
+  if (!basis) StartIncoming(e.id, name_free);
   if (basis) {
     protocol::Hashes offer;
     offer.id = e.id;

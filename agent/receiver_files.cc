@@ -171,7 +171,7 @@ Status Receiver::FinishFile(const protocol::FileEnd& end) {
     }
   }
   // In place: durable with the stage's syncfs, before the cache calls it clean.
-  if (!in_place) committer_->Add({f.parent, f.temp_name, name, f.bytes_written});
+  if (!in_place) committer_->Add({f.parent, f.temp_name, name, f.bytes_written, UniqueFd(), UnnamedTicket()});
   open_file_.reset();  // closes the descriptor; the committer owns the temp name now
   return Status::Ok();
 }
@@ -295,7 +295,7 @@ Status Receiver::BreakStaleLinks() {
     }
     std::string temp = temp_tag_ + std::to_string(candidate.id);
     FERRY_RETURN_IF_ERROR(CopyToTemp(candidate.id, *dir_fd, name_str, temp));
-    committer_->Add({std::string(parent), temp, name_str, e.size});
+    committer_->Add({std::string(parent), temp, name_str, e.size, UniqueFd(), UnnamedTicket()});
   }
   return Status::Ok();
 }

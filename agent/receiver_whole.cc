@@ -52,11 +52,15 @@ bool Cover(std::map<uint64_t, uint64_t>& covered, uint64_t start, uint64_t end) 
 
 }  // namespace
 
-void Receiver::StartIncoming(uint32_t id) {
+void Receiver::StartIncoming(uint32_t id, bool name_free) {
   std::lock_guard<std::mutex> lock(incoming_mutex_);
-  if (whole_needed_.size() <= id) whole_needed_.resize(id + 1);
+  if (whole_needed_.size() <= id) {
+    whole_needed_.resize(id + 1);
+    name_free_.resize(id + 1);
+  }
   CHECK(incoming_.count(id) == 0 && !whole_needed_[id]);
   whole_needed_[id] = true;
+  name_free_[id] = name_free;
   incoming_open_ += 1;
 }
 
@@ -72,6 +76,7 @@ std::shared_ptr<Receiver::Incoming> Receiver::FindIncoming(uint32_t id) {
   f->block_size = BlockSizeFor(e.size);
   f->parent = std::string(SplitParent(e.path).first);
   f->temp_name = temp_tag_ + std::to_string(id);
+  f->may_be_unnamed = name_free_[id] && e.size < kResumeCheckpointBytes;
   whole_needed_[id] = false;
   incoming_.emplace(id, f);
   return f;
@@ -87,12 +92,33 @@ Result<int> Receiver::SlotDir(DirSlot* slot, const std::string& parent) {
   return slot->fd.get();
 }
 
+// A new file is written unnamed (O_TMPFILE) and linked at its name when committed: the
+// directory gets one entry, not a temp name and then the final one. Many temp names at once
+// doubled the bench's directories (3.9 MiB against 1.7 MiB for rsync's copy) and made a cold
+// look at the target read 50 MiB of metadata instead of 14. A file that replaces one, or may
+// checkpoint (a partial file is found again by its name), or a file system without O_TMPFILE,
+// takes a named temp file.
 Status Receiver::CreateTemp(Incoming& f, DirSlot* dir) {
   Result<int> dir_fd = SlotDir(dir, f.parent);
   if (!dir_fd.ok()) return TargetError(dir_fd.status(), f.parent);
+  f.leaves = ZeroLeaves(f.entry.size, f.block_size);
+  if (f.may_be_unnamed && unnamed_temps_.load(std::memory_order_relaxed) &&
+      (f.ticket = UnnamedTicket::Take()).held()) {
+    f.fd = UniqueFd(::openat(*dir_fd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600));
+    if (f.fd.valid()) {
+      f.unnamed = true;
+      return Status::Ok();
+    }
+    f.ticket = UnnamedTicket();
+    if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) {
+      return TargetError(Status::Errno(errno, "create temp file"), f.entry.path);
+    }
+    if (unnamed_temps_.exchange(false)) {
+      LOG_INFO("the target file system of '" + root_display_ + "' has no O_TMPFILE: new files go through named temp files");
+    }
+  }
   f.fd = UniqueFd(::openat(*dir_fd, f.temp_name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!f.fd.valid()) return TargetError(Status::Errno(errno, "create temp file"), f.entry.path);
-  f.leaves = ZeroLeaves(f.entry.size, f.block_size);
   return Status::Ok();
 }
 
@@ -165,6 +191,7 @@ Status Receiver::WriteWholeRange(Incoming& f, uint64_t offset, std::string_view 
 // stage resumes if this one is cut.
 Status Receiver::CheckpointIncoming(Incoming& f) {
   const Entry& e = f.entry;
+  CHECK(!f.unnamed);  // too small to checkpoint: a partial file is found again by its name
   if (io::Fdatasync(f.fd.get()) != 0) return TargetError(Status::Errno(errno, "flush to disk (fdatasync)"), e.path);
   struct stat st;
   if (::fstat(f.fd.get(), &st) != 0) return TargetError(Status::Errno(errno, "stat"), e.path);
@@ -199,7 +226,7 @@ Status Receiver::EndIncoming(const protocol::FileEnd& end) {
       progress_->bytes_skipped += e.size - std::min(e.size, f.data_bytes);
       if (f.fd.valid()) {
         Result<int> dir_fd = SlotDir(&control_dir_, f.parent);
-        if (dir_fd.ok()) ::unlinkat(*dir_fd, f.temp_name.c_str(), 0);
+        if (dir_fd.ok() && !f.unnamed) ::unlinkat(*dir_fd, f.temp_name.c_str(), 0);
         f.fd.Reset();
       }
       f.leaves = {};
@@ -233,11 +260,17 @@ Status Receiver::FinishIncoming(uint32_t id, Incoming& f, DirSlot* dir) {
   const timespec mtime = changed ? JustBefore(EntryMtime(e)) : EntryMtime(e);
   Result<int> dir_fd = SlotDir(dir, f.parent);
   if (!dir_fd.ok()) return TargetError(dir_fd.status(), f.parent);
-  FERRY_RETURN_IF_ERROR(TargetError(ApplyFileMetadata(f.fd.get(), *dir_fd, f.temp_name, e, mtime, policy_), e.path));
+  // An unnamed file's xattrs go through its descriptor (an empty name: see fs.h).
+  FERRY_RETURN_IF_ERROR(TargetError(
+      f.unnamed ? ApplyFileMetadata(f.fd.get(), f.fd.get(), "", e, mtime, policy_)
+                : ApplyFileMetadata(f.fd.get(), *dir_fd, f.temp_name, e, mtime, policy_),
+      e.path));
   // Start writeback of a large file now so the commit group's flush finds little left; small
   // files are left to that flush, which writes them together instead of one I/O each.
   if (f.data_bytes >= kSyncFileRangeMinBytes) ::sync_file_range(f.fd.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
-  f.fd.Reset();  // the committer owns the temp name now
+  UniqueFd unnamed = f.unnamed ? std::move(f.fd) : UniqueFd();
+  f.fd.Reset();  // the committer owns the temp file now
+  f.unnamed = false;
   progress_->bytes_skipped += e.size - f.data_bytes;
   {
     std::lock_guard<std::mutex> lock(finish_mutex_);
@@ -249,7 +282,8 @@ Status Receiver::FinishIncoming(uint32_t id, Incoming& f, DirSlot* dir) {
       written_.push_back({id, f.block_size, std::move(f.leaves), mtime});
     }
   }
-  committer_->Add({f.parent, f.temp_name, std::string(SplitParent(e.path).second), f.data_bytes});
+  committer_->Add({f.parent, f.temp_name, std::string(SplitParent(e.path).second), f.data_bytes, std::move(unnamed),
+                   std::move(f.ticket)});
   std::lock_guard<std::mutex> lock(incoming_mutex_);
   incoming_.erase(id);
   incoming_open_ -= 1;
@@ -327,11 +361,12 @@ void Receiver::DiscardIncoming() {
   for (auto& [id, f] : incoming_) {
     if (f->discarded || !f->fd.valid() || f->checkpoint > 0) continue;  // a checkpoint: resumed next stage
     Result<int> dir_fd = SlotDir(&control_dir_, f->parent);
-    if (dir_fd.ok()) ::unlinkat(*dir_fd, f->temp_name.c_str(), 0);
+    if (dir_fd.ok() && !f->unnamed) ::unlinkat(*dir_fd, f->temp_name.c_str(), 0);
     f->fd.Reset();
   }
   incoming_.clear();
   whole_needed_.clear();
+  name_free_.clear();
 }
 
 }  // namespace ferry

@@ -1,4 +1,17 @@
 // ferry: one binary, subcommands in daemon/cli.cc.
+#include <sys/resource.h>
+
 #include "daemon/cli.h"
 
-int main(int argc, char** argv) { return ferry::RunCommandLine(argc, argv); }
+int main(int argc, char** argv) {
+  // The soft limit of open files up to the hard one: a receiver holds a file open from its first
+  // DATA to its FILE_END and a commit group of new files until they are linked (thousands on a
+  // tree of small files), and systemd starts services at 1024 soft, 524288 hard, leaving the
+  // raise to the programs that need it.
+  struct rlimit files;
+  if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    (void)::setrlimit(RLIMIT_NOFILE, &files);
+  }
+  return ferry::RunCommandLine(argc, argv);
+}
