@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <map>
@@ -19,11 +20,16 @@ namespace ferry {
 namespace {
 std::atomic<size_t> g_unnamed_open{0};
 
+// Descriptors left to everything else a process holds at once: sockets, the state cache, the
+// inspector's and the streams' directories, a commit group's parents.
+constexpr size_t kDescriptorsReserved = 256;
+
 size_t UnnamedBudget() {
   static const size_t budget = [] {
     struct rlimit files;
     if (::getrlimit(RLIMIT_NOFILE, &files) != 0 || files.rlim_cur == RLIM_INFINITY) return size_t{512};
-    return static_cast<size_t>(files.rlim_cur / 2);
+    const size_t limit = static_cast<size_t>(files.rlim_cur);
+    return limit > kDescriptorsReserved ? (limit - kDescriptorsReserved) / 2 : 0;
   }();
   return budget;
 }
@@ -152,20 +158,21 @@ void Committer::Loop() {
   }
 }
 
+// One directory open at a time: a group of 2,048 files can span as many directories, and a
+// descriptor for each at once ran a daemon limited to 256 out of them.
 Status Committer::CommitGroup(std::vector<PendingRename>& group) {
-  std::map<std::string, UniqueFd> parents;
+  std::stable_sort(group.begin(), group.end(),
+                   [](const PendingRename& a, const PendingRename& b) { return a.parent < b.parent; });
   std::map<dev_t, int> group_file_systems;
-  for (const PendingRename& p : group) {
-    auto [it, inserted] = parents.try_emplace(p.parent);
-    if (!inserted) continue;
-    Result<UniqueFd> fd = OpenDirBeneath(root_fd_, p.parent);
-    if (!fd.ok()) return fd.status();
-    it->second = std::move(*fd);
+  for (size_t i = 0; i < group.size(); ++i) {
+    if (i > 0 && group[i].parent == group[i - 1].parent) continue;
+    Result<UniqueFd> dir = OpenDirBeneath(root_fd_, group[i].parent);
+    if (!dir.ok()) return dir.status();
     struct stat st;
-    if (::fstat(it->second.get(), &st) != 0) return Status::Errno(errno, "stat '" + p.parent + "'");
+    if (::fstat(dir->get(), &st) != 0) return Status::Errno(errno, "stat '" + group[i].parent + "'");
     auto fs = file_systems_.find(st.st_dev);
     if (fs == file_systems_.end()) {
-      UniqueFd keep(::fcntl(it->second.get(), F_DUPFD_CLOEXEC, 0));
+      UniqueFd keep(::fcntl(dir->get(), F_DUPFD_CLOEXEC, 0));
       if (!keep.valid()) return Status::Errno(errno, "dup");
       fs = file_systems_.emplace(st.st_dev, std::move(keep)).first;
     }
@@ -175,22 +182,33 @@ Status Committer::CommitGroup(std::vector<PendingRename>& group) {
   for (auto& [dev, fd] : group_file_systems) {
     if (io::Syncfs(fd) != 0) return Status::Errno(errno, "flush the volume to disk (syncfs)");
   }
-  for (PendingRename& p : group) {
-    int dir_fd = parents.at(p.parent).get();
-    if (p.unnamed.valid()) {
-      const bool placed = LinkUnnamed(p.unnamed.get(), dir_fd, p.final_name) == 0;
-      // A name that appeared since the receiver looked is replaced, as a rename would: the file
-      // is linked at its temp name and renamed over it.
-      if (!placed && (errno != EEXIST || LinkUnnamed(p.unnamed.get(), dir_fd, p.temp_name) != 0)) {
-        return Status::Errno(errno, "link into place '" + JoinPath(p.parent, p.final_name) + "'");
-      }
-      p.unnamed.Reset();
-      p.ticket = UnnamedTicket();
-      if (placed) continue;
+  UniqueFd dir;
+  for (size_t i = 0; i < group.size(); ++i) {
+    PendingRename& p = group[i];
+    if (i == 0 || p.parent != group[i - 1].parent) {
+      Result<UniqueFd> opened = OpenDirBeneath(root_fd_, p.parent);
+      if (!opened.ok()) return opened.status();
+      dir = std::move(*opened);
     }
-    if (::renameat(dir_fd, p.temp_name.c_str(), dir_fd, p.final_name.c_str()) != 0) {
-      return Status::Errno(errno, "rename into place '" + JoinPath(p.parent, p.final_name) + "'");
+    FERRY_RETURN_IF_ERROR(PutInPlace(dir.get(), p));
+  }
+  return Status::Ok();
+}
+
+Status Committer::PutInPlace(int dir_fd, PendingRename& p) {
+  if (p.unnamed.valid()) {
+    const bool placed = LinkUnnamed(p.unnamed.get(), dir_fd, p.final_name) == 0;
+    // A name that appeared since the receiver looked is replaced, as a rename would: the file
+    // is linked at its temp name and renamed over it.
+    if (!placed && (errno != EEXIST || LinkUnnamed(p.unnamed.get(), dir_fd, p.temp_name) != 0)) {
+      return Status::Errno(errno, "link into place '" + JoinPath(p.parent, p.final_name) + "'");
     }
+    p.unnamed.Reset();
+    p.ticket = UnnamedTicket();
+    if (placed) return Status::Ok();
+  }
+  if (::renameat(dir_fd, p.temp_name.c_str(), dir_fd, p.final_name.c_str()) != 0) {
+    return Status::Errno(errno, "rename into place '" + JoinPath(p.parent, p.final_name) + "'");
   }
   return Status::Ok();
 }

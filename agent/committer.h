@@ -25,9 +25,10 @@
 
 namespace ferry {
 
-// One unit of the process's budget of open unnamed temp files, half its descriptor limit
-// (RLIMIT_NOFILE): queues of them, in every session at once, never take the descriptors that
-// sockets and directories need. Given back when destroyed.
+// One unit of the process's budget of open unnamed temp files: half of its descriptor limit
+// (RLIMIT_NOFILE) above 256 kept for the rest, none under 256. Queues of them, in every session
+// at once, never take the descriptors that sockets and directories need. Given back when
+// destroyed.
 class UnnamedTicket {
  public:
   UnnamedTicket() = default;
@@ -74,6 +75,8 @@ class Committer {
  private:
   void Loop();
   Status CommitGroup(std::vector<PendingRename>& group);
+  // Links or renames one file of a group into `dir_fd`, its parent.
+  Status PutInPlace(int dir_fd, PendingRename& p);
 
   int root_fd_;
   // One descriptor per file system under the volume, open for the whole session so that syncfs

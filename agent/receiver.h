@@ -123,6 +123,10 @@ class Receiver {
     std::mutex mutex;  // guards what follows
     UniqueFd fd;       // the temp file, created at the first DATA
     bool unnamed = false;  // fd is an O_TMPFILE, linked at its final name by the committer
+    // A named temp file with all its data, closed until its FILE_END comes (which can trail
+    // thousands of files behind on the session's connection): ReopenParked finds it again.
+    bool parked = false;
+    uint64_t parked_ino = 0;
     UnnamedTicket ticket;  // held while fd is unnamed
     std::vector<Hash128> leaves;  // zero blocks' hashes until their data arrives
     std::map<uint64_t, uint64_t> covered;  // [start, end) runs written, merged
@@ -195,6 +199,9 @@ class Receiver {
   Status CheckpointIncoming(Incoming& f);  // REQUIRES: f.mutex held
   Result<int> SlotDir(DirSlot* slot, const std::string& parent);
   Status CreateTemp(Incoming& f, DirSlot* dir);
+  // REQUIRES: f.mutex held, or no other thread touches f.
+  Status ParkIfComplete(Incoming& f);
+  Status ReopenParked(Incoming& f, DirSlot* dir);
   void LaneLoop(Channel& lane);
   void LaneFailed(const Status& status);
   // At DONE: waits until every whole file is finished (or a lane failed).

@@ -152,6 +152,7 @@ Status Receiver::HandleWholeRange(uint32_t id, uint64_t offset, std::string_view
     if (f.discarded) return Status::Ok();  // given up by the sender; its last blocks were on the way
     FERRY_RETURN_IF_ERROR(WriteWholeRange(f, offset, bytes, length, leaves, dir));
     complete = f.end.has_value() && f.covered_bytes == e.size;
+    if (!complete) FERRY_RETURN_IF_ERROR(ParkIfComplete(f));
   }
   progress_->bytes_sent += bytes.size();
   return complete ? FinishIncoming(id, f, dir) : Status::Ok();
@@ -184,6 +185,34 @@ Status Receiver::WriteWholeRange(Incoming& f, uint64_t offset, std::string_view 
       f.leaves.size() <= kBlocksPerFileMax) {
     return CheckpointIncoming(f);
   }
+  return Status::Ok();
+}
+
+// A file's descriptor is held from its first DATA to its FILE_END; the FILE_END comes on the
+// session's connection behind the manifest, and on a tree of small files thousands of files
+// were complete and open at once (5,000 on the bench's, and EMFILE under a limit of 1024). A
+// named one with all its data is closed until then; an unnamed one cannot be, and their number
+// is bounded by UnnamedTicket.
+Status Receiver::ParkIfComplete(Incoming& f) {
+  if (f.unnamed || !f.fd.valid() || f.covered_bytes != f.entry.size) return Status::Ok();
+  struct stat st;
+  if (::fstat(f.fd.get(), &st) != 0) return TargetError(Status::Errno(errno, "stat"), f.entry.path);
+  f.parked_ino = st.st_ino;
+  f.fd.Reset();
+  f.parked = true;
+  return Status::Ok();
+}
+
+Status Receiver::ReopenParked(Incoming& f, DirSlot* dir) {
+  Result<int> dir_fd = SlotDir(dir, f.parent);
+  if (!dir_fd.ok()) return TargetError(dir_fd.status(), f.parent);
+  f.fd = UniqueFd(::openat(*dir_fd, f.temp_name.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC));
+  struct stat st;
+  if (!f.fd.valid() || ::fstat(f.fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_ino != f.parked_ino) {
+    return TargetError(Status::IoError("its temp file '" + f.temp_name + "' was removed or replaced while it waited"),
+                       f.entry.path);
+  }
+  f.parked = false;
   return Status::Ok();
 }
 
@@ -224,10 +253,11 @@ Status Receiver::EndIncoming(const protocol::FileEnd& end) {
     if (end.outcome == FileOutcome::kVanished || end.outcome == FileOutcome::kReadError) {
       f.discarded = true;
       progress_->bytes_skipped += e.size - std::min(e.size, f.data_bytes);
-      if (f.fd.valid()) {
+      if (f.fd.valid() || f.parked) {
         Result<int> dir_fd = SlotDir(&control_dir_, f.parent);
         if (dir_fd.ok() && !f.unnamed) ::unlinkat(*dir_fd, f.temp_name.c_str(), 0);
         f.fd.Reset();
+        f.parked = false;
       }
       f.leaves = {};
       f.covered = {};
@@ -246,6 +276,7 @@ Status Receiver::EndIncoming(const protocol::FileEnd& end) {
 Status Receiver::FinishIncoming(uint32_t id, Incoming& f, DirSlot* dir) {
   const Entry& e = f.entry;
   const protocol::FileEnd& end = *f.end;
+  if (f.parked) FERRY_RETURN_IF_ERROR(ReopenParked(f, dir));
   if (!f.fd.valid()) FERRY_RETURN_IF_ERROR(CreateTemp(f, dir));  // empty, or holes only
   if (HashTree(f.leaves).Root() != end.content_hash) {
     return Status::Corruption("content hash mismatch for '" + e.path + "' (damaged in transit)");
@@ -359,10 +390,11 @@ void Receiver::StopLanes() {
 void Receiver::DiscardIncoming() {
   std::lock_guard<std::mutex> lock(incoming_mutex_);
   for (auto& [id, f] : incoming_) {
-    if (f->discarded || !f->fd.valid() || f->checkpoint > 0) continue;  // a checkpoint: resumed next stage
+    if (f->discarded || (!f->fd.valid() && !f->parked) || f->checkpoint > 0) continue;  // a checkpoint: resumed next stage
     Result<int> dir_fd = SlotDir(&control_dir_, f->parent);
     if (dir_fd.ok() && !f->unnamed) ::unlinkat(*dir_fd, f->temp_name.c_str(), 0);
     f->fd.Reset();
+    f->parked = false;
   }
   incoming_.clear();
   whole_needed_.clear();

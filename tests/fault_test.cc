@@ -351,11 +351,15 @@ TEST_F(FaultTest, DisconnectMidFileLeavesNoPartialFile) {
   std::string payload;
   data.Encode(&payload);
   ASSERT_TRUE(client.channel().Send(MessageType::kData, payload).ok());
-  ASSERT_TRUE(PollUntil([&] { return FindTempFiles(volume_) != ""; }, 10)) << "the daemon wrote no temp file";
+  // A new file is written unnamed (O_TMPFILE): the daemon holds it open, nothing is in the volume.
+  ASSERT_TRUE(PollUntil([&] { return UnnamedFilesOpen(daemon_.pid(), volume_) == 1; }, 10))
+      << "the daemon holds no unnamed temp file; names in the volume: " << FindTempFiles(volume_);
+  EXPECT_EQ(FindTempFiles(volume_), "") << "a new file got a temp name";
   client.Close();
   ASSERT_TRUE(daemon_.WaitForLog("stage failed", 1, 10)) << daemon_.Log();
   EXPECT_FALSE(std::filesystem::exists(volume_ + "/partial.bin")) << "a partial file was exposed";
   EXPECT_EQ(FindTempFiles(volume_), "") << "the failed session left its temp file";
+  EXPECT_EQ(UnnamedFilesOpen(daemon_.pid(), volume_), 0) << "the failed session still holds its temp file";
   ExpectDaemonServes("after a disconnect mid-file");
 }
 
@@ -371,8 +375,10 @@ TEST_F(FaultTest, ClientKilledMidTransferThenNextSyncConverges) {
   ChildProcess push;
   ASSERT_TRUE(push.Spawn({FerryBinary(), "sync", "--insecure", "--no-progress", big_src, daemon_.Url("vol")},
                          tmp_.Sub("push.out"), tmp_.Sub("push.err")));
-  // Kill it once data is arriving: a temp file or a committed file exists on the target.
+  // Kill it once data is arriving: the daemon holds an unnamed temp file, or a committed file
+  // exists on the target.
   auto data_arrived = [&] {
+    if (UnnamedFilesOpen(daemon_.pid(), volume_) > 0) return true;
     std::error_code ec;
     for (auto it = std::filesystem::recursive_directory_iterator(volume_, ec);
          !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
@@ -386,8 +392,9 @@ TEST_F(FaultTest, ClientKilledMidTransferThenNextSyncConverges) {
   ASSERT_TRUE(daemon_.WaitForLog("stage failed", 1, 10)) << daemon_.Log();
   EXPECT_TRUE(daemon_.alive());
   // The failed session removes its own temp files: the open one and the finished ones that
-  // were waiting for their commit group.
+  // were waiting for their commit group; it holds no unnamed one either.
   EXPECT_EQ(Printable(FindTempFiles(volume_)), "") << daemon_.Log();
+  EXPECT_EQ(UnnamedFilesOpen(daemon_.pid(), volume_), 0) << daemon_.Log();
 
   CommandResult again = RunFerry({"sync", "--json", "--insecure", big_src, daemon_.Url("vol")});
   ASSERT_EQ(again.exit_code, 0) << again.Describe() << daemon_.Log();

@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -263,6 +264,26 @@ int DaemonProcess::Stop() {
     code = child_.Wait(10);
   }
   return code;
+}
+
+int UnnamedFilesOpen(pid_t pid, const std::string& dir) {
+  const std::string fds = "/proc/" + std::to_string(pid) + "/fd";
+  int count = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator(fds, ec); !ec && it != std::filesystem::directory_iterator();
+       it.increment(ec)) {
+    std::string target = std::filesystem::read_symlink(it->path(), ec).string();
+    if (ec) {
+      ec.clear();
+      continue;  // closed since the listing
+    }
+    const std::string deleted = " (deleted)";
+    if (target.rfind(dir + "/", 0) == 0 && target.find("/#") != std::string::npos &&
+        target.size() > deleted.size() && target.ends_with(deleted)) {
+      ++count;
+    }
+  }
+  return count;
 }
 
 std::string ErrorsOnly(const std::string& err) {

@@ -101,6 +101,10 @@ class DaemonProcess {
 // error a test looks at).
 std::string ErrorsOnly(const std::string& err);
 
+// How many unnamed files (O_TMPFILE: "DIR/#INODE (deleted)" in /proc/PID/fd) process `pid`
+// holds open in directories at or under `dir`: a receiver's new files before they are linked.
+int UnnamedFilesOpen(pid_t pid, const std::string& dir);
+
 // Sleeps in small steps until `predicate()` is true or `timeout_s` passes.
 // A daemon config serving `volumes` (name, path), its state dir and log inside `dir`.
 DaemonProcess::Config DaemonConfigIn(const std::string& dir,

@@ -120,10 +120,10 @@ uint64_t TestSeed() {
   return env != nullptr ? std::strtoull(env, nullptr, 0) : 20240611;
 }
 
-TempDir::TempDir() {
-  char templ[] = "/tmp/ferry-it.XXXXXX";
-  char* made = ::mkdtemp(templ);
-  Expect(made != nullptr, "mkdtemp");
+TempDir::TempDir(const std::string& base) {
+  std::string templ = base + "/ferry-it.XXXXXX";
+  char* made = ::mkdtemp(templ.data());
+  Expect(made != nullptr, "mkdtemp in " + base);
   path_ = made != nullptr ? made : "/nonexistent";
 }
 

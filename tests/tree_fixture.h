@@ -21,7 +21,9 @@ uint64_t TestSeed();
 // A fresh directory under /tmp, removed with everything in it when the object dies.
 class TempDir {
  public:
-  TempDir();
+  // Under `base` (default /tmp; /dev/shm for a tree of many files that the disk's file system
+  // would make slow to create right after other tests deleted theirs).
+  explicit TempDir(const std::string& base = "/tmp");
   ~TempDir();
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
