@@ -159,6 +159,9 @@ void Scanner::ScanDirectory(int dir_fd, const std::string& path, WorkerPool* sub
   auto scan_subdir = [&](size_t i) {
     const auto& [name, child_path] = subdirs[i];
     UniqueFd child(::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    // Gone since the listing (a live source): like an entry that vanished before its stat, not
+    // an error; its entry is out, and the next stage sees it gone.
+    if (!child.valid() && errno == ENOENT) return;
     if (!child.valid()) return Error("open directory '" + child_path + "': " + std::strerror(errno));
     ScanDirectory(child.get(), child_path);
   };
