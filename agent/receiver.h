@@ -201,6 +201,9 @@ class Receiver {
   Status CreateTemp(Incoming& f, DirSlot* dir);
   // REQUIRES: f.mutex held, or no other thread touches f.
   Status ParkIfComplete(Incoming& f);
+  // Deletes f's temp file, if it has one (an unnamed one by closing it), and returns its ticket.
+  // REQUIRES: f.mutex held, or no other thread touches f.
+  void RemoveTemp(Incoming& f);
   Status ReopenParked(Incoming& f, DirSlot* dir);
   void LaneLoop(Channel& lane);
   void LaneFailed(const Status& status);
