@@ -152,6 +152,17 @@ Status Channel::Send(MessageType type, std::string_view payload, bool try_compre
   return Status::Ok();
 }
 
+Status Channel::PreferPeerError(const Status& local, int grace_ms) {
+  if (local.code() != Code::kNetwork) return local;
+  const int64_t deadline = NowMs() + grace_ms;
+  Frame frame;
+  for (int64_t now = NowMs(); now < deadline; now = NowMs()) {
+    if (!Receive(&frame, static_cast<int>(deadline - now)).ok()) break;
+    if (frame.type == MessageType::kError) return UnexpectedFrame(frame, "ERROR", peer_name());
+  }
+  return local;
+}
+
 void Channel::SendError(const Status& status) {
   CHECK(!status.ok());
   protocol::Error error{static_cast<uint32_t>(status.code()), status.message()};

@@ -68,6 +68,10 @@ class Channel {
 
   // Reads the next frame. A frame of an unknown type is a kProtocol error.
   Status Receive(Frame* frame, int timeout_ms);
+  // For the side that reads this channel, after `local` ended its session: a network failure
+  // (a write that broke because the peer failed and closed) gives way to the peer's ERROR if
+  // one arrives within `grace_ms`, since it names the cause. Any other status is returned as is.
+  Status PreferPeerError(const Status& local, int grace_ms);
 
   void Shutdown() { stream_.Shutdown(); }
   const std::string& peer_name() const { return stream_.peer_name(); }

@@ -80,6 +80,7 @@ Status Receiver::Run() {
     std::lock_guard<std::mutex> lock(incoming_mutex_);
     if (!lane_failure_.ok()) s = lane_failure_;  // a lane shut this channel down: its reason
   }
+  if (frame.type != MessageType::kError) s = channel_.PreferPeerError(s, kPeerErrorGraceMs);
   StopLanes();
   if (!s.ok()) {
     DiscardIncoming();

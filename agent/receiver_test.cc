@@ -4,11 +4,13 @@
 #include "agent/receiver.h"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <thread>
 
@@ -430,6 +432,28 @@ TEST_F(ReceiverLanesTest, DataStillOnTheWayForAFileTheSenderGaveUpIsDropped) {
   });
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_EQ(CountEntries(root_), 0) << "neither the file nor a temp file";
+}
+
+// The mirror of SenderTest.ReceiverErrorWinsOverTheBrokenPipeItCaused: a sender that fails
+// (a source read error) sends ERROR and closes; the receiver's NEED breaks first here, and the
+// stage still ends with the sender's reason.
+TEST_F(ReceiverTest, SenderErrorWinsOverTheBrokenPipeItCaused) {
+  std::unique_ptr<io::ByteStream> a, b;
+  ASSERT_TRUE(io::MakeStreamPair("test sender", &a, "test receiver", &b).ok());
+  Status result;
+  std::thread receiver([&] {
+    Channel channel(*a);
+    result = Receiver(channel, root_fd_.get(), root_, SyncOptions{}, 7).Run();
+  });
+  Channel sender(*b);
+  ASSERT_EQ(::shutdown(dynamic_cast<io::FdStream&>(*b).fd(), SHUT_RD), 0);  // NEED will break
+  SendEntries(sender, {Dir(0, ""), File(1, "f", 10)});
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  sender.SendError(Status::IoError("read source file 'f': Input/output error"));
+  b->Shutdown();
+  receiver.join();
+  EXPECT_EQ(result.code(), Code::kIoError) << result.ToString();
+  EXPECT_EQ(result.message(), "read source file 'f': Input/output error");
 }
 
 }  // namespace

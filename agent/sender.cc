@@ -70,7 +70,12 @@ Result<SyncSummary> Sender::Run() {
     if (!s.ok() && failure_.ok()) failure_ = s;
     changed_.notify_all();  // lane workers waiting for ranges see the failure
     changed_.wait(lock, [&] { return committed_ || !failure_.ok(); });
-    s = failure_;
+    // A receiver that fails sends ERROR and closes its streams: a write of ours may break on
+    // that first, but the ERROR is already on its way to the reader, and it says why.
+    if (failure_.code() == Code::kNetwork) {
+      changed_.wait_for(lock, std::chrono::milliseconds(kPeerErrorGraceMs), [&] { return reader_done_; });
+    }
+    s = peer_failure_.ok() ? failure_ : peer_failure_;
   }
   if (!s.ok()) {
     cancel_scan_ = true;
@@ -179,10 +184,17 @@ void Sender::ReadLoop() {
     }
     if (!s.ok()) {
       Fail(s);
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (frame.type == MessageType::kError) peer_failure_ = s;
+      reader_done_ = true;
+      changed_.notify_all();
       channel_.Shutdown();  // unblocks the writer
       return;
     }
   }
+  std::lock_guard<std::mutex> lock(mutex_);
+  reader_done_ = true;
+  changed_.notify_all();
 }
 
 Status Sender::HandleFrame(const Frame& frame, bool* finished) {

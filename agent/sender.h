@@ -194,7 +194,9 @@ class Sender {
   bool need_end_ = false;
   bool committed_ = false;
   protocol::Commit commit_;
-  Status failure_;
+  Status failure_;       // the first failure: everyone stops on it
+  Status peer_failure_;  // the receiver's ERROR, which says why better than a broken pipe does
+  bool reader_done_ = false;
 };
 
 }  // namespace ferry

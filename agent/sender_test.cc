@@ -1,12 +1,14 @@
 // The sender against a scripted receiver: what a receiver (or a racing app) can make it do.
 #include "agent/sender.h"
 
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <chrono>
 #include <fstream>
 #include <thread>
 
@@ -136,6 +138,40 @@ TEST_F(SenderTest, ReceiverErrorEndsTheStageWithItsStatus) {
   });
   EXPECT_EQ(s.code(), Code::kNoSpace) << s.ToString();
   EXPECT_EQ(s.message(), "no space on volume 'v'");
+}
+
+// A receiver that fails (a full volume) sends ERROR and closes: the sender's next write may
+// break before its reader has taken the ERROR from the socket. The stage must still end with
+// the receiver's reason, not "Broken pipe". Here the write breaks first, always: the receiver
+// stops reading, asks for a file, and sends its ERROR only 300 ms later.
+TEST_F(SenderTest, ReceiverErrorWinsOverTheBrokenPipeItCaused) {
+  std::unique_ptr<io::ByteStream> a, b;
+  ASSERT_TRUE(io::MakeStreamPair("test receiver", &a, "test sender", &b).ok());
+  Result<SyncSummary> result = Status::Aborted("not run");
+  std::thread sender([&] {
+    Channel channel(*a);
+    SyncProgress progress;
+    result = Sender(channel, src_, ScanOptions{}, &progress, nullptr).Run();
+  });
+  Channel receiver(*b);
+  std::vector<protocol::Entry> entries;
+  Frame frame;
+  while (receiver.Receive(&frame, 5000).ok() && frame.type != MessageType::kEntriesEnd) {
+    if (frame.type != MessageType::kEntries) continue;
+    Result<protocol::Entries> batch = protocol::Entries::Decode(frame.payload, entries.size());
+    ASSERT_TRUE(batch.ok());
+    for (auto& e : batch->entries) entries.push_back(e);
+  }
+  const int fd = dynamic_cast<io::FdStream&>(*b).fd();
+  ASSERT_EQ(::shutdown(fd, SHUT_RD), 0);  // the sender's writes fail from here on
+  ASSERT_TRUE(receiver.SendMessage(MessageType::kNeed, protocol::Need{{IdOf(entries, "d/secret")}, {}}).ok());
+  ASSERT_TRUE(receiver.SendMessage(MessageType::kNeedEnd, protocol::Count{1}).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  receiver.SendError(Status::Make(Code::kNoSpace, "no space on volume 'v'"));
+  b->Shutdown();
+  sender.join();
+  EXPECT_EQ(result.status().code(), Code::kNoSpace) << result.status().ToString();
+  EXPECT_EQ(result.status().message(), "no space on volume 'v'");
 }
 
 }  // namespace

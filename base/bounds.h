@@ -157,6 +157,10 @@ inline constexpr int kHandshakeTimeoutMs = 10'000;
 // is never mistaken for a dead one; TCP keepalive probes find a dead host.
 inline constexpr int kIdleTimeoutMs = 120'000;
 inline constexpr int kKeepaliveIntervalMs = 5'000;
+// A side whose write to its peer broke waits this long for the peer's ERROR, which is already
+// in its receive queue when the peer failed and closed: the error message then names the
+// cause ("no space on volume"), not the broken pipe it led to.
+inline constexpr int kPeerErrorGraceMs = 2'000;
 static_assert(kKeepaliveIntervalMs * 4 <= kIdleTimeoutMs, "several keepalives fit one idle timeout");
 // How long a session waits for its volume when another session holds it: long enough for a
 // session that is ending to let go, short enough to answer "volume busy" promptly.
