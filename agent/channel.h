@@ -75,6 +75,7 @@ class Channel {
 
   void Shutdown() { stream_.Shutdown(); }
   const std::string& peer_name() const { return stream_.peer_name(); }
+  bool encrypted() const { return stream_.encrypted(); }
   uint64_t bytes_sent() const { return bytes_sent_.load(std::memory_order_relaxed); }
   // Milliseconds since the last frame went out (or since the channel was made).
   int64_t idle_send_ms() const;

@@ -21,9 +21,16 @@ Result<protocol::Welcome> SayHello(Channel& channel, WireCompression compress) {
   protocol::Hello hello;
   hello.capabilities = compress == WireCompression::kNone ? 0 : protocol::kCapZstd;
   hello.agent = kAgentName;
-  FERRY_RETURN_IF_ERROR(channel.SendMessage(MessageType::kHello, hello));
   Frame frame;
-  FERRY_RETURN_IF_ERROR(ReceiveExpected(channel, MessageType::kWelcome, kHandshakeTimeoutMs, &frame));
+  Status said = channel.SendMessage(MessageType::kHello, hello);
+  if (said.ok()) said = ReceiveExpected(channel, MessageType::kWelcome, kHandshakeTimeoutMs, &frame);
+  if (said.code() == Code::kNetwork && !channel.encrypted()) {
+    // Connected, then cut at the first frame: what a daemon that requires TLS does to plaintext.
+    return Status::Make(Code::kNetwork, said.message() + " (a daemon that requires TLS closes plaintext "
+                                        "connections at once: pass its --psk-file, or --tls-cert, --tls-key and --tls-ca)",
+                        said.error_number());
+  }
+  FERRY_RETURN_IF_ERROR(said);
   Result<protocol::Welcome> welcome = protocol::Welcome::Decode(frame.payload);
   if (!welcome.ok()) return welcome.status();
   if (welcome->version < protocol::kProtocolVersionMin || welcome->version > protocol::kProtocolVersion) {

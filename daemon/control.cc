@@ -169,12 +169,6 @@ Result<std::unique_ptr<ControlClient>> ControlClient::Connect(const HostPort& da
   if (!stream.ok()) return stream.status();
   std::unique_ptr<ControlClient> client(new ControlClient(std::move(*stream)));
   Result<protocol::Welcome> welcome = SayHello(*client->channel_, WireCompression::kMetadata);
-  if (!welcome.ok() && tls == nullptr && welcome.status().code() == Code::kNetwork) {
-    // Connected, then cut at the first frame: what a daemon that requires TLS does to plaintext.
-    return Status::Make(Code::kNetwork, welcome.status().message() +
-                                            " (a daemon that requires TLS closes plaintext connections at once: pass "
-                                            "its --psk-file, or --tls-cert, --tls-key and --tls-ca)");
-  }
   if (!welcome.ok()) return welcome.status();
   return client;
 }

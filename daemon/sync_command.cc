@@ -108,8 +108,6 @@ class SyncRun {
   Result<SyncSummary> Push(const Location& target, const ScanOptions& scan_options);
   Result<SyncSummary> Pull(const Location& source, const Location& target);
   PushSettings Settings(const Location& remote) const;
-  // A plaintext session refused at its first frames: say that the daemon may require TLS.
-  Status PlaintextAdvice(const Status& s) const;
   void OnItem(const protocol::Item& item);
   void Report(const SyncSummary& summary) const;
 
@@ -187,13 +185,6 @@ PushSettings SyncRun::Settings(const Location& remote) const {
   return settings;
 }
 
-Status SyncRun::PlaintextAdvice(const Status& s) const {
-  if (s.ok() || tls_ != nullptr || !request_.tls.insecure || s.code() != Code::kNetwork) return s;
-  return Status::Make(s.code(), s.message() + " (a daemon that requires TLS closes plaintext connections at once: "
-                                                "pass its --psk-file, or --tls-cert, --tls-key and --tls-ca)",
-                      s.error_number());
-}
-
 Result<SyncSummary> SyncRun::Push(const Location& target, const ScanOptions& scan_options) {
   ItemSink sink = [this](const protocol::Item& item) { OnItem(item); };
   std::unique_ptr<io::ByteStream> client_stream, server_stream;
@@ -237,7 +228,6 @@ Result<SyncSummary> SyncRun::Push(const Location& target, const ScanOptions& sca
   PushSettings settings = Settings(remote);
   settings.source = request_.source;
   Result<SyncSummary> summary = RunPush(*client_stream, loopback, settings, scan_options, connect, &progress_, sink);
-  if (!summary.ok() && target.remote) summary = PlaintextAdvice(summary.status());
   if (local_receiver.joinable()) {
     if (!summary.ok()) client_stream->Shutdown();
     local_receiver.join();
@@ -269,7 +259,7 @@ Result<SyncSummary> SyncRun::Pull(const Location& source, const Location& target
   Result<protocol::OpenOk> opened = OpenSession(channel, open, compress);
   if (!opened.ok()) {
     source_failed_ = true;  // refused by the daemon that holds the source
-    return PlaintextAdvice(opened.status());
+    return opened.status();
   }
   Lanes lanes;
   channel.SetContentLevel(static_cast<int>(open.compress_level));

@@ -171,6 +171,7 @@ TEST(FullDiskTest, NoSpaceFailsTheStageWithTheBytesNeededAndTheNextStageComplete
   EXPECT_NE(full.exit_code, 0) << full.Describe();
   EXPECT_NE(full.err.find("no space on volume"), std::string::npos) << full.err;
   EXPECT_NE(full.err.find("more bytes"), std::string::npos) << full.err;
+  EXPECT_EQ(full.err.find("requires TLS"), std::string::npos) << "a failure after the handshake: " << full.err;
   // The earlier files are intact; no temp file is left; the daemon serves.
   for (int i = 0; i < 4; ++i) {
     const std::string name = "/old" + std::to_string(i);

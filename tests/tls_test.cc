@@ -130,6 +130,8 @@ TEST_F(TlsTest, PlaintextClientToTlsDaemonIsRefusedBeforeAnyFrame) {
   StartDaemon({"--psk-file", psk_});
   CommandResult plain = Push({"--insecure"});
   ExpectRefusedThenServes(plain, "wrong version number", {"--psk-file", psk_});
+  EXPECT_NE(plain.err.find("a daemon that requires TLS closes plaintext connections"), std::string::npos)
+      << "names the likely cause: " << plain.err;
   EXPECT_EQ(daemon_.Log().find("receiving stage"), daemon_.Log().rfind("receiving stage")) << "one session only";
 }
 

@@ -25,6 +25,8 @@ class ByteStream {
   // Stops both directions: a blocked ReadFull or Write in another thread returns an error.
   virtual void Shutdown() = 0;
   virtual const std::string& peer_name() const = 0;
+  // Whether the bytes cross the link encrypted (TLS) or in plaintext.
+  virtual bool encrypted() const { return false; }
 };
 
 // A stream over a connected socket file descriptor, which it owns and closes.

@@ -169,6 +169,7 @@ class TlsStream final : public ByteStream {
 
   void Shutdown() override { ::shutdown(fd_, SHUT_RDWR); }
   const std::string& peer_name() const override { return peer_name_; }
+  bool encrypted() const override { return true; }
 
  private:
   Status WriteAll(std::string_view data, int timeout_ms) {
