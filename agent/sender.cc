@@ -163,6 +163,16 @@ void Sender::DescribeBlockVolume() {
   changed_.notify_all();
 }
 
+size_t Sender::PrepareDataPayload(std::string* payload, uint32_t id, uint64_t offset, size_t data_bytes) {
+  std::string head;  // two varints: within the small-string buffer, no allocation
+  protocol::WireWriter w(&head);
+  w.Varint(id);
+  w.Varint(offset);
+  payload->resize(head.size() + data_bytes);
+  std::memcpy(payload->data(), head.data(), head.size());
+  return head.size();
+}
+
 void Sender::Fail(const Status& status) {
   CHECK(!status.ok());
   cancel_scan_ = true;

@@ -127,6 +127,10 @@ class Sender {
                      uint64_t start, uint64_t end, Hash128* leaves, RangeResult* result, uint64_t* shrunk_at);
   // Waits until `want` is reaped; reads reaped on the way (the one ahead) are marked done.
   static Status AwaitRead(io::Engine& engine, ChunkRead* reads, size_t count, ChunkRead& want);
+  // Lays out a DATA payload in *payload: the file id and offset, then room for `data_bytes`
+  // that the caller reads in. Returns where the data starts. The buffer's old bytes are reused
+  // as they are: only growth is zero-filled (clear() and resize() zeroed every byte read).
+  static size_t PrepareDataPayload(std::string* payload, uint32_t id, uint64_t offset, size_t data_bytes);
   // Waits until every file sent whole has had its FILE_END.
   Status AwaitWholeFiles();
   // The end of a needed file: bookkeeping, then FILE_END on the session channel.

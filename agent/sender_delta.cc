@@ -222,12 +222,7 @@ Status Sender::SendBlocks(int fd, const Entry& entry, uint32_t block_size, uint6
     uint64_t count = std::min(blocks_per_chunk, last - block);
     uint64_t at = block * block_size;
     size_t want = static_cast<size_t>(std::min(entry.size, (block + count) * block_size) - at);
-    control_.payload.clear();
-    protocol::WireWriter w(&control_.payload);
-    w.Varint(entry.id);
-    w.Varint(at);
-    const size_t header = control_.payload.size();
-    control_.payload.resize(header + want);
+    const size_t header = PrepareDataPayload(&control_.payload, entry.id, at, want);
     for (size_t done = 0; done < want;) {
       ssize_t n = io::Pread(fd, control_.payload.data() + header + done, want - done, static_cast<off_t>(at + done));
       if (n < 0 && errno == EINTR) continue;

@@ -249,12 +249,7 @@ Status Sender::SendDataRun(Worker& worker, int fd, const Entry& entry, uint32_t 
   ChunkRead* reads = worker.reads;
   auto submit = [&](ChunkRead& r, uint64_t offset) {
     const size_t want = static_cast<size_t>(std::min<uint64_t>(kDataChunkMaxBytes, end - offset));
-    r.payload.clear();
-    protocol::WireWriter w(&r.payload);
-    w.Varint(entry.id);
-    w.Varint(offset);
-    r.header = r.payload.size();
-    r.payload.resize(r.header + want);
+    r.header = PrepareDataPayload(&r.payload, entry.id, offset, want);
     r.op = io::Op{io::OpKind::kRead, fd, offset, r.payload.data() + r.header, static_cast<uint32_t>(want), 0, 0};
     r.done = false;
     io::Op* op = &r.op;
