@@ -14,10 +14,15 @@
 #include "agent/path.h"
 #include "base/bounds.h"
 #include "base/check.h"
+#include "base/log.h"
 
 namespace ferry {
-
 namespace {
+
+int64_t MillisecondsOf(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+}
+
 std::atomic<size_t> g_unnamed_open{0};
 
 // Descriptors left to everything else a process holds at once: sockets, the state cache, the
@@ -112,7 +117,11 @@ Committer::~Committer() {
 
 void Committer::Add(PendingRename pending) {
   std::unique_lock<std::mutex> lock(mutex_);
-  changed_.wait(lock, [&] { return queue_.size() < 2 * kCommitGroupFilesMax || stop_; });
+  if (queue_.size() >= 2 * kCommitGroupFilesMax) {
+    const auto start = std::chrono::steady_clock::now();
+    changed_.wait(lock, [&] { return queue_.size() < 2 * kCommitGroupFilesMax || stop_; });
+    add_waited_ += std::chrono::steady_clock::now() - start;
+  }
   if (queue_.empty()) first_queued_ = std::chrono::steady_clock::now();
   queued_bytes_ += pending.size_bytes;
   queue_.push_back(std::move(pending));
@@ -127,6 +136,8 @@ Status Committer::Flush() {
   changed_.notify_all();
   changed_.wait(lock, [&] { return (queue_.empty() && !busy_) || stop_; });
   flush_requested_ = false;
+  FERRY_LOG(LogLevel::kDebug, "committer: the receiver waited " + std::to_string(MillisecondsOf(add_waited_)) +
+                                  " ms in all for room in the queue");
   return error_;
 }
 
@@ -179,9 +190,11 @@ Status Committer::CommitGroup(std::vector<PendingRename>& group) {
     group_file_systems[st.st_dev] = fs->second.get();
   }
   // Durable first: a crash after the renames must not expose a final name without its data.
+  const auto start = std::chrono::steady_clock::now();
   for (auto& [dev, fd] : group_file_systems) {
     if (io::Syncfs(fd) != 0) return Status::Errno(errno, "flush the volume to disk (syncfs)");
   }
+  const auto flushed = std::chrono::steady_clock::now();
   UniqueFd dir;
   for (size_t i = 0; i < group.size(); ++i) {
     PendingRename& p = group[i];
@@ -191,6 +204,13 @@ Status Committer::CommitGroup(std::vector<PendingRename>& group) {
       dir = std::move(*opened);
     }
     FERRY_RETURN_IF_ERROR(PutInPlace(dir.get(), p));
+  }
+  if (LogEnabled(LogLevel::kDebug)) {
+    uint64_t bytes = 0;
+    for (const PendingRename& p : group) bytes += p.size_bytes;
+    LogLine(LogLevel::kDebug, "commit group: " + std::to_string(group.size()) + " files, " + std::to_string(bytes) +
+                                  " bytes; flush " + std::to_string(MillisecondsOf(flushed - start)) + " ms, into place " +
+                                  std::to_string(MillisecondsOf(std::chrono::steady_clock::now() - flushed)) + " ms");
   }
   return Status::Ok();
 }

@@ -91,6 +91,7 @@ class Committer {
   bool busy_ = false;
   bool stop_ = false;
   Status error_;
+  std::chrono::steady_clock::duration add_waited_{};  // Add blocked on a full queue, in all
   std::thread thread_;  // last: starts after the fields above are set
 };
 
