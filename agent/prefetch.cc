@@ -20,9 +20,8 @@ void TargetInspector::Inspect(const std::vector<protocol::Entry>& entries, std::
                               const std::function<void(size_t begin, size_t end)>& handle) {
   out->assign(entries.size(), Inspection{});
   auto inspect = [&](size_t begin, size_t end) {
-    std::string open_parent;
-    UniqueFd parent_fd;
-    for (size_t i = begin; i < end; ++i) InspectOne(entries[i], &(*out)[i], &open_parent, &parent_fd);
+    Parent parent;
+    for (size_t i = begin; i < end; ++i) InspectOne(entries[i], &(*out)[i], &parent);
   };
   if (handle) {
     pool_.RunInOrder(entries.size(), kSliceEntries, inspect, handle);
@@ -43,26 +42,41 @@ void TargetInspector::ListDirectories(const std::vector<std::string>& paths, con
   });
 }
 
-void TargetInspector::InspectOne(const protocol::Entry& e, Inspection* out, std::string* open_parent,
-                                 UniqueFd* parent_fd) {
+void TargetInspector::MarkMade(const std::string& path) {
+  std::lock_guard<std::mutex> lock(made_mutex_);
+  made_.insert(path);
+}
+
+void TargetInspector::InspectOne(const protocol::Entry& e, Inspection* out, Parent* parent) {
   // The root, hard links (made at the end) and paths the receiver will refuse: left to it.
   if (e.path.empty() || e.hardlink_leader_plus1 != 0 || !ValidateRelativePath(e.path).ok()) return;
-  auto [parent, name] = SplitParent(e.path);
-  if (*open_parent != parent || (!parent_fd->valid() && open_parent->empty())) {
-    parent_fd->Reset();
-    open_parent->assign(parent);
-    Result<UniqueFd> dir = OpenDirBeneath(root_fd_, parent);
-    if (dir.ok()) *parent_fd = std::move(*dir);
+  auto [parent_path, name] = SplitParent(e.path);
+  if (!parent->opened || parent->path != parent_path) {
+    parent->fd.Reset();
+    parent->path.assign(parent_path);
+    parent->opened = true;
+    {
+      std::lock_guard<std::mutex> lock(made_mutex_);
+      parent->made = made_.count(parent->path) != 0;
+    }
+    if (!parent->made) {
+      Result<UniqueFd> dir = OpenDirBeneath(root_fd_, parent->path);
+      if (dir.ok()) parent->fd = std::move(*dir);
+    }
   }
-  if (!parent_fd->valid()) return;  // not a directory beneath the root (or gone)
+  if (parent->made) {
+    out->state = Inspection::State::kMissing;
+    return;
+  }
+  if (!parent->fd.valid()) return;  // not a directory beneath the root (or gone)
   const std::string name_str(name);
-  if (::fstatat(parent_fd->get(), name_str.c_str(), &out->st, AT_SYMLINK_NOFOLLOW) != 0) {
+  if (::fstatat(parent->fd.get(), name_str.c_str(), &out->st, AT_SYMLINK_NOFOLLOW) != 0) {
     if (errno == ENOENT) out->state = Inspection::State::kMissing;
     return;
   }
   out->state = Inspection::State::kPresent;
   if (MetadataMatchesStat(e, out->st, policy_) && (out->st.st_mode & S_IFMT) == TypeBits(e.type)) {
-    Result<std::vector<protocol::Xattr>> xattrs = ReadXattrs(parent_fd->get(), name_str, policy_.xattr_filter);
+    Result<std::vector<protocol::Xattr>> xattrs = ReadXattrs(parent->fd.get(), name_str, policy_.xattr_filter);
     if (xattrs.ok()) {
       out->xattrs = std::move(*xattrs);
       out->have_xattrs = true;

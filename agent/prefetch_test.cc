@@ -109,6 +109,25 @@ TEST_F(InspectorTest, LeavesEntriesItCannotSafelyReachToTheReceiver) {
   }
 }
 
+// Inside a directory the receiver made in this stage the inspector trusts that mark and looks
+// at nothing: the file put there behind its back (which a real stage cannot have) is reported
+// missing, while the same name in an unmarked directory is seen.
+TEST_F(InspectorTest, EntriesOfADirectoryMadeThisStageAreMissingWithoutALook) {
+  ASSERT_EQ(::mkdir((root_ + "/made").c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir((root_ + "/old").c_str(), 0755), 0);
+  WriteFile(root_ + "/made/f", "x");
+  WriteFile(root_ + "/old/f", "x");
+  std::vector<Entry> batch = {EntryFor(root_ + "/made/f", "made/f"), EntryFor(root_ + "/old/f", "old/f"),
+                              EntryFor(root_ + "/made/f", "made/g")};
+  TargetInspector inspector(root_fd_.get(), policy_, 2);
+  inspector.MarkMade("made");
+  std::vector<Inspection> out;
+  inspector.Inspect(batch, &out);
+  EXPECT_EQ(out[0].state, State::kMissing);
+  EXPECT_EQ(out[1].state, State::kPresent);
+  EXPECT_EQ(out[2].state, State::kMissing);
+}
+
 TEST_F(InspectorTest, LargeBatchesAcrossDirectoriesComeBackInOrder) {
   // More entries than one slice, over many parents, inspected by several threads; then the
   // batch again on the same inspector, twice: the second time handled range by range.

@@ -214,10 +214,10 @@ Status Receiver::HandleEntry(Entry entry, const Inspection* inspection) {
   if (options_.block) return HandleBlockEntry(e);
   auto [parent, name] = SplitParent(e.path);
   std::string name_str = id == 0 ? "." : std::string(name);
-  bool parent_missing = id == 0 ? root_fd_ < 0 : missing_dir_[*parent_id];
+  bool parent_missing = id == 0 ? root_fd_ < 0 : missing_dir_[*parent_id] == kDirAbsent;
   if (parent_missing) {
     // Dry run below a directory that does not exist yet: everything is new.
-    if (e.type == EntryType::kDirectory) missing_dir_[id] = 1;
+    if (e.type == EntryType::kDirectory) missing_dir_[id] = kDirAbsent;
     Item(ItemAction::kCreate, e);
     return Status::Ok();
   }
@@ -226,7 +226,13 @@ Status Receiver::HandleEntry(Entry entry, const Inspection* inspection) {
   struct stat st;
   bool exists = false;
   const std::vector<protocol::Xattr>* xattrs = nullptr;
-  if (inspection != nullptr && inspection->state != Inspection::State::kUnknown) {
+  const bool in_made_dir = id != 0 && missing_dir_[*parent_id] == kDirMade;
+  if (in_made_dir) {
+    // In a directory this stage made: a path comes once in a manifest, so nothing is there.
+    // (The inspector may not have seen it yet, or looked before it was made.) Saves a lookup
+    // per entry of a new tree, and the name is known free for an unnamed temp file.
+    exists = false;
+  } else if (inspection != nullptr && inspection->state != Inspection::State::kUnknown) {
     exists = inspection->state == Inspection::State::kPresent;
     st = inspection->st;
     if (inspection->have_xattrs) xattrs = &inspection->xattrs;
@@ -234,12 +240,12 @@ Status Receiver::HandleEntry(Entry entry, const Inspection* inspection) {
     exists = ::fstatat(*dir_fd, name_str.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
     if (!exists && errno != ENOENT) return TargetError(Status::Errno(errno, "stat"), e.path);
   }
-  if (e.type == EntryType::kFile) return HandleFileEntry(e, *dir_fd, name_str, exists ? &st : nullptr, xattrs);
+  if (e.type == EntryType::kFile) return HandleFileEntry(e, *dir_fd, name_str, exists ? &st : nullptr, xattrs, in_made_dir);
   return HandleOtherEntry(e, *dir_fd, name_str, exists ? &st : nullptr, xattrs);
 }
 
 Status Receiver::HandleFileEntry(const Entry& e, int dir_fd, const std::string& name,
-                                 const struct stat* st, const std::vector<protocol::Xattr>* xattrs) {
+                                 const struct stat* st, const std::vector<protocol::Xattr>* xattrs, bool in_made_dir) {
   bool same_type = st != nullptr && S_ISREG(st->st_mode);
   bool content_same = same_type && static_cast<uint64_t>(st->st_size) == e.size;
   if (content_same && options_.checksum && e.has_content_hash) {
@@ -273,7 +279,10 @@ Status Receiver::HandleFileEntry(const Entry& e, int dir_fd, const std::string& 
   if (st != nullptr && !same_type) {
     FERRY_RETURN_IF_ERROR(TargetError(RemoveTree(dir_fd, name, Display(e.path)), e.path));
   }
-  Result<std::optional<Basis>> basis = FindBasis(e, dir_fd, name, same_type ? st : nullptr);
+  // A file in a directory made by this stage has no basis (not even a partial file: the state
+  // cache is not asked, one query a file of a new tree).
+  Result<std::optional<Basis>> basis =
+      in_made_dir ? std::optional<Basis>() : FindBasis(e, dir_fd, name, same_type ? st : nullptr);
   if (!basis.ok()) return TargetError(basis.status(), e.path);
   return NeedFile(e, std::move(*basis), /*name_free=*/st == nullptr || !same_type);
 }
@@ -303,7 +312,7 @@ Status Receiver::HandleOtherEntry(const Entry& e, int dir_fd, const std::string&
   }
   Item(st == nullptr ? ItemAction::kCreate : ItemAction::kUpdate, e);
   if (options_.dry_run) {
-    if (e.type == EntryType::kDirectory) missing_dir_[e.id] = 1;
+    if (e.type == EntryType::kDirectory) missing_dir_[e.id] = kDirAbsent;
     return Status::Ok();
   }
   if (e.id == 0) return Status::Corruption("the target root is not a directory");
@@ -330,7 +339,11 @@ Status Receiver::CreateSpecial(const Entry& e, int dir_fd, const std::string& na
     }
     return TargetError(s, e.path);
   }
-  if (e.type == EntryType::kDirectory) return Status::Ok();  // metadata at the end
+  if (e.type == EntryType::kDirectory) {
+    missing_dir_[e.id] = kDirMade;
+    if (inspector_) inspector_->MarkMade(e.path);
+    return Status::Ok();  // metadata at the end
+  }
   return TargetError(ApplyMetadata(dir_fd, name, e, EntryMtime(e), policy_), e.path);
 }
 

@@ -152,9 +152,10 @@ class Receiver {
   Status HandleEntry(protocol::Entry entry, const Inspection* inspection);
   // Checks where an entry sits and files its path: the id of its parent directory.
   Result<uint32_t> PlaceEntry(const protocol::Entry& entry);
-  // `st`: the target's lstat (null: no such entry); `xattrs`: its xattrs if already read.
+  // `st`: the target's lstat (null: no such entry); `xattrs`: its xattrs if already read;
+  // `in_made_dir`: its parent was made by this stage (so no partial file of it can be there).
   Status HandleFileEntry(const protocol::Entry& entry, int dir_fd, const std::string& name,
-                         const struct stat* st, const std::vector<protocol::Xattr>* xattrs);
+                         const struct stat* st, const std::vector<protocol::Xattr>* xattrs, bool in_made_dir);
   // A block volume: its one entry is the target device or image file itself, always patched in
   // place against its current content.
   Status HandleBlockEntry(const protocol::Entry& entry);
@@ -271,7 +272,10 @@ class Receiver {
   // Open addressing with the keys inline (one cache miss a lookup, not a bucket's chain): three
   // lookups an entry, 9 % of a no-change stage's receiver CPU as a std::unordered_map.
   tsl::robin_map<Hash128, uint32_t, PathKeyHash> ids_by_path_;
-  std::vector<uint8_t> missing_dir_;  // by id: a directory absent from the target (dry run)
+  // By id, what this stage knows of a directory: kDirAbsent from the target (a dry run), or
+  // kDirMade by this stage (so nothing is in it that this stage did not put there).
+  enum : uint8_t { kDirAbsent = 1, kDirMade = 2 };
+  std::vector<uint8_t> missing_dir_;
   // file_state_ values: not needed, NEEDed (its content may arrive), finished.
   static constexpr uint8_t kFileNone = 0, kFileNeeded = 1, kFileFinished = 2;
   std::vector<uint8_t> file_state_;   // by id: 0 none, 1 needed, 2 finished

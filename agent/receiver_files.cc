@@ -232,8 +232,8 @@ Status Receiver::LinkFollowers() {
     const Entry leader = entries_.Get(e.hardlink_leader_plus1 - 1);
     auto [leader_parent, leader_name] = SplitParent(leader.path);
     auto [parent, name] = SplitParent(e.path);
-    if (missing_dir_[ids_by_path_.at(PathKey(parent))] ||
-        missing_dir_[ids_by_path_.at(PathKey(leader_parent))]) {  // dry run into new directories
+    if (missing_dir_[ids_by_path_.at(PathKey(parent))] == kDirAbsent ||
+        missing_dir_[ids_by_path_.at(PathKey(leader_parent))] == kDirAbsent) {  // dry run into new directories
       Item(ItemAction::kCreate, e);
       continue;
     }
