@@ -47,17 +47,22 @@ class SenderTest : public ::testing::Test {
       a->Shutdown();
     });
     Channel receiver(*b);
+    script(receiver, ReceiveManifest(receiver));
+    sender.join();
+    return result.status();
+  }
+
+  // The sender's manifest, read as a receiver would, up to its ENTRIES_END.
+  static std::vector<protocol::Entry> ReceiveManifest(Channel& receiver) {
     std::vector<protocol::Entry> entries;
     Frame frame;
     while (receiver.Receive(&frame, 5000).ok() && frame.type != MessageType::kEntriesEnd) {
       if (frame.type != MessageType::kEntries) continue;
       Result<protocol::Entries> batch = protocol::Entries::Decode(frame.payload, entries.size());
       EXPECT_TRUE(batch.ok());
-      for (auto& e : batch->entries) entries.push_back(e);
+      if (batch.ok()) for (auto& e : batch->entries) entries.push_back(e);
     }
-    script(receiver, entries);
-    sender.join();
-    return result.status();
+    return entries;
   }
 
   static uint32_t IdOf(const std::vector<protocol::Entry>& entries, const std::string& path) {
@@ -154,14 +159,7 @@ TEST_F(SenderTest, ReceiverErrorWinsOverTheBrokenPipeItCaused) {
     result = Sender(channel, src_, ScanOptions{}, &progress, nullptr).Run();
   });
   Channel receiver(*b);
-  std::vector<protocol::Entry> entries;
-  Frame frame;
-  while (receiver.Receive(&frame, 5000).ok() && frame.type != MessageType::kEntriesEnd) {
-    if (frame.type != MessageType::kEntries) continue;
-    Result<protocol::Entries> batch = protocol::Entries::Decode(frame.payload, entries.size());
-    ASSERT_TRUE(batch.ok());
-    for (auto& e : batch->entries) entries.push_back(e);
-  }
+  const std::vector<protocol::Entry> entries = ReceiveManifest(receiver);
   const int fd = dynamic_cast<io::FdStream&>(*b).fd();
   ASSERT_EQ(::shutdown(fd, SHUT_RD), 0);  // the sender's writes fail from here on
   ASSERT_TRUE(receiver.SendMessage(MessageType::kNeed, protocol::Need{{IdOf(entries, "d/secret")}, {}}).ok());
