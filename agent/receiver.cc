@@ -221,7 +221,7 @@ Status Receiver::HandleEntry(Entry entry, const Inspection* inspection) {
     Item(ItemAction::kCreate, e);
     return Status::Ok();
   }
-  Result<int> dir_fd = ParentFd(std::string(parent));
+  Result<int> dir_fd = ParentFd(parent);
   if (!dir_fd.ok()) return TargetError(dir_fd.status(), std::string(parent));
   struct stat st;
   bool exists = false;
@@ -347,19 +347,23 @@ Status Receiver::CreateSpecial(const Entry& e, int dir_fd, const std::string& na
   return TargetError(ApplyMetadata(dir_fd, name, e, EntryMtime(e), policy_), e.path);
 }
 
-Result<int> Receiver::ParentFd(const std::string& parent) {
+Result<int> Receiver::ParentFd(std::string_view parent) {
+  if (last_parent_fd_ >= 0 && parent == last_parent_) return last_parent_fd_;
   auto it = dir_cache_.find(parent);
-  if (it != dir_cache_.end()) return it->second.get();
-  if (dir_cache_.size() >= kDirCacheMax) dir_cache_.clear();
-  Result<UniqueFd> fd = OpenDirBeneath(root_fd_, parent);
-  if (!fd.ok()) return fd.status();
-  int raw = fd->get();
-  struct stat st;
-  if (::fstat(raw, &st) == 0 && file_systems_.count(st.st_dev) == 0) {
-    file_systems_.emplace(st.st_dev, UniqueFd(::fcntl(raw, F_DUPFD_CLOEXEC, 0)));
+  if (it == dir_cache_.end()) {
+    if (dir_cache_.size() >= kDirCacheMax) dir_cache_.clear();
+    last_parent_fd_ = -1;  // it may have been cleared
+    Result<UniqueFd> fd = OpenDirBeneath(root_fd_, parent);
+    if (!fd.ok()) return fd.status();
+    struct stat st;
+    if (::fstat(fd->get(), &st) == 0 && file_systems_.count(st.st_dev) == 0) {
+      file_systems_.emplace(st.st_dev, UniqueFd(::fcntl(fd->get(), F_DUPFD_CLOEXEC, 0)));
+    }
+    it = dir_cache_.emplace(std::string(parent), std::move(*fd)).first;
   }
-  dir_cache_.emplace(parent, std::move(*fd));
-  return raw;
+  last_parent_.assign(parent);
+  last_parent_fd_ = it->second.get();
+  return last_parent_fd_;
 }
 
 void Receiver::Item(ItemAction action, const Entry& entry) { Item(action, entry.type, entry.path); }

@@ -244,7 +244,7 @@ Status Receiver::StartPatch(uint32_t id, Basis basis, uint64_t changed_bytes) {
     return Status::Ok();
   }
   auto [parent, name] = SplitParent(e.path);
-  Result<int> dir_fd = ParentFd(std::string(parent));
+  Result<int> dir_fd = ParentFd(parent);
   if (!dir_fd.ok()) return TargetError(dir_fd.status(), e.path);
   f.parent = std::string(parent);
   Result<UniqueFd> basis_fd = OpenBasis(*dir_fd, resume ? basis.partial_temp : std::string(name), basis,
@@ -280,7 +280,7 @@ Status Receiver::StartPatch(uint32_t id, Basis basis, uint64_t changed_bytes) {
 Status Receiver::StartRsync(uint32_t id, Basis basis) {
   const Entry e = entries_.Get(id);
   auto [parent, name] = SplitParent(e.path);
-  Result<int> dir_fd = ParentFd(std::string(parent));
+  Result<int> dir_fd = ParentFd(parent);
   if (!dir_fd.ok()) return TargetError(dir_fd.status(), e.path);
   OpenFile f;
   f.id = id;
@@ -421,7 +421,7 @@ Status Receiver::RecordWritten() {
       continue;
     }
     auto [parent, name] = SplitParent(e.path);
-    Result<int> dir_fd = ParentFd(std::string(parent));
+    Result<int> dir_fd = ParentFd(parent);
     struct stat st;
     if (!dir_fd.ok() || ::fstatat(*dir_fd, std::string(name).c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
         !S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) != e.size ||

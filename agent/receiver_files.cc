@@ -238,13 +238,13 @@ Status Receiver::LinkFollowers() {
       continue;
     }
     std::string leader_name_str(leader_name), name_str(name);
-    Result<int> leader_dir = ParentFd(std::string(leader_parent));
+    Result<int> leader_dir = ParentFd(leader_parent);
     if (!leader_dir.ok()) return TargetError(leader_dir.status(), leader.path);
     // Our own descriptor: the next ParentFd may evict the cached one.
     UniqueFd leader_dir_fd(::fcntl(*leader_dir, F_DUPFD_CLOEXEC, 0));
     if (!leader_dir_fd.valid()) return TargetError(Status::Errno(errno, "dup"), leader.path);
     int leader_fd = leader_dir_fd.get();
-    Result<int> dir = ParentFd(std::string(parent));
+    Result<int> dir = ParentFd(parent);
     if (!dir.ok()) return TargetError(dir.status(), e.path);
     struct stat leader_st, st;
     bool leader_ok = ::fstatat(leader_fd, leader_name_str.c_str(), &leader_st, AT_SYMLINK_NOFOLLOW) == 0 &&
@@ -286,7 +286,7 @@ Status Receiver::BreakStaleLinks() {
     Item(leads[candidate.id] ? ItemAction::kMetadata : ItemAction::kUpdate, e);
     if (options_.dry_run) continue;
     auto [parent, name] = SplitParent(e.path);
-    Result<int> dir_fd = ParentFd(std::string(parent));
+    Result<int> dir_fd = ParentFd(parent);
     if (!dir_fd.ok()) return TargetError(dir_fd.status(), e.path);
     std::string name_str(name);
     if (leads[candidate.id]) {
@@ -428,7 +428,7 @@ Status Receiver::ApplyDirectoryMetadata() {
   for (auto it = directories_.rbegin(); it != directories_.rend(); ++it) {
     const Entry e = entries_.Get(it->id);
     auto [parent, name] = SplitParent(e.path);
-    Result<int> dir_fd = ParentFd(std::string(parent));
+    Result<int> dir_fd = ParentFd(parent);
     if (!dir_fd.ok()) return TargetError(dir_fd.status(), e.path);
     std::string name_str = e.id == 0 ? "." : std::string(name);
     struct stat st;
