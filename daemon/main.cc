@@ -4,10 +4,10 @@
 #include "daemon/cli.h"
 
 int main(int argc, char** argv) {
-  // The soft limit of open files up to the hard one: a receiver holds a file open from its first
-  // DATA to its FILE_END and a commit group of new files until they are linked (thousands on a
-  // tree of small files), and systemd starts services at 1024 soft, 524288 hard, leaving the
-  // raise to the programs that need it.
+  // The soft limit of open files up to the hard one: a receiver holds each new (unnamed) file
+  // open until its commit group links it, thousands on a tree of small files (their number is
+  // bounded by half the limit, UnnamedTicket), and systemd starts services at 1024 soft, 524288
+  // hard, leaving the raise to the programs that need it.
   struct rlimit files;
   if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
     files.rlim_cur = files.rlim_max;
