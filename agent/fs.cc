@@ -66,6 +66,7 @@ std::string FdPath(int dir_fd, std::string_view name) {
 }
 
 bool XattrFilter::Wants(std::string_view name) const {
+  if (none) return false;
   if (name.starts_with("user.")) return true;
   if (name == "system.posix_acl_access" || name == "system.posix_acl_default") return true;
   if (!privileged) return false;
@@ -168,6 +169,7 @@ Result<std::vector<std::string>> ListXattrNames(int dir_fd, const std::string& n
 
 Result<std::vector<protocol::Xattr>> ReadXattrs(int dir_fd, const std::string& name,
                                                 const XattrFilter& filter) {
+  if (filter.none) return std::vector<protocol::Xattr>{};  // not even listed: one lookup less a file
   Result<std::vector<std::string>> names = ListXattrNames(dir_fd, name);
   if (!names.ok()) return names.status();
   std::vector<protocol::Xattr> out;

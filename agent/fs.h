@@ -47,10 +47,12 @@ Result<UniqueFd> OpenDirBeneath(int root_fd, std::string_view relative_path);
 std::string FdPath(int dir_fd, std::string_view name);
 
 // Which extended attributes ferry copies: all namespaces as root (system.* only for POSIX
-// ACLs; security.selinux unless skipped), user.* and ACLs otherwise.
+// ACLs; security.selinux unless skipped), user.* and ACLs otherwise; none at all with `none`
+// (--no-xattrs), and then ReadXattrs and WriteXattrs make no system call.
 struct XattrFilter {
   bool privileged = false;
   bool skip_selinux = false;
+  bool none = false;
   bool Wants(std::string_view name) const;
 };
 

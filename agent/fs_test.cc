@@ -82,6 +82,24 @@ TEST_F(FsTest, XattrsRoundTripThroughTheFilter) {
   EXPECT_EQ((*got)[0].value, "x");
 }
 
+// --no-xattrs: nothing read, nothing written, the file's own xattrs kept.
+TEST_F(FsTest, NoXattrsFilterNeitherReadsNorWrites) {
+  UniqueFd d(::open((root_ + "/d").c_str(), O_RDONLY | O_DIRECTORY));
+  int fd = ::open((root_ + "/d/f").c_str(), O_CREAT | O_WRONLY, 0644);
+  ASSERT_GE(fd, 0);
+  ::close(fd);
+  XattrFilter all{/*privileged=*/false, /*skip_selinux=*/false}, none{false, false, /*none=*/true};
+  ASSERT_TRUE(WriteXattrs(d.get(), "f", {{"user.kept", "1"}}, all).ok());
+  Result<std::vector<protocol::Xattr>> got = ReadXattrs(d.get(), "f", none);
+  ASSERT_TRUE(got.ok());
+  EXPECT_TRUE(got->empty());
+  ASSERT_TRUE(WriteXattrs(d.get(), "f", {{"user.new", "2"}}, none).ok());
+  got = ReadXattrs(d.get(), "f", all);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(*got, (std::vector<protocol::Xattr>{{"user.kept", "1"}}));
+  EXPECT_FALSE(none.Wants("user.x"));
+}
+
 TEST_F(FsTest, NextDataRegionSkipsHoles) {
   UniqueFd fd(::open((root_ + "/d/sparse").c_str(), O_CREAT | O_RDWR, 0644));
   ASSERT_TRUE(fd.valid());

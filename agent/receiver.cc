@@ -36,7 +36,7 @@ Receiver::Receiver(Channel& channel, int root_fd, std::string root_display, Sync
     : channel_(channel), root_fd_(root_fd), root_display_(std::move(root_display)),
       options_(std::move(options)), progress_(progress ? progress : &no_progress_) {
   policy_.privileged = ::geteuid() == 0;
-  policy_.xattr_filter = XattrFilter{policy_.privileged, options_.no_selinux};
+  policy_.xattr_filter = XattrFilter{policy_.privileged, options_.no_selinux, options_.no_xattrs};
   // Unique across sessions, processes and restarts: a run killed earlier left its own names.
   uint64_t nonce = 0;
   if (::getrandom(&nonce, sizeof(nonce), 0) != sizeof(nonce)) nonce = (uint64_t{session_id} << 32) ^ ::getpid();
@@ -194,6 +194,9 @@ Result<uint32_t> Receiver::PlaceEntry(const Entry& entry) {
 
 Status Receiver::HandleEntry(Entry entry, const Inspection* inspection) {
   CHECK_EQ(entry.id, entries_.size());
+  if (options_.no_xattrs && !entry.xattrs.empty()) {
+    return Status::Protocol("entry '" + entry.path + "' carries xattrs in a --no-xattrs stage");
+  }
   Result<uint32_t> parent_id = PlaceEntry(entry);
   if (!parent_id.ok()) return parent_id.status();
   const uint32_t id = entry.id;

@@ -40,13 +40,13 @@ class ReceiverTest : public ::testing::Test {
   void TearDown() override { (void)std::system(("rm -rf " + dir_).c_str()); }
 
   // Runs a receiver while `script` plays the sender; returns the receiver's status.
-  Status RunStage(const std::function<void(Channel&)>& script) {
+  Status RunStage(const std::function<void(Channel&)>& script, SyncOptions options = {}) {
     std::unique_ptr<io::ByteStream> a, b;
     EXPECT_TRUE(io::MakeStreamPair("test sender", &a, "test receiver", &b).ok());
     Status result;
     std::thread receiver([&] {
       Channel channel(*a);
-      result = Receiver(channel, root_fd_.get(), root_, SyncOptions{}, 7).Run();
+      result = Receiver(channel, root_fd_.get(), root_, options, 7).Run();
       a->Shutdown();
     });
     Channel sender(*b);
@@ -287,6 +287,17 @@ TEST_F(ReceiverTest, DataNotAskedForIsAProtocolError) {
 TEST_F(ReceiverTest, DuplicatePathsAreRefused) {
   Status s = RunStage([](Channel& c) { SendRefusedEntries(c, {Dir(0, ""), Dir(1, "d"), Dir(2, "d")}); });
   EXPECT_EQ(s.code(), Code::kCorruption) << s.ToString();
+}
+
+// A sender that asked for --no-xattrs and sends xattrs anyway breaks the protocol.
+TEST_F(ReceiverTest, XattrsInANoXattrsStageAreRefused) {
+  SyncOptions options;
+  options.no_xattrs = true;
+  Entry file = File(1, "f", 1);
+  file.xattrs = {{"user.a", "1"}};
+  Status s = RunStage([&](Channel& c) { SendRefusedEntries(c, {Dir(0, ""), file}); }, options);
+  EXPECT_EQ(s.code(), Code::kProtocol) << s.ToString();
+  EXPECT_EQ(CountEntries(root_), 0);
 }
 
 TEST_F(ReceiverTest, HashMismatchCommitsNothingAndLeavesNoTempFile) {

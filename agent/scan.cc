@@ -233,7 +233,7 @@ Status CheckSourceRoot(const std::string& root) {
 ScanOptions ScanOptionsFor(const SyncOptions& sync, const ExcludeList* excludes) {
   ScanOptions options;
   options.content_hash = sync.checksum;
-  options.xattr_filter = XattrFilter{::geteuid() == 0, sync.no_selinux};
+  options.xattr_filter = XattrFilter{::geteuid() == 0, sync.no_selinux, sync.no_xattrs};
   options.excludes = excludes;
   options.block = sync.block;
   return options;

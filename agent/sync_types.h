@@ -17,6 +17,7 @@ struct SyncOptions {
   bool dry_run = false;
   bool checksum = false;     // compare content, not size + mtime
   bool no_selinux = false;   // leave security.selinux alone
+  bool no_xattrs = false;    // leave all xattrs and ACLs alone (rsync without -X and -A)
   bool itemize = false;      // the receiver reports every change
   bool allow_empty_source = false;  // an empty source may delete everything on the target
   bool block = false;        // source and target are block devices or image files

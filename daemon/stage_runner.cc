@@ -104,6 +104,7 @@ json StageSpec::ToJson() const {
               {"dry_run", o.dry_run},
               {"checksum", o.checksum},
               {"no_selinux", o.no_selinux},
+              {"no_xattrs", o.no_xattrs},
               {"allow_empty_source", o.allow_empty_source},
               {"block", o.block},
               {"excludes", o.excludes},
@@ -119,6 +120,7 @@ Result<StageSpec> StageSpec::FromJson(const json& j) {
   SyncOptions& o = spec.push.options;
   for (Status s : {Field(j, "volume", &spec.volume), Field(j, "target", &spec.target), Field(j, "dry_run", &o.dry_run),
                    Field(j, "checksum", &o.checksum), Field(j, "no_selinux", &o.no_selinux),
+                   Field(j, "no_xattrs", &o.no_xattrs),
                    Field(j, "allow_empty_source", &o.allow_empty_source), Field(j, "block", &o.block),
                    Field(j, "excludes", &o.excludes), Field(j, "bwlimit", &spec.push.bwlimit),
                    Field(j, "streams", &spec.push.streams)}) {

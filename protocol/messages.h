@@ -81,7 +81,10 @@ inline constexpr uint32_t kOptBlock = 1u << 5;  // a block volume: one device or
 // File content may go compressed (the client's --compress); manifests, hashes and reports always
 // may when both sides speak zstd.
 inline constexpr uint32_t kOptCompressData = 1u << 6;
-inline constexpr uint32_t kOptsKnown = (1u << 7) - 1;
+// Neither copy nor compare xattrs and ACLs (--no-xattrs): the sender reads none, the receiver
+// leaves the target's as they are.
+inline constexpr uint32_t kOptNoXattrs = 1u << 7;
+inline constexpr uint32_t kOptsKnown = (1u << 8) - 1;
 
 struct Open {
   std::string volume;

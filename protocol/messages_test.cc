@@ -427,7 +427,7 @@ TEST(MessagesTest, HandshakeDamaged) {
   ExpectRejected(
       {{"direction 2", open(v, sp, 2, 0, none)},
        {"direction 255", open(v, sp, 255, 0, none)},
-       {"option bit 7", open(v, sp, 0, 1u << 7, none), Code::kProtocol},
+       {"option bit 8", open(v, sp, 0, 1u << 8, none), Code::kProtocol},
        {"option bit 31", open(v, sp, 0, 1u << 31, none), Code::kProtocol},
        {"volume too long",
         open(Raw().B(std::string(kVolumeNameMaxBytes + 1, 'v')), sp, 0, 0, none)},

@@ -5,6 +5,7 @@
 // against the figures ferry reports in --json.
 #include <ftw.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -286,6 +287,51 @@ TEST_P(TransportTest, ChecksumFindsSameSizeSameMtimeChange) {
   ExpectMirror("after --checksum");
   SyncReport again = Sync({"--checksum"});
   EXPECT_EQ(again.files_sent, 0u) << again.ChangesText();
+}
+
+// --no-xattrs (rsync without -X -A): xattrs and ACLs are neither copied nor compared, and the
+// target's own are left as they are; without it the next sync mirrors them again.
+TEST_P(TransportTest, NoXattrsLeavesTheTargetsXattrsAlone) {
+  auto set = [](const std::string& path, const std::string& name, const std::string& value) {
+    ASSERT_EQ(::lsetxattr(path.c_str(), name.c_str(), value.data(), value.size(), 0), 0) << path;
+  };
+  auto get = [](const std::string& path, const std::string& name) -> std::string {
+    char value[64];
+    ssize_t n = ::lgetxattr(path.c_str(), name.c_str(), value, sizeof(value));
+    return n < 0 ? "(none)" : std::string(value, static_cast<size_t>(n));
+  };
+  WriteFile(src_ + "/a.txt", "a\n");
+  WriteFile(src_ + "/b.txt", "b\n");
+  MakeDirs(src_ + "/d");
+  set(src_ + "/a.txt", "user.color", "blue");
+  set(src_ + "/d", "user.dir", "src");
+  Sync();
+  ExpectMirror("first sync, with xattrs");
+  ASSERT_EQ(get(dst_ + "/a.txt", "user.color"), "blue");
+
+  set(src_ + "/a.txt", "user.color", "green");
+  set(dst_ + "/a.txt", "user.mark", "target");
+  WriteFile(src_ + "/b.txt", "b, changed\n");
+  WriteFile(src_ + "/d/new.txt", "new\n");
+  set(src_ + "/d/new.txt", "user.new", "1");
+  SyncReport plain = Sync({"--no-xattrs"});
+  EXPECT_TRUE(plain.Has("b.txt", "update")) << plain.ChangesText();
+  EXPECT_TRUE(plain.Has("d/new.txt", "new")) << plain.ChangesText();
+  EXPECT_FALSE(plain.Has("a.txt")) << "an xattr change alone is not a change with --no-xattrs:\n"
+                                   << plain.ChangesText();
+  EXPECT_EQ(ReadFile(dst_ + "/b.txt"), "b, changed\n");
+  EXPECT_EQ(get(dst_ + "/a.txt", "user.color"), "blue") << "copied despite --no-xattrs";
+  EXPECT_EQ(get(dst_ + "/a.txt", "user.mark"), "target") << "the target's own xattr was removed";
+  EXPECT_EQ(get(dst_ + "/d/new.txt", "user.new"), "(none)") << "a new file got the source's xattr";
+  EXPECT_EQ(get(dst_ + "/d", "user.dir"), "src");
+  EXPECT_NE(RsyncDiff(src_, dst_), "") << "the oracle compares xattrs: it must see them differ";
+  ExpectNothingToDo("--no-xattrs again", {"--no-xattrs"});
+
+  SyncReport full = Sync();
+  EXPECT_TRUE(full.Has("a.txt")) << full.ChangesText();
+  EXPECT_TRUE(full.Has("d/new.txt")) << full.ChangesText();
+  ExpectMirror("with xattrs again");
+  EXPECT_EQ(get(dst_ + "/a.txt", "user.mark"), "(none)");
 }
 
 TEST_P(TransportTest, DeletesTargetExtrasAndCountsThem) {
