@@ -55,6 +55,7 @@ PairStage StagePair(const Plan& plan, const PairSpec& pair, uint32_t number,
   spec.volume = pair.source_volume;
   spec.target = pair.target_daemon + "/" + pair.target_volume;
   spec.push.options.excludes = plan.exclude;
+  spec.push.options.no_xattrs = !plan.xattrs;
   spec.push.options.dry_run = out.dry_run();
   spec.push.options.checksum = checksum;
   spec.push.streams = DefaultStreams();

@@ -323,7 +323,7 @@ Result<Plan> Plan::Load(const std::string& path) {
   try {
     FERRY_RETURN_IF_ERROR(
         c.Map(root, "the plan",
-              {"name", "source", "target", "auth", "pairs", "exclude", "policy", "hooks"}));
+              {"name", "source", "target", "auth", "pairs", "exclude", "xattrs", "policy", "hooks"}));
     if (!root["name"]) return c.Error(root, "the plan needs a name");
     Result<std::string> name = c.String(root["name"], "name");
     if (!name.ok()) return name.status();
@@ -386,6 +386,11 @@ Result<Plan> Plan::Load(const std::string& path) {
       Result<std::vector<std::string>> e = c.Strings(root["exclude"], "exclude");
       if (!e.ok()) return e.status();
       plan.exclude = *e;
+    }
+    if (root["xattrs"]) {
+      Result<bool> x = c.Bool(root["xattrs"], "xattrs");
+      if (!x.ok()) return x.status();
+      plan.xattrs = *x;
     }
     if (root["policy"]) {
       Result<Policy> p = ParsePolicy(c, root["policy"]);

@@ -57,6 +57,7 @@ struct Plan {
   io::TlsOptions tls;
   std::vector<PairSpec> pairs;
   std::vector<std::string> exclude;
+  bool xattrs = true;  // copy xattrs and ACLs; false: neither copy nor compare them (--no-xattrs)
   Policy policy;
   std::map<std::string, HookSpec> hooks;  // quiesce_source, start_target, switch_traffic, resume_source
 

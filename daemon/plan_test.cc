@@ -62,6 +62,7 @@ hooks:
   start_target:   {run: [/bin/true]}
   switch_traffic: {run: [sh, -c, "exit 0"]}
   resume_source:  {run: [true]}
+xattrs: false
 )";
 
 TEST_F(PlanTest, TheReadmeExampleLoadsWithEveryField) {
@@ -77,6 +78,7 @@ TEST_F(PlanTest, TheReadmeExampleLoadsWithEveryField) {
   EXPECT_EQ(plan->pairs[2].source_volume, "pv:pvc-1");
   EXPECT_EQ(plan->pairs[1].line, 7);
   EXPECT_EQ(plan->exclude, (std::vector<std::string>{"lost+found", "*.tmp"}));
+  EXPECT_FALSE(plan->xattrs);
   EXPECT_DOUBLE_EQ(plan->policy.max_downtime_s, 30);
   EXPECT_DOUBLE_EQ(plan->policy.stage_interval_s, 90);
   EXPECT_FALSE(plan->policy.cutover_auto);
@@ -88,6 +90,12 @@ TEST_F(PlanTest, TheReadmeExampleLoadsWithEveryField) {
   EXPECT_EQ(plan->hooks["quiesce_source"].run, (std::vector<std::string>{"true", "stop"}));
   EXPECT_DOUBLE_EQ(plan->hooks["quiesce_source"].timeout_s, 120);
   EXPECT_DOUBLE_EQ(plan->hooks["start_target"].timeout_s, 300);  // the default
+  // Without the key, xattrs and ACLs are copied.
+  std::string without(kFull);
+  without.erase(without.find("xattrs: false\n"));
+  Result<Plan> plain = Load(without);
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  EXPECT_TRUE(plain->xattrs);
 }
 
 TEST_F(PlanTest, WrongPlansAreRefusedWithTheLineAndTheReason) {
@@ -120,6 +128,7 @@ TEST_F(PlanTest, WrongPlansAreRefusedWithTheLineAndTheReason) {
        "plan.yaml:19: hooks: quiesce_source must be a mapping"},
       {"exclude: [\"lost+found\", \"*.tmp\"]\n", "exclude: \"*.tmp\"\n", "plan.yaml:9: exclude must be a list of strings"},
       {"policy:\n", "policy: [\n", "plan.yaml:"},
+      {"xattrs: false\n", "xattrs: maybe\n", "plan.yaml:23: xattrs must be true or false, not 'maybe'"},
       {"  switch_traffic: {run: [sh, -c, \"exit 0\"]}\n",
        "  switch_traffic: {kubernetes: {context: a, namespace: b, selector: app=db}}\n",
        "plan.yaml:21: hooks: switch_traffic: a kubernetes hook scales workloads"},

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -452,6 +453,14 @@ TEST_F(ControlApiTest, PlanStagesEveryPairAndStatusPredictsTheFinalStage) {
   EXPECT_NE(bad.err.find("plan.yaml:6: pair data -> copy: the target daemon ferry://127.0.0.1:1: cannot reach"), std::string::npos)
       << bad.err;
   EXPECT_EQ(ParseJson(RunFerry({"status", "--json", "--state-dir", state, plan}).out)["stages"].size(), 4u);
+
+  // `xattrs: false`: the plan's stages neither copy nor compare xattrs (as --no-xattrs).
+  ASSERT_EQ(::lsetxattr((logs + "/l1").c_str(), "user.tag", "v", 1, 0), 0);
+  WriteFile(plan, daemons + "pairs:\n  - {source: logs, target: logs2}\nxattrs: false\n");
+  CommandResult plain = RunFerry({"stage", "--no-progress", "--state-dir", tmp_.Sub("coordinator2"), plan});
+  ASSERT_EQ(plain.exit_code, 0) << plain.Describe();
+  EXPECT_LT(::lgetxattr((logs_copy + "/l1").c_str(), "user.tag", nullptr, 0), 0) << "copied despite xattrs: false";
+  EXPECT_NE(RsyncDiff(logs, logs_copy), "") << "the oracle compares xattrs: it must see them differ";
 }
 
 }  // namespace
