@@ -16,8 +16,8 @@
 #include "base/bounds.h"
 #include "base/check.h"
 #include "base/log.h"
-#include "daemon/bench_filler.h"
-#include "daemon/progress.h"
+#include "client/bench_filler.h"
+#include "base/units.h"
 
 namespace ferry {
 namespace {

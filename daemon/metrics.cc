@@ -91,7 +91,7 @@ Metrics::~Metrics() {
 }
 
 Status Metrics::Listen(const HostPort& address, HostPort* bound) {
-  Result<int> fd = ferry::Listen(address, bound);  // daemon/net.h: the same address parsing as --listen
+  Result<int> fd = ferry::Listen(address, bound);  // client/net.h: the same address parsing as --listen
   if (!fd.ok()) return fd.status().Annotate("--metrics-listen");
   http_ = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, nullptr, nullptr, &Answer, this,
                            MHD_OPTION_LISTEN_SOCKET, *fd, MHD_OPTION_CONNECTION_LIMIT, 16u,

@@ -13,7 +13,7 @@
 
 #include "agent/sync_types.h"
 #include "base/status.h"
-#include "daemon/net.h"
+#include "client/net.h"
 
 struct MHD_Daemon;
 

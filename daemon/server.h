@@ -23,7 +23,7 @@
 #include "agent/io/stream.h"
 #include "agent/io/tls.h"
 #include "daemon/metrics.h"
-#include "daemon/net.h"
+#include "client/net.h"
 #include "daemon/session_server.h"
 #include "daemon/stage_runner.h"
 

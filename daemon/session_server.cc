@@ -16,7 +16,7 @@
 #include "base/bounds.h"
 #include "base/log.h"
 #include "daemon/bench_server.h"
-#include "daemon/control.h"
+#include "daemon/control_server.h"
 #include "daemon/metrics.h"
 
 namespace ferry {
@@ -43,19 +43,6 @@ void VolumeLocks::Unlock(const std::string& volume) {
   std::lock_guard<std::mutex> lock(mutex_);
   held_.erase(volume);
   released_.notify_all();
-}
-
-Status ValidateVolumeName(const std::string& name) {
-  if (name.empty() || name.size() > kVolumeNameMaxBytes) {
-    return Status::InvalidArgument("volume name '" + name + "' must be 1 to " +
-                                   std::to_string(kVolumeNameMaxBytes) + " characters");
-  }
-  for (char c : name) {
-    if (!isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-' && c != ':') {
-      return Status::InvalidArgument("volume name '" + name + "' may hold only letters, digits and . _ - :");
-    }
-  }
-  return Status::Ok();
 }
 
 // Opens the directory a session works on: the volume root, or a path inside it (created for a
@@ -176,7 +163,7 @@ Status ServeSession(Channel& channel, const VolumeTable& volumes, VolumeLocks& l
   if (first.type == protocol::BenchMessage(protocol::BenchType::kBenchOpen)) {
     return ServeBench(channel, first, volumes, locks, session_id);  // `ferry bench`: daemon/bench_server.h
   }
-  if (first.type == protocol::ControlMessage(protocol::ControlType::kControl)) {  // daemon/control.h
+  if (first.type == protocol::ControlMessage(protocol::ControlType::kControl)) {  // daemon/control_server.h
     LogContext context("session=" + std::to_string(session_id) + " api=control");
     return ServeControl(channel, first, volumes, locks, services.stages);
   }

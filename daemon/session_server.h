@@ -44,7 +44,7 @@ class VolumeLocks {
 
 // Serves one connection until the stage commits or fails. The client is told every failure. A
 // connection that JOINs another session's data streams is handed to `hub` until that ends; one
-// that sends CONTROL is served by the control API (daemon/control.h).
+// that sends CONTROL is served by the control API (daemon/control_server.h).
 // `handshaken` (may be null) turns true once HELLO and the first request (OPEN, JOIN,
 // BENCH_OPEN) arrived: until then the caller holds the connection to an absolute deadline.
 class Metrics;
@@ -57,8 +57,5 @@ struct DaemonServices {
 };
 Status ServeSession(Channel& channel, const VolumeTable& volumes, VolumeLocks& locks, StreamHub& hub,
                     uint64_t session_id, std::atomic<bool>* handshaken = nullptr, const DaemonServices& services = {});
-
-// Checks a volume name given on the command line: [A-Za-z0-9._:-], 1..kVolumeNameMaxBytes.
-Status ValidateVolumeName(const std::string& name);
 
 }  // namespace ferry

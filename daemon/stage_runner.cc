@@ -9,38 +9,15 @@
 #include "base/bounds.h"
 #include "base/clock.h"
 #include "base/log.h"
-#include "daemon/json.h"
+#include "client/json.h"
 #include "daemon/metrics.h"
-#include "daemon/net.h"
+#include "client/net.h"
 
 namespace ferry {
 
 using nlohmann::json;
 
 namespace {
-
-
-const char* CompressName(CompressMode mode) {
-  switch (mode) {
-    case CompressMode::kAuto: return "auto";
-    case CompressMode::kNone: return "none";
-    case CompressMode::kLevel: return "level";
-  }
-  return "?";
-}
-
-// A field of a request: absent is the default; present, it must have the right type.
-template <typename T>
-Status Field(const json& object, const char* name, T* out) {
-  auto it = object.find(name);
-  if (it == object.end() || it->is_null()) return Status::Ok();
-  try {
-    *out = it->get<T>();
-  } catch (const json::exception&) {
-    return Status::InvalidArgument(std::string("field '") + name + "' has the wrong type (" + it->type_name() + ")");
-  }
-  return Status::Ok();
-}
 
 StageState StateFromName(const std::string& name) {
   for (StageState s : {StageState::kRunning, StageState::kCommitted, StageState::kFailed, StageState::kCancelled,
@@ -68,19 +45,19 @@ json SummaryJson(const SyncSummary& s) {
 
 SyncSummary SummaryFromJson(const json& j) {
   SyncSummary s;
-  (void)Field(j, "files_total", &s.files_total);
-  (void)Field(j, "files_sent", &s.files_sent);
-  (void)Field(j, "bytes_total", &s.bytes_total);
-  (void)Field(j, "bytes_sent_wire", &s.bytes_sent_wire);
-  (void)Field(j, "bytes_returned_wire", &s.bytes_returned_wire);
-  (void)Field(j, "entries_deleted", &s.entries_deleted);
-  (void)Field(j, "files_changed_during_read", &s.files_changed_during_read);
-  (void)Field(j, "files_vanished", &s.files_vanished);
-  (void)Field(j, "files_failed", &s.files_failed);
-  (void)Field(j, "target_bytes_hashed", &s.target_bytes_hashed);
-  (void)Field(j, "duration_s", &s.duration_s);
-  (void)Field(j, "streams", &s.streams);
-  (void)Field(j, "errors", &s.errors);
+  (void)JsonField(j, "files_total", &s.files_total);
+  (void)JsonField(j, "files_sent", &s.files_sent);
+  (void)JsonField(j, "bytes_total", &s.bytes_total);
+  (void)JsonField(j, "bytes_sent_wire", &s.bytes_sent_wire);
+  (void)JsonField(j, "bytes_returned_wire", &s.bytes_returned_wire);
+  (void)JsonField(j, "entries_deleted", &s.entries_deleted);
+  (void)JsonField(j, "files_changed_during_read", &s.files_changed_during_read);
+  (void)JsonField(j, "files_vanished", &s.files_vanished);
+  (void)JsonField(j, "files_failed", &s.files_failed);
+  (void)JsonField(j, "target_bytes_hashed", &s.target_bytes_hashed);
+  (void)JsonField(j, "duration_s", &s.duration_s);
+  (void)JsonField(j, "streams", &s.streams);
+  (void)JsonField(j, "errors", &s.errors);
   return s;
 }
 
@@ -95,65 +72,6 @@ const char* StageStateName(StageState state) {
     case StageState::kInterrupted: return "interrupted";
   }
   return "?";
-}
-
-json StageSpec::ToJson() const {
-  const SyncOptions& o = push.options;
-  return json{{"volume", volume},
-              {"target", target},
-              {"dry_run", o.dry_run},
-              {"checksum", o.checksum},
-              {"no_selinux", o.no_selinux},
-              {"no_xattrs", o.no_xattrs},
-              {"allow_empty_source", o.allow_empty_source},
-              {"block", o.block},
-              {"excludes", o.excludes},
-              {"bwlimit", push.bwlimit},
-              {"streams", push.streams},
-              {"compress", push.compress == CompressMode::kLevel ? json(push.compress_level)
-                                                                 : json(CompressName(push.compress))}};
-}
-
-Result<StageSpec> StageSpec::FromJson(const json& j) {
-  if (!j.is_object()) return Status::InvalidArgument("a stage is a JSON object");
-  StageSpec spec;
-  SyncOptions& o = spec.push.options;
-  for (Status s : {Field(j, "volume", &spec.volume), Field(j, "target", &spec.target), Field(j, "dry_run", &o.dry_run),
-                   Field(j, "checksum", &o.checksum), Field(j, "no_selinux", &o.no_selinux),
-                   Field(j, "no_xattrs", &o.no_xattrs),
-                   Field(j, "allow_empty_source", &o.allow_empty_source), Field(j, "block", &o.block),
-                   Field(j, "excludes", &o.excludes), Field(j, "bwlimit", &spec.push.bwlimit),
-                   Field(j, "streams", &spec.push.streams)}) {
-    if (!s.ok()) return s;
-  }
-  FERRY_RETURN_IF_ERROR(ValidateVolumeName(spec.volume).Annotate("field 'volume'"));
-  Result<Location> target = ParseLocation(spec.target);
-  if (!target.ok()) return target.status().Annotate("field 'target'");
-  if (!target->remote) return Status::InvalidArgument("field 'target' must be ferry://HOST:PORT/VOLUME[/PATH]");
-  spec.push.volume = target->volume;
-  spec.push.subpath = target->subpath;
-  if (spec.push.streams < 1 || spec.push.streams > kStreamsMax) {
-    return Status::InvalidArgument("field 'streams' must be 1 to " + std::to_string(kStreamsMax));
-  }
-  if (spec.push.bwlimit != 0 && spec.push.bwlimit < kBwlimitMinBytesPerSecond) {
-    return Status::InvalidArgument("field 'bwlimit' must be 0 (no limit) or at least 128K bytes per second");
-  }
-  if (o.excludes.size() > kExcludePatternsMax) return Status::InvalidArgument("field 'excludes' holds too many patterns");
-  if (auto c = j.find("compress"); c != j.end() && !c->is_null()) {
-    if (c->is_number_integer()) {
-      int level = c->get<int>();
-      if (level < 1 || level > kZstdLevelMax) {
-        return Status::InvalidArgument("field 'compress' must be auto, none or a level 1-" + std::to_string(kZstdLevelMax));
-      }
-      spec.push.compress = CompressMode::kLevel;
-      spec.push.compress_level = level;
-    } else if (c->is_string() && (*c == "auto" || *c == "none")) {
-      spec.push.compress = *c == "auto" ? CompressMode::kAuto : CompressMode::kNone;
-    } else {
-      return Status::InvalidArgument("field 'compress' must be auto, none or a level 1-" + std::to_string(kZstdLevelMax));
-    }
-  }
-  return spec;
 }
 
 json StageStatus::ToJson() const {
@@ -196,6 +114,14 @@ Status StageRunner::Open() {
   Result<std::shared_ptr<io::TlsContext>> tls = io::TlsContext::MakeUnlessInsecure(client, io::TlsContext::Role::kClient);
   if (!tls.ok()) return tls.status().Annotate("TLS towards other daemons");
   tls_ = *tls;
+  FERRY_RETURN_IF_ERROR(OpenJournal());
+  std::vector<StageStatus> resume;
+  LoadJournal(&resume);
+  Resume(resume);
+  return Status::Ok();
+}
+
+Status StageRunner::OpenJournal() {
   const std::string path = state_dir_ + "/stages.db";
   if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr) !=
       SQLITE_OK) {
@@ -213,6 +139,37 @@ Status StageRunner::Open() {
     sqlite3_free(error);
     return s;
   }
+  return Status::Ok();
+}
+
+namespace {
+
+// A row of the stage journal (id, spec, state, attempt, started_ms, finished_ms, result); false
+// for a damaged one (written by this code: skipped).
+bool StatusFromRow(sqlite3_stmt* stmt, StageStatus* st) {
+  st->id = static_cast<uint64_t>(sqlite3_column_int64(stmt, 0));
+  json spec = json::parse(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 1)), nullptr, false);
+  Result<StageSpec> parsed = StageSpec::FromJson(spec);
+  if (!parsed.ok()) return false;
+  st->spec = *parsed;
+  st->state = StateFromName(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 2)));
+  st->attempt = static_cast<uint32_t>(sqlite3_column_int64(stmt, 3));
+  st->started_unix_ms = sqlite3_column_int64(stmt, 4);
+  st->finished_unix_ms = sqlite3_column_int64(stmt, 5);
+  json result = json::parse(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 6)), nullptr, false);
+  if (result.is_object()) {
+    if (result.contains("summary")) {
+      st->summary = SummaryFromJson(result["summary"]);
+      st->finished_counts = true;
+    }
+    (void)JsonField(result, "error", &st->error);
+  }
+  return true;
+}
+
+}  // namespace
+
+void StageRunner::LoadJournal(std::vector<StageStatus>* resume) {
   // The last finished stages for List(), and the interrupted ones to resume.
   sqlite3_stmt* stmt = nullptr;
   sqlite3_prepare_v2(db_,
@@ -220,35 +177,21 @@ Status StageRunner::Open() {
                      " ORDER BY id DESC LIMIT ?",
                      -1, &stmt, nullptr);
   sqlite3_bind_int64(stmt, 1, static_cast<int64_t>(kStageHistoryMax + kStagesRunningMax));
-  std::vector<StageStatus> resume;
   while (sqlite3_step(stmt) == SQLITE_ROW) {
+    next_id_ = std::max(next_id_, static_cast<uint64_t>(sqlite3_column_int64(stmt, 0)) + 1);
     StageStatus st;
-    st.id = static_cast<uint64_t>(sqlite3_column_int64(stmt, 0));
-    next_id_ = std::max(next_id_, st.id + 1);
-    json spec = json::parse(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 1)), nullptr, false);
-    Result<StageSpec> parsed = StageSpec::FromJson(spec);
-    if (!parsed.ok()) continue;  // written by this code; a damaged row is skipped
-    st.spec = *parsed;
-    st.state = StateFromName(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 2)));
-    st.attempt = static_cast<uint32_t>(sqlite3_column_int64(stmt, 3));
-    st.started_unix_ms = sqlite3_column_int64(stmt, 4);
-    st.finished_unix_ms = sqlite3_column_int64(stmt, 5);
-    json result = json::parse(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 6)), nullptr, false);
-    if (result.is_object()) {
-      if (result.contains("summary")) {
-        st.summary = SummaryFromJson(result["summary"]);
-        st.finished_counts = true;
-      }
-      (void)Field(result, "error", &st.error);
-    }
+    if (!StatusFromRow(stmt, &st)) continue;
     if (st.state == StageState::kRunning || st.state == StageState::kInterrupted) {
-      resume.push_back(st);
+      resume->push_back(st);
     } else {
       finished_.insert(finished_.begin(), st);
     }
   }
   sqlite3_finalize(stmt);
   if (finished_.size() > kStageHistoryMax) finished_.erase(finished_.begin(), finished_.end() - kStageHistoryMax);
+}
+
+void StageRunner::Resume(const std::vector<StageStatus>& resume) {
   for (auto it = resume.rbegin(); it != resume.rend(); ++it) {
     LOG_INFO("resuming stage " + std::to_string(it->id) + " (" + it->spec.volume + " -> " + it->spec.target +
              "), interrupted when the daemon stopped");
@@ -263,7 +206,6 @@ Status StageRunner::Open() {
       LOG_WARN("stage " + std::to_string(it->id) + " not resumed: " + s.ToString());
     }
   }
-  return Status::Ok();
 }
 
 Status StageRunner::Journal(const StageStatus& st) {
@@ -344,39 +286,7 @@ void StageRunner::Run(Running* run) {
   } else if (!excludes.ok()) {
     summary = excludes.status();
   } else {
-    bool connected = false;  // once: a target never reached is a wrong address, not a fault
-    for (uint32_t tries = 1;; ++tries) {
-      summary = Push(run, *target, *excludes, &connected);
-      // A lost connection is tried again (a reset, a timeout, a target daemon restarting),
-      // after a growing pause; an answer from the target (no space, a refusal) is not.
-      if (summary.ok() || !summary.status().retryable() || !connected || run->cancel || tries >= kStageAttemptsMax) {
-        break;
-      }
-      const int wait_ms = std::min(kStageRetryBackoffMs << (tries - 1), kStageRetryBackoffMaxMs);
-      LOG_WARN("attempt " + std::to_string(run->status.attempt) + " failed: " + summary.status().ToString() +
-               "; trying again in " + std::to_string(wait_ms / 1000) + " s");
-      for (int waited = 0; waited < wait_ms && !run->cancel; waited += 50) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      }
-      if (run->cancel) break;
-      StageStatus st;
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        run->status.attempt += 1;
-        run->progress.entries_total = 0;
-        run->progress.files_needed = 0;
-        run->progress.bytes_needed = 0;
-        run->progress.needs_complete = false;
-        run->progress.files_sent = 0;
-        run->progress.bytes_sent = 0;
-        run->progress.bytes_skipped = 0;
-        run->changes = 0;
-        Snapshot(run, &st);
-        changed_.notify_all();
-      }
-      if (Status s = Journal(st); !s.ok()) LOG_WARN(s.ToString());
-      LOG_INFO("pushing to " + spec.target + " (attempt " + std::to_string(st.attempt) + ")");
-    }
+    summary = PushWithRetries(run, *target, *excludes);
   }
   StageState state = summary.ok() ? StageState::kCommitted : StageState::kFailed;
   if (!summary.ok() && run->cancel) {
@@ -385,6 +295,48 @@ void StageRunner::Run(Running* run) {
   }
   if (metrics_ != nullptr) metrics_->SessionEnded();
   Finish(run, state, summary);
+}
+
+// A lost connection is tried again (a reset, a timeout, a target daemon restarting), after a
+// growing pause; an answer from the target (no space, a refusal) is not, nor a target never
+// reached (a wrong address, not a fault).
+Result<SyncSummary> StageRunner::PushWithRetries(Running* run, const Location& target, const ExcludeList& excludes) {
+  bool connected = false;
+  for (uint32_t tries = 1;; ++tries) {
+    Result<SyncSummary> summary = Push(run, target, excludes, &connected);
+    if (summary.ok() || !summary.status().retryable() || !connected || run->cancel || tries >= kStageAttemptsMax) {
+      return summary;
+    }
+    const int wait_ms = std::min(kStageRetryBackoffMs << (tries - 1), kStageRetryBackoffMaxMs);
+    LOG_WARN("attempt " + std::to_string(run->status.attempt) + " failed: " + summary.status().ToString() +
+             "; trying again in " + std::to_string(wait_ms / 1000) + " s");
+    for (int waited = 0; waited < wait_ms && !run->cancel; waited += 50) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    if (run->cancel) return summary;
+    NextAttempt(run);
+  }
+}
+
+// The next attempt starts from zero: its progress, and a journalled attempt number.
+void StageRunner::NextAttempt(Running* run) {
+  StageStatus st;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    run->status.attempt += 1;
+    run->progress.entries_total = 0;
+    run->progress.files_needed = 0;
+    run->progress.bytes_needed = 0;
+    run->progress.needs_complete = false;
+    run->progress.files_sent = 0;
+    run->progress.bytes_sent = 0;
+    run->progress.bytes_skipped = 0;
+    run->changes = 0;
+    Snapshot(run, &st);
+    changed_.notify_all();
+  }
+  if (Status s = Journal(st); !s.ok()) LOG_WARN(s.ToString());
+  LOG_INFO("pushing to " + run->status.spec.target + " (attempt " + std::to_string(st.attempt) + ")");
 }
 
 Result<SyncSummary> StageRunner::Push(Running* run, const Location& target, const ExcludeList& excludes,

@@ -1,5 +1,5 @@
 // StageRunner: the stages a daemon pushes from its own volumes to other daemons when its control
-// API asks (daemon/control.h). Each stage runs on its own thread, holds its source volume (no
+// API asks (daemon/control_server.h). Each stage runs on its own thread, holds its source volume (no
 // receiving session can write into it meanwhile), can be watched and cancelled, and is recorded
 // in a journal (SQLite, STATE_DIR/stages.db) at every transition: a daemon stopped (SIGTERM) or
 // killed while stages run resumes them when it starts again, and keeps the last results.
@@ -22,8 +22,9 @@
 #include "agent/io/tls.h"
 #include "agent/sync_types.h"
 #include "base/result.h"
-#include "daemon/net.h"
-#include "daemon/push.h"
+#include "client/control_api.h"
+#include "client/net.h"
+#include "client/push.h"
 #include "daemon/session_server.h"
 
 struct sqlite3;
@@ -31,17 +32,6 @@ struct sqlite3;
 namespace ferry {
 
 class Metrics;
-
-// What to stage: a volume of this daemon pushed to a volume (or a path in one) on another.
-struct StageSpec {
-  std::string volume;  // the source: a volume of this daemon (pv:NAME too)
-  std::string target;  // ferry://HOST:PORT/VOLUME[/PATH]
-  PushSettings push;   // options; volume, subpath and source are filled in from the two above
-
-  nlohmann::json ToJson() const;
-  // Checks every field (types, ranges, the target URL); errors name the field.
-  static Result<StageSpec> FromJson(const nlohmann::json& json);
-};
 
 enum class StageState { kRunning, kCommitted, kFailed, kCancelled, kInterrupted };
 const char* StageStateName(StageState state);
@@ -96,7 +86,13 @@ class StageRunner {
  private:
   struct Running;
   Status Launch(uint64_t id, StageSpec spec, uint32_t attempt, int64_t started_unix_ms);
+  Status OpenJournal();
+  // The journal's last finished stages into finished_, and those it shows running into *resume.
+  void LoadJournal(std::vector<StageStatus>* resume);
+  void Resume(const std::vector<StageStatus>& resume);
   void Run(Running* run);
+  Result<SyncSummary> PushWithRetries(Running* run, const Location& target, const ExcludeList& excludes);
+  void NextAttempt(Running* run);
   // One attempt: connect to the target (*connected set once it answered) and push.
   Result<SyncSummary> Push(Running* run, const Location& target, const ExcludeList& excludes, bool* connected);
   void Finish(Running* run, StageState state, const Result<SyncSummary>& summary);

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A recorded kubectl STAND-IN for the unit test of ferry's Kubernetes hook (daemon/kube_hook.h).
+"""A recorded kubectl STAND-IN for the unit test of ferry's Kubernetes hook (coordinator/kube_hook.h).
 
 It is not kubectl and talks to no cluster: it keeps a few Deployments and StatefulSets per
 context and namespace in a JSON file ($FERRY_KUBECTL_STATE), answers the handful of commands the

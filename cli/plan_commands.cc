@@ -1,0 +1,218 @@
+// The coordinator's commands on a plan (ferry stage PLAN, status, report, migrate, cutover,
+// rollback): their flags, the terminal Console the coordinator speaks through, and the tables
+// and --json they print.
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <optional>
+
+#include "base/exit_code.h"
+#include "base/units.h"
+#include "cli/commands.h"
+#include "cli/flags.h"
+#include "cli/progress.h"
+#include "client/json.h"
+#include "coordinator/coordinator.h"
+#include "coordinator/report.h"
+
+namespace ferry {
+
+using nlohmann::json;
+
+namespace {
+
+// The coordinator's words on stderr: steps when progress is shown, warnings always; a stage's
+// pairs as progress lines while it runs.
+class TerminalConsole : public Console {
+ public:
+  explicit TerminalConsole(bool progress) : progress_(progress) {}
+  void Say(const std::string& line) override {
+    if (progress_) std::fprintf(stderr, "%s\n", line.c_str());
+  }
+  void Tell(const std::string& line) override { std::fprintf(stderr, "%s\n", line.c_str()); }
+  std::shared_ptr<void> ShowProgress(std::vector<Row> rows) override {
+    std::vector<ProgressPrinter::Row> lines;
+    for (const Row& r : rows) lines.push_back({r.label, r.progress});
+    return std::make_shared<ProgressPrinter>(std::move(lines), progress_);
+  }
+
+ private:
+  bool progress_;
+};
+
+void PrintStages(const std::vector<PairStage>& stages) {
+  std::printf("%-5s %-28s %9s %10s %12s %12s %8s  %s\n", "STAGE", "PAIR", "SECONDS", "FILES SENT", "CHANGED", "WIRE",
+              "IN READ", "RESULT");
+  for (const PairStage& s : stages) {
+    std::printf("%-5u %-28s %9.2f %10llu %12s %12s %8llu  %s%s%s\n", s.stage, s.pair.c_str(), s.seconds,
+                static_cast<unsigned long long>(s.files_sent), HumanBytes(static_cast<double>(s.bytes_changed)).c_str(),
+                HumanBytes(static_cast<double>(s.wire_bytes)).c_str(),
+                static_cast<unsigned long long>(s.changed_during_read), s.state.c_str(), s.error.empty() ? "" : ": ",
+                s.error.c_str());
+  }
+}
+
+json StagesJson(const std::vector<PairStage>& stages) {
+  json list = json::array();
+  for (const PairStage& s : stages) list.push_back(StageJson(s));
+  return list;
+}
+
+// `ferry status --json`: the figures, the prediction and, after a cutover, what was predicted
+// at its start and what it took (quiesce to switch).
+json StatusJson(const Plan& plan, const PlanStatus& status) {
+  const Prediction& p = status.prediction;
+  json out{{"plan", plan.name},
+           {"stages", StagesJson(status.stages)},
+           {"change_rate_bps", p.change_rate_bps},
+           {"throughput_bps", p.throughput_bps},
+           {"fixed_seconds", p.fixed_seconds},
+           {"final_stage_s", p.final_stage_s},
+           {"verify_s", p.verify_s},
+           {"hooks_s", p.hooks_s},
+           {"unmeasured_hooks", p.unmeasured_hooks},
+           {"converging", p.converging},
+           {"max_downtime_s", plan.policy.max_downtime_s},
+           {"ready", p.ready},
+           {"waiting_for", p.waiting_for}};
+  out["predicted_downtime_s"] = p.known ? json(p.predicted_downtime_s) : json(nullptr);
+  if (!status.events.empty()) {
+    out["state"] = status.events.back().state;
+    if (std::optional<Journal::Downtime> d = Journal::MigratedDowntime(status.events)) {
+      out["cutover_predicted_downtime_s"] = d->predicted_s;
+      out["actual_downtime_s"] = d->actual_s;
+    }
+    for (const Journal::Event& e : status.events) {
+      if (e.state == "rolled_back" || e.state == "rollback_failed") out["rollback_cause"] = e.detail;
+    }
+  }
+  return out;
+}
+
+void PrintStatus(const Plan& plan, const PlanStatus& status) {
+  const Prediction& p = status.prediction;
+  PrintStages(status.stages);
+  if (p.known) {
+    std::printf("change rate %s/s, stage throughput %s/s, fixed cost %.2f s: a cutover now takes %s (max_downtime %.0f s)\n",
+                HumanBytes(p.change_rate_bps).c_str(), HumanBytes(p.throughput_bps).c_str(), p.fixed_seconds,
+                DowntimeBreakdown(p).c_str(), plan.policy.max_downtime_s);
+  }
+  std::printf("%s\n", p.ready ? "ready to cut over" : ("waiting for " + p.waiting_for).c_str());
+}
+
+// A command on a plan, parsed: the plan, --state-dir and the command's own flags (in `vm`).
+struct PlanArgs {
+  int exit_code = -1;  // >= 0: the command ends with it (help printed, or the error said)
+  std::optional<Plan> plan;
+  std::string state_dir;
+  po::variables_map vm;
+};
+
+// `desc` holds the command's own flags; --state-dir is added. `required` (may be null): a flag
+// value that must be given, named in `needs` (" and --html FILE").
+PlanArgs ParsePlanArgs(const Args& args, const std::string& name, po::options_description& desc,
+                       const std::string* required = nullptr, const std::string& needs = "") {
+  PlanArgs out;
+  std::vector<std::string> positional;
+  desc.add_options()("state-dir", po::value(&out.state_dir)->default_value(DefaultStateDir()),
+                     "DIR: where the plan's journal is kept");
+  out.vm = ParseArgs(args, desc, 1, &positional);
+  if (out.vm.count("help")) {
+    std::cout << "usage: ferry " << name << " [options] PLAN\n" << desc;
+    out.exit_code = kExitOk;
+    return out;
+  }
+  if (positional.size() != 1 || (required != nullptr && required->empty())) {
+    std::fprintf(stderr, "ferry %s: need the PLAN file%s (see ferry %s --help)\n", name.c_str(), needs.c_str(),
+                 name.c_str());
+    out.exit_code = kExitUsage;
+    return out;
+  }
+  Result<Plan> plan = Plan::Load(positional[0]);
+  if (!plan.ok()) {
+    std::fprintf(stderr, "ferry %s: %s\n", name.c_str(), plan.status().ToString().c_str());
+    out.exit_code = kExitUsage;
+    return out;
+  }
+  out.plan.emplace(std::move(*plan));
+  return out;
+}
+
+// ferry migrate|cutover|rollback PLAN.
+int RunPlanCommand(const Args& args, const std::string& name, int (*run)(const Plan&, const std::string&, Console&)) {
+  po::options_description desc("ferry " + name + " options");
+  desc.add_options()("help,h", "show this help")("quiet,q", po::bool_switch(), "print only errors and the result");
+  PlanArgs a = ParsePlanArgs(args, name, desc);
+  if (a.exit_code >= 0) return a.exit_code;
+  TerminalConsole console(!a.vm["quiet"].as<bool>());
+  return run(*a.plan, a.state_dir, console);
+}
+
+}  // namespace
+
+int PlanStageCommand(const std::string& plan_path, const std::string& state_dir, bool progress, bool json_out) {
+  Result<Plan> plan = Plan::Load(plan_path);
+  if (!plan.ok()) {
+    std::fprintf(stderr, "ferry stage: %s\n", plan.status().ToString().c_str());
+    return kExitUsage;
+  }
+  TerminalConsole console(progress && !json_out);
+  Result<std::vector<PairStage>> results = StagePlan(*plan, state_dir, console);
+  if (!results.ok()) {
+    std::fprintf(stderr, "ferry stage: %s\n", results.status().ToString().c_str());
+    return kExitUsage;
+  }
+  if (json_out) {
+    std::printf("%s\n",
+                DumpJson(json{{"plan", plan->name}, {"stage", (*results)[0].stage}, {"pairs", StagesJson(*results)}})
+                    .c_str());
+  } else {
+    PrintStages(*results);
+  }
+  for (const PairStage& s : *results) {
+    if (s.state != "committed") return kExitStage;
+  }
+  return kExitOk;
+}
+
+int StatusCommand(const Args& args) {
+  po::options_description desc("ferry status options");
+  bool json_out = false;
+  desc.add_options()("help,h", "show this help")(
+      "json", po::bool_switch(&json_out), "one JSON object: the stages, change rate, predicted_downtime_s, what it waits for");
+  PlanArgs a = ParsePlanArgs(args, "status", desc);
+  if (a.exit_code >= 0) return a.exit_code;
+  Result<PlanStatus> status = ReadPlanStatus(*a.plan, a.state_dir);
+  if (!status.ok()) {
+    std::fprintf(stderr, "ferry status: %s\n", status.status().ToString().c_str());
+    return kExitUsage;
+  }
+  if (json_out) {
+    std::printf("%s\n", DumpJson(StatusJson(*a.plan, *status)).c_str());
+  } else {
+    PrintStatus(*a.plan, *status);
+  }
+  return kExitOk;
+}
+
+int ReportCommand(const Args& args) {
+  po::options_description desc("ferry report options");
+  std::string html;
+  desc.add_options()("help,h", "show this help")("html", po::value(&html),
+                                                 "FILE: write the report there (a page with no external file)");
+  PlanArgs a = ParsePlanArgs(args, "report", desc, &html, " and --html FILE");
+  if (a.exit_code >= 0) return a.exit_code;
+  Result<std::string> written = WritePlanReport(*a.plan, a.state_dir, html);
+  if (!written.ok()) {
+    std::fprintf(stderr, "ferry report: %s\n", written.status().ToString().c_str());
+    return kExitUsage;
+  }
+  std::fprintf(stderr, "%s\n", written->c_str());
+  return kExitOk;
+}
+
+int MigrateCommand(const Args& args) { return RunPlanCommand(args, "migrate", &RunMigrate); }
+int CutoverCommand(const Args& args) { return RunPlanCommand(args, "cutover", &RunCutover); }
+int RollbackCommand(const Args& args) { return RunPlanCommand(args, "rollback", &RunRollback); }
+
+}  // namespace ferry

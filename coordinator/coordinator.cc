@@ -1,0 +1,189 @@
+#include "coordinator/coordinator.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <thread>
+
+#include "base/exit_code.h"
+#include "coordinator/cutover.h"
+#include "coordinator/hooks.h"
+#include "coordinator/stages.h"
+
+namespace ferry {
+
+namespace {
+
+// A coordinator's hold on a plan: its journal (locked: one coordinator per plan) and TLS context.
+struct Session {
+  std::unique_ptr<Journal> journal;
+  std::shared_ptr<io::TlsContext> tls;
+};
+
+// `check_daemons`: ask every daemon first (not for a rollback, which needs only the hooks).
+// `command` names the command in the warning that an unreachable daemon is passed over.
+Result<Session> Open(const Plan& plan, const std::string& state_dir, Console& console, const char* command,
+                     bool check_daemons = true) {
+  Result<std::unique_ptr<Journal>> journal = Journal::Open(state_dir, plan.name);
+  if (!journal.ok()) return journal.status();
+  Result<std::shared_ptr<io::TlsContext>> tls =
+      io::TlsContext::MakeUnlessInsecure(plan.tls, io::TlsContext::Role::kClient);
+  if (!tls.ok()) return tls.status().Annotate(plan.path + ": auth");
+  FERRY_RETURN_IF_ERROR((*journal)->Lock());
+  if (check_daemons) {
+    Status daemons = CheckDaemons(plan, tls->get());
+    // Inside a cutover the way out (roll back, or go on to start the target) needs the hooks,
+    // not the daemons: an unreachable daemon must not keep the source app stopped.
+    if (!daemons.ok() && !InsideCutover((*journal)->LastState())) return daemons;
+    if (!daemons.ok()) {
+      console.Tell(std::string("ferry ") + command + ": " + daemons.ToString() +
+                   " (going on: the journal is inside a cutover)");
+    }
+  }
+  WaitForOrphanedHooks(plan, **journal, console);
+  return Session{std::move(*journal), std::move(*tls)};
+}
+
+// Open, or the reason said as "ferry COMMAND: ...".
+std::unique_ptr<Session> OpenOrSay(const Plan& plan, const std::string& state_dir, Console& console,
+                                   const char* command, bool check_daemons = true) {
+  Result<Session> session = Open(plan, state_dir, console, command, check_daemons);
+  if (!session.ok()) {
+    console.Tell(std::string("ferry ") + command + ": " + session.status().ToString());
+    return nullptr;
+  }
+  return std::make_unique<Session>(std::move(*session));
+}
+
+Prediction PredictFromJournal(Journal& journal, const Plan& plan) {
+  Result<std::vector<PairStage>> stages = journal.Stages();
+  return Predict(stages.ok() ? *stages : std::vector<PairStage>{}, plan, journal.HookSeconds(), LocalMinute());
+}
+
+// One stage of the migration and the prediction after it; the verify step's time is measured,
+// not guessed: once, the same dry run as the check after the final stage (it finds what the
+// running app changed; only its time counts).
+Prediction StageAndPredict(const Plan& plan, Session& session, Console& console) {
+  Journal& journal = *session.journal;
+  std::vector<PairStage> stages = StageAll(plan, journal, session.tls.get(), kStageKindStage, false, console);
+  console.Say("stage " + std::to_string(stages[0].stage) + ": " +
+              (AllCommitted(stages) ? "committed" : FirstError(stages)));
+  Prediction p = PredictFromJournal(journal, plan);
+  if (p.known && plan.policy.verify != Policy::Verify::kNone && !p.verify_measured) {
+    const bool full = plan.policy.verify == Policy::Verify::kFull;
+    console.Say("timing the verify step (a dry run" + std::string(full ? " comparing content" : "") + ")");
+    StageAll(plan, journal, session.tls.get(), kStageKindProbe, full, console);
+    p = PredictFromJournal(journal, plan);
+  }
+  if (p.known) console.Say("predicted downtime " + DowntimeBreakdown(p));
+  return p;
+}
+
+// Not converging: over the budget, and the last three stages predicted no better than the best
+// before them. (A prediction that fits and waits for the window keeps staging.)
+bool StoppedConverging(const Plan& plan, uint32_t n, const Prediction& p, const std::vector<double>& predictions) {
+  const size_t k = predictions.size();
+  return n >= plan.policy.min_stages && k >= 5 && p.predicted_downtime_s > plan.policy.max_downtime_s &&
+         std::min({predictions[k - 1], predictions[k - 2], predictions[k - 3]}) >=
+             *std::min_element(predictions.begin(), predictions.end() - 3);
+}
+
+// Stages until the prediction is ready: kExitOk then, else the exit code of why it stopped.
+int StageUntilReady(const Plan& plan, Session& session, Console& console) {
+  Journal& journal = *session.journal;
+  std::vector<double> predictions;  // of this run's stages, to see whether they still converge
+  for (uint32_t n = 1;; ++n) {
+    Prediction p = StageAndPredict(plan, session, console);
+    if (p.known) predictions.push_back(p.predicted_downtime_s);
+    char line[600];
+    if (p.ready) {
+      std::snprintf(line, sizeof(line), "the predicted downtime fits max_downtime %.0f s", plan.policy.max_downtime_s);
+      console.Say(line);
+      return kExitOk;
+    }
+    if (StoppedConverging(plan, n, p, predictions)) {
+      std::snprintf(line, sizeof(line),
+                    "ferry migrate: the stages stopped converging: the predicted downtime stays at %.1f s (best %.1f "
+                    "s) over %u stages, above max_downtime %.0f s: the app changes data as fast as a stage moves it. "
+                    "Not cutting over: raise max_downtime, or slow the app's writes and run again",
+                    predictions.back(), *std::min_element(predictions.begin(), predictions.end()), n,
+                    plan.policy.max_downtime_s);
+      console.Tell(line);
+      (void)journal.Transition("not_converging", p.waiting_for);
+      return kExitStage;
+    }
+    if (n >= plan.policy.max_stages) {
+      console.Tell("ferry migrate: " + std::to_string(n) + " stages and still waiting for " + p.waiting_for +
+                   ": not cutting over (raise max_downtime or max_stages, or slow the app's writes)");
+      (void)journal.Transition("max_stages", p.waiting_for);
+      return kExitStage;
+    }
+    if (plan.policy.stage_interval_s > 0) {
+      std::this_thread::sleep_for(std::chrono::duration<double>(plan.policy.stage_interval_s));
+    }
+  }
+}
+
+}  // namespace
+
+Result<std::vector<PairStage>> StagePlan(const Plan& plan, const std::string& state_dir, Console& console) {
+  Result<Session> session = Open(plan, state_dir, console, "stage");
+  if (!session.ok()) return session.status();
+  return StageAll(plan, *session->journal, session->tls.get(), kStageKindStage, false, console);
+}
+
+Result<PlanStatus> ReadPlanStatus(const Plan& plan, const std::string& state_dir) {
+  Result<std::unique_ptr<Journal>> journal = Journal::Open(state_dir, plan.name);
+  if (!journal.ok()) return journal.status();
+  Result<std::vector<PairStage>> stages = (*journal)->Stages();
+  if (!stages.ok()) return stages.status();
+  PlanStatus status;
+  status.stages = std::move(*stages);
+  status.prediction = Predict(status.stages, plan, (*journal)->HookSeconds(), LocalMinute());
+  if (Result<std::vector<Journal::Event>> events = (*journal)->Events(); events.ok()) status.events = std::move(*events);
+  return status;
+}
+
+int RunMigrate(const Plan& plan, const std::string& state_dir, Console& console) {
+  std::unique_ptr<Session> session = OpenOrSay(plan, state_dir, console, "migrate");
+  if (!session) return kExitUsage;
+  Journal& journal = *session->journal;
+  Cutover cutover(plan, journal, session->tls.get(), console);
+  const std::string last = journal.LastState();
+  if (last == "migrated") {
+    console.Tell("ferry migrate: plan " + plan.name + " is already migrated (journal " + state_dir + "/plans/" +
+                 plan.name + ".db)");
+    return kExitOk;
+  }
+  // A cutover was under way when the coordinator stopped (docs: README "Coordinator").
+  if (InsideCutover(last)) return cutover.Continue();
+  (void)journal.Transition("staging", "");
+  if (int code = StageUntilReady(plan, *session, console); code != kExitOk) return code;
+  if (!plan.policy.cutover_auto) {
+    console.Tell("ready to cut over: run ferry cutover " + plan.path);
+    return kExitOk;
+  }
+  return cutover.Start();
+}
+
+int RunCutover(const Plan& plan, const std::string& state_dir, Console& console) {
+  std::unique_ptr<Session> session = OpenOrSay(plan, state_dir, console, "cutover");
+  if (!session) return kExitUsage;
+  return Cutover(plan, *session->journal, session->tls.get(), console).Continue();
+}
+
+int RunRollback(const Plan& plan, const std::string& state_dir, Console& console) {
+  std::unique_ptr<Session> session = OpenOrSay(plan, state_dir, console, "rollback", /*check_daemons=*/false);
+  if (!session) return kExitUsage;
+  if (session->journal->LastState() == "migrated") {
+    console.Tell("ferry rollback: plan " + plan.name +
+                 " is migrated: its app runs on the target. Resuming the source now would run it twice; stop the "
+                 "target app first and start the source by hand");
+    return kExitUsage;
+  }
+  Cutover(plan, *session->journal, session->tls.get(), console).RollBack();
+  return session->journal->LastState() == "rolled_back" ? kExitOk : kExitStage;
+}
+
+}  // namespace ferry

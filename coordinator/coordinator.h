@@ -1,0 +1,40 @@
+// The coordinator's commands on a plan: `ferry stage PLAN` (one stage of every pair), `ferry
+// status PLAN` (the journal's figures and the prediction), `ferry migrate PLAN` (stages until the
+// prediction fits the policy, then the cutover), `ferry cutover PLAN` and `ferry rollback PLAN`.
+// It talks to the daemons only through their control API (coordinator/stages.h); the journal
+// (STATE_DIR/plans/NAME.db, coordinator/journal.h) records every stage and transition; the
+// cutover is the state machine of coordinator/cutover.h. What the operator reads goes through a
+// Console (the command line's); tables and --json are the command line's to print.
+// Threading: the caller's thread (a stage runs one thread per pair inside).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "coordinator/console.h"
+#include "coordinator/journal.h"
+#include "coordinator/plan.h"
+#include "coordinator/prediction.h"
+
+namespace ferry {
+
+// `ferry stage PLAN`: one stage of every pair, journalled; the pairs' results (a failed pair is a
+// result, not an error: the error is a journal, a lock or a daemon that does not answer).
+Result<std::vector<PairStage>> StagePlan(const Plan& plan, const std::string& state_dir, Console& console);
+
+// `ferry status PLAN`: what the journal holds and what it predicts.
+struct PlanStatus {
+  std::vector<PairStage> stages;
+  Prediction prediction;
+  std::vector<Journal::Event> events;  // the migration's transitions, oldest first
+};
+Result<PlanStatus> ReadPlanStatus(const Plan& plan, const std::string& state_dir);
+
+// `ferry migrate PLAN`: stages until the prediction fits the policy, then (cutover: auto) the
+// cutover. `ferry cutover PLAN`, `ferry rollback PLAN`. Exit codes (base/exit_code.h).
+int RunMigrate(const Plan& plan, const std::string& state_dir, Console& console);
+int RunCutover(const Plan& plan, const std::string& state_dir, Console& console);
+int RunRollback(const Plan& plan, const std::string& state_dir, Console& console);
+
+}  // namespace ferry

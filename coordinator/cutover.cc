@@ -1,0 +1,279 @@
+#include "coordinator/cutover.h"
+
+#include <cstdio>
+
+#include "base/check.h"
+#include "base/clock.h"
+#include "base/exit_code.h"
+#include "coordinator/hooks.h"
+#include "coordinator/prediction.h"
+#include "coordinator/stages.h"
+
+namespace ferry {
+
+enum class Cutover::State {
+  kQuiescing,
+  kFinalStage,
+  kVerifying,
+  kStartingTarget,
+  kSwitchingTraffic,
+  kMigrated,
+  kSwitchFailed,
+  kRollingBack,
+  kRolledBack,
+  kRollbackFailed,
+  // Not journalled: where a run ends without a new transition.
+  kDone,      // the journal says migrated: nothing to do
+  kStopped,   // a transition could not be journalled: nothing else is done
+  kOperator,  // a switch failed earlier and the target runs: the operator decides
+  kNone,      // (a column's "no arrow")
+};
+
+// One row of the machine. A state is journalled (with its detail) before its work runs; then
+// the work's result picks the arrow. `applies` false: the state is passed over (not journalled).
+struct Cutover::Transition {
+  State state;
+  const char* name;                     // as journalled (nullptr: not journalled)
+  bool (Cutover::*applies)() const;     // nullptr: always
+  std::string (Cutover::*detail)();     // nullptr: ""
+  bool (Cutover::*work)();
+  State on_success;                     // kNone: the run ends here with `exit_code`
+  State on_failure;
+  State on_journal_failure;             // kNone: carry on (the rollback's own steps)
+  State on_resume;                      // a coordinator that finds this state last in the journal
+  bool announced;                       // "cutover: STATE (DETAIL)" when progress is shown
+  int exit_code;
+};
+
+using S = Cutover::State;
+using C = Cutover;
+
+// The README's list of the cutover's states ("Migrations"), in order. Checked against it by a
+// reader; every arrow of the machine is here and nowhere else.
+// clang-format off
+const Cutover::Transition Cutover::kTransitions[] = {
+  // state               journalled            applies        detail                 work              on success           on failure        on journal failure  on resume            said   exit
+  {S::kQuiescing,        "quiescing",          nullptr,       &C::PredictedDetail,   &C::Quiesce,      S::kFinalStage,      S::kRollingBack,    S::kStopped,      S::kRollingBack,     true,  kExitStage},
+  {S::kFinalStage,       "final_stage",        nullptr,       nullptr,               &C::FinalStage,   S::kVerifying,       S::kRollingBack,    S::kRollingBack,  S::kRollingBack,     true,  kExitStage},
+  {S::kVerifying,        "verifying",          &C::Verifies,  &C::VerifyDetail,      &C::Verify,       S::kStartingTarget,  S::kRollingBack,    S::kRollingBack,  S::kRollingBack,     true,  kExitStage},
+  // From here on the target's data is final and checked: the way is forward. A coordinator
+  // killed in these steps runs the step's hook again when it restarts, so start_target and
+  // switch_traffic must be idempotent: the target is never started twice from scratch.
+  {S::kStartingTarget,   "starting_target",    nullptr,       nullptr,               &C::StartTarget,  S::kSwitchingTraffic, S::kRollingBack,   S::kStopped,      S::kStartingTarget,  true,  kExitStage},
+  // The target runs: rolling back after a failed switch would leave two; the operator decides.
+  {S::kSwitchingTraffic, "switching_traffic",  nullptr,       nullptr,               &C::SwitchTraffic, S::kMigrated,       S::kSwitchFailed,   S::kStopped,      S::kSwitchingTraffic, true, kExitStage},
+  {S::kMigrated,         "migrated",           nullptr,       &C::DowntimeDetail,    &C::Migrated,     S::kNone,            S::kNone,           S::kNone,         S::kDone,            false, kExitOk},
+  {S::kSwitchFailed,     "switch_failed",      nullptr,       &C::SwitchDetail,      &C::SwitchFailed, S::kNone,            S::kNone,           S::kNone,         S::kOperator,        false, kExitStage},
+  {S::kRollingBack,      "rolling_back",       nullptr,       &C::RollbackDetail,    &C::ResumeSource, S::kRolledBack,      S::kRollbackFailed, S::kNone,         S::kRollingBack,     false, kExitStage},
+  {S::kRolledBack,       "rolled_back",        nullptr,       &C::RollbackDetail,    &C::RolledBack,   S::kNone,            S::kNone,           S::kNone,         S::kNone,            false, kExitStage},
+  {S::kRollbackFailed,   "rollback_failed",    nullptr,       &C::RollbackErrorDetail, &C::RollbackFailed, S::kNone,        S::kNone,           S::kNone,         S::kRollingBack,     false, kExitStage},
+  {S::kDone,             nullptr,              nullptr,       nullptr,               &C::Nothing,      S::kNone,            S::kNone,           S::kNone,         S::kNone,            false, kExitOk},
+  {S::kStopped,          nullptr,              nullptr,       nullptr,               &C::Nothing,      S::kNone,            S::kNone,           S::kNone,         S::kNone,            false, kExitTarget},
+  {S::kOperator,         nullptr,              nullptr,       nullptr,               &C::AwaitOperator, S::kNone,           S::kNone,           S::kNone,         S::kNone,            false, kExitStage},
+};
+// clang-format on
+
+const Cutover::Transition& Cutover::Row(State state) {
+  for (const Transition& t : kTransitions) {
+    if (t.state == state) return t;
+  }
+  CHECK(false && "a cutover state without a row");
+  return kTransitions[0];
+}
+
+bool Cutover::Inside(const std::string& state) {
+  for (const Transition& t : kTransitions) {
+    if (t.name != nullptr && state == t.name) return t.on_resume != S::kDone && t.on_resume != S::kNone;
+  }
+  return false;
+}
+
+bool InsideCutover(const std::string& state) { return Cutover::Inside(state); }
+
+int Cutover::Start() {
+  if (plan_.policy.window && !InWindow(LocalMinute(), *plan_.policy.window)) {
+    auto [from, to] = *plan_.policy.window;
+    char line[200];
+    std::snprintf(line, sizeof(line),
+                  "ferry: not cutting over outside the window %02d:%02d-%02d:%02d (local time): the source app keeps "
+                  "running",
+                  from / 60, from % 60, to / 60, to % 60);
+    console_.Tell(line);
+    return kExitStage;
+  }
+  return Run(S::kQuiescing);
+}
+
+int Cutover::Continue() {
+  const std::string last = journal_.LastState();
+  for (const Transition& t : kTransitions) {
+    if (t.name == nullptr || last != t.name || t.on_resume == S::kNone) continue;
+    failed_step_ = last;
+    cause_ = "the coordinator stopped during the cutover";
+    return Run(t.on_resume);
+  }
+  return Start();  // the journal ends outside a cutover: a new one
+}
+
+int Cutover::RollBack() {
+  failed_step_ = "operator";
+  cause_ = "ferry rollback";
+  return Run(S::kRollingBack);
+}
+
+int Cutover::Run(State state) {
+  for (;;) {
+    const Transition& t = Row(state);
+    if (t.applies != nullptr && !(this->*t.applies)()) {
+      state = t.on_success;
+      continue;
+    }
+    if (t.name != nullptr) {
+      const std::string detail = t.detail != nullptr ? (this->*t.detail)() : "";
+      Status journalled = journal_.Transition(t.name, detail);
+      if (!journalled.ok() && t.on_journal_failure != S::kNone)
+        console_.Tell("ferry: " + journalled.ToString());
+      if (t.announced) console_.Say(std::string("cutover: ") + t.name + (detail.empty() ? "" : " (" + detail + ")"));
+      if (!journalled.ok() && t.on_journal_failure != S::kNone) {
+        Fail(t.name, "journal");
+        state = t.on_journal_failure;
+        continue;
+      }
+    }
+    const bool ok = (this->*t.work)();
+    const State next = ok ? t.on_success : t.on_failure;
+    if (next == S::kNone) return t.exit_code;
+    state = next;
+  }
+}
+
+bool Cutover::Fail(const std::string& step, const std::string& cause) {
+  failed_step_ = step;
+  cause_ = cause;
+  return false;
+}
+
+bool Cutover::Verifies() const { return plan_.policy.verify != Policy::Verify::kNone; }
+
+std::string Cutover::PredictedDetail() {
+  Result<std::vector<PairStage>> stages = journal_.Stages();
+  Prediction p = Predict(stages.ok() ? *stages : std::vector<PairStage>{}, plan_, journal_.HookSeconds(), LocalMinute());
+  char predicted[64];
+  std::snprintf(predicted, sizeof(predicted), "predicted_downtime_s=%.3f", p.predicted_downtime_s);
+  return predicted;
+}
+
+std::string Cutover::VerifyDetail() {
+  return plan_.policy.verify == Policy::Verify::kFull ? "content" : "size and mtime";
+}
+
+// The downtime: from the quiesce (as journalled: a restarted coordinator counts the time it was
+// away) to the switch.
+std::string Cutover::DowntimeDetail() {
+  Journal::Downtime downtime;
+  Result<std::vector<Journal::Event>> events = journal_.Events();
+  if (events.ok()) {
+    for (const Journal::Event& e : *events) {
+      if (e.state == "quiescing") {
+        std::sscanf(e.detail.c_str(), "predicted_downtime_s=%lf", &downtime.predicted_s);
+        downtime.actual_s = static_cast<double>(NowUnixMs() - e.unix_ms) / 1000;
+      }
+    }
+  }
+  char line[120];
+  std::snprintf(line, sizeof(line), "migrated: downtime %.2f s (predicted %.2f s)", downtime.actual_s,
+                downtime.predicted_s);
+  migrated_line_ = line;
+  return Journal::DowntimeDetail(downtime);
+}
+
+std::string Cutover::RollbackDetail() { return failed_step_ + ": " + cause_; }
+std::string Cutover::SwitchDetail() { return switch_error_; }
+std::string Cutover::RollbackErrorDetail() { return rollback_error_; }
+
+bool Cutover::Quiesce() {
+  Status s = RunHook(plan_, journal_, console_, "quiesce_source");
+  return s.ok() || Fail("quiesce_source", s.ToString());
+}
+
+// Exact: the source is quiet, so nothing may change while it is read; one retry for a writer
+// that was still finishing when the hook returned.
+bool Cutover::FinalStage() {
+  uint64_t changed = 0;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    std::vector<PairStage> final_stage = StageAll(plan_, journal_, tls_, kStageKindFinal, false, console_);
+    if (!AllCommitted(final_stage)) return Fail("final_stage", FirstError(final_stage));
+    changed = 0;
+    for (const PairStage& s : final_stage) changed += s.changed_during_read;
+    if (changed == 0) return true;
+  }
+  return Fail("final_stage",
+              std::to_string(changed) + " files changed while read after the quiesce: is the source app really stopped?");
+}
+
+// Two scans agree: a dry run after the final stage finds nothing to do.
+bool Cutover::Verify() {
+  std::vector<PairStage> check =
+      StageAll(plan_, journal_, tls_, kStageKindCheck, plan_.policy.verify == Policy::Verify::kFull, console_);
+  if (!AllCommitted(check)) return Fail("verifying", FirstError(check));
+  for (const PairStage& s : check) {
+    if (s.changes != 0) {
+      return Fail("verifying", s.pair + ": the target still differs in " + std::to_string(s.changes) +
+                                   " entries after the final stage (the source changed after the quiesce?)");
+    }
+  }
+  return true;
+}
+
+bool Cutover::StartTarget() {
+  Status s = RunHook(plan_, journal_, console_, "start_target");
+  return s.ok() || Fail("start_target", s.ToString());
+}
+
+bool Cutover::SwitchTraffic() {
+  Status s = RunHook(plan_, journal_, console_, "switch_traffic");
+  if (!s.ok()) switch_error_ = s.ToString();
+  return s.ok();
+}
+
+bool Cutover::Migrated() {
+  console_.Tell(migrated_line_);
+  return true;
+}
+
+bool Cutover::SwitchFailed() {
+  console_.Tell("ferry: " + switch_error_ +
+                "; the target app runs: fix the switch by hand, or stop the target and run ferry rollback");
+  return true;
+}
+
+bool Cutover::ResumeSource() {
+  if (failed_step_ == "operator") {
+    console_.Tell("ferry: rolling back: resuming the source app");
+  } else {
+    console_.Tell("ferry: cutover failed at " + failed_step_ + ": " + cause_ + "; rolling back");
+  }
+  Status s = RunHook(plan_, journal_, console_, "resume_source");
+  if (!s.ok()) rollback_error_ = s.ToString();
+  return s.ok();
+}
+
+bool Cutover::RolledBack() {
+  console_.Tell("rolled back: the source app runs again; the target was not started");
+  return true;
+}
+
+bool Cutover::RollbackFailed() {
+  console_.Tell("ferry: rollback: " + rollback_error_ + ": the source app is still stopped: start it by hand");
+  return true;
+}
+
+bool Cutover::AwaitOperator() {
+  console_.Tell(
+      "ferry cutover: switch_traffic failed and the target app runs. Fix the switch by hand, or stop the target app "
+      "and run ferry rollback " +
+      plan_.path);
+  return true;
+}
+
+}  // namespace ferry

@@ -1,0 +1,101 @@
+// A migration's journal: STATE_DIR/plans/NAME.db (SQLite, WAL, synchronous=FULL). It holds
+// every stage of every pair, every transition of the migration (written before it is acted
+// on), the measured duration of every hook and the replicas a Kubernetes hook scaled down, so
+// that a coordinator killed at any point knows where it was.
+// Threading: one Journal per thread (SQLite connection).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "client/json.h"
+
+struct sqlite3;
+
+namespace ferry {
+
+// One pair's part of one stage of the plan.
+struct PairStage {
+  uint32_t stage = 0;  // 1, 2, ...
+  std::string pair;    // PairSpec::Name()
+  int64_t started_unix_ms = 0;
+  double seconds = 0;
+  uint64_t entries = 0, files_sent = 0, bytes_changed = 0, wire_bytes = 0, changed_during_read = 0;
+  uint64_t bytes_total = 0;  // the source volume's file bytes
+  uint64_t changes = 0;      // a check (dry run): what still differs
+  // stage; final (after the quiesce); check (a dry run after it that must find nothing); probe (the
+  // same dry run while staging, to time the verify step)
+  std::string kind = "stage";
+  std::string state;  // committed, failed, cancelled, interrupted
+  std::string error;
+  bool dry_run() const { return kind == "check" || kind == "probe"; }
+};
+
+nlohmann::json StageJson(const PairStage& s);
+
+class Journal {
+ public:
+  ~Journal();
+  static Result<std::unique_ptr<Journal>> Open(const std::string& state_dir,
+                                               const std::string& plan_name);
+  // One coordinator per plan: held until the Journal closes (STATE_DIR/plans/NAME.lock, flock).
+  // Fails when another coordinator (migrate, stage, cutover, rollback) runs this plan.
+  Status Lock();
+  uint32_t NextStage();
+  Status Record(const PairStage& stage);
+  Result<std::vector<PairStage>> Stages();
+  // The migration's transitions, each recorded (durably) before it is acted on.
+  Status Transition(const std::string& state, const std::string& detail);
+  struct Event {
+    int64_t unix_ms = 0;
+    std::string state, detail;
+  };
+  Result<std::vector<Event>> Events();
+  // The last state recorded ("" when none).
+  std::string LastState();
+
+  // The downtime of a cutover, as its "migrated" transition records it.
+  struct Downtime {
+    double predicted_s = 0, actual_s = 0;
+  };
+  static std::string DowntimeDetail(const Downtime& d);
+  // The last cutover's, if the plan was migrated.
+  static std::optional<Downtime> MigratedDowntime(const std::vector<Event>& events);
+
+  // A hook's run: recorded when it starts, with its process group (a coordinator killed while
+  // a hook runs leaves the hook running: the next one waits for it), and when it ends.
+  Result<int64_t> HookStarted(const std::string& name, int64_t pgid);
+  Status HookEnded(int64_t run, double seconds, bool ok);
+  struct HookRun {
+    int64_t run = 0, pgid = 0, started_unix_ms = 0;
+    std::string name;
+  };
+  std::vector<HookRun> UnfinishedHooks();
+  // How long each hook took the last time it succeeded (name -> seconds).
+  std::map<std::string, double> HookSeconds();
+
+  // The replicas a Kubernetes quiesce scaled down, keyed by where the object lives.
+  struct Replicas {
+    std::string context, namespace_, kind, name;
+    int64_t replicas = 0;
+  };
+  Status SaveReplicas(const Replicas& r);
+  // The saved count for this object; failing that (unless `same_place_only`), for an object of
+  // the same kind and name in another context (the source's count, for the target's copy of
+  // the app).
+  std::optional<int64_t> FindReplicas(const std::string& context, const std::string& namespace_,
+                                      const std::string& kind, const std::string& name,
+                                      bool same_place_only = false);
+
+ private:
+  sqlite3* db_ = nullptr;
+  std::string path_;
+  int lock_fd_ = -1;
+};
+
+}  // namespace ferry

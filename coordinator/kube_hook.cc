@@ -1,0 +1,209 @@
+#include "coordinator/kube_hook.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <optional>
+#include <thread>
+
+#include "client/json.h"
+#include "coordinator/process.h"
+
+namespace ferry {
+
+using nlohmann::json;
+
+namespace {
+
+// A Deployment or StatefulSet the selector picked.
+struct Workload {
+  std::string kind;  // deployment, statefulset (kubectl's resource names)
+  std::string name;
+  int64_t replicas = 1;
+  std::optional<int64_t> annotated;  // ferry.io/original-replicas
+  std::string pod_selector;          // its spec.selector.matchLabels as k=v,k=v
+  std::string Ref() const { return kind + "/" + name; }
+};
+
+// kubectl with the hook's context and namespace, within the hook's deadline.
+class Kubectl {
+ public:
+  Kubectl(const std::string& hook_name, const HookSpec& hook)
+      : hook_name_(hook_name),
+        hook_(hook),
+        deadline_(std::chrono::steady_clock::now() +
+                  std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                      std::chrono::duration<double>(hook.timeout_s))) {}
+
+  double Remaining() const {
+    return std::chrono::duration<double>(deadline_ - std::chrono::steady_clock::now()).count();
+  }
+
+  Status Error(const std::string& what) const {
+    return Status::Aborted("hook " + hook_name_ + " (kubernetes context " +
+                           hook_.kubernetes.context + ", namespace " + hook_.kubernetes.namespace_ +
+                           ", selector " + hook_.kubernetes.selector + "): " + what);
+  }
+
+  // stdout of `kubectl --context C --namespace N ARGS...`.
+  Result<std::string> Run(const std::vector<std::string>& args) const {
+    if (Remaining() <= 0) return Error("ran over its timeout");
+    std::vector<std::string> argv{"kubectl", "--context", hook_.kubernetes.context, "--namespace",
+                                  hook_.kubernetes.namespace_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    Result<ProcessResult> r = RunProcess(argv, Remaining(), /*capture=*/true);
+    if (!r.ok()) return Error(r.status().ToString());
+    if (!r->ok()) {
+      std::string err = r->err;
+      while (!err.empty() && (err.back() == '\n' || err.back() == ' ')) err.pop_back();
+      std::string command;
+      for (const std::string& a : args) command += " " + a;
+      return Error("kubectl" + command + " " + r->How(Remaining()) +
+                   (err.empty() ? "" : ": " + err));
+    }
+    return r->out;
+  }
+
+  Result<std::vector<Workload>> Workloads() const {
+    Result<std::string> out = Run({"get", "deployments,statefulsets", "--selector",
+                                   hook_.kubernetes.selector, "--output", "json"});
+    if (!out.ok()) return out.status();
+    json list = json::parse(*out, nullptr, false);
+    if (!list.is_object() || !list.contains("items") || !list["items"].is_array()) {
+      return Error("kubectl get did not print a JSON list");
+    }
+    std::vector<Workload> workloads;
+    for (const json& item : list["items"]) {
+      Workload w;
+      std::string kind = item.value("kind", "");
+      std::transform(kind.begin(), kind.end(), kind.begin(),
+                     [](char c) { return static_cast<char>(std::tolower(c)); });
+      w.kind = kind;
+      const json meta = item.value("metadata", json::object());
+      const json spec = item.value("spec", json::object());
+      w.name = meta.value("name", "");
+      if (w.name.empty() || (kind != "deployment" && kind != "statefulset")) continue;
+      w.replicas = spec.contains("replicas") && spec["replicas"].is_number_integer()
+                       ? spec["replicas"].get<int64_t>()
+                       : 1;
+      const json annotations = meta.value("annotations", json::object());
+      if (annotations.contains(kOriginalReplicasAnnotation) &&
+          annotations[kOriginalReplicasAnnotation].is_string()) {
+        const std::string& v =
+            annotations[kOriginalReplicasAnnotation].get_ref<const std::string&>();
+        char* end = nullptr;
+        long long n = std::strtoll(v.c_str(), &end, 10);
+        if (end != v.c_str() && *end == '\0' && n >= 0) w.annotated = n;
+      }
+      const json labels =
+          spec.value("selector", json::object()).value("matchLabels", json::object());
+      for (auto it = labels.begin(); it != labels.end(); ++it) {
+        if (!it.value().is_string()) continue;
+        w.pod_selector +=
+            (w.pod_selector.empty() ? "" : ",") + it.key() + "=" + it.value().get<std::string>();
+      }
+      if (w.pod_selector.empty()) w.pod_selector = hook_.kubernetes.selector;
+      workloads.push_back(w);
+    }
+    if (workloads.empty()) return Error("the selector picks no Deployment or StatefulSet");
+    return workloads;
+  }
+
+  const HookSpec& hook() const { return hook_; }
+
+ private:
+  std::string hook_name_;
+  const HookSpec& hook_;
+  std::chrono::steady_clock::time_point deadline_;
+};
+
+void Say(Console& console, const std::string& hook, const std::string& line) {
+  console.Tell("hook " + hook + ": " + line);
+}
+
+Status Quiesce(const std::string& name, const Kubectl& k, Journal& journal, Console& console) {
+  Result<std::vector<Workload>> workloads = k.Workloads();
+  if (!workloads.ok()) return workloads.status();
+  const HookSpec::Kubernetes& where = k.hook().kubernetes;
+  for (const Workload& w : *workloads) {
+    if (w.replicas == 0) {
+      // Already at 0: a quiesce cut short, or an app that was not running. The count to bring
+      // back is the one saved then, if any.
+      if (journal.FindReplicas(where.context, where.namespace_, w.kind, w.name,
+                               /*same_place_only=*/true))
+        continue;
+      FERRY_RETURN_IF_ERROR(journal.SaveReplicas(
+          {where.context, where.namespace_, w.kind, w.name, w.annotated.value_or(0)}));
+      continue;
+    }
+    FERRY_RETURN_IF_ERROR(
+        journal.SaveReplicas({where.context, where.namespace_, w.kind, w.name, w.replicas}));
+    Result<std::string> r =
+        k.Run({"annotate", "--overwrite", w.Ref(),
+               std::string(kOriginalReplicasAnnotation) + "=" + std::to_string(w.replicas)});
+    if (r.ok()) r = k.Run({"scale", w.Ref(), "--replicas=0"});
+    if (!r.ok()) return r.status();
+    Say(console, name, w.Ref() + " scaled from " + std::to_string(w.replicas) + " to 0 replicas");
+  }
+  // Quiet means no pod of these workloads is left, terminating ones included.
+  for (const Workload& w : *workloads) {
+    for (int wait_ms = 100;; wait_ms = std::min(2 * wait_ms, 1000)) {
+      Result<std::string> pods =
+          k.Run({"get", "pods", "--selector", w.pod_selector, "--output", "name"});
+      if (!pods.ok()) return pods.status();
+      if (pods->find_first_not_of(" \n") == std::string::npos) break;
+      if (k.Remaining() <= 0.5)
+        return k.Error("pods of " + w.Ref() + " still there at the timeout: " + *pods);
+      std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
+    }
+  }
+  Say(console, name, "no pod of the selected workloads is left");
+  return Status::Ok();
+}
+
+Status Restore(const std::string& name, const Kubectl& k, Journal& journal, Console& console) {
+  Result<std::vector<Workload>> workloads = k.Workloads();
+  if (!workloads.ok()) return workloads.status();
+  const HookSpec::Kubernetes& where = k.hook().kubernetes;
+  for (const Workload& w : *workloads) {
+    if (w.replicas != 0) {
+      Say(console, name, w.Ref() + " left alone: it has " + std::to_string(w.replicas) + " replicas, not 0");
+      continue;
+    }
+    std::optional<int64_t> count =
+        journal.FindReplicas(where.context, where.namespace_, w.kind, w.name);
+    if (!count) count = w.annotated;
+    if (!count) {
+      return k.Error(w.Ref() +
+                     " is at 0 replicas and no count is known for it (not in the journal, no " +
+                     kOriginalReplicasAnnotation + " annotation): scale it by hand");
+    }
+    if (*count > 0) {
+      Result<std::string> r = k.Run({"scale", w.Ref(), "--replicas=" + std::to_string(*count)});
+      if (!r.ok()) return r.status();
+      Say(console, name, w.Ref() + " scaled from 0 to " + std::to_string(*count) + " replicas");
+    }
+    if (w.annotated) {
+      Result<std::string> r =
+          k.Run({"annotate", w.Ref(), std::string(kOriginalReplicasAnnotation) + "-"});
+      if (!r.ok()) return r.status();
+    }
+    if (*count > 0) {
+      const long seconds = std::max(1L, static_cast<long>(k.Remaining()));
+      Result<std::string> r =
+          k.Run({"rollout", "status", w.Ref(), "--timeout=" + std::to_string(seconds) + "s"});
+      if (!r.ok()) return r.status();
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status RunKubernetesHook(const std::string& name, const HookSpec& hook, KubeAction action,
+                         Journal& journal, Console& console) {
+  Kubectl k(name, hook);
+  return action == KubeAction::kQuiesce ? Quiesce(name, k, journal, console) : Restore(name, k, journal, console);
+}
+
+}  // namespace ferry

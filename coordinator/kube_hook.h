@@ -1,0 +1,39 @@
+// The built-in Kubernetes hook of a plan (`{kubernetes: {context, namespace, selector}}`):
+// quiesce scales the Deployments and StatefulSets the label selector picks to 0 replicas and
+// waits until their pods are gone; start and resume scale them back. Everything goes through
+// kubectl (the operator's kubeconfig and contexts, no client library to keep in step with the
+// API server).
+//
+// Replica bookkeeping, so that a coordinator killed half-way never loses the count:
+//   - before an object is scaled down its replicas are saved in the plan's journal and as the
+//     annotation ferry.io/original-replicas on the object; an object already at 0 that carries
+//     the annotation (a quiesce that was cut short) keeps the annotated count;
+//   - restore touches an object only while it is still at 0 (someone who scaled it since wins),
+//     to the journal's count for it (or for the same kind and name in another context: the
+//     source's count, for the target's copy of the app), else its annotation; then removes the
+//     annotation and waits for `kubectl rollout status`.
+// Threading: blocking, on the coordinator's thread.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "coordinator/console.h"
+#include "coordinator/journal.h"
+#include "coordinator/plan.h"
+
+namespace ferry {
+
+inline constexpr const char* kOriginalReplicasAnnotation = "ferry.io/original-replicas";
+
+enum class KubeAction { kQuiesce, kRestore };
+
+// Runs the hook within `hook.timeout_s`; the error names the hook, the object and kubectl's
+// own message.
+// Each object scaled (or left alone) is told to `console` ("hook NAME: deployment/db scaled
+// from 2 to 0 replicas").
+Status RunKubernetesHook(const std::string& name, const HookSpec& hook, KubeAction action,
+                         Journal& journal, Console& console);
+
+}  // namespace ferry

@@ -1,0 +1,416 @@
+#include "coordinator/plan.h"
+
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cctype>
+#include <cstdlib>
+#include <set>
+
+#include "client/net.h"
+
+namespace ferry {
+
+namespace {
+
+// Errors carry "FILE:LINE: " (yaml-cpp counts lines from 0).
+class Checker {
+ public:
+  explicit Checker(std::string path) : path_(std::move(path)) {}
+
+  Status Error(const YAML::Node& node, const std::string& what) const {
+    return Status::InvalidArgument(path_ + ":" + std::to_string(node.Mark().line + 1) + ": " +
+                                   what);
+  }
+
+  // A mapping whose keys are all in `allowed`.
+  Status Map(const YAML::Node& node, const std::string& where,
+             const std::set<std::string>& allowed) const {
+    if (!node.IsMap()) return Error(node, where + " must be a mapping (key: value)");
+    for (const auto& kv : node) {
+      const std::string key = kv.first.as<std::string>();
+      if (allowed.count(key) == 0) {
+        std::string list;
+        for (const std::string& a : allowed) list += (list.empty() ? "" : ", ") + a;
+        return Error(kv.first,
+                     where + ": unknown key '" + key + "' (expected one of: " + list + ")");
+      }
+    }
+    return Status::Ok();
+  }
+
+  Result<std::string> String(const YAML::Node& node, const std::string& where) const {
+    if (!node.IsScalar()) return Error(node, where + " must be a string");
+    return node.as<std::string>();
+  }
+
+  Result<std::vector<std::string>> Strings(const YAML::Node& node, const std::string& where) const {
+    if (!node.IsSequence()) return Error(node, where + " must be a list of strings");
+    std::vector<std::string> out;
+    for (const YAML::Node& item : node) {
+      Result<std::string> s = String(item, where + " item");
+      if (!s.ok()) return s.status();
+      out.push_back(*s);
+    }
+    return out;
+  }
+
+  Result<double> Seconds(const YAML::Node& node, const std::string& where) const {
+    Result<std::string> s = String(node, where);
+    if (!s.ok()) return s.status();
+    Result<double> d = ParseDuration(*s);
+    if (!d.ok()) return Error(node, where + ": " + d.status().message());
+    return d;
+  }
+
+  Result<uint32_t> Count(const YAML::Node& node, const std::string& where, uint32_t min,
+                         uint32_t max) const {
+    Result<std::string> s = String(node, where);
+    if (!s.ok()) return s.status();
+    char* end = nullptr;
+    unsigned long v = std::strtoul(s->c_str(), &end, 10);
+    if (s->empty() || *end != '\0' || v < min || v > max) {
+      return Error(node, where + " must be a whole number from " + std::to_string(min) + " to " +
+                             std::to_string(max) + ", not '" + *s + "'");
+    }
+    return static_cast<uint32_t>(v);
+  }
+
+  Result<bool> Bool(const YAML::Node& node, const std::string& where) const {
+    Result<std::string> s = String(node, where);
+    if (!s.ok()) return s.status();
+    if (*s == "true" || *s == "yes") return true;
+    if (*s == "false" || *s == "no") return false;
+    return Error(node, where + " must be true or false, not '" + *s + "'");
+  }
+
+  // A daemon URL without a volume: ferry://HOST:PORT.
+  Result<std::string> Daemon(const YAML::Node& node, const std::string& where) const {
+    Result<std::string> s = String(node, where);
+    if (!s.ok()) return s.status();
+    Result<HostPort> hp = ParseDaemonUrl(*s, /*allow_path=*/false);
+    if (!hp.ok()) return Error(node, where + " must be ferry://HOST:PORT, not '" + *s + "'");
+    return "ferry://" + hp->ToString();
+  }
+
+  // A file named in the plan: relative to the plan's directory.
+  std::string File(const std::string& name) const {
+    if (name.empty() || name[0] == '/') return name;
+    size_t slash = path_.rfind('/');
+    return slash == std::string::npos ? name : path_.substr(0, slash + 1) + name;
+  }
+
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// argv[0] as the hook would run it: an absolute or relative path, or a name found in PATH.
+bool Executable(const std::string& command) {
+  if (command.find('/') != std::string::npos) return ::access(command.c_str(), X_OK) == 0;
+  const char* path = std::getenv("PATH");
+  std::string dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
+  for (size_t start = 0; start <= dirs.size();) {
+    size_t end = std::min(dirs.find(':', start), dirs.size());
+    std::string dir = dirs.substr(start, end - start);
+    if (!dir.empty() && ::access((dir + "/" + command).c_str(), X_OK) == 0) return true;
+    start = end + 1;
+  }
+  return false;
+}
+
+Result<HookSpec> ParseHook(const Checker& c, const YAML::Node& node, const std::string& name) {
+  const std::string where = "hooks: " + name;
+  FERRY_RETURN_IF_ERROR(c.Map(node, where, {"run", "timeout", "estimate", "kubernetes"}));
+  HookSpec hook;
+  hook.line = node.Mark().line + 1;
+  if (node["timeout"]) {
+    Result<double> t = c.Seconds(node["timeout"], where + ": timeout");
+    if (!t.ok()) return t.status();
+    if (*t <= 0) return c.Error(node["timeout"], where + ": timeout must be more than 0s");
+    hook.timeout_s = *t;
+  }
+  if (node["estimate"]) {
+    Result<double> t = c.Seconds(node["estimate"], where + ": estimate");
+    if (!t.ok()) return t.status();
+    if (*t > hook.timeout_s)
+      return c.Error(node["estimate"], where + ": estimate is more than its timeout");
+    hook.estimate_s = *t;
+  }
+  if (node["run"] && node["kubernetes"])
+    return c.Error(node, where + " has both run and kubernetes: give one");
+  if (node["run"]) {
+    Result<std::vector<std::string>> argv = c.Strings(node["run"], where + ": run");
+    if (!argv.ok()) return argv.status();
+    if (argv->empty()) return c.Error(node["run"], where + ": run is empty");
+    if (!Executable((*argv)[0])) {
+      return c.Error(node["run"], where + ": '" + (*argv)[0] +
+                                      "' is not an executable file (nor found in PATH)");
+    }
+    hook.run = *argv;
+    return hook;
+  }
+  if (node["kubernetes"]) {
+    const YAML::Node k = node["kubernetes"];
+    FERRY_RETURN_IF_ERROR(c.Map(k, where + ": kubernetes", {"context", "namespace", "selector"}));
+    hook.kind = HookSpec::Kind::kKubernetes;
+    for (auto [key, out] :
+         {std::pair<const char*, std::string*>{"context", &hook.kubernetes.context},
+          {"namespace", &hook.kubernetes.namespace_},
+          {"selector", &hook.kubernetes.selector}}) {
+      if (!k[key]) return c.Error(k, where + ": kubernetes needs " + key);
+      Result<std::string> v = c.String(k[key], where + ": kubernetes: " + key);
+      if (!v.ok()) return v.status();
+      *out = *v;
+    }
+    if (name == "switch_traffic") {
+      return c.Error(
+          k,
+          where + ": a kubernetes hook scales workloads; switching traffic needs run: [argv...]");
+    }
+    if (!Executable("kubectl"))
+      return c.Error(k, where + ": kubernetes hooks run kubectl, which is not in PATH");
+    return hook;
+  }
+  return c.Error(node,
+                 where + " needs run: [argv...] or kubernetes: {context, namespace, selector}");
+}
+
+Result<std::pair<int, int>> ParseWindow(const Checker& c, const YAML::Node& node) {
+  Result<std::string> s = c.String(node, "policy: window");
+  if (!s.ok()) return s.status();
+  int h1, m1, h2, m2;
+  char tail;
+  if (std::sscanf(s->c_str(), "%d:%d-%d:%d%c", &h1, &m1, &h2, &m2, &tail) != 4 || h1 < 0 ||
+      h1 > 23 || h2 < 0 || h2 > 24 || m1 < 0 || m1 > 59 || m2 < 0 || m2 > 59) {
+    return c.Error(node, "policy: window must be \"HH:MM-HH:MM\" (local time), not '" + *s + "'");
+  }
+  return std::pair<int, int>{h1 * 60 + m1, h2 * 60 + m2};
+}
+
+Result<Policy> ParsePolicy(const Checker& c, const YAML::Node& node) {
+  FERRY_RETURN_IF_ERROR(c.Map(node, "policy",
+                              {"max_downtime", "min_stages", "max_stages", "stage_interval",
+                               "cutover", "window", "verify"}));
+  Policy p;
+  if (node["max_downtime"]) {
+    Result<double> d = c.Seconds(node["max_downtime"], "policy: max_downtime");
+    if (!d.ok()) return d.status();
+    if (*d <= 0) return c.Error(node["max_downtime"], "policy: max_downtime must be more than 0s");
+    p.max_downtime_s = *d;
+  }
+  if (node["min_stages"]) {
+    Result<uint32_t> n = c.Count(node["min_stages"], "policy: min_stages", 1, 1000);
+    if (!n.ok()) return n.status();
+    p.min_stages = *n;
+  }
+  if (node["max_stages"]) {
+    Result<uint32_t> n = c.Count(node["max_stages"], "policy: max_stages", 1, 1000);
+    if (!n.ok()) return n.status();
+    p.max_stages = *n;
+  }
+  if (p.min_stages > p.max_stages) {
+    return c.Error(node["min_stages"] ? node["min_stages"] : node,
+                   "policy: min_stages is more than max_stages");
+  }
+  if (node["stage_interval"]) {
+    Result<double> d = c.Seconds(node["stage_interval"], "policy: stage_interval");
+    if (!d.ok()) return d.status();
+    p.stage_interval_s = *d;
+  }
+  if (node["cutover"]) {
+    Result<std::string> s = c.String(node["cutover"], "policy: cutover");
+    if (!s.ok()) return s.status();
+    if (*s != "auto" && *s != "manual")
+      return c.Error(node["cutover"], "policy: cutover must be auto or manual, not '" + *s + "'");
+    p.cutover_auto = *s == "auto";
+  }
+  if (node["window"]) {
+    Result<std::pair<int, int>> w = ParseWindow(c, node["window"]);
+    if (!w.ok()) return w.status();
+    p.window = *w;
+  }
+  if (node["verify"]) {
+    Result<std::string> s = c.String(node["verify"], "policy: verify");
+    if (!s.ok()) return s.status();
+    if (*s == "changed") {
+      p.verify = Policy::Verify::kChanged;
+    } else if (*s == "full") {
+      p.verify = Policy::Verify::kFull;
+    } else if (*s == "none") {
+      p.verify = Policy::Verify::kNone;
+    } else {
+      return c.Error(node["verify"],
+                     "policy: verify must be changed, full or none, not '" + *s + "'");
+    }
+  }
+  return p;
+}
+
+Status ParseAuth(const Checker& c, const YAML::Node& node, io::TlsOptions* tls) {
+  FERRY_RETURN_IF_ERROR(c.Map(
+      node, "auth", {"psk_file", "tls_cert", "tls_key", "tls_ca", "tls_peer_name", "insecure"}));
+  for (auto [key, out] : {std::pair<const char*, std::string*>{"psk_file", &tls->psk_file},
+                          {"tls_cert", &tls->cert_file},
+                          {"tls_key", &tls->key_file},
+                          {"tls_ca", &tls->ca_file},
+                          {"tls_peer_name", &tls->peer_name}}) {
+    if (!node[key]) continue;
+    Result<std::string> v = c.String(node[key], std::string("auth: ") + key);
+    if (!v.ok()) return v.status();
+    *out = key == std::string("tls_peer_name") ? *v : c.File(*v);
+  }
+  if (node["insecure"]) {
+    Result<bool> b = c.Bool(node["insecure"], "auth: insecure");
+    if (!b.ok()) return b.status();
+    tls->insecure = *b;
+  }
+  // The files are read now (key format, mode, certificates), not at the first stage.
+  Result<std::shared_ptr<io::TlsContext>> context =
+      io::TlsContext::MakeUnlessInsecure(*tls, io::TlsContext::Role::kClient);
+  if (!context.ok()) return c.Error(node, "auth: " + context.status().message());
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<double> ParseDuration(const std::string& text) {
+  if (text.empty()) return Status::InvalidArgument("a duration like 30s, 2m or 1h30m, not ''");
+  double total = 0;
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t start = i;
+    while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.'))
+      ++i;
+    if (start == i)
+      return Status::InvalidArgument("a duration like 30s, 2m or 1h30m, not '" + text + "'");
+    double value = std::atof(text.substr(start, i - start).c_str());
+    size_t unit_start = i;
+    while (i < text.size() && std::isalpha(static_cast<unsigned char>(text[i]))) ++i;
+    const std::string unit = text.substr(unit_start, i - unit_start);
+    if (unit == "ms") {
+      total += value / 1000;
+    } else if (unit == "s") {
+      total += value;
+    } else if (unit == "m") {
+      total += value * 60;
+    } else if (unit == "h") {
+      total += value * 3600;
+    } else {
+      return Status::InvalidArgument("a duration like 30s, 2m or 1h30m (units ms, s, m, h), not '" +
+                                     text + "'");
+    }
+  }
+  return total;
+}
+
+Result<Plan> Plan::Load(const std::string& path) {
+  Checker c(path);
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::BadFile&) {
+    return Status::InvalidArgument("plan '" + path + "' cannot be read");
+  } catch (const YAML::ParserException& e) {
+    return Status::InvalidArgument(path + ":" + std::to_string(e.mark.line + 1) +
+                                   ": not YAML: " + e.msg);
+  }
+  Plan plan;
+  plan.path = path;
+  if (root.IsNull()) return Status::InvalidArgument(path + ": the plan is empty");
+  try {
+    FERRY_RETURN_IF_ERROR(
+        c.Map(root, "the plan",
+              {"name", "source", "target", "auth", "pairs", "exclude", "xattrs", "policy", "hooks"}));
+    if (!root["name"]) return c.Error(root, "the plan needs a name");
+    Result<std::string> name = c.String(root["name"], "name");
+    if (!name.ok()) return name.status();
+    if (Status s = ValidateVolumeName(*name); !s.ok() || name->find(':') != std::string::npos) {
+      return c.Error(root["name"], "name may hold only letters, digits and . _ -");
+    }
+    plan.name = *name;
+    for (auto [key, out] :
+         {std::pair<const char*, std::string*>{"source", &plan.source}, {"target", &plan.target}}) {
+      if (!root[key]) continue;
+      Result<std::string> d = c.Daemon(root[key], key);
+      if (!d.ok()) return d.status();
+      *out = *d;
+    }
+    if (!root["auth"])
+      return c.Error(
+          root,
+          "the plan needs auth: {psk_file: FILE}, {tls_cert, tls_key, tls_ca} or {insecure: true}");
+    FERRY_RETURN_IF_ERROR(ParseAuth(c, root["auth"], &plan.tls));
+    if (!root["pairs"] || !root["pairs"].IsSequence() || root["pairs"].size() == 0) {
+      return c.Error(root["pairs"] ? root["pairs"] : root,
+                     "pairs must be a non-empty list of {source, target}");
+    }
+    std::set<std::string> targets;
+    for (const YAML::Node& p : root["pairs"]) {
+      FERRY_RETURN_IF_ERROR(
+          c.Map(p, "pairs item", {"source", "target", "source_daemon", "target_daemon"}));
+      PairSpec pair;
+      pair.line = p.Mark().line + 1;
+      for (auto [key, out] : {std::pair<const char*, std::string*>{"source", &pair.source_volume},
+                              {"target", &pair.target_volume}}) {
+        if (!p[key]) return c.Error(p, std::string("pairs item needs ") + key + " (a volume name)");
+        Result<std::string> v = c.String(p[key], std::string("pairs: ") + key);
+        if (!v.ok()) return v.status();
+        if (!ValidateVolumeName(*v).ok())
+          return c.Error(p[key], "pairs: '" + *v + "' is not a volume name");
+        *out = *v;
+      }
+      pair.source_daemon = plan.source;
+      pair.target_daemon = plan.target;
+      for (auto [key, out] :
+           {std::pair<const char*, std::string*>{"source_daemon", &pair.source_daemon},
+            {"target_daemon", &pair.target_daemon}}) {
+        if (!p[key]) continue;
+        Result<std::string> d = c.Daemon(p[key], std::string("pairs: ") + key);
+        if (!d.ok()) return d.status();
+        *out = *d;
+      }
+      if (pair.source_daemon.empty())
+        return c.Error(p, "pairs: no source daemon (give source: at the top or source_daemon:)");
+      if (pair.target_daemon.empty())
+        return c.Error(p, "pairs: no target daemon (give target: at the top or target_daemon:)");
+      if (!targets.insert(pair.target_daemon + "/" + pair.target_volume).second) {
+        return c.Error(p, "pairs: " + pair.target_daemon + "/" + pair.target_volume +
+                              " is the target of two pairs");
+      }
+      plan.pairs.push_back(pair);
+    }
+    if (root["exclude"]) {
+      Result<std::vector<std::string>> e = c.Strings(root["exclude"], "exclude");
+      if (!e.ok()) return e.status();
+      plan.exclude = *e;
+    }
+    if (root["xattrs"]) {
+      Result<bool> x = c.Bool(root["xattrs"], "xattrs");
+      if (!x.ok()) return x.status();
+      plan.xattrs = *x;
+    }
+    if (root["policy"]) {
+      Result<Policy> p = ParsePolicy(c, root["policy"]);
+      if (!p.ok()) return p.status();
+      plan.policy = *p;
+    }
+    if (root["hooks"]) {
+      const YAML::Node hooks = root["hooks"];
+      FERRY_RETURN_IF_ERROR(c.Map(
+          hooks, "hooks", {"quiesce_source", "start_target", "switch_traffic", "resume_source"}));
+      for (const auto& kv : hooks) {
+        const std::string key = kv.first.as<std::string>();
+        Result<HookSpec> hook = ParseHook(c, kv.second, key);
+        if (!hook.ok()) return hook.status();
+        plan.hooks[key] = *hook;
+      }
+    }
+  } catch (const YAML::Exception& e) {
+    return Status::InvalidArgument(path + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
+  }
+  return plan;
+}
+
+}  // namespace ferry

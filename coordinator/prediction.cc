@@ -1,0 +1,155 @@
+#include "coordinator/prediction.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <ctime>
+
+namespace ferry {
+
+namespace {
+
+// One pair's figures, from its committed stages in order (at least two).
+struct PairFigures {
+  double throughput = 0, fixed = 0, rate = 0, final_s = 0;
+  bool growing = false;  // the last stage moved more (and over 1 MiB) than the one before
+};
+
+PairFigures FiguresOf(const std::vector<const PairStage*>& list) {
+  PairFigures f;
+  for (const PairStage* s : list) {
+    if (s->bytes_changed >= kThroughputSampleMinBytes && s->seconds > 0)
+      f.throughput = std::max(f.throughput, s->bytes_changed / s->seconds);
+  }
+  if (f.throughput <= 0) f.throughput = kThroughputUnmeasuredBps;  // nothing large moved yet
+  const PairStage* quickest = list[0];
+  for (const PairStage* s : list) {
+    if (s->seconds < quickest->seconds) quickest = s;
+  }
+  f.fixed = std::max(0.0, quickest->seconds - quickest->bytes_changed / f.throughput);
+  const PairStage& last = *list.back();
+  const PairStage& before = *list[list.size() - 2];
+  double gap = std::max(1e-3, static_cast<double>(last.started_unix_ms - before.started_unix_ms) / 1000);
+  f.rate = last.bytes_changed / gap;
+  f.final_s = f.fixed + f.rate * last.seconds / f.throughput;
+  f.growing = last.bytes_changed > before.bytes_changed && last.bytes_changed > kThroughputSampleMinBytes;
+  return f;
+}
+
+// The hooks inside the downtime: the journal's measured time, else the plan's estimate, else
+// named as unmeasured (counted as 0).
+void AddHooks(const Plan& plan, const std::map<std::string, double>& hook_seconds, Prediction& p) {
+  for (const char* name : {"quiesce_source", "start_target", "switch_traffic"}) {
+    auto hook = plan.hooks.find(name);
+    if (hook == plan.hooks.end()) continue;
+    auto measured = hook_seconds.find(name);
+    if (measured != hook_seconds.end()) {
+      p.hooks_s += measured->second;
+    } else if (hook->second.estimate_s >= 0) {
+      p.hooks_s += hook->second.estimate_s;
+    } else {
+      p.unmeasured_hooks.push_back(name);
+    }
+  }
+}
+
+// Sets ready, or waiting_for in words.
+void Decide(const Plan& plan, uint32_t complete_stages, int now_minute, Prediction& p) {
+  if (!p.known) {
+    p.waiting_for = "at least two committed stages of every pair";
+  } else if (complete_stages < plan.policy.min_stages) {
+    p.waiting_for = "min_stages (" + std::to_string(plan.policy.min_stages) + ")";
+  } else if (p.predicted_downtime_s > plan.policy.max_downtime_s) {
+    char buf[200];
+    std::snprintf(buf, sizeof(buf), "a downtime that fits max_downtime %.0fs (predicted %.1fs)%s",
+                  plan.policy.max_downtime_s, p.predicted_downtime_s,
+                  p.converging ? "" : "; the stages are not converging: the app changes data faster than a stage moves it");
+    p.waiting_for = buf;
+  } else if (plan.policy.window) {
+    p.ready = InWindow(now_minute, *plan.policy.window);
+    if (!p.ready) {
+      char buf[96];
+      auto [start, end] = *plan.policy.window;
+      std::snprintf(buf, sizeof(buf), "the cutover window %02d:%02d-%02d:%02d (local time; now %02d:%02d)", start / 60,
+                    start % 60, end / 60, end % 60, now_minute / 60, now_minute % 60);
+      p.waiting_for = buf;
+    }
+  } else {
+    p.ready = true;
+  }
+}
+
+}  // namespace
+
+int LocalMinute() {
+  std::time_t t = std::time(nullptr);
+  std::tm local;
+  localtime_r(&t, &local);
+  return local.tm_hour * 60 + local.tm_min;
+}
+
+bool InWindow(int minute, std::pair<int, int> window) {
+  auto [start, end] = window;
+  return start <= end ? minute >= start && minute < end : minute >= start || minute < end;
+}
+
+Prediction Predict(const std::vector<PairStage>& stages, const Plan& plan,
+                   const std::map<std::string, double>& hook_seconds, int now_minute) {
+  Prediction p;
+  std::map<std::string, std::vector<const PairStage*>> by_pair;
+  std::map<std::string, double> last_check;  // the seconds of the pair's last check (a dry run)
+  for (const PairStage& s : stages) {
+    if (s.state == "committed" && s.kind == "stage") by_pair[s.pair].push_back(&s);
+    // A check (after a final stage) or a probe (the same dry run, timed while staging).
+    if (s.state == "committed" && s.dry_run()) last_check[s.pair] = s.seconds;
+  }
+  uint32_t complete_stages = UINT32_MAX;
+  bool all_known = !by_pair.empty();
+  p.converging = true;
+  const Policy::Verify verify_policy = plan.policy.verify;
+  p.verify_measured = verify_policy != Policy::Verify::kNone;
+  for (const PairSpec& pair : plan.pairs) {
+    const std::vector<const PairStage*>& list = by_pair[pair.Name()];
+    complete_stages = std::min<uint32_t>(complete_stages, static_cast<uint32_t>(list.size()));
+    if (list.size() < 2) {
+      all_known = false;
+      continue;
+    }
+    const PairFigures f = FiguresOf(list);
+    if (f.final_s > p.final_stage_s) {
+      p.final_stage_s = f.final_s;
+      p.throughput_bps = f.throughput;
+      p.fixed_seconds = f.fixed;
+    }
+    // The check after the final stage: as long as the last one took; else a scan (the fixed
+    // cost), plus reading all data when it compares content.
+    double verify = 0;
+    if (verify_policy != Policy::Verify::kNone) {
+      auto measured = last_check.find(pair.Name());
+      p.verify_measured = p.verify_measured && measured != last_check.end();
+      const double read_all = verify_policy == Policy::Verify::kFull ? list.back()->bytes_total / f.throughput : 0;
+      verify = measured != last_check.end() ? measured->second : f.fixed + read_all;
+    }
+    p.verify_s = std::max(p.verify_s, verify);
+    p.change_rate_bps = std::max(p.change_rate_bps, f.rate);
+    if (f.growing) p.converging = false;
+  }
+  AddHooks(plan, hook_seconds, p);
+  p.predicted_downtime_s = p.final_stage_s + p.verify_s + p.hooks_s;
+  p.known = all_known;
+  Decide(plan, complete_stages == UINT32_MAX ? 0 : complete_stages, now_minute, p);
+  return p;
+}
+
+std::string DowntimeBreakdown(const Prediction& p) {
+  char buf[200];
+  std::snprintf(buf, sizeof(buf), "%.2f s (final stage %.2f s + verify %.2f s + hooks %.2f s)", p.predicted_downtime_s,
+                p.final_stage_s, p.verify_s, p.hooks_s);
+  std::string out = buf;
+  if (!p.unmeasured_hooks.empty()) {
+    out += "; not counted, never run and no estimate:";
+    for (const std::string& h : p.unmeasured_hooks) out += " " + h;
+  }
+  return out;
+}
+
+}  // namespace ferry

@@ -1,0 +1,129 @@
+#include "coordinator/process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+
+namespace ferry {
+
+namespace {
+
+constexpr size_t kMaxCapture = 4u << 20;
+
+// Reads what `fd` has now into `out` (bounded); false at end of file or error.
+bool Drain(int fd, std::string& out) {
+  char buf[16384];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n > 0) {
+      out.append(buf,
+                 std::min(static_cast<size_t>(n), kMaxCapture - std::min(kMaxCapture, out.size())));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    return n < 0 && errno == EAGAIN;
+  }
+}
+
+}  // namespace
+
+std::string ProcessResult::How(double timeout_s) const {
+  if (timed_out)
+    return "ran over its " + std::to_string(static_cast<long>(timeout_s)) +
+           " s timeout and was killed";
+  if (signal != 0) return "was killed by signal " + std::to_string(signal);
+  return "exited " + std::to_string(exit_code);
+}
+
+Result<ProcessResult> RunProcess(const std::vector<std::string>& argv, double timeout_s,
+                                 bool capture, const std::function<void(pid_t)>& on_start) {
+  if (argv.empty()) return Status::InvalidArgument("an empty command");
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
+  if (capture && (::pipe2(out_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0)) {
+    Status s = Status::Errno(errno, "pipe for " + argv[0]);
+    for (int fd : {out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1]}) {
+      if (fd >= 0) ::close(fd);
+    }
+    return s;
+  }
+  const auto start = std::chrono::steady_clock::now();
+  pid_t pid = ::fork();
+  if (pid < 0) return Status::Errno(errno, "fork for " + argv[0]);
+  if (pid == 0) {
+    ::setpgid(0, 0);
+    if (capture) {
+      ::dup2(out_pipe[1], STDOUT_FILENO);
+      ::dup2(err_pipe[1], STDERR_FILENO);
+    }
+    ::execvp(args[0], args.data());
+    _exit(127);
+  }
+  ::setpgid(pid, pid);
+  if (on_start) on_start(pid);
+  ProcessResult r;
+  std::vector<pollfd> fds;
+  if (capture) {
+    ::close(out_pipe[1]);
+    ::close(err_pipe[1]);
+    for (int fd : {out_pipe[0], err_pipe[0]}) {
+      ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+      fds.push_back({fd, POLLIN, 0});
+    }
+  }
+  const auto deadline = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                    std::chrono::duration<double>(timeout_s));
+  int status = 0;
+  for (;;) {
+    // The child's own exit ends the wait, not the end of its output: a daemon it started
+    // (pg_ctl start) may hold the pipes open for as long as it runs.
+    if (::waitpid(pid, &status, WNOHANG) == pid) break;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      ::kill(-pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      r.timed_out = true;
+      break;
+    }
+    if (fds.empty()) {
+      ::usleep(20 * 1000);
+    } else {
+      ::poll(fds.data(), fds.size(), 20);
+      for (pollfd& p : fds) {
+        if (p.fd >= 0 && !Drain(p.fd, p.fd == out_pipe[0] ? r.out : r.err)) p.fd = -1;
+      }
+    }
+  }
+  if (capture) {
+    Drain(out_pipe[0], r.out);
+    Drain(err_pipe[0], r.err);
+    ::close(out_pipe[0]);
+    ::close(err_pipe[0]);
+  }
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (!r.timed_out) {
+    if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
+  }
+  return r;
+}
+
+bool WaitProcessGroup(pid_t pgid, double timeout_s) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  while (::kill(-pgid, 0) == 0 || errno != ESRCH) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      ::kill(-pgid, SIGKILL);
+      return false;
+    }
+    ::usleep(50 * 1000);
+  }
+  return true;
+}
+
+}  // namespace ferry
