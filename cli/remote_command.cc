@@ -118,6 +118,58 @@ int RunStages(const RemoteRequest& r) {
   return kExitOk;
 }
 
+namespace {
+
+// The request of `ferry stage`: watch a stage, or start one (watched unless detached).
+Result<json> StageRequestJson(const StageRequest& r) {
+  if (r.watch_id != 0) return json{{"op", "watch"}, {"stage_id", r.watch_id}};
+  Result<Location> source = ParseLocation(r.remote.daemon);
+  if (!source.ok() || !source->remote || !source->subpath.empty()) {
+    return Status::InvalidArgument("the source must be ferry://HOST:PORT/VOLUME, not '" + r.remote.daemon + "'");
+  }
+  StageSpec spec;
+  spec.volume = source->volume;
+  spec.target = r.target;
+  spec.push = r.push;
+  return json{{"op", "stage"}, {"stage", spec.ToJson()}, {"watch", !r.detach}};
+}
+
+// Follows a watched stage to its final reply (into *event). Ctrl-C cancels the stage (files it
+// committed stay on the target), through a second connection.
+Status Watch(const StageRequest& r, ControlClient& client, uint64_t id, json* event) {
+  struct sigaction sa {}, old_int {}, old_term {};
+  sa.sa_handler = OnInterrupt;
+  sigaction(SIGINT, &sa, &old_int);
+  sigaction(SIGTERM, &sa, &old_term);
+  SyncProgress progress;
+  bool cancel_sent = false;
+  Status s;
+  {
+    ProgressPrinter printer(progress, r.progress);
+    while (s.ok() && !event->value("final", false)) {
+      if (g_interrupted && !cancel_sent) {
+        cancel_sent = true;
+        Result<Connected> canceller = ConnectTo(r.remote.daemon, r.remote.tls, "stage");
+        Result<json> reply = canceller.ok() ? canceller->client->Call(json{{"op", "cancel"}, {"stage_id", id}})
+                                            : Result<json>(canceller.status());
+        if (!reply.ok()) std::fprintf(stderr, "\nferry stage: cancel: %s\n", reply.status().ToString().c_str());
+      }
+      ReadProgress(*event, progress);
+      Result<json> next = client.Next();
+      if (!next.ok()) {
+        s = next.status();
+      } else {
+        *event = *next;
+      }
+    }
+  }
+  sigaction(SIGINT, &old_int, nullptr);
+  sigaction(SIGTERM, &old_term, nullptr);
+  return s;
+}
+
+}  // namespace
+
 int RunStage(const StageRequest& r) {
   Result<Connected> c = ConnectTo(r.remote.daemon, r.remote.tls, "stage");
   if (!c.ok()) return Fail("stage", c.status());
@@ -127,22 +179,9 @@ int RunStage(const StageRequest& r) {
     std::fprintf(stderr, "stage %llu: cancelling\n", static_cast<unsigned long long>(r.cancel_id));
     return kExitOk;
   }
-  json request;
-  if (r.watch_id != 0) {
-    request = json{{"op", "watch"}, {"stage_id", r.watch_id}};
-  } else {
-    Result<Location> source = ParseLocation(r.remote.daemon);
-    if (!source.ok() || !source->remote || !source->subpath.empty()) {
-      return Fail("stage", Status::InvalidArgument("the source must be ferry://HOST:PORT/VOLUME, not '" +
-                                                   r.remote.daemon + "'"));
-    }
-    StageSpec spec;
-    spec.volume = source->volume;
-    spec.target = r.target;
-    spec.push = r.push;
-    request = json{{"op", "stage"}, {"stage", spec.ToJson()}, {"watch", !r.detach}};
-  }
-  Result<json> event = c->client->Call(request);
+  Result<json> request = StageRequestJson(r);
+  if (!request.ok()) return Fail("stage", request.status());
+  Result<json> event = c->client->Call(*request);
   if (!event.ok()) return Fail("stage", event.status());
   const uint64_t id = JsonUint(*event, "stage_id");
   if (r.detach) {
@@ -156,36 +195,7 @@ int RunStage(const StageRequest& r) {
     }
     return kExitOk;
   }
-  // Watched: Ctrl-C cancels the stage (files it committed stay on the target).
-  struct sigaction sa {}, old_int {}, old_term {};
-  sa.sa_handler = OnInterrupt;
-  sigaction(SIGINT, &sa, &old_int);
-  sigaction(SIGTERM, &sa, &old_term);
-  SyncProgress progress;
-  bool cancel_sent = false;
-  Status s;
-  {
-    ProgressPrinter printer(progress, r.progress);
-    while (s.ok() && !(*event).value("final", false)) {
-      if (g_interrupted && !cancel_sent) {
-        cancel_sent = true;
-        Result<Connected> canceller = ConnectTo(r.remote.daemon, r.remote.tls, "stage");
-        Result<json> reply = canceller.ok() ? canceller->client->Call(json{{"op", "cancel"}, {"stage_id", id}})
-                                            : Result<json>(canceller.status());
-        if (!reply.ok()) std::fprintf(stderr, "\nferry stage: cancel: %s\n", reply.status().ToString().c_str());
-      }
-      ReadProgress(*event, progress);
-      Result<json> next = c->client->Next();
-      if (!next.ok()) {
-        s = next.status();
-      } else {
-        *event = *next;
-      }
-    }
-  }
-  sigaction(SIGINT, &old_int, nullptr);
-  sigaction(SIGTERM, &old_term, nullptr);
-  if (!s.ok()) {
+  if (Status s = Watch(r, *c->client, id, &*event); !s.ok()) {
     std::fprintf(stderr, "ferry stage: lost the daemon while watching stage %llu (%s); it may still run: "
                  "`ferry stage --watch %llu %s`\n",
                  static_cast<unsigned long long>(id), s.ToString().c_str(), static_cast<unsigned long long>(id),

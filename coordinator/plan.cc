@@ -305,6 +305,113 @@ Result<double> ParseDuration(const std::string& text) {
   return total;
 }
 
+namespace {
+
+Status ParseName(const Checker& c, const YAML::Node& root, Plan* plan) {
+  if (!root["name"]) return c.Error(root, "the plan needs a name");
+  Result<std::string> name = c.String(root["name"], "name");
+  if (!name.ok()) return name.status();
+  if (Status s = ValidateVolumeName(*name); !s.ok() || name->find(':') != std::string::npos) {
+    return c.Error(root["name"], "name may hold only letters, digits and . _ -");
+  }
+  plan->name = *name;
+  return Status::Ok();
+}
+
+// One item of pairs: its volumes, its daemons (the plan's defaults unless given); `targets`:
+// the targets of the items before it (no target may be written by two pairs).
+Result<PairSpec> ParsePair(const Checker& c, const YAML::Node& p, const Plan& plan, std::set<std::string>* targets) {
+  FERRY_RETURN_IF_ERROR(c.Map(p, "pairs item", {"source", "target", "source_daemon", "target_daemon"}));
+  PairSpec pair;
+  pair.line = p.Mark().line + 1;
+  for (auto [key, out] : {std::pair<const char*, std::string*>{"source", &pair.source_volume},
+                          {"target", &pair.target_volume}}) {
+    if (!p[key]) return c.Error(p, std::string("pairs item needs ") + key + " (a volume name)");
+    Result<std::string> v = c.String(p[key], std::string("pairs: ") + key);
+    if (!v.ok()) return v.status();
+    if (!ValidateVolumeName(*v).ok()) return c.Error(p[key], "pairs: '" + *v + "' is not a volume name");
+    *out = *v;
+  }
+  pair.source_daemon = plan.source;
+  pair.target_daemon = plan.target;
+  for (auto [key, out] : {std::pair<const char*, std::string*>{"source_daemon", &pair.source_daemon},
+                          {"target_daemon", &pair.target_daemon}}) {
+    if (!p[key]) continue;
+    Result<std::string> d = c.Daemon(p[key], std::string("pairs: ") + key);
+    if (!d.ok()) return d.status();
+    *out = *d;
+  }
+  if (pair.source_daemon.empty()) return c.Error(p, "pairs: no source daemon (give source: at the top or source_daemon:)");
+  if (pair.target_daemon.empty()) return c.Error(p, "pairs: no target daemon (give target: at the top or target_daemon:)");
+  if (!targets->insert(pair.target_daemon + "/" + pair.target_volume).second) {
+    return c.Error(p, "pairs: " + pair.target_daemon + "/" + pair.target_volume + " is the target of two pairs");
+  }
+  return pair;
+}
+
+Status ParsePairs(const Checker& c, const YAML::Node& root, Plan* plan) {
+  if (!root["pairs"] || !root["pairs"].IsSequence() || root["pairs"].size() == 0) {
+    return c.Error(root["pairs"] ? root["pairs"] : root, "pairs must be a non-empty list of {source, target}");
+  }
+  std::set<std::string> targets;
+  for (const YAML::Node& p : root["pairs"]) {
+    Result<PairSpec> pair = ParsePair(c, p, *plan, &targets);
+    if (!pair.ok()) return pair.status();
+    plan->pairs.push_back(*pair);
+  }
+  return Status::Ok();
+}
+
+// exclude, xattrs, policy and hooks: each optional.
+Status ParseOptions(const Checker& c, const YAML::Node& root, Plan* plan) {
+  if (root["exclude"]) {
+    Result<std::vector<std::string>> e = c.Strings(root["exclude"], "exclude");
+    if (!e.ok()) return e.status();
+    plan->exclude = *e;
+  }
+  if (root["xattrs"]) {
+    Result<bool> x = c.Bool(root["xattrs"], "xattrs");
+    if (!x.ok()) return x.status();
+    plan->xattrs = *x;
+  }
+  if (root["policy"]) {
+    Result<Policy> p = ParsePolicy(c, root["policy"]);
+    if (!p.ok()) return p.status();
+    plan->policy = *p;
+  }
+  if (root["hooks"]) {
+    const YAML::Node hooks = root["hooks"];
+    FERRY_RETURN_IF_ERROR(c.Map(hooks, "hooks", {"quiesce_source", "start_target", "switch_traffic", "resume_source"}));
+    for (const auto& kv : hooks) {
+      const std::string key = kv.first.as<std::string>();
+      Result<HookSpec> hook = ParseHook(c, kv.second, key);
+      if (!hook.ok()) return hook.status();
+      plan->hooks[key] = *hook;
+    }
+  }
+  return Status::Ok();
+}
+
+// The whole plan below its root, in the order a reader meets its keys.
+Status ParsePlan(const Checker& c, const YAML::Node& root, Plan* plan) {
+  FERRY_RETURN_IF_ERROR(
+      c.Map(root, "the plan", {"name", "source", "target", "auth", "pairs", "exclude", "xattrs", "policy", "hooks"}));
+  FERRY_RETURN_IF_ERROR(ParseName(c, root, plan));
+  for (auto [key, out] : {std::pair<const char*, std::string*>{"source", &plan->source}, {"target", &plan->target}}) {
+    if (!root[key]) continue;
+    Result<std::string> d = c.Daemon(root[key], key);
+    if (!d.ok()) return d.status();
+    *out = *d;
+  }
+  if (!root["auth"])
+    return c.Error(root, "the plan needs auth: {psk_file: FILE}, {tls_cert, tls_key, tls_ca} or {insecure: true}");
+  FERRY_RETURN_IF_ERROR(ParseAuth(c, root["auth"], &plan->tls));
+  FERRY_RETURN_IF_ERROR(ParsePairs(c, root, plan));
+  return ParseOptions(c, root, plan);
+}
+
+}  // namespace
+
 Result<Plan> Plan::Load(const std::string& path) {
   Checker c(path);
   YAML::Node root;
@@ -313,100 +420,13 @@ Result<Plan> Plan::Load(const std::string& path) {
   } catch (const YAML::BadFile&) {
     return Status::InvalidArgument("plan '" + path + "' cannot be read");
   } catch (const YAML::ParserException& e) {
-    return Status::InvalidArgument(path + ":" + std::to_string(e.mark.line + 1) +
-                                   ": not YAML: " + e.msg);
+    return Status::InvalidArgument(path + ":" + std::to_string(e.mark.line + 1) + ": not YAML: " + e.msg);
   }
   Plan plan;
   plan.path = path;
   if (root.IsNull()) return Status::InvalidArgument(path + ": the plan is empty");
   try {
-    FERRY_RETURN_IF_ERROR(
-        c.Map(root, "the plan",
-              {"name", "source", "target", "auth", "pairs", "exclude", "xattrs", "policy", "hooks"}));
-    if (!root["name"]) return c.Error(root, "the plan needs a name");
-    Result<std::string> name = c.String(root["name"], "name");
-    if (!name.ok()) return name.status();
-    if (Status s = ValidateVolumeName(*name); !s.ok() || name->find(':') != std::string::npos) {
-      return c.Error(root["name"], "name may hold only letters, digits and . _ -");
-    }
-    plan.name = *name;
-    for (auto [key, out] :
-         {std::pair<const char*, std::string*>{"source", &plan.source}, {"target", &plan.target}}) {
-      if (!root[key]) continue;
-      Result<std::string> d = c.Daemon(root[key], key);
-      if (!d.ok()) return d.status();
-      *out = *d;
-    }
-    if (!root["auth"])
-      return c.Error(
-          root,
-          "the plan needs auth: {psk_file: FILE}, {tls_cert, tls_key, tls_ca} or {insecure: true}");
-    FERRY_RETURN_IF_ERROR(ParseAuth(c, root["auth"], &plan.tls));
-    if (!root["pairs"] || !root["pairs"].IsSequence() || root["pairs"].size() == 0) {
-      return c.Error(root["pairs"] ? root["pairs"] : root,
-                     "pairs must be a non-empty list of {source, target}");
-    }
-    std::set<std::string> targets;
-    for (const YAML::Node& p : root["pairs"]) {
-      FERRY_RETURN_IF_ERROR(
-          c.Map(p, "pairs item", {"source", "target", "source_daemon", "target_daemon"}));
-      PairSpec pair;
-      pair.line = p.Mark().line + 1;
-      for (auto [key, out] : {std::pair<const char*, std::string*>{"source", &pair.source_volume},
-                              {"target", &pair.target_volume}}) {
-        if (!p[key]) return c.Error(p, std::string("pairs item needs ") + key + " (a volume name)");
-        Result<std::string> v = c.String(p[key], std::string("pairs: ") + key);
-        if (!v.ok()) return v.status();
-        if (!ValidateVolumeName(*v).ok())
-          return c.Error(p[key], "pairs: '" + *v + "' is not a volume name");
-        *out = *v;
-      }
-      pair.source_daemon = plan.source;
-      pair.target_daemon = plan.target;
-      for (auto [key, out] :
-           {std::pair<const char*, std::string*>{"source_daemon", &pair.source_daemon},
-            {"target_daemon", &pair.target_daemon}}) {
-        if (!p[key]) continue;
-        Result<std::string> d = c.Daemon(p[key], std::string("pairs: ") + key);
-        if (!d.ok()) return d.status();
-        *out = *d;
-      }
-      if (pair.source_daemon.empty())
-        return c.Error(p, "pairs: no source daemon (give source: at the top or source_daemon:)");
-      if (pair.target_daemon.empty())
-        return c.Error(p, "pairs: no target daemon (give target: at the top or target_daemon:)");
-      if (!targets.insert(pair.target_daemon + "/" + pair.target_volume).second) {
-        return c.Error(p, "pairs: " + pair.target_daemon + "/" + pair.target_volume +
-                              " is the target of two pairs");
-      }
-      plan.pairs.push_back(pair);
-    }
-    if (root["exclude"]) {
-      Result<std::vector<std::string>> e = c.Strings(root["exclude"], "exclude");
-      if (!e.ok()) return e.status();
-      plan.exclude = *e;
-    }
-    if (root["xattrs"]) {
-      Result<bool> x = c.Bool(root["xattrs"], "xattrs");
-      if (!x.ok()) return x.status();
-      plan.xattrs = *x;
-    }
-    if (root["policy"]) {
-      Result<Policy> p = ParsePolicy(c, root["policy"]);
-      if (!p.ok()) return p.status();
-      plan.policy = *p;
-    }
-    if (root["hooks"]) {
-      const YAML::Node hooks = root["hooks"];
-      FERRY_RETURN_IF_ERROR(c.Map(
-          hooks, "hooks", {"quiesce_source", "start_target", "switch_traffic", "resume_source"}));
-      for (const auto& kv : hooks) {
-        const std::string key = kv.first.as<std::string>();
-        Result<HookSpec> hook = ParseHook(c, kv.second, key);
-        if (!hook.ok()) return hook.status();
-        plan.hooks[key] = *hook;
-      }
-    }
+    FERRY_RETURN_IF_ERROR(ParsePlan(c, root, &plan));
   } catch (const YAML::Exception& e) {
     return Status::InvalidArgument(path + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
   }
