@@ -34,6 +34,7 @@ enum class Cutover::State {
 struct Cutover::Transition {
   State state;
   const char* name;                     // as journalled (nullptr: not journalled)
+  const char* what;                     // what runs, in words (README "Migrations")
   bool (Cutover::*applies)() const;     // nullptr: always
   std::string (Cutover::*detail)();     // nullptr: ""
   bool (Cutover::*work)();
@@ -52,24 +53,53 @@ using C = Cutover;
 // reader; every arrow of the machine is here and nowhere else.
 // clang-format off
 const Cutover::Transition Cutover::kTransitions[] = {
-  // state               journalled            applies        detail                 work              on success           on failure        on journal failure  on resume            said   exit
-  {S::kQuiescing,        "quiescing",          nullptr,       &C::PredictedDetail,   &C::Quiesce,      S::kFinalStage,      S::kRollingBack,    S::kStopped,      S::kRollingBack,     true,  kExitStage},
-  {S::kFinalStage,       "final_stage",        nullptr,       nullptr,               &C::FinalStage,   S::kVerifying,       S::kRollingBack,    S::kRollingBack,  S::kRollingBack,     true,  kExitStage},
-  {S::kVerifying,        "verifying",          &C::Verifies,  &C::VerifyDetail,      &C::Verify,       S::kStartingTarget,  S::kRollingBack,    S::kRollingBack,  S::kRollingBack,     true,  kExitStage},
+  // state                journalled           what runs (in words, for the README)
+  //                      applies        detail                    work
+  //                      on success           on failure           on journal failure  on resume             said   exit
+  {S::kQuiescing,         "quiescing",         "the quiesce_source hook",
+                          nullptr,       &C::PredictedDetail,      &C::Quiesce,
+                          S::kFinalStage,      S::kRollingBack,     S::kStopped,        S::kRollingBack,      true,  kExitStage},
+  {S::kFinalStage,        "final_stage",       "a final stage of every pair (once more if files changed while read)",
+                          nullptr,       nullptr,                  &C::FinalStage,
+                          S::kVerifying,       S::kRollingBack,     S::kRollingBack,    S::kRollingBack,      true,  kExitStage},
+  {S::kVerifying,         "verifying",         "the check: a dry run that must find nothing (passed over with verify: none)",
+                          &C::Verifies,  &C::VerifyDetail,         &C::Verify,
+                          S::kStartingTarget,  S::kRollingBack,     S::kRollingBack,    S::kRollingBack,      true,  kExitStage},
   // From here on the target's data is final and checked: the way is forward. A coordinator
   // killed in these steps runs the step's hook again when it restarts, so start_target and
   // switch_traffic must be idempotent: the target is never started twice from scratch.
-  {S::kStartingTarget,   "starting_target",    nullptr,       nullptr,               &C::StartTarget,  S::kSwitchingTraffic, S::kRollingBack,   S::kStopped,      S::kStartingTarget,  true,  kExitStage},
+  {S::kStartingTarget,    "starting_target",   "the start_target hook",
+                          nullptr,       nullptr,                  &C::StartTarget,
+                          S::kSwitchingTraffic, S::kRollingBack,    S::kStopped,        S::kStartingTarget,   true,  kExitStage},
   // The target runs: rolling back after a failed switch would leave two; the operator decides.
-  {S::kSwitchingTraffic, "switching_traffic",  nullptr,       nullptr,               &C::SwitchTraffic, S::kMigrated,       S::kSwitchFailed,   S::kStopped,      S::kSwitchingTraffic, true, kExitStage},
-  {S::kMigrated,         "migrated",           nullptr,       &C::DowntimeDetail,    &C::Migrated,     S::kNone,            S::kNone,           S::kNone,         S::kDone,            false, kExitOk},
-  {S::kSwitchFailed,     "switch_failed",      nullptr,       &C::SwitchDetail,      &C::SwitchFailed, S::kNone,            S::kNone,           S::kNone,         S::kOperator,        false, kExitStage},
-  {S::kRollingBack,      "rolling_back",       nullptr,       &C::RollbackDetail,    &C::ResumeSource, S::kRolledBack,      S::kRollbackFailed, S::kNone,         S::kRollingBack,     false, kExitStage},
-  {S::kRolledBack,       "rolled_back",        nullptr,       &C::RollbackDetail,    &C::RolledBack,   S::kNone,            S::kNone,           S::kNone,         S::kNone,            false, kExitStage},
-  {S::kRollbackFailed,   "rollback_failed",    nullptr,       &C::RollbackErrorDetail, &C::RollbackFailed, S::kNone,        S::kNone,           S::kNone,         S::kRollingBack,     false, kExitStage},
-  {S::kDone,             nullptr,              nullptr,       nullptr,               &C::Nothing,      S::kNone,            S::kNone,           S::kNone,         S::kNone,            false, kExitOk},
-  {S::kStopped,          nullptr,              nullptr,       nullptr,               &C::Nothing,      S::kNone,            S::kNone,           S::kNone,         S::kNone,            false, kExitTarget},
-  {S::kOperator,         nullptr,              nullptr,       nullptr,               &C::AwaitOperator, S::kNone,           S::kNone,           S::kNone,         S::kNone,            false, kExitStage},
+  {S::kSwitchingTraffic,  "switching_traffic", "the switch_traffic hook",
+                          nullptr,       nullptr,                  &C::SwitchTraffic,
+                          S::kMigrated,        S::kSwitchFailed,    S::kStopped,        S::kSwitchingTraffic, true,  kExitStage},
+  {S::kMigrated,          "migrated",          "the downtime, journalled and told",
+                          nullptr,       &C::DowntimeDetail,       &C::Migrated,
+                          S::kNone,            S::kNone,            S::kNone,           S::kDone,             false, kExitOk},
+  {S::kSwitchFailed,      "switch_failed",     "told: fix the switch by hand, or stop the target app and roll back",
+                          nullptr,       &C::SwitchDetail,         &C::SwitchFailed,
+                          S::kNone,            S::kNone,            S::kNone,           S::kOperator,         false, kExitStage},
+  {S::kRollingBack,       "rolling_back",      "the resume_source hook",
+                          nullptr,       &C::RollbackDetail,       &C::ResumeSource,
+                          S::kRolledBack,      S::kRollbackFailed,  S::kNone,           S::kRollingBack,      false, kExitStage},
+  {S::kRolledBack,        "rolled_back",       "told: the source app runs again, the target was not started",
+                          nullptr,       &C::RollbackDetail,       &C::RolledBack,
+                          S::kNone,            S::kNone,            S::kNone,           S::kNone,             false, kExitStage},
+  {S::kRollbackFailed,    "rollback_failed",   "told: start the source app by hand",
+                          nullptr,       &C::RollbackErrorDetail,  &C::RollbackFailed,
+                          S::kNone,            S::kNone,            S::kNone,           S::kRollingBack,      false, kExitStage},
+  // Not journalled.
+  {S::kDone,              nullptr,             "nothing to do: the plan is migrated",
+                          nullptr,       nullptr,                  &C::Nothing,
+                          S::kNone,            S::kNone,            S::kNone,           S::kNone,             false, kExitOk},
+  {S::kStopped,           nullptr,             "stop: the journal cannot be written",
+                          nullptr,       nullptr,                  &C::Nothing,
+                          S::kNone,            S::kNone,            S::kNone,           S::kNone,             false, kExitTarget},
+  {S::kOperator,          nullptr,             "stop for the operator: the switch failed and the target app runs",
+                          nullptr,       nullptr,                  &C::AwaitOperator,
+                          S::kNone,            S::kNone,            S::kNone,           S::kNone,             false, kExitStage},
 };
 // clang-format on
 
@@ -79,6 +109,34 @@ const Cutover::Transition& Cutover::Row(State state) {
   }
   CHECK(false && "a cutover state without a row");
   return kTransitions[0];
+}
+
+namespace {
+
+std::string ExitText(int code) { return "exit " + std::to_string(code); }
+
+}  // namespace
+
+// A state as the README's table names it.
+std::string Cutover::Ref(State state) {
+  if (state == S::kNone) return "—";
+  const Transition& t = Row(state);
+  if (t.name != nullptr) return std::string("`") + t.name + "`";
+  return std::string(t.what) + " (" + ExitText(t.exit_code) + ")";
+}
+
+std::string Cutover::Describe() {
+  std::string out =
+      "| state (journalled) | what runs | then | on failure | when the state cannot be journalled | found last by a "
+      "restarted coordinator |\n|---|---|---|---|---|---|\n";
+  for (const Transition& t : kTransitions) {
+    if (t.name == nullptr) continue;
+    out += std::string("| `") + t.name + "` | " + t.what + " | " +
+           (t.on_success == S::kNone ? "end (" + ExitText(t.exit_code) + ")" : Ref(t.on_success)) + " | " +
+           Ref(t.on_failure) + " | " + (t.on_journal_failure == S::kNone ? "go on" : Ref(t.on_journal_failure)) +
+           " | " + (t.on_resume == S::kNone ? "outside a cutover" : Ref(t.on_resume)) + " |\n";
+  }
+  return out;
 }
 
 bool Cutover::Inside(const std::string& state) {

@@ -35,6 +35,8 @@ class Cutover {
   int RollBack();
   // Whether `state` (a journalled name) is inside a cutover: see InsideCutover.
   static bool Inside(const std::string& state);
+  // The transitions as the README's table of the cutover's states (a test keeps them equal).
+  static std::string Describe();
 
   enum class State;
   struct Transition;
@@ -42,6 +44,7 @@ class Cutover {
  private:
   static const Transition kTransitions[];
   static const Transition& Row(State state);
+  static std::string Ref(State state);
   int Run(State state);
 
   // The states' work: true to go on, false (failed_step_ and cause_ set) to take the failure arrow.
