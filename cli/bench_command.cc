@@ -1,13 +1,9 @@
 #include "cli/bench_command.h"
 
-#include <iostream>
-#include "base/rate.h"
-#include "cli/commands.h"
-#include "cli/flags.h"
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <iostream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -16,12 +12,15 @@
 #include "agent/scan.h"
 #include "agent/sender.h"
 #include "agent/session.h"
-#include "client/bench_filler.h"
+#include "base/rate.h"
 #include "cli/bench_local.h"
-#include "client/net.h"
+#include "cli/commands.h"
+#include "cli/flags.h"
 #include "cli/progress.h"
-#include "client/json.h"
 #include "cli/sync_command.h"
+#include "client/bench_filler.h"
+#include "client/json.h"
+#include "client/net.h"
 
 namespace ferry {
 namespace {

@@ -1,20 +1,19 @@
 #include "cli/remote_command.h"
 
-#include <unistd.h>
-#include <iostream>
-#include "cli/commands.h"
-#include "cli/flags.h"
-
 #include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
+#include <iostream>
 #include <memory>
 
-#include "client/control_api.h"
-#include "client/json.h"
+#include "cli/commands.h"
+#include "cli/flags.h"
 #include "cli/progress.h"
 #include "cli/sync_command.h"
+#include "client/control_api.h"
+#include "client/json.h"
 
 namespace ferry {
 

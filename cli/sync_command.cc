@@ -1,11 +1,5 @@
 #include "cli/sync_command.h"
 
-#include <unistd.h>
-#include <iostream>
-#include "base/log.h"
-#include "cli/commands.h"
-#include "cli/flags.h"
-
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -14,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <iostream>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -26,9 +21,12 @@
 #include "agent/sender.h"
 #include "agent/session.h"
 #include "base/bounds.h"
+#include "base/log.h"
+#include "cli/commands.h"
+#include "cli/flags.h"
+#include "cli/progress.h"
 #include "client/json.h"
 #include "client/net.h"
-#include "cli/progress.h"
 #include "daemon/session_server.h"
 
 namespace ferry {

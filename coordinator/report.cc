@@ -8,9 +8,9 @@
 #include <map>
 #include <sstream>
 
+#include "base/units.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/journal.h"
-#include "base/units.h"
 #include "coordinator/prediction.h"
 
 namespace ferry {

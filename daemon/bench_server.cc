@@ -16,8 +16,8 @@
 #include "base/bounds.h"
 #include "base/check.h"
 #include "base/log.h"
-#include "client/bench_filler.h"
 #include "base/units.h"
+#include "client/bench_filler.h"
 
 namespace ferry {
 namespace {

@@ -22,8 +22,8 @@
 #include "agent/io/engine.h"
 #include "agent/io/stream.h"
 #include "agent/io/tls.h"
-#include "daemon/metrics.h"
 #include "client/net.h"
+#include "daemon/metrics.h"
 #include "daemon/session_server.h"
 #include "daemon/stage_runner.h"
 

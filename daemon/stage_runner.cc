@@ -10,8 +10,8 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "client/json.h"
-#include "daemon/metrics.h"
 #include "client/net.h"
+#include "daemon/metrics.h"
 
 namespace ferry {
 
