@@ -40,71 +40,95 @@ std::string ProcessResult::How(double timeout_s) const {
   return "exited " + std::to_string(exit_code);
 }
 
-Result<ProcessResult> RunProcess(const std::vector<std::string>& argv, double timeout_s,
-                                 bool capture, const std::function<void(pid_t)>& on_start) {
-  if (argv.empty()) return Status::InvalidArgument("an empty command");
+namespace {
+
+// The child's pipes, when its output is captured: [0] ours (read), [1] its (write).
+struct Pipes {
+  int out[2] = {-1, -1}, err[2] = {-1, -1};
+};
+
+// Forks and execs `argv` in its own process group (its output into `pipes` when given).
+Result<pid_t> Spawn(const std::vector<std::string>& argv, const Pipes* pipes) {
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
-  int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
-  if (capture && (::pipe2(out_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0)) {
-    Status s = Status::Errno(errno, "pipe for " + argv[0]);
-    for (int fd : {out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1]}) {
-      if (fd >= 0) ::close(fd);
-    }
-    return s;
-  }
-  const auto start = std::chrono::steady_clock::now();
   pid_t pid = ::fork();
   if (pid < 0) return Status::Errno(errno, "fork for " + argv[0]);
   if (pid == 0) {
     ::setpgid(0, 0);
-    if (capture) {
-      ::dup2(out_pipe[1], STDOUT_FILENO);
-      ::dup2(err_pipe[1], STDERR_FILENO);
+    if (pipes != nullptr) {
+      ::dup2(pipes->out[1], STDOUT_FILENO);
+      ::dup2(pipes->err[1], STDERR_FILENO);
     }
     ::execvp(args[0], args.data());
     _exit(127);
   }
   ::setpgid(pid, pid);
-  if (on_start) on_start(pid);
-  ProcessResult r;
+  return pid;
+}
+
+// Waits for `pid` until `deadline` (then kills its process group: r->timed_out), reading its
+// output meanwhile; its wait status.
+int Wait(pid_t pid, std::chrono::steady_clock::time_point deadline, const Pipes* pipes, ProcessResult* r) {
   std::vector<pollfd> fds;
-  if (capture) {
-    ::close(out_pipe[1]);
-    ::close(err_pipe[1]);
-    for (int fd : {out_pipe[0], err_pipe[0]}) {
+  if (pipes != nullptr) {
+    for (int fd : {pipes->out[0], pipes->err[0]}) {
       ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
       fds.push_back({fd, POLLIN, 0});
     }
   }
-  const auto deadline = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                    std::chrono::duration<double>(timeout_s));
   int status = 0;
   for (;;) {
     // The child's own exit ends the wait, not the end of its output: a daemon it started
     // (pg_ctl start) may hold the pipes open for as long as it runs.
-    if (::waitpid(pid, &status, WNOHANG) == pid) break;
+    if (::waitpid(pid, &status, WNOHANG) == pid) return status;
     if (std::chrono::steady_clock::now() >= deadline) {
       ::kill(-pid, SIGKILL);
       ::waitpid(pid, &status, 0);
-      r.timed_out = true;
-      break;
+      r->timed_out = true;
+      return status;
     }
     if (fds.empty()) {
       ::usleep(20 * 1000);
     } else {
       ::poll(fds.data(), fds.size(), 20);
       for (pollfd& p : fds) {
-        if (p.fd >= 0 && !Drain(p.fd, p.fd == out_pipe[0] ? r.out : r.err)) p.fd = -1;
+        if (p.fd >= 0 && !Drain(p.fd, p.fd == pipes->out[0] ? r->out : r->err)) p.fd = -1;
       }
     }
   }
+}
+
+}  // namespace
+
+Result<ProcessResult> RunProcess(const std::vector<std::string>& argv, double timeout_s,
+                                 bool capture, const std::function<void(pid_t)>& on_start) {
+  if (argv.empty()) return Status::InvalidArgument("an empty command");
+  Pipes pipes;
+  if (capture && (::pipe2(pipes.out, O_CLOEXEC) != 0 || ::pipe2(pipes.err, O_CLOEXEC) != 0)) {
+    Status s = Status::Errno(errno, "pipe for " + argv[0]);
+    for (int fd : {pipes.out[0], pipes.out[1], pipes.err[0], pipes.err[1]}) {
+      if (fd >= 0) ::close(fd);
+    }
+    return s;
+  }
+  const auto start = std::chrono::steady_clock::now();
+  Result<pid_t> pid = Spawn(argv, capture ? &pipes : nullptr);
+  if (!pid.ok()) return pid.status();
+  if (on_start) on_start(*pid);
   if (capture) {
-    Drain(out_pipe[0], r.out);
-    Drain(err_pipe[0], r.err);
-    ::close(out_pipe[0]);
-    ::close(err_pipe[0]);
+    ::close(pipes.out[1]);
+    ::close(pipes.err[1]);
+  }
+  ProcessResult r;
+  const auto deadline = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                    std::chrono::duration<double>(timeout_s));
+  const int status = Wait(*pid, deadline, capture ? &pipes : nullptr, &r);
+  if (capture) {
+    Drain(pipes.out[0], r.out);
+    Drain(pipes.err[0], r.err);
+    ::close(pipes.out[0]);
+    ::close(pipes.err[0]);
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (!r.timed_out) {
