@@ -108,41 +108,47 @@ struct PlanArgs {
   po::variables_map vm;
 };
 
-// `desc` holds the command's own flags; --state-dir is added. `required` (may be null): a flag
-// value that must be given, named in `needs` (" and --html FILE").
-PlanArgs ParsePlanArgs(const Args& args, const std::string& name, po::options_description& desc,
-                       const std::string* required = nullptr, const std::string& needs = "") {
-  PlanArgs out;
-  std::vector<std::string> positional;
-  desc.add_options()("state-dir", po::value(&out.state_dir)->default_value(DefaultStateDir()),
+// --state-dir, where the command's help lists it.
+void AddStateDir(po::options_description& desc, PlanArgs* out) {
+  desc.add_options()("state-dir", po::value(&out->state_dir)->default_value(DefaultStateDir()),
                      "DIR: where the plan's journal is kept");
+}
+
+// Parses into *out the flags of `desc` (the command's own and AddStateDir's) and the PLAN.
+// `required` (may be null): a flag value that must be given, named in `needs` (" and --html FILE").
+void ParsePlanArgs(const Args& args, const std::string& name, const po::options_description& desc, PlanArgs* out_ptr,
+                   const std::string* required = nullptr, const std::string& needs = "") {
+  PlanArgs& out = *out_ptr;
+  std::vector<std::string> positional;
   out.vm = ParseArgs(args, desc, 1, &positional);
   if (out.vm.count("help")) {
     std::cout << "usage: ferry " << name << " [options] PLAN\n" << desc;
     out.exit_code = kExitOk;
-    return out;
+    return;
   }
   if (positional.size() != 1 || (required != nullptr && required->empty())) {
     std::fprintf(stderr, "ferry %s: need the PLAN file%s (see ferry %s --help)\n", name.c_str(), needs.c_str(),
                  name.c_str());
     out.exit_code = kExitUsage;
-    return out;
+    return;
   }
   Result<Plan> plan = Plan::Load(positional[0]);
   if (!plan.ok()) {
     std::fprintf(stderr, "ferry %s: %s\n", name.c_str(), plan.status().ToString().c_str());
     out.exit_code = kExitUsage;
-    return out;
+    return;
   }
   out.plan.emplace(std::move(*plan));
-  return out;
 }
 
 // ferry migrate|cutover|rollback PLAN.
 int RunPlanCommand(const Args& args, const std::string& name, int (*run)(const Plan&, const std::string&, Console&)) {
   po::options_description desc("ferry " + name + " options");
-  desc.add_options()("help,h", "show this help")("quiet,q", po::bool_switch(), "print only errors and the result");
-  PlanArgs a = ParsePlanArgs(args, name, desc);
+  PlanArgs a;
+  desc.add_options()("help,h", "show this help");
+  AddStateDir(desc, &a);
+  desc.add_options()("quiet,q", po::bool_switch(), "print only errors and the result");
+  ParsePlanArgs(args, name, desc, &a);
   if (a.exit_code >= 0) return a.exit_code;
   TerminalConsole console(!a.vm["quiet"].as<bool>());
   return run(*a.plan, a.state_dir, console);
@@ -180,7 +186,9 @@ int StatusCommand(const Args& args) {
   bool json_out = false;
   desc.add_options()("help,h", "show this help")(
       "json", po::bool_switch(&json_out), "one JSON object: the stages, change rate, predicted_downtime_s, what it waits for");
-  PlanArgs a = ParsePlanArgs(args, "status", desc);
+  PlanArgs a;
+  AddStateDir(desc, &a);
+  ParsePlanArgs(args, "status", desc, &a);
   if (a.exit_code >= 0) return a.exit_code;
   Result<PlanStatus> status = ReadPlanStatus(*a.plan, a.state_dir);
   if (!status.ok()) {
@@ -200,7 +208,9 @@ int ReportCommand(const Args& args) {
   std::string html;
   desc.add_options()("help,h", "show this help")("html", po::value(&html),
                                                  "FILE: write the report there (a page with no external file)");
-  PlanArgs a = ParsePlanArgs(args, "report", desc, &html, " and --html FILE");
+  PlanArgs a;
+  AddStateDir(desc, &a);
+  ParsePlanArgs(args, "report", desc, &a, &html, " and --html FILE");
   if (a.exit_code >= 0) return a.exit_code;
   Result<std::string> written = WritePlanReport(*a.plan, a.state_dir, html);
   if (!written.ok()) {

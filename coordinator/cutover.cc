@@ -44,62 +44,66 @@ struct Cutover::Transition {
   State on_resume;                      // a coordinator that finds this state last in the journal
   bool announced;                       // "cutover: STATE (DETAIL)" when progress is shown
   int exit_code;
+  bool (Cutover::*opening)();           // told before the state is journalled (nullptr: nothing)
 };
 
+namespace {
 using S = Cutover::State;
 using C = Cutover;
+}  // namespace
 
-// The README's list of the cutover's states ("Migrations"), in order. Checked against it by a
-// reader; every arrow of the machine is here and nowhere else.
+// The cutover's states in order, every arrow of the machine and nowhere else; Describe() renders
+// it as the README's list ("Migrations"), and cutover_test keeps the two equal.
 // clang-format off
 const Cutover::Transition Cutover::kTransitions[] = {
   // state                journalled           what runs (in words, for the README)
   //                      applies        detail                    work
-  //                      on success           on failure           on journal failure  on resume             said   exit
+  //                      on success           on failure           on journal failure  on resume             said   exit        opening
   {S::kQuiescing,         "quiescing",         "the quiesce_source hook",
                           nullptr,       &C::PredictedDetail,      &C::Quiesce,
-                          S::kFinalStage,      S::kRollingBack,     S::kStopped,        S::kRollingBack,      true,  kExitStage},
+                          S::kFinalStage,      S::kRollingBack,     S::kStopped,        S::kRollingBack,      true,  kExitStage,  nullptr},
   {S::kFinalStage,        "final_stage",       "a final stage of every pair (once more if files changed while read)",
                           nullptr,       nullptr,                  &C::FinalStage,
-                          S::kVerifying,       S::kRollingBack,     S::kRollingBack,    S::kRollingBack,      true,  kExitStage},
+                          S::kVerifying,       S::kRollingBack,     S::kRollingBack,    S::kRollingBack,      true,  kExitStage,  nullptr},
   {S::kVerifying,         "verifying",         "the check: a dry run that must find nothing (passed over with verify: none)",
                           &C::Verifies,  &C::VerifyDetail,         &C::Verify,
-                          S::kStartingTarget,  S::kRollingBack,     S::kRollingBack,    S::kRollingBack,      true,  kExitStage},
-  // From here on the target's data is final and checked: the way is forward. A coordinator
-  // killed in these steps runs the step's hook again when it restarts, so start_target and
-  // switch_traffic must be idempotent: the target is never started twice from scratch.
+                          S::kStartingTarget,  S::kRollingBack,     S::kRollingBack,    S::kRollingBack,      true,  kExitStage,  nullptr},
+  // From here on the target's data is final and checked: a coordinator that stopped in these
+  // steps goes forward when it restarts (on resume) and runs the step's hook again, so
+  // start_target and switch_traffic must be idempotent: the target is never started twice from
+  // scratch. A failed start_target still rolls back (the target app did not come up).
   {S::kStartingTarget,    "starting_target",   "the start_target hook",
                           nullptr,       nullptr,                  &C::StartTarget,
-                          S::kSwitchingTraffic, S::kRollingBack,    S::kStopped,        S::kStartingTarget,   true,  kExitStage},
+                          S::kSwitchingTraffic, S::kRollingBack,    S::kStopped,        S::kStartingTarget,   true,  kExitStage,  nullptr},
   // The target runs: rolling back after a failed switch would leave two; the operator decides.
   {S::kSwitchingTraffic,  "switching_traffic", "the switch_traffic hook",
                           nullptr,       nullptr,                  &C::SwitchTraffic,
-                          S::kMigrated,        S::kSwitchFailed,    S::kStopped,        S::kSwitchingTraffic, true,  kExitStage},
+                          S::kMigrated,        S::kSwitchFailed,    S::kStopped,        S::kSwitchingTraffic, true,  kExitStage,  nullptr},
   {S::kMigrated,          "migrated",          "the downtime, journalled and told",
                           nullptr,       &C::DowntimeDetail,       &C::Migrated,
-                          S::kNone,            S::kNone,            S::kNone,           S::kDone,             false, kExitOk},
+                          S::kNone,            S::kNone,            S::kNone,           S::kDone,             false, kExitOk,     nullptr},
   {S::kSwitchFailed,      "switch_failed",     "told: fix the switch by hand, or stop the target app and roll back",
                           nullptr,       &C::SwitchDetail,         &C::SwitchFailed,
-                          S::kNone,            S::kNone,            S::kNone,           S::kOperator,         false, kExitStage},
+                          S::kNone,            S::kNone,            S::kNone,           S::kOperator,         false, kExitStage,  nullptr},
   {S::kRollingBack,       "rolling_back",      "the resume_source hook",
                           nullptr,       &C::RollbackDetail,       &C::ResumeSource,
-                          S::kRolledBack,      S::kRollbackFailed,  S::kNone,           S::kRollingBack,      false, kExitStage},
-  {S::kRolledBack,        "rolled_back",       "told: the source app runs again, the target was not started",
+                          S::kRolledBack,      S::kRollbackFailed,  S::kNone,           S::kRollingBack,      false, kExitStage,  &C::TellRollingBack},
+  {S::kRolledBack,        "rolled_back",       "told: the source app runs again, the target was not started (`ferry rollback` exits 0 here)",
                           nullptr,       &C::RollbackDetail,       &C::RolledBack,
-                          S::kNone,            S::kNone,            S::kNone,           S::kNone,             false, kExitStage},
+                          S::kNone,            S::kNone,            S::kNone,           S::kNone,             false, kExitStage,  nullptr},
   {S::kRollbackFailed,    "rollback_failed",   "told: start the source app by hand",
                           nullptr,       &C::RollbackErrorDetail,  &C::RollbackFailed,
-                          S::kNone,            S::kNone,            S::kNone,           S::kRollingBack,      false, kExitStage},
+                          S::kNone,            S::kNone,            S::kNone,           S::kRollingBack,      false, kExitStage,  nullptr},
   // Not journalled.
   {S::kDone,              nullptr,             "nothing to do: the plan is migrated",
                           nullptr,       nullptr,                  &C::Nothing,
-                          S::kNone,            S::kNone,            S::kNone,           S::kNone,             false, kExitOk},
+                          S::kNone,            S::kNone,            S::kNone,           S::kNone,             false, kExitOk,     nullptr},
   {S::kStopped,           nullptr,             "stop: the journal cannot be written",
                           nullptr,       nullptr,                  &C::Nothing,
-                          S::kNone,            S::kNone,            S::kNone,           S::kNone,             false, kExitTarget},
+                          S::kNone,            S::kNone,            S::kNone,           S::kNone,             false, kExitTarget, nullptr},
   {S::kOperator,          nullptr,             "stop for the operator: the switch failed and the target app runs",
                           nullptr,       nullptr,                  &C::AwaitOperator,
-                          S::kNone,            S::kNone,            S::kNone,           S::kNone,             false, kExitStage},
+                          S::kNone,            S::kNone,            S::kNone,           S::kNone,             false, kExitStage,  nullptr},
 };
 // clang-format on
 
@@ -186,6 +190,7 @@ int Cutover::Run(State state) {
       state = t.on_success;
       continue;
     }
+    if (t.opening != nullptr) (void)(this->*t.opening)();
     if (t.name != nullptr) {
       const std::string detail = t.detail != nullptr ? (this->*t.detail)() : "";
       Status journalled = journal_.Transition(t.name, detail);
@@ -305,12 +310,16 @@ bool Cutover::SwitchFailed() {
   return true;
 }
 
-bool Cutover::ResumeSource() {
+bool Cutover::TellRollingBack() {
   if (failed_step_ == "operator") {
     console_.Tell("ferry: rolling back: resuming the source app");
   } else {
     console_.Tell("ferry: cutover failed at " + failed_step_ + ": " + cause_ + "; rolling back");
   }
+  return true;
+}
+
+bool Cutover::ResumeSource() {
   Status s = RunHook(plan_, journal_, console_, "resume_source");
   if (!s.ok()) rollback_error_ = s.ToString();
   return s.ok();

@@ -55,6 +55,7 @@ class Cutover {
   bool SwitchTraffic();
   bool Migrated();
   bool SwitchFailed();
+  bool TellRollingBack();
   bool ResumeSource();
   bool RolledBack();
   bool RollbackFailed();

@@ -87,7 +87,8 @@ class StageRunner {
   struct Running;
   Status Launch(uint64_t id, StageSpec spec, uint32_t attempt, int64_t started_unix_ms);
   Status OpenJournal();
-  // The journal's last finished stages into finished_, and those it shows running into *resume.
+  // The journal's last finished stages into finished_, and those it shows running or interrupted
+  // (the daemon stopped while they ran) into *resume.
   void LoadJournal(std::vector<StageStatus>* resume);
   void Resume(const std::vector<StageStatus>& resume);
   void Run(Running* run);
