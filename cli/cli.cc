@@ -21,6 +21,7 @@ constexpr const char* kUsage =
     "  bench DAEMON     measure network, source read, target write and sync against ferry://HOST:PORT[/VOLUME]\n"
     "  stage SRC DST    have the daemon at SRC (ferry://HOST:PORT/VOLUME) push that volume to DST\n"
     "  migrate PLAN     stage every pair until the final stage fits the downtime budget, then cut over\n"
+    "  rehearse PLAN    start the target app on the staged copy, check it, stop it (timed); stage again\n"
     "  cutover PLAN     quiesce the source, final stage, verify, start the target, switch (or roll back)\n"
     "  rollback PLAN    resume the source app (after a failed or abandoned cutover)\n"
     "  stage PLAN       one stage of every pair of a migration plan (YAML)\n"
@@ -52,6 +53,7 @@ int RunCommandLine(int argc, char** argv) {
     if (command == "migrate") return MigrateCommand(args);
     if (command == "cutover") return CutoverCommand(args);
     if (command == "rollback") return RollbackCommand(args);
+    if (command == "rehearse") return RehearseCommand(args);
     if (command == "volumes") return VolumesCommand(args);
     if (command == "version" || command == "--version") {
       std::printf("ferry 0.1.0 (protocol 1)\n");

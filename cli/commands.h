@@ -23,5 +23,6 @@ int ReportCommand(const Args& args);    // ferry report PLAN --html FILE
 int MigrateCommand(const Args& args);   // ferry migrate PLAN
 int CutoverCommand(const Args& args);   // ferry cutover PLAN
 int RollbackCommand(const Args& args);  // ferry rollback PLAN
+int RehearseCommand(const Args& args);  // ferry rehearse PLAN
 
 }  // namespace ferry

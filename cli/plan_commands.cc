@@ -52,6 +52,22 @@ void PrintStages(const std::vector<PairStage>& stages) {
   }
 }
 
+json SplitJson(const std::vector<DowntimePart>& split) {
+  json list = json::array();
+  for (const DowntimePart& d : split) {
+    json part{{"step", d.step}, {"seconds", d.seconds}, {"basis", d.basis}};
+    if (!d.unmeasured.empty()) part["not_measured"] = d.unmeasured;
+    list.push_back(part);
+  }
+  return list;
+}
+
+std::string FormatSeconds(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.2f s", s);
+  return buf;
+}
+
 json StagesJson(const std::vector<PairStage>& stages) {
   json list = json::array();
   for (const PairStage& s : stages) list.push_back(StageJson(s));
@@ -86,7 +102,36 @@ json StatusJson(const Plan& plan, const PlanStatus& status) {
       if (e.state == "rolled_back" || e.state == "rollback_failed") out["rollback_cause"] = e.detail;
     }
   }
+  out["lower_bound"] = p.lower_bound;
+  out["predicted_split"] = SplitJson(p.split);
+  if (!status.actual_split.empty()) {
+    out["cutover_predicted_split"] = SplitJson(status.cutover_predicted_split);
+    out["actual_split"] = SplitJson(status.actual_split);
+  }
   return out;
+}
+
+// The downtime by step: what the prediction says now and, after a cutover, what it said at the
+// quiesce beside what each step took.
+void PrintSplit(const PlanStatus& status) {
+  const Prediction& p = status.prediction;
+  const bool cut_over = !status.actual_split.empty();
+  std::printf("downtime by step:  %-26s%s\n", "predicted now", cut_over ? "predicted at the cutover  actual" : "");
+  for (size_t i = 0; i < std::size(kDowntimeSteps); ++i) {
+    const DowntimePart* now = i < p.split.size() ? &p.split[i] : nullptr;
+    char predicted[64] = "";
+    if (now != nullptr) {
+      std::snprintf(predicted, sizeof(predicted), "%s%.2f s (%s)", now->basis == "not measured" ? "\u2265 " : "",
+                    now->seconds, now->basis.c_str());
+    }
+    std::printf("  %-16s%-26s", kDowntimeSteps[i], predicted);
+    if (cut_over && i < status.actual_split.size()) {
+      const double then = i < status.cutover_predicted_split.size() ? status.cutover_predicted_split[i].seconds : 0;
+      std::printf("%-26s%.2f s", status.cutover_predicted_split.empty() ? "-" : (FormatSeconds(then)).c_str(),
+                  status.actual_split[i].seconds);
+    }
+    std::printf("\n");
+  }
 }
 
 void PrintStatus(const Plan& plan, const PlanStatus& status) {
@@ -96,6 +141,7 @@ void PrintStatus(const Plan& plan, const PlanStatus& status) {
     std::printf("change rate %s/s, stage throughput %s/s, fixed cost %.2f s: a cutover now takes %s (max_downtime %.0f s)\n",
                 HumanBytes(p.change_rate_bps).c_str(), HumanBytes(p.throughput_bps).c_str(), p.fixed_seconds,
                 DowntimeBreakdown(p).c_str(), plan.policy.max_downtime_s);
+    PrintSplit(status);
   }
   std::printf("%s\n", p.ready ? "ready to cut over" : ("waiting for " + p.waiting_for).c_str());
 }
@@ -141,7 +187,7 @@ void ParsePlanArgs(const Args& args, const std::string& name, const po::options_
   out.plan.emplace(std::move(*plan));
 }
 
-// ferry migrate|cutover|rollback PLAN.
+// ferry migrate|rehearse|cutover|rollback PLAN.
 int RunPlanCommand(const Args& args, const std::string& name, int (*run)(const Plan&, const std::string&, Console&)) {
   po::options_description desc("ferry " + name + " options");
   PlanArgs a;
@@ -223,6 +269,7 @@ int ReportCommand(const Args& args) {
 
 int MigrateCommand(const Args& args) { return RunPlanCommand(args, "migrate", &RunMigrate); }
 int CutoverCommand(const Args& args) { return RunPlanCommand(args, "cutover", &RunCutover); }
+int RehearseCommand(const Args& args) { return RunPlanCommand(args, "rehearse", &RunRehearse); }
 int RollbackCommand(const Args& args) { return RunPlanCommand(args, "rollback", &RunRollback); }
 
 }  // namespace ferry

@@ -9,6 +9,7 @@
 #include "base/exit_code.h"
 #include "coordinator/cutover.h"
 #include "coordinator/hooks.h"
+#include "coordinator/rehearsal.h"
 #include "coordinator/stages.h"
 
 namespace ferry {
@@ -42,6 +43,9 @@ Result<Session> Open(const Plan& plan, const std::string& state_dir, Console& co
     }
   }
   WaitForOrphanedHooks(plan, **journal, console);
+  // A rehearsed target app left running by a coordinator killed in the rehearsal is stopped
+  // before a stage or a cutover touches the target.
+  FERRY_RETURN_IF_ERROR(Rehearsal(plan, **journal, console).Recover());
   return Session{std::move(*journal), std::move(*tls)};
 }
 
@@ -89,6 +93,14 @@ bool StoppedConverging(const Plan& plan, uint32_t n, const Prediction& p, const 
              *std::min_element(predictions.begin(), predictions.end() - 3);
 }
 
+// Whether to rehearse now (policy rehearse, once per journal): when the stages say enough to
+// predict (the target holds a copy) and min_stages are done.
+bool RehearseNow(const Plan& plan, Journal& journal, const Prediction& p) {
+  if (!plan.policy.rehearse || !p.known || p.waiting_for.rfind("min_stages", 0) == 0) return false;
+  Result<std::vector<Journal::Event>> events = journal.Events();
+  return events.ok() && !Rehearsal::Done(*events);
+}
+
 // Stages until the prediction is ready: kExitOk then, else the exit code of why it stopped.
 int StageUntilReady(const Plan& plan, Session& session, Console& console) {
   Journal& journal = *session.journal;
@@ -97,6 +109,21 @@ int StageUntilReady(const Plan& plan, Session& session, Console& console) {
     Prediction p = StageAndPredict(plan, session, console);
     if (p.known) predictions.push_back(p.predicted_downtime_s);
     char line[600];
+    if (RehearseNow(plan, journal, p)) {
+      // The next stage restores the target; the prediction after it counts the rehearsal's times.
+      Status rehearsed = Rehearsal(plan, journal, console).Run();
+      if (!rehearsed.ok()) {
+        console.Tell("ferry migrate: not cutting over: the target app failed its rehearsal: " + rehearsed.ToString());
+        return kExitStage;
+      }
+      continue;
+    }
+    if (p.waits_for_measurement) {
+      console.Tell("ferry migrate: not cutting over: the predicted downtime is " + DowntimeBreakdown(p) +
+                   ", a lower bound: " + p.waiting_for.substr(p.waiting_for.find(": ") + 2));
+      (void)journal.Transition("lower_bound", p.waiting_for);
+      return kExitStage;
+    }
     if (p.ready) {
       std::snprintf(line, sizeof(line), "the predicted downtime fits max_downtime %.0f s", plan.policy.max_downtime_s);
       console.Say(line);
@@ -142,6 +169,10 @@ Result<PlanStatus> ReadPlanStatus(const Plan& plan, const std::string& state_dir
   status.stages = std::move(*stages);
   status.prediction = Predict(status.stages, plan, (*journal)->HookSeconds(), LocalMinute());
   if (Result<std::vector<Journal::Event>> events = (*journal)->Events(); events.ok()) status.events = std::move(*events);
+  status.actual_split = ActualSplit(status.events);
+  for (const Journal::Event& e : status.events) {
+    if (e.state == "quiescing" && !status.actual_split.empty()) status.cutover_predicted_split = ParseSplitDetail(e.detail);
+  }
   return status;
 }
 
@@ -165,6 +196,48 @@ int RunMigrate(const Plan& plan, const std::string& state_dir, Console& console)
     return kExitOk;
   }
   return cutover.Start();
+}
+
+int RunRehearse(const Plan& plan, const std::string& state_dir, Console& console) {
+  if (Status possible = Rehearsal::Possible(plan); !possible.ok()) {
+    console.Tell("ferry rehearse: " + possible.ToString());
+    return kExitUsage;
+  }
+  std::unique_ptr<Session> session = OpenOrSay(plan, state_dir, console, "rehearse");
+  if (!session) return kExitUsage;
+  Journal& journal = *session->journal;
+  const std::string last = journal.LastState();
+  if (last == "migrated" || InsideCutover(last)) {
+    console.Tell("ferry rehearse: plan " + plan.name + " is " + (last == "migrated" ? "migrated" : "inside a cutover (" + last + ")") +
+                 ": a rehearsal starts the app on the target only while the source app runs");
+    return kExitUsage;
+  }
+  // The target must hold a whole copy: the last stage committed for every pair.
+  Result<std::vector<PairStage>> stages = journal.Stages();
+  uint32_t last_stage = 0;
+  for (const PairStage& s : stages.ok() ? *stages : std::vector<PairStage>{}) last_stage = std::max(last_stage, s.stage);
+  size_t committed = 0;
+  for (const PairStage& s : stages.ok() ? *stages : std::vector<PairStage>{})
+    committed += s.stage == last_stage && s.kind == kStageKindStage && s.state == "committed";
+  if (last_stage == 0 || committed != plan.pairs.size()) {
+    console.Tell("ferry rehearse: the target holds no whole copy yet: run ferry stage " + plan.path +
+                 " until a stage of every pair commits");
+    return kExitStage;
+  }
+  Status rehearsed = Rehearsal(plan, journal, console).Run();
+  if (!rehearsed.ok()) console.Tell("ferry rehearse: " + rehearsed.ToString());
+  // The rehearsed app wrote to the target: a stage makes it the source's copy again.
+  console.Say("staging to restore the target");
+  std::vector<PairStage> restore = StageAll(plan, journal, session->tls.get(), kStageKindStage, false, console);
+  if (!AllCommitted(restore)) {
+    console.Tell("ferry rehearse: the stage after the rehearsal failed (" + FirstError(restore) +
+                 "): the target differs from the source until the next stage (ferry stage " + plan.path + ")");
+    return kExitStage;
+  }
+  console.Say("stage " + std::to_string(restore[0].stage) + ": committed: the target equals the source again");
+  if (!rehearsed.ok()) return kExitStage;
+  console.Say("predicted downtime " + DowntimeBreakdown(PredictFromJournal(journal, plan)));
+  return kExitOk;
 }
 
 int RunCutover(const Plan& plan, const std::string& state_dir, Console& console) {

@@ -28,12 +28,18 @@ struct PlanStatus {
   std::vector<PairStage> stages;
   Prediction prediction;
   std::vector<Journal::Event> events;  // the migration's transitions, oldest first
+  // The last cutover that reached migrated: its downtime by step as predicted at its quiesce, and
+  // as it went (empty before one).
+  std::vector<DowntimePart> cutover_predicted_split, actual_split;
 };
 Result<PlanStatus> ReadPlanStatus(const Plan& plan, const std::string& state_dir);
 
 // `ferry migrate PLAN`: stages until the prediction fits the policy, then (cutover: auto) the
 // cutover. `ferry cutover PLAN`, `ferry rollback PLAN`. Exit codes (base/exit_code.h).
 int RunMigrate(const Plan& plan, const std::string& state_dir, Console& console);
+// `ferry rehearse PLAN`: the cutover rehearsed on the target copy (coordinator/rehearsal.h), then
+// a stage that restores the target.
+int RunRehearse(const Plan& plan, const std::string& state_dir, Console& console);
 int RunCutover(const Plan& plan, const std::string& state_dir, Console& console);
 int RunRollback(const Plan& plan, const std::string& state_dir, Console& console);
 

@@ -12,6 +12,8 @@
 namespace ferry {
 
 enum class Cutover::State {
+  kPreparing,
+  kPrepareFailed,
   kQuiescing,
   kFinalStage,
   kVerifying,
@@ -59,6 +61,14 @@ const Cutover::Transition Cutover::kTransitions[] = {
   // state                journalled           what runs (in words, for the README)
   //                      applies        detail                    work
   //                      on success           on failure           on journal failure  on resume             said   exit        opening
+  // Before the downtime: the source app still runs (a CHECKPOINT makes a database's shutdown short).
+  {S::kPreparing,         "preparing",         "the prepare_source hook, while the source app still runs (passed over without one)",
+                          &C::Prepares,  nullptr,                  &C::Prepare,
+                          S::kQuiescing,       S::kPrepareFailed,   S::kStopped,        S::kNone,             true,  kExitStage,  nullptr},
+  {S::kPrepareFailed,     "prepare_failed",    "told: not cut over, the source app keeps running",
+                          nullptr,       &C::RollbackDetail,       &C::PrepareFailed,
+                          S::kNone,            S::kNone,            S::kNone,           S::kNone,             false, kExitStage,  nullptr},
+  // The downtime begins.
   {S::kQuiescing,         "quiescing",         "the quiesce_source hook",
                           nullptr,       &C::PredictedDetail,      &C::Quiesce,
                           S::kFinalStage,      S::kRollingBack,     S::kStopped,        S::kRollingBack,      true,  kExitStage,  nullptr},
@@ -72,7 +82,7 @@ const Cutover::Transition Cutover::kTransitions[] = {
   // steps goes forward when it restarts (on resume) and runs the step's hook again, so
   // start_target and switch_traffic must be idempotent: the target is never started twice from
   // scratch. A failed start_target still rolls back (the target app did not come up).
-  {S::kStartingTarget,    "starting_target",   "the start_target hook",
+  {S::kStartingTarget,    "starting_target",   "the start_target hook, then check_target (when it fails: stop_target)",
                           nullptr,       nullptr,                  &C::StartTarget,
                           S::kSwitchingTraffic, S::kRollingBack,    S::kStopped,        S::kStartingTarget,   true,  kExitStage,  nullptr},
   // The target runs: rolling back after a failed switch would leave two; the operator decides.
@@ -163,7 +173,7 @@ int Cutover::Start() {
     console_.Tell(line);
     return kExitStage;
   }
-  return Run(S::kQuiescing);
+  return Run(S::kPreparing);
 }
 
 int Cutover::Continue() {
@@ -217,13 +227,14 @@ bool Cutover::Fail(const std::string& step, const std::string& cause) {
 }
 
 bool Cutover::Verifies() const { return plan_.policy.verify != Policy::Verify::kNone; }
+bool Cutover::Prepares() const { return plan_.hooks.count("prepare_source") != 0; }
 
 std::string Cutover::PredictedDetail() {
   Result<std::vector<PairStage>> stages = journal_.Stages();
   Prediction p = Predict(stages.ok() ? *stages : std::vector<PairStage>{}, plan_, journal_.HookSeconds(), LocalMinute());
   char predicted[64];
   std::snprintf(predicted, sizeof(predicted), "predicted_downtime_s=%.3f", p.predicted_downtime_s);
-  return predicted;
+  return predicted + SplitDetail(p.split);
 }
 
 std::string Cutover::VerifyDetail() {
@@ -253,6 +264,16 @@ std::string Cutover::DowntimeDetail() {
 std::string Cutover::RollbackDetail() { return failed_step_ + ": " + cause_; }
 std::string Cutover::SwitchDetail() { return switch_error_; }
 std::string Cutover::RollbackErrorDetail() { return rollback_error_; }
+
+bool Cutover::Prepare() {
+  Status s = RunHook(plan_, journal_, console_, "prepare_source");
+  return s.ok() || Fail("prepare_source", s.ToString());
+}
+
+bool Cutover::PrepareFailed() {
+  console_.Tell("ferry: not cutting over: " + cause_ + "; the source app keeps running");
+  return true;
+}
 
 bool Cutover::Quiesce() {
   Status s = RunHook(plan_, journal_, console_, "quiesce_source");
@@ -288,9 +309,16 @@ bool Cutover::Verify() {
   return true;
 }
 
+// The target app is up when check_target says so; one that started but does not answer is
+// stopped again (stop_target) before the rollback resumes the source.
 bool Cutover::StartTarget() {
   Status s = RunHook(plan_, journal_, console_, "start_target");
-  return s.ok() || Fail("start_target", s.ToString());
+  if (!s.ok()) return Fail("start_target", s.ToString());
+  Status check = RunHook(plan_, journal_, console_, "check_target");
+  if (check.ok()) return true;
+  Status stop = RunHook(plan_, journal_, console_, "stop_target");
+  return Fail("check_target",
+              check.ToString() + (stop.ok() ? "" : "; and stopping the target app: " + stop.ToString()));
 }
 
 bool Cutover::SwitchTraffic() {

@@ -48,6 +48,8 @@ class Cutover {
   int Run(State state);
 
   // The states' work: true to go on, false (failed_step_ and cause_ set) to take the failure arrow.
+  bool Prepare();
+  bool PrepareFailed();
   bool Quiesce();
   bool FinalStage();
   bool Verify();
@@ -65,6 +67,8 @@ class Cutover {
 
   // Whether the verifying state runs (policy verify is not none).
   bool Verifies() const;
+  // Whether the preparing state runs (a prepare_source hook).
+  bool Prepares() const;
   // The journalled details of the states that carry one.
   std::string PredictedDetail();
   std::string VerifyDetail();

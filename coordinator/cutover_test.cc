@@ -27,7 +27,10 @@ TEST(CutoverTest, InsideACutoverAreTheStatesBetweenTheQuiesceAndItsEnd) {
                             "starting_target", "switching_traffic", "switch_failed"}) {
     EXPECT_TRUE(InsideCutover(state)) << state;
   }
-  for (const char* state : {"", "staging", "not_converging", "max_stages", "migrated", "rolled_back"}) {
+  // Before the quiesce the source app runs: preparing (prepare_source) is outside, as is a
+  // rehearsal (the source is never stopped by one).
+  for (const char* state : {"", "staging", "not_converging", "max_stages", "migrated", "rolled_back", "preparing",
+                            "prepare_failed", "lower_bound", "rehearsing", "rehearse_stopping", "rehearsed"}) {
     EXPECT_FALSE(InsideCutover(state)) << state;
   }
 }

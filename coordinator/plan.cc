@@ -164,10 +164,9 @@ Result<HookSpec> ParseHook(const Checker& c, const YAML::Node& node, const std::
       if (!v.ok()) return v.status();
       *out = *v;
     }
-    if (name == "switch_traffic") {
-      return c.Error(
-          k,
-          where + ": a kubernetes hook scales workloads; switching traffic needs run: [argv...]");
+    if (name == "switch_traffic" || name == "prepare_source" || name == "check_target") {
+      return c.Error(k, where + ": a kubernetes hook scales workloads (quiesce_source, start_target, stop_target, "
+                                "resume_source); " + name + " needs run: [argv...]");
     }
     if (!Executable("kubectl"))
       return c.Error(k, where + ": kubernetes hooks run kubectl, which is not in PATH");
@@ -192,8 +191,15 @@ Result<std::pair<int, int>> ParseWindow(const Checker& c, const YAML::Node& node
 Result<Policy> ParsePolicy(const Checker& c, const YAML::Node& node) {
   FERRY_RETURN_IF_ERROR(c.Map(node, "policy",
                               {"max_downtime", "min_stages", "max_stages", "stage_interval",
-                               "cutover", "window", "verify"}));
+                               "cutover", "window", "verify", "rehearse", "cutover_on_lower_bound"}));
   Policy p;
+  for (auto [key, out] : {std::pair<const char*, bool*>{"rehearse", &p.rehearse},
+                          {"cutover_on_lower_bound", &p.cutover_on_lower_bound}}) {
+    if (!node[key]) continue;
+    Result<bool> b = c.Bool(node[key], std::string("policy: ") + key);
+    if (!b.ok()) return b.status();
+    *out = *b;
+  }
   if (node["max_downtime"]) {
     Result<double> d = c.Seconds(node["max_downtime"], "policy: max_downtime");
     if (!d.ok()) return d.status();
@@ -362,6 +368,22 @@ Status ParsePairs(const Checker& c, const YAML::Node& root, Plan* plan) {
   return Status::Ok();
 }
 
+// A rehearsal starts the target app and must be able to stop it again: start_target, and
+// stop_target unless start_target is a Kubernetes hook (scaled back to 0).
+Status CheckRehearsal(const Checker& c, const YAML::Node& root, const Plan& plan) {
+  if (!plan.policy.rehearse) return Status::Ok();
+  const YAML::Node at = root["policy"]["rehearse"];
+  auto start = plan.hooks.find("start_target");
+  if (start == plan.hooks.end())
+    return c.Error(at, "policy: rehearse needs a start_target hook (the rehearsal starts the app on the target copy)");
+  if (start->second.kind != HookSpec::Kind::kKubernetes && plan.hooks.count("stop_target") == 0) {
+    return c.Error(at,
+                   "policy: rehearse needs a stop_target hook to stop the rehearsed app on the target again "
+                   "(idempotent: it runs again after an interrupted rehearsal)");
+  }
+  return Status::Ok();
+}
+
 // exclude, xattrs, policy and hooks: each optional.
 Status ParseOptions(const Checker& c, const YAML::Node& root, Plan* plan) {
   if (root["exclude"]) {
@@ -381,7 +403,9 @@ Status ParseOptions(const Checker& c, const YAML::Node& root, Plan* plan) {
   }
   if (root["hooks"]) {
     const YAML::Node hooks = root["hooks"];
-    FERRY_RETURN_IF_ERROR(c.Map(hooks, "hooks", {"quiesce_source", "start_target", "switch_traffic", "resume_source"}));
+    FERRY_RETURN_IF_ERROR(c.Map(hooks, "hooks",
+                                {"prepare_source", "quiesce_source", "start_target", "check_target", "stop_target",
+                                 "switch_traffic", "resume_source"}));
     for (const auto& kv : hooks) {
       const std::string key = kv.first.as<std::string>();
       Result<HookSpec> hook = ParseHook(c, kv.second, key);
@@ -389,7 +413,7 @@ Status ParseOptions(const Checker& c, const YAML::Node& root, Plan* plan) {
       plan->hooks[key] = *hook;
     }
   }
-  return Status::Ok();
+  return CheckRehearsal(c, root, *plan);
 }
 
 // The whole plan below its root, in the order a reader meets its keys.

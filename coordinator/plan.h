@@ -48,6 +48,11 @@ struct Policy {
   std::optional<std::pair<int, int>> window;
   enum class Verify { kChanged, kFull, kNone };
   Verify verify = Verify::kChanged;
+  // Rehearse the cutover once (start_target on the staged copy, check_target, stop_target) before
+  // it, so that the hooks' times are measured.
+  bool rehearse = false;
+  // Cut over automatically on a prediction that leaves hooks out (never run, no estimate).
+  bool cutover_on_lower_bound = false;
 };
 
 struct Plan {
@@ -59,7 +64,9 @@ struct Plan {
   std::vector<std::string> exclude;
   bool xattrs = true;  // copy xattrs and ACLs; false: neither copy nor compare them (--no-xattrs)
   Policy policy;
-  std::map<std::string, HookSpec> hooks;  // quiesce_source, start_target, switch_traffic, resume_source
+  // prepare_source, quiesce_source, start_target, check_target, stop_target, switch_traffic,
+  // resume_source (README "Migrations": when each runs)
+  std::map<std::string, HookSpec> hooks;
 
   // Reads and checks the plan at `path`; relative file names (psk_file, ...) are relative to
   // the plan's directory.

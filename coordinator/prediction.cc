@@ -1,7 +1,9 @@
 #include "coordinator/prediction.h"
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 
 namespace ferry {
@@ -35,21 +37,60 @@ PairFigures FiguresOf(const std::vector<const PairStage*>& list) {
   return f;
 }
 
-// The hooks inside the downtime: the journal's measured time, else the plan's estimate, else
-// named as unmeasured (counted as 0).
-void AddHooks(const Plan& plan, const std::map<std::string, double>& hook_seconds, Prediction& p) {
-  for (const char* name : {"quiesce_source", "start_target", "switch_traffic"}) {
+// The hooks of each step inside the downtime, and what stands for them before they have run at a
+// cutover: the rehearsal's run (stop_target for the quiesce: the same app stopping).
+struct StepHooks {
+  const char* step;
+  std::vector<std::pair<const char*, const char*>> hooks;  // {hook, its rehearsal's journalled name}
+};
+const StepHooks kStepHooks[] = {
+    {"quiesce", {{"quiesce_source", "rehearse:stop_target"}}},
+    {"start", {{"start_target", "rehearse:start_target"}, {"check_target", "rehearse:check_target"}}},
+    {"switch", {{"switch_traffic", nullptr}}},
+};
+
+// A step of hooks: their measured time, else their rehearsal's, else the plan's estimate, else
+// named as not measured (counted as 0). The basis is the weakest of the step's hooks.
+DowntimePart HookStep(const StepHooks& step, const Plan& plan, const std::map<std::string, double>& hook_seconds) {
+  DowntimePart part{step.step, 0, "measured", {}};
+  int weakest = 0;  // measured, rehearsed, estimate, not measured
+  for (auto [name, rehearsal] : step.hooks) {
     auto hook = plan.hooks.find(name);
     if (hook == plan.hooks.end()) continue;
     auto measured = hook_seconds.find(name);
+    auto rehearsed = rehearsal != nullptr ? hook_seconds.find(rehearsal) : hook_seconds.end();
     if (measured != hook_seconds.end()) {
-      p.hooks_s += measured->second;
+      part.seconds += measured->second;
+    } else if (rehearsed != hook_seconds.end()) {
+      part.seconds += rehearsed->second;
+      weakest = std::max(weakest, 1);
     } else if (hook->second.estimate_s >= 0) {
-      p.hooks_s += hook->second.estimate_s;
+      part.seconds += hook->second.estimate_s;
+      weakest = std::max(weakest, 2);
     } else {
-      p.unmeasured_hooks.push_back(name);
+      part.unmeasured.push_back(name);
+      weakest = 3;
     }
   }
+  part.basis = std::array<const char*, 4>{"measured", "rehearsed", "estimate", "not measured"}[weakest];
+  return part;
+}
+
+void AddHooks(const Plan& plan, const std::map<std::string, double>& hook_seconds, Prediction& p) {
+  for (const StepHooks& step : kStepHooks) {
+    DowntimePart part = HookStep(step, plan, hook_seconds);
+    p.hooks_s += part.seconds;
+    p.unmeasured_hooks.insert(p.unmeasured_hooks.end(), part.unmeasured.begin(), part.unmeasured.end());
+    p.split.push_back(std::move(part));
+  }
+  p.lower_bound = !p.unmeasured_hooks.empty();
+}
+
+// The split in kDowntimeSteps' order: the hooks' steps around the final stage and verify.
+void AddSplit(Prediction& p) {
+  DowntimePart final_stage{"final_stage", p.final_stage_s, "stages", {}};
+  DowntimePart verify{"verify", p.verify_s, p.verify_measured ? "stages" : "estimate", {}};
+  p.split.insert(p.split.begin() + 1, {final_stage, verify});
 }
 
 // Sets ready, or waiting_for in words.
@@ -64,6 +105,13 @@ void Decide(const Plan& plan, uint32_t complete_stages, int now_minute, Predicti
                   plan.policy.max_downtime_s, p.predicted_downtime_s,
                   p.converging ? "" : "; the stages are not converging: the app changes data faster than a stage moves it");
     p.waiting_for = buf;
+  } else if (p.lower_bound && !plan.policy.cutover_on_lower_bound) {
+    p.waits_for_measurement = true;
+    std::string hooks;
+    for (const std::string& h : p.unmeasured_hooks) hooks += (hooks.empty() ? "" : ", ") + h;
+    p.waiting_for = "a measured downtime: " + hooks +
+                    " never ran and has no estimate (rehearse the cutover: ferry rehearse PLAN or policy rehearse: "
+                    "true; or set the hook's estimate:, or policy cutover_on_lower_bound: true)";
   } else if (plan.policy.window) {
     p.ready = InWindow(now_minute, *plan.policy.window);
     if (!p.ready) {
@@ -134,6 +182,7 @@ Prediction Predict(const std::vector<PairStage>& stages, const Plan& plan,
     if (f.growing) p.converging = false;
   }
   AddHooks(plan, hook_seconds, p);
+  AddSplit(p);
   p.predicted_downtime_s = p.final_stage_s + p.verify_s + p.hooks_s;
   p.known = all_known;
   Decide(plan, complete_stages == UINT32_MAX ? 0 : complete_stages, now_minute, p);
@@ -142,14 +191,61 @@ Prediction Predict(const std::vector<PairStage>& stages, const Plan& plan,
 
 std::string DowntimeBreakdown(const Prediction& p) {
   char buf[200];
-  std::snprintf(buf, sizeof(buf), "%.2f s (final stage %.2f s + verify %.2f s + hooks %.2f s)", p.predicted_downtime_s,
-                p.final_stage_s, p.verify_s, p.hooks_s);
+  std::snprintf(buf, sizeof(buf), "%s%.2f s (final stage %.2f s + verify %.2f s + hooks %.2f s)",
+                p.lower_bound ? "\u2265 " : "", p.predicted_downtime_s, p.final_stage_s, p.verify_s, p.hooks_s);
   std::string out = buf;
   if (!p.unmeasured_hooks.empty()) {
-    out += "; not counted, never run and no estimate:";
-    for (const std::string& h : p.unmeasured_hooks) out += " " + h;
+    out += "; not measured:";
+    for (size_t i = 0; i < p.unmeasured_hooks.size(); ++i) out += (i == 0 ? " " : ", ") + p.unmeasured_hooks[i];
   }
   return out;
+}
+
+std::string SplitDetail(const std::vector<DowntimePart>& split) {
+  std::string out;
+  char part[64];
+  for (const DowntimePart& d : split) {
+    std::snprintf(part, sizeof(part), " %s=%.3f", d.step.c_str(), d.seconds);
+    out += part;
+  }
+  return out;
+}
+
+std::vector<DowntimePart> ParseSplitDetail(const std::string& detail) {
+  std::vector<DowntimePart> split;
+  for (const char* step : kDowntimeSteps) {
+    const std::string key = std::string(" ") + step + "=";
+    const size_t at = detail.find(key);
+    if (at == std::string::npos) return {};  // a journal from before the split
+    split.push_back(DowntimePart{step, std::atof(detail.c_str() + at + key.size()), "journalled", {}});
+  }
+  return split;
+}
+
+std::vector<DowntimePart> ActualSplit(const std::vector<Journal::Event>& events) {
+  // The states that begin each step, in kDowntimeSteps' order, and the end of the last.
+  constexpr const char* kBegins[] = {"quiescing", "final_stage", "verifying", "starting_target", "switching_traffic",
+                                     "migrated"};
+  size_t quiesce = events.size();
+  for (size_t i = 0; i < events.size(); ++i) {
+    if (events[i].state == "quiescing") quiesce = i;
+  }
+  std::array<int64_t, std::size(kBegins)> at{};
+  for (size_t i = quiesce; i < events.size(); ++i) {
+    for (size_t k = 0; k < std::size(kBegins); ++k) {
+      if (events[i].state == kBegins[k] && at[k] == 0) at[k] = events[i].unix_ms;
+    }
+  }
+  if (quiesce == events.size() || at.back() == 0) return {};
+  std::vector<DowntimePart> split;
+  for (size_t k = 0; k + 1 < std::size(kBegins); ++k) {
+    // A step passed over (verify: none) ends where it began: the next step's start.
+    int64_t end = 0;
+    for (size_t j = k + 1; j < std::size(kBegins) && end == 0; ++j) end = at[j];
+    const int64_t begin = at[k] != 0 ? at[k] : end;
+    split.push_back(DowntimePart{kDowntimeSteps[k], static_cast<double>(end - begin) / 1000, "journal", {}});
+  }
+  return split;
 }
 
 }  // namespace ferry

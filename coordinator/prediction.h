@@ -10,7 +10,10 @@
 //                scan and the quiesce right after it, moved at T;
 //   verify: the pair's last check or probe (a dry run), else F (+ its bytes / T for verify: full).
 // The plan's final stage and verify are its slowest pair's (pairs run at once); the downtime adds
-// the hooks inside it (quiesce_source, start_target, switch_traffic): measured, else estimated.
+// the hooks inside it (quiesce_source; start_target and check_target; switch_traffic): each as
+// measured at the last cutover, else as measured by the rehearsal (stop_target standing for the
+// quiesce), else its estimate. A hook with none of these is not measured: the prediction is then
+// a lower bound, and an automatic cutover waits for a measurement (policy cutover_on_lower_bound).
 // Threading: pure functions.
 #pragma once
 
@@ -27,6 +30,17 @@ namespace ferry {
 
 // What the stages so far say about a cutover's downtime: quiesce hook + final stage + verify +
 // start_target and switch_traffic hooks.
+// One step of the downtime, predicted, and what the figure rests on.
+struct DowntimePart {
+  std::string step;   // quiesce, final_stage, verify, start, switch (kDowntimeSteps)
+  double seconds = 0;
+  // measured (at a cutover), rehearsed, estimate, not measured (counted as 0; hooks only), or
+  // stages (the final stage and verify, from the stages' figures)
+  std::string basis;
+  std::vector<std::string> unmeasured;  // the hooks of this step that are not measured
+};
+inline constexpr const char* kDowntimeSteps[] = {"quiesce", "final_stage", "verify", "start", "switch"};
+
 struct Prediction {
   bool known = false;             // enough stages to say
   double change_rate_bps = 0;     // bytes the app changes per second (the busiest pair)
@@ -37,7 +51,10 @@ struct Prediction {
   bool verify_measured = false;   // by a check or probe of every pair
   double hooks_s = 0;             // the hooks inside the downtime: measured at the last cutover, or their estimate
   std::vector<std::string> unmeasured_hooks;  // hooks counted as 0: never run, no estimate in the plan
+  bool lower_bound = false;       // some hook is not measured: the downtime is at least this
+  std::vector<DowntimePart> split;  // the downtime by step, in kDowntimeSteps' order
   double predicted_downtime_s = 0;  // the sum
+  bool waits_for_measurement = false;  // everything fits but the downtime is a lower bound
   bool converging = false;        // the last stage changed less than the one before
   std::string waiting_for;        // why not yet, in words ("" when ready)
   bool ready = false;             // fits max_downtime, min_stages reached, inside the window
@@ -55,7 +72,18 @@ Prediction Predict(const std::vector<PairStage>& stages, const Plan& plan,
 bool InWindow(int minute, std::pair<int, int> window);
 int LocalMinute();  // now, in minutes of the local day
 
-// "3.20 s (final stage 1.10 s + verify 0.40 s + hooks 1.70 s)", and the hooks not counted.
+// "3.20 s (final stage 1.10 s + verify 0.40 s + hooks 1.70 s)"; a lower bound as
+// "≥ 0.22 s (...); not measured: quiesce_source, start_target".
 std::string DowntimeBreakdown(const Prediction& p);
+
+// The predicted split as the cutover journals it in its quiescing detail (" quiesce=0.812 ..."),
+// and read back (basis "journalled").
+std::string SplitDetail(const std::vector<DowntimePart>& split);
+std::vector<DowntimePart> ParseSplitDetail(const std::string& detail);
+
+// The last cutover's actual downtime by step, from its journalled transitions (each step from
+// its state's first transition after the last quiesce to the next step's; basis "journal");
+// empty when no cutover reached migrated.
+std::vector<DowntimePart> ActualSplit(const std::vector<Journal::Event>& events);
 
 }  // namespace ferry

@@ -121,8 +121,84 @@ TEST(PredictionTest, HooksInsideTheDowntimeAreMeasuredElseEstimatedElseNamed) {
   EXPECT_EQ(p.unmeasured_hooks, std::vector<std::string>{"switch_traffic"});
   EXPECT_NEAR(p.predicted_downtime_s, p.final_stage_s + p.verify_s + 3.5, 1e-9);
   EXPECT_EQ(DowntimeBreakdown(p),
-            "4.50 s (final stage 1.00 s + verify 0.00 s + hooks 3.50 s); not counted, never run and no estimate: "
-            "switch_traffic");
+            "\u2265 4.50 s (final stage 1.00 s + verify 0.00 s + hooks 3.50 s); not measured: switch_traffic");
+}
+
+// A hook never run and without an estimate makes the prediction a lower bound: no automatic
+// cutover on it (unless the plan opts in), even though it fits.
+TEST(PredictionTest, AnUnmeasuredHookMakesALowerBoundThatDoesNotCutOver) {
+  Plan plan = PlanOf({"db"});
+  plan.hooks["quiesce_source"];
+  plan.hooks["start_target"];
+  std::vector<PairStage> stages{Stage("db", 1, 0, 5.0, 100 * kMiB), Stage("db", 2, 60'000, 0.2, 0)};
+  Prediction p = Predict(stages, plan, {}, 0);
+  EXPECT_TRUE(p.lower_bound);
+  EXPECT_FALSE(p.ready);
+  EXPECT_TRUE(p.waits_for_measurement);
+  EXPECT_EQ(p.unmeasured_hooks, (std::vector<std::string>{"quiesce_source", "start_target"}));
+  EXPECT_NE(p.waiting_for.find("quiesce_source, start_target never ran and has no estimate"), std::string::npos)
+      << p.waiting_for;
+  EXPECT_NE(p.waiting_for.find("ferry rehearse"), std::string::npos) << p.waiting_for;
+  EXPECT_EQ(DowntimeBreakdown(p).rfind("\u2265 0.20 s", 0), 0u) << DowntimeBreakdown(p);
+  // Over the budget even as a lower bound: waits for the budget, as any prediction.
+  plan.policy.max_downtime_s = 0.1;
+  EXPECT_FALSE(Predict(stages, plan, {}, 0).waits_for_measurement);
+  plan.policy.max_downtime_s = 30;
+  plan.policy.cutover_on_lower_bound = true;
+  EXPECT_TRUE(Predict(stages, plan, {}, 0).ready);
+  EXPECT_TRUE(Predict(stages, plan, {}, 0).lower_bound);
+}
+
+// Until the real hooks have run, the rehearsal's times stand for them: stop_target for the
+// quiesce, its start_target and check_target for the start. The real ones win once measured.
+TEST(PredictionTest, TheRehearsalsTimesStandForTheHooksUntilTheyRan) {
+  Plan plan = PlanOf({"db"});
+  for (const char* h : {"quiesce_source", "start_target", "check_target", "stop_target", "switch_traffic"}) plan.hooks[h];
+  plan.hooks["switch_traffic"].estimate_s = 0.5;
+  std::vector<PairStage> stages{Stage("db", 1, 0, 5.0, 100 * kMiB), Stage("db", 2, 60'000, 1.0, 0)};
+  std::map<std::string, double> times{
+      {"rehearse:start_target", 1.25}, {"rehearse:check_target", 0.25}, {"rehearse:stop_target", 0.75}};
+  Prediction p = Predict(stages, plan, times, 0);
+  EXPECT_FALSE(p.lower_bound);
+  EXPECT_TRUE(p.ready) << p.waiting_for;
+  EXPECT_NEAR(p.hooks_s, 0.75 + 1.25 + 0.25 + 0.5, 1e-9);
+  ASSERT_EQ(p.split.size(), 5u);
+  const char* steps[] = {"quiesce", "final_stage", "verify", "start", "switch"};
+  const char* bases[] = {"rehearsed", "stages", "estimate", "rehearsed", "estimate"};
+  const double seconds[] = {0.75, 1.0, 0, 1.5, 0.5};
+  double sum = 0;
+  for (size_t i = 0; i < 5; ++i) {
+    EXPECT_EQ(p.split[i].step, steps[i]);
+    EXPECT_EQ(p.split[i].basis, bases[i]) << steps[i];
+    EXPECT_NEAR(p.split[i].seconds, seconds[i], 1e-9) << steps[i];
+    sum += p.split[i].seconds;
+  }
+  EXPECT_NEAR(sum, p.predicted_downtime_s, 1e-9);
+  times["quiesce_source"] = 2.0;  // a real quiesce ran (a cutover rolled back later)
+  p = Predict(stages, plan, times, 0);
+  EXPECT_NEAR(p.split[0].seconds, 2.0, 1e-9);
+  EXPECT_EQ(p.split[0].basis, "measured");
+  // The split as the cutover journals it reads back.
+  std::vector<DowntimePart> back = ParseSplitDetail("predicted_downtime_s=4.250" + SplitDetail(p.split));
+  ASSERT_EQ(back.size(), 5u);
+  for (size_t i = 0; i < 5; ++i) EXPECT_NEAR(back[i].seconds, p.split[i].seconds, 1e-3) << steps[i];
+  EXPECT_TRUE(ParseSplitDetail("predicted_downtime_s=4.250").empty());  // a journal from before the split
+}
+
+// The actual split: each step from its state's transition to the next step's, after the last
+// quiesce (a rolled-back cutover before it does not count); verify: none ends where it began.
+TEST(PredictionTest, TheActualSplitFollowsTheJournalledTransitions) {
+  std::vector<Journal::Event> events{{1'000, "staging", ""},          {2'000, "quiescing", ""},
+                                     {2'500, "rolling_back", ""},     {3'000, "rolled_back", ""},
+                                     {10'000, "preparing", ""},       {10'400, "quiescing", ""},
+                                     {11'200, "final_stage", ""},     {11'500, "starting_target", ""},
+                                     {12'900, "switching_traffic", ""}, {13'000, "migrated", ""}};
+  std::vector<DowntimePart> split = ActualSplit(events);
+  ASSERT_EQ(split.size(), 5u);
+  const double seconds[] = {0.8, 0.3, 0, 1.4, 0.1};
+  for (size_t i = 0; i < 5; ++i) EXPECT_NEAR(split[i].seconds, seconds[i], 1e-9) << split[i].step;
+  events.pop_back();  // not migrated: no split
+  EXPECT_TRUE(ActualSplit(events).empty());
 }
 
 TEST(PredictionTest, ReadyNeedsMinStagesTheBudgetAndConvergence) {

@@ -47,8 +47,9 @@ struct Pipes {
   int out[2] = {-1, -1}, err[2] = {-1, -1};
 };
 
-// Forks and execs `argv` in its own process group (its output into `pipes` when given).
-Result<pid_t> Spawn(const std::vector<std::string>& argv, const Pipes* pipes) {
+// Forks and execs `argv` in its own process group (its output into `pipes` when given, else into
+// `output_fd` when that is not -1).
+Result<pid_t> Spawn(const std::vector<std::string>& argv, const Pipes* pipes, int output_fd) {
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -59,6 +60,9 @@ Result<pid_t> Spawn(const std::vector<std::string>& argv, const Pipes* pipes) {
     if (pipes != nullptr) {
       ::dup2(pipes->out[1], STDOUT_FILENO);
       ::dup2(pipes->err[1], STDERR_FILENO);
+    } else if (output_fd >= 0) {
+      ::dup2(output_fd, STDOUT_FILENO);
+      ::dup2(output_fd, STDERR_FILENO);
     }
     ::execvp(args[0], args.data());
     _exit(127);
@@ -89,9 +93,9 @@ int Wait(pid_t pid, std::chrono::steady_clock::time_point deadline, const Pipes*
       return status;
     }
     if (fds.empty()) {
-      ::usleep(20 * 1000);
+      ::usleep(5 * 1000);  // a hook's end is part of the downtime: seen within 5 ms
     } else {
-      ::poll(fds.data(), fds.size(), 20);
+      ::poll(fds.data(), fds.size(), 5);
       for (pollfd& p : fds) {
         if (p.fd >= 0 && !Drain(p.fd, p.fd == pipes->out[0] ? r->out : r->err)) p.fd = -1;
       }
@@ -102,7 +106,7 @@ int Wait(pid_t pid, std::chrono::steady_clock::time_point deadline, const Pipes*
 }  // namespace
 
 Result<ProcessResult> RunProcess(const std::vector<std::string>& argv, double timeout_s,
-                                 bool capture, const std::function<void(pid_t)>& on_start) {
+                                 bool capture, const std::function<void(pid_t)>& on_start, int output_fd) {
   if (argv.empty()) return Status::InvalidArgument("an empty command");
   Pipes pipes;
   if (capture && (::pipe2(pipes.out, O_CLOEXEC) != 0 || ::pipe2(pipes.err, O_CLOEXEC) != 0)) {
@@ -113,7 +117,7 @@ Result<ProcessResult> RunProcess(const std::vector<std::string>& argv, double ti
     return s;
   }
   const auto start = std::chrono::steady_clock::now();
-  Result<pid_t> pid = Spawn(argv, capture ? &pipes : nullptr);
+  Result<pid_t> pid = Spawn(argv, capture ? &pipes : nullptr, output_fd);
   if (!pid.ok()) return pid.status();
   if (on_start) on_start(*pid);
   if (capture) {

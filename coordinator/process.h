@@ -30,9 +30,11 @@ struct ProcessResult {
 // Fails only when the process could not be started (fork, pipe); a command that is not found
 // exits 127, as in a shell.
 // `on_start` (optional) is called with the child's pid (= its process group) once it runs.
+// `output_fd` (when not capturing, and not -1): the child's stdout and stderr, e.g. a memfd
+// that a daemon the command starts may keep writing to after it exited.
 Result<ProcessResult> RunProcess(const std::vector<std::string>& argv, double timeout_s,
                                  bool capture,
-                                 const std::function<void(pid_t)>& on_start = nullptr);
+                                 const std::function<void(pid_t)>& on_start = nullptr, int output_fd = -1);
 
 // Waits until process group `pgid` has no process left, up to `timeout_s`; then kills it.
 // True when it ended by itself.

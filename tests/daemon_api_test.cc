@@ -499,9 +499,9 @@ class MigrateTest : public TwoDaemons {
                         "hooks:\n"
                         "  quiesce_source: {run: " +
                         (quiesce_source.empty() ? "[python3, " + app_ + ", stop, " + tmp_.Sub("source.pid") + "]" : quiesce_source) +
-                        ", timeout: 30s}\n"
-                        "  start_target: {run: " + start_target + ", timeout: 30s}\n"
-                        "  switch_traffic: {run: [true]}\n"
+                        ", timeout: 30s, estimate: 1s}\n"
+                        "  start_target: {run: " + start_target + ", timeout: 30s, estimate: 1s}\n"
+                        "  switch_traffic: {run: [true], estimate: 0s}\n"
                         "  resume_source: {run: [python3, " + app_ + ", start, " + src_ + "/app.db, " + tmp_.Sub("acked") +
                         ", " + tmp_.Sub("source.pid") + "]}\n");
     return plan;
