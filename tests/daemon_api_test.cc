@@ -11,8 +11,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <iterator>
 #include <random>
 #include <thread>
@@ -492,16 +495,17 @@ class MigrateTest : public TwoDaemons {
   // `quiesce_source`: the hook's argv (default: stop the source app).
   std::string WritePlan(const std::string& start_target, const std::string& quiesce_source = "") {
     const std::string plan = tmp_.Sub("plan.yaml");
+    const std::string estimate = estimates_ ? ", estimate: 1s" : "";
     WriteFile(plan, "name: shop-db\nsource: ferry://127.0.0.1:" + std::to_string(source_.port()) +
                         "\ntarget: " + (target_url_.empty() ? "ferry://127.0.0.1:" + std::to_string(target_.port()) : target_url_) +
                         "\nauth: {insecure: true}\npairs:\n  - {source: db, target: db}\n"
-                        "policy: {max_downtime: 30s, min_stages: 2, max_stages: 10, verify: full}\n"
+                        "policy: {max_downtime: 30s, min_stages: 2, max_stages: 10, verify: full" + policy_extra_ + "}\n"
                         "hooks:\n"
                         "  quiesce_source: {run: " +
                         (quiesce_source.empty() ? "[python3, " + app_ + ", stop, " + tmp_.Sub("source.pid") + "]" : quiesce_source) +
-                        ", timeout: 30s, estimate: 1s}\n"
-                        "  start_target: {run: " + start_target + ", timeout: 30s, estimate: 1s}\n"
-                        "  switch_traffic: {run: [true], estimate: 0s}\n"
+                        ", timeout: 30s" + estimate + "}\n"
+                        "  start_target: {run: " + start_target + ", timeout: 30s" + estimate + "}\n"
+                        "  switch_traffic: {run: [true], estimate: 0s}\n" + extra_hooks_ +
                         "  resume_source: {run: [python3, " + app_ + ", start, " + src_ + "/app.db, " + tmp_.Sub("acked") +
                         ", " + tmp_.Sub("source.pid") + "]}\n");
     return plan;
@@ -509,6 +513,33 @@ class MigrateTest : public TwoDaemons {
 
   // The plan's target daemon, as the plan names it (a proxy in front of it, for partitions).
   std::string target_url_;
+  // The plan's hooks carry an estimate of their time (else the prediction is a lower bound
+  // until they are measured); more policy keys and hooks.
+  bool estimates_ = true;
+  std::string policy_extra_, extra_hooks_;
+
+  // The rehearsal's hooks: stop_target stops the target app (idempotent), check_target reads the
+  // copy's database; each after `delay` (so that kills land inside them).
+  std::string RehearsalHooks(const std::string& delay = "0") {
+    return "  stop_target: {run: [sh, -c, \"sleep " + delay + "; exec python3 " + app_ + " stop " + tmp_.Sub("target.pid") +
+           "\"], timeout: 30s}\n"
+           "  check_target: {run: [sh, -c, \"sleep " + delay + "; exec python3 -c 'import sqlite3, sys; "
+           "sqlite3.connect(sys.argv[1]).execute(\\\"SELECT count(*) FROM t\\\").fetchone()' " + dst_ + "/app.db\"], "
+           "timeout: 30s}\n";
+  }
+
+  // How many copies of the app run on the target's database now: its writers, each the leader
+  // of its own session (not the `start` command that forks one).
+  int TargetApps() {
+    int n = 0;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+      const pid_t pid = std::atoi(entry.path().filename().c_str());
+      if (pid <= 0 || ::getsid(pid) != pid) continue;
+      const std::string cmdline = ReadFile(entry.path().string() + "/cmdline");
+      n += cmdline.find("sqlite_app.py") != std::string::npos && cmdline.find(dst_ + "/app.db") != std::string::npos;
+    }
+    return n;
+  }
 
   // Starts `ferry migrate` (in `coordinator`, stderr to `err`) on a plan whose target daemon is
   // reached through `proxy`, and waits until the cutover has begun (the quiesce). Returns the
@@ -573,6 +604,115 @@ TEST_F(MigrateTest, LiveDatabaseMovesWithEveryAcknowledgedTransaction) {
   EXPECT_NE(rollback.err.find("is migrated"), std::string::npos) << rollback.err;
   const pid_t source_pid = std::atoi(ReadFile(tmp_.Sub("source.pid")).c_str());  // the quiesced writer's
   EXPECT_NE(::kill(source_pid, 0), 0) << "rollback started the source app (pid " << source_pid << ")";
+}
+
+// Hooks without estimates that never ran: the prediction is a lower bound and migrate does not cut
+// over on it; with policy rehearse: true it rehearses (the target app starts on the staged copy,
+// its database answers, it stops), stages again, predicts from the rehearsal's times and cuts
+// over, every acknowledged transaction on the target.
+TEST_F(MigrateTest, ALowerBoundIsNotCutOverOnAndARehearsalMeasuresIt) {
+  estimates_ = false;
+  const std::string start_target = "[python3, " + app_ + ", start, " + dst_ + "/app.db, " + tmp_.Sub("acked-target") +
+                                   ", " + tmp_.Sub("target.pid") + "]";
+  std::string plan = WritePlan(start_target);
+  const std::string state = tmp_.Sub("coordinator");
+  CommandResult refused = RunFerry({"migrate", "--state-dir", state, plan}, 120);
+  EXPECT_EQ(refused.exit_code, 8) << refused.Describe();
+  EXPECT_NE(refused.err.find("a lower bound"), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find("not measured: quiesce_source, start_target"), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find("ferry rehearse"), std::string::npos) << refused.err;
+  json status = ParseJson(RunFerry({"status", "--json", "--state-dir", state, plan}).out);
+  EXPECT_EQ(status["state"], "lower_bound") << status.dump();
+  EXPECT_EQ(status["lower_bound"], true) << status.dump();
+  EXPECT_TRUE(AppRuns("source.pid"));
+  EXPECT_FALSE(AppRuns("target.pid"));
+
+  policy_extra_ = ", rehearse: true";
+  extra_hooks_ = RehearsalHooks();
+  plan = WritePlan(start_target);
+  const pid_t source_pid = std::atoi(ReadFile(tmp_.Sub("source.pid")).c_str());
+  CommandResult migrate = RunFerry({"migrate", "--state-dir", state, plan}, 120);
+  ASSERT_EQ(migrate.exit_code, 0) << migrate.Describe();
+  EXPECT_NE(migrate.err.find("rehearsed the cutover on the target copy: start_target"), std::string::npos) << migrate.err;
+  EXPECT_NE(migrate.err.find("migrated: downtime"), std::string::npos) << migrate.err;
+  // The rehearsal came before the quiesce: the source app ran until the cutover stopped it.
+  EXPECT_LT(migrate.err.find("rehearsed the cutover"), migrate.err.find("cutover: quiescing")) << migrate.err;
+  status = ParseJson(RunFerry({"status", "--json", "--state-dir", state, plan}).out);
+  ASSERT_EQ(status["state"], "migrated") << status.dump();
+  ASSERT_TRUE(status["actual_split"].is_array() && status["actual_split"].size() == 5) << status.dump();
+  ASSERT_TRUE(status["cutover_predicted_split"].is_array() && status["cutover_predicted_split"].size() == 5)
+      << status.dump();
+  double sum = 0;
+  for (const json& part : status["actual_split"]) sum += part["seconds"].get<double>();
+  EXPECT_NEAR(sum, status["actual_downtime_s"].get<double>(), 0.05) << status.dump();
+  // The quiesce was predicted from the rehearsal's stop_target, the start from its start_target and check_target.
+  EXPECT_GT(status["cutover_predicted_split"][0]["seconds"].get<double>(), 0) << status.dump();
+  EXPECT_GT(status["cutover_predicted_split"][3]["seconds"].get<double>(), 0) << status.dump();
+  EXPECT_NE(::kill(source_pid, 0), 0) << "the quiesce stopped the source app";
+  ASSERT_TRUE(PollUntil([&] { return AppRuns("target.pid"); }, 10));
+  EXPECT_EQ(TargetApps(), 1);
+  ASSERT_EQ(RunCommand({"python3", app_, "stop", tmp_.Sub("target.pid")}).exit_code, 0);
+  CommandResult missing = RunCommand({"python3", app_, "missing", dst_ + "/app.db", tmp_.Sub("acked")});
+  EXPECT_EQ(missing.exit_code, 0) << missing.Describe();
+}
+
+// `ferry rehearse` killed (SIGKILL) inside each of its steps — starting the target app, checking
+// it, stopping it — then the next coordinator (a stage): the rehearsed app is stopped before the
+// stage, never two apps run on the target, the source app is never stopped, and once the source
+// app stops, a stage leaves the target equal to the source by rsync's comparison.
+TEST_F(MigrateTest, RehearsalKilledAtEachStepNeverRunsTwoTargetAppsNorStopsTheSource) {
+  extra_hooks_ = RehearsalHooks("0.3");
+  const std::string plan =
+      WritePlan("[sh, -c, \"sleep 0.3; exec python3 " + app_ + " start " + dst_ + "/app.db " + tmp_.Sub("acked-rehearsal") +
+                " " + tmp_.Sub("target.pid") + "\"]");
+  const std::string state = tmp_.Sub("coordinator");
+  for (int i = 0; i < 2; ++i) ASSERT_EQ(RunFerry({"stage", "--state-dir", state, plan}, 60).exit_code, 0);
+  const pid_t source_pid = std::atoi(ReadFile(tmp_.Sub("source.pid")).c_str());
+  std::atomic<bool> watching{true};
+  std::atomic<int> most_target_apps{0};
+  std::thread watcher([&] {
+    while (watching) {
+      most_target_apps = std::max(most_target_apps.load(), TargetApps());
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  std::mt19937_64 random(TestSeed());
+  for (const char* step : {"rehearsing", "rehearse_checking", "rehearse_stopping"}) {
+    SCOPED_TRACE(std::string("killed in ") + step + " (FERRY_TEST_SEED=" + std::to_string(TestSeed()) + ")");
+    const std::string err = tmp_.Sub(std::string("rehearse-") + step + ".err");
+    {
+      ChildProcess coordinator;
+      ASSERT_TRUE(coordinator.Spawn({FerryBinary(), "rehearse", "--state-dir", state, plan}, "/dev/null", err));
+      ASSERT_TRUE(PollUntil([&] { return ReadFile(err).find(std::string("rehearsal: ") + step) != std::string::npos; }, 60))
+          << ReadFile(err);
+      std::this_thread::sleep_for(std::chrono::milliseconds(50 + random() % 200));
+      coordinator.Signal(SIGKILL);
+      coordinator.Wait(10);
+    }
+    json status = ParseJson(RunFerry({"status", "--json", "--state-dir", state, plan}).out);
+    EXPECT_EQ(status.value("state", std::string()), step) << status.dump();
+    // The next coordinator stops the rehearsed app first, then stages.
+    CommandResult stage = RunFerry({"stage", "--state-dir", state, plan}, 60);
+    EXPECT_EQ(stage.exit_code, 0) << stage.Describe();
+    EXPECT_NE(stage.err.find("stopping the rehearsed target app"), std::string::npos) << stage.err;
+    EXPECT_FALSE(AppRuns("target.pid")) << "the rehearsed app still runs on the target";
+    EXPECT_EQ(::kill(source_pid, 0), 0) << "the source app was stopped";
+  }
+  // A whole rehearsal, then its restoring stage.
+  CommandResult rehearse = RunFerry({"rehearse", "--state-dir", state, plan}, 120);
+  EXPECT_EQ(rehearse.exit_code, 0) << rehearse.Describe();
+  EXPECT_NE(rehearse.err.find("the target equals the source again"), std::string::npos) << rehearse.err;
+  watching = false;
+  watcher.join();
+  EXPECT_LE(most_target_apps.load(), 1);
+  EXPECT_EQ(::kill(source_pid, 0), 0) << "the source app was stopped";
+  EXPECT_FALSE(AppRuns("target.pid"));
+  // The rehearsals' writes to the target are undone: stopped source, one stage, equal trees.
+  ASSERT_EQ(RunCommand({"python3", app_, "stop", tmp_.Sub("source.pid")}).exit_code, 0);
+  ASSERT_EQ(RunFerry({"stage", "--state-dir", state, plan}, 60).exit_code, 0);
+  EXPECT_EQ(RsyncDiff(src_, dst_), "");
+  CommandResult missing = RunCommand({"python3", app_, "missing", dst_ + "/app.db", tmp_.Sub("acked")});
+  EXPECT_EQ(missing.exit_code, 0) << missing.Describe();
 }
 
 TEST_F(MigrateTest, FailingStartTargetRollsBackAndTheSourceRunsWithAllItsData) {
