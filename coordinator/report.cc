@@ -61,6 +61,7 @@ struct Column {
   std::string kind;
   double bytes = 0, seconds = 0;
   double predicted = -1;  // the downtime predicted after this stage (-1: not known)
+  bool lower_bound = false;  // ... leaving out hooks never measured: at least `predicted`
 };
 
 // Bars of changed bytes (left axis), lines of stage seconds and predicted downtime (right
@@ -89,6 +90,7 @@ class Chart {
     Bars();
     Line([](const Column& c) { return c.seconds; }, "#3182bd", "");
     Line([](const Column& c) { return c.kind == "stage" ? c.predicted : -1; }, "#756bb1", "5,3");
+    LowerBounds();
     svg_ << "<line x1=\"" << kLeft << "\" x2=\"" << kLeft + kPlotW << "\" y1=\"" << YSeconds(max_downtime_)
          << "\" y2=\"" << YSeconds(max_downtime_) << "\" stroke=\"#de2d26\" stroke-dasharray=\"2,2\"/>\n";
     Cutover();
@@ -117,6 +119,19 @@ class Chart {
            << HumanBytes(max_bytes_ * f) << "</text>\n";
       svg_ << "<text x=\"" << kLeft + kPlotW + 6 << "\" y=\"" << y + 4 << "\">" << Format("%.2f s", max_seconds_ * f)
            << "</text>\n";
+    }
+  }
+
+  // A prediction that is a lower bound: a triangle pointing up from its point (the downtime is at
+  // least this).
+  void LowerBounds() {
+    for (size_t i = 0; i < columns_.size(); ++i) {
+      const Column& c = columns_[i];
+      if (c.kind != "stage" || c.predicted < 0 || !c.lower_bound) continue;
+      const double x = X(i), y = YSeconds(c.predicted);
+      svg_ << "<polygon points=\"" << x - 5 << "," << y << " " << x + 5 << "," << y << " " << x << "," << y - 9
+           << "\" fill=\"#756bb1\"><title>predicted downtime at least " << Format("%.2f s", c.predicted)
+           << " (hooks not measured)</title></polygon>\n";
     }
   }
 
@@ -168,7 +183,7 @@ class Chart {
       const char* label;
     } legend[] = {{"#9ecae1", "changed bytes (left)"},
                   {"#3182bd", "stage seconds (right)"},
-                  {"#756bb1", "predicted downtime"},
+                  {"#756bb1", "predicted downtime (\u25b2 at least: hooks not measured)"},
                   {"#de2d26", "max_downtime / actual downtime"}};
     double lx = kLeft;
     for (const auto& l : legend) {
@@ -198,6 +213,7 @@ std::vector<Column> ColumnsOf(const std::vector<PairStage>& stages, const Plan& 
       }
       Prediction p = Predict(so_far, plan, hooks, minute);
       if (p.known) columns.back().predicted = p.predicted_downtime_s;
+      columns.back().lower_bound = p.lower_bound;
     }
     columns.back().bytes += static_cast<double>(s.bytes_changed);
     columns.back().seconds = std::max(columns.back().seconds, s.seconds);
@@ -215,7 +231,14 @@ struct Report {
   double cutover_predicted = -1, actual = -1;
   uint32_t final_stage = 0;  // the last final stage's number
   Prediction now;
+  std::vector<DowntimePart> cutover_predicted_split, actual_split;  // the last cutover's
 };
+
+std::string Join(const std::vector<std::string>& names) {
+  std::string out;
+  for (const std::string& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
 
 void Head(std::ostringstream& html, const Plan& plan, const Report& r) {
   html << "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>ferry: " << Escape(plan.name)
@@ -233,14 +256,41 @@ void Head(std::ostringstream& html, const Plan& plan, const Report& r) {
     html << "Cutover: predicted downtime <b>" << Format("%.2f s", r.cutover_predicted)
          << "</b>, actual <b>" << Format("%.2f s", r.actual) << "</b>.";
   } else if (r.now.known) {
-    html << "A cutover now: predicted downtime <b>" << Format("%.2f s", r.now.predicted_downtime_s)
-         << "</b> (final stage " << Format("%.2f s", r.now.final_stage_s) << ", verify "
-         << Format("%.2f s", r.now.verify_s) << ", hooks " << Format("%.2f s", r.now.hooks_s) << "). "
+    html << "A cutover now: predicted downtime <b>" << (r.now.lower_bound ? "\u2265 " : "")
+         << Format("%.2f s", r.now.predicted_downtime_s) << "</b> (final stage " << Format("%.2f s", r.now.final_stage_s)
+         << ", verify " << Format("%.2f s", r.now.verify_s) << ", hooks " << Format("%.2f s", r.now.hooks_s)
+         << (r.now.lower_bound ? "; a lower bound: not measured " + Escape(Join(r.now.unmeasured_hooks)) : "") << "). "
          << (r.now.ready ? "Ready." : "Waiting for " + Escape(r.now.waiting_for) + ".");
   } else {
     html << "Not enough stages for a prediction yet.";
   }
   html << "</p>\n";
+}
+
+// The downtime by step: predicted now (and on what), and for the last cutover what it predicted
+// at its quiesce beside what each step took.
+void SplitTable(std::ostringstream& html, const Report& r) {
+  if (!r.now.known && r.actual_split.empty()) return;
+  html << "<h2>Downtime by step</h2>\n<table><tr><th class=\"l\">step</th><th>predicted now</th><th "
+          "class=\"l\">from</th>"
+       << (r.actual_split.empty() ? "" : "<th>predicted at the cutover</th><th>actual</th>") << "</tr>\n";
+  for (size_t i = 0; i < std::size(kDowntimeSteps); ++i) {
+    html << "<tr><td class=\"l\">" << kDowntimeSteps[i] << "</td>";
+    if (i < r.now.split.size()) {
+      const DowntimePart& d = r.now.split[i];
+      html << "<td>" << (d.unmeasured.empty() ? "" : "\u2265 ") << Format("%.2f s", d.seconds) << "</td><td class=\"l\">"
+           << Escape(d.basis) << (d.unmeasured.empty() ? "" : ": " + Escape(Join(d.unmeasured))) << "</td>";
+    } else {
+      html << "<td></td><td></td>";
+    }
+    if (i < r.actual_split.size()) {
+      html << "<td>"
+           << (i < r.cutover_predicted_split.size() ? Format("%.2f s", r.cutover_predicted_split[i].seconds) : "")
+           << "</td><td>" << Format("%.2f s", r.actual_split[i].seconds) << "</td>";
+    }
+    html << "</tr>\n";
+  }
+  html << "</table>\n";
 }
 
 void StageTable(std::ostringstream& html, const Report& r) {
@@ -310,6 +360,10 @@ Result<Report> ReadReport(const Plan& plan, const std::string& state_dir) {
     r.actual = d->actual_s;
   }
   r.now = Predict(r.stages, plan, r.hooks, minute);
+  r.actual_split = ActualSplit(r.events);
+  for (const Journal::Event& e : r.events) {
+    if (e.state == "quiescing" && !r.actual_split.empty()) r.cutover_predicted_split = ParseSplitDetail(e.detail);
+  }
   return r;
 }
 
@@ -321,6 +375,7 @@ Result<std::string> WritePlanReport(const Plan& plan, const std::string& state_d
   std::ostringstream html;
   Head(html, plan, *r);
   html << Chart(r->columns, plan.policy.max_downtime_s, r->cutover_predicted, r->actual, r->final_stage).Svg();
+  SplitTable(html, *r);
   StageTable(html, *r);
   JournalTables(html, *r);
   html << "</body></html>\n";

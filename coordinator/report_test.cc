@@ -99,6 +99,42 @@ TEST_F(ReportTest, ThePageShowsTheStagesThePredictionAndTheCutover) {
   if (const char* keep = std::getenv("FERRY_REPORT_TEST_KEEP")) std::ofstream(keep) << page;
 }
 
+// A prediction that leaves out a hook never measured is drawn and written as a lower bound; a
+// cutover's downtime by step shows what was predicted at its quiesce beside what each step took.
+TEST_F(ReportTest, ALowerBoundIsDrawnAsOneAndTheDowntimeIsSplitByStep) {
+  plan_.hooks["quiesce_source"];  // no estimate, never run
+  {
+    Result<std::unique_ptr<Journal>> j = Journal::Open(dir_ + "/state", plan_.name);
+    ASSERT_TRUE(j.ok()) << j.status().ToString();
+    Record(**j, 1, "stage", 10.0, 100u << 20);
+    Record(**j, 2, "stage", 1.0, 2u << 20);
+  }
+  const std::string html = dir_ + "/report.html";
+  ASSERT_TRUE(WritePlanReport(plan_, dir_ + "/state", html).ok());
+  std::string page = Page(html);
+  EXPECT_NE(page.find("predicted downtime <b>\u2265 "), std::string::npos);
+  EXPECT_NE(page.find("a lower bound: not measured quiesce_source"), std::string::npos);
+  EXPECT_NE(page.find("<polygon"), std::string::npos);
+  EXPECT_NE(page.find("(hooks not measured)</title></polygon>"), std::string::npos);
+  EXPECT_NE(page.find("<td class=\"l\">quiesce</td><td>\u2265 0.00 s</td><td class=\"l\">not measured: quiesce_source</td>"),
+            std::string::npos);
+  {
+    Result<std::unique_ptr<Journal>> j = Journal::Open(dir_ + "/state", plan_.name);
+    ASSERT_TRUE(j.ok());
+    ASSERT_TRUE((*j)->Transition("quiescing", "predicted_downtime_s=1.000 quiesce=0.100 final_stage=0.200 verify=0.300 "
+                                              "start=0.400 switch=0.000").ok());
+    ASSERT_TRUE((*j)->Transition("final_stage", "").ok());
+    ASSERT_TRUE((*j)->Transition("starting_target", "").ok());
+    ASSERT_TRUE((*j)->Transition("switching_traffic", "").ok());
+    ASSERT_TRUE((*j)->Transition("migrated", Journal::DowntimeDetail({1.0, 0.0})).ok());
+  }
+  ASSERT_TRUE(WritePlanReport(plan_, dir_ + "/state", html).ok());
+  page = Page(html);
+  EXPECT_NE(page.find("<th>predicted at the cutover</th><th>actual</th>"), std::string::npos);
+  EXPECT_NE(page.find("<td class=\"l\">start</td>"), std::string::npos);
+  EXPECT_NE(page.find("<td>0.40 s</td><td>0.00 s</td></tr>"), std::string::npos) << page;  // start: predicted, actual
+}
+
 TEST_F(ReportTest, AFileThatCannotBeWrittenIsAnErrorAndNoPage) {
   Result<std::unique_ptr<Journal>> j = Journal::Open(dir_ + "/state", plan_.name);
   ASSERT_TRUE(j.ok());
