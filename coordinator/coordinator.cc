@@ -212,10 +212,11 @@ int RunRehearse(const Plan& plan, const std::string& state_dir, Console& console
                  ": a rehearsal starts the app on the target only while the source app runs");
     return kExitUsage;
   }
-  // The target must hold a whole copy: the last stage committed for every pair.
+  // The target must hold a whole copy: the last stage (dry runs aside) committed for every pair.
   Result<std::vector<PairStage>> stages = journal.Stages();
   uint32_t last_stage = 0;
-  for (const PairStage& s : stages.ok() ? *stages : std::vector<PairStage>{}) last_stage = std::max(last_stage, s.stage);
+  for (const PairStage& s : stages.ok() ? *stages : std::vector<PairStage>{})
+    if (!s.dry_run()) last_stage = std::max(last_stage, s.stage);
   size_t committed = 0;
   for (const PairStage& s : stages.ok() ? *stages : std::vector<PairStage>{})
     committed += s.stage == last_stage && s.kind == kStageKindStage && s.state == "committed";

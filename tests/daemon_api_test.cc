@@ -4,7 +4,10 @@
 // during a stage followed by a restart that resumes it, and pv:NAME discovery on a
 // kubelet-shaped directory tree. Every mirror is checked with rsync as the oracle.
 #include <signal.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -14,6 +17,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <iterator>
@@ -866,6 +870,139 @@ TEST_F(MigrateTest, CoordinatorKilledAtSeededPointsEndsMigratedOrRolledBack) {
   ASSERT_EQ(RunCommand({"python3", app_, "stop", tmp_.Sub("source.pid")}).exit_code, 0);
   CommandResult missing = RunCommand({"python3", app_, "missing", src_ + "/app.db", tmp_.Sub("acked")});
   EXPECT_EQ(missing.exit_code, 0) << missing.Describe();
+}
+
+
+// A free TCP port on 127.0.0.1 (bound and released: the database takes it a moment later).
+int FreePort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  int port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
+    port = ntohs(addr.sin_port);
+  ::close(fd);
+  return port;
+}
+
+// A real PostgreSQL 15 migrated under load (tests/apps/postgres_app.py): pgbench and a writer of
+// acknowledged inserts on the source, two ferry daemons on loopback, the plan's hooks pg_ctl
+// stop and start without estimates (a user does not know how long their database takes).
+class PostgresMigrateTest : public TwoDaemons {
+ protected:
+  void SetUp() override {
+    if (::access("/usr/lib/postgresql/15/bin/postgres", X_OK) != 0) GTEST_SKIP() << "no PostgreSQL 15 on this machine";
+    app_ = std::string(FERRY_SOURCE_DIR) + "/tests/apps/postgres_app.py";
+    ::chmod(tmp_.path().c_str(), 0755);  // the postgres user reaches the data directories
+    StartDaemons("pg", "pg", {"--kubelet-root", ""}, {"--kubelet-root", ""});
+    source_port_ = std::to_string(FreePort());
+    target_port_ = std::to_string(FreePort());
+    for (const char* dir : {"sock-src", "sock-dst"}) MakeDirs(tmp_.Sub(dir));
+    ::chmod(src_.c_str(), 0700);
+    Run({"python3", app_, "init", src_});
+    Run({"python3", app_, "start", src_, source_port_, tmp_.Sub("sock-src"), tmp_.Sub("source.log")});
+    Run({"python3", app_, "prepare", source_port_, tmp_.Sub("sock-src"), std::getenv("FERRY_PG_SCALE") ? std::getenv("FERRY_PG_SCALE") : "2"});
+    StartLoad();
+  }
+
+  void TearDown() override {
+    if (app_.empty()) return;
+    StopLoad();
+    for (const std::string& dir : {src_, dst_}) RunCommand({"python3", app_, "stop", dir});
+  }
+
+  void Run(const std::vector<std::string>& argv, double timeout_s = 120) {
+    CommandResult r = RunCommand(argv, timeout_s);
+    ASSERT_EQ(r.exit_code, 0) << r.Describe();
+  }
+
+  // pgbench and the acknowledged-insert writer on the source.
+  void StartLoad() {
+    Run({"python3", app_, "writer", source_port_, tmp_.Sub("sock-src"), tmp_.Sub("acked"), tmp_.Sub("writer.pid")});
+    Run({"python3", app_, "pgbench", source_port_, tmp_.Sub("sock-src"), tmp_.Sub("pgbench.pid")});
+  }
+  void StopLoad() {
+    for (const char* pid : {"writer.pid", "pgbench.pid"}) RunCommand({"python3", app_, "kill", tmp_.Sub(pid)});
+  }
+
+  std::string Hook(const std::string& command, const std::string& args, const std::string& extra = "") {
+    return "{run: [python3, " + app_ + ", " + command + ", " + args + "], timeout: 120s" + extra + "}";
+  }
+
+  std::string WritePlan(const std::string& name, bool rehearse) {
+    const std::string plan = tmp_.Sub(name + ".yaml");
+    const std::string start_target = dst_ + ", " + target_port_ + ", " + tmp_.Sub("sock-dst") + ", " + tmp_.Sub("target.log");
+    std::string text = "name: shop-pg\nsource: ferry://127.0.0.1:" + std::to_string(source_.port()) +
+                       "\ntarget: ferry://127.0.0.1:" + std::to_string(target_.port()) +
+                       "\nauth: {insecure: true}\npairs:\n  - {source: pg, target: pg}\n"
+                       // What pg_basebackup leaves out too: the lock file names a process of the source.
+                       "exclude: [postmaster.pid, postmaster.opts]\n"
+                       "policy: {max_downtime: 15s, min_stages: 2, max_stages: 10" +
+                       std::string(rehearse ? ", rehearse: true" : "") + "}\nhooks:\n" +
+                       "  quiesce_source: " + Hook("stop", src_) + "\n" +
+                       "  start_target: " + Hook("start", start_target) + "\n" +
+                       "  resume_source: " + Hook("start", src_ + ", " + source_port_ + ", " + tmp_.Sub("sock-src") + ", " + tmp_.Sub("source.log")) + "\n";
+    if (rehearse) {
+      text += "  prepare_source: " + Hook("checkpoint", source_port_ + ", " + tmp_.Sub("sock-src")) + "\n" +
+              "  check_target: " + Hook("check", target_port_ + ", " + tmp_.Sub("sock-dst")) + "\n" +
+              "  stop_target: " + Hook("stop", dst_) + "\n";
+    }
+    WriteFile(plan, text);
+    return plan;
+  }
+
+  std::string app_, source_port_, target_port_;
+};
+
+TEST_F(PostgresMigrateTest, RefusedOnALowerBoundThenRehearsedAndMigratedWithEveryAcknowledgedRow) {
+  const std::string state = tmp_.Sub("coordinator");
+  // No estimates, never run: the prediction is a lower bound and no cutover starts on it.
+  const std::string guess = WritePlan("guess", false);
+  CommandResult refused = RunFerry({"migrate", "--state-dir", state, guess}, 180);
+  EXPECT_EQ(refused.exit_code, 8) << refused.Describe();
+  EXPECT_NE(refused.err.find("a lower bound"), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find("not measured: quiesce_source, start_target"), std::string::npos) << refused.err;
+  CommandResult status_text = RunFerry({"status", "--state-dir", state, guess});
+  EXPECT_NE(status_text.out.find("\u2265 "), std::string::npos) << status_text.out;
+
+  // The rehearsal: the target copy starts, answers, stops; the stage after it restores the target
+  // exactly (compared with the source's load paused, so that the source holds still).
+  const std::string plan = WritePlan("plan", true);
+  StopLoad();
+  Run({"python3", app_, "checkpoint", source_port_, tmp_.Sub("sock-src")});
+  CommandResult rehearse = RunFerry({"rehearse", "--state-dir", state, plan}, 180);
+  ASSERT_EQ(rehearse.exit_code, 0) << rehearse.Describe();
+  EXPECT_NE(rehearse.err.find("rehearsed the cutover on the target copy"), std::string::npos) << rehearse.err;
+  EXPECT_NE(rehearse.err.find("the target equals the source again"), std::string::npos) << rehearse.err;
+  EXPECT_EQ(RsyncDiff(src_, dst_, {"postmaster.pid", "postmaster.opts"}), "");  // the plan's exclude: the source's own
+  CommandResult target_down = RunCommand({"python3", app_, "check", target_port_, tmp_.Sub("sock-dst")}, 10);
+  EXPECT_NE(target_down.exit_code, 0) << "the rehearsed target database still runs";
+
+  // Under load again: stages, the prediction from the rehearsal's times, the cutover.
+  StartLoad();
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  CommandResult migrate = RunFerry({"migrate", "--state-dir", state, plan}, 240);
+  ASSERT_EQ(migrate.exit_code, 0) << migrate.Describe();
+  json status = ParseJson(RunFerry({"status", "--json", "--state-dir", state, plan}).out);
+  ASSERT_EQ(status["state"], "migrated") << status.dump();
+  const double predicted = status["cutover_predicted_downtime_s"].get<double>();
+  const double actual = status["actual_downtime_s"].get<double>();
+  std::printf("postgres: predicted downtime %.2f s, actual %.2f s\n%s\n", predicted, actual,
+              RunFerry({"status", "--state-dir", state, plan}).out.c_str());
+  // Within 30 % (or a quarter second, what a loaded 2-core machine swings by at this size).
+  EXPECT_LE(std::abs(predicted - actual), std::max(0.3 * actual, 0.25)) << status.dump();
+  ASSERT_TRUE(status["cutover_predicted_split"].is_array()) << status.dump();
+  for (size_t step : {0u, 3u}) EXPECT_GT(status["cutover_predicted_split"][step]["seconds"].get<double>(), 0) << status.dump();
+
+  // The target database answers with every acknowledged row, and its heap and indexes are sound.
+  Run({"python3", app_, "check", target_port_, tmp_.Sub("sock-dst")});
+  Run({"python3", app_, "missing", target_port_, tmp_.Sub("sock-dst"), tmp_.Sub("acked")});
+  Run({"python3", app_, "amcheck", target_port_, tmp_.Sub("sock-dst")}, 180);
+  CommandResult source_down = RunCommand({"python3", app_, "check", source_port_, tmp_.Sub("sock-src")}, 10);
+  EXPECT_NE(source_down.exit_code, 0) << "the source database runs after the cutover";
 }
 
 }  // namespace

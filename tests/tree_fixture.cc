@@ -292,8 +292,12 @@ TreeCounts CountTree(const std::string& root) {
   return counts;
 }
 
-std::string RsyncDiff(const std::string& source, const std::string& target) {
-  CommandResult r = RunCommand({"rsync", "-anicHAX", "--delete", "--numeric-ids", source + "/", target + "/"});
+std::string RsyncDiff(const std::string& source, const std::string& target, const std::vector<std::string>& excludes) {
+  std::vector<std::string> argv{"rsync", "-anicHAX", "--delete", "--numeric-ids"};
+  for (const std::string& e : excludes) argv.push_back("--exclude=" + e);
+  argv.push_back(source + "/");
+  argv.push_back(target + "/");
+  CommandResult r = RunCommand(argv);
   if (r.exit_code != 0) return "rsync failed: " + r.Describe();
   return r.out;
 }

@@ -81,7 +81,8 @@ TreeCounts CountTree(const std::string& root);
 // `rsync -anicHAX --delete --numeric-ids SRC/ DST/`: empty when DST mirrors SRC in content,
 // type, mode, owner, mtime, hard links, xattrs and ACLs. Failures of rsync itself are
 // returned as text too, so they never read as a match.
-std::string RsyncDiff(const std::string& source, const std::string& target);
+// `excludes`: --exclude patterns, as a plan's exclude: (excluded names are neither compared nor deleted).
+std::string RsyncDiff(const std::string& source, const std::string& target, const std::vector<std::string>& excludes = {});
 
 // Our own lstat walk of both trees: reports (one line each) entries whose type, mode, owner,
 // size, rdev, symlink target or mtime *to the nanosecond* differ, including directories and
