@@ -93,6 +93,20 @@ bool StoppedConverging(const Plan& plan, uint32_t n, const Prediction& p, const 
              *std::min_element(predictions.begin(), predictions.end() - 3);
 }
 
+// The stage after a rehearsal (kind restore): the target equals the source again. Said when it fails.
+bool RestoreTarget(const Plan& plan, Session& session, Console& console) {
+  console.Say("staging to restore the target");
+  std::vector<PairStage> restore =
+      StageAll(plan, *session.journal, session.tls.get(), kStageKindRestore, false, console);
+  if (!AllCommitted(restore)) {
+    console.Tell("ferry: the stage after the rehearsal failed (" + FirstError(restore) +
+                 "): the target differs from the source until the next stage (ferry stage " + plan.path + ")");
+    return false;
+  }
+  console.Say("stage " + std::to_string(restore[0].stage) + ": committed: the target equals the source again");
+  return true;
+}
+
 // Whether to rehearse now (policy rehearse, once per journal): when the stages say enough to
 // predict (the target holds a copy) and min_stages are done.
 bool RehearseNow(const Plan& plan, Journal& journal, const Prediction& p) {
@@ -114,8 +128,10 @@ int StageUntilReady(const Plan& plan, Session& session, Console& console) {
       Status rehearsed = Rehearsal(plan, journal, console).Run();
       if (!rehearsed.ok()) {
         console.Tell("ferry migrate: not cutting over: the target app failed its rehearsal: " + rehearsed.ToString());
+        (void)RestoreTarget(plan, session, console);
         return kExitStage;
       }
+      if (!RestoreTarget(plan, session, console)) return kExitStage;
       continue;
     }
     if (p.waits_for_measurement) {
@@ -219,7 +235,7 @@ int RunRehearse(const Plan& plan, const std::string& state_dir, Console& console
     if (!s.dry_run()) last_stage = std::max(last_stage, s.stage);
   size_t committed = 0;
   for (const PairStage& s : stages.ok() ? *stages : std::vector<PairStage>{})
-    committed += s.stage == last_stage && s.kind == kStageKindStage && s.state == "committed";
+    committed += s.stage == last_stage && s.state == "committed";
   if (last_stage == 0 || committed != plan.pairs.size()) {
     console.Tell("ferry rehearse: the target holds no whole copy yet: run ferry stage " + plan.path +
                  " until a stage of every pair commits");
@@ -228,14 +244,7 @@ int RunRehearse(const Plan& plan, const std::string& state_dir, Console& console
   Status rehearsed = Rehearsal(plan, journal, console).Run();
   if (!rehearsed.ok()) console.Tell("ferry rehearse: " + rehearsed.ToString());
   // The rehearsed app wrote to the target: a stage makes it the source's copy again.
-  console.Say("staging to restore the target");
-  std::vector<PairStage> restore = StageAll(plan, journal, session->tls.get(), kStageKindStage, false, console);
-  if (!AllCommitted(restore)) {
-    console.Tell("ferry rehearse: the stage after the rehearsal failed (" + FirstError(restore) +
-                 "): the target differs from the source until the next stage (ferry stage " + plan.path + ")");
-    return kExitStage;
-  }
-  console.Say("stage " + std::to_string(restore[0].stage) + ": committed: the target equals the source again");
+  if (!RestoreTarget(plan, *session, console)) return kExitStage;
   if (!rehearsed.ok()) return kExitStage;
   console.Say("predicted downtime " + DowntimeBreakdown(PredictFromJournal(journal, plan)));
   return kExitOk;

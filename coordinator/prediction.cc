@@ -28,8 +28,12 @@ PairFigures FiguresOf(const std::vector<const PairStage*>& list) {
     if (s->seconds < quickest->seconds) quickest = s;
   }
   f.fixed = std::max(0.0, quickest->seconds - quickest->bytes_changed / f.throughput);
-  const PairStage& last = *list.back();
-  const PairStage& before = *list[list.size() - 2];
+  // The change rate from the last stage while the app ran and the scan before it (a restore after
+  // a rehearsal moved what the rehearsed app wrote, not what the source app changed).
+  size_t at = list.size() - 1;
+  while (at > 1 && list[at]->kind != "stage") --at;
+  const PairStage& last = *list[at];
+  const PairStage& before = *list[at - 1];
   double gap = std::max(1e-3, static_cast<double>(last.started_unix_ms - before.started_unix_ms) / 1000);
   f.rate = last.bytes_changed / gap;
   f.final_s = f.fixed + f.rate * last.seconds / f.throughput;
@@ -146,7 +150,7 @@ Prediction Predict(const std::vector<PairStage>& stages, const Plan& plan,
   std::map<std::string, std::vector<const PairStage*>> by_pair;
   std::map<std::string, double> last_check;  // the seconds of the pair's last check (a dry run)
   for (const PairStage& s : stages) {
-    if (s.state == "committed" && s.kind == "stage") by_pair[s.pair].push_back(&s);
+    if (s.state == "committed" && (s.kind == "stage" || s.kind == "restore")) by_pair[s.pair].push_back(&s);
     // A check (after a final stage) or a probe (the same dry run, timed while staging).
     if (s.state == "committed" && s.dry_run()) last_check[s.pair] = s.seconds;
   }

@@ -5,7 +5,8 @@
 //   fixed cost F: the quickest stage's seconds less its bytes / T (scan, compare, flush);
 //                 (not the least over all stages: the stage that set T would always give 0)
 //   change rate r: the last stage's bytes / the time between its start and the previous start
-//                  (what the app wrote between two scans);
+//                  (what the app wrote between two scans; a restore after a rehearsal is a scan,
+//                  never the last stage);
 //   final stage: F + r x (last stage's seconds) / T — what the app writes between the last
 //                scan and the quiesce right after it, moved at T;
 //   verify: the pair's last check or probe (a dry run), else F (+ its bytes / T for verify: full).

@@ -37,14 +37,20 @@ class Rehearsal {
   // Whether the journal holds a finished rehearsal.
   static bool Done(const std::vector<Journal::Event>& events);
 
-  // Rehearses once: OK when the target app started, answered and stopped. A failure names the
-  // hook, with its output; the target app is stopped again either way.
+  // Rehearses (kRounds rounds): OK when the target app started, answered and stopped each time.
+  // A failure names the hook, with its output; the target app is stopped again either way.
   Status Run();
   // After a coordinator stopped inside a rehearsal (the journal's last state): stops the target
   // app. Nothing to do otherwise.
   Status Recover();
 
  private:
+  static constexpr int kRounds = 2;
+  struct Times {
+    double start = 0, check = 0, stop = 0;
+  };
+  // One start, check and stop; the app is stopped again whatever failed.
+  Status Round(Times* t);
   // Journals `state`, then runs `hook` as the rehearsal's `name` (start_target, check_target,
   // stop_target: journalled as "rehearse:NAME"); the error carries the hook's output.
   Status Step(const std::string& state, const std::string& name, const HookSpec& hook, double* seconds);

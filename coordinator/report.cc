@@ -12,6 +12,7 @@
 #include "coordinator/coordinator.h"
 #include "coordinator/journal.h"
 #include "coordinator/prediction.h"
+#include "coordinator/stages.h"
 
 namespace ferry {
 
@@ -55,6 +56,10 @@ std::string LocalTime(int64_t unix_ms) {
   return buf;
 }
 
+// Whether a stage of this kind leaves a new prediction: one while the app runs, or the restore after
+// a rehearsal (the final stage, the check and the probe do not).
+bool Predicts(const std::string& kind) { return kind == kStageKindStage || kind == kStageKindRestore; }
+
 // One point of the chart: a stage number, all its pairs together.
 struct Column {
   uint32_t stage = 0;
@@ -89,7 +94,7 @@ class Chart {
     Axes();
     Bars();
     Line([](const Column& c) { return c.seconds; }, "#3182bd", "");
-    Line([](const Column& c) { return c.kind == "stage" ? c.predicted : -1; }, "#756bb1", "5,3");
+    Line([](const Column& c) { return Predicts(c.kind) ? c.predicted : -1; }, "#756bb1", "5,3");
     LowerBounds();
     svg_ << "<line x1=\"" << kLeft << "\" x2=\"" << kLeft + kPlotW << "\" y1=\"" << YSeconds(max_downtime_)
          << "\" y2=\"" << YSeconds(max_downtime_) << "\" stroke=\"#de2d26\" stroke-dasharray=\"2,2\"/>\n";
@@ -127,7 +132,7 @@ class Chart {
   void LowerBounds() {
     for (size_t i = 0; i < columns_.size(); ++i) {
       const Column& c = columns_[i];
-      if (c.kind != "stage" || c.predicted < 0 || !c.lower_bound) continue;
+      if (!Predicts(c.kind) || c.predicted < 0 || !c.lower_bound) continue;
       const double x = X(i), y = YSeconds(c.predicted);
       svg_ << "<polygon points=\"" << x - 5 << "," << y << " " << x + 5 << "," << y << " " << x << "," << y - 9
            << "\" fill=\"#756bb1\"><title>predicted downtime at least " << Format("%.2f s", c.predicted)
@@ -138,7 +143,10 @@ class Chart {
   void Bars() {
     for (size_t i = 0; i < columns_.size(); ++i) {
       const Column& c = columns_[i];
-      const char* fill = c.kind == "stage" ? "#9ecae1" : c.kind == "final" ? "#fd8d3c" : "#c7e9c0";
+      const char* fill = c.kind == kStageKindStage     ? "#9ecae1"
+                         : c.kind == kStageKindFinal   ? "#fd8d3c"
+                         : c.kind == kStageKindRestore ? "#bcbddc"
+                                                       : "#c7e9c0";
       svg_ << "<rect x=\"" << X(i) - step_ * 0.35 << "\" y=\"" << YBytes(c.bytes) << "\" width=\"" << step_ * 0.7
            << "\" height=\"" << kTop + kPlotH - YBytes(c.bytes) << "\" fill=\"" << fill << "\"><title>stage "
            << c.stage << " (" << c.kind << "): " << HumanBytes(c.bytes) << " changed, "
@@ -311,7 +319,7 @@ void StageTable(std::ostringstream& html, const Report& r) {
          << s.entries << "</td><td>" << s.files_sent << "</td><td>"
          << HumanBytes(static_cast<double>(s.bytes_changed)) << "</td><td>"
          << HumanBytes(static_cast<double>(s.wire_bytes)) << "</td><td>" << s.changed_during_read
-         << "</td><td>" << (s.kind == "stage" && predicted >= 0 ? Format("%.2f s", predicted) : "")
+         << "</td><td>" << (Predicts(s.kind) && predicted >= 0 ? Format("%.2f s", predicted) : "")
          << "</td><td class=\"l" << (s.state == "committed" ? "" : " bad") << "\">"
          << Escape(s.state) << (s.error.empty() ? "" : ": " + Escape(s.error)) << "</td></tr>\n";
   }

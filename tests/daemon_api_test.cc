@@ -637,7 +637,7 @@ TEST_F(MigrateTest, ALowerBoundIsNotCutOverOnAndARehearsalMeasuresIt) {
   const pid_t source_pid = std::atoi(ReadFile(tmp_.Sub("source.pid")).c_str());
   CommandResult migrate = RunFerry({"migrate", "--state-dir", state, plan}, 120);
   ASSERT_EQ(migrate.exit_code, 0) << migrate.Describe();
-  EXPECT_NE(migrate.err.find("rehearsed the cutover on the target copy: start_target"), std::string::npos) << migrate.err;
+  EXPECT_NE(migrate.err.find("rehearsed the cutover on the target copy: round 1: start_target"), std::string::npos) << migrate.err;
   EXPECT_NE(migrate.err.find("migrated: downtime"), std::string::npos) << migrate.err;
   // The rehearsal came before the quiesce: the source app ran until the cutover stopped it.
   EXPECT_LT(migrate.err.find("rehearsed the cutover"), migrate.err.find("cutover: quiescing")) << migrate.err;
