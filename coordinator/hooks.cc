@@ -49,7 +49,9 @@ Status RunHookSpec(const Plan& plan, Journal& journal, Console& console, const s
     Result<int64_t> started = journal.HookStarted(options.journal_name, 0);  // kubectl runs one at a time, each waited for
     if (!started.ok()) return started.status();
     run = *started;
-    s = RunKubernetesHook(name, hook, options.action, journal, console);
+    auto source = plan.hooks.find("quiesce_source");
+    s = RunKubernetesHook(name, hook, options.action, journal, console,
+                          source != plan.hooks.end() ? &source->second : nullptr);
   } else {
     // The output kept for the caller: a memfd, which a daemon the hook starts may hold open.
     const int output_fd = options.output != nullptr ? ::memfd_create("ferry-hook", MFD_CLOEXEC) : -1;

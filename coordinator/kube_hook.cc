@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <optional>
 #include <thread>
 
@@ -121,11 +122,20 @@ void Say(Console& console, const std::string& hook, const std::string& line) {
   console.Tell("hook " + hook + ": " + line);
 }
 
-Status Quiesce(const std::string& name, const Kubectl& k, Journal& journal, Console& console) {
+// `remember`: save the counts (journal and annotation) for a later restore; a rehearsal's stop
+// does not.
+Status Quiesce(const std::string& name, const Kubectl& k, Journal& journal, Console& console, bool remember) {
   Result<std::vector<Workload>> workloads = k.Workloads();
   if (!workloads.ok()) return workloads.status();
   const HookSpec::Kubernetes& where = k.hook().kubernetes;
   for (const Workload& w : *workloads) {
+    if (!remember) {
+      if (w.replicas == 0) continue;
+      Result<std::string> r = k.Run({"scale", w.Ref(), "--replicas=0"});
+      if (!r.ok()) return r.status();
+      Say(console, name, w.Ref() + " scaled from " + std::to_string(w.replicas) + " to 0 replicas");
+      continue;
+    }
     if (w.replicas == 0) {
       // Already at 0: a quiesce cut short, or an app that was not running. The count to bring
       // back is the one saved then, if any.
@@ -161,17 +171,34 @@ Status Quiesce(const std::string& name, const Kubectl& k, Journal& journal, Cons
   return Status::Ok();
 }
 
-Status Restore(const std::string& name, const Kubectl& k, Journal& journal, Console& console) {
+// The count each workload of `source` runs with now, by kind/name (not the ones at 0).
+Result<std::map<std::string, int64_t>> RunningCounts(const Kubectl* source) {
+  std::map<std::string, int64_t> counts;
+  if (source == nullptr) return counts;
+  Result<std::vector<Workload>> workloads = source->Workloads();
+  if (!workloads.ok()) return workloads.status();
+  for (const Workload& w : *workloads) {
+    if (w.replicas > 0) counts[w.Ref()] = w.replicas;
+  }
+  return counts;
+}
+
+// `source` (a rehearsal's start): the running source's counts come first, and what is scaled up
+// is not remembered as the target's own.
+Status Restore(const std::string& name, const Kubectl& k, Journal& journal, Console& console, const Kubectl* source) {
   Result<std::vector<Workload>> workloads = k.Workloads();
   if (!workloads.ok()) return workloads.status();
+  Result<std::map<std::string, int64_t>> running = RunningCounts(source);
+  if (!running.ok()) return running.status();
   const HookSpec::Kubernetes& where = k.hook().kubernetes;
   for (const Workload& w : *workloads) {
     if (w.replicas != 0) {
       Say(console, name, w.Ref() + " left alone: it has " + std::to_string(w.replicas) + " replicas, not 0");
       continue;
     }
-    std::optional<int64_t> count =
-        journal.FindReplicas(where.context, where.namespace_, w.kind, w.name);
+    std::optional<int64_t> count;
+    if (auto it = running->find(w.Ref()); it != running->end()) count = it->second;
+    if (!count) count = journal.FindReplicas(where.context, where.namespace_, w.kind, w.name);
     if (!count) count = w.annotated;
     if (!count) {
       return k.Error(w.Ref() +
@@ -201,9 +228,26 @@ Status Restore(const std::string& name, const Kubectl& k, Journal& journal, Cons
 }  // namespace
 
 Status RunKubernetesHook(const std::string& name, const HookSpec& hook, KubeAction action,
-                         Journal& journal, Console& console) {
+                         Journal& journal, Console& console, const HookSpec* source) {
   Kubectl k(name, hook);
-  return action == KubeAction::kQuiesce ? Quiesce(name, k, journal, console) : Restore(name, k, journal, console);
+  switch (action) {
+    case KubeAction::kQuiesce:
+      return Quiesce(name, k, journal, console, /*remember=*/true);
+    case KubeAction::kRehearseStop:
+      return Quiesce(name, k, journal, console, /*remember=*/false);
+    case KubeAction::kRestore:
+      return Restore(name, k, journal, console, nullptr);
+    case KubeAction::kRehearseStart:
+      break;
+  }
+  if (source == nullptr || source->kind != HookSpec::Kind::kKubernetes) {
+    return Restore(name, k, journal, console, nullptr);
+  }
+  // The source's workloads, read with the target hook's deadline.
+  HookSpec read = *source;
+  read.timeout_s = hook.timeout_s;
+  Kubectl source_k(name, read);
+  return Restore(name, k, journal, console, &source_k);
 }
 
 }  // namespace ferry

@@ -27,13 +27,23 @@ namespace ferry {
 
 inline constexpr const char* kOriginalReplicasAnnotation = "ferry.io/original-replicas";
 
-enum class KubeAction { kQuiesce, kRestore };
+// What a Kubernetes hook does with the workloads its selector picks:
+//   kQuiesce        scale to 0, the count saved in the journal and an annotation, and wait until
+//                   no pod is left (quiesce_source; stop_target);
+//   kRestore        scale what is at 0 back to its saved count: its own, else the same workload's
+//                   in another context (start_target gets the source's), else the annotation;
+//   kRehearseStart  the rehearsal's start on the target: scale what is at 0 to the count the same
+//                   workload runs with now in the source (`source`: the quiesce_source hook), else
+//                   a saved one; nothing saved or annotated, so the cutover is not changed by it;
+//   kRehearseStop   the rehearsal's stop: scale back to 0 and wait, saving nothing (the target's
+//                   workloads were at 0 before; their count comes from the source at the cutover).
+enum class KubeAction { kQuiesce, kRestore, kRehearseStart, kRehearseStop };
 
 // Runs the hook within `hook.timeout_s`; the error names the hook, the object and kubectl's
 // own message.
 // Each object scaled (or left alone) is told to `console` ("hook NAME: deployment/db scaled
 // from 2 to 0 replicas").
 Status RunKubernetesHook(const std::string& name, const HookSpec& hook, KubeAction action,
-                         Journal& journal, Console& console);
+                         Journal& journal, Console& console, const HookSpec* source = nullptr);
 
 }  // namespace ferry

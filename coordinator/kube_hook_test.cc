@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "client/json.h"
+#include "coordinator/rehearsal.h"
 
 namespace ferry {
 namespace {
@@ -199,6 +200,46 @@ TEST_F(KubeHookTest, StartTargetUsesTheSourceCountAndResumeLeavesScaledWorkloads
       Object("src", "statefulset/cache")["annotations"].contains(kOriginalReplicasAnnotation));
   for (const std::string& c : Commands())
     EXPECT_EQ(c.find("scale deployment/db"), std::string::npos) << c;
+}
+
+// A rehearsal with Kubernetes hooks (no stop_target: start_target scaled back): the target's
+// workloads come up with the counts the running source has, go back to 0, and nothing of it is
+// remembered: the source is never touched, and the cutover's start still takes the counts its
+// quiesce saved.
+TEST_F(KubeHookTest, ARehearsalScalesTheTargetUpToTheSourcesCountsAndBackLeavingNothingSaved) {
+  Plan plan;
+  plan.name = "shop-db";
+  plan.path = dir_ + "/plan.yaml";
+  plan.hooks["quiesce_source"] = Hook("src");
+  plan.hooks["start_target"] = Hook("dst");
+  Status s = Rehearsal(plan, *journal_, console_).Run();
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  std::vector<std::string> commands = Commands();
+  const std::string kDst = "--context dst --namespace shop ";
+  int scaled_up = 0, scaled_down = 0;
+  for (const std::string& c : commands) {
+    EXPECT_EQ(c.find("--context src --namespace shop scale"), std::string::npos) << c;
+    EXPECT_EQ(c.find("annotate"), std::string::npos) << c;
+    scaled_up += c == kDst + "scale deployment/db --replicas=2" || c == kDst + "scale statefulset/cache --replicas=3";
+    scaled_down += c == kDst + "scale deployment/db --replicas=0" || c == kDst + "scale statefulset/cache --replicas=0";
+  }
+  EXPECT_EQ(scaled_up, 4) << "two rounds of two workloads";
+  EXPECT_EQ(scaled_down, 4);
+  EXPECT_EQ(Object("dst", "deployment/db")["replicas"], 0);
+  EXPECT_EQ(Object("dst", "statefulset/cache")["replicas"], 0);
+  EXPECT_EQ(Object("src", "deployment/db")["replicas"], 2);
+  EXPECT_FALSE(journal_->FindReplicas("dst", "shop", "deployment", "db", /*same_place_only=*/true).has_value());
+  EXPECT_EQ(journal_->LastState(), "rehearsed");
+
+  // The source is scaled to 4 before the cutover: the target starts with 4, not the rehearsed 2.
+  json state = State();
+  state["contexts"]["src"]["shop"]["objects"]["deployment/db"]["replicas"] = 4;
+  WriteState(state);
+  ASSERT_TRUE(RunKubernetesHook("quiesce_source", Hook("src"), KubeAction::kQuiesce, *journal_, console_).ok());
+  s = RunKubernetesHook("start_target", Hook("dst"), KubeAction::kRestore, *journal_, console_);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(Object("dst", "deployment/db")["replicas"], 4);
+  EXPECT_EQ(Object("dst", "statefulset/cache")["replicas"], 3);
 }
 
 TEST_F(KubeHookTest, ErrorsNameTheHookTheObjectAndKubectlsMessage) {

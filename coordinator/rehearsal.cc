@@ -49,8 +49,8 @@ Status Rehearsal::Step(const std::string& state, const std::string& name, const 
   FERRY_RETURN_IF_ERROR(journal_.Transition(state, name));
   console_.Say("rehearsal: " + state + " (" + name + ")");
   std::string output;
-  const HookRunOptions options{"rehearse:" + name, name == "stop_target" ? KubeAction::kQuiesce : KubeAction::kRestore,
-                               &output};
+  const HookRunOptions options{
+      "rehearse:" + name, name == "stop_target" ? KubeAction::kRehearseStop : KubeAction::kRehearseStart, &output};
   Status s = RunHookSpec(plan_, journal_, console_, name, hook, options);
   std::map<std::string, double> times = journal_.HookSeconds();
   if (auto t = times.find("rehearse:" + name); t != times.end()) *seconds = t->second;
