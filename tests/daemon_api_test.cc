@@ -660,6 +660,34 @@ TEST_F(MigrateTest, ALowerBoundIsNotCutOverOnAndARehearsalMeasuresIt) {
   EXPECT_EQ(missing.exit_code, 0) << missing.Describe();
 }
 
+// A target app that cannot start on the copy: the rehearsal says so with the hook's output, before
+// any downtime (no quiesce; the source app keeps running), stops what may have started, and the
+// next migrate rehearses again rather than cutting over.
+TEST_F(MigrateTest, ATargetThatFailsItsRehearsalIsToldWithItsOutputBeforeAnyDowntime) {
+  policy_extra_ = ", rehearse: true";
+  extra_hooks_ = RehearsalHooks();
+  const std::string plan =
+      WritePlan("[sh, -c, \"echo starting the copy; echo 'FATAL: the copy cannot start here' >&2; exit 3\"]");
+  const std::string state = tmp_.Sub("coordinator");
+  CommandResult migrate = RunFerry({"migrate", "--state-dir", state, plan}, 120);
+  EXPECT_EQ(migrate.exit_code, 8) << migrate.Describe();
+  EXPECT_NE(migrate.err.find("not cutting over: the target app failed its rehearsal"), std::string::npos) << migrate.err;
+  EXPECT_NE(migrate.err.find("FATAL: the copy cannot start here"), std::string::npos) << migrate.err;
+  EXPECT_NE(migrate.err.find(", sh) exited 3"), std::string::npos) << migrate.err;
+  EXPECT_EQ(migrate.err.find("quiescing"), std::string::npos) << migrate.err;
+  EXPECT_TRUE(AppRuns("source.pid"));
+  json status = ParseJson(RunFerry({"status", "--json", "--state-dir", state, plan}).out);
+  EXPECT_EQ(status["state"], "rehearsal_failed") << status.dump();
+  int restores = 0;
+  for (const json& s : status["stages"]) restores += s["kind"] == "restore";
+  EXPECT_EQ(restores, 1) << status.dump();
+  // Again: the rehearsal runs again and fails again; never a cutover on an app that did not start.
+  migrate = RunFerry({"migrate", "--state-dir", state, plan}, 120);
+  EXPECT_EQ(migrate.exit_code, 8) << migrate.Describe();
+  EXPECT_NE(migrate.err.find("failed its rehearsal"), std::string::npos) << migrate.err;
+  EXPECT_TRUE(AppRuns("source.pid"));
+}
+
 // `ferry rehearse` killed (SIGKILL) inside each of its steps — starting the target app, checking
 // it, stopping it — then the next coordinator (a stage): the rehearsed app is stopped before the
 // stage, never two apps run on the target, the source app is never stopped, and once the source
