@@ -62,7 +62,7 @@ const Cutover::Transition Cutover::kTransitions[] = {
   //                      applies        detail                    work
   //                      on success           on failure           on journal failure  on resume             said   exit        opening
   // Before the downtime: the source app still runs (a CHECKPOINT makes a database's shutdown short).
-  {S::kPreparing,         "preparing",         "the prepare_source hook, while the source app still runs (passed over without one)",
+  {S::kPreparing,         "preparing",         "the prepare_source hook, then a catch-up stage of every pair, while the source app still runs (passed over without the hook)",
                           &C::Prepares,  nullptr,                  &C::Prepare,
                           S::kQuiescing,       S::kPrepareFailed,   S::kStopped,        S::kNone,             true,  kExitStage,  nullptr},
   {S::kPrepareFailed,     "prepare_failed",    "told: not cut over, the source app keeps running",
@@ -265,9 +265,14 @@ std::string Cutover::RollbackDetail() { return failed_step_ + ": " + cause_; }
 std::string Cutover::SwitchDetail() { return switch_error_; }
 std::string Cutover::RollbackErrorDetail() { return rollback_error_; }
 
+// prepare_source, then a stage of every pair (the app still running): what the hook made the app
+// write (a CHECKPOINT's pages) moves now rather than in the final stage. A failure stops before
+// the quiesce: nothing is lost, the source app keeps running.
 bool Cutover::Prepare() {
   Status s = RunHook(plan_, journal_, console_, "prepare_source");
-  return s.ok() || Fail("prepare_source", s.ToString());
+  if (!s.ok()) return Fail("prepare_source", s.ToString());
+  std::vector<PairStage> catch_up = StageAll(plan_, journal_, tls_, kStageKindCatchUp, false, console_);
+  return AllCommitted(catch_up) || Fail("catch-up stage", FirstError(catch_up));
 }
 
 bool Cutover::PrepareFailed() {

@@ -19,6 +19,28 @@ struct sqlite3;
 
 namespace ferry {
 
+// What a stage of the plan is for (PairStage::kind): a stage while the app runs, the final stage
+// after the quiesce, the dry run after it that must find nothing (check), the same dry run
+// while staging to time the verify step (probe), the stage after a rehearsal (restore), or the one
+// after prepare_source (catch_up).
+inline constexpr const char* kStageKindStage = "stage";
+inline constexpr const char* kStageKindFinal = "final";
+inline constexpr const char* kStageKindCheck = "check";
+inline constexpr const char* kStageKindProbe = "probe";
+// The stage right after a rehearsal: it undoes what the rehearsed app wrote to the target, so its
+// bytes are not the app's change rate (the prediction counts it for throughput and as the scan the
+// next stage's change is measured from).
+inline constexpr const char* kStageKindRestore = "restore";
+// The stage right after prepare_source (a CHECKPOINT: the database writes its dirty pages out),
+// the app still running: what the hook made the app write moves before the quiesce, not in the
+// final stage. Like a restore, its bytes are not the app's change rate.
+inline constexpr const char* kStageKindCatchUp = "catch_up";
+// Whether a committed stage of `kind` copies the source to the target (not a dry run, not the
+// final stage): the stages the prediction learns T and F from.
+inline bool StagesWhileRunning(const std::string& kind) {
+  return kind == kStageKindStage || kind == kStageKindRestore || kind == kStageKindCatchUp;
+}
+
 // One pair's part of one stage of the plan.
 struct PairStage {
   uint32_t stage = 0;  // 1, 2, ...
@@ -28,12 +50,10 @@ struct PairStage {
   uint64_t entries = 0, files_sent = 0, bytes_changed = 0, wire_bytes = 0, changed_during_read = 0;
   uint64_t bytes_total = 0;  // the source volume's file bytes
   uint64_t changes = 0;      // a check (dry run): what still differs
-  // stage; final (after the quiesce); check (a dry run after it that must find nothing); probe (the
-  // same dry run while staging, to time the verify step)
-  std::string kind = "stage";
+  std::string kind = kStageKindStage;  // above
   std::string state;  // committed, failed, cancelled, interrupted
   std::string error;
-  bool dry_run() const { return kind == "check" || kind == "probe"; }
+  bool dry_run() const { return kind == kStageKindCheck || kind == kStageKindProbe; }
 };
 
 nlohmann::json StageJson(const PairStage& s);

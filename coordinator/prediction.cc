@@ -29,9 +29,10 @@ PairFigures FiguresOf(const std::vector<const PairStage*>& list) {
   }
   f.fixed = std::max(0.0, quickest->seconds - quickest->bytes_changed / f.throughput);
   // The change rate from the last stage while the app ran and the scan before it (a restore after
-  // a rehearsal moved what the rehearsed app wrote, not what the source app changed).
+  // a rehearsal moved what the rehearsed app wrote, a catch-up what prepare_source made it write:
+  // not what the app changes as it runs).
   size_t at = list.size() - 1;
-  while (at > 1 && list[at]->kind != "stage") --at;
+  while (at > 1 && list[at]->kind != kStageKindStage) --at;
   const PairStage& last = *list[at];
   const PairStage& before = *list[at - 1];
   double gap = std::max(1e-3, static_cast<double>(last.started_unix_ms - before.started_unix_ms) / 1000);
@@ -150,7 +151,7 @@ Prediction Predict(const std::vector<PairStage>& stages, const Plan& plan,
   std::map<std::string, std::vector<const PairStage*>> by_pair;
   std::map<std::string, double> last_check;  // the seconds of the pair's last check (a dry run)
   for (const PairStage& s : stages) {
-    if (s.state == "committed" && (s.kind == "stage" || s.kind == "restore")) by_pair[s.pair].push_back(&s);
+    if (s.state == "committed" && StagesWhileRunning(s.kind)) by_pair[s.pair].push_back(&s);
     // A check (after a final stage) or a probe (the same dry run, timed while staging).
     if (s.state == "committed" && s.dry_run()) last_check[s.pair] = s.seconds;
   }

@@ -56,9 +56,9 @@ std::string LocalTime(int64_t unix_ms) {
   return buf;
 }
 
-// Whether a stage of this kind leaves a new prediction: one while the app runs, or the restore after
-// a rehearsal (the final stage, the check and the probe do not).
-bool Predicts(const std::string& kind) { return kind == kStageKindStage || kind == kStageKindRestore; }
+// Whether a stage of this kind leaves a new prediction: one while the app runs, a restore or a
+// catch-up (the final stage, the check and the probe do not).
+bool Predicts(const std::string& kind) { return StagesWhileRunning(kind); }
 
 // One point of the chart: a stage number, all its pairs together.
 struct Column {
@@ -146,6 +146,7 @@ class Chart {
       const char* fill = c.kind == kStageKindStage     ? "#9ecae1"
                          : c.kind == kStageKindFinal   ? "#fd8d3c"
                          : c.kind == kStageKindRestore ? "#bcbddc"
+                         : c.kind == kStageKindCatchUp ? "#6baed6"
                                                        : "#c7e9c0";
       svg_ << "<rect x=\"" << X(i) - step_ * 0.35 << "\" y=\"" << YBytes(c.bytes) << "\" width=\"" << step_ * 0.7
            << "\" height=\"" << kTop + kPlotH - YBytes(c.bytes) << "\" fill=\"" << fill << "\"><title>stage "

@@ -17,18 +17,6 @@
 
 namespace ferry {
 
-// What a stage of the plan is for (PairStage::kind): a stage while the app runs, the final stage
-// after the quiesce, the dry run after it that must find nothing (check), the same dry run
-// while staging to time the verify step (probe), or the stage after a rehearsal (restore).
-inline constexpr const char* kStageKindStage = "stage";
-inline constexpr const char* kStageKindFinal = "final";
-inline constexpr const char* kStageKindCheck = "check";
-inline constexpr const char* kStageKindProbe = "probe";
-// The stage right after a rehearsal: it undoes what the rehearsed app wrote to the target, so its
-// bytes are not the app's change rate (the prediction counts it for throughput and as the scan the
-// next stage's change is measured from).
-inline constexpr const char* kStageKindRestore = "restore";
-
 // One stage of every pair at once, journalled under the next stage number. `checksum`: compare
 // content (verify: full). Progress rows go to `console` for stages that move data.
 std::vector<PairStage> StageAll(const Plan& plan, Journal& journal, const io::TlsContext* tls,
