@@ -58,23 +58,28 @@ TEST(PredictionTest, OnePairFollowsTheFormula) {
 
 // The stage after a rehearsal (kind restore) moved what the rehearsed app wrote on the target: it
 // counts for T and F and as the scan the next stage's change is measured from, never as the rate.
-TEST(PredictionTest, ARestoreAfterARehearsalIsNotTheChangeRate) {
-  Plan plan = PlanOf({"db"});
-  // T = 20 MiB/s (stage 1); F = the restore's 1.0 s less 10 MiB / T = 0.5 s;
-  // r = stage 2's 4 MiB over the 60 s since stage 1 (not the restore's 10 MiB over 10 s);
-  // final = 0.5 + 4/60 MiB/s x 2.0 s / 20 MiB/s.
-  std::vector<PairStage> stages{Stage("db", 1, 0, 5.0, 100 * kMiB), Stage("db", 2, 60'000, 2.0, 4 * kMiB),
-                                Stage("db", 3, 70'000, 1.0, 10 * kMiB, "restore")};
-  Prediction p = Predict(stages, plan, {}, 0);
-  ASSERT_TRUE(p.known);
-  EXPECT_NEAR(p.fixed_seconds, 0.5, 1e-9);
-  EXPECT_NEAR(p.change_rate_bps, 4 * kMiB / 60, 1e-6);
-  EXPECT_NEAR(p.final_stage_s, 0.5 + (4.0 / 60) * 2.0 / 20, 1e-9);
-  // The next stage while the app runs: its change over the 30 s since the restore started.
-  stages.push_back(Stage("db", 4, 100'000, 1.2, 1 * kMiB));
-  p = Predict(stages, plan, {}, 0);
-  EXPECT_NEAR(p.change_rate_bps, 1 * kMiB / 30, 1e-6);
-  EXPECT_NEAR(p.final_stage_s, 0.5 + (1.0 / 30) * 1.2 / 20, 1e-9);
+// The same for a restore after a rehearsal and a catch-up after prepare_source: both move what
+// the app was made to write (by the rehearsal, by a CHECKPOINT), not what it changes as it runs.
+TEST(PredictionTest, ARestoreOrACatchUpIsNotTheChangeRate) {
+  for (const char* kind : {kStageKindRestore, kStageKindCatchUp}) {
+    SCOPED_TRACE(kind);
+    Plan plan = PlanOf({"db"});
+    // T = 20 MiB/s (stage 1); F = stage 3's 1.0 s less 10 MiB / T = 0.5 s;
+    // r = stage 2's 4 MiB over the 60 s since stage 1 (not stage 3's 10 MiB over 10 s);
+    // final = 0.5 + 4/60 MiB/s x 2.0 s / 20 MiB/s.
+    std::vector<PairStage> stages{Stage("db", 1, 0, 5.0, 100 * kMiB), Stage("db", 2, 60'000, 2.0, 4 * kMiB),
+                                  Stage("db", 3, 70'000, 1.0, 10 * kMiB, kind)};
+    Prediction p = Predict(stages, plan, {}, 0);
+    ASSERT_TRUE(p.known);
+    EXPECT_NEAR(p.fixed_seconds, 0.5, 1e-9);
+    EXPECT_NEAR(p.change_rate_bps, 4 * kMiB / 60, 1e-6);
+    EXPECT_NEAR(p.final_stage_s, 0.5 + (4.0 / 60) * 2.0 / 20, 1e-9);
+    // The next stage while the app runs: its change over the 30 s since stage 3 started.
+    stages.push_back(Stage("db", 4, 100'000, 1.2, 1 * kMiB));
+    p = Predict(stages, plan, {}, 0);
+    EXPECT_NEAR(p.change_rate_bps, 1 * kMiB / 30, 1e-6);
+    EXPECT_NEAR(p.final_stage_s, 0.5 + (1.0 / 30) * 1.2 / 20, 1e-9);
+  }
 }
 
 TEST(PredictionTest, StagesThatMovedLittleLeaveTheThroughputAtItsDefault) {
