@@ -112,7 +112,9 @@ def migrate(ferry, case, name):
         out = {"case": name, "migrate_s": round(took, 1), "predicted_s": status.get("cutover_predicted_downtime_s"),
                "actual_s": status.get("actual_downtime_s"),
                "predicted_split": {p["step"]: p["seconds"] for p in status.get("cutover_predicted_split", [])},
-               "actual_split": {p["step"]: p["seconds"] for p in status.get("actual_split", [])}}
+               "actual_split": {p["step"]: p["seconds"] for p in status.get("actual_split", [])},
+               "stages": [{k: st.get(k) for k in ("stage", "kind", "started_unix_ms", "seconds", "bytes_changed")}
+                          for st in status.get("stages", [])]}
         out.update(case.check_target())
         return out
     finally:
