@@ -194,10 +194,23 @@ int RunPlanCommand(const Args& args, const std::string& name, int (*run)(const P
   desc.add_options()("help,h", "show this help");
   AddStateDir(desc, &a);
   desc.add_options()("quiet,q", po::bool_switch(), "print only errors and the result");
+  if (name == "migrate") {
+    desc.add_options()("dry-run,n", po::bool_switch(),
+                       "a plan that names PVCs: print how each resolves (PV, node, ferry pod, daemon) and check it "
+                       "all; create nothing, move no data");
+  }
   ParsePlanArgs(args, name, desc, &a);
   if (a.exit_code >= 0) return a.exit_code;
   TerminalConsole console(!a.vm["quiet"].as<bool>());
-  return run(*a.plan, a.state_dir, console);
+  if (a.vm.count("dry-run") && a.vm["dry-run"].as<bool>()) {
+    std::string table;
+    const int code = DryRunPlan(*a.plan, console, &table);
+    std::fputs(table.c_str(), stdout);
+    return code;
+  }
+  // A rollback needs only the hooks, not the volumes held.
+  return RunPlaced(*a.plan, console, name != "rollback",
+                   [&](const Plan& plan) { return run(plan, a.state_dir, console); });
 }
 
 }  // namespace
@@ -209,7 +222,12 @@ int PlanStageCommand(const std::string& plan_path, const std::string& state_dir,
     return kExitUsage;
   }
   TerminalConsole console(progress && !json_out);
-  Result<std::vector<PairStage>> results = StagePlan(*plan, state_dir, console);
+  Result<std::vector<PairStage>> results = Status::Aborted("not staged");
+  const int placed = RunPlaced(*plan, console, /*place=*/true, [&](const Plan& p) {
+    results = StagePlan(p, state_dir, console);
+    return kExitOk;
+  });
+  if (placed != kExitOk) return placed;
   if (!results.ok()) {
     std::fprintf(stderr, "ferry stage: %s\n", results.status().ToString().c_str());
     return kExitUsage;

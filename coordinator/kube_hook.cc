@@ -27,9 +27,9 @@ struct Workload {
 };
 
 // kubectl with the hook's context and namespace, within the hook's deadline.
-class Kubectl {
+class HookKubectl {
  public:
-  Kubectl(const std::string& hook_name, const HookSpec& hook)
+  HookKubectl(const std::string& hook_name, const HookSpec& hook)
       : hook_name_(hook_name),
         hook_(hook),
         deadline_(std::chrono::steady_clock::now() +
@@ -124,7 +124,7 @@ void Say(Console& console, const std::string& hook, const std::string& line) {
 
 // `remember`: save the counts (journal and annotation) for a later restore; a rehearsal's stop
 // does not.
-Status Quiesce(const std::string& name, const Kubectl& k, Journal& journal, Console& console, bool remember) {
+Status Quiesce(const std::string& name, const HookKubectl& k, Journal& journal, Console& console, bool remember) {
   Result<std::vector<Workload>> workloads = k.Workloads();
   if (!workloads.ok()) return workloads.status();
   const HookSpec::Kubernetes& where = k.hook().kubernetes;
@@ -172,7 +172,7 @@ Status Quiesce(const std::string& name, const Kubectl& k, Journal& journal, Cons
 }
 
 // The count each workload of `source` runs with now, by kind/name (not the ones at 0).
-Result<std::map<std::string, int64_t>> RunningCounts(const Kubectl* source) {
+Result<std::map<std::string, int64_t>> RunningCounts(const HookKubectl* source) {
   std::map<std::string, int64_t> counts;
   if (source == nullptr) return counts;
   Result<std::vector<Workload>> workloads = source->Workloads();
@@ -185,7 +185,7 @@ Result<std::map<std::string, int64_t>> RunningCounts(const Kubectl* source) {
 
 // `source` (a rehearsal's start): the running source's counts come first, and what is scaled up
 // is not remembered as the target's own.
-Status Restore(const std::string& name, const Kubectl& k, Journal& journal, Console& console, const Kubectl* source) {
+Status Restore(const std::string& name, const HookKubectl& k, Journal& journal, Console& console, const HookKubectl* source) {
   Result<std::vector<Workload>> workloads = k.Workloads();
   if (!workloads.ok()) return workloads.status();
   Result<std::map<std::string, int64_t>> running = RunningCounts(source);
@@ -229,7 +229,7 @@ Status Restore(const std::string& name, const Kubectl& k, Journal& journal, Cons
 
 Status RunKubernetesHook(const std::string& name, const HookSpec& hook, KubeAction action,
                          Journal& journal, Console& console, const HookSpec* source) {
-  Kubectl k(name, hook);
+  HookKubectl k(name, hook);
   switch (action) {
     case KubeAction::kQuiesce:
       return Quiesce(name, k, journal, console, /*remember=*/true);
@@ -246,7 +246,7 @@ Status RunKubernetesHook(const std::string& name, const HookSpec& hook, KubeActi
   // The source's workloads, read with the target hook's deadline.
   HookSpec read = *source;
   read.timeout_s = hook.timeout_s;
-  Kubectl source_k(name, read);
+  HookKubectl source_k(name, read);
   return Restore(name, k, journal, console, &source_k);
 }
 

@@ -34,8 +34,52 @@ struct PairSpec {
   std::string source_volume, target_volume;
   std::string source_daemon, target_daemon;  // ferry://HOST:PORT (the plan's defaults if not given)
   int line = 0;
-  // "pgdata -> pgdata" for tables and logs.
-  std::string Name() const { return source_volume + " -> " + target_volume; }
+  // A Kubernetes plan's pair: "shop/pgdata -> shop/pgdata" (the PVCs; the volumes are pv:NAME
+  // and the daemons whatever serves them now, both resolved by coordinator/kube_place.h).
+  std::string label;
+  struct Held {  // a PVC of a placed Kubernetes pair and the node its holder pod runs on
+    std::string namespace_, pvc, node;
+    bool block = false;  // volumeMode: Block
+  };
+  Held source_held, target_held;
+  // "pgdata -> pgdata" for tables, logs and the journal.
+  std::string Name() const { return label.empty() ? source_volume + " -> " + target_volume : label; }
+};
+
+// A plan that names PVCs (`source: {kubernetes: {context: ...}}`): the cluster of each side and
+// how its ferry daemons are found (README "Migrations").
+struct KubeSide {
+  std::string context;     // kubectl --context ("": the kubeconfig's current one)
+  std::string kubeconfig;  // kubectl --kubeconfig ("": KUBECONFIG or ~/.kube/config)
+  std::string ferry_namespace = "ferry-system";  // the ferry DaemonSet's pods: namespace, labels
+  std::string ferry_selector = "app.kubernetes.io/name=ferry,app.kubernetes.io/component=daemon";
+  enum class Address { kPod, kNode };  // a daemon's address: its pod IP, or its node's InternalIP and hostPort
+  Address address = Address::kPod;
+  // The holder pods' image (coordinator/kube_place.h): a container that only sleeps.
+  std::string holder_image = "registry.k8s.io/pause:3.9";
+  int line = 0;
+};
+
+// One PVC of the source and where it goes; empty mapping fields: the source PVC's own.
+struct KubePair {
+  std::string source_namespace, source_pvc, target_namespace, target_pvc;
+  std::string storage_class;
+  uint64_t size_bytes = 0;
+  std::vector<std::string> access_modes;
+  std::string target_node;  // where the holder pod of a new target PVC runs ("": the scheduler's choice)
+  int line = 0;
+  std::string Label() const {
+    return source_namespace + "/" + source_pvc + " -> " + target_namespace + "/" + target_pvc;
+  }
+};
+
+struct KubePlan {
+  KubeSide source, target;
+  std::vector<KubePair> pairs;   // named, or (all_of_namespace) the mapping applied to each PVC found
+  std::string all_of_namespace;  // `pairs: {namespace: shop}`: every PVC there but exclude_pvcs
+  KubePair each;                 // with all_of_namespace: the mapping for every PVC of it
+  std::vector<std::string> exclude_pvcs;  // namespace/name
+  int pairs_line = 0;
 };
 
 struct Policy {
@@ -67,11 +111,16 @@ struct Plan {
   // prepare_source, quiesce_source, start_target, check_target, stop_target, switch_traffic,
   // resume_source (README "Migrations": when each runs)
   std::map<std::string, HookSpec> hooks;
+  // A plan that names PVCs: `pairs` is empty until coordinator/kube_place.h resolves it.
+  std::optional<KubePlan> kubernetes;
 
   // Reads and checks the plan at `path`; relative file names (psk_file, ...) are relative to
   // the plan's directory.
   static Result<Plan> Load(const std::string& path);
 };
+
+// A Kubernetes quantity of bytes: "200Gi", "10G", "512Mi", "1.5Ti", "1073741824".
+Result<uint64_t> ParseQuantity(const std::string& text);
 
 // "30s", "2m", "1h30m", "500ms", "0s" -> seconds.
 Result<double> ParseDuration(const std::string& text);

@@ -26,7 +26,7 @@ class ReportTest : public ::testing::Test {
     dir_ = dir;
     plan_.path = dir_ + "/plan.yaml";
     plan_.name = "shop-db";
-    plan_.pairs.push_back({"pgdata", "pgdata", "ferry://a:1", "ferry://b:1", 3});
+    plan_.pairs.push_back({"pgdata", "pgdata", "ferry://a:1", "ferry://b:1", 3, "", {}, {}});
     plan_.policy.max_downtime_s = 30;
   }
   void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
