@@ -153,7 +153,7 @@ Result<HookSpec> ParseHook(const Checker& c, const YAML::Node& node, const std::
   }
   if (node["kubernetes"]) {
     const YAML::Node k = node["kubernetes"];
-    FERRY_RETURN_IF_ERROR(c.Map(k, where + ": kubernetes", {"context", "namespace", "selector"}));
+    FERRY_RETURN_IF_ERROR(c.Map(k, where + ": kubernetes", {"context", "namespace", "selector", "argocd"}));
     hook.kind = HookSpec::Kind::kKubernetes;
     for (auto [key, out] :
          {std::pair<const char*, std::string*>{"context", &hook.kubernetes.context},
@@ -163,6 +163,17 @@ Result<HookSpec> ParseHook(const Checker& c, const YAML::Node& node, const std::
       Result<std::string> v = c.String(k[key], where + ": kubernetes: " + key);
       if (!v.ok()) return v.status();
       *out = *v;
+    }
+    if (const YAML::Node argo = k["argocd"]) {
+      FERRY_RETURN_IF_ERROR(c.Map(argo, where + ": kubernetes: argocd", {"application", "namespace"}));
+      if (!argo["application"]) return c.Error(argo, where + ": kubernetes: argocd needs application (its name)");
+      for (auto [key, out] : {std::pair<const char*, std::string*>{"application", &hook.kubernetes.argocd_application},
+                              {"namespace", &hook.kubernetes.argocd_namespace}}) {
+        if (!argo[key]) continue;
+        Result<std::string> v = c.String(argo[key], where + ": kubernetes: argocd: " + key);
+        if (!v.ok()) return v.status();
+        *out = *v;
+      }
     }
     if (name == "switch_traffic" || name == "prepare_source" || name == "check_target") {
       return c.Error(k, where + ": a kubernetes hook scales workloads (quiesce_source, start_target, stop_target, "

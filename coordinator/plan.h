@@ -26,6 +26,9 @@ struct HookSpec {
   double estimate_s = -1;  // how long it usually takes (`estimate: 5s`), for the downtime prediction until measured
   struct Kubernetes {
     std::string context, namespace_, selector;  // kubectl --context, -n, -l
+    // GitOps: the Argo CD Application that deploys the workloads (`argocd: {application,
+    // namespace}`): its auto-sync is off while they are scaled down ("": none).
+    std::string argocd_application, argocd_namespace = "argocd";
   } kubernetes;
   int line = 0;
 };
