@@ -40,8 +40,9 @@ Emulated, in kube_emulation.py (synchronously, after every change: there is no d
   Released); and, for --kubelet-root NODE=DIR, kubelet's volume tree of each running pod
   (DIR/pods/<uid>/volumes/kubernetes.io~csi/<pv>/mount -> the PV's data directory, or
   volumeDevices/ for block PVs), removed when the pod goes.
-Not emulated: admission beyond the default storage class, RBAC, quotas, graceful termination
-(a deleted pod is gone at once), finalizers, server-side apply, Events, real containers.
+Graceful termination is shortened: a deleted pod is gone at once, or with
+--pod-termination-seconds S it carries a deletionTimestamp for S seconds first.
+Not emulated: admission beyond the default storage class, RBAC, quotas, finalizers, server-side apply, Events, real containers.
 """
 import argparse
 import base64
@@ -61,6 +62,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kube_emulation  # noqa: E402
 
@@ -406,6 +408,7 @@ class Server:
         self.request_log = open(args.requests, "a") if args.requests else None
         self.log_lock = threading.Lock()
         self.by_plural = BY_PLURAL
+        self.termination_s = args.pod_termination_seconds
         self.emulation = kube_emulation.Emulation(self, dict(args.kubelet_root), args.data_root)
 
     # Creation as the API server does it: metadata, defaults, admission, then the controllers.
@@ -470,10 +473,34 @@ class Server:
         return self.store.put(res, new, "MODIFIED")
 
     def delete(self, res, ns, name):
-        if self.store.get(res, ns, name) is None:
+        obj = self.store.get(res, ns, name)
+        if obj is None:
             raise not_found(res, name)
-        obj = self.store.remove(res, ns, name)
-        return obj
+        if res.kind == "Pod" and self.termination_s > 0:
+            return self.terminate(res, obj)
+        return self.store.remove(res, ns, name)
+
+    def terminate(self, res, pod):
+        """A pod's graceful termination, shortened: deletionTimestamp now, gone after
+        --pod-termination-seconds (its volumes stay published until then)."""
+        meta = pod["metadata"]
+        if "deletionTimestamp" in meta:
+            return pod
+        meta["deletionTimestamp"] = now_rfc3339()
+        meta["deletionGracePeriodSeconds"] = max(1, int(round(self.termination_s)))
+        self.store.put(res, pod, "MODIFIED")
+        uid, ns, name = meta["uid"], meta["namespace"], meta["name"]
+
+        def finish():
+            with self.store.lock:
+                cur = self.store.get(res, ns, name)
+                if cur is not None and cur["metadata"]["uid"] == uid:
+                    self.store.remove(res, ns, name)
+                    self.settle()
+        timer = threading.Timer(self.termination_s, finish)
+        timer.daemon = True
+        timer.start()
+        return pod
 
     def settle(self):
         self.emulation.reconcile()
@@ -894,6 +921,8 @@ def main():
     p.add_argument("--token", default=None, help="the bearer token (default: a random one)")
     p.add_argument("--kubelet-root", action="append", default=[], type=lambda s: tuple(s.split("=", 1)),
                    metavar="NODE=DIR")
+    p.add_argument("--pod-termination-seconds", type=float, default=0,
+                   help="how long a deleted pod stays, terminating (default 0: gone at once)")
     p.add_argument("--data-root", default=None, help="where provisioned PVs get their data directory")
     args = p.parse_args()
     args.token = args.token or secrets.token_hex(16)

@@ -187,7 +187,10 @@ class Emulation:
         for key, o in list(self.store.objects.items()):
             owners = o["metadata"].get("ownerReferences") or []
             if owners and not any(r.get("uid") in uids for r in owners):
-                self.store.remove(self.res(key[0], key[1]), key[2], key[3])
+                if key[1] == "pods":
+                    self.delete_pod(o)
+                else:
+                    self.store.remove(self.res(key[0], key[1]), key[2], key[3])
         namespaces = {o["metadata"]["name"] for o in self.list("", "namespaces")}
         for key in list(self.store.objects):
             if key[2] and key[2] not in namespaces:
@@ -197,6 +200,15 @@ class Emulation:
         uid = owner["metadata"]["uid"]
         return [o for o in self.list(group, plural, owner["metadata"].get("namespace"))
                 if any(r.get("uid") == uid for r in o["metadata"].get("ownerReferences") or [])]
+
+    def delete_pod(self, pod):
+        if pod["metadata"].get("deletionTimestamp"):
+            return
+        self.server.delete(self.res("", "pods"), pod["metadata"]["namespace"], pod["metadata"]["name"])
+
+    @staticmethod
+    def live(pods):  # not terminating
+        return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
 
     @staticmethod
     def owner_ref(owner):
@@ -263,7 +275,7 @@ class Emulation:
             elif current["spec"].get("replicas") != want:
                 current["spec"]["replicas"] = want
                 self.put(current, "apps", "replicasets")
-            pods = [p for rs in self.owned(d, "apps", "replicasets") for p in self.owned(rs, "", "pods")]
+            pods = self.live([p for rs in self.owned(d, "apps", "replicasets") for p in self.owned(rs, "", "pods")])
             updated = [p for p in pods if p["metadata"].get("labels", {}).get("pod-template-hash") == pod_hash]
             ready = sum(1 for p in pods if self.ready(p))
             status = {"observedGeneration": d["metadata"].get("generation", 1), "replicas": len(pods),
@@ -288,13 +300,13 @@ class Emulation:
 
     def replicated(self, group, plural, kind):
         for rs in self.list(group, plural):
-            pods = self.owned(rs, "", "pods")
+            pods = self.live(self.owned(rs, "", "pods"))
             want = rs["spec"].get("replicas", 1)
             for p in pods[want:]:
-                self.store.remove(self.res("", "pods"), p["metadata"]["namespace"], p["metadata"]["name"])
+                self.delete_pod(p)
             for _ in range(want - len(pods)):
                 self.new_pod(rs, rs["metadata"]["name"] + "-" + suffix())
-            pods = self.owned(rs, "", "pods")
+            pods = self.live(self.owned(rs, "", "pods"))
             ready = sum(1 for p in pods if self.ready(p))
             status = {"replicas": len(pods), "fullyLabeledReplicas": len(pods), "readyReplicas": ready,
                       "availableReplicas": ready, "observedGeneration": rs["metadata"].get("generation", 1)}
@@ -309,7 +321,7 @@ class Emulation:
             pods = {p["metadata"]["name"]: p for p in self.owned(sts, "", "pods")}
             for pname, p in pods.items():
                 if int(pname.rsplit("-", 1)[1]) >= want:
-                    self.store.remove(self.res("", "pods"), ns, pname)
+                    self.delete_pod(p)
             for i in range(want):
                 pname = "%s-%d" % (name, i)
                 if pname in pods:
@@ -327,7 +339,7 @@ class Emulation:
                 self.new_pod(sts, pname, {"controller-revision-hash": revision,
                                           "statefulset.kubernetes.io/pod-name": pname,
                                           "apps.kubernetes.io/pod-index": str(i)}, volumes=volumes)
-            pods = self.owned(sts, "", "pods")
+            pods = self.live(self.owned(sts, "", "pods"))
             ready = sum(1 for p in pods if self.ready(p))
             status = {"observedGeneration": sts["metadata"].get("generation", 1), "replicas": len(pods),
                       "readyReplicas": ready, "currentReplicas": len(pods), "updatedReplicas": len(pods),
@@ -341,15 +353,15 @@ class Emulation:
         for ds in self.list("apps", "daemonsets"):
             spec = (ds["spec"].get("template") or {}).get("spec") or {}
             wanted = [n["metadata"]["name"] for n in nodes if self.fits(spec, n)]
-            pods = self.owned(ds, "", "pods")
+            pods = self.live(self.owned(ds, "", "pods"))
             by_node = {p["spec"].get("nodeName"): p for p in pods}
             for p in pods:
                 if p["spec"].get("nodeName") not in wanted:
-                    self.store.remove(self.res("", "pods"), p["metadata"]["namespace"], p["metadata"]["name"])
+                    self.delete_pod(p)
             for node in wanted:
                 if node not in by_node:
                     self.new_pod(ds, ds["metadata"]["name"] + "-" + suffix(), {"controller-revision-hash": "1"}, node=node)
-            pods = self.owned(ds, "", "pods")
+            pods = self.live(self.owned(ds, "", "pods"))
             ready = sum(1 for p in pods if self.ready(p))
             status = {"currentNumberScheduled": len(pods), "desiredNumberScheduled": len(wanted),
                       "numberMisscheduled": 0, "numberReady": ready, "updatedNumberScheduled": len(pods),
@@ -453,7 +465,8 @@ class Emulation:
 
     def pods(self):
         for pod in self.list("", "pods"):
-            if (pod.get("status") or {}).get("phase") in ("Running", "Succeeded", "Failed"):
+            if (pod.get("status") or {}).get("phase") in ("Running", "Succeeded", "Failed") or \
+                    pod["metadata"].get("deletionTimestamp"):
                 continue
             if not pod["spec"].get("nodeName"):
                 self.schedule(pod)
