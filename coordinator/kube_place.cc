@@ -48,10 +48,13 @@ uint64_t Bytes(const json& j, const json::json_pointer& p) {
 }
 
 std::string ShortModes(const std::vector<std::string>& modes) {
-  static const std::map<std::string, std::string> kShort = {
-      {"ReadWriteOnce", "RWO"}, {"ReadOnlyMany", "ROX"}, {"ReadWriteMany", "RWX"}, {"ReadWriteOncePod", "RWOP"}};
+  static const std::map<std::string, std::string> kShort = {{"ReadWriteOnce", "RWO"},
+                                                            {"ReadOnlyMany", "ROX"},
+                                                            {"ReadWriteMany", "RWX"},
+                                                            {"ReadWriteOncePod", "RWOP"}};
   std::string out;
-  for (const std::string& m : modes) out += (out.empty() ? "" : ",") + (kShort.count(m) ? kShort.at(m) : m);
+  for (const std::string& m : modes)
+    out += (out.empty() ? "" : ",") + (kShort.count(m) ? kShort.at(m) : m);
   return out.empty() ? "-" : out;
 }
 
@@ -61,7 +64,8 @@ bool Shared(const std::vector<std::string>& modes) {
 }
 
 // The holder pod of a PVC: one name per plan, side and PVC (DNS-1123, at most 63 characters).
-std::string HolderName(const Plan& plan, HolderSide side, const std::string& ns, const std::string& pvc) {
+std::string HolderName(const Plan& plan, HolderSide side, const std::string& ns,
+                       const std::string& pvc) {
   const std::string key = plan.name + "/" + SideName(side) + "/" + ns + "/" + pvc;
   uint32_t h = 2166136261u;  // FNV-1a: a short, stable suffix that tells equal prefixes apart
   for (unsigned char ch : key) h = (h ^ ch) * 16777619u;
@@ -80,12 +84,15 @@ std::string HolderSelector(const Plan& plan, HolderSide side) {
   return s;
 }
 
-bool IsHolder(const json& pod) { return pod.contains(json::json_pointer("/metadata/labels/ferry.io~1holder")); }
+bool IsHolder(const json& pod) {
+  return pod.contains(json::json_pointer("/metadata/labels/ferry.io~1holder"));
+}
 
 // One side of the plan: its kubectl and the lists asked once per resolution.
 class Cluster {
  public:
-  Cluster(const KubeSide& side, const char* name) : side_(side), kubectl_(side, name, kKubectlSeconds) {}
+  Cluster(const KubeSide& side, const char* name)
+      : side_(side), kubectl_(side, name, kKubectlSeconds) {}
 
   const KubeSide& side() const { return side_; }
   const Kubectl& kubectl() const { return kubectl_; }
@@ -103,7 +110,8 @@ class Cluster {
       const std::string phase = Str(pod, json::json_pointer("/status/phase"));
       if (phase == "Succeeded" || phase == "Failed") continue;
       for (const json& v : pod.value(json::json_pointer("/spec/volumes"), json::array())) {
-        if (Str(v, json::json_pointer("/persistentVolumeClaim/claimName")) == pvc) out.push_back(pod);
+        if (Str(v, json::json_pointer("/persistentVolumeClaim/claimName")) == pvc)
+          out.push_back(pod);
       }
     }
     return out;
@@ -112,8 +120,8 @@ class Cluster {
   // The ferry DaemonSet's pods (the plan's namespace and selector).
   Result<const json*> FerryPods() {
     if (!ferry_pods_) {
-      Result<json> list =
-          kubectl_.GetJson({"pods", "--namespace", side_.ferry_namespace, "--selector", side_.ferry_selector});
+      Result<json> list = kubectl_.GetJson(
+          {"pods", "--namespace", side_.ferry_namespace, "--selector", side_.ferry_selector});
       if (!list.ok()) return list.status();
       ferry_pods_ = std::move(*list);
     }
@@ -137,19 +145,21 @@ std::string WhyNoFerryPod(Cluster& c, const std::string& node) {
     why += (why.empty() ? "it has taints " : ", ") + t.value("key", "") +
            (t.contains("value") ? "=" + t.value("value", "") : "") + ":" + t.value("effect", "");
   }
-  Result<json> sets = c.kubectl().GetJson(
-      {"daemonsets", "--namespace", c.side().ferry_namespace, "--selector", c.side().ferry_selector});
+  Result<json> sets = c.kubectl().GetJson({"daemonsets", "--namespace", c.side().ferry_namespace,
+                                           "--selector", c.side().ferry_selector});
   if (sets.ok()) {
     const json& items = (*sets)["items"];
     if (items.empty()) {
-      why += std::string(why.empty() ? "" : "; ") + "no DaemonSet in namespace " + c.side().ferry_namespace +
-             " has the labels " + c.side().ferry_selector + " (kubectl apply -k deploy/kubernetes)";
+      why += std::string(why.empty() ? "" : "; ") + "no DaemonSet in namespace " +
+             c.side().ferry_namespace + " has the labels " + c.side().ferry_selector +
+             " (kubectl apply -k deploy/kubernetes)";
     }
     for (const json& ds : items) {
-      const json sel = ds.value(json::json_pointer("/spec/template/spec/nodeSelector"), json::object());
+      const json sel =
+          ds.value(json::json_pointer("/spec/template/spec/nodeSelector"), json::object());
       if (!sel.empty()) {
-        why += std::string(why.empty() ? "" : "; ") + "DaemonSet " + Str(ds, json::json_pointer("/metadata/name")) +
-               " has nodeSelector " + sel.dump();
+        why += std::string(why.empty() ? "" : "; ") + "DaemonSet " +
+               Str(ds, json::json_pointer("/metadata/name")) + " has nodeSelector " + sel.dump();
       }
     }
   }
@@ -161,13 +171,16 @@ Status FindDaemon(Cluster& c, const std::string& where, KubeEnd* end) {
   Result<const json*> pods = c.FerryPods();
   if (!pods.ok()) return pods.status().Annotate(where);
   const json* pod = nullptr;
-  for (const json& p : (*pods)->value("items", json::array())) {
-    if (Str(p, json::json_pointer("/spec/nodeName")) == end->node) pod = &p;
+  if ((*pods)->contains("items") && (**pods)["items"].is_array()) {
+    for (const json& p : (**pods)["items"]) {
+      if (Str(p, json::json_pointer("/spec/nodeName")) == end->node) pod = &p;
+    }
   }
   if (pod == nullptr) {
-    return Status::NotFound(where + ": no ferry pod on node " + end->node + " (namespace " + c.side().ferry_namespace +
-                            ", selector " + c.side().ferry_selector + "): " + WhyNoFerryPod(c, end->node) +
-                            ": give the DaemonSet a toleration or a nodeSelector that admits the node");
+    return Status::NotFound(
+        where + ": no ferry pod on node " + end->node + " (namespace " + c.side().ferry_namespace +
+        ", selector " + c.side().ferry_selector + "): " + WhyNoFerryPod(c, end->node) +
+        ": give the DaemonSet a toleration or a nodeSelector that admits the node");
   }
   const std::string name = Str(*pod, json::json_pointer("/metadata/name"));
   end->ferry_pod = c.side().ferry_namespace + "/" + name;
@@ -176,9 +189,10 @@ Status FindDaemon(Cluster& c, const std::string& where, KubeEnd* end) {
     if (cond.value("type", "") == "Ready" && cond.value("status", "") == "True") ready = true;
   }
   if (!ready) {
-    return Status::Network(where + ": the ferry pod " + end->ferry_pod + " on node " + end->node + " is not ready (" +
-                           Str(*pod, json::json_pointer("/status/phase")) + "): kubectl describe pod --namespace " +
-                           c.side().ferry_namespace + " " + name);
+    return Status::Network(where + ": the ferry pod " + end->ferry_pod + " on node " + end->node +
+                           " is not ready (" + Str(*pod, json::json_pointer("/status/phase")) +
+                           "): kubectl describe pod --namespace " + c.side().ferry_namespace + " " +
+                           name);
   }
   int port = kDefaultFerryPort, host_port = 0;
   for (const json& ctr : pod->value(json::json_pointer("/spec/containers"), json::array())) {
@@ -199,21 +213,25 @@ Status FindDaemon(Cluster& c, const std::string& where, KubeEnd* end) {
         if (a.value("type", "") == "InternalIP" && host.empty()) host = a.value("address", "");
       }
     }
-    if (host.empty()) return Status::NotFound(where + ": node " + end->node + " has no InternalIP address");
+    if (host.empty())
+      return Status::NotFound(where + ": node " + end->node + " has no InternalIP address");
     if (host_port == 0) {
-      return Status::InvalidArgument(where + ": address: node needs a hostPort on the ferry pod's port 'ferry' (" +
-                                     end->ferry_pod + " has none)");
+      return Status::InvalidArgument(
+          where + ": address: node needs a hostPort on the ferry pod's port 'ferry' (" +
+          end->ferry_pod + " has none)");
     }
     port = host_port;
   }
-  if (host.empty()) return Status::Network(where + ": the ferry pod " + end->ferry_pod + " has no IP address yet");
+  if (host.empty())
+    return Status::Network(where + ": the ferry pod " + end->ferry_pod + " has no IP address yet");
   end->daemon = "ferry://" + HostPort{host, std::to_string(port)}.ToString();
   return Status::Ok();
 }
 
 // The PVC as the cluster has it; false when it does not exist.
 Result<bool> ReadPvc(Cluster& c, KubeEnd* end) {
-  Result<std::optional<json>> pvc = c.kubectl().Find("persistentvolumeclaim", end->namespace_, end->pvc);
+  Result<std::optional<json>> pvc =
+      c.kubectl().Find("persistentvolumeclaim", end->namespace_, end->pvc);
   if (!pvc.ok()) return pvc.status();
   if (!pvc->has_value()) return false;
   const json& o = **pvc;
@@ -221,10 +239,12 @@ Result<bool> ReadPvc(Cluster& c, KubeEnd* end) {
   end->phase = Str(o, json::json_pointer("/status/phase"));
   end->pv = Str(o, json::json_pointer("/spec/volumeName"));
   end->storage_class = Str(o, json::json_pointer("/spec/storageClassName"));
-  if (std::string m = Str(o, json::json_pointer("/spec/volumeMode")); !m.empty()) end->volume_mode = m;
+  if (std::string m = Str(o, json::json_pointer("/spec/volumeMode")); !m.empty())
+    end->volume_mode = m;
   end->access_modes = o.value(json::json_pointer("/spec/accessModes"), std::vector<std::string>{});
   end->capacity = Bytes(o, json::json_pointer("/status/capacity/storage"));
-  if (end->capacity == 0) end->capacity = Bytes(o, json::json_pointer("/spec/resources/requests/storage"));
+  if (end->capacity == 0)
+    end->capacity = Bytes(o, json::json_pointer("/spec/resources/requests/storage"));
   return true;
 }
 
@@ -234,11 +254,12 @@ Result<std::string> AffinityNode(Cluster& c, const std::string& pv) {
   Result<std::optional<json>> o = c.kubectl().Find("persistentvolume", "", pv);
   if (!o.ok()) return o.status();
   if (!o->has_value()) return std::string();
-  for (const json& term :
-       (**o).value(json::json_pointer("/spec/nodeAffinity/required/nodeSelectorTerms"), json::array())) {
+  for (const json& term : (**o).value(
+           json::json_pointer("/spec/nodeAffinity/required/nodeSelectorTerms"), json::array())) {
     for (const json& e : term.value("matchExpressions", json::array())) {
       const json values = e.value("values", json::array());
-      if (e.value("key", "") == "kubernetes.io/hostname" && e.value("operator", "") == "In" && values.size() == 1)
+      if (e.value("key", "") == "kubernetes.io/hostname" && e.value("operator", "") == "In" &&
+          values.size() == 1)
         return values[0].get<std::string>();
     }
   }
@@ -257,14 +278,17 @@ Status LocateNode(Cluster& c, const std::string& where, KubeEnd* end, const std:
     const std::string name = Str(pod, json::json_pointer("/metadata/name"));
     const std::string node = Str(pod, json::json_pointer("/spec/nodeName"));
     if (!IsHolder(pod)) app_pods->push_back(end->namespace_ + "/" + name);
-    if (!node.empty()) nodes.emplace(node, (IsHolder(pod) ? "holder pod " : "pod ") + end->namespace_ + "/" + name);
+    if (!node.empty())
+      nodes.emplace(node, (IsHolder(pod) ? "holder pod " : "pod ") + end->namespace_ + "/" + name);
   }
   if (nodes.size() > 1 && !Shared(end->access_modes)) {
     std::string list;
-    for (const auto& [node, pod] : nodes) list += (list.empty() ? "" : ", ") + node + " (" + pod + ")";
-    return Status::InvalidArgument(where + ": PVC " + end->namespace_ + "/" + end->pvc +
-                                   " is mounted on " + std::to_string(nodes.size()) + " nodes: " + list +
-                                   ": a ReadWriteOnce volume is on one node; stop the pods on all but one");
+    for (const auto& [node, pod] : nodes)
+      list += (list.empty() ? "" : ", ") + node + " (" + pod + ")";
+    return Status::InvalidArgument(
+        where + ": PVC " + end->namespace_ + "/" + end->pvc + " is mounted on " +
+        std::to_string(nodes.size()) + " nodes: " + list +
+        ": a ReadWriteOnce volume is on one node; stop the pods on all but one");
   }
   if (!nodes.empty()) {
     end->node = nodes.begin()->first;
@@ -285,7 +309,10 @@ Status LocateNode(Cluster& c, const std::string& where, KubeEnd* end, const std:
   return Status::Ok();
 }
 
-// What the source volume holds, from its daemon (0 when the daemon does not serve it yet).
+// What the source volume holds, from its daemon: a block volume's size; a file system's used
+// bytes when the volume is a file system of its own (not larger than the PVC's capacity and a
+// margin; a directory on a node's shared disk, as local-path provisioners make, says nothing
+// about itself). 0 when not known (then a size is not checked).
 uint64_t UsedBytes(const KubeEnd& source, const io::TlsContext* tls) {
   Result<HostPort> hp = ParseDaemonUrl(source.daemon, /*allow_path=*/false);
   if (!hp.ok()) return 0;
@@ -294,7 +321,12 @@ uint64_t UsedBytes(const KubeEnd& source, const io::TlsContext* tls) {
   Result<json> reply = (*client)->Call(json{{"op", "volumes"}});
   if (!reply.ok()) return 0;
   for (const json& v : reply->value("volumes", json::array())) {
-    if (v.value("name", "") == std::string(kPv) + source.pv) return v.value("used_bytes", uint64_t{0});
+    if (v.value("name", "") != std::string(kPv) + source.pv) continue;
+    const uint64_t size = v.value("size_bytes", uint64_t{0});
+    if (v.value("kind", "") != "directory") return size;
+    const bool own_file_system =
+        size <= source.capacity + source.capacity / 10 + (uint64_t{1} << 30);
+    return own_file_system ? v.value("used_bytes", uint64_t{0}) : 0;
   }
   return 0;
 }
@@ -303,13 +335,15 @@ uint64_t UsedBytes(const KubeEnd& source, const io::TlsContext* tls) {
 Result<std::vector<KubePair>> ExpandPairs(const Plan& plan, Cluster& source) {
   const KubePlan& k = *plan.kubernetes;
   if (k.all_of_namespace.empty()) return k.pairs;
-  Result<json> list = source.kubectl().GetJson({"persistentvolumeclaims", "--namespace", k.all_of_namespace});
+  Result<json> list =
+      source.kubectl().GetJson({"persistentvolumeclaims", "--namespace", k.all_of_namespace});
   if (!list.ok()) return list.status().Annotate(At(plan, k.pairs_line) + "pairs");
   std::vector<KubePair> out;
   for (const json& pvc : (*list)["items"]) {
     const std::string name = Str(pvc, json::json_pointer("/metadata/name"));
     const std::string ref = k.all_of_namespace + "/" + name;
-    if (std::find(k.exclude_pvcs.begin(), k.exclude_pvcs.end(), ref) != k.exclude_pvcs.end()) continue;
+    if (std::find(k.exclude_pvcs.begin(), k.exclude_pvcs.end(), ref) != k.exclude_pvcs.end())
+      continue;
     KubePair p = k.each;
     p.source_namespace = k.all_of_namespace;
     p.source_pvc = name;
@@ -318,10 +352,12 @@ Result<std::vector<KubePair>> ExpandPairs(const Plan& plan, Cluster& source) {
     p.line = k.pairs_line;
     out.push_back(p);
   }
-  std::sort(out.begin(), out.end(), [](const KubePair& a, const KubePair& b) { return a.source_pvc < b.source_pvc; });
+  std::sort(out.begin(), out.end(),
+            [](const KubePair& a, const KubePair& b) { return a.source_pvc < b.source_pvc; });
   if (out.empty()) {
-    return Status::NotFound(At(plan, k.pairs_line) + "pairs: namespace " + k.all_of_namespace + " has no PVC in " +
-                            source.kubectl().Where() + (k.exclude_pvcs.empty() ? "" : " but the excluded ones"));
+    return Status::NotFound(At(plan, k.pairs_line) + "pairs: namespace " + k.all_of_namespace +
+                            " has no PVC in " + source.kubectl().Where() +
+                            (k.exclude_pvcs.empty() ? "" : " but the excluded ones"));
   }
   return out;
 }
@@ -342,9 +378,12 @@ Status ResolveSource(const Plan& plan, Cluster& c, const io::TlsContext* tls, Ku
     return Status::InvalidArgument(where + " is " + (e.phase.empty() ? "not bound" : e.phase) +
                                    ", not bound to a volume: there is nothing to copy until it is");
   }
-  if (std::find(e.access_modes.begin(), e.access_modes.end(), "ReadWriteOncePod") != e.access_modes.end()) {
-    return Status::Unsupported(where + " is ReadWriteOncePod: no second pod may mount it beside the app, and ferry "
-                                       "reads a volume through its holder pod; make it ReadWriteOnce");
+  if (std::find(e.access_modes.begin(), e.access_modes.end(), "ReadWriteOncePod") !=
+      e.access_modes.end()) {
+    return Status::Unsupported(
+        where +
+        " is ReadWriteOncePod: no second pod may mount it beside the app, and ferry "
+        "reads a volume through its holder pod; make it ReadWriteOnce");
   }
   std::vector<std::string> app_pods;
   FERRY_RETURN_IF_ERROR(LocateNode(c, where, &e, "", &app_pods));
@@ -357,8 +396,8 @@ Status ResolveSource(const Plan& plan, Cluster& c, const io::TlsContext* tls, Ku
 
 Status ResolveTarget(const Plan& plan, Cluster& c, KubeResolution* r) {
   const KubePair& p = r->pair;
-  const std::string where =
-      At(plan, p.line) + "pair " + p.Label() + ": target PVC " + p.target_namespace + "/" + p.target_pvc;
+  const std::string where = At(plan, p.line) + "pair " + p.Label() + ": target PVC " +
+                            p.target_namespace + "/" + p.target_pvc;
   KubeEnd& e = r->target;
   e.namespace_ = p.target_namespace;
   e.pvc = p.target_pvc;
@@ -366,8 +405,9 @@ Status ResolveTarget(const Plan& plan, Cluster& c, KubeResolution* r) {
   if (!found.ok()) return found.status().Annotate(where);
   if (*found) {
     if (e.volume_mode != r->source.volume_mode) {
-      return Status::InvalidArgument(where + " is volumeMode " + e.volume_mode + " and the source " +
-                                     r->source.volume_mode + ": give the pair another target, or delete it");
+      return Status::InvalidArgument(where + " is volumeMode " + e.volume_mode +
+                                     " and the source " + r->source.volume_mode +
+                                     ": give the pair another target, or delete it");
     }
   } else {
     e.storage_class = p.storage_class.empty() ? r->source.storage_class : p.storage_class;
@@ -380,24 +420,28 @@ Status ResolveTarget(const Plan& plan, Cluster& c, KubeResolution* r) {
       if (!sc->has_value()) {
         std::string classes;
         if (Result<json> all = c.kubectl().GetJson({"storageclasses"}); all.ok()) {
-          for (const json& s : (*all)["items"]) classes += (classes.empty() ? "" : ", ") + Str(s, json::json_pointer("/metadata/name"));
+          for (const json& s : (*all)["items"])
+            classes += (classes.empty() ? "" : ", ") + Str(s, json::json_pointer("/metadata/name"));
         }
-        return Status::NotFound(where + ": storage class '" + e.storage_class + "' does not exist in " +
-                                c.kubectl().Where() + ": give the pair storage_class: one of " +
+        return Status::NotFound(where + ": storage class '" + e.storage_class +
+                                "' does not exist in " + c.kubectl().Where() +
+                                ": give the pair storage_class: one of " +
                                 (classes.empty() ? "(none)" : classes));
       }
     }
   }
   if (r->source_used_bytes > 0 && e.capacity > 0 && e.capacity < r->source_used_bytes) {
-    return Status::InvalidArgument(where + ": " + (e.exists ? "its capacity " : "size ") + HumanBytes(e.capacity) +
-                                   " is smaller than the " + HumanBytes(r->source_used_bytes) +
+    return Status::InvalidArgument(where + ": " + (e.exists ? "its capacity " : "size ") +
+                                   HumanBytes(e.capacity) + " is smaller than the " +
+                                   HumanBytes(r->source_used_bytes) +
                                    " the source volume holds: give the pair a larger size:");
   }
   std::vector<std::string> app_pods;
   if (e.exists) FERRY_RETURN_IF_ERROR(LocateNode(c, where, &e, p.target_node, &app_pods));
   if (!app_pods.empty()) {
-    return Status::Busy(where + " is mounted by pod " + app_pods[0] +
-                        ": the target app must not run while ferry writes its volume; scale it to 0");
+    return Status::Busy(
+        where + " is mounted by pod " + app_pods[0] +
+        ": the target app must not run while ferry writes its volume; scale it to 0");
   }
   if (!e.exists) {
     e.node = p.target_node;
@@ -407,36 +451,41 @@ Status ResolveTarget(const Plan& plan, Cluster& c, KubeResolution* r) {
   return Status::Ok();
 }
 
-json HolderPod(const Plan& plan, const KubeSide& side, HolderSide which, const PairSpec::Held& held) {
+json HolderPod(const Plan& plan, const KubeSide& side, HolderSide which,
+               const PairSpec::Held& held) {
   json labels = {{kManagedBy, "ferry"}, {kPlanLabel, plan.name}, {kHolderLabel, SideName(which)}};
-  json container = {
-      {"name", "hold"},
-      {"image", side.holder_image},
-      {"imagePullPolicy", "IfNotPresent"},
-      {"resources", {{"requests", {{"cpu", "1m"}, {"memory", "8Mi"}}}, {"limits", {{"cpu", "10m"}, {"memory", "16Mi"}}}}},
-      {"securityContext",
-       {{"runAsNonRoot", true},
-        {"runAsUser", 65535},
-        {"runAsGroup", 65535},
-        {"allowPrivilegeEscalation", false},
-        {"privileged", false},
-        {"readOnlyRootFilesystem", true},
-        {"capabilities", {{"drop", {"ALL"}}}}}}};
+  json container = {{"name", "hold"},
+                    {"image", side.holder_image},
+                    {"imagePullPolicy", "IfNotPresent"},
+                    {"resources",
+                     {{"requests", {{"cpu", "1m"}, {"memory", "8Mi"}}},
+                      {"limits", {{"cpu", "10m"}, {"memory", "16Mi"}}}}},
+                    {"securityContext",
+                     {{"runAsNonRoot", true},
+                      {"runAsUser", 65535},
+                      {"runAsGroup", 65535},
+                      {"allowPrivilegeEscalation", false},
+                      {"privileged", false},
+                      {"readOnlyRootFilesystem", true},
+                      {"capabilities", {{"drop", {"ALL"}}}}}}};
   if (held.block) {
-    container["volumeDevices"] = json::array({{{"name", "data"}, {"devicePath", "/dev/ferry-held"}}});
+    container["volumeDevices"] =
+        json::array({{{"name", "data"}, {"devicePath", "/dev/ferry-held"}}});
   } else {
     container["volumeMounts"] = json::array(
         {{{"name", "data"}, {"mountPath", "/held"}, {"readOnly", which == HolderSide::kSource}}});
   }
-  json spec = {{"containers", json::array({container})},
-               {"volumes", json::array({{{"name", "data"},
-                                         {"persistentVolumeClaim",
-                                          {{"claimName", held.pvc}, {"readOnly", which == HolderSide::kSource}}}}})},
-               {"restartPolicy", "Always"},
-               {"automountServiceAccountToken", false},
-               {"enableServiceLinks", false},
-               {"terminationGracePeriodSeconds", 0},
-               {"securityContext", {{"seccompProfile", {{"type", "RuntimeDefault"}}}}}};
+  json spec = {
+      {"containers", json::array({container})},
+      {"volumes",
+       json::array({{{"name", "data"},
+                     {"persistentVolumeClaim",
+                      {{"claimName", held.pvc}, {"readOnly", which == HolderSide::kSource}}}}})},
+      {"restartPolicy", "Always"},
+      {"automountServiceAccountToken", false},
+      {"enableServiceLinks", false},
+      {"terminationGracePeriodSeconds", 0},
+      {"securityContext", {{"seccompProfile", {{"type", "RuntimeDefault"}}}}}};
   if (!held.node.empty()) {
     // Pinned through the scheduler (nodeName would skip it, and the binding of a delayed PVC),
     // tolerating what the node's own pods tolerate.
@@ -459,20 +508,22 @@ json TargetPvc(const Plan& plan, const KubeResolution& r) {
                {"volumeMode", e.volume_mode},
                {"resources", {{"requests", {{"storage", std::to_string(e.capacity)}}}}}};
   if (!e.storage_class.empty()) spec["storageClassName"] = e.storage_class;
-  return {{"apiVersion", "v1"},
-          {"kind", "PersistentVolumeClaim"},
-          {"metadata",
-           {{"name", e.pvc},
-            {"namespace", e.namespace_},
-            {"labels", {{kManagedBy, "ferry"}, {kPlanLabel, plan.name}}},
-            {"annotations", {{"ferry.io/source", r.pair.source_namespace + "/" + r.pair.source_pvc}}}}},
-          {"spec", spec}};
+  return {
+      {"apiVersion", "v1"},
+      {"kind", "PersistentVolumeClaim"},
+      {"metadata",
+       {{"name", e.pvc},
+        {"namespace", e.namespace_},
+        {"labels", {{kManagedBy, "ferry"}, {kPlanLabel, plan.name}}},
+        {"annotations", {{"ferry.io/source", r.pair.source_namespace + "/" + r.pair.source_pvc}}}}},
+      {"spec", spec}};
 }
 
 // Waits until the holder pods run and are ready; the error says why one does not (its
 // scheduling condition, its container's waiting reason).
 Status WaitHolders(const Kubectl& k, const std::vector<std::pair<std::string, std::string>>& pods) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(static_cast<int>(kHolderWaitSeconds));
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(static_cast<int>(kHolderWaitSeconds));
   for (const auto& [ns, name] : pods) {
     for (;;) {
       Result<std::optional<json>> pod = k.Find("pod", ns, name);
@@ -487,14 +538,17 @@ Status WaitHolders(const Kubectl& k, const std::vector<std::pair<std::string, st
           if (c.value("type", "") == "PodScheduled" && c.value("status", "") == "False")
             why = "not scheduled: " + c.value("message", c.value("reason", ""));
         }
-        for (const json& cs : o.value(json::json_pointer("/status/containerStatuses"), json::array())) {
-          if (std::string reason = Str(cs, json::json_pointer("/state/waiting/reason")); !reason.empty())
+        for (const json& cs :
+             o.value(json::json_pointer("/status/containerStatuses"), json::array())) {
+          if (std::string reason = Str(cs, json::json_pointer("/state/waiting/reason"));
+              !reason.empty())
             why += ", " + reason;
         }
         if (ready) break;
       }
       if (std::chrono::steady_clock::now() > deadline) {
-        return Status::Aborted(k.Where() + ": holder pod " + ns + "/" + name + " is not ready after " +
+        return Status::Aborted(k.Where() + ": holder pod " + ns + "/" + name +
+                               " is not ready after " +
                                std::to_string(static_cast<int>(kHolderWaitSeconds)) + " s (" + why +
                                "): kubectl describe pod --namespace " + ns + " " + name);
       }
@@ -505,16 +559,18 @@ Status WaitHolders(const Kubectl& k, const std::vector<std::pair<std::string, st
 }
 
 // Creates the holder pods of one side (those that exist already are kept) and waits for them.
-Status Hold(const Plan& plan, HolderSide which, const std::vector<PairSpec::Held>& held, Console& console) {
-  const KubeSide& side = which == HolderSide::kSource ? plan.kubernetes->source : plan.kubernetes->target;
+Status Hold(const Plan& plan, HolderSide which, const std::vector<PairSpec::Held>& held,
+            Console& console) {
+  const KubeSide& side =
+      which == HolderSide::kSource ? plan.kubernetes->source : plan.kubernetes->target;
   Kubectl k(side, SideName(which), kKubectlSeconds);
   std::vector<std::pair<std::string, std::string>> names;
   for (const PairSpec::Held& h : held) {
     const json pod = HolderPod(plan, side, which, h);
     FERRY_RETURN_IF_ERROR(k.Create(pod));
     names.emplace_back(h.namespace_, pod["metadata"]["name"].get<std::string>());
-    console.Say("holding " + std::string(SideName(which)) + " PVC " + h.namespace_ + "/" + h.pvc + " with pod " +
-                names.back().second + (h.node.empty() ? "" : " on node " + h.node));
+    console.Say("holding " + std::string(SideName(which)) + " PVC " + h.namespace_ + "/" + h.pvc +
+                " with pod " + names.back().second + (h.node.empty() ? "" : " on node " + h.node));
   }
   Status waited = Status::Ok();
   const auto start = std::chrono::steady_clock::now();
@@ -528,6 +584,19 @@ Status Hold(const Plan& plan, HolderSide which, const std::vector<PairSpec::Held
   return waited;
 }
 
+// Runs `f`; an object of a shape the code did not expect (a field of another type) is an error,
+// not a crash.
+template <typename F>
+auto Guarded(const char* what, F f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const json::exception& e) {
+    return Status::Protocol(
+        std::string(what) +
+        ": the API server returned an object of an unexpected shape: " + e.what());
+  }
+}
+
 std::string Pad(std::string s, size_t width) {
   if (s.size() < width) s.append(width - s.size(), ' ');
   return s + "  ";
@@ -536,100 +605,117 @@ std::string Pad(std::string s, size_t width) {
 }  // namespace
 
 Result<std::vector<KubeResolution>> ResolvePvcs(const Plan& plan, const io::TlsContext* tls) {
-  Cluster source(plan.kubernetes->source, "source"), target(plan.kubernetes->target, "target");
-  Result<std::vector<KubePair>> pairs = ExpandPairs(plan, source);
-  if (!pairs.ok()) return pairs.status();
-  std::vector<KubeResolution> out;
-  std::set<std::string> targets;
-  for (const KubePair& p : *pairs) {
-    KubeResolution r;
-    r.pair = p;
-    FERRY_RETURN_IF_ERROR(ResolveSource(plan, source, tls, &r));
-    FERRY_RETURN_IF_ERROR(ResolveTarget(plan, target, &r));
-    if (!targets.insert(r.target.namespace_ + "/" + r.target.pvc).second) {
-      return Status::InvalidArgument(At(plan, p.line) + "pair " + p.Label() + ": " + r.target.namespace_ + "/" +
-                                     r.target.pvc + " is the target of two pairs");
+  return Guarded("resolving the PVCs", [&]() -> Result<std::vector<KubeResolution>> {
+    Cluster source(plan.kubernetes->source, "source"), target(plan.kubernetes->target, "target");
+    Result<std::vector<KubePair>> pairs = ExpandPairs(plan, source);
+    if (!pairs.ok()) return pairs.status();
+    std::vector<KubeResolution> out;
+    std::set<std::string> targets;
+    for (const KubePair& p : *pairs) {
+      KubeResolution r;
+      r.pair = p;
+      FERRY_RETURN_IF_ERROR(ResolveSource(plan, source, tls, &r));
+      FERRY_RETURN_IF_ERROR(ResolveTarget(plan, target, &r));
+      if (!targets.insert(r.target.namespace_ + "/" + r.target.pvc).second) {
+        return Status::InvalidArgument(At(plan, p.line) + "pair " + p.Label() + ": " +
+                                       r.target.namespace_ + "/" + r.target.pvc +
+                                       " is the target of two pairs");
+      }
+      out.push_back(std::move(r));
     }
-    out.push_back(std::move(r));
-  }
-  return out;
+    return out;
+  });
 }
 
 std::string ResolutionTable(const std::vector<KubeResolution>& rows) {
-  std::string out = Pad("PAIR", 34) + Pad("SIDE", 6) + Pad("PVC", 24) + Pad("STATE", 8) + Pad("PV", 18) +
-                    Pad("SIZE", 10) + Pad("CLASS", 12) + Pad("MODES", 6) + Pad("NODE", 30) + Pad("FERRY POD", 28) +
-                    "DAEMON\n";
+  std::string out = Pad("PAIR", 34) + Pad("SIDE", 6) + Pad("PVC", 24) + Pad("STATE", 8) +
+                    Pad("PV", 18) + Pad("SIZE", 10) + Pad("CLASS", 12) + Pad("MODES", 6) +
+                    Pad("NODE", 30) + Pad("FERRY POD", 28) + "DAEMON\n";
   for (const KubeResolution& r : rows) {
-    for (const auto& [name, e] : {std::pair<const char*, const KubeEnd&>{"source", r.source}, {"target", r.target}}) {
+    for (const auto& [name, e] :
+         {std::pair<const char*, const KubeEnd&>{"source", r.source}, {"target", r.target}}) {
       std::string state = e.exists ? e.phase : "create";
       std::string size = e.capacity ? HumanBytes(static_cast<double>(e.capacity)) : "-";
       if (std::string(name) == "source" && r.source_used_bytes)
         size += " (" + HumanBytes(static_cast<double>(r.source_used_bytes)) + " used)";
-      std::string node = e.node.empty() ? "(" + e.node_from + ")" : e.node + " (" + e.node_from + ")";
+      std::string node =
+          e.node.empty() ? "(" + e.node_from + ")" : e.node + " (" + e.node_from + ")";
       out += Pad(std::string(name) == "source" ? r.pair.Label() : "", 34) + Pad(name, 6) +
-             Pad(e.namespace_ + "/" + e.pvc, 24) + Pad(state, 8) + Pad(e.pv.empty() ? "-" : e.pv, 18) +
-             Pad(size, 10) + Pad(e.storage_class.empty() ? "-" : e.storage_class, 12) +
-             Pad(ShortModes(e.access_modes) + (e.volume_mode == "Block" ? ",Block" : ""), 6) + Pad(node, 30) +
-             Pad(e.ferry_pod.empty() ? "-" : e.ferry_pod, 28) + (e.daemon.empty() ? "-" : e.daemon) + "\n";
+             Pad(e.namespace_ + "/" + e.pvc, 24) + Pad(state, 8) +
+             Pad(e.pv.empty() ? "-" : e.pv, 18) + Pad(size, 10) +
+             Pad(e.storage_class.empty() ? "-" : e.storage_class, 12) +
+             Pad(ShortModes(e.access_modes) + (e.volume_mode == "Block" ? ",Block" : ""), 6) +
+             Pad(node, 30) + Pad(e.ferry_pod.empty() ? "-" : e.ferry_pod, 28) +
+             (e.daemon.empty() ? "-" : e.daemon) + "\n";
     }
   }
   return out;
 }
 
 Status PlacePvcs(Plan* plan, const io::TlsContext* tls, Console& console) {
-  Result<std::vector<KubeResolution>> first = ResolvePvcs(*plan, tls);
-  if (!first.ok()) return first.status();
-  Kubectl target(plan->kubernetes->target, "target", kKubectlSeconds);
-  std::vector<PairSpec::Held> sources, targets;
-  for (const KubeResolution& r : *first) {
-    if (!r.target.exists) {
-      FERRY_RETURN_IF_ERROR(target.Create(TargetPvc(*plan, r)));
-      console.Say("created target PVC " + r.target.namespace_ + "/" + r.target.pvc + " (" +
-                  HumanBytes(static_cast<double>(r.target.capacity)) + ", class " +
-                  (r.target.storage_class.empty() ? "default" : r.target.storage_class) + ")");
+  return Guarded("placing the PVCs", [&]() -> Status {
+    Result<std::vector<KubeResolution>> first = ResolvePvcs(*plan, tls);
+    if (!first.ok()) return first.status();
+    Kubectl target(plan->kubernetes->target, "target", kKubectlSeconds);
+    std::vector<PairSpec::Held> sources, targets;
+    for (const KubeResolution& r : *first) {
+      if (!r.target.exists) {
+        FERRY_RETURN_IF_ERROR(target.Create(TargetPvc(*plan, r)));
+        console.Say("created target PVC " + r.target.namespace_ + "/" + r.target.pvc + " (" +
+                    HumanBytes(static_cast<double>(r.target.capacity)) + ", class " +
+                    (r.target.storage_class.empty() ? "default" : r.target.storage_class) + ")");
+      }
+      sources.push_back(
+          {r.source.namespace_, r.source.pvc, r.source.node, r.source.volume_mode == "Block"});
+      targets.push_back(
+          {r.target.namespace_, r.target.pvc, r.target.node, r.target.volume_mode == "Block"});
     }
-    sources.push_back({r.source.namespace_, r.source.pvc, r.source.node, r.source.volume_mode == "Block"});
-    targets.push_back({r.target.namespace_, r.target.pvc, r.target.node, r.target.volume_mode == "Block"});
-  }
-  FERRY_RETURN_IF_ERROR(Hold(*plan, HolderSide::kSource, sources, console));
-  FERRY_RETURN_IF_ERROR(Hold(*plan, HolderSide::kTarget, targets, console));
-  // Now every PVC is bound and mounted where its holder runs: where the stages go.
-  Result<std::vector<KubeResolution>> placed = ResolvePvcs(*plan, tls);
-  if (!placed.ok()) return placed.status();
-  plan->pairs.clear();
-  for (const KubeResolution& r : *placed) {
-    PairSpec pair;
-    pair.label = r.pair.Label();
-    pair.line = r.pair.line;
-    pair.source_volume = std::string(kPv) + r.source.pv;
-    pair.target_volume = std::string(kPv) + r.target.pv;
-    pair.source_daemon = r.source.daemon;
-    pair.target_daemon = r.target.daemon;
-    pair.source_held = {r.source.namespace_, r.source.pvc, r.source.node, r.source.volume_mode == "Block"};
-    pair.target_held = {r.target.namespace_, r.target.pvc, r.target.node, r.target.volume_mode == "Block"};
-    if (r.source.pv.empty() || r.target.pv.empty() || r.source.daemon.empty() || r.target.daemon.empty()) {
-      return Status::Aborted(At(*plan, r.pair.line) + "pair " + pair.label +
-                             ": its PVCs are held but not both bound and served (source " + r.source.phase +
-                             ", target " + r.target.phase + ")");
+    FERRY_RETURN_IF_ERROR(Hold(*plan, HolderSide::kSource, sources, console));
+    FERRY_RETURN_IF_ERROR(Hold(*plan, HolderSide::kTarget, targets, console));
+    // Now every PVC is bound and mounted where its holder runs: where the stages go.
+    Result<std::vector<KubeResolution>> placed = ResolvePvcs(*plan, tls);
+    if (!placed.ok()) return placed.status();
+    plan->pairs.clear();
+    for (const KubeResolution& r : *placed) {
+      PairSpec pair;
+      pair.label = r.pair.Label();
+      pair.line = r.pair.line;
+      pair.source_volume = std::string(kPv) + r.source.pv;
+      pair.target_volume = std::string(kPv) + r.target.pv;
+      pair.source_daemon = r.source.daemon;
+      pair.target_daemon = r.target.daemon;
+      pair.source_held = {r.source.namespace_, r.source.pvc, r.source.node,
+                          r.source.volume_mode == "Block"};
+      pair.target_held = {r.target.namespace_, r.target.pvc, r.target.node,
+                          r.target.volume_mode == "Block"};
+      if (r.source.pv.empty() || r.target.pv.empty() || r.source.daemon.empty() ||
+          r.target.daemon.empty()) {
+        return Status::Aborted(At(*plan, r.pair.line) + "pair " + pair.label +
+                               ": its PVCs are held but not both bound and served (source " +
+                               r.source.phase + ", target " + r.target.phase + ")");
+      }
+      plan->pairs.push_back(pair);
     }
-    plan->pairs.push_back(pair);
-  }
-  return Status::Ok();
+    return Status::Ok();
+  });
 }
 
 Status ReleaseHolders(const Plan& plan, HolderSide side, Console& console) {
   Status result = Status::Ok();
   for (HolderSide s : {HolderSide::kSource, HolderSide::kTarget}) {
     if (side != HolderSide::kBoth && side != s) continue;
-    const KubeSide& cluster = s == HolderSide::kSource ? plan.kubernetes->source : plan.kubernetes->target;
+    const KubeSide& cluster =
+        s == HolderSide::kSource ? plan.kubernetes->source : plan.kubernetes->target;
     Kubectl k(cluster, SideName(s), kKubectlSeconds);
-    Result<std::string> out = k.Run({"delete", "pods", "--all-namespaces", "--selector", HolderSelector(plan, s),
-                                     "--ignore-not-found", "--wait=true", "--output", "name"});
+    Result<std::string> out =
+        k.Run({"delete", "pods", "--all-namespaces", "--selector", HolderSelector(plan, s),
+               "--ignore-not-found", "--wait=true", "--output", "name"});
     if (!out.ok()) {
       if (result.ok()) result = out.status();
       continue;
     }
-    size_t n = std::count(out->begin(), out->end(), '\n');
+    size_t n = 0;  // kubectl prints pod/NAME for each one deleted
+    for (size_t at = out->find("pod/"); at != std::string::npos; at = out->find("\npod/", at + 1)) ++n;
     if (n > 0) console.Say("deleted " + std::to_string(n) + " " + SideName(s) + " holder pod(s)");
   }
   return result;
@@ -638,7 +724,8 @@ Status ReleaseHolders(const Plan& plan, HolderSide side, Console& console) {
 Status HoldTargetsAgain(const Plan& plan, Console& console) {
   std::vector<PairSpec::Held> targets;
   for (const PairSpec& p : plan.pairs) targets.push_back(p.target_held);
-  return Hold(plan, HolderSide::kTarget, targets, console);
+  return Guarded("holding the target PVCs",
+                 [&] { return Hold(plan, HolderSide::kTarget, targets, console); });
 }
 
 }  // namespace ferry

@@ -1,0 +1,252 @@
+// A migration planned in PVCs (coordinator/kube_place.h) between two "clusters": each is the
+// Kubernetes API server TEST DOUBLE (tests/apps/kube_apiserver.py through tests/kube_fixture.h;
+// no API server can be installed on these machines), driven by the real kubectl, and each
+// cluster's one node has a real `ferry daemon` on loopback whose --kubelet-root is the tree the
+// double's kubelet emulation keeps, pointing at real directories. The data moves between the
+// two daemons as it would between two nodes; rsync is the oracle.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "tests/kube_fixture.h"
+#include "tests/process_fixture.h"
+#include "tests/tree_fixture.h"
+
+namespace ferry_test {
+namespace {
+
+using nlohmann::json;
+
+const std::map<std::string, std::string> kShop{{"app", "shop"}};
+
+// A ferry pod of the DaemonSet on `node`, its port the one `daemon` listens on.
+json FerryPodFor(const json& daemon_set, const std::string& node, const DaemonProcess& daemon, bool ready = true) {
+  json pod = kube::FerryPod(daemon_set, node, "127.0.0.1", ready);
+  for (json& c : pod["spec"]["containers"]) {
+    for (json& p : c["ports"]) {
+      if (p["name"] == "ferry") p["containerPort"] = daemon.port();
+    }
+  }
+  return pod;
+}
+
+class KubeMigrateTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (auto [daemon, kubelet] : {std::pair{&daemon_a_, "kubelet-a"}, std::pair{&daemon_b_, "kubelet-b"}}) {
+      MakeDirs(tmp_.Sub(kubelet) + "/pods");
+      MakeDirs(tmp_.Sub(std::string("state-") + kubelet));
+      DaemonProcess::Config config = DaemonConfigIn(tmp_.Sub(std::string("state-") + kubelet), {});
+      config.extra = {"--kubelet-root", tmp_.Sub(kubelet)};
+      ASSERT_EQ(daemon->Start(config), "");
+    }
+    // The source's data: a fidelity tree (xattrs, ACLs, hard links, holes) and a plain one.
+    pgdata_ = tmp_.Sub("disk-a/pgdata");
+    uploads_ = tmp_.Sub("disk-a/uploads");
+    BuildFidelityTree(pgdata_, 20);
+    MakeDirs(uploads_ + "/img");
+    for (int i = 0; i < 50; ++i) WriteRandomFile(uploads_ + "/img/" + std::to_string(i) + ".jpg", 3000 + i * 97, i);
+  }
+
+  // Cluster a: node-a, the app (Deployment shop, 1 replica) mounting its two bound PVCs, the
+  // ferry DaemonSet and its pod. Cluster b: node-b1, a WaitForFirstConsumer class (the default)
+  // and fast-ssd, the app's copy at 0 replicas, the ferry DaemonSet and its pod.
+  void StartClusters(json extra_a = json::array(), bool ferry_b_ready = true) {
+    const json ds = kube::FerryDaemonSet();
+    json a = {kube::Namespace("shop"), kube::Namespace("ferry-system"), kube::Node("node-a"),
+              kube::StorageClass("local", "csi.test.ferry.io", "WaitForFirstConsumer", true), ds,
+              FerryPodFor(ds, "node-a", daemon_a_)};
+    for (auto [name, dir, size] : {std::tuple{"pgdata", pgdata_, "10Gi"}, std::tuple{"uploads", uploads_, "2Gi"}}) {
+      kube::PvcSpec claim;
+      claim.ns = "shop";
+      claim.name = name;
+      claim.storage_class = "local";
+      claim.request = size;
+      claim.volume_name = std::string("pv-") + name;
+      kube::PvSpec pv;
+      pv.name = claim.volume_name;
+      pv.storage_class = "local";
+      pv.capacity = size;
+      pv.csi_driver = "csi.test.ferry.io";
+      pv.node = "node-a";
+      pv.data_dir = dir;
+      pv.claim = kube::PersistentVolumeClaim(claim);  // the claimRef names this object's uid
+      a.push_back(kube::PersistentVolume(pv));
+      a.push_back(pv.claim);
+    }
+    a.push_back(kube::Deployment("shop", "shop", kShop, 1, {"pgdata", "uploads"}));
+    for (const json& o : extra_a) a.push_back(o);
+    json b = {kube::Namespace("shop"), kube::Namespace("ferry-system"), kube::Node("node-b1"),
+              kube::StorageClass("local", "csi.test.ferry.io", "WaitForFirstConsumer", true),
+              kube::StorageClass("fast-ssd", "csi.test.ferry.io", "WaitForFirstConsumer"), ds,
+              FerryPodFor(ds, "node-b1", daemon_b_, ferry_b_ready),
+              kube::Deployment("shop", "shop", kShop, 0, {"pgdata", "uploads-v2"})};
+    FakeCluster::Config ca, cb;
+    ca.context = "cluster-a";
+    ca.objects = a;
+    ca.kubelet_roots = {{"node-a", tmp_.Sub("kubelet-a")}};
+    cb.context = "cluster-b";
+    cb.objects = b;
+    cb.kubelet_roots = {{"node-b1", tmp_.Sub("kubelet-b")}};
+    ASSERT_EQ(a_.Start(tmp_.Sub("cluster-a"), ca), "");
+    ASSERT_EQ(b_.Start(tmp_.Sub("cluster-b"), cb), "");
+    env_ = std::make_unique<KubectlEnvironment>(std::vector<const FakeCluster*>{&a_, &b_}, tmp_.Sub("home"));
+    // The app runs: its pod mounts both PVCs on node-a.
+    ASSERT_TRUE(PollUntil([&] { return a_.List("Pod", "shop").size() == 1; }, 10));
+  }
+
+  std::string WritePlan(const std::string& pairs, const std::string& extra = "") {
+    const std::string path = tmp_.Sub("plan.yaml");
+    std::ofstream(path) << "name: shop\n"
+                           "source: {kubernetes: {context: cluster-a}}\n"
+                           "target: {kubernetes: {context: cluster-b}}\n"
+                           "auth: {insecure: true}\n"
+                        << pairs
+                        << "policy: {max_downtime: 60s, min_stages: 2, cutover_on_lower_bound: true}\n"
+                           "hooks:\n"
+                           "  quiesce_source: {kubernetes: {context: cluster-a, namespace: shop, selector: app=shop}, timeout: 60s}\n"
+                           "  start_target:   {kubernetes: {context: cluster-b, namespace: shop, selector: app=shop}, timeout: 60s}\n"
+                           "  resume_source:  {kubernetes: {context: cluster-a, namespace: shop, selector: app=shop}, timeout: 60s}\n"
+                        << extra;
+    return path;
+  }
+
+  static constexpr const char* kTwoPairs =
+      "pairs:\n"
+      "  - {source: shop/pgdata}\n"
+      "  - {source: shop/uploads, target: shop/uploads-v2, storage_class: fast-ssd, size: 3Gi}\n";
+
+  // The holder pods of the plan in a cluster.
+  static size_t Holders(const FakeCluster& c) {
+    size_t n = 0;
+    for (const json& pod : c.List("Pod")) n += pod["metadata"]["labels"].contains("ferry.io/holder");
+    return n;
+  }
+
+  // The data directory of the PV bound to `ns/pvc` in `c` ("" when not bound).
+  static std::string DataOf(const FakeCluster& c, const std::string& ns, const std::string& pvc) {
+    const json claim = c.Get("PersistentVolumeClaim", ns, pvc);
+    if (claim.is_null() || !claim["spec"].contains("volumeName")) return "";
+    const json pv = c.Get("PersistentVolume", "", claim["spec"]["volumeName"]);
+    return pv.is_null() ? "" : pv["metadata"]["annotations"].value("test.ferry.io/data-dir", "");
+  }
+
+  CommandResult Ferry(const std::vector<std::string>& args, double timeout_s = 120) {
+    std::vector<std::string> full = args;
+    full.insert(full.end(), {"--state-dir", tmp_.Sub("coordinator")});
+    return RunFerry(full, timeout_s);
+  }
+
+  TempDir tmp_;
+  DaemonProcess daemon_a_, daemon_b_;
+  std::string pgdata_, uploads_;
+  FakeCluster a_, b_;
+  std::unique_ptr<KubectlEnvironment> env_;
+};
+
+TEST_F(KubeMigrateTest, DryRunResolvesEveryPvcToItsDaemonAndCreatesNothing) {
+  StartClusters();
+  const std::string plan = WritePlan(kTwoPairs);
+  CommandResult r = Ferry({"migrate", "--dry-run", plan});
+  ASSERT_EQ(r.exit_code, 0) << r.Describe();
+  const std::string a = "ferry://127.0.0.1:" + std::to_string(daemon_a_.port());
+  // Source rows: bound, the PV, the node from the app's pod, the ferry pod, its daemon.
+  EXPECT_NE(r.out.find("shop/pgdata -> shop/pgdata"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("pv-pgdata"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("node-a (pod shop/shop-"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(a), std::string::npos) << r.out;
+  // Target rows: to be created, as mapped, placed by the scheduler (WaitForFirstConsumer).
+  EXPECT_NE(r.out.find("shop/uploads-v2"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("create"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("fast-ssd"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("3.0 GiB"), std::string::npos) << r.out;
+  std::cerr << r.out;
+  EXPECT_TRUE(b_.List("PersistentVolumeClaim").empty()) << "a dry run creates nothing";
+  EXPECT_EQ(Holders(a_) + Holders(b_), 0u);
+  EXPECT_TRUE(b_.RequestsTo("POST", "/pods").empty());
+}
+
+TEST_F(KubeMigrateTest, BadPvcPlansAreRefusedBeforeAnythingIsCreated) {
+  kube::PvcSpec pending;
+  pending.ns = "shop";
+  pending.name = "unbound";
+  pending.storage_class = "local";
+  StartClusters(json::array({kube::PersistentVolumeClaim(pending)}), /*ferry_b_ready=*/true);
+  struct Case {
+    std::string pairs, error;
+  };
+  const Case cases[] = {
+      {"pairs:\n  - {source: shop/nope}\n",
+       "plan.yaml:6: pair shop/nope -> shop/nope: source PVC shop/nope does not exist in the source cluster (context cluster-a)"},
+      {"pairs:\n  - {source: shop/unbound}\n", "source PVC shop/unbound is Pending, not bound"},
+      {"pairs:\n  - {source: shop/pgdata, storage_class: gold}\n",
+       "storage class 'gold' does not exist in the target cluster (context cluster-b): give the pair storage_class: one of fast-ssd, local"},
+      {"pairs:\n  - {source: shop/pgdata}\n  - {source: shop/uploads, target: shop/pgdata}\n", "is the target of two pairs"},
+  };
+  for (const Case& c : cases) {
+    const std::string plan = WritePlan(c.pairs);
+    CommandResult r = Ferry({"migrate", plan});
+    EXPECT_NE(r.exit_code, 0) << c.pairs;
+    EXPECT_NE(r.err.find(c.error), std::string::npos) << c.pairs << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "one line: " << r.err;
+  }
+  EXPECT_TRUE(b_.List("PersistentVolumeClaim").empty()) << "nothing created before the plan resolved";
+  EXPECT_EQ(Holders(a_) + Holders(b_), 0u);
+
+  // A cluster kubectl cannot reach: kubectl's own message, naming the side.
+  const std::string plan = tmp_.Sub("plan.yaml");
+  WritePlan(kTwoPairs);
+  std::string text = ReadFile(plan);
+  text.replace(text.find("context: cluster-b}}"), 20, "context: cluster-gone}}");
+  WriteFile(plan, text);
+  CommandResult gone = Ferry({"migrate", "--dry-run", plan});
+  EXPECT_NE(gone.exit_code, 0);
+  EXPECT_NE(gone.err.find("the target cluster (context cluster-gone)"), std::string::npos) << gone.err;
+}
+
+TEST_F(KubeMigrateTest, TwoPvcsMigrateBetweenClustersThroughRealDaemons) {
+  StartClusters();
+  const std::string plan = WritePlan(kTwoPairs);
+  CommandResult r = Ferry({"migrate", plan}, 240);
+  ASSERT_EQ(r.exit_code, 0) << r.Describe();
+  std::cerr << r.err;
+  // The target PVCs were made as mapped, labelled with the plan, and bound where they were held.
+  const json pgdata = b_.Get("PersistentVolumeClaim", "shop", "pgdata");
+  const json uploads = b_.Get("PersistentVolumeClaim", "shop", "uploads-v2");
+  ASSERT_FALSE(pgdata.is_null());
+  ASSERT_FALSE(uploads.is_null());
+  EXPECT_EQ(pgdata["metadata"]["labels"]["app.kubernetes.io/managed-by"], "ferry");
+  EXPECT_EQ(pgdata["metadata"]["labels"]["ferry.io/plan"], "shop");
+  EXPECT_EQ(pgdata["spec"]["storageClassName"], "local");  // the source's class
+  EXPECT_EQ(uploads["spec"]["storageClassName"], "fast-ssd");
+  EXPECT_EQ(uploads["spec"]["resources"]["requests"]["storage"], std::to_string(3ull << 30));
+  // The data is the source's, by rsync (xattrs, ACLs, hard links, numeric ids).
+  EXPECT_EQ(RsyncDiff(pgdata_, DataOf(b_, "shop", "pgdata")), "");
+  EXPECT_EQ(RsyncDiff(uploads_, DataOf(b_, "shop", "uploads-v2")), "");
+  // The app moved: 0 replicas in a, the source's count in b; no holder pod is left anywhere.
+  EXPECT_EQ(a_.Get("Deployment", "shop", "shop")["spec"]["replicas"], 0);
+  EXPECT_EQ(b_.Get("Deployment", "shop", "shop")["spec"]["replicas"], 1);
+  EXPECT_EQ(Holders(a_), 0u);
+  EXPECT_EQ(Holders(b_), 0u);
+  EXPECT_NE(r.err.find("downtime"), std::string::npos) << r.err;
+  // The holders were deleted before start_target scaled the app up (RWO volumes).
+  std::vector<json> requests = b_.Requests();
+  size_t last_holder_delete = 0, first_scale = requests.size();
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const std::string path = requests[i]["path"];
+    if (requests[i]["method"] == "DELETE" && path.find("/pods/ferry-hold-") != std::string::npos) last_holder_delete = i;
+    if (path.find("/deployments/shop/scale") != std::string::npos && requests[i]["method"] != "GET")
+      first_scale = std::min(first_scale, i);
+  }
+  EXPECT_GT(last_holder_delete, 0u);
+  EXPECT_LT(last_holder_delete, first_scale);
+  CommandResult status = Ferry({"status", plan});
+  EXPECT_EQ(status.exit_code, 0) << status.Describe();
+  std::cerr << status.out;
+}
+
+}  // namespace
+}  // namespace ferry_test
