@@ -286,7 +286,7 @@ Status LocateNode(Cluster& c, const std::string& where, KubeEnd* end, const std:
     for (const auto& [node, pod] : nodes)
       list += (list.empty() ? "" : ", ") + node + " (" + pod + ")";
     return Status::InvalidArgument(
-        where + ": PVC " + end->namespace_ + "/" + end->pvc + " is mounted on " +
+        where + " is mounted on " +
         std::to_string(nodes.size()) + " nodes: " + list +
         ": a ReadWriteOnce volume is on one node; stop the pods on all but one");
   }
@@ -309,26 +309,33 @@ Status LocateNode(Cluster& c, const std::string& where, KubeEnd* end, const std:
   return Status::Ok();
 }
 
-// What the source volume holds, from its daemon: a block volume's size; a file system's used
+// Asks the daemon of `end` for its volumes: an error when it does not answer (before anything is
+// created). *held: what the volume of `end` holds — a block volume's size; a file system's used
 // bytes when the volume is a file system of its own (not larger than the PVC's capacity and a
 // margin; a directory on a node's shared disk, as local-path provisioners make, says nothing
-// about itself). 0 when not known (then a size is not checked).
-uint64_t UsedBytes(const KubeEnd& source, const io::TlsContext* tls) {
-  Result<HostPort> hp = ParseDaemonUrl(source.daemon, /*allow_path=*/false);
-  if (!hp.ok()) return 0;
+// about itself) — or 0 when not known (then a size is not checked).
+Status AskDaemon(const std::string& where, const KubeEnd& end, const io::TlsContext* tls, uint64_t* held) {
+  *held = 0;
+  auto fail = [&](const Status& s) {
+    return Status::Network(where + ": the ferry pod " + end.ferry_pod + " on node " + end.node + " does not answer at " +
+                           end.daemon + ": " + s.message());
+  };
+  Result<HostPort> hp = ParseDaemonUrl(end.daemon, /*allow_path=*/false);
+  if (!hp.ok()) return fail(hp.status());
   Result<std::unique_ptr<ControlClient>> client = ControlClient::Connect(*hp, tls);
-  if (!client.ok()) return 0;
+  if (!client.ok()) return fail(client.status());
   Result<json> reply = (*client)->Call(json{{"op", "volumes"}});
-  if (!reply.ok()) return 0;
+  if (!reply.ok()) return fail(reply.status());
   for (const json& v : reply->value("volumes", json::array())) {
-    if (v.value("name", "") != std::string(kPv) + source.pv) continue;
+    if (end.pv.empty() || v.value("name", "") != std::string(kPv) + end.pv) continue;
     const uint64_t size = v.value("size_bytes", uint64_t{0});
-    if (v.value("kind", "") != "directory") return size;
-    const bool own_file_system =
-        size <= source.capacity + source.capacity / 10 + (uint64_t{1} << 30);
-    return own_file_system ? v.value("used_bytes", uint64_t{0}) : 0;
+    if (v.value("kind", "") != "directory") {
+      *held = size;
+    } else if (size <= end.capacity + end.capacity / 10 + (uint64_t{1} << 30)) {
+      *held = v.value("used_bytes", uint64_t{0});
+    }
   }
-  return 0;
+  return Status::Ok();
 }
 
 // The pairs of the plan: as written, or every PVC of a namespace but the excluded ones.
@@ -389,12 +396,12 @@ Status ResolveSource(const Plan& plan, Cluster& c, const io::TlsContext* tls, Ku
   FERRY_RETURN_IF_ERROR(LocateNode(c, where, &e, "", &app_pods));
   if (!e.node.empty()) {
     FERRY_RETURN_IF_ERROR(FindDaemon(c, where, &e));
-    r->source_used_bytes = UsedBytes(e, tls);
+    FERRY_RETURN_IF_ERROR(AskDaemon(where, e, tls, &r->source_used_bytes));
   }
   return Status::Ok();
 }
 
-Status ResolveTarget(const Plan& plan, Cluster& c, KubeResolution* r) {
+Status ResolveTarget(const Plan& plan, Cluster& c, const io::TlsContext* tls, KubeResolution* r) {
   const KubePair& p = r->pair;
   const std::string where = At(plan, p.line) + "pair " + p.Label() + ": target PVC " +
                             p.target_namespace + "/" + p.target_pvc;
@@ -447,7 +454,11 @@ Status ResolveTarget(const Plan& plan, Cluster& c, KubeResolution* r) {
     e.node = p.target_node;
     e.node_from = p.target_node.empty() ? "the scheduler's choice" : "target_node";
   }
-  if (!e.node.empty()) FERRY_RETURN_IF_ERROR(FindDaemon(c, where, &e));
+  if (!e.node.empty()) {
+    FERRY_RETURN_IF_ERROR(FindDaemon(c, where, &e));
+    uint64_t held = 0;
+    FERRY_RETURN_IF_ERROR(AskDaemon(where, e, tls, &held));
+  }
   return Status::Ok();
 }
 
@@ -615,7 +626,7 @@ Result<std::vector<KubeResolution>> ResolvePvcs(const Plan& plan, const io::TlsC
       KubeResolution r;
       r.pair = p;
       FERRY_RETURN_IF_ERROR(ResolveSource(plan, source, tls, &r));
-      FERRY_RETURN_IF_ERROR(ResolveTarget(plan, target, &r));
+      FERRY_RETURN_IF_ERROR(ResolveTarget(plan, target, tls, &r));
       if (!targets.insert(r.target.namespace_ + "/" + r.target.pvc).second) {
         return Status::InvalidArgument(At(plan, p.line) + "pair " + p.Label() + ": " +
                                        r.target.namespace_ + "/" + r.target.pvc +

@@ -21,6 +21,7 @@ namespace {
 using nlohmann::json;
 
 const std::map<std::string, std::string> kShop{{"app", "shop"}};
+const std::map<std::string, std::string> kFerryNodes{{"ferry.io/node", "yes"}};
 
 // A ferry pod of the DaemonSet on `node`, its port the one `daemon` listens on.
 json FerryPodFor(const json& daemon_set, const std::string& node, const DaemonProcess& daemon, bool ready = true) {
@@ -31,6 +32,29 @@ json FerryPodFor(const json& daemon_set, const std::string& node, const DaemonPr
     }
   }
   return pod;
+}
+
+// A PVC of `ns` bound to its PV (CSI, the class "local", node affinity to `node` when given), the
+// PV's data at `data` (a directory, or for `block` an image file standing in for the device).
+std::vector<json> BoundPvc(const std::string& ns, const std::string& name, const std::string& data,
+                           const std::string& node, const std::string& size = "10Gi", bool block = false) {
+  kube::PvcSpec claim;
+  claim.ns = ns;
+  claim.name = name;
+  claim.storage_class = "local";
+  claim.request = size;
+  claim.volume_name = "pv-" + name;
+  claim.block = block;
+  kube::PvSpec pv;
+  pv.name = claim.volume_name;
+  pv.storage_class = "local";
+  pv.capacity = size;
+  pv.csi_driver = "csi.test.ferry.io";
+  pv.node = node;
+  pv.data_dir = data;
+  pv.block = block;
+  pv.claim = kube::PersistentVolumeClaim(claim);  // the claimRef names this object's uid
+  return {kube::PersistentVolume(pv), pv.claim};
 }
 
 class KubeMigrateTest : public ::testing::Test {
@@ -54,36 +78,22 @@ class KubeMigrateTest : public ::testing::Test {
   // Cluster a: node-a, the app (Deployment shop, 1 replica) mounting its two bound PVCs, the
   // ferry DaemonSet and its pod. Cluster b: node-b1, a WaitForFirstConsumer class (the default)
   // and fast-ssd, the app's copy at 0 replicas, the ferry DaemonSet and its pod.
-  void StartClusters(json extra_a = json::array(), bool ferry_b_ready = true) {
-    const json ds = kube::FerryDaemonSet();
-    json a = {kube::Namespace("shop"), kube::Namespace("ferry-system"), kube::Node("node-a"),
+  void StartClusters(json extra_a = json::array(), json extra_b = json::array(), bool ferry_b_ready = true) {
+    // The DaemonSet runs on the nodes labelled for it (node-a, node-b1).
+    const json ds = kube::FerryDaemonSet(kFerryNodes);
+    json a = {kube::Namespace("shop"), kube::Namespace("ferry-system"), kube::Node("node-a", {}, kFerryNodes),
               kube::StorageClass("local", "csi.test.ferry.io", "WaitForFirstConsumer", true), ds,
               FerryPodFor(ds, "node-a", daemon_a_)};
-    for (auto [name, dir, size] : {std::tuple{"pgdata", pgdata_, "10Gi"}, std::tuple{"uploads", uploads_, "2Gi"}}) {
-      kube::PvcSpec claim;
-      claim.ns = "shop";
-      claim.name = name;
-      claim.storage_class = "local";
-      claim.request = size;
-      claim.volume_name = std::string("pv-") + name;
-      kube::PvSpec pv;
-      pv.name = claim.volume_name;
-      pv.storage_class = "local";
-      pv.capacity = size;
-      pv.csi_driver = "csi.test.ferry.io";
-      pv.node = "node-a";
-      pv.data_dir = dir;
-      pv.claim = kube::PersistentVolumeClaim(claim);  // the claimRef names this object's uid
-      a.push_back(kube::PersistentVolume(pv));
-      a.push_back(pv.claim);
-    }
+    for (const json& o : BoundPvc("shop", "pgdata", pgdata_, "node-a")) a.push_back(o);
+    for (const json& o : BoundPvc("shop", "uploads", uploads_, "node-a", "2Gi")) a.push_back(o);
     a.push_back(kube::Deployment("shop", "shop", kShop, 1, {"pgdata", "uploads"}));
     for (const json& o : extra_a) a.push_back(o);
-    json b = {kube::Namespace("shop"), kube::Namespace("ferry-system"), kube::Node("node-b1"),
+    json b = {kube::Namespace("shop"), kube::Namespace("ferry-system"), kube::Node("node-b1", {}, kFerryNodes),
               kube::StorageClass("local", "csi.test.ferry.io", "WaitForFirstConsumer", true),
               kube::StorageClass("fast-ssd", "csi.test.ferry.io", "WaitForFirstConsumer"), ds,
               FerryPodFor(ds, "node-b1", daemon_b_, ferry_b_ready),
               kube::Deployment("shop", "shop", kShop, 0, {"pgdata", "uploads-v2"})};
+    for (const json& o : extra_b) b.push_back(o);
     FakeCluster::Config ca, cb;
     ca.context = "cluster-a";
     ca.objects = a;
@@ -95,7 +105,14 @@ class KubeMigrateTest : public ::testing::Test {
     ASSERT_EQ(b_.Start(tmp_.Sub("cluster-b"), cb), "");
     env_ = std::make_unique<KubectlEnvironment>(std::vector<const FakeCluster*>{&a_, &b_}, tmp_.Sub("home"));
     // The app runs: its pod mounts both PVCs on node-a.
-    ASSERT_TRUE(PollUntil([&] { return a_.List("Pod", "shop").size() == 1; }, 10));
+    ASSERT_TRUE(PollUntil(
+        [&] {
+          const std::vector<json> pods = a_.List("Pod", "shop");
+          return std::count_if(pods.begin(), pods.end(), [](const json& p) {
+                   return p["metadata"]["labels"].value("app", "") == "shop" && p["status"].value("phase", "") == "Running";
+                 }) == 1;
+        },
+        10));
   }
 
   std::string WritePlan(const std::string& pairs, const std::string& extra = "") {
@@ -174,7 +191,42 @@ TEST_F(KubeMigrateTest, BadPvcPlansAreRefusedBeforeAnythingIsCreated) {
   pending.ns = "shop";
   pending.name = "unbound";
   pending.storage_class = "local";
-  StartClusters(json::array({kube::PersistentVolumeClaim(pending)}), /*ferry_b_ready=*/true);
+  // A PV of no pod on node-t, where no ferry pod runs (tainted, and not labelled for the
+  // DaemonSet); a volume mounted by pods on two nodes; a block volume of 4 MiB.
+  json extra_a = json::array({kube::PersistentVolumeClaim(pending),
+                              kube::Node("node-t", {{"dedicated", "db", "NoSchedule"}}), kube::Node("node-x")});
+  MakeDirs(tmp_.Sub("disk-a/orphan"));
+  for (const json& o : BoundPvc("shop", "orphan", tmp_.Sub("disk-a/orphan"), "node-t")) extra_a.push_back(o);
+  MakeDirs(tmp_.Sub("disk-a/shared"));
+  for (const json& o : BoundPvc("shop", "shared", tmp_.Sub("disk-a/shared"), "")) extra_a.push_back(o);
+  for (const char* node : {"node-a", "node-x"}) {
+    kube::PodSpec pod;
+    pod.ns = "shop";
+    pod.name = std::string("reader-") + node;
+    pod.node = node;
+    pod.pvcs = {"shared"};
+    extra_a.push_back(kube::Pod(pod));
+  }
+  WriteRandomFile(tmp_.Sub("disk-a/disk.img"), 4 << 20, 7);
+  for (const json& o : BoundPvc("shop", "disk", tmp_.Sub("disk-a/disk.img"), "node-a", "4Mi", /*block=*/true))
+    extra_a.push_back(o);
+  kube::PodSpec disk_user;
+  disk_user.ns = "shop";
+  disk_user.name = "vm";
+  disk_user.node = "node-a";
+  disk_user.pvcs = {"disk"};
+  extra_a.push_back(kube::Pod(disk_user));
+  // In the target: a copy of the app already running on its PVC.
+  MakeDirs(tmp_.Sub("disk-b/taken"));
+  json extra_b = json::array();
+  for (const json& o : BoundPvc("shop", "taken", tmp_.Sub("disk-b/taken"), "node-b1")) extra_b.push_back(o);
+  kube::PodSpec running;
+  running.ns = "shop";
+  running.name = "shop-copy";
+  running.node = "node-b1";
+  running.pvcs = {"taken"};
+  extra_b.push_back(kube::Pod(running));
+  StartClusters(extra_a, extra_b);
   struct Case {
     std::string pairs, error;
   };
@@ -185,6 +237,15 @@ TEST_F(KubeMigrateTest, BadPvcPlansAreRefusedBeforeAnythingIsCreated) {
       {"pairs:\n  - {source: shop/pgdata, storage_class: gold}\n",
        "storage class 'gold' does not exist in the target cluster (context cluster-b): give the pair storage_class: one of fast-ssd, local"},
       {"pairs:\n  - {source: shop/pgdata}\n  - {source: shop/uploads, target: shop/pgdata}\n", "is the target of two pairs"},
+      {"pairs:\n  - {source: shop/orphan}\n",
+       "source PVC shop/orphan: no ferry pod on node node-t (namespace ferry-system, selector "
+       "app.kubernetes.io/name=ferry,app.kubernetes.io/component=daemon): it has taints dedicated=db:NoSchedule; "
+       "DaemonSet ferry has nodeSelector {\"ferry.io/node\":\"yes\"}"},
+      {"pairs:\n  - {source: shop/shared}\n",
+       "source PVC shop/shared is mounted on 2 nodes: node-a (pod shop/reader-node-a), node-x (pod shop/reader-node-x)"},
+      {"pairs:\n  - {source: shop/disk, size: 1Mi}\n", "target PVC shop/disk: size 1.0 MiB is smaller than the 4.0 MiB the source volume holds"},
+      {"pairs:\n  - {source: shop/pgdata, target: shop/taken}\n",
+       "target PVC shop/taken is mounted by pod shop/shop-copy: the target app must not run while ferry writes its volume"},
   };
   for (const Case& c : cases) {
     const std::string plan = WritePlan(c.pairs);
@@ -193,8 +254,11 @@ TEST_F(KubeMigrateTest, BadPvcPlansAreRefusedBeforeAnythingIsCreated) {
     EXPECT_NE(r.err.find(c.error), std::string::npos) << c.pairs << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "one line: " << r.err;
   }
-  EXPECT_TRUE(b_.List("PersistentVolumeClaim").empty()) << "nothing created before the plan resolved";
+  const std::vector<json> claims = b_.List("PersistentVolumeClaim");
+  ASSERT_EQ(claims.size(), 1u) << "nothing created before the plan resolved";
+  EXPECT_EQ(claims[0]["metadata"]["name"], "taken");
   EXPECT_EQ(Holders(a_) + Holders(b_), 0u);
+  EXPECT_TRUE(a_.RequestsTo("POST", "/pods").empty());
 
   // A cluster kubectl cannot reach: kubectl's own message, naming the side.
   const std::string plan = tmp_.Sub("plan.yaml");
@@ -205,6 +269,23 @@ TEST_F(KubeMigrateTest, BadPvcPlansAreRefusedBeforeAnythingIsCreated) {
   CommandResult gone = Ferry({"migrate", "--dry-run", plan});
   EXPECT_NE(gone.exit_code, 0);
   EXPECT_NE(gone.err.find("the target cluster (context cluster-gone)"), std::string::npos) << gone.err;
+}
+
+TEST_F(KubeMigrateTest, ANamespaceMinusItsExcludedPvcsAndAFerryPodNotReady) {
+  StartClusters(json::array(), json::array(), /*ferry_b_ready=*/false);
+  // Every PVC of the namespace but the excluded one, mapped to another namespace of the target.
+  CommandResult r = Ferry({"migrate", "--dry-run",
+                           WritePlan("pairs: {namespace: shop, storage_class: fast-ssd}\nexclude_pvcs: [shop/uploads]\n")});
+  ASSERT_EQ(r.exit_code, 0) << r.Describe();
+  EXPECT_NE(r.out.find("shop/pgdata -> shop/pgdata"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("shop/uploads"), std::string::npos) << r.out;
+  // A new target PVC placed on a node whose ferry pod is not ready.
+  r = Ferry({"migrate", "--dry-run", WritePlan("pairs:\n  - {source: shop/pgdata, target_node: node-b1}\n")});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("target PVC shop/pgdata: the ferry pod ferry-system/ferry-"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("on node node-b1 is not ready (Running): kubectl describe pod --namespace ferry-system"),
+            std::string::npos)
+      << r.err;
 }
 
 TEST_F(KubeMigrateTest, TwoPvcsMigrateBetweenClustersThroughRealDaemons) {
