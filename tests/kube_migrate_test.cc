@@ -24,7 +24,8 @@ const std::map<std::string, std::string> kShop{{"app", "shop"}};
 const std::map<std::string, std::string> kFerryNodes{{"ferry.io/node", "yes"}};
 
 // A ferry pod of the DaemonSet on `node`, its port the one `daemon` listens on.
-json FerryPodFor(const json& daemon_set, const std::string& node, const DaemonProcess& daemon, bool ready = true) {
+json FerryPodFor(const json& daemon_set, const std::string& node, const DaemonProcess& daemon,
+                 bool ready = true) {
   json pod = kube::FerryPod(daemon_set, node, "127.0.0.1", ready);
   for (json& c : pod["spec"]["containers"]) {
     for (json& p : c["ports"]) {
@@ -37,7 +38,8 @@ json FerryPodFor(const json& daemon_set, const std::string& node, const DaemonPr
 // A PVC of `ns` bound to its PV (CSI, the class "local", node affinity to `node` when given), the
 // PV's data at `data` (a directory, or for `block` an image file standing in for the device).
 std::vector<json> BoundPvc(const std::string& ns, const std::string& name, const std::string& data,
-                           const std::string& node, const std::string& size = "10Gi", bool block = false) {
+                           const std::string& node, const std::string& size = "10Gi",
+                           bool block = false) {
   kube::PvcSpec claim;
   claim.ns = ns;
   claim.name = name;
@@ -60,7 +62,8 @@ std::vector<json> BoundPvc(const std::string& ns, const std::string& name, const
 class KubeMigrateTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    for (auto [daemon, kubelet] : {std::pair{&daemon_a_, "kubelet-a"}, std::pair{&daemon_b_, "kubelet-b"}}) {
+    for (auto [daemon, kubelet] :
+         {std::pair{&daemon_a_, "kubelet-a"}, std::pair{&daemon_b_, "kubelet-b"}}) {
       MakeDirs(tmp_.Sub(kubelet) + "/pods");
       MakeDirs(tmp_.Sub(std::string("state-") + kubelet));
       DaemonProcess::Config config = DaemonConfigIn(tmp_.Sub(std::string("state-") + kubelet), {});
@@ -72,25 +75,33 @@ class KubeMigrateTest : public ::testing::Test {
     uploads_ = tmp_.Sub("disk-a/uploads");
     BuildFidelityTree(pgdata_, 20);
     MakeDirs(uploads_ + "/img");
-    for (int i = 0; i < 50; ++i) WriteRandomFile(uploads_ + "/img/" + std::to_string(i) + ".jpg", 3000 + i * 97, i);
+    for (int i = 0; i < 50; ++i)
+      WriteRandomFile(uploads_ + "/img/" + std::to_string(i) + ".jpg", 3000 + i * 97, i);
   }
 
   // Cluster a: node-a, the app (Deployment shop, 1 replica) mounting its two bound PVCs, the
   // ferry DaemonSet and its pod. Cluster b: node-b1, a WaitForFirstConsumer class (the default)
   // and fast-ssd, the app's copy at 0 replicas, the ferry DaemonSet and its pod.
-  void StartClusters(json extra_a = json::array(), json extra_b = json::array(), bool ferry_b_ready = true) {
+  void StartClusters(json extra_a = json::array(), json extra_b = json::array(),
+                     bool ferry_b_ready = true) {
     // The DaemonSet runs on the nodes labelled for it (node-a, node-b1).
     const json ds = kube::FerryDaemonSet(kFerryNodes);
-    json a = {kube::Namespace("shop"), kube::Namespace("ferry-system"), kube::Node("node-a", {}, kFerryNodes),
-              kube::StorageClass("local", "csi.test.ferry.io", "WaitForFirstConsumer", true), ds,
+    json a = {kube::Namespace("shop"),
+              kube::Namespace("ferry-system"),
+              kube::Node("node-a", {}, kFerryNodes),
+              kube::StorageClass("local", "csi.test.ferry.io", "WaitForFirstConsumer", true),
+              ds,
               FerryPodFor(ds, "node-a", daemon_a_)};
     for (const json& o : BoundPvc("shop", "pgdata", pgdata_, "node-a")) a.push_back(o);
     for (const json& o : BoundPvc("shop", "uploads", uploads_, "node-a", "2Gi")) a.push_back(o);
     a.push_back(kube::Deployment("shop", "shop", kShop, 1, {"pgdata", "uploads"}));
     for (const json& o : extra_a) a.push_back(o);
-    json b = {kube::Namespace("shop"), kube::Namespace("ferry-system"), kube::Node("node-b1", {}, kFerryNodes),
+    json b = {kube::Namespace("shop"),
+              kube::Namespace("ferry-system"),
+              kube::Node("node-b1", {}, kFerryNodes),
               kube::StorageClass("local", "csi.test.ferry.io", "WaitForFirstConsumer", true),
-              kube::StorageClass("fast-ssd", "csi.test.ferry.io", "WaitForFirstConsumer"), ds,
+              kube::StorageClass("fast-ssd", "csi.test.ferry.io", "WaitForFirstConsumer"),
+              ds,
               FerryPodFor(ds, "node-b1", daemon_b_, ferry_b_ready),
               kube::Deployment("shop", "shop", kShop, 0, {"pgdata", "uploads-v2"})};
     for (const json& o : extra_b) b.push_back(o);
@@ -103,31 +114,39 @@ class KubeMigrateTest : public ::testing::Test {
     cb.kubelet_roots = {{"node-b1", tmp_.Sub("kubelet-b")}};
     ASSERT_EQ(a_.Start(tmp_.Sub("cluster-a"), ca), "");
     ASSERT_EQ(b_.Start(tmp_.Sub("cluster-b"), cb), "");
-    env_ = std::make_unique<KubectlEnvironment>(std::vector<const FakeCluster*>{&a_, &b_}, tmp_.Sub("home"));
+    env_ = std::make_unique<KubectlEnvironment>(std::vector<const FakeCluster*>{&a_, &b_},
+                                                tmp_.Sub("home"));
     // The app runs: its pod mounts both PVCs on node-a.
     ASSERT_TRUE(PollUntil(
         [&] {
           const std::vector<json> pods = a_.List("Pod", "shop");
           return std::count_if(pods.begin(), pods.end(), [](const json& p) {
-                   return p["metadata"]["labels"].value("app", "") == "shop" && p["status"].value("phase", "") == "Running";
+                   return p["metadata"]["labels"].value("app", "") == "shop" &&
+                          p["status"].value("phase", "") == "Running";
                  }) == 1;
         },
         10));
   }
 
-  std::string WritePlan(const std::string& pairs, const std::string& extra = "") {
+  static constexpr const char* kPolicy =
+      "policy: {max_downtime: 60s, min_stages: 2, cutover_on_lower_bound: true}\n";
+  static constexpr const char* kHooks =
+      "hooks:\n"
+      "  quiesce_source: {kubernetes: {context: cluster-a, namespace: shop, selector: app=shop}, "
+      "timeout: 60s}\n"
+      "  start_target:   {kubernetes: {context: cluster-b, namespace: shop, selector: app=shop}, "
+      "timeout: 60s}\n"
+      "  resume_source:  {kubernetes: {context: cluster-a, namespace: shop, selector: app=shop}, "
+      "timeout: 60s}\n";
+
+  std::string WritePlan(const std::string& pairs, const std::string& policy = kPolicy,
+                        const std::string& hooks = kHooks) {
     const std::string path = tmp_.Sub("plan.yaml");
     std::ofstream(path) << "name: shop\n"
                            "source: {kubernetes: {context: cluster-a}}\n"
                            "target: {kubernetes: {context: cluster-b}}\n"
                            "auth: {insecure: true}\n"
-                        << pairs
-                        << "policy: {max_downtime: 60s, min_stages: 2, cutover_on_lower_bound: true}\n"
-                           "hooks:\n"
-                           "  quiesce_source: {kubernetes: {context: cluster-a, namespace: shop, selector: app=shop}, timeout: 60s}\n"
-                           "  start_target:   {kubernetes: {context: cluster-b, namespace: shop, selector: app=shop}, timeout: 60s}\n"
-                           "  resume_source:  {kubernetes: {context: cluster-a, namespace: shop, selector: app=shop}, timeout: 60s}\n"
-                        << extra;
+                        << pairs << policy << hooks;
     return path;
   }
 
@@ -139,7 +158,8 @@ class KubeMigrateTest : public ::testing::Test {
   // The holder pods of the plan in a cluster.
   static size_t Holders(const FakeCluster& c) {
     size_t n = 0;
-    for (const json& pod : c.List("Pod")) n += pod["metadata"]["labels"].contains("ferry.io/holder");
+    for (const json& pod : c.List("Pod"))
+      n += pod["metadata"]["labels"].contains("ferry.io/holder");
     return n;
   }
 
@@ -194,11 +214,14 @@ TEST_F(KubeMigrateTest, BadPvcPlansAreRefusedBeforeAnythingIsCreated) {
   // A PV of no pod on node-t, where no ferry pod runs (tainted, and not labelled for the
   // DaemonSet); a volume mounted by pods on two nodes; a block volume of 4 MiB.
   json extra_a = json::array({kube::PersistentVolumeClaim(pending),
-                              kube::Node("node-t", {{"dedicated", "db", "NoSchedule"}}), kube::Node("node-x")});
+                              kube::Node("node-t", {{"dedicated", "db", "NoSchedule"}}),
+                              kube::Node("node-x")});
   MakeDirs(tmp_.Sub("disk-a/orphan"));
-  for (const json& o : BoundPvc("shop", "orphan", tmp_.Sub("disk-a/orphan"), "node-t")) extra_a.push_back(o);
+  for (const json& o : BoundPvc("shop", "orphan", tmp_.Sub("disk-a/orphan"), "node-t"))
+    extra_a.push_back(o);
   MakeDirs(tmp_.Sub("disk-a/shared"));
-  for (const json& o : BoundPvc("shop", "shared", tmp_.Sub("disk-a/shared"), "")) extra_a.push_back(o);
+  for (const json& o : BoundPvc("shop", "shared", tmp_.Sub("disk-a/shared"), ""))
+    extra_a.push_back(o);
   for (const char* node : {"node-a", "node-x"}) {
     kube::PodSpec pod;
     pod.ns = "shop";
@@ -208,7 +231,8 @@ TEST_F(KubeMigrateTest, BadPvcPlansAreRefusedBeforeAnythingIsCreated) {
     extra_a.push_back(kube::Pod(pod));
   }
   WriteRandomFile(tmp_.Sub("disk-a/disk.img"), 4 << 20, 7);
-  for (const json& o : BoundPvc("shop", "disk", tmp_.Sub("disk-a/disk.img"), "node-a", "4Mi", /*block=*/true))
+  for (const json& o :
+       BoundPvc("shop", "disk", tmp_.Sub("disk-a/disk.img"), "node-a", "4Mi", /*block=*/true))
     extra_a.push_back(o);
   kube::PodSpec disk_user;
   disk_user.ns = "shop";
@@ -219,7 +243,8 @@ TEST_F(KubeMigrateTest, BadPvcPlansAreRefusedBeforeAnythingIsCreated) {
   // In the target: a copy of the app already running on its PVC.
   MakeDirs(tmp_.Sub("disk-b/taken"));
   json extra_b = json::array();
-  for (const json& o : BoundPvc("shop", "taken", tmp_.Sub("disk-b/taken"), "node-b1")) extra_b.push_back(o);
+  for (const json& o : BoundPvc("shop", "taken", tmp_.Sub("disk-b/taken"), "node-b1"))
+    extra_b.push_back(o);
   kube::PodSpec running;
   running.ns = "shop";
   running.name = "shop-copy";
@@ -232,20 +257,27 @@ TEST_F(KubeMigrateTest, BadPvcPlansAreRefusedBeforeAnythingIsCreated) {
   };
   const Case cases[] = {
       {"pairs:\n  - {source: shop/nope}\n",
-       "plan.yaml:6: pair shop/nope -> shop/nope: source PVC shop/nope does not exist in the source cluster (context cluster-a)"},
+       "plan.yaml:6: pair shop/nope -> shop/nope: source PVC shop/nope does not exist in the "
+       "source cluster (context cluster-a)"},
       {"pairs:\n  - {source: shop/unbound}\n", "source PVC shop/unbound is Pending, not bound"},
       {"pairs:\n  - {source: shop/pgdata, storage_class: gold}\n",
-       "storage class 'gold' does not exist in the target cluster (context cluster-b): give the pair storage_class: one of fast-ssd, local"},
-      {"pairs:\n  - {source: shop/pgdata}\n  - {source: shop/uploads, target: shop/pgdata}\n", "is the target of two pairs"},
+       "storage class 'gold' does not exist in the target cluster (context cluster-b): give the "
+       "pair storage_class: one of fast-ssd, local"},
+      {"pairs:\n  - {source: shop/pgdata}\n  - {source: shop/uploads, target: shop/pgdata}\n",
+       "is the target of two pairs"},
       {"pairs:\n  - {source: shop/orphan}\n",
        "source PVC shop/orphan: no ferry pod on node node-t (namespace ferry-system, selector "
-       "app.kubernetes.io/name=ferry,app.kubernetes.io/component=daemon): it has taints dedicated=db:NoSchedule; "
+       "app.kubernetes.io/name=ferry,app.kubernetes.io/component=daemon): it has taints "
+       "dedicated=db:NoSchedule; "
        "DaemonSet ferry has nodeSelector {\"ferry.io/node\":\"yes\"}"},
       {"pairs:\n  - {source: shop/shared}\n",
-       "source PVC shop/shared is mounted on 2 nodes: node-a (pod shop/reader-node-a), node-x (pod shop/reader-node-x)"},
-      {"pairs:\n  - {source: shop/disk, size: 1Mi}\n", "target PVC shop/disk: size 1.0 MiB is smaller than the 4.0 MiB the source volume holds"},
+       "source PVC shop/shared is mounted on 2 nodes: node-a (pod shop/reader-node-a), node-x (pod "
+       "shop/reader-node-x)"},
+      {"pairs:\n  - {source: shop/disk, size: 1Mi}\n",
+       "target PVC shop/disk: size 1.0 MiB is smaller than the 4.0 MiB the source volume holds"},
       {"pairs:\n  - {source: shop/pgdata, target: shop/taken}\n",
-       "target PVC shop/taken is mounted by pod shop/shop-copy: the target app must not run while ferry writes its volume"},
+       "target PVC shop/taken is mounted by pod shop/shop-copy: the target app must not run while "
+       "ferry writes its volume"},
   };
   for (const Case& c : cases) {
     const std::string plan = WritePlan(c.pairs);
@@ -268,23 +300,31 @@ TEST_F(KubeMigrateTest, BadPvcPlansAreRefusedBeforeAnythingIsCreated) {
   WriteFile(plan, text);
   CommandResult gone = Ferry({"migrate", "--dry-run", plan});
   EXPECT_NE(gone.exit_code, 0);
-  EXPECT_NE(gone.err.find("the target cluster (context cluster-gone)"), std::string::npos) << gone.err;
+  EXPECT_NE(gone.err.find("the target cluster (context cluster-gone)"), std::string::npos)
+      << gone.err;
 }
 
 TEST_F(KubeMigrateTest, ANamespaceMinusItsExcludedPvcsAndAFerryPodNotReady) {
   StartClusters(json::array(), json::array(), /*ferry_b_ready=*/false);
   // Every PVC of the namespace but the excluded one, mapped to another namespace of the target.
-  CommandResult r = Ferry({"migrate", "--dry-run",
-                           WritePlan("pairs: {namespace: shop, storage_class: fast-ssd}\nexclude_pvcs: [shop/uploads]\n")});
+  CommandResult r = Ferry(
+      {"migrate", "--dry-run",
+       WritePlan(
+           "pairs: {namespace: shop, storage_class: fast-ssd}\nexclude_pvcs: [shop/uploads]\n")});
   ASSERT_EQ(r.exit_code, 0) << r.Describe();
   EXPECT_NE(r.out.find("shop/pgdata -> shop/pgdata"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("shop/uploads"), std::string::npos) << r.out;
   // A new target PVC placed on a node whose ferry pod is not ready.
-  r = Ferry({"migrate", "--dry-run", WritePlan("pairs:\n  - {source: shop/pgdata, target_node: node-b1}\n")});
+  r = Ferry({"migrate", "--dry-run",
+             WritePlan("pairs:\n  - {source: shop/pgdata, target_node: node-b1}\n")});
   EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(r.err.find("target PVC shop/pgdata: the ferry pod ferry-system/ferry-"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("on node node-b1 is not ready (Running): kubectl describe pod --namespace ferry-system"),
+  EXPECT_NE(r.err.find("target PVC shop/pgdata: the ferry pod ferry-system/ferry-"),
             std::string::npos)
+      << r.err;
+  EXPECT_NE(
+      r.err.find(
+          "on node node-b1 is not ready (Running): kubectl describe pod --namespace ferry-system"),
+      std::string::npos)
       << r.err;
 }
 
@@ -318,7 +358,8 @@ TEST_F(KubeMigrateTest, TwoPvcsMigrateBetweenClustersThroughRealDaemons) {
   size_t last_holder_delete = 0, first_scale = requests.size();
   for (size_t i = 0; i < requests.size(); ++i) {
     const std::string path = requests[i]["path"];
-    if (requests[i]["method"] == "DELETE" && path.find("/pods/ferry-hold-") != std::string::npos) last_holder_delete = i;
+    if (requests[i]["method"] == "DELETE" && path.find("/pods/ferry-hold-") != std::string::npos)
+      last_holder_delete = i;
     if (path.find("/deployments/shop/scale") != std::string::npos && requests[i]["method"] != "GET")
       first_scale = std::min(first_scale, i);
   }
@@ -327,6 +368,103 @@ TEST_F(KubeMigrateTest, TwoPvcsMigrateBetweenClustersThroughRealDaemons) {
   CommandResult status = Ferry({"status", plan});
   EXPECT_EQ(status.exit_code, 0) << status.Describe();
   std::cerr << status.out;
+}
+
+}  // namespace
+}  // namespace ferry_test
+
+namespace ferry_test {
+namespace {
+
+TEST_F(KubeMigrateTest, HolderPodsOfAKilledCoordinatorAreGoneAfterItsNextRun) {
+  StartClusters();
+  // Stages 30 s apart: the coordinator is killed (SIGKILL: nothing of it runs) in the pause
+  // after its first stage, while every PVC is held.
+  const std::string plan =
+      WritePlan(kTwoPairs, "policy: {max_downtime: 60s, min_stages: 3, stage_interval: 30s}\n");
+  CommandResult killed = RunCommand({"timeout", "--signal=KILL", "8", FerryBinary(), "migrate",
+                                     plan, "--state-dir", tmp_.Sub("coordinator")},
+                                    60);
+  EXPECT_EQ(killed.exit_code, 137) << killed.Describe();
+  EXPECT_NE(killed.err.find("stage 1: committed"), std::string::npos) << killed.err;
+  EXPECT_EQ(Holders(a_), 2u);
+  EXPECT_EQ(Holders(b_), 2u);
+  // The next run finds them (created again: AlreadyExists is theirs), stages, and leaves none.
+  CommandResult next = Ferry({"stage", plan});
+  ASSERT_EQ(next.exit_code, 0) << next.Describe();
+  EXPECT_EQ(Holders(a_), 0u);
+  EXPECT_EQ(Holders(b_), 0u);
+  EXPECT_EQ(RsyncDiff(pgdata_, DataOf(b_, "shop", "pgdata")), "");
+}
+
+TEST_F(KubeMigrateTest, ARehearsalGivesTheTargetVolumesToTheAppThenHoldsThemAgain) {
+  StartClusters();
+  const std::string plan = WritePlan(
+      kTwoPairs, "policy: {max_downtime: 60s, min_stages: 2, rehearse: true, cutover: manual}\n");
+  CommandResult r = Ferry({"migrate", plan}, 240);
+  ASSERT_EQ(r.exit_code, 0) << r.Describe();
+  EXPECT_NE(r.err.find("rehearsed the cutover on the target copy"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("committed: the target equals the source again"), std::string::npos)
+      << r.err;
+  // Twice (two rounds) the target's holders left before the app's start and came back after its
+  // stop, on the node they were on: the restore stage reached the target's volumes.
+  size_t holder_creates = 0;
+  for (const json& q : b_.RequestsTo("POST", "/pods"))
+    holder_creates += q["body"].dump().find("ferry-hold-t-") != std::string::npos;
+  EXPECT_EQ(holder_creates, 2u * 3) << "the placement, then after each round's stop";
+  EXPECT_EQ(b_.Get("Deployment", "shop", "shop")["spec"]["replicas"], 0)
+      << "the rehearsed app is stopped";
+  EXPECT_EQ(a_.Get("Deployment", "shop", "shop")["spec"]["replicas"], 1)
+      << "the source app never stopped";
+  EXPECT_EQ(RsyncDiff(pgdata_, DataOf(b_, "shop", "pgdata")), "");
+  EXPECT_EQ(Holders(a_) + Holders(b_), 0u);
+}
+
+TEST_F(KubeMigrateTest, ArgoCdAutoSyncIsOffWhileTheAppIsDownAndOnAgainAfterARollback) {
+  StartClusters(json::array({kube::Namespace("argocd"),
+                             kube::Application("argocd", "shop", "shop", /*automated=*/true)}));
+  const std::string argo = "argocd: {application: shop, namespace: argocd}";
+  const std::string plan = WritePlan(
+      kTwoPairs, kPolicy,
+      "hooks:\n"
+      "  quiesce_source: {kubernetes: {context: cluster-a, namespace: shop, selector: app=shop, " +
+          argo +
+          "}}\n"
+          "  start_target:   {run: [sh, -c, \"echo the target app does not start; exit 3\"]}\n"
+          "  resume_source:  {kubernetes: {context: cluster-a, namespace: shop, selector: "
+          "app=shop, " +
+          argo + "}}\n");
+  CommandResult r = Ferry({"migrate", plan}, 240);
+  EXPECT_EQ(r.exit_code, 8) << r.Describe();
+  EXPECT_NE(r.err.find("auto-sync turned off (was {\"prune\":true,\"selfHeal\":true})"),
+            std::string::npos)
+      << r.err;
+  // The quiesce turned auto-sync off before it scaled the app down; the rollback scaled it up,
+  // then turned auto-sync on again as it was and asked for a sync.
+  std::vector<json> requests = a_.Requests();
+  size_t off = requests.size(), down = requests.size(), up = 0, on = 0;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const std::string path = requests[i]["path"], body = requests[i]["body"].dump();
+    if (requests[i]["method"] != "PATCH") continue;
+    if (path.find("/applications/shop") != std::string::npos &&
+        body.find(R"({"syncPolicy":{"automated":null}})") != std::string::npos)
+      off = std::min(off, i);
+    if (path.find("/applications/shop") != std::string::npos &&
+        body.find(R"("automated":{"prune":true,"selfHeal":true})") != std::string::npos)
+      on = i;
+    if (path.find("/deployments/shop/scale") != std::string::npos)
+      (down == requests.size() ? down : up) = i;
+  }
+  EXPECT_LT(off, down);
+  EXPECT_LT(up, on);
+  const json app = a_.Get("Application", "argocd", "shop");
+  EXPECT_EQ(app["spec"]["syncPolicy"]["automated"], (json{{"prune", true}, {"selfHeal", true}}))
+      << app.dump();
+  EXPECT_FALSE(
+      app["metadata"].value("annotations", json::object()).contains("ferry.io/original-automated"));
+  EXPECT_EQ(app["operation"]["initiatedBy"]["username"], "ferry") << app.dump();
+  EXPECT_EQ(a_.Get("Deployment", "shop", "shop")["spec"]["replicas"], 1);
+  EXPECT_EQ(Holders(a_) + Holders(b_), 0u);
 }
 
 }  // namespace
