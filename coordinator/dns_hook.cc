@@ -221,7 +221,7 @@ Status RunDnsHook(const std::string& plan_path, const std::string& name, const H
       if (!tools.IsTheNewValue(*read)) {
         s = tools.Error("the update was accepted but the server has " + read->ToString() + ", not " + dns.value +
                         " (ttl " + std::to_string(dns.ttl_s) + ")" +
-                        (dns.type == "A" ? " (a CNAME at the name keeps other records from being added)" : ""));
+                        (read->values.empty() ? " (a CNAME at the name keeps other records from being added)" : ""));
       }
     }
   }
