@@ -126,7 +126,7 @@ class NamedServer {
   ChildProcess child_;
 };
 
-json ParseJson(const std::string& text) { return json::parse(text, nullptr, /*allow_exceptions=*/false); }
+json JsonOf(const std::string& text) { return json::parse(text, nullptr, /*allow_exceptions=*/false); }
 
 // Two daemons (a volume with a few files, an empty target) and named; the plan's hooks do
 // nothing but the switch.
@@ -189,7 +189,7 @@ TEST_F(DnsSwitchTest, MigrateSwitchesTheRecordAndStatusShowsItBeforeAndAfter) {
   EXPECT_NE(status.out.find("dns switch: " + record + ": before 192.0.2.1 (ttl 60), after 192.0.2.7 (ttl 30)"),
             std::string::npos)
       << status.out;
-  json j = ParseJson(RunFerry({"status", "--json", "--state-dir", state, plan}).out);
+  json j = JsonOf(RunFerry({"status", "--json", "--state-dir", state, plan}).out);
   EXPECT_EQ(j["state"], "migrated") << j.dump();
   ASSERT_EQ(j["dns_switches"].size(), 1u) << j.dump();
   EXPECT_EQ(j["dns_switches"][0]["before"], (json{{"ttl_s", 60}, {"values", {"192.0.2.1"}}})) << j.dump();
@@ -221,7 +221,7 @@ TEST_F(DnsSwitchTest, AWrongTsigKeyFailsTheSwitchWithTheServersErrorAndTheCutove
       << migrate.err;
   EXPECT_NE(migrate.err.find("the target app runs: fix the switch by hand"), std::string::npos) << migrate.err;
   EXPECT_EQ(named_.Query("shop.example.com"), "192.0.2.1\n");  // unchanged
-  json j = ParseJson(RunFerry({"status", "--json", "--state-dir", state, plan}).out);
+  json j = JsonOf(RunFerry({"status", "--json", "--state-dir", state, plan}).out);
   EXPECT_EQ(j["state"], "switch_failed") << j.dump();
   ASSERT_EQ(j["dns_switches"].size(), 1u) << j.dump();
   EXPECT_EQ(j["dns_switches"][0]["before"], (json{{"ttl_s", 60}, {"values", {"192.0.2.1"}}})) << j.dump();
