@@ -27,8 +27,8 @@ namespace ferry {
 // Runs the switch `hook` (kind kDns) of the plan at `plan_path`; each step told to `console`
 // ("hook switch_traffic: shop.example.com A at 127.0.0.1:53: 192.0.2.1 (ttl 60) -> 192.0.2.7
 // (ttl 30)").
-Status RunDnsHook(const std::string& plan_path, const std::string& name, const HookSpec& hook, Journal& journal,
-                  Console& console);
+Status RunDnsHook(const std::string& plan_path, const std::string& name, const HookSpec& hook,
+                  Journal& journal, Console& console);
 
 // For the plan's checks: "shop.example.com." and "SHOP.example.com" are the same name.
 std::string NormalizeDnsName(const std::string& name);

@@ -26,7 +26,9 @@ using nlohmann::json;
 // `tool` from PATH, else from /usr/sbin (named and tsig-keygen live there; a user's PATH may
 // not have it); "" when neither has it.
 std::string FindTool(const std::string& tool) {
-  CommandResult r = RunCommand({"sh", "-c", "command -v " + tool + " || test -x /usr/sbin/" + tool + " && echo /usr/sbin/" + tool});
+  CommandResult r = RunCommand(
+      {"sh", "-c",
+       "command -v " + tool + " || test -x /usr/sbin/" + tool + " && echo /usr/sbin/" + tool});
   std::string path = r.out.substr(0, r.out.find('\n'));
   return r.exit_code == 0 ? path : "";
 }
@@ -65,31 +67,48 @@ class NamedServer {
     CommandResult key = RunCommand({keygen, "-a", "hmac-sha256", "ferry-test"});
     if (key.exit_code != 0) return "tsig-keygen: " + key.Describe();
     WriteFile(key_file(), key.out);
-    WriteFile(dir_ + "/db.example.com",
-              "$TTL 60\n@ IN SOA ns.example.com. hostmaster.example.com. 1 60 60 600 60\n@ IN NS ns.example.com.\n"
-              "ns IN A 127.0.0.1\nshop IN A 192.0.2.1\nshop-a IN A 192.0.2.1\nshop-b IN A 192.0.2.7\n");
+    WriteFile(
+        dir_ + "/db.example.com",
+        "$TTL 60\n@ IN SOA ns.example.com. hostmaster.example.com. 1 60 60 600 60\n@ IN NS "
+        "ns.example.com.\n"
+        "ns IN A 127.0.0.1\nshop IN A 192.0.2.1\nshop-a IN A 192.0.2.1\nshop-b IN A 192.0.2.7\n");
     for (int attempt = 0; attempt < 3; ++attempt) {
       port_ = FreePort();
       WriteFile(dir_ + "/named.conf",
-                "include \"" + key_file() + "\";\noptions {\n  directory \"" + dir_ + "\";\n  listen-on port " +
-                    std::to_string(port_) + " { 127.0.0.1; };\n  listen-on-v6 { none; };\n  recursion no;\n"
-                    "  pid-file \"" + dir_ + "/named.pid\";\n  session-keyfile \"" + dir_ + "/session.key\";\n"
-                    "  managed-keys-directory \"" + dir_ + "\";\n  dnssec-validation no;\n};\ncontrols { };\n"
-                    "zone \"example.com\" { type primary; file \"" + dir_ + "/db.example.com\";"
+                "include \"" + key_file() + "\";\noptions {\n  directory \"" + dir_ +
+                    "\";\n  listen-on port " + std::to_string(port_) +
+                    " { 127.0.0.1; };\n  listen-on-v6 { none; };\n  recursion no;\n"
+                    "  pid-file \"" +
+                    dir_ + "/named.pid\";\n  session-keyfile \"" + dir_ +
+                    "/session.key\";\n"
+                    "  managed-keys-directory \"" +
+                    dir_ +
+                    "\";\n  dnssec-validation no;\n};\ncontrols { };\n"
+                    "zone \"example.com\" { type primary; file \"" +
+                    dir_ +
+                    "/db.example.com\";"
                     " allow-update { key ferry-test; }; };\n");
       const std::string log = dir_ + "/named.log";
-      if (!child_.Spawn({named, "-g", "-c", dir_ + "/named.conf"}, "/dev/null", log)) return "cannot start " + named;
+      if (!child_.Spawn({named, "-g", "-c", dir_ + "/named.conf"}, "/dev/null", log))
+        return "cannot start " + named;
       // "... running" ends its start-up ("running as: named -g ..." begins it).
-      if (PollUntil([&] { return ReadFile(log).find(" running\n") != std::string::npos || !Alive(); }, 20) && Alive()) {
+      if (PollUntil(
+              [&] { return ReadFile(log).find(" running\n") != std::string::npos || !Alive(); },
+              20) &&
+          Alive()) {
         return "";
       }
       Stop();
       if (ReadFile(log).find("address in use") == std::string::npos) {
         // Where AppArmor enforces Debian's usr.sbin.named profile, named reads and writes only
         // /etc/bind and /var/cache/bind: not this test's directory (not so on the CI machines).
-        const bool apparmor = ReadFile("/sys/module/apparmor/parameters/enabled").rfind("Y", 0) == 0;
+        const bool apparmor =
+            ReadFile("/sys/module/apparmor/parameters/enabled").rfind("Y", 0) == 0;
         return "named did not start" +
-               std::string(apparmor ? " (AppArmor is enabled: does its usr.sbin.named profile deny " + dir_ + "?)" : "") +
+               std::string(apparmor
+                               ? " (AppArmor is enabled: does its usr.sbin.named profile deny " +
+                                     dir_ + "?)"
+                               : "") +
                ": " + ReadFile(log);
       }
     }
@@ -115,7 +134,8 @@ class NamedServer {
 
   // NAME TYPE as the server answers it now (dig +short, one value a line).
   std::string Query(const std::string& name, const std::string& type = "A") {
-    CommandResult r = RunCommand({"dig", "@127.0.0.1", "-p", std::to_string(port_), "+norecurse", "+short", name, type});
+    CommandResult r = RunCommand(
+        {"dig", "@127.0.0.1", "-p", std::to_string(port_), "+norecurse", "+short", name, type});
     EXPECT_EQ(r.exit_code, 0) << r.Describe();
     return r.out;
   }
@@ -126,7 +146,9 @@ class NamedServer {
   ChildProcess child_;
 };
 
-json JsonOf(const std::string& text) { return json::parse(text, nullptr, /*allow_exceptions=*/false); }
+json JsonOf(const std::string& text) {
+  return json::parse(text, nullptr, /*allow_exceptions=*/false);
+}
 
 // Two daemons (a volume with a few files, an empty target) and named; the plan's hooks do
 // nothing but the switch.
@@ -134,8 +156,10 @@ class DnsSwitchTest : public ::testing::Test {
  protected:
   void SetUp() override {
     const std::string src = tmp_.Sub("src"), dst = tmp_.Sub("dst");
-    for (const std::string& dir : {src, dst, tmp_.Sub("a"), tmp_.Sub("b"), tmp_.Sub("named")}) MakeDirs(dir);
-    for (int i = 0; i < 5; ++i) WriteRandomFile(src + "/f" + std::to_string(i), 20000, TestSeed() + i);
+    for (const std::string& dir : {src, dst, tmp_.Sub("a"), tmp_.Sub("b"), tmp_.Sub("named")})
+      MakeDirs(dir);
+    for (int i = 0; i < 5; ++i)
+      WriteRandomFile(src + "/f" + std::to_string(i), 20000, TestSeed() + i);
     DaemonProcess::Config source = DaemonConfigIn(tmp_.Sub("a"), {{"data", src}});
     source.extra = {"--kubelet-root", ""};
     ASSERT_EQ(source_.Start(source), "");
@@ -153,14 +177,16 @@ class DnsSwitchTest : public ::testing::Test {
                         "\ntarget: ferry://127.0.0.1:" + std::to_string(target_.port()) +
                         "\nauth: {insecure: true}\npairs:\n  - {source: data, target: data}\n"
                         "policy: {max_downtime: 30s, min_stages: 2, max_stages: 5}\nhooks:\n"
-                        "  quiesce_source: {run: [true], estimate: 0s}\n  start_target: {run: [true], estimate: 0s}\n"
-                        "  switch_traffic: {estimate: 1s, dns: " + dns + "}\n  resume_source: {run: [true]}\n");
+                        "  quiesce_source: {run: [true], estimate: 0s}\n  start_target: {run: "
+                        "[true], estimate: 0s}\n"
+                        "  switch_traffic: {estimate: 1s, dns: " +
+                        dns + "}\n  resume_source: {run: [true]}\n");
     return plan;
   }
   std::string Dns(const std::string& key_file, const std::string& name = "shop.example.com",
                   const std::string& type = "A", const std::string& value = "192.0.2.7") {
-    return "{server: \"" + named_.server() + "\", zone: example.com, name: " + name + ", type: " + type +
-           ", value: " + value + ", ttl: 30, tsig_key_file: " + key_file + "}";
+    return "{server: \"" + named_.server() + "\", zone: example.com, name: " + name +
+           ", type: " + type + ", value: " + value + ", ttl: 30, tsig_key_file: " + key_file + "}";
   }
 
   TempDir tmp_;
@@ -174,37 +200,44 @@ TEST_F(DnsSwitchTest, MigrateSwitchesTheRecordAndStatusShowsItBeforeAndAfter) {
   CommandResult migrate = RunFerry({"migrate", "--state-dir", state, plan}, 120);
   ASSERT_EQ(migrate.exit_code, 0) << migrate.Describe();
   const std::string record = "shop.example.com A at " + named_.server();
-  EXPECT_NE(migrate.err.find("hook switch_traffic: " + record + " switched: 192.0.2.1 (ttl 60) -> 192.0.2.7 (ttl 30)"),
+  EXPECT_NE(migrate.err.find("hook switch_traffic: " + record +
+                             " switched: 192.0.2.1 (ttl 60) -> 192.0.2.7 (ttl 30)"),
             std::string::npos)
       << migrate.err;
   // A real query to the server: the record is the target's, with the plan's TTL.
   EXPECT_EQ(named_.Query("shop.example.com"), "192.0.2.7\n");
-  CommandResult ttl = RunCommand({"dig", "@127.0.0.1", "-p", std::to_string(named_.port()), "+norecurse", "+noall",
-                                  "+answer", "shop.example.com", "A"});
+  CommandResult ttl = RunCommand({"dig", "@127.0.0.1", "-p", std::to_string(named_.port()),
+                                  "+norecurse", "+noall", "+answer", "shop.example.com", "A"});
   EXPECT_NE(ttl.out.find("\t30\tIN\tA\t192.0.2.7"), std::string::npos) << ttl.out;
 
   // The old value is journalled: status shows the record before and after.
   CommandResult status = RunFerry({"status", "--state-dir", state, plan});
   ASSERT_EQ(status.exit_code, 0) << status.Describe();
-  EXPECT_NE(status.out.find("dns switch: " + record + ": before 192.0.2.1 (ttl 60), after 192.0.2.7 (ttl 30)"),
+  EXPECT_NE(status.out.find("dns switch: " + record +
+                            ": before 192.0.2.1 (ttl 60), after 192.0.2.7 (ttl 30)"),
             std::string::npos)
       << status.out;
   json j = JsonOf(RunFerry({"status", "--json", "--state-dir", state, plan}).out);
   EXPECT_EQ(j["state"], "migrated") << j.dump();
   ASSERT_EQ(j["dns_switches"].size(), 1u) << j.dump();
-  EXPECT_EQ(j["dns_switches"][0]["before"], (json{{"ttl_s", 60}, {"values", {"192.0.2.1"}}})) << j.dump();
-  EXPECT_EQ(j["dns_switches"][0]["after"], (json{{"ttl_s", 30}, {"values", {"192.0.2.7"}}})) << j.dump();
+  EXPECT_EQ(j["dns_switches"][0]["before"], (json{{"ttl_s", 60}, {"values", {"192.0.2.1"}}}))
+      << j.dump();
+  EXPECT_EQ(j["dns_switches"][0]["after"], (json{{"ttl_s", 30}, {"values", {"192.0.2.7"}}}))
+      << j.dump();
   EXPECT_EQ(j["dns_switches"][0]["ok"], true) << j.dump();
 
   // Rollback after the switch is refused as before, and names the record's old value.
   CommandResult rollback = RunFerry({"rollback", "--state-dir", state, plan});
   EXPECT_EQ(rollback.exit_code, 1) << rollback.Describe();
   EXPECT_NE(rollback.err.find("is migrated"), std::string::npos) << rollback.err;
-  EXPECT_NE(rollback.err.find(record + " was 192.0.2.1 (ttl 60) before the switch"), std::string::npos) << rollback.err;
+  EXPECT_NE(rollback.err.find(record + " was 192.0.2.1 (ttl 60) before the switch"),
+            std::string::npos)
+      << rollback.err;
   EXPECT_EQ(named_.Query("shop.example.com"), "192.0.2.7\n");
 }
 
-TEST_F(DnsSwitchTest, AWrongTsigKeyFailsTheSwitchWithTheServersErrorAndTheCutoverReportsSwitchFailed) {
+TEST_F(DnsSwitchTest,
+       AWrongTsigKeyFailsTheSwitchWithTheServersErrorAndTheCutoverReportsSwitchFailed) {
   CommandResult other = RunCommand({FindTool("tsig-keygen"), "-a", "hmac-sha256", "ferry-test"});
   ASSERT_EQ(other.exit_code, 0) << other.Describe();
   WriteFile(tmp_.Sub("wrong.key"), other.out);  // the key's name, another secret
@@ -213,30 +246,37 @@ TEST_F(DnsSwitchTest, AWrongTsigKeyFailsTheSwitchWithTheServersErrorAndTheCutove
   CommandResult migrate = RunFerry({"migrate", "--state-dir", state, plan}, 120);
   EXPECT_EQ(migrate.exit_code, 8) << migrate.Describe();
   // nsupdate's own words, with the hook, its plan line and the server.
-  EXPECT_NE(migrate.err.find("hook switch_traffic (" + plan + ":11, dns " + named_.server() +
-                             " shop.example.com A): nsupdate (update add shop.example.com 30 A 192.0.2.7, key " +
-                             tmp_.Sub("wrong.key") + ") exited 2: TSIG error with server: tsig indicates error; "
-                             "update failed: NOTAUTH(BADSIG)"),
+  EXPECT_NE(migrate.err.find(
+                "hook switch_traffic (" + plan + ":11, dns " + named_.server() +
+                " shop.example.com A): nsupdate (update add shop.example.com 30 A 192.0.2.7, key " +
+                tmp_.Sub("wrong.key") +
+                ") exited 2: TSIG error with server: tsig indicates error; "
+                "update failed: NOTAUTH(BADSIG)"),
             std::string::npos)
       << migrate.err;
-  EXPECT_NE(migrate.err.find("the target app runs: fix the switch by hand"), std::string::npos) << migrate.err;
+  EXPECT_NE(migrate.err.find("the target app runs: fix the switch by hand"), std::string::npos)
+      << migrate.err;
   EXPECT_EQ(named_.Query("shop.example.com"), "192.0.2.1\n");  // unchanged
   json j = JsonOf(RunFerry({"status", "--json", "--state-dir", state, plan}).out);
   EXPECT_EQ(j["state"], "switch_failed") << j.dump();
   ASSERT_EQ(j["dns_switches"].size(), 1u) << j.dump();
-  EXPECT_EQ(j["dns_switches"][0]["before"], (json{{"ttl_s", 60}, {"values", {"192.0.2.1"}}})) << j.dump();
+  EXPECT_EQ(j["dns_switches"][0]["before"], (json{{"ttl_s", 60}, {"values", {"192.0.2.1"}}}))
+      << j.dump();
   EXPECT_TRUE(j["dns_switches"][0]["after"].is_null()) << j.dump();
   EXPECT_EQ(j["dns_switches"][0]["ok"], false) << j.dump();
   CommandResult status = RunFerry({"status", "--state-dir", state, plan});
-  EXPECT_NE(status.out.find("before 192.0.2.1 (ttl 60), after not read back: the switch failed: hook switch_traffic"),
-            std::string::npos)
+  EXPECT_NE(
+      status.out.find(
+          "before 192.0.2.1 (ttl 60), after not read back: the switch failed: hook switch_traffic"),
+      std::string::npos)
       << status.out;
 
   // The plan stops for the operator, as after any failed switch: `ferry cutover` does not
   // switch again by itself.
   CommandResult again = RunFerry({"cutover", "--state-dir", state, plan}, 60);
   EXPECT_EQ(again.exit_code, 8) << again.Describe();
-  EXPECT_NE(again.err.find("switch_traffic failed and the target app runs"), std::string::npos) << again.err;
+  EXPECT_NE(again.err.find("switch_traffic failed and the target app runs"), std::string::npos)
+      << again.err;
 }
 
 TEST_F(DnsSwitchTest, ACnameSwitchIsReadBackAndABadPlanIsRefusedWithItsLine) {
@@ -244,7 +284,8 @@ TEST_F(DnsSwitchTest, ACnameSwitchIsReadBackAndABadPlanIsRefusedWithItsLine) {
   std::string plan = WritePlan(Dns(named_.key_file(), "shop.example.org"));
   CommandResult bad = RunFerry({"migrate", "--state-dir", tmp_.Sub("coordinator"), plan});
   EXPECT_EQ(bad.exit_code, 1) << bad.Describe();
-  EXPECT_NE(bad.err.find("plan.yaml:11: hooks: switch_traffic: dns: name shop.example.org is outside the zone example.com"),
+  EXPECT_NE(bad.err.find("plan.yaml:11: hooks: switch_traffic: dns: name shop.example.org is "
+                         "outside the zone example.com"),
             std::string::npos)
       << bad.err;
   // The name without a record yet: the old value is none, the new one a CNAME, read back.
