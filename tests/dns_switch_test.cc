@@ -34,7 +34,7 @@ std::string FindTool(const std::string& tool) {
 }
 
 // A port free on 127.0.0.1 for both TCP and UDP now (named listens on both).
-int FreePort() {
+int FreeDnsPort() {
   for (int attempt = 0; attempt < 20; ++attempt) {
     int tcp = ::socket(AF_INET, SOCK_STREAM, 0), udp = ::socket(AF_INET, SOCK_DGRAM, 0);
     sockaddr_in a{};
@@ -73,7 +73,7 @@ class NamedServer {
         "ns.example.com.\n"
         "ns IN A 127.0.0.1\nshop IN A 192.0.2.1\nshop-a IN A 192.0.2.1\nshop-b IN A 192.0.2.7\n");
     for (int attempt = 0; attempt < 3; ++attempt) {
-      port_ = FreePort();
+      port_ = FreeDnsPort();
       WriteFile(dir_ + "/named.conf",
                 "include \"" + key_file() + "\";\noptions {\n  directory \"" + dir_ +
                     "\";\n  listen-on port " + std::to_string(port_) +
