@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -277,6 +278,60 @@ TEST_F(DnsSwitchTest,
   EXPECT_EQ(again.exit_code, 8) << again.Describe();
   EXPECT_NE(again.err.find("switch_traffic failed and the target app runs"), std::string::npos)
       << again.err;
+}
+
+// How many nsupdate processes run with `key_file` now.
+int NsupdatesRunning(const std::string& key_file) {
+  int n = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string cmdline = ReadFile(entry.path().string() + "/cmdline");
+    n += cmdline.rfind("nsupdate", 0) == 0 && cmdline.find(key_file) != std::string::npos;
+  }
+  return n;
+}
+
+// A coordinator killed inside the switch, once the old value is journalled and the update is on
+// its way: the update is made (by the nsupdate it left running, else here by hand, as it
+// would have), so the next `ferry migrate`, which runs the switch again, finds the new value in
+// place; it still journals and shows the value from before the first run.
+TEST_F(DnsSwitchTest, ASwitchRunAgainAfterAKillKeepsTheOldValueFromTheFirstRun) {
+  const std::string plan = WritePlan(Dns(named_.key_file()));
+  const std::string state = tmp_.Sub("coordinator"), err = tmp_.Sub("migrate.err");
+  ChildProcess coordinator;
+  ASSERT_TRUE(
+      coordinator.Spawn({FerryBinary(), "migrate", "--state-dir", state, plan}, "/dev/null", err));
+  ASSERT_TRUE(PollUntil(
+      [&] { return ReadFile(err).find("updating it to 192.0.2.7") != std::string::npos; }, 60))
+      << ReadFile(err);
+  coordinator.Signal(SIGKILL);
+  coordinator.Wait(10);
+  ASSERT_TRUE(PollUntil([&] { return NsupdatesRunning(named_.key_file()) == 0; }, 20));
+  if (named_.Query("shop.example.com") != "192.0.2.7\n") {
+    CommandResult update = RunCommand({"sh", "-c",
+                                       "printf 'server 127.0.0.1 " + std::to_string(named_.port()) +
+                                           "\\nzone example.com.\\nupdate delete shop.example.com. "
+                                           "A\\nupdate add shop.example.com. 30 A "
+                                           "192.0.2.7\\nsend\\n' | nsupdate -k " +
+                                           named_.key_file()});
+    ASSERT_EQ(update.exit_code, 0) << update.Describe();
+  }
+  ASSERT_EQ(named_.Query("shop.example.com"), "192.0.2.7\n");
+
+  CommandResult again = RunFerry({"migrate", "--state-dir", state, plan}, 60);
+  ASSERT_EQ(again.exit_code, 0) << again.Describe();
+  EXPECT_NE(again.err.find("switched: 192.0.2.1 (ttl 60) -> 192.0.2.7 (ttl 30)"), std::string::npos)
+      << again.err;
+  json j = JsonOf(RunFerry({"status", "--json", "--state-dir", state, plan}).out);
+  EXPECT_EQ(j["state"], "migrated") << j.dump();
+  ASSERT_EQ(j["dns_switches"].size(), 2u) << j.dump();
+  EXPECT_TRUE(j["dns_switches"][0]["ok"].is_null()) << j.dump();  // the killed run never ended
+  EXPECT_EQ(j["dns_switches"][1]["before"], (json{{"ttl_s", 60}, {"values", {"192.0.2.1"}}}))
+      << j.dump();
+  EXPECT_EQ(j["dns_switches"][1]["ok"], true) << j.dump();
+  CommandResult status = RunFerry({"status", "--state-dir", state, plan});
+  EXPECT_NE(status.out.find("before 192.0.2.1 (ttl 60), after 192.0.2.7 (ttl 30)"),
+            std::string::npos)
+      << status.out;
 }
 
 TEST_F(DnsSwitchTest, ACnameSwitchIsReadBackAndABadPlanIsRefusedWithItsLine) {
