@@ -74,6 +74,48 @@ json StagesJson(const std::vector<PairStage>& stages) {
   return list;
 }
 
+json DnsRecordJson(const Journal::DnsRecord& r) {
+  return r.ttl_s < 0 ? json(nullptr) : json{{"ttl_s", r.ttl_s}, {"values", r.values}};
+}
+
+// The DNS switches, oldest first: the record before (as journalled before the update) and after
+// (as read back; null when the update failed or the coordinator stopped).
+json DnsSwitchesJson(const std::vector<Journal::DnsSwitch>& switches) {
+  json list = json::array();
+  for (const Journal::DnsSwitch& s : switches) {
+    list.push_back({{"server", s.server},
+                    {"zone", s.zone},
+                    {"name", s.name},
+                    {"type", s.type},
+                    {"value", s.value},
+                    {"started_unix_ms", s.started_unix_ms},
+                    {"before", DnsRecordJson(s.before)},
+                    {"after", s.after ? DnsRecordJson(*s.after) : json(nullptr)},
+                    {"ok", s.ok ? json(*s.ok) : json(nullptr)},
+                    {"error", s.error}});
+  }
+  return list;
+}
+
+// "dns switch: shop.example.com A at 10.0.0.53:53: before 192.0.2.1 (ttl 300), after 192.0.2.7
+// (ttl 30)": the last switch of each record.
+void PrintDnsSwitches(const std::vector<Journal::DnsSwitch>& switches) {
+  for (size_t i = 0; i < switches.size(); ++i) {
+    const Journal::DnsSwitch& s = switches[i];
+    bool later = false;
+    for (size_t j = i + 1; j < switches.size(); ++j) {
+      later |= switches[j].server == s.server && switches[j].name == s.name && switches[j].type == s.type;
+    }
+    if (later) continue;
+    const std::string after = !s.ok      ? "not known: the coordinator stopped during the switch"
+                              : *s.ok    ? s.after.value_or(Journal::DnsRecord{}).ToString()
+                              : s.after  ? s.after->ToString() + " (the switch failed: " + s.error + ")"
+                                         : "not read back: the switch failed: " + s.error;
+    std::printf("dns switch: %s %s at %s: before %s, after %s\n", s.name.c_str(), s.type.c_str(), s.server.c_str(),
+                s.before.ToString().c_str(), after.c_str());
+  }
+}
+
 // `ferry status --json`: the figures, the prediction and, after a cutover, what was predicted
 // at its start and what it took (quiesce to switch).
 json StatusJson(const Plan& plan, const PlanStatus& status) {
@@ -102,6 +144,7 @@ json StatusJson(const Plan& plan, const PlanStatus& status) {
       if (e.state == "rolled_back" || e.state == "rollback_failed") out["rollback_cause"] = e.detail;
     }
   }
+  if (!status.dns_switches.empty()) out["dns_switches"] = DnsSwitchesJson(status.dns_switches);
   out["lower_bound"] = p.lower_bound;
   out["predicted_split"] = SplitJson(p.split);
   if (!status.actual_split.empty()) {
@@ -143,6 +186,7 @@ void PrintStatus(const Plan& plan, const PlanStatus& status) {
                 DowntimeBreakdown(p).c_str(), plan.policy.max_downtime_s);
     PrintSplit(status);
   }
+  PrintDnsSwitches(status.dns_switches);
   std::printf("%s\n", p.ready ? "ready to cut over" : ("waiting for " + p.waiting_for).c_str());
 }
 

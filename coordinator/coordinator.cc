@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <set>
 #include <thread>
@@ -199,6 +200,7 @@ Result<PlanStatus> ReadPlanStatus(const Plan& plan, const std::string& state_dir
   status.prediction = Predict(status.stages, with_pairs, (*journal)->HookSeconds(), LocalMinute());
   if (Result<std::vector<Journal::Event>> events = (*journal)->Events(); events.ok()) status.events = std::move(*events);
   status.actual_split = ActualSplit(status.events);
+  status.dns_switches = (*journal)->DnsSwitches();
   for (const Journal::Event& e : status.events) {
     if (e.state == "quiescing" && !status.actual_split.empty()) status.cutover_predicted_split = ParseSplitDetail(e.detail);
   }
@@ -273,9 +275,18 @@ int RunRollback(const Plan& plan, const std::string& state_dir, Console& console
   std::unique_ptr<Session> session = OpenOrSay(plan, state_dir, console, "rollback", /*check_daemons=*/false);
   if (!session) return kExitUsage;
   if (session->journal->LastState() == "migrated") {
+    // A DNS switch's old value, to point the name back by hand (the last switch of each record).
+    std::map<std::string, std::string> records;
+    for (const Journal::DnsSwitch& s : session->journal->DnsSwitches()) {
+      if (s.ok.value_or(false))
+        records[s.name + " " + s.type + " at " + s.server] = "; " + s.name + " " + s.type + " at " + s.server + " was " +
+                                                            s.before.ToString() + " before the switch";
+    }
+    std::string dns;
+    for (const auto& [record, line] : records) dns += line;
     console.Tell("ferry rollback: plan " + plan.name +
                  " is migrated: its app runs on the target. Resuming the source now would run it twice; stop the "
-                 "target app first and start the source by hand");
+                 "target app first and start the source by hand" + dns);
     return kExitUsage;
   }
   Cutover(plan, *session->journal, session->tls.get(), console).RollBack();

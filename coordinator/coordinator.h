@@ -32,6 +32,8 @@ struct PlanStatus {
   // The last cutover that reached migrated: its downtime by step as predicted at its quiesce, and
   // as it went (empty before one).
   std::vector<DowntimePart> cutover_predicted_split, actual_split;
+  // The DNS switches of a dns switch_traffic hook, oldest first: the record before and after.
+  std::vector<Journal::DnsSwitch> dns_switches;
 };
 Result<PlanStatus> ReadPlanStatus(const Plan& plan, const std::string& state_dir);
 

@@ -8,6 +8,7 @@
 #include <chrono>
 
 #include "base/clock.h"
+#include "coordinator/dns_hook.h"
 #include "coordinator/kube_hook.h"
 #include "coordinator/kube_place.h"
 #include "coordinator/process.h"
@@ -51,7 +52,12 @@ Status RunHookSpec(const Plan& plan, Journal& journal, Console& console, const s
   if (plan.kubernetes && name == "start_target") {
     FERRY_RETURN_IF_ERROR(ReleaseHolders(plan, HolderSide::kTarget, console).Annotate("hook " + name));
   }
-  if (hook.kind == HookSpec::Kind::kKubernetes) {
+  if (hook.kind == HookSpec::Kind::kDns) {
+    Result<int64_t> started = journal.HookStarted(options.journal_name, 0);  // dig and nsupdate, each waited for
+    if (!started.ok()) return started.status();
+    run = *started;
+    s = RunDnsHook(plan.path, name, hook, journal, console);
+  } else if (hook.kind == HookSpec::Kind::kKubernetes) {
     Result<int64_t> started = journal.HookStarted(options.journal_name, 0);  // kubectl runs one at a time, each waited for
     if (!started.ok()) return started.status();
     run = *started;

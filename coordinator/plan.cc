@@ -4,10 +4,13 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cctype>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <set>
 
 #include "client/net.h"
+#include "coordinator/dns_hook.h"
 
 namespace ferry {
 
@@ -120,9 +123,61 @@ bool Executable(const std::string& command) {
   return false;
 }
 
+// `dns: {server, zone, name, type, value, ttl, tsig_key_file}` (coordinator/dns_hook.h), each
+// key given and checked: the switch runs at the end of the downtime, too late to find a typo.
+Status ParseDnsHook(const Checker& c, const YAML::Node& d, const std::string& where, HookSpec* hook) {
+  FERRY_RETURN_IF_ERROR(c.Map(d, where, {"server", "zone", "name", "type", "value", "ttl", "tsig_key_file"}));
+  HookSpec::Dns& dns = hook->dns;
+  std::string server, ttl;
+  for (auto [key, out] : {std::pair<const char*, std::string*>{"server", &server},
+                          {"zone", &dns.zone},
+                          {"name", &dns.name},
+                          {"type", &dns.type},
+                          {"value", &dns.value},
+                          {"ttl", &ttl},
+                          {"tsig_key_file", &dns.tsig_key_file}}) {
+    if (!d[key]) return c.Error(d, where + " needs " + key);
+    Result<std::string> v = c.String(d[key], where + ": " + key);
+    if (!v.ok()) return v.status();
+    *out = *v;
+  }
+  Result<HostPort> hp = ParseHostPort(server);
+  if (!hp.ok() || hp->host.empty() || hp->port == "0")
+    return c.Error(d["server"], where + ": server must be HOST:PORT (the DNS server that takes the update), not '" + server + "'");
+  dns.server_host = hp->host;
+  dns.server_port = hp->port;
+  if (!IsDnsName(dns.zone)) return c.Error(d["zone"], where + ": zone '" + dns.zone + "' is not a DNS name");
+  if (!IsDnsName(dns.name)) return c.Error(d["name"], where + ": name '" + dns.name + "' is not a DNS name");
+  dns.zone = NormalizeDnsName(dns.zone);
+  dns.name = NormalizeDnsName(dns.name);
+  if (!DnsNameInZone(dns.name, dns.zone))
+    return c.Error(d["name"], where + ": name " + dns.name + " is outside the zone " + dns.zone);
+  if (dns.type != "A" && dns.type != "CNAME")
+    return c.Error(d["type"], where + ": type must be A or CNAME, not '" + dns.type + "'");
+  if (!IsDnsValue(dns.type, dns.value)) {
+    return c.Error(d["value"], where + ": value '" + dns.value + "' is not " +
+                                   (dns.type == "A" ? "an IPv4 address (type A)" : "a host name (type CNAME)"));
+  }
+  if (dns.type == "CNAME") dns.value = NormalizeDnsName(dns.value);
+  Result<uint32_t> t = c.Count(d["ttl"], where + ": ttl (seconds)", 0, 2147483647);
+  if (!t.ok()) return t.status();
+  dns.ttl_s = *t;
+  dns.tsig_key_file = c.File(dns.tsig_key_file);
+  if (::access(dns.tsig_key_file.c_str(), R_OK) != 0) {
+    return c.Error(d["tsig_key_file"], where + ": tsig_key_file " + dns.tsig_key_file + " cannot be read: " +
+                                           std::strerror(errno) + " (a key from tsig-keygen)");
+  }
+  for (const char* tool : {"nsupdate", "dig"}) {
+    if (!Executable(tool))
+      return c.Error(d, where + std::string(": dns hooks run ") + tool + ", which is not in PATH (Debian: bind9-dnsutils)");
+  }
+  hook->kind = HookSpec::Kind::kDns;
+  return Status::Ok();
+}
+
 Result<HookSpec> ParseHook(const Checker& c, const YAML::Node& node, const std::string& name) {
   const std::string where = "hooks: " + name;
-  FERRY_RETURN_IF_ERROR(c.Map(node, where, {"run", "timeout", "estimate", "kubernetes"}));
+  FERRY_RETURN_IF_ERROR(c.Map(node, where, {"run", "timeout", "estimate", "kubernetes", "dns"}));
   HookSpec hook;
   hook.line = node.Mark().line + 1;
   if (node["timeout"]) {
@@ -138,8 +193,14 @@ Result<HookSpec> ParseHook(const Checker& c, const YAML::Node& node, const std::
       return c.Error(node["estimate"], where + ": estimate is more than its timeout");
     hook.estimate_s = *t;
   }
-  if (node["run"] && node["kubernetes"])
-    return c.Error(node, where + " has both run and kubernetes: give one");
+  if ((node["run"] ? 1 : 0) + (node["kubernetes"] ? 1 : 0) + (node["dns"] ? 1 : 0) > 1)
+    return c.Error(node, where + " has more than one of run, kubernetes and dns: give one");
+  if (node["dns"]) {
+    if (name != "switch_traffic")
+      return c.Error(node["dns"], where + ": a dns hook switches traffic (switch_traffic); " + name + " needs run: [argv...]");
+    FERRY_RETURN_IF_ERROR(ParseDnsHook(c, node["dns"], where + ": dns", &hook));
+    return hook;
+  }
   if (node["run"]) {
     Result<std::vector<std::string>> argv = c.Strings(node["run"], where + ": run");
     if (!argv.ok()) return argv.status();
@@ -183,8 +244,8 @@ Result<HookSpec> ParseHook(const Checker& c, const YAML::Node& node, const std::
       return c.Error(k, where + ": kubernetes hooks run kubectl, which is not in PATH");
     return hook;
   }
-  return c.Error(node,
-                 where + " needs run: [argv...] or kubernetes: {context, namespace, selector}");
+  return c.Error(node, where + " needs run: [argv...], kubernetes: {context, namespace, selector}" +
+                           (name == "switch_traffic" ? " or dns: {server, zone, name, type, value, ttl, tsig_key_file}" : ""));
 }
 
 Result<std::pair<int, int>> ParseWindow(const Checker& c, const YAML::Node& node) {

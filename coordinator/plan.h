@@ -19,7 +19,7 @@
 namespace ferry {
 
 struct HookSpec {
-  enum class Kind { kCommand, kKubernetes };
+  enum class Kind { kCommand, kKubernetes, kDns };
   Kind kind = Kind::kCommand;
   std::vector<std::string> run;  // kCommand: argv, run without a shell
   double timeout_s = 300;
@@ -30,6 +30,19 @@ struct HookSpec {
     // namespace}`): its auto-sync is off while they are scaled down ("": none).
     std::string argocd_application, argocd_namespace = "argocd";
   } kubernetes;
+  // kDns (switch_traffic only, coordinator/dns_hook.h): the record NAME TYPE in `zone` on
+  // `server` is made VALUE with `ttl_s`, by an RFC 2136 update signed with the TSIG key in
+  // `tsig_key_file` (nsupdate -k). Names are absolute, without the trailing dot.
+  struct Dns {
+    std::string server_host, server_port;  // server: HOST:PORT
+    std::string zone, name, type, value;   // type: A or CNAME
+    int64_t ttl_s = 0;
+    std::string tsig_key_file;  // relative to the plan's directory, as other files
+    // "10.0.0.53:53", "[::1]:53".
+    std::string Server() const {
+      return (server_host.find(':') != std::string::npos ? "[" + server_host + "]" : server_host) + ":" + server_port;
+    }
+  } dns;
   int line = 0;
 };
 
