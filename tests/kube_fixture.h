@@ -39,6 +39,10 @@ class FakeCluster {
   // requests.jsonl, data/ for provisioned PVs, server.log) and waits up to `timeout_s` for its
   // port. Returns "" once it serves, else what went wrong with the server's stderr.
   std::string Start(const std::string& dir, const Config& config, double timeout_s = 10);
+  // Start in two halves, to start several clusters side by side: Launch returns at once (""
+  // or why it could not), WaitServing waits for the port.
+  std::string Launch(const std::string& dir, const Config& config);
+  std::string WaitServing(double timeout_s = 10);
   // SIGTERM and reap; idempotent.
   void Stop();
 

@@ -24,8 +24,10 @@ answer the aggregated form):
   patch; strategic merge on a custom resource is 415 as on a real server), DELETE (a Status;
   the garbage collector removes what the object owned), the /status and /scale subresources;
   errors as Kubernetes Status objects with the real messages; Table output for `kubectl get`
-  (name, status, age columns only); /openapi/v2 and /openapi/v3 answer 404 (kubectl then skips
-  client-side schema validation and falls back to the scheme it was compiled with).
+  (name, status, age columns only); /openapi/v3 with, per group version, the fieldValidation
+  parameter on each kind's PATCH and nothing else (kubectl 1.25+ then leaves validation to the
+  server, which does not validate), /openapi/v2 without definitions (kubectl 1.20 then validates
+  nothing); `apply` computes strategic patches from the types compiled into kubectl.
 
 Emulated, in kube_emulation.py (synchronously, after every change: there is no delay):
   Deployments -> a ReplicaSet per pod template -> pods; StatefulSets -> pods NAME-0..N-1 and the
@@ -540,6 +542,12 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):  # the request log is ours; stderr stays quiet
         pass
 
+    def setup(self):
+        super().setup()
+        # Headers and body are two writes: without this, Nagle's algorithm holds the body until
+        # the client's delayed ACK, 40 ms a response.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     @property
     def api(self):
         return self.server.api
@@ -580,8 +588,9 @@ class Handler(BaseHTTPRequestHandler):
             body = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode(errors="replace")
-        self.api.log_request({"method": method, "path": url.path, "query": query,
-                              "content_type": self.headers.get("Content-Type", ""), "body": body})
+        self.api.log_request({"time": round(time.time(), 3), "method": method, "path": url.path, "query": query,
+                              "content_type": self.headers.get("Content-Type", ""),
+                              "accept": self.headers.get("Accept", ""), "body": body})
         if self.headers.get("Authorization") != "Bearer " + self.api.token:
             self.send_json(401, status_object(401, "Unauthorized", "Unauthorized"))
             return
@@ -608,6 +617,8 @@ class Handler(BaseHTTPRequestHandler):
             for g, v in GROUPS.items():
                 if path == "/openapi/v3/" + gv_path(g, v):
                     return self.send_json(200, openapi_v3(g, v))
+        if method == "GET" and path.rstrip("/") == "/openapi/v2":
+            return self.openapi_v2()
         if path.startswith("/openapi/"):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         parsed = parse_path(path)
@@ -631,6 +642,24 @@ class Handler(BaseHTTPRequestHandler):
                     out = self.api.store.get(res, ns, out["metadata"]["name"]) or out
             out = copy.deepcopy(out)
         self.send_json(code, out)
+
+    def openapi_v2(self):
+        """An OpenAPI v2 document without definitions, for kubectl before 1.25 (Debian's 1.20):
+        it validates client-side only the kinds the document defines, so it validates nothing,
+        and `apply` falls back to the patch rules compiled into it. kubectl asks for protobuf:
+        the gnostic Document {swagger: "2.0", info: {title}}, encoded by hand."""
+        if "protobuf" not in self.headers.get("Accept", ""):
+            return self.send_json(200, {"swagger": "2.0", "info": {"title": "Kubernetes", "version": "v1.32.0"},
+                                        "paths": {}, "definitions": {}})
+        title = b"Kubernetes"
+        info = b"\x0a" + bytes([len(title)]) + title  # Info.title = 1
+        data = b"\x0a\x032.0" + b"\x12" + bytes([len(info)]) + info  # Document.swagger = 1, .info = 2
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        return None
 
     def mutate_or_get(self, method, res, ns, name, sub, query, body):
         api, store = self.api, self.api.store
