@@ -3,7 +3,8 @@
 // rely on behaves as kubectl sees it on a real cluster — lists and selectors, create and its
 // AlreadyExists error, patches, scale and `rollout status`, watch-based `kubectl wait`, a
 // WaitForFirstConsumer claim bound when its pod is scheduled and the node's kubelet tree that a
-// real `ferry daemon --kubelet-root` then serves, two clusters by context, a wrong token.
+// real `ferry daemon --kubelet-root` then serves, recorded CSI, local and block PVs served the
+// same way, two clusters by context, a wrong token.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -278,6 +279,92 @@ TEST_F(KubeDoubleTest, WaitForFirstConsumerBindsOnSchedulingAndTheDaemonServesTh
   EXPECT_FALSE(std::filesystem::exists(tmp_.Sub("kubelet-a") + "/pods/" + uid));
   EXPECT_EQ(ReadFile(data + "/PG_VERSION"), "16\n") << "the PV's data outlives the pod";
   EXPECT_EQ(a_.Get("PersistentVolumeClaim", "shop", "pgdata")["status"]["phase"], "Bound");
+}
+
+// Recorded objects as a test would record a running cluster: bound CSI, local and block PVs of
+// a pod on node-a, whose recorded data directories the kubelet tree points at, so that a real
+// daemon there serves all three; a ferry pod recorded not ready stays so, and the DaemonSet's
+// emulation adds the missing one on node-b.
+TEST_F(KubeDoubleTest, RecordedPvsOfARunningPodAreServedFromTheKubeletTreeCsiLocalAndBlock) {
+  MakeDirs(tmp_.Sub("pv-a"));
+  WriteFile(tmp_.Sub("pv-a/conf"), "a=1\n");
+  MakeDirs(tmp_.Sub("pv-b"));
+  WriteFile(tmp_.Sub("pv-b/log"), "b\n");
+  WriteRandomFile(tmp_.Sub("pv-c.img"), 1 << 20, 3);
+  json objects = json::array();
+  std::vector<std::string> claims;
+  for (const char* name : {"a", "b", "c"}) {
+    kube::PvcSpec c;
+    c.ns = "shop";
+    c.name = std::string("data-") + name;
+    c.storage_class = "fast";
+    c.volume_name = std::string("pv-") + name;
+    c.block = std::string(name) == "c";
+    json pvc = kube::PersistentVolumeClaim(c);
+    kube::PvSpec v;
+    v.name = c.volume_name;
+    v.storage_class = "fast";
+    v.claim = pvc;
+    v.block = c.block;
+    if (std::string(name) == "b") {
+      v.local_path = tmp_.Sub("pv-b");
+      v.node = "node-a";
+    } else {
+      v.csi_driver = "csi.test.ferry.io";
+      v.data_dir = tmp_.Sub(c.block ? "pv-c.img" : "pv-a");
+    }
+    objects.push_back(pvc);
+    objects.push_back(kube::PersistentVolume(v));
+    claims.push_back(c.name);
+  }
+  kube::PodSpec app;
+  app.ns = "shop";
+  app.name = "app-0";
+  app.node = "node-a";
+  app.pvcs = claims;
+  objects.push_back(kube::Pod(app));
+  json ds = kube::FerryDaemonSet();
+  objects.push_back(kube::FerryPod(ds, "node-a", "127.0.0.1", /*ready=*/false));
+  FakeCluster::Config config;
+  config.context = "cluster-a";
+  config.objects = {kube::Namespace("shop"), kube::Namespace("ferry-system"), kube::Node("node-a"),
+                    kube::Node("node-b", {{"dedicated", "db", "NoSchedule"}}),
+                    kube::StorageClass("fast", "csi.test.ferry.io", "Immediate"), ds};
+  for (const json& o : objects) config.objects.push_back(o);
+  config.kubelet_roots = {{"node-a", tmp_.Sub("kubelet-a")}};
+  ASSERT_EQ(a_.Start(tmp_.Sub("a"), config), "");
+  KubectlEnvironment env({&a_}, tmp_.Sub("home"));
+
+  KubectlResult r = RunKubectl({"-n", "ferry-system", "get", "pods", "-o", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.Describe();
+  json pods = json::parse(r.out)["items"];
+  ASSERT_EQ(pods.size(), 2u) << r.out;
+  std::map<std::string, bool> ready;
+  for (const json& p : pods) {
+    for (const json& c : p["status"]["conditions"])
+      if (c["type"] == "Ready") ready[p["spec"]["nodeName"]] = c["status"] == "True";
+  }
+  EXPECT_EQ(ready, (std::map<std::string, bool>{{"node-a", false}, {"node-b", true}}));
+  EXPECT_EQ(a_.Get("DaemonSet", "ferry-system", "ferry")["status"]["numberReady"], 1);
+  r = RunKubectl({"get", "pv", "pv-c", "-o", "jsonpath={.spec.volumeMode} {.spec.claimRef.name} {.status.phase}"});
+  EXPECT_EQ(r.out, "Block data-c Bound") << r.Describe();
+
+  const std::string pod = tmp_.Sub("kubelet-a") + "/pods/" + a_.Get("Pod", "shop", "app-0")["metadata"]["uid"].get<std::string>();
+  EXPECT_EQ(ReadFile(pod + "/volumes/kubernetes.io~csi/pv-a/mount/conf"), "a=1\n");
+  EXPECT_EQ(ReadFile(pod + "/volumes/kubernetes.io~local-volume/pv-b/log"), "b\n");
+  EXPECT_EQ(ReadFile(pod + "/volumeDevices/kubernetes.io~csi/pv-c"), ReadFile(tmp_.Sub("pv-c.img")));
+
+  DaemonProcess daemon;
+  DaemonProcess::Config daemon_config = DaemonConfigIn(tmp_.path(), {});
+  daemon_config.extra = {"--kubelet-root", tmp_.Sub("kubelet-a")};
+  ASSERT_EQ(daemon.Start(daemon_config), "");
+  CommandResult volumes = RunFerry({"volumes", "--insecure", "--json", "ferry://127.0.0.1:" + std::to_string(daemon.port())});
+  ASSERT_EQ(volumes.exit_code, 0) << volumes.Describe();
+  for (const char* pv : {"\"pv:pv-a\"", "\"pv:pv-b\"", "\"pv:pv-c\""})
+    EXPECT_NE(volumes.out.find(pv), std::string::npos) << pv << " in " << volumes.out;
+  CommandResult block = RunFerry({"sync", "--block", "--insecure", "--no-progress", daemon.Url("pv:pv-c"), tmp_.Sub("c.img")});
+  ASSERT_EQ(block.exit_code, 0) << block.Describe();
+  EXPECT_EQ(ReadFile(tmp_.Sub("c.img")), ReadFile(tmp_.Sub("pv-c.img")));
 }
 
 TEST_F(KubeDoubleTest, TwoClustersByContextAndAWrongTokenIsUnauthorized) {
