@@ -1,7 +1,7 @@
 // The Kubernetes API server TEST DOUBLE (tests/apps/kube_apiserver.py, through FakeCluster in
 // tests/kube_fixture.h) driven by the real kubectl: what the coordinator's Kubernetes code will
 // rely on behaves as kubectl sees it on a real cluster — lists and selectors, create and its
-// AlreadyExists error, patches, scale and `rollout status`, watch-based `kubectl wait`, a
+// AlreadyExists error, patches, apply, scale and `rollout status`, watch-based `kubectl wait`, a
 // WaitForFirstConsumer claim bound when its pod is scheduled and the node's kubelet tree that a
 // real `ferry daemon --kubelet-root` then serves, recorded CSI, local and block PVs served the
 // same way, two clusters by context, a wrong token.
@@ -180,6 +180,52 @@ TEST_F(KubeDoubleTest, ScaleAndRolloutStatusComplete) {
   for (const json& q : a_.RequestsTo("GET", "/apis/apps/v1/namespaces/shop/deployments"))
     watched |= q["query"].value("watch", "") == "true" && q["query"].value("fieldSelector", "") == "metadata.name=db";
   EXPECT_TRUE(watched);
+}
+
+// Client-side apply: created with the last-applied annotation, a changed image sent as a
+// strategic merge patch (containers merged by name), a new ReplicaSet rolled out; the same
+// manifest again changes nothing.
+TEST_F(KubeDoubleTest, ApplyCreatesThenPatchesAndANewTemplateRollsOut) {
+  StartA();
+  json api = kube::Deployment("shop", "api", {{"app", "api"}}, 2);
+  api["metadata"].erase("uid");
+  api["metadata"].erase("resourceVersion");
+  api["metadata"].erase("creationTimestamp");
+  api["metadata"].erase("generation");  // a manifest, not a recorded object
+  api["spec"]["template"]["spec"]["containers"][0]["env"] = {{{"name", "MODE"}, {"value", "a"}}};
+  KubectlResult r = RunKubectl({"apply", "-f", "-"}, api.dump());
+  ASSERT_EQ(r.exit_code, 0) << r.Describe();
+  EXPECT_EQ(r.out, "deployment.apps/api created\n");
+  api["spec"]["template"]["spec"]["containers"][0]["image"] = "registry.k8s.io/pause:3.10";
+  r = RunKubectl({"apply", "-f", "-"}, api.dump());
+  ASSERT_EQ(r.exit_code, 0) << r.Describe();
+  EXPECT_EQ(r.out, "deployment.apps/api configured\n");
+  std::vector<json> patches = a_.RequestsTo("PATCH", "/apis/apps/v1/namespaces/shop/deployments/api");
+  ASSERT_EQ(patches.size(), 1u);
+  EXPECT_EQ(patches[0]["content_type"], "application/strategic-merge-patch+json");
+  r = RunKubectl({"apply", "-f", "-"}, api.dump());
+  EXPECT_EQ(r.out, "deployment.apps/api unchanged\n") << r.Describe();
+  r = RunKubectl({"-n", "shop", "rollout", "status", "deployment/api", "--timeout=10s"});
+  ASSERT_EQ(r.exit_code, 0) << r.Describe();
+
+  json deployment = a_.Get("Deployment", "shop", "api");
+  const json& container = deployment["spec"]["template"]["spec"]["containers"][0];
+  EXPECT_EQ(container["image"], "registry.k8s.io/pause:3.10");
+  EXPECT_EQ(container["env"][0]["value"], "a") << "merged by name, not replaced";
+  EXPECT_TRUE(deployment["metadata"]["annotations"].contains("kubectl.kubernetes.io/last-applied-configuration"));
+  EXPECT_EQ(deployment["metadata"]["generation"], 2);
+  EXPECT_EQ(deployment["status"]["observedGeneration"], 2);
+  int sets = 0;
+  for (const json& rs : a_.List("ReplicaSet", "shop"))
+    if (rs["metadata"]["name"].get<std::string>().rfind("api-", 0) == 0) ++sets;
+  EXPECT_EQ(sets, 2) << "the old one at 0 replicas, kept";
+  int pods = 0;
+  for (const json& pod : a_.List("Pod", "shop")) {
+    if (pod["metadata"]["labels"].value("app", "") != "api") continue;
+    ++pods;
+    EXPECT_EQ(pod["spec"]["containers"][0]["image"], "registry.k8s.io/pause:3.10");
+  }
+  EXPECT_EQ(pods, 2);
 }
 
 // A holder pod whose claim does not exist yet stays Pending; `kubectl wait` watches it and
