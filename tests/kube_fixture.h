@@ -60,7 +60,8 @@ class FakeCluster {
   nlohmann::json Get(const std::string& kind, const std::string& ns, const std::string& name) const;
   // The objects of `kind`, in `ns` ("" for every namespace).
   std::vector<nlohmann::json> List(const std::string& kind, const std::string& ns = "") const;
-  // Every request since the start or the last ClearRequests: {method, path, query{}, content_type, body}.
+  // Every request since the start or the last ClearRequests, in order: {time (s since the epoch),
+  // method, path, query{}, content_type, accept, body (parsed JSON, else the text)}.
   std::vector<nlohmann::json> Requests() const;
   void ClearRequests();
   // The requests whose method is `method` and whose path ends with `path_suffix`.
