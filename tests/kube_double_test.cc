@@ -370,7 +370,7 @@ TEST_F(KubeDoubleTest, RecordedPvsOfARunningPodAreServedFromTheKubeletTreeCsiLoc
   app.pvcs = claims;
   objects.push_back(kube::Pod(app));
   json ds = kube::FerryDaemonSet();
-  objects.push_back(kube::FerryPod(ds, "node-a", "127.0.0.1", /*ready=*/false));
+  objects.push_back(kube::FerryPod(ds, "node-a", "127.0.0.1", /*ready=*/false, /*port=*/17373));
   FakeCluster::Config config;
   config.context = "cluster-a";
   config.objects = {kube::Namespace("shop"), kube::Namespace("ferry-system"), kube::Node("node-a"),
@@ -391,6 +391,9 @@ TEST_F(KubeDoubleTest, RecordedPvsOfARunningPodAreServedFromTheKubeletTreeCsiLoc
       if (c["type"] == "Ready") ready[p["spec"]["nodeName"]] = c["status"] == "True";
   }
   EXPECT_EQ(ready, (std::map<std::string, bool>{{"node-a", false}, {"node-b", true}}));
+  r = RunKubectl({"-n", "ferry-system", "get", "pods", "--field-selector", "spec.nodeName=node-a", "-o",
+                  "jsonpath={.items[0].status.podIP}:{.items[0].spec.containers[0].ports[?(@.name==\"ferry\")].containerPort}"});
+  EXPECT_EQ(r.out, "127.0.0.1:17373") << r.Describe();
   EXPECT_EQ(a_.Get("DaemonSet", "ferry-system", "ferry")["status"]["numberReady"], 1);
   r = RunKubectl({"get", "pv", "pv-c", "-o", "jsonpath={.spec.volumeMode} {.spec.claimRef.name} {.status.phase}"});
   EXPECT_EQ(r.out, "Block data-c Bound") << r.Describe();

@@ -441,7 +441,7 @@ json FerryDaemonSet(const std::map<std::string, std::string>& node_selector) {
                     {"revisionHistoryLimit", 10}}}};
 }
 
-json FerryPod(const json& daemon_set, const std::string& node, const std::string& pod_ip, bool ready) {
+json FerryPod(const json& daemon_set, const std::string& node, const std::string& pod_ip, bool ready, int port) {
   PodSpec s;
   s.ns = "ferry-system";
   s.name = "ferry-" + RandomHex(3).substr(0, 5);
@@ -456,6 +456,7 @@ json FerryPod(const json& daemon_set, const std::string& node, const std::string
   s.image = "ghcr.io/ferry/ferry:0.1.0";
   json pod = Pod(s);
   pod["spec"]["containers"] = daemon_set["spec"]["template"]["spec"]["containers"];
+  pod["spec"]["containers"][0]["ports"][0]["containerPort"] = port;
   pod["spec"]["tolerations"] = daemon_set["spec"]["template"]["spec"]["tolerations"];
   pod["status"]["containerStatuses"][0]["name"] = "ferry";
   return pod;

@@ -166,9 +166,10 @@ json OwnerReference(const json& owner);
 // ferry, labels app.kubernetes.io/name=ferry and component=daemon, port 7373, tolerates every
 // taint), with `node_selector` added when not empty.
 json FerryDaemonSet(const std::map<std::string, std::string>& node_selector = {});
-// A pod of that DaemonSet on `node` (ready or not) with `pod_ip`.
+// A pod of that DaemonSet on `node` (ready or not) with `pod_ip`, its container port "ferry"
+// `port` (a test's daemon on a loopback port stands for the node's).
 json FerryPod(const json& daemon_set, const std::string& node, const std::string& pod_ip,
-              bool ready = true);
+              bool ready = true, int port = 7373);
 
 // A Deployment / StatefulSet whose pods carry `labels` (also its selector and its own labels).
 // `pvcs`: claims the pods mount. volume_claim_templates: {template name, storage class, size}.
