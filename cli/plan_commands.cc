@@ -74,6 +74,48 @@ json StagesJson(const std::vector<PairStage>& stages) {
   return list;
 }
 
+json DnsRecordJson(const Journal::DnsRecord& r) {
+  return r.ttl_s < 0 ? json(nullptr) : json{{"ttl_s", r.ttl_s}, {"values", r.values}};
+}
+
+// The DNS switches, oldest first: the record before (as journalled before the update) and after
+// (as read back; null when the update failed or the coordinator stopped).
+json DnsSwitchesJson(const std::vector<Journal::DnsSwitch>& switches) {
+  json list = json::array();
+  for (const Journal::DnsSwitch& s : switches) {
+    list.push_back({{"server", s.server},
+                    {"zone", s.zone},
+                    {"name", s.name},
+                    {"type", s.type},
+                    {"value", s.value},
+                    {"started_unix_ms", s.started_unix_ms},
+                    {"before", DnsRecordJson(s.before)},
+                    {"after", s.after ? DnsRecordJson(*s.after) : json(nullptr)},
+                    {"ok", s.ok ? json(*s.ok) : json(nullptr)},
+                    {"error", s.error}});
+  }
+  return list;
+}
+
+// "dns switch: shop.example.com A at 10.0.0.53:53: before 192.0.2.1 (ttl 300), after 192.0.2.7
+// (ttl 30)": the last switch of each record.
+void PrintDnsSwitches(const std::vector<Journal::DnsSwitch>& switches) {
+  for (size_t i = 0; i < switches.size(); ++i) {
+    const Journal::DnsSwitch& s = switches[i];
+    bool later = false;
+    for (size_t j = i + 1; j < switches.size(); ++j) {
+      later |= switches[j].server == s.server && switches[j].name == s.name && switches[j].type == s.type;
+    }
+    if (later) continue;
+    const std::string after = !s.ok      ? "not known: the coordinator stopped during the switch"
+                              : *s.ok    ? s.after.value_or(Journal::DnsRecord{}).ToString()
+                              : s.after  ? s.after->ToString() + " (the switch failed: " + s.error + ")"
+                                         : "not read back: the switch failed: " + s.error;
+    std::printf("dns switch: %s %s at %s: before %s, after %s\n", s.name.c_str(), s.type.c_str(), s.server.c_str(),
+                s.before.ToString().c_str(), after.c_str());
+  }
+}
+
 // `ferry status --json`: the figures, the prediction and, after a cutover, what was predicted
 // at its start and what it took (quiesce to switch).
 json StatusJson(const Plan& plan, const PlanStatus& status) {
@@ -102,6 +144,7 @@ json StatusJson(const Plan& plan, const PlanStatus& status) {
       if (e.state == "rolled_back" || e.state == "rollback_failed") out["rollback_cause"] = e.detail;
     }
   }
+  if (!status.dns_switches.empty()) out["dns_switches"] = DnsSwitchesJson(status.dns_switches);
   out["lower_bound"] = p.lower_bound;
   out["predicted_split"] = SplitJson(p.split);
   if (!status.actual_split.empty()) {
@@ -143,6 +186,7 @@ void PrintStatus(const Plan& plan, const PlanStatus& status) {
                 DowntimeBreakdown(p).c_str(), plan.policy.max_downtime_s);
     PrintSplit(status);
   }
+  PrintDnsSwitches(status.dns_switches);
   std::printf("%s\n", p.ready ? "ready to cut over" : ("waiting for " + p.waiting_for).c_str());
 }
 
@@ -194,10 +238,23 @@ int RunPlanCommand(const Args& args, const std::string& name, int (*run)(const P
   desc.add_options()("help,h", "show this help");
   AddStateDir(desc, &a);
   desc.add_options()("quiet,q", po::bool_switch(), "print only errors and the result");
+  if (name == "migrate") {
+    desc.add_options()("dry-run,n", po::bool_switch(),
+                       "a plan that names PVCs: print how each resolves (PV, node, ferry pod, daemon) and check it "
+                       "all; create nothing, move no data");
+  }
   ParsePlanArgs(args, name, desc, &a);
   if (a.exit_code >= 0) return a.exit_code;
   TerminalConsole console(!a.vm["quiet"].as<bool>());
-  return run(*a.plan, a.state_dir, console);
+  if (a.vm.count("dry-run") && a.vm["dry-run"].as<bool>()) {
+    std::string table;
+    const int code = DryRunPlan(*a.plan, console, &table);
+    std::fputs(table.c_str(), stdout);
+    return code;
+  }
+  // A rollback needs only the hooks, not the volumes held.
+  return RunPlaced(*a.plan, console, name != "rollback",
+                   [&](const Plan& plan) { return run(plan, a.state_dir, console); });
 }
 
 }  // namespace
@@ -209,7 +266,12 @@ int PlanStageCommand(const std::string& plan_path, const std::string& state_dir,
     return kExitUsage;
   }
   TerminalConsole console(progress && !json_out);
-  Result<std::vector<PairStage>> results = StagePlan(*plan, state_dir, console);
+  Result<std::vector<PairStage>> results = Status::Aborted("not staged");
+  const int placed = RunPlaced(*plan, console, /*place=*/true, [&](const Plan& p) {
+    results = StagePlan(p, state_dir, console);
+    return kExitOk;
+  });
+  if (placed != kExitOk) return placed;
   if (!results.ok()) {
     std::fprintf(stderr, "ferry stage: %s\n", results.status().ToString().c_str());
     return kExitUsage;

@@ -3,12 +3,15 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <memory>
+#include <set>
 #include <thread>
 
 #include "base/exit_code.h"
 #include "coordinator/cutover.h"
 #include "coordinator/hooks.h"
+#include "coordinator/kube_place.h"
 #include "coordinator/rehearsal.h"
 #include "coordinator/stages.h"
 
@@ -183,9 +186,21 @@ Result<PlanStatus> ReadPlanStatus(const Plan& plan, const std::string& state_dir
   if (!stages.ok()) return stages.status();
   PlanStatus status;
   status.stages = std::move(*stages);
-  status.prediction = Predict(status.stages, plan, (*journal)->HookSeconds(), LocalMinute());
+  // A plan that selects the PVCs of a namespace: its pairs are the ones its stages had.
+  Plan with_pairs = plan;
+  if (plan.kubernetes && plan.pairs.empty()) {
+    std::set<std::string> seen;
+    for (const PairStage& s : status.stages) {
+      if (!seen.insert(s.pair).second) continue;
+      PairSpec pair;
+      pair.label = s.pair;
+      with_pairs.pairs.push_back(pair);
+    }
+  }
+  status.prediction = Predict(status.stages, with_pairs, (*journal)->HookSeconds(), LocalMinute());
   if (Result<std::vector<Journal::Event>> events = (*journal)->Events(); events.ok()) status.events = std::move(*events);
   status.actual_split = ActualSplit(status.events);
+  status.dns_switches = (*journal)->DnsSwitches();
   for (const Journal::Event& e : status.events) {
     if (e.state == "quiescing" && !status.actual_split.empty()) status.cutover_predicted_split = ParseSplitDetail(e.detail);
   }
@@ -260,13 +275,69 @@ int RunRollback(const Plan& plan, const std::string& state_dir, Console& console
   std::unique_ptr<Session> session = OpenOrSay(plan, state_dir, console, "rollback", /*check_daemons=*/false);
   if (!session) return kExitUsage;
   if (session->journal->LastState() == "migrated") {
+    // A DNS switch's old value, to point the name back by hand (the last switch of each record).
+    std::map<std::string, std::string> records;
+    for (const Journal::DnsSwitch& s : session->journal->DnsSwitches()) {
+      if (s.ok.value_or(false))
+        records[s.name + " " + s.type + " at " + s.server] = "; " + s.name + " " + s.type + " at " + s.server + " was " +
+                                                            s.before.ToString() + " before the switch";
+    }
+    std::string dns;
+    for (const auto& [record, line] : records) dns += line;
     console.Tell("ferry rollback: plan " + plan.name +
                  " is migrated: its app runs on the target. Resuming the source now would run it twice; stop the "
-                 "target app first and start the source by hand");
+                 "target app first and start the source by hand" + dns);
     return kExitUsage;
   }
   Cutover(plan, *session->journal, session->tls.get(), console).RollBack();
   return session->journal->LastState() == "rolled_back" ? kExitOk : kExitStage;
+}
+
+int RunPlaced(const Plan& plan, Console& console, bool place, const std::function<int(const Plan&)>& run) {
+  if (!plan.kubernetes) return run(plan);
+  Plan placed = plan;
+  int code = kExitOk;
+  if (place) {
+    Result<std::shared_ptr<io::TlsContext>> tls =
+        io::TlsContext::MakeUnlessInsecure(plan.tls, io::TlsContext::Role::kClient);
+    Status s = tls.ok() ? PlacePvcs(&placed, tls->get(), console) : tls.status().Annotate(plan.path + ": auth");
+    if (!s.ok()) {
+      console.Tell("ferry: " + s.ToString());
+      code = s.code() == Code::kNetwork ? kExitNetwork : kExitUsage;
+    }
+  }
+  if (code == kExitOk) code = run(placed);
+  if (Status released = ReleaseHolders(placed, HolderSide::kBoth, console); !released.ok()) {
+    console.Tell("ferry: the holder pods were not all deleted (" + released.ToString() +
+                 "); the next run of this plan deletes them, or: kubectl delete pods --all-namespaces --selector "
+                 "app.kubernetes.io/managed-by=ferry,ferry.io/plan=" + plan.name);
+  }
+  return code;
+}
+
+int DryRunPlan(const Plan& plan, Console& console, std::string* table) {
+  if (!plan.kubernetes) {
+    console.Tell("ferry migrate --dry-run: " + plan.path + " names daemons, not PVCs: there is nothing to resolve "
+                 "(ferry status " + plan.path + " shows its stages)");
+    return kExitUsage;
+  }
+  Result<std::shared_ptr<io::TlsContext>> tls =
+      io::TlsContext::MakeUnlessInsecure(plan.tls, io::TlsContext::Role::kClient);
+  if (!tls.ok()) {
+    console.Tell("ferry migrate --dry-run: " + tls.status().Annotate(plan.path + ": auth").ToString());
+    return kExitUsage;
+  }
+  Result<std::vector<KubeResolution>> rows = ResolvePvcs(plan, tls->get());
+  if (!rows.ok()) {
+    console.Tell("ferry migrate --dry-run: " + rows.status().ToString());
+    return rows.status().code() == Code::kNetwork ? kExitNetwork : kExitUsage;
+  }
+  *table = ResolutionTable(*rows);
+  size_t create = 0;
+  for (const KubeResolution& r : *rows) create += !r.target.exists;
+  console.Say("dry run: " + std::to_string(rows->size()) + " pair(s) resolved; nothing created. A run creates " +
+              std::to_string(create) + " target PVC(s) and a holder pod for each PVC");
+  return kExitOk;
 }
 
 }  // namespace ferry

@@ -8,6 +8,7 @@
 // Threading: the caller's thread (a stage runs one thread per pair inside).
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,8 @@ struct PlanStatus {
   // The last cutover that reached migrated: its downtime by step as predicted at its quiesce, and
   // as it went (empty before one).
   std::vector<DowntimePart> cutover_predicted_split, actual_split;
+  // The DNS switches of a dns switch_traffic hook, oldest first: the record before and after.
+  std::vector<Journal::DnsSwitch> dns_switches;
 };
 Result<PlanStatus> ReadPlanStatus(const Plan& plan, const std::string& state_dir);
 
@@ -42,5 +45,16 @@ int RunMigrate(const Plan& plan, const std::string& state_dir, Console& console)
 int RunRehearse(const Plan& plan, const std::string& state_dir, Console& console);
 int RunCutover(const Plan& plan, const std::string& state_dir, Console& console);
 int RunRollback(const Plan& plan, const std::string& state_dir, Console& console);
+
+// A plan that names PVCs (coordinator/kube_place.h): `place` (commands that stage) resolves it
+// and holds its PVCs first (target PVCs created, holder pods running), then `run` gets the plan
+// with its pairs; the holder pods are deleted when it returns, whatever it did. Any other plan
+// goes to `run` as it is.
+int RunPlaced(const Plan& plan, Console& console, bool place, const std::function<int(const Plan&)>& run);
+
+// `ferry migrate --dry-run PLAN`: the resolution of a plan that names PVCs, checked whole, as a
+// table in *table; nothing is created and no data moves. kExitOk, or the exit code of the error
+// (told to `console`).
+int DryRunPlan(const Plan& plan, Console& console, std::string* table);
 
 }  // namespace ferry

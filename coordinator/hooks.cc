@@ -8,7 +8,9 @@
 #include <chrono>
 
 #include "base/clock.h"
+#include "coordinator/dns_hook.h"
 #include "coordinator/kube_hook.h"
+#include "coordinator/kube_place.h"
 #include "coordinator/process.h"
 
 namespace ferry {
@@ -45,7 +47,17 @@ Status RunHookSpec(const Plan& plan, Journal& journal, Console& console, const s
   const auto start = std::chrono::steady_clock::now();
   Status s;
   int64_t run = -1;
-  if (hook.kind == HookSpec::Kind::kKubernetes) {
+  // A plan that names PVCs: the app's pods must be able to mount the target's RWO volumes, so
+  // ferry's holder pods leave first (counted in the hook's time: the cutover's downtime has it).
+  if (plan.kubernetes && name == "start_target") {
+    FERRY_RETURN_IF_ERROR(ReleaseHolders(plan, HolderSide::kTarget, console).Annotate("hook " + name));
+  }
+  if (hook.kind == HookSpec::Kind::kDns) {
+    Result<int64_t> started = journal.HookStarted(options.journal_name, 0);  // dig and nsupdate, each waited for
+    if (!started.ok()) return started.status();
+    run = *started;
+    s = RunDnsHook(plan.path, name, hook, journal, console);
+  } else if (hook.kind == HookSpec::Kind::kKubernetes) {
     Result<int64_t> started = journal.HookStarted(options.journal_name, 0);  // kubectl runs one at a time, each waited for
     if (!started.ok()) return started.status();
     run = *started;
@@ -76,6 +88,10 @@ Status RunHookSpec(const Plan& plan, Journal& journal, Console& console, const s
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (run >= 0) (void)journal.HookEnded(run, seconds, s.ok());
+  // The rehearsed app stopped: the stage that restores the target needs its volumes held again.
+  if (s.ok() && plan.kubernetes && name == "stop_target" && options.journal_name.rfind("rehearse:", 0) == 0) {
+    s = HoldTargetsAgain(plan, console).Annotate("after hook " + name);
+  }
   return s;
 }
 

@@ -1,7 +1,8 @@
 // A plan's hooks as the coordinator runs them: an argv without a shell in its own process group,
-// killed at its timeout (coordinator/process.h), or the built-in Kubernetes hook
-// (coordinator/kube_hook.h); every run journalled when it starts (with its process group) and
-// when it ends (with its time, which the prediction counts in the next downtime).
+// killed at its timeout (coordinator/process.h), the built-in Kubernetes hook
+// (coordinator/kube_hook.h) or the built-in DNS switch (coordinator/dns_hook.h); every run
+// journalled when it starts (with its process group) and when it ends (with its time, which the
+// prediction counts in the next downtime).
 // Threading: the coordinator's thread.
 #pragma once
 

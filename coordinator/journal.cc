@@ -44,6 +44,7 @@ class Statement {
     return Status::IoError(std::string("write the plan's journal: ") + sqlite3_errmsg(db_));
   }
   int64_t Int(int col) { return sqlite3_column_int64(stmt_, col); }
+  bool Null(int col) { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
   double Real(int col) { return sqlite3_column_double(stmt_, col); }
   std::string Text(int col) {
     const unsigned char* t = sqlite3_column_text(stmt_, col);
@@ -120,7 +121,10 @@ Result<std::unique_ptr<Journal>> Journal::Open(const std::string& state_dir,
           " name TEXT NOT NULL, pgid INTEGER NOT NULL, seconds REAL, ok INTEGER);"
           "CREATE TABLE IF NOT EXISTS replicas (context TEXT NOT NULL, namespace TEXT NOT NULL,"
           " kind TEXT NOT NULL, name TEXT NOT NULL, replicas INTEGER NOT NULL,"
-          " PRIMARY KEY (context, namespace, kind, name));",
+          " PRIMARY KEY (context, namespace, kind, name));"
+          "CREATE TABLE IF NOT EXISTS dns_switches (seq INTEGER PRIMARY KEY AUTOINCREMENT, unix_ms INTEGER NOT NULL,"
+          " server TEXT NOT NULL, zone TEXT NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL, value TEXT NOT NULL,"
+          " before TEXT NOT NULL, after TEXT NOT NULL DEFAULT '', ok INTEGER, error TEXT NOT NULL DEFAULT '');",
           nullptr, nullptr, &error) != SQLITE_OK) {
     Status s = Status::IoError("the plan's journal '" + path + "': " + (error ? error : "?"));
     sqlite3_free(error);
@@ -239,6 +243,79 @@ std::optional<int64_t> Journal::FindReplicas(const std::string& context,
       .Bind(5, int64_t{same_place_only ? 1 : 0});
   if (q.Row()) return q.Int(0);
   return std::nullopt;
+}
+
+namespace {
+
+json RecordJson(const Journal::DnsRecord& r) { return json{{"ttl_s", r.ttl_s}, {"values", r.values}}; }
+
+Journal::DnsRecord RecordOf(const std::string& text) {
+  Journal::DnsRecord r;
+  json j = json::parse(text, nullptr, false);
+  if (!j.is_object()) return r;
+  r.ttl_s = j.value("ttl_s", int64_t{-1});
+  if (j.contains("values") && j["values"].is_array()) {
+    for (const json& v : j["values"]) {
+      if (v.is_string()) r.values.push_back(v.get<std::string>());
+    }
+  }
+  return r;
+}
+
+}  // namespace
+
+std::string Journal::DnsRecord::ToString() const {
+  if (ttl_s < 0 || values.empty()) return "none";
+  std::string out;
+  for (const std::string& v : values) out += (out.empty() ? "" : ", ") + v;
+  return out + " (ttl " + std::to_string(ttl_s) + ")";
+}
+
+Result<int64_t> Journal::DnsSwitchStarted(const DnsSwitch& s) {
+  FERRY_RETURN_IF_ERROR(Statement(db_,
+                                  "INSERT INTO dns_switches (unix_ms, server, zone, name, type, value, before)"
+                                  " VALUES (?, ?, ?, ?, ?, ?, ?)")
+                            .Bind(1, NowUnixMs())
+                            .Bind(2, s.server)
+                            .Bind(3, s.zone)
+                            .Bind(4, s.name)
+                            .Bind(5, s.type)
+                            .Bind(6, s.value)
+                            .Bind(7, DumpJson(RecordJson(s.before)))
+                            .Done());
+  return static_cast<int64_t>(sqlite3_last_insert_rowid(db_));
+}
+
+Status Journal::DnsSwitchEnded(int64_t seq, const std::optional<DnsRecord>& after, bool ok, const std::string& error) {
+  return Statement(db_, "UPDATE dns_switches SET after = ?, ok = ?, error = ? WHERE seq = ?")
+      .Bind(1, after ? DumpJson(RecordJson(*after)) : std::string())
+      .Bind(2, int64_t{ok ? 1 : 0})
+      .Bind(3, error)
+      .Bind(4, seq)
+      .Done();
+}
+
+std::vector<Journal::DnsSwitch> Journal::DnsSwitches() {
+  Statement q(db_,
+              "SELECT seq, unix_ms, server, zone, name, type, value, before, after, ok, error FROM dns_switches"
+              " ORDER BY seq");
+  std::vector<DnsSwitch> out;
+  while (q.Row()) {
+    DnsSwitch s;
+    s.seq = q.Int(0);
+    s.started_unix_ms = q.Int(1);
+    s.server = q.Text(2);
+    s.zone = q.Text(3);
+    s.name = q.Text(4);
+    s.type = q.Text(5);
+    s.value = q.Text(6);
+    s.before = RecordOf(q.Text(7));
+    if (!q.Text(8).empty()) s.after = RecordOf(q.Text(8));
+    if (!q.Null(9)) s.ok = q.Int(9) != 0;
+    s.error = q.Text(10);
+    out.push_back(std::move(s));
+  }
+  return out;
 }
 
 Result<std::vector<PairStage>> Journal::Stages() {

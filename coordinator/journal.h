@@ -1,6 +1,7 @@
 // A migration's journal: STATE_DIR/plans/NAME.db (SQLite, WAL, synchronous=FULL). It holds
 // every stage of every pair, every transition of the migration (written before it is acted
-// on), the measured duration of every hook and the replicas a Kubernetes hook scaled down, so
+// on), the measured duration of every hook, the replicas a Kubernetes hook scaled down and the
+// DNS record a DNS switch changed (its old and new value), so
 // that a coordinator killed at any point knows where it was.
 // Threading: one Journal per thread (SQLite connection).
 #pragma once
@@ -111,6 +112,27 @@ class Journal {
   std::optional<int64_t> FindReplicas(const std::string& context, const std::string& namespace_,
                                       const std::string& kind, const std::string& name,
                                       bool same_place_only = false);
+
+  // A DNS switch (coordinator/dns_hook.h): the record as the server had it before the update
+  // (journalled before the update is sent) and as read back after it.
+  struct DnsRecord {
+    int64_t ttl_s = -1;               // -1: no such record
+    std::vector<std::string> values;  // the rrset, as dig prints each value
+    // "192.0.2.1 (ttl 60)", "192.0.2.1, 192.0.2.2 (ttl 60)", "none".
+    std::string ToString() const;
+  };
+  struct DnsSwitch {
+    int64_t seq = 0, started_unix_ms = 0;
+    std::string server, zone, name, type, value;  // value: what the switch set
+    DnsRecord before;
+    std::optional<DnsRecord> after;  // as read back (none: not read, the update failed)
+    std::optional<bool> ok;          // none: the switch did not end (the coordinator stopped)
+    std::string error;
+  };
+  Result<int64_t> DnsSwitchStarted(const DnsSwitch& s);
+  Status DnsSwitchEnded(int64_t seq, const std::optional<DnsRecord>& after, bool ok, const std::string& error);
+  // Every switch, oldest first.
+  std::vector<DnsSwitch> DnsSwitches();
 
  private:
   sqlite3* db_ = nullptr;

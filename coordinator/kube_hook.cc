@@ -27,9 +27,9 @@ struct Workload {
 };
 
 // kubectl with the hook's context and namespace, within the hook's deadline.
-class Kubectl {
+class HookKubectl {
  public:
-  Kubectl(const std::string& hook_name, const HookSpec& hook)
+  HookKubectl(const std::string& hook_name, const HookSpec& hook)
       : hook_name_(hook_name),
         hook_(hook),
         deadline_(std::chrono::steady_clock::now() +
@@ -48,9 +48,12 @@ class Kubectl {
 
   // stdout of `kubectl --context C --namespace N ARGS...`.
   Result<std::string> Run(const std::vector<std::string>& args) const {
+    return RunIn(hook_.kubernetes.namespace_, args);
+  }
+  // The same in namespace `ns` (the Argo CD Application's).
+  Result<std::string> RunIn(const std::string& ns, const std::vector<std::string>& args) const {
     if (Remaining() <= 0) return Error("ran over its timeout");
-    std::vector<std::string> argv{"kubectl", "--context", hook_.kubernetes.context, "--namespace",
-                                  hook_.kubernetes.namespace_};
+    std::vector<std::string> argv{"kubectl", "--context", hook_.kubernetes.context, "--namespace", ns};
     argv.insert(argv.end(), args.begin(), args.end());
     Result<ProcessResult> r = RunProcess(argv, Remaining(), /*capture=*/true);
     if (!r.ok()) return Error(r.status().ToString());
@@ -124,7 +127,7 @@ void Say(Console& console, const std::string& hook, const std::string& line) {
 
 // `remember`: save the counts (journal and annotation) for a later restore; a rehearsal's stop
 // does not.
-Status Quiesce(const std::string& name, const Kubectl& k, Journal& journal, Console& console, bool remember) {
+Status Quiesce(const std::string& name, const HookKubectl& k, Journal& journal, Console& console, bool remember) {
   Result<std::vector<Workload>> workloads = k.Workloads();
   if (!workloads.ok()) return workloads.status();
   const HookSpec::Kubernetes& where = k.hook().kubernetes;
@@ -171,8 +174,81 @@ Status Quiesce(const std::string& name, const Kubectl& k, Journal& journal, Cons
   return Status::Ok();
 }
 
+// GitOps (the hook's argocd: {application, namespace}). While the workloads are scaled down,
+// Argo CD must not sync them back up: the quiesce turns the Application's auto-sync off, and
+// the restore turns it on again and asks for a sync. What auto-sync was (spec.syncPolicy.
+// automated, e.g. {"prune":true,"selfHeal":true}) is kept as the Application's annotation
+// ferry.io/original-automated, so a coordinator killed in between loses nothing; a quiesce that
+// finds auto-sync already off and the annotation there (one cut short) keeps the annotation.
+constexpr const char* kOriginalAutomatedAnnotation = "ferry.io/original-automated";
+
+std::string ApplicationRef(const HookSpec::Kubernetes& where) {
+  return "applications.argoproj.io/" + where.argocd_application;
+}
+
+Result<json> ReadApplication(const HookKubectl& k) {
+  const HookSpec::Kubernetes& where = k.hook().kubernetes;
+  Result<std::string> out = k.RunIn(where.argocd_namespace, {"get", ApplicationRef(where), "--output", "json"});
+  if (!out.ok()) return out.status();
+  json app = json::parse(*out, nullptr, false);
+  if (!app.is_object()) return k.Error("kubectl get " + ApplicationRef(where) + " did not print a JSON object");
+  return app;
+}
+
+Status PauseAutoSync(const std::string& name, const HookKubectl& k, Console& console) {
+  const HookSpec::Kubernetes& where = k.hook().kubernetes;
+  if (where.argocd_application.empty()) return Status::Ok();
+  Result<json> app = ReadApplication(k);
+  if (!app.ok()) return app.status();
+  const json::json_pointer automated("/spec/syncPolicy/automated");
+  if (!app->contains(automated) || (*app)[automated].is_null()) {
+    Say(console, name, "Argo CD application " + where.argocd_namespace + "/" + where.argocd_application +
+                           ": auto-sync is off already");
+    return Status::Ok();
+  }
+  Result<std::string> r = k.RunIn(where.argocd_namespace, {"annotate", "--overwrite", ApplicationRef(where),
+                                                          std::string(kOriginalAutomatedAnnotation) + "=" +
+                                                              (*app)[automated].dump()});
+  if (r.ok()) {
+    r = k.RunIn(where.argocd_namespace, {"patch", ApplicationRef(where), "--type", "merge", "--patch",
+                                         R"({"spec":{"syncPolicy":{"automated":null}}})"});
+  }
+  if (!r.ok()) return r.status();
+  Say(console, name, "Argo CD application " + where.argocd_namespace + "/" + where.argocd_application +
+                         ": auto-sync turned off (was " + (*app)[automated].dump() + ")");
+  return Status::Ok();
+}
+
+Status ResumeAutoSync(const std::string& name, const HookKubectl& k, Console& console) {
+  const HookSpec::Kubernetes& where = k.hook().kubernetes;
+  if (where.argocd_application.empty()) return Status::Ok();
+  Result<json> app = ReadApplication(k);
+  if (!app.ok()) return app.status();
+  const json::json_pointer saved("/metadata/annotations/" + std::string("ferry.io~1original-automated"));
+  json patch = {{"operation", {{"initiatedBy", {{"username", "ferry"}}}, {"sync", json::object()}}}};
+  std::string told = "a sync asked for";
+  if (app->contains(saved) && (*app)[saved].is_string()) {
+    json automated = json::parse((*app)[saved].get<std::string>(), nullptr, false);
+    if (!automated.is_object()) {
+      return k.Error("the " + std::string(kOriginalAutomatedAnnotation) + " annotation of " + ApplicationRef(where) +
+                     " is not JSON: set spec.syncPolicy.automated by hand");
+    }
+    patch["spec"] = {{"syncPolicy", {{"automated", automated}}}};
+    patch["metadata"] = {{"annotations", {{kOriginalAutomatedAnnotation, nullptr}}}};
+    told = "auto-sync turned on again (" + automated.dump() + "), " + told;
+  }
+  // A sync under way is left to finish; a new operation would be refused by Argo CD.
+  const json::json_pointer phase("/status/operationState/phase");
+  if (app->contains(phase) && (*app)[phase] == "Running") patch.erase("operation");
+  Result<std::string> r =
+      k.RunIn(where.argocd_namespace, {"patch", ApplicationRef(where), "--type", "merge", "--patch", patch.dump()});
+  if (!r.ok()) return r.status();
+  Say(console, name, "Argo CD application " + where.argocd_namespace + "/" + where.argocd_application + ": " + told);
+  return Status::Ok();
+}
+
 // The count each workload of `source` runs with now, by kind/name (not the ones at 0).
-Result<std::map<std::string, int64_t>> RunningCounts(const Kubectl* source) {
+Result<std::map<std::string, int64_t>> RunningCounts(const HookKubectl* source) {
   std::map<std::string, int64_t> counts;
   if (source == nullptr) return counts;
   Result<std::vector<Workload>> workloads = source->Workloads();
@@ -185,7 +261,7 @@ Result<std::map<std::string, int64_t>> RunningCounts(const Kubectl* source) {
 
 // `source` (a rehearsal's start): the running source's counts come first, and what is scaled up
 // is not remembered as the target's own.
-Status Restore(const std::string& name, const Kubectl& k, Journal& journal, Console& console, const Kubectl* source) {
+Status Restore(const std::string& name, const HookKubectl& k, Journal& journal, Console& console, const HookKubectl* source) {
   Result<std::vector<Workload>> workloads = k.Workloads();
   if (!workloads.ok()) return workloads.status();
   Result<std::map<std::string, int64_t>> running = RunningCounts(source);
@@ -229,14 +305,16 @@ Status Restore(const std::string& name, const Kubectl& k, Journal& journal, Cons
 
 Status RunKubernetesHook(const std::string& name, const HookSpec& hook, KubeAction action,
                          Journal& journal, Console& console, const HookSpec* source) {
-  Kubectl k(name, hook);
+  HookKubectl k(name, hook);
   switch (action) {
     case KubeAction::kQuiesce:
+      FERRY_RETURN_IF_ERROR(PauseAutoSync(name, k, console));
       return Quiesce(name, k, journal, console, /*remember=*/true);
     case KubeAction::kRehearseStop:
       return Quiesce(name, k, journal, console, /*remember=*/false);
     case KubeAction::kRestore:
-      return Restore(name, k, journal, console, nullptr);
+      FERRY_RETURN_IF_ERROR(Restore(name, k, journal, console, nullptr));
+      return ResumeAutoSync(name, k, console);
     case KubeAction::kRehearseStart:
       break;
   }
@@ -246,7 +324,7 @@ Status RunKubernetesHook(const std::string& name, const HookSpec& hook, KubeActi
   // The source's workloads, read with the target hook's deadline.
   HookSpec read = *source;
   read.timeout_s = hook.timeout_s;
-  Kubectl source_k(name, read);
+  HookKubectl source_k(name, read);
   return Restore(name, k, journal, console, &source_k);
 }
 

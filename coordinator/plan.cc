@@ -4,10 +4,13 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cctype>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <set>
 
 #include "client/net.h"
+#include "coordinator/dns_hook.h"
 
 namespace ferry {
 
@@ -120,9 +123,61 @@ bool Executable(const std::string& command) {
   return false;
 }
 
+// `dns: {server, zone, name, type, value, ttl, tsig_key_file}` (coordinator/dns_hook.h), each
+// key given and checked: the switch runs at the end of the downtime, too late to find a typo.
+Status ParseDnsHook(const Checker& c, const YAML::Node& d, const std::string& where, HookSpec* hook) {
+  FERRY_RETURN_IF_ERROR(c.Map(d, where, {"server", "zone", "name", "type", "value", "ttl", "tsig_key_file"}));
+  HookSpec::Dns& dns = hook->dns;
+  std::string server, ttl;
+  for (auto [key, out] : {std::pair<const char*, std::string*>{"server", &server},
+                          {"zone", &dns.zone},
+                          {"name", &dns.name},
+                          {"type", &dns.type},
+                          {"value", &dns.value},
+                          {"ttl", &ttl},
+                          {"tsig_key_file", &dns.tsig_key_file}}) {
+    if (!d[key]) return c.Error(d, where + " needs " + key);
+    Result<std::string> v = c.String(d[key], where + ": " + key);
+    if (!v.ok()) return v.status();
+    *out = *v;
+  }
+  Result<HostPort> hp = ParseHostPort(server);
+  if (!hp.ok() || hp->host.empty() || hp->port == "0")
+    return c.Error(d["server"], where + ": server must be HOST:PORT (the DNS server that takes the update), not '" + server + "'");
+  dns.server_host = hp->host;
+  dns.server_port = hp->port;
+  if (!IsDnsName(dns.zone)) return c.Error(d["zone"], where + ": zone '" + dns.zone + "' is not a DNS name");
+  if (!IsDnsName(dns.name)) return c.Error(d["name"], where + ": name '" + dns.name + "' is not a DNS name");
+  dns.zone = NormalizeDnsName(dns.zone);
+  dns.name = NormalizeDnsName(dns.name);
+  if (!DnsNameInZone(dns.name, dns.zone))
+    return c.Error(d["name"], where + ": name " + dns.name + " is outside the zone " + dns.zone);
+  if (dns.type != "A" && dns.type != "CNAME")
+    return c.Error(d["type"], where + ": type must be A or CNAME, not '" + dns.type + "'");
+  if (!IsDnsValue(dns.type, dns.value)) {
+    return c.Error(d["value"], where + ": value '" + dns.value + "' is not " +
+                                   (dns.type == "A" ? "an IPv4 address (type A)" : "a host name (type CNAME)"));
+  }
+  if (dns.type == "CNAME") dns.value = NormalizeDnsName(dns.value);
+  Result<uint32_t> t = c.Count(d["ttl"], where + ": ttl (seconds)", 0, 2147483647);
+  if (!t.ok()) return t.status();
+  dns.ttl_s = *t;
+  dns.tsig_key_file = c.File(dns.tsig_key_file);
+  if (::access(dns.tsig_key_file.c_str(), R_OK) != 0) {
+    return c.Error(d["tsig_key_file"], where + ": tsig_key_file " + dns.tsig_key_file + " cannot be read: " +
+                                           std::strerror(errno) + " (a key from tsig-keygen)");
+  }
+  for (const char* tool : {"nsupdate", "dig"}) {
+    if (!Executable(tool))
+      return c.Error(d, where + std::string(": dns hooks run ") + tool + ", which is not in PATH (Debian: bind9-dnsutils)");
+  }
+  hook->kind = HookSpec::Kind::kDns;
+  return Status::Ok();
+}
+
 Result<HookSpec> ParseHook(const Checker& c, const YAML::Node& node, const std::string& name) {
   const std::string where = "hooks: " + name;
-  FERRY_RETURN_IF_ERROR(c.Map(node, where, {"run", "timeout", "estimate", "kubernetes"}));
+  FERRY_RETURN_IF_ERROR(c.Map(node, where, {"run", "timeout", "estimate", "kubernetes", "dns"}));
   HookSpec hook;
   hook.line = node.Mark().line + 1;
   if (node["timeout"]) {
@@ -138,8 +193,14 @@ Result<HookSpec> ParseHook(const Checker& c, const YAML::Node& node, const std::
       return c.Error(node["estimate"], where + ": estimate is more than its timeout");
     hook.estimate_s = *t;
   }
-  if (node["run"] && node["kubernetes"])
-    return c.Error(node, where + " has both run and kubernetes: give one");
+  if ((node["run"] ? 1 : 0) + (node["kubernetes"] ? 1 : 0) + (node["dns"] ? 1 : 0) > 1)
+    return c.Error(node, where + " has more than one of run, kubernetes and dns: give one");
+  if (node["dns"]) {
+    if (name != "switch_traffic")
+      return c.Error(node["dns"], where + ": a dns hook switches traffic (switch_traffic); " + name + " needs run: [argv...]");
+    FERRY_RETURN_IF_ERROR(ParseDnsHook(c, node["dns"], where + ": dns", &hook));
+    return hook;
+  }
   if (node["run"]) {
     Result<std::vector<std::string>> argv = c.Strings(node["run"], where + ": run");
     if (!argv.ok()) return argv.status();
@@ -153,7 +214,7 @@ Result<HookSpec> ParseHook(const Checker& c, const YAML::Node& node, const std::
   }
   if (node["kubernetes"]) {
     const YAML::Node k = node["kubernetes"];
-    FERRY_RETURN_IF_ERROR(c.Map(k, where + ": kubernetes", {"context", "namespace", "selector"}));
+    FERRY_RETURN_IF_ERROR(c.Map(k, where + ": kubernetes", {"context", "namespace", "selector", "argocd"}));
     hook.kind = HookSpec::Kind::kKubernetes;
     for (auto [key, out] :
          {std::pair<const char*, std::string*>{"context", &hook.kubernetes.context},
@@ -164,6 +225,17 @@ Result<HookSpec> ParseHook(const Checker& c, const YAML::Node& node, const std::
       if (!v.ok()) return v.status();
       *out = *v;
     }
+    if (const YAML::Node argo = k["argocd"]) {
+      FERRY_RETURN_IF_ERROR(c.Map(argo, where + ": kubernetes: argocd", {"application", "namespace"}));
+      if (!argo["application"]) return c.Error(argo, where + ": kubernetes: argocd needs application (its name)");
+      for (auto [key, out] : {std::pair<const char*, std::string*>{"application", &hook.kubernetes.argocd_application},
+                              {"namespace", &hook.kubernetes.argocd_namespace}}) {
+        if (!argo[key]) continue;
+        Result<std::string> v = c.String(argo[key], where + ": kubernetes: argocd: " + key);
+        if (!v.ok()) return v.status();
+        *out = *v;
+      }
+    }
     if (name == "switch_traffic" || name == "prepare_source" || name == "check_target") {
       return c.Error(k, where + ": a kubernetes hook scales workloads (quiesce_source, start_target, stop_target, "
                                 "resume_source); " + name + " needs run: [argv...]");
@@ -172,8 +244,8 @@ Result<HookSpec> ParseHook(const Checker& c, const YAML::Node& node, const std::
       return c.Error(k, where + ": kubernetes hooks run kubectl, which is not in PATH");
     return hook;
   }
-  return c.Error(node,
-                 where + " needs run: [argv...] or kubernetes: {context, namespace, selector}");
+  return c.Error(node, where + " needs run: [argv...], kubernetes: {context, namespace, selector}" +
+                           (name == "switch_traffic" ? " or dns: {server, zone, name, type, value, ttl, tsig_key_file}" : ""));
 }
 
 Result<std::pair<int, int>> ParseWindow(const Checker& c, const YAML::Node& node) {
@@ -311,6 +383,23 @@ Result<double> ParseDuration(const std::string& text) {
   return total;
 }
 
+Result<uint64_t> ParseQuantity(const std::string& text) {
+  static const std::pair<const char*, double> kUnits[] = {
+      {"Ki", 1024.0}, {"Mi", 1048576.0}, {"Gi", 1073741824.0}, {"Ti", 1099511627776.0}, {"Pi", 1125899906842624.0},
+      {"k", 1e3},     {"M", 1e6},        {"G", 1e9},           {"T", 1e12},            {"P", 1e15},
+      {"", 1}};
+  char* end = nullptr;
+  const double value = std::strtod(text.c_str(), &end);
+  if (text.empty() || end == text.c_str() || value < 0 || !std::isdigit(static_cast<unsigned char>(text[0]))) {
+    return Status::InvalidArgument("a size like 200Gi, 512Mi or 10G, not '" + text + "'");
+  }
+  for (const auto& [unit, factor] : kUnits) {
+    if (std::string(end) == unit) return static_cast<uint64_t>(value * factor + 0.5);
+  }
+  return Status::InvalidArgument("a size like 200Gi, 512Mi or 10G (units Ki Mi Gi Ti Pi, k M G T P), not '" + text +
+                                 "'");
+}
+
 namespace {
 
 Status ParseName(const Checker& c, const YAML::Node& root, Plan* plan) {
@@ -368,6 +457,178 @@ Status ParsePairs(const Checker& c, const YAML::Node& root, Plan* plan) {
   return Status::Ok();
 }
 
+// --- A plan that names PVCs -------------------------------------------------------------------
+
+// A DNS-1123 name of a namespace or a PVC: lower-case letters, digits, '-' and '.'.
+bool KubeName(const std::string& s) {
+  if (s.empty() || s.size() > 253 || !std::isalnum(static_cast<unsigned char>(s.front())) ||
+      !std::isalnum(static_cast<unsigned char>(s.back())))
+    return false;
+  for (char ch : s) {
+    if (!(std::islower(static_cast<unsigned char>(ch)) || std::isdigit(static_cast<unsigned char>(ch)) || ch == '-' ||
+          ch == '.'))
+      return false;
+  }
+  return true;
+}
+
+Result<KubeSide> ParseKubeSide(const Checker& c, const YAML::Node& node, const std::string& where) {
+  FERRY_RETURN_IF_ERROR(c.Map(node, where, {"kubernetes"}));
+  const YAML::Node k = node["kubernetes"];
+  if (!k) return c.Error(node, where + " needs kubernetes: {context: NAME} (or is ferry://HOST:PORT)");
+  FERRY_RETURN_IF_ERROR(
+      c.Map(k, where + ": kubernetes",
+            {"context", "kubeconfig", "ferry_namespace", "ferry_selector", "address", "holder_image"}));
+  KubeSide side;
+  side.line = k.Mark().line + 1;
+  for (auto [key, out] : {std::pair<const char*, std::string*>{"context", &side.context},
+                          {"kubeconfig", &side.kubeconfig},
+                          {"ferry_namespace", &side.ferry_namespace},
+                          {"ferry_selector", &side.ferry_selector},
+                          {"holder_image", &side.holder_image}}) {
+    if (!k[key]) continue;
+    Result<std::string> v = c.String(k[key], where + ": kubernetes: " + key);
+    if (!v.ok()) return v.status();
+    *out = key == std::string("kubeconfig") ? c.File(*v) : *v;
+  }
+  if (!side.kubeconfig.empty() && ::access(side.kubeconfig.c_str(), R_OK) != 0)
+    return c.Error(k["kubeconfig"], where + ": kubernetes: kubeconfig '" + side.kubeconfig + "' cannot be read");
+  if (k["address"]) {
+    Result<std::string> a = c.String(k["address"], where + ": kubernetes: address");
+    if (!a.ok()) return a.status();
+    if (*a != "pod" && *a != "node")
+      return c.Error(k["address"], where + ": kubernetes: address must be pod (the ferry pod's IP) or node (its "
+                                           "node's InternalIP and the hostPort), not '" + *a + "'");
+    side.address = *a == "pod" ? KubeSide::Address::kPod : KubeSide::Address::kNode;
+  }
+  if (!Executable("kubectl")) return c.Error(k, where + ": a Kubernetes plan runs kubectl, which is not in PATH");
+  return side;
+}
+
+// "NAMESPACE/PVC".
+Status ParsePvcRef(const Checker& c, const YAML::Node& node, const std::string& where, std::string* ns,
+                   std::string* name) {
+  Result<std::string> s = c.String(node, where);
+  if (!s.ok()) return s.status();
+  const size_t slash = s->find('/');
+  if (slash == std::string::npos || !KubeName(s->substr(0, slash)) || !KubeName(s->substr(slash + 1)))
+    return c.Error(node, where + " must be NAMESPACE/PVC (lower-case DNS names), not '" + *s + "'");
+  *ns = s->substr(0, slash);
+  *name = s->substr(slash + 1);
+  return Status::Ok();
+}
+
+// The mapping keys of a pair (or of `pairs: {namespace: ...}`): storage_class, size,
+// access_modes, target_node.
+Status ParseMapping(const Checker& c, const YAML::Node& node, const std::string& where, KubePair* p) {
+  for (auto [key, out] : {std::pair<const char*, std::string*>{"storage_class", &p->storage_class},
+                          {"target_node", &p->target_node}}) {
+    if (!node[key]) continue;
+    Result<std::string> v = c.String(node[key], where + ": " + key);
+    if (!v.ok()) return v.status();
+    *out = *v;
+  }
+  if (node["size"]) {
+    Result<std::string> v = c.String(node["size"], where + ": size");
+    if (!v.ok()) return v.status();
+    Result<uint64_t> bytes = ParseQuantity(*v);
+    if (!bytes.ok() || *bytes == 0) return c.Error(node["size"], where + ": size: " + (bytes.ok() ? "0" : bytes.status().message()));
+    p->size_bytes = *bytes;
+  }
+  if (node["access_modes"]) {
+    Result<std::vector<std::string>> modes = c.Strings(node["access_modes"], where + ": access_modes");
+    if (!modes.ok()) return modes.status();
+    for (const std::string& m : *modes) {
+      if (m != "ReadWriteOnce" && m != "ReadOnlyMany" && m != "ReadWriteMany" && m != "ReadWriteOncePod")
+        return c.Error(node["access_modes"], where + ": access_modes: '" + m +
+                                                 "' is not ReadWriteOnce, ReadOnlyMany, ReadWriteMany or ReadWriteOncePod");
+    }
+    p->access_modes = *modes;
+  }
+  return Status::Ok();
+}
+
+Result<KubePair> ParseKubePair(const Checker& c, const YAML::Node& node) {
+  FERRY_RETURN_IF_ERROR(
+      c.Map(node, "pairs item", {"source", "target", "storage_class", "size", "access_modes", "target_node"}));
+  KubePair p;
+  p.line = node.Mark().line + 1;
+  if (!node["source"]) return c.Error(node, "pairs item needs source: NAMESPACE/PVC");
+  FERRY_RETURN_IF_ERROR(ParsePvcRef(c, node["source"], "pairs: source", &p.source_namespace, &p.source_pvc));
+  p.target_namespace = p.source_namespace;
+  p.target_pvc = p.source_pvc;
+  if (node["target"])
+    FERRY_RETURN_IF_ERROR(ParsePvcRef(c, node["target"], "pairs: target", &p.target_namespace, &p.target_pvc));
+  FERRY_RETURN_IF_ERROR(ParseMapping(c, node, "pairs", &p));
+  return p;
+}
+
+// pairs: [{source: NS/PVC, ...}] or {namespace: NS, ...}; exclude_pvcs.
+Status ParseKubePairs(const Checker& c, const YAML::Node& root, KubePlan* k) {
+  const YAML::Node pairs = root["pairs"];
+  if (!pairs) return c.Error(root, "pairs: a list of {source: NAMESPACE/PVC, ...}, or {namespace: NS}");
+  k->pairs_line = pairs.Mark().line + 1;
+  if (pairs.IsMap()) {
+    FERRY_RETURN_IF_ERROR(c.Map(pairs, "pairs",
+                                {"namespace", "target_namespace", "storage_class", "access_modes", "target_node"}));
+    if (!pairs["namespace"]) return c.Error(pairs, "pairs needs namespace: NS (every PVC of it)");
+    for (auto [key, out] : {std::pair<const char*, std::string*>{"namespace", &k->all_of_namespace},
+                            {"target_namespace", &k->each.target_namespace}}) {
+      if (!pairs[key]) continue;
+      Result<std::string> v = c.String(pairs[key], std::string("pairs: ") + key);
+      if (!v.ok()) return v.status();
+      if (!KubeName(*v)) return c.Error(pairs[key], std::string("pairs: ") + key + ": '" + *v + "' is not a namespace name");
+      *out = *v;
+    }
+    k->each.line = k->pairs_line;
+    FERRY_RETURN_IF_ERROR(ParseMapping(c, pairs, "pairs", &k->each));
+  } else if (pairs.IsSequence() && pairs.size() > 0) {
+    std::set<std::string> targets;
+    for (const YAML::Node& item : pairs) {
+      Result<KubePair> p = ParseKubePair(c, item);
+      if (!p.ok()) return p.status();
+      if (!targets.insert(p->target_namespace + "/" + p->target_pvc).second)
+        return c.Error(item, "pairs: " + p->target_namespace + "/" + p->target_pvc + " is the target of two pairs");
+      k->pairs.push_back(*p);
+    }
+  } else {
+    return c.Error(pairs, "pairs must be a non-empty list of {source: NAMESPACE/PVC, ...}, or {namespace: NS}");
+  }
+  if (root["exclude_pvcs"]) {
+    Result<std::vector<std::string>> e = c.Strings(root["exclude_pvcs"], "exclude_pvcs");
+    if (!e.ok()) return e.status();
+    for (const std::string& ref : *e) {
+      const size_t slash = ref.find('/');
+      if (slash == std::string::npos || !KubeName(ref.substr(0, slash)) || !KubeName(ref.substr(slash + 1)))
+        return c.Error(root["exclude_pvcs"], "exclude_pvcs: '" + ref + "' is not NAMESPACE/PVC");
+    }
+    k->exclude_pvcs = *e;
+  }
+  return Status::Ok();
+}
+
+// A Kubernetes plan: both sides clusters, the pairs PVCs.
+Status ParseKubePlan(const Checker& c, const YAML::Node& root, Plan* plan) {
+  KubePlan k;
+  if (!root["source"] || !root["target"])
+    return c.Error(root, "a plan that names PVCs needs source: {kubernetes: {context: ...}} and target: {kubernetes: ...}");
+  Result<KubeSide> source = ParseKubeSide(c, root["source"], "source");
+  if (!source.ok()) return source.status();
+  Result<KubeSide> target = ParseKubeSide(c, root["target"], "target");
+  if (!target.ok()) return target.status();
+  k.source = *source;
+  k.target = *target;
+  FERRY_RETURN_IF_ERROR(ParseKubePairs(c, root, &k));
+  for (const KubePair& p : k.pairs) {
+    PairSpec pair;
+    pair.label = p.Label();
+    pair.line = p.line;
+    plan->pairs.push_back(pair);
+  }
+  plan->kubernetes = std::move(k);
+  return Status::Ok();
+}
+
 // A rehearsal starts the target app and must be able to stop it again: start_target, and
 // stop_target unless start_target is a Kubernetes hook (scaled back to 0).
 Status CheckRehearsal(const Checker& c, const YAML::Node& root, const Plan& plan) {
@@ -418,11 +679,15 @@ Status ParseOptions(const Checker& c, const YAML::Node& root, Plan* plan) {
 
 // The whole plan below its root, in the order a reader meets its keys.
 Status ParsePlan(const Checker& c, const YAML::Node& root, Plan* plan) {
-  FERRY_RETURN_IF_ERROR(
-      c.Map(root, "the plan", {"name", "source", "target", "auth", "pairs", "exclude", "xattrs", "policy", "hooks"}));
+  FERRY_RETURN_IF_ERROR(c.Map(root, "the plan",
+                              {"name", "source", "target", "auth", "pairs", "exclude_pvcs", "exclude", "xattrs",
+                               "policy", "hooks"}));
   FERRY_RETURN_IF_ERROR(ParseName(c, root, plan));
+  const bool kube = (root["source"] && root["source"].IsMap()) || (root["target"] && root["target"].IsMap());
+  if (!kube && root["exclude_pvcs"])
+    return c.Error(root["exclude_pvcs"], "exclude_pvcs is for a plan that names PVCs (source: {kubernetes: ...})");
   for (auto [key, out] : {std::pair<const char*, std::string*>{"source", &plan->source}, {"target", &plan->target}}) {
-    if (!root[key]) continue;
+    if (!root[key] || kube) continue;
     Result<std::string> d = c.Daemon(root[key], key);
     if (!d.ok()) return d.status();
     *out = *d;
@@ -430,7 +695,7 @@ Status ParsePlan(const Checker& c, const YAML::Node& root, Plan* plan) {
   if (!root["auth"])
     return c.Error(root, "the plan needs auth: {psk_file: FILE}, {tls_cert, tls_key, tls_ca} or {insecure: true}");
   FERRY_RETURN_IF_ERROR(ParseAuth(c, root["auth"], &plan->tls));
-  FERRY_RETURN_IF_ERROR(ParsePairs(c, root, plan));
+  FERRY_RETURN_IF_ERROR(kube ? ParseKubePlan(c, root, plan) : ParsePairs(c, root, plan));
   return ParseOptions(c, root, plan);
 }
 

@@ -154,6 +154,88 @@ TEST_F(PlanTest, WrongPlansAreRefusedWithTheLineAndTheReason) {
   EXPECT_NE(missing.status().message().find("cannot be read"), std::string::npos);
 }
 
+constexpr const char* kKube = R"(name: shop
+source: {kubernetes: {context: cluster-a}}
+target: {kubernetes: {context: cluster-b, address: node, ferry_namespace: ferry}}
+auth: {psk_file: psk}
+pairs:
+  - {source: shop/pgdata}
+  - {source: shop/uploads, target: shop2/uploads-v2, storage_class: fast-ssd, size: 200Gi, access_modes: [ReadWriteMany], target_node: node-b2}
+)";
+
+TEST_F(PlanTest, APlanThatNamesPvcsLoadsItsClustersAndMapping) {
+  Result<Plan> plan = Load(kKube);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  ASSERT_TRUE(plan->kubernetes.has_value());
+  const KubePlan& k = *plan->kubernetes;
+  EXPECT_EQ(k.source.context, "cluster-a");
+  EXPECT_EQ(k.source.ferry_namespace, "ferry-system");  // deploy/kubernetes/ by default
+  EXPECT_EQ(k.source.address, KubeSide::Address::kPod);
+  EXPECT_EQ(k.target.address, KubeSide::Address::kNode);
+  EXPECT_EQ(k.target.ferry_namespace, "ferry");
+  ASSERT_EQ(k.pairs.size(), 2u);
+  EXPECT_EQ(k.pairs[0].Label(), "shop/pgdata -> shop/pgdata");  // the target defaults to the same name
+  EXPECT_EQ(k.pairs[1].Label(), "shop/uploads -> shop2/uploads-v2");
+  EXPECT_EQ(k.pairs[1].storage_class, "fast-ssd");
+  EXPECT_EQ(k.pairs[1].size_bytes, 200ull << 30);
+  EXPECT_EQ(k.pairs[1].access_modes, std::vector<std::string>{"ReadWriteMany"});
+  EXPECT_EQ(k.pairs[1].target_node, "node-b2");
+  EXPECT_EQ(k.pairs[1].line, 7);
+  // The pairs are known by their PVCs before they resolve (status, the journal).
+  ASSERT_EQ(plan->pairs.size(), 2u);
+  EXPECT_EQ(plan->pairs[1].Name(), "shop/uploads -> shop2/uploads-v2");
+
+  std::string all = kKube;
+  all = all.substr(0, all.find("pairs:")) +
+        "pairs: {namespace: shop, target_namespace: shop2, storage_class: fast-ssd}\nexclude_pvcs: [shop/cache]\n";
+  Result<Plan> ns = Load(all);
+  ASSERT_TRUE(ns.ok()) << ns.status().ToString();
+  EXPECT_EQ(ns->kubernetes->all_of_namespace, "shop");
+  EXPECT_EQ(ns->kubernetes->each.target_namespace, "shop2");
+  EXPECT_EQ(ns->kubernetes->exclude_pvcs, std::vector<std::string>{"shop/cache"});
+  EXPECT_TRUE(ns->pairs.empty());
+
+  EXPECT_EQ(*ParseQuantity("512Mi"), 512ull << 20);
+  EXPECT_EQ(*ParseQuantity("10G"), 10000000000ull);
+  EXPECT_EQ(*ParseQuantity("1073741824"), 1ull << 30);
+  EXPECT_FALSE(ParseQuantity("lots").ok());
+}
+
+TEST_F(PlanTest, WrongPvcPlansAreRefusedWithTheLine) {
+  struct Case {
+    std::string from, to, error;
+  };
+  const Case cases[] = {
+      {"  - {source: shop/pgdata}\n", "  - {source: pgdata}\n", "plan.yaml:6: pairs: source must be NAMESPACE/PVC"},
+      {"  - {source: shop/pgdata}\n", "  - {source: shop/PgData}\n", "plan.yaml:6: pairs: source must be NAMESPACE/PVC"},
+      {"  - {source: shop/pgdata}\n", "  - {source: shop/pgdata, size: huge}\n", "plan.yaml:6: pairs: size: a size like"},
+      {"  - {source: shop/pgdata}\n", "  - {source: shop/pgdata, access_modes: [ReadWriteSometimes]}\n",
+       "plan.yaml:6: pairs: access_modes: 'ReadWriteSometimes' is not"},
+      {"  - {source: shop/pgdata}\n", "  - {source: shop/pgdata, target: shop2/uploads-v2}\n", "is the target of two pairs"},
+      {"  - {source: shop/pgdata}\n", "  - {source: shop/pgdata, source_daemon: ferry://a:1}\n",
+       "plan.yaml:6: pairs item: unknown key 'source_daemon'"},
+      {"target: {kubernetes: {context: cluster-b, address: node, ferry_namespace: ferry}}\n",
+       "target: ferry://10.1.0.7:7373\n", "plan.yaml:3: target must be a mapping"},
+      {"target: {kubernetes: {context: cluster-b, address: node, ferry_namespace: ferry}}\n",
+       "target: {kubernetes: {context: cluster-b, address: host}}\n", "plan.yaml:3: target: kubernetes: address must be pod"},
+      {"source: {kubernetes: {context: cluster-a}}\n", "source: {kubernetes: {context: a, kubeconfig: /nonexistent/kc}}\n",
+       "plan.yaml:2: source: kubernetes: kubeconfig '/nonexistent/kc' cannot be read"},
+      {"pairs:\n", "exclude_pvcs: shop/cache\npairs:\n", "plan.yaml:5: exclude_pvcs must be a list of strings"},
+  };
+  for (const Case& c : cases) {
+    std::string text = kKube;
+    size_t at = text.find(c.from);
+    ASSERT_NE(at, std::string::npos) << c.from;
+    text.replace(at, c.from.size(), c.to);
+    std::string error = Error(text);
+    EXPECT_NE(error.find(c.error), std::string::npos) << "changed '" << c.from << "' to '" << c.to << "': " << error;
+  }
+  // exclude_pvcs belongs to a plan that names PVCs.
+  std::string daemons = kFull;
+  daemons.insert(daemons.find("pairs:"), "exclude_pvcs: [shop/cache]\n");
+  EXPECT_NE(Error(daemons).find("exclude_pvcs is for a plan that names PVCs"), std::string::npos);
+}
+
 TEST(DurationTest, Units) {
   EXPECT_DOUBLE_EQ(*ParseDuration("30s"), 30);
   EXPECT_DOUBLE_EQ(*ParseDuration("2m"), 120);

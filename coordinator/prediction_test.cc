@@ -15,7 +15,7 @@ constexpr double kMiB = 1 << 20;
 Plan PlanOf(std::vector<std::string> pairs, Policy::Verify verify = Policy::Verify::kNone) {
   Plan plan;
   plan.name = "test";
-  for (const std::string& p : pairs) plan.pairs.push_back({p, p, "ferry://a:1", "ferry://b:1", 1});
+  for (const std::string& p : pairs) plan.pairs.push_back({p, p, "ferry://a:1", "ferry://b:1", 1, "", {}, {}});
   plan.policy.verify = verify;
   plan.policy.min_stages = 2;
   plan.policy.max_downtime_s = 30;

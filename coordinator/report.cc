@@ -241,6 +241,7 @@ struct Report {
   uint32_t final_stage = 0;  // the last final stage's number
   Prediction now;
   std::vector<DowntimePart> cutover_predicted_split, actual_split;  // the last cutover's
+  std::vector<Journal::DnsSwitch> dns_switches;
 };
 
 std::string Join(const std::vector<std::string>& names) {
@@ -345,6 +346,20 @@ void JournalTables(std::ostringstream& html, const Report& r) {
     }
     html << "</table>\n";
   }
+  if (!r.dns_switches.empty()) {
+    html << "<h2>DNS switches</h2>\n<table><tr><th class=\"l\">started</th><th class=\"l\">record</th><th "
+            "class=\"l\">server</th><th class=\"l\">before</th><th class=\"l\">after</th></tr>\n";
+    for (const Journal::DnsSwitch& d : r.dns_switches) {
+      const bool ok = d.ok.value_or(false);
+      const std::string after = d.after ? d.after->ToString() : "";
+      html << "<tr><td class=\"l\">" << LocalTime(d.started_unix_ms) << "</td><td class=\"l\">" << Escape(d.name)
+           << " " << Escape(d.type) << "</td><td class=\"l\">" << Escape(d.server) << "</td><td class=\"l\">"
+           << Escape(d.before.ToString()) << "</td><td class=\"l" << (ok ? "" : " bad") << "\">" << Escape(after)
+           << (ok ? "" : (after.empty() ? "" : ": ") + Escape(d.ok ? d.error : "the coordinator stopped during the switch"))
+           << "</td></tr>\n";
+    }
+    html << "</table>\n";
+  }
 }
 
 Result<Report> ReadReport(const Plan& plan, const std::string& state_dir) {
@@ -358,6 +373,7 @@ Result<Report> ReadReport(const Plan& plan, const std::string& state_dir) {
   r.stages = std::move(*stages);
   r.events = std::move(*events);
   r.hooks = (*journal)->HookSeconds();
+  r.dns_switches = (*journal)->DnsSwitches();
   const int minute = LocalMinute();
   r.columns = ColumnsOf(r.stages, plan, r.hooks, minute);
   for (const PairStage& s : r.stages) {

@@ -1,7 +1,8 @@
 // `ferry report PLAN --html FILE`: one self-contained HTML page (no script, no external file)
 // from the plan's journal: the migration's state, a chart of each stage's changed bytes, its
 // duration and the downtime predicted after it (with max_downtime, and the cutover's actual
-// downtime beside its prediction), the stage table per pair, and the journal's transitions.
+// downtime beside its prediction), the stage table per pair, the journal's transitions and the
+// DNS switches (the record before and after).
 // Threading: the caller's.
 #pragma once
 

@@ -26,7 +26,7 @@ class ReportTest : public ::testing::Test {
     dir_ = dir;
     plan_.path = dir_ + "/plan.yaml";
     plan_.name = "shop-db";
-    plan_.pairs.push_back({"pgdata", "pgdata", "ferry://a:1", "ferry://b:1", 3});
+    plan_.pairs.push_back({"pgdata", "pgdata", "ferry://a:1", "ferry://b:1", 3, "", {}, {}});
     plan_.policy.max_downtime_s = 30;
   }
   void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
@@ -68,6 +68,10 @@ TEST_F(ReportTest, ThePageShowsTheStagesThePredictionAndTheCutover) {
     ASSERT_TRUE((*j)->HookEnded(*run, 0.75, true).ok());
     Record(**j, 4, "final", 0.4, 1u << 20);
     Record(**j, 5, "check", 0.3, 0);
+    Result<int64_t> dns = (*j)->DnsSwitchStarted(
+        {0, 0, "10.0.0.53:53", "example.com", "shop.example.com", "A", "10.1.0.7", {300, {"10.0.0.5"}}, {}, {}, ""});
+    ASSERT_TRUE(dns.ok());
+    ASSERT_TRUE((*j)->DnsSwitchEnded(*dns, Journal::DnsRecord{30, {"10.1.0.7"}}, true, "").ok());
     ASSERT_TRUE((*j)->Transition("migrated", Journal::DowntimeDetail({1.25, 1.5})).ok());
   }
   const std::string html = dir_ + "/report.html";
@@ -95,6 +99,11 @@ TEST_F(ReportTest, ThePageShowsTheStagesThePredictionAndTheCutover) {
   EXPECT_NE(page.find("<td class=\"l\">quiescing</td><td class=\"l\">predicted_downtime_s=1.250</td>"),
             std::string::npos);
   EXPECT_NE(page.find("<td class=\"l\">quiesce_source</td><td>0.75</td>"), std::string::npos);
+  // The DNS switch: the record before and after.
+  EXPECT_NE(page.find("<td class=\"l\">shop.example.com A</td><td class=\"l\">10.0.0.53:53</td><td "
+                      "class=\"l\">10.0.0.5 (ttl 300)</td><td class=\"l\">10.1.0.7 (ttl 30)</td>"),
+            std::string::npos)
+      << page;
   EXPECT_NE(page.rfind("</body></html>\n"), std::string::npos);
   if (const char* keep = std::getenv("FERRY_REPORT_TEST_KEEP")) std::ofstream(keep) << page;
 }

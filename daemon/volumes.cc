@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <vector>
@@ -64,6 +65,24 @@ Result<std::string> FindPersistentVolume(const std::string& kubelet_root, const 
     return Status::NotFound("volume '" + std::string(kPvPrefix) + pv + "': no pod on this node mounts PV '" + pv +
                             "' (looked in " + pods + "/*/volumes/*/" + pv + " and volumeDevices/): run the stage "
                             "on the node where its pod runs");
+  }
+  // Several pods of this node mount the PV (the app and ferry's holder pod, coordinator/kube_place.h):
+  // one volume when every mount is the same file system object; the first writable one is used.
+  auto same_object = [&] {
+    struct stat first, other;
+    if (::stat(matches[0].path.c_str(), &first) != 0) return false;
+    for (const Match& m : matches) {
+      if (::stat(m.path.c_str(), &other) != 0 || other.st_dev != first.st_dev || other.st_ino != first.st_ino ||
+          other.st_rdev != first.st_rdev)
+        return false;
+    }
+    return true;
+  };
+  if (matches.size() > 1 && same_object()) {
+    for (const Match& m : matches) {
+      if (::access(m.path.c_str(), W_OK) == 0) return m.path;
+    }
+    return matches[0].path;
   }
   if (matches.size() > 1) {
     std::string list;

@@ -24,10 +24,11 @@ struct VolumeTable {
 //   pods/<pod uid>/volumes/kubernetes.io~csi/<pv>/mount   (CSI drivers)
 //   pods/<pod uid>/volumes/<plugin>/<pv>                  (in-tree plugins: local, nfs, ...)
 //   pods/<pod uid>/volumeDevices/<plugin>/<pv>            (volumeMode: Block)
-// Exactly one match, or an error: none (no pod here uses it), or several (naming the pods).
+// One match (several pods mounting the same file system object count as one: the first writable
+// mount), or an error: none (no pod here uses it), or several different ones (naming them).
 Result<std::string> FindPersistentVolume(const std::string& kubelet_root, const std::string& pv);
 
-// The persistent volumes mounted once on this node (pv name -> path), for listing.
+// The persistent volumes found on this node as FindPersistentVolume finds them (pv name -> path), for listing.
 std::map<std::string, std::string> ListPersistentVolumes(const std::string& kubelet_root);
 
 // The prefix of a volume name that asks for discovery.

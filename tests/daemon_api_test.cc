@@ -327,6 +327,15 @@ class KubeletDiscoveryTest : public ::testing::Test {
     // A block PV (an image file standing in for the device node kubelet makes).
     MakeDirs(kube_ + "/pods/uid-5/volumeDevices/kubernetes.io~csi");
     WriteRandomFile(kube_ + "/pods/uid-5/volumeDevices/kubernetes.io~csi/pv-d", 1 << 20, 2);
+    // Mounted by two pods on this node as the same file system (the app and ferry's holder pod:
+    // kubelet bind-mounts one volume into each; here two links to one directory).
+    shared_ = tmp_.Sub("pv-f-data");
+    MakeDirs(shared_);
+    WriteFile(shared_ + "/f", "shared\n");
+    for (const char* pod : {"uid-7", "uid-8"}) {
+      MakeDirs(kube_ + "/pods/" + pod + "/volumes/kubernetes.io~csi/pv-f");
+      EXPECT_EQ(::symlink(shared_.c_str(), (kube_ + "/pods/" + pod + "/volumes/kubernetes.io~csi/pv-f/mount").c_str()), 0);
+    }
     // A pod whose CSI volume is not published yet: no mount dir.
     MakeDirs(kube_ + "/pods/uid-6/volumes/kubernetes.io~csi/pv-e");
     DaemonProcess::Config config = DaemonConfigIn(tmp_.path(), {});
@@ -335,7 +344,7 @@ class KubeletDiscoveryTest : public ::testing::Test {
   }
 
   TempDir tmp_;
-  std::string kube_, csi_, local_;
+  std::string kube_, csi_, local_, shared_;
   DaemonProcess daemon_;
 };
 
@@ -353,6 +362,9 @@ TEST_F(KubeletDiscoveryTest, PvNamesResolveToTheirOneMountOrAClearError) {
   EXPECT_EQ(twice.exit_code, 1) << twice.Describe();  // the name is ambiguous here: name the path instead
   EXPECT_NE(twice.err.find("mounted 2 times"), std::string::npos) << twice.err;
   EXPECT_NE(twice.err.find("uid-3"), std::string::npos) << twice.err;
+  CommandResult shared = RunFerry({"sync", "--insecure", "--no-progress", daemon_.Url("pv:pv-f"), tmp_.Sub("f")});
+  ASSERT_EQ(shared.exit_code, 0) << shared.Describe();  // two mounts of one volume are one volume
+  EXPECT_EQ(RsyncDiff(shared_, tmp_.Sub("f")), "");
   for (const std::string pv : {"pv-missing", "pv-e"}) {
     CommandResult none = RunFerry({"sync", "--insecure", "--no-progress", daemon_.Url("pv:" + pv), tmp_.Sub("m")});
     EXPECT_EQ(none.exit_code, 2) << none.Describe();
@@ -371,7 +383,7 @@ TEST_F(KubeletDiscoveryTest, PvNamesResolveToTheirOneMountOrAClearError) {
   std::vector<std::string> names;
   const json listing = ParseJson(volumes.out);
   for (const json& v : listing["volumes"]) names.push_back(v["name"]);
-  EXPECT_EQ(names, (std::vector<std::string>{"pv:pv-a", "pv:pv-b", "pv:pv-d"})) << volumes.out;
+  EXPECT_EQ(names, (std::vector<std::string>{"pv:pv-a", "pv:pv-b", "pv:pv-d", "pv:pv-f"})) << volumes.out;
 }
 
 TEST(KubeletRootTest, DaemonWithoutVolumesOrKubeletSaysWhatIsMissing) {
