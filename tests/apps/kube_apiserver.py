@@ -62,6 +62,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -344,6 +345,10 @@ class Handler(BaseHTTPRequestHandler):
             self.send_error_status(e)
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
             pass
+        except Exception as e:  # a request the double does not handle: say so, keep serving
+            traceback.print_exc()
+            self.send_error_status(ApiError(500, "InternalError", "the API server test double failed on "
+                                            "%s %s: %r (see its stderr)" % (method, url.path, e)))
 
     def route(self, method, path, query, body):
         if method == "GET" and path in ("/version", "/version/"):
