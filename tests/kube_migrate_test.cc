@@ -5,6 +5,7 @@
 // double's kubelet emulation keeps, pointing at real directories. The data moves between the
 // two daemons as it would between two nodes; rsync is the oracle.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -77,6 +78,15 @@ class KubeMigrateTest : public ::testing::Test {
     MakeDirs(uploads_ + "/img");
     for (int i = 0; i < 50; ++i)
       WriteRandomFile(uploads_ + "/img/" + std::to_string(i) + ".jpg", 3000 + i * 97, i);
+  }
+
+  // A test's SQLite app left running (a failed assertion) is stopped.
+  void TearDown() override {
+    for (const char* pid : {"source.pid", "target.pid"}) {
+      if (::access(tmp_.Sub(pid).c_str(), F_OK) == 0)
+        RunCommand({"python3", std::string(FERRY_SOURCE_DIR) + "/tests/apps/sqlite_app.py", "stop",
+                    tmp_.Sub(pid)});
+    }
   }
 
   // Cluster a: node-a, the app (Deployment shop, 1 replica) mounting its two bound PVCs, the
@@ -464,6 +474,60 @@ TEST_F(KubeMigrateTest, ArgoCdAutoSyncIsOffWhileTheAppIsDownAndOnAgainAfterARoll
       app["metadata"].value("annotations", json::object()).contains("ferry.io/original-automated"));
   EXPECT_EQ(app["operation"]["initiatedBy"]["username"], "ferry") << app.dump();
   EXPECT_EQ(a_.Get("Deployment", "shop", "shop")["spec"]["replicas"], 1);
+  EXPECT_EQ(Holders(a_) + Holders(b_), 0u);
+}
+
+TEST_F(KubeMigrateTest, ALiveDatabaseMovesThroughAPlanThatNamesItsPvc) {
+  // The app: SQLite in WAL mode under a writer that acknowledges each transaction into a log
+  // outside the volume, on the source PV's data (what its pod mounts). The target PVC exists
+  // already in cluster b, bound to a PV whose data is another real directory.
+  const std::string app = std::string(FERRY_SOURCE_DIR) + "/tests/apps/sqlite_app.py";
+  const std::string db_b = tmp_.Sub("disk-b/pgdata");
+  MakeDirs(db_b);
+  json extra_b = json::array();
+  for (const json& o : BoundPvc("shop", "pgdata", db_b, "node-b1")) extra_b.push_back(o);
+  StartClusters(json::array(), extra_b);
+  CommandResult started = RunCommand(
+      {"python3", app, "start", pgdata_ + "/app.db", tmp_.Sub("acked"), tmp_.Sub("source.pid")});
+  ASSERT_EQ(started.exit_code, 0) << started.Describe();
+  ASSERT_TRUE(PollUntil([&] { return ReadFile(tmp_.Sub("acked")).size() > 200; }, 10));
+  const std::string plan =
+      WritePlan("pairs:\n  - {source: shop/pgdata}\n",
+                "policy: {max_downtime: 30s, min_stages: 2, max_stages: 10, verify: full}\n",
+                "hooks:\n"
+                "  quiesce_source: {run: [python3, " +
+                    app + ", stop, " + tmp_.Sub("source.pid") +
+                    "], timeout: 30s, estimate: 1s}\n"
+                    "  start_target:   {run: [python3, " +
+                    app + ", start, " + db_b + "/app.db, " + tmp_.Sub("acked-target") + ", " +
+                    tmp_.Sub("target.pid") +
+                    "], timeout: 30s, estimate: 1s}\n"
+                    "  resume_source:  {run: [python3, " +
+                    app + ", start, " + pgdata_ + "/app.db, " + tmp_.Sub("acked") + ", " +
+                    tmp_.Sub("source.pid") + "]}\n");
+  CommandResult migrate = Ferry({"migrate", plan}, 240);
+  ASSERT_EQ(migrate.exit_code, 0) << migrate.Describe();
+  std::cerr << migrate.err;
+  EXPECT_NE(migrate.err.find("migrated: downtime"), std::string::npos) << migrate.err;
+  // Every transaction the source acknowledged before the quiesce is in the target's copy, which
+  // the target app runs on.
+  ASSERT_TRUE(PollUntil([&] { return ReadFile(tmp_.Sub("acked-target")).size() > 0; }, 10));
+  CommandResult stop = RunCommand({"python3", app, "stop", tmp_.Sub("target.pid")});
+  ASSERT_EQ(stop.exit_code, 0) << stop.Describe();
+  CommandResult missing =
+      RunCommand({"python3", app, "missing", db_b + "/app.db", tmp_.Sub("acked")});
+  EXPECT_EQ(missing.exit_code, 0) << missing.Describe();
+  const json status = json::parse(Ferry({"status", "--json", plan}).out, nullptr, false);
+  ASSERT_TRUE(status.is_object());
+  EXPECT_EQ(status["state"], "migrated") << status.dump();
+  ASSERT_TRUE(status["actual_downtime_s"].is_number()) << status.dump();
+  EXPECT_LT(status["actual_downtime_s"].get<double>(), 30);
+  for (const json& s : status["stages"])
+    EXPECT_EQ(s["pair"], "shop/pgdata -> shop/pgdata") << s.dump();
+  EXPECT_TRUE(b_.Get("PersistentVolumeClaim", "shop", "pgdata")["metadata"]
+                  .value("labels", json::object())
+                  .empty())
+      << "a target PVC that was there is used, not made";
   EXPECT_EQ(Holders(a_) + Holders(b_), 0u);
 }
 
