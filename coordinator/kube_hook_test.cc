@@ -1,6 +1,7 @@
-// The Kubernetes hook against a recorded kubectl STAND-IN (tests/apps/kubectl_standin.py: it
-// keeps workloads in a JSON file and logs every command line; it is not kubectl and no cluster
-// is involved). What is asserted: the command lines the hook runs, and the replica
+// The Kubernetes hook with the real kubectl against two "clusters", src and dst, each a
+// Kubernetes API server TEST DOUBLE (tests/apps/kube_apiserver.py through FakeCluster in
+// tests/kube_fixture.h: recorded objects, emulated controllers, every request logged; not
+// Kubernetes). What is asserted: the requests the hook makes (through kubectl), and the replica
 // bookkeeping across a quiesce, a repeated quiesce (a restarted coordinator), a start on
 // another context and a resume.
 #include "coordinator/kube_hook.h"
@@ -9,79 +10,114 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "client/json.h"
 #include "coordinator/rehearsal.h"
+#include "tests/kube_fixture.h"
 
 namespace ferry {
 namespace {
 
 using nlohmann::json;
+using ferry_test::FakeCluster;
+namespace kube = ferry_test::kube;
 
 class KubeHookTest : public ::testing::Test {
  protected:
+  // A Deployment or StatefulSet labelled app=APP whose pods carry app=APP,tier=backend.
+  static json Workload(const std::string& kind, const std::string& name, int replicas, const std::string& app) {
+    const std::map<std::string, std::string> pods{{"app", app}, {"tier", "backend"}};
+    json w = kind == "deployment" ? kube::Deployment("shop", name, pods, replicas)
+                                  : kube::StatefulSet("shop", name, pods, replicas);
+    w["metadata"]["labels"] = {{"app", app}};
+    return w;
+  }
+
   void SetUp() override {
     char dir[] = "/tmp/ferry-kube.XXXXXX";
     ASSERT_NE(::mkdtemp(dir), nullptr);
     dir_ = dir;
-    ASSERT_EQ(
-        ::symlink(FERRY_SOURCE_DIR "/tests/apps/kubectl_standin.py", (dir_ + "/kubectl").c_str()),
-        0);
-    old_path_ = std::getenv("PATH");
-    ::setenv("PATH", (dir_ + ":" + old_path_).c_str(), 1);
-    ::setenv("FERRY_KUBECTL_STATE", (dir_ + "/state.json").c_str(), 1);
-    ::setenv("FERRY_KUBECTL_LOG", (dir_ + "/log").c_str(), 1);
-    auto workload = [](int replicas, const char* app) {
-      json pods = json::array();
-      for (int i = 0; i < replicas; ++i) pods.push_back(std::string(app) + "-" + std::to_string(i));
-      return json{{"replicas", replicas},
-                  {"labels", {{"app", app}}},
-                  {"match", {{"app", app}, {"tier", "backend"}}},
-                  {"annotations", json::object()},
-                  {"pods", pods}};
-    };
-    json state{{"terminating_polls", 2},
-               {"contexts",
-                {{"src",
-                  {{"shop",
-                    {{"objects",
-                      {{"deployment/db", workload(2, "db")},
-                       {"statefulset/cache", workload(3, "db")},
-                       {"deployment/web", workload(1, "web")}}}}}}},
-                 {"dst",
-                  {{"shop",
-                    {{"objects",
-                      {{"deployment/db", workload(0, "db")},
-                       {"statefulset/cache", workload(0, "db")}}}}}}}}}};
-    WriteState(state);
+    src_objects_ = {kube::Namespace("shop"), kube::Node("node-1"), Workload("deployment", "db", 2, "db"),
+                    Workload("statefulset", "cache", 3, "db"), Workload("deployment", "web", 1, "web")};
+    dst_objects_ = {kube::Namespace("shop"), kube::Node("node-1"), Workload("deployment", "db", 0, "db"),
+                    Workload("statefulset", "cache", 0, "db")};
     Result<std::unique_ptr<Journal>> journal = Journal::Open(dir_ + "/state", "shop-db");
     ASSERT_TRUE(journal.ok()) << journal.status().ToString();
     journal_ = std::move(*journal);
   }
+  // Starts both clusters with the objects as they are now; a deleted pod stays terminating
+  // for `pod_termination_s` (0: gone at once).
+  void Start(double pod_termination_s = 0) {
+    for (auto [cluster, name, objects] : {std::tuple{&src_, "src", &src_objects_}, std::tuple{&dst_, "dst", &dst_objects_}}) {
+      FakeCluster::Config config;
+      config.context = name;
+      config.objects = *objects;
+      config.pod_termination_s = pod_termination_s;
+      ASSERT_EQ(cluster->Launch(dir_ + "/" + name, config), "");
+    }
+    ASSERT_EQ(src_.WaitServing(), "");
+    ASSERT_EQ(dst_.WaitServing(), "");
+    env_ = std::make_unique<ferry_test::KubectlEnvironment>(std::vector<const FakeCluster*>{&src_, &dst_},
+                                                            dir_ + "/home");
+  }
   void TearDown() override {
-    ::setenv("PATH", old_path_.c_str(), 1);
+    env_.reset();
+    src_.Stop();
+    dst_.Stop();
     std::system(("rm -rf " + dir_).c_str());
   }
 
-  void WriteState(const json& state) { std::ofstream(dir_ + "/state.json") << state.dump(); }
-  json State() {
-    std::ifstream in(dir_ + "/state.json");
-    return json::parse(in);
-  }
+  FakeCluster& Cluster(const std::string& context) { return context == "src" ? src_ : dst_; }
+  // kind/name as the hook names it: deployment/db.
   json Object(const std::string& context, const std::string& ref) {
-    return State()["contexts"][context]["shop"]["objects"][ref];
+    const std::string kind = ref.substr(0, ref.find('/')) == "deployment" ? "Deployment" : "StatefulSet";
+    return Cluster(context).Get(kind, "shop", ref.substr(ref.find('/') + 1));
   }
-  // The command lines run since the last call.
-  std::vector<std::string> Commands() {
+  json Annotations(const std::string& context, const std::string& ref) {
+    return Object(context, ref)["metadata"].value("annotations", json::object());
+  }
+  size_t PodsOf(const std::string& context, const std::string& app) {
+    size_t n = 0;
+    for (const json& pod : Cluster(context).List("Pod", "shop"))
+      n += pod["metadata"]["labels"].value("app", "") == app;
+    return n;
+  }
+  // The changes the hook made through kubectl since the last call ("PATCH deployments/db/scale
+  // {"spec":{"replicas":0}}"), and how often it listed pods by `pod_selector`.
+  std::vector<std::string> Changes(const std::string& context) {
     std::vector<std::string> out;
-    std::ifstream in(dir_ + "/log");
-    for (std::string line; std::getline(in, line);) out.push_back(line);
-    std::ofstream(dir_ + "/log", std::ios::trunc);
+    for (const json& r : Cluster(context).Requests()) {
+      if (r["method"] == "GET") continue;
+      std::string path = r["path"];
+      path = path.substr(path.find("/namespaces/shop/") + std::string("/namespaces/shop/").size());
+      out.push_back(r["method"].get<std::string>() + " " + path + " " + r["body"].dump());
+    }
     return out;
+  }
+  int PodPolls(const std::string& context, const std::string& pod_selector) {
+    int polls = 0;
+    for (const json& r : Cluster(context).RequestsTo("GET", "/api/v1/namespaces/shop/pods"))
+      polls += r["query"].value("labelSelector", "") == pod_selector && !r["query"].contains("watch");
+    return polls;
+  }
+  bool RolledOut(const std::string& context, const std::string& plural, const std::string& name) {
+    for (const json& r : Cluster(context).RequestsTo("GET", "/apis/apps/v1/namespaces/shop/" + plural))
+      if (r["query"].value("watch", "") == "true" && r["query"].value("fieldSelector", "") == "metadata.name=" + name)
+        return true;
+    return false;
+  }
+  void ClearRequests() {
+    src_.ClearRequests();
+    dst_.ClearRequests();
+  }
+  // Someone scales a workload by hand (the real kubectl, as an operator would).
+  void ScaleByHand(const std::string& context, const std::string& ref, int replicas) {
+    ferry_test::KubectlResult r = ferry_test::RunKubectl(
+        {"--context", context, "--namespace", "shop", "scale", ref, "--replicas=" + std::to_string(replicas)});
+    ASSERT_EQ(r.exit_code, 0) << r.Describe();
   }
   static HookSpec Hook(const std::string& context, const std::string& selector = "app=db") {
     HookSpec h;
@@ -99,41 +135,40 @@ class KubeHookTest : public ::testing::Test {
     std::vector<std::string> said, told;
   };
 
-  std::string dir_, old_path_;
+  std::string dir_;
+  json src_objects_, dst_objects_;
+  FakeCluster src_, dst_;
+  std::unique_ptr<ferry_test::KubectlEnvironment> env_;
   std::unique_ptr<Journal> journal_;
   RecordingConsole console_;
 };
 
 TEST_F(KubeHookTest, QuiesceSavesReplicasThenScalesToZeroAndWaitsForPods) {
+  Start(/*pod_termination_s=*/1);
+  EXPECT_EQ(PodsOf("src", "db"), 5u);
+  ClearRequests();
   Status s = RunKubernetesHook("quiesce_source", Hook("src"), KubeAction::kQuiesce, *journal_, console_);
   ASSERT_TRUE(s.ok()) << s.ToString();
-  const std::string kPrefix = "--context src --namespace shop ";
-  std::vector<std::string> commands = Commands();
-  ASSERT_GE(commands.size(), 6u);
-  EXPECT_EQ(commands[0], kPrefix + "get deployments,statefulsets --selector app=db --output json");
-  // Sorted by the stand-in: deployment/db, then statefulset/cache; web is not selected.
-  EXPECT_EQ(commands[1],
-            kPrefix + "annotate --overwrite deployment/db ferry.io/original-replicas=2");
-  EXPECT_EQ(commands[2], kPrefix + "scale deployment/db --replicas=0");
-  EXPECT_EQ(commands[3],
-            kPrefix + "annotate --overwrite statefulset/cache ferry.io/original-replicas=3");
-  EXPECT_EQ(commands[4], kPrefix + "scale statefulset/cache --replicas=0");
-  // Pods are waited for by each workload's own pod selector, until none is left (the stand-in
-  // keeps them for two polls).
-  int polls = 0;
-  for (size_t i = 5; i < commands.size(); ++i) {
-    EXPECT_EQ(
-        commands[i].rfind(kPrefix + "get pods --selector app=db,tier=backend --output name", 0), 0u)
-        << commands[i];
-    ++polls;
-  }
-  EXPECT_GE(polls, 3);
-  EXPECT_EQ(Object("src", "deployment/db")["replicas"], 0);
-  EXPECT_EQ(Object("src", "deployment/db")["pods"].size(), 0u);
-  EXPECT_EQ(Object("src", "statefulset/cache")["replicas"], 0);
-  EXPECT_EQ(Object("src", "deployment/db")["annotations"][kOriginalReplicasAnnotation], "2");
-  EXPECT_EQ(Object("src", "statefulset/cache")["annotations"][kOriginalReplicasAnnotation], "3");
-  EXPECT_EQ(Object("src", "deployment/web")["replicas"], 1);
+  // Listed by the selector, then in kubectl's order (deployments, then statefulsets; web is not
+  // selected): annotate, scale, for each.
+  std::vector<json> lists = src_.RequestsTo("GET", "/apis/apps/v1/namespaces/shop/deployments");
+  ASSERT_FALSE(lists.empty());
+  EXPECT_EQ(lists[0]["query"]["labelSelector"], "app=db");
+  EXPECT_EQ(Changes("src"), (std::vector<std::string>{
+      R"(PATCH deployments/db {"metadata":{"annotations":{"ferry.io/original-replicas":"2"}}})",
+      R"(PATCH deployments/db/scale {"spec":{"replicas":0}})",
+      R"(PATCH statefulsets/cache {"metadata":{"annotations":{"ferry.io/original-replicas":"3"}}})",
+      R"(PATCH statefulsets/cache/scale {"spec":{"replicas":0}})"}));
+  // Pods are waited for by each workload's own pod selector, until none is left (here a
+  // deleted pod stays terminating for 1 s).
+  EXPECT_GE(PodPolls("src", "app=db,tier=backend"), 3);
+  EXPECT_EQ(Object("src", "deployment/db")["spec"]["replicas"], 0);
+  EXPECT_EQ(PodsOf("src", "db"), 0u);
+  EXPECT_EQ(Object("src", "statefulset/cache")["spec"]["replicas"], 0);
+  EXPECT_EQ(Annotations("src", "deployment/db")[kOriginalReplicasAnnotation], "2");
+  EXPECT_EQ(Annotations("src", "statefulset/cache")[kOriginalReplicasAnnotation], "3");
+  EXPECT_EQ(Object("src", "deployment/web")["spec"]["replicas"], 1);
+  EXPECT_EQ(PodsOf("src", "web"), 1u);
   EXPECT_EQ(journal_->FindReplicas("src", "shop", "deployment", "db", true), 2);
   EXPECT_EQ(journal_->FindReplicas("src", "shop", "statefulset", "cache", true), 3);
   EXPECT_EQ(console_.told, (std::vector<std::string>{"hook quiesce_source: deployment/db scaled from 2 to 0 replicas",
@@ -141,65 +176,59 @@ TEST_F(KubeHookTest, QuiesceSavesReplicasThenScalesToZeroAndWaitsForPods) {
                                                      "hook quiesce_source: no pod of the selected workloads is left"}));
   console_.told.clear();
 
-  // A restarted coordinator quiesces again: nothing is scaled, the saved counts stay.
+  // A restarted coordinator quiesces again: nothing is scaled or annotated, the saved counts stay.
+  ClearRequests();
   s = RunKubernetesHook("quiesce_source", Hook("src"), KubeAction::kQuiesce, *journal_, console_);
   ASSERT_TRUE(s.ok()) << s.ToString();
-  for (const std::string& c : Commands()) {
-    EXPECT_EQ(c.find("scale"), std::string::npos) << c;
-    EXPECT_EQ(c.find("annotate"), std::string::npos) << c;
-  }
+  EXPECT_EQ(Changes("src"), std::vector<std::string>{});
   EXPECT_EQ(journal_->FindReplicas("src", "shop", "deployment", "db", true), 2);
 }
 
 TEST_F(KubeHookTest, AQuiesceCutShortKeepsTheAnnotatedCount) {
   // A coordinator that annotated and scaled, then lost its journal: the annotation remembers.
-  json state = State();
-  state["contexts"]["src"]["shop"]["objects"]["deployment/db"]["replicas"] = 0;
-  state["contexts"]["src"]["shop"]["objects"]["deployment/db"]["pods"] = json::array();
-  state["contexts"]["src"]["shop"]["objects"]["deployment/db"]["annotations"]
-       [kOriginalReplicasAnnotation] = "4";
-  WriteState(state);
+  src_objects_[2]["spec"]["replicas"] = 0;
+  src_objects_[2]["metadata"]["annotations"][kOriginalReplicasAnnotation] = "4";
+  Start();
+  EXPECT_EQ(PodsOf("src", "db"), 3u) << "the cache's";
   ASSERT_TRUE(
       RunKubernetesHook("quiesce_source", Hook("src"), KubeAction::kQuiesce, *journal_, console_).ok());
   EXPECT_EQ(journal_->FindReplicas("src", "shop", "deployment", "db", true), 4);
-  Commands();
   Status s = RunKubernetesHook("resume_source", Hook("src"), KubeAction::kRestore, *journal_, console_);
   ASSERT_TRUE(s.ok()) << s.ToString();
-  EXPECT_EQ(Object("src", "deployment/db")["replicas"], 4);
-  EXPECT_EQ(Object("src", "statefulset/cache")["replicas"], 3);
-  EXPECT_FALSE(Object("src", "deployment/db")["annotations"].contains(kOriginalReplicasAnnotation));
+  EXPECT_EQ(Object("src", "deployment/db")["spec"]["replicas"], 4);
+  EXPECT_EQ(Object("src", "statefulset/cache")["spec"]["replicas"], 3);
+  EXPECT_EQ(Object("src", "deployment/db")["status"]["readyReplicas"], 4);
+  EXPECT_FALSE(Annotations("src", "deployment/db").contains(kOriginalReplicasAnnotation));
 }
 
 TEST_F(KubeHookTest, StartTargetUsesTheSourceCountAndResumeLeavesScaledWorkloadsAlone) {
+  Start();
   ASSERT_TRUE(
       RunKubernetesHook("quiesce_source", Hook("src"), KubeAction::kQuiesce, *journal_, console_).ok());
-  Commands();
-  // The target's copies are at 0 without annotations: they get the source's counts.
+  ClearRequests();
+  // The target's copies are at 0 without annotations: they get the source's counts, and the
+  // hook waits for each rollout.
   Status s = RunKubernetesHook("start_target", Hook("dst"), KubeAction::kRestore, *journal_, console_);
   ASSERT_TRUE(s.ok()) << s.ToString();
-  EXPECT_EQ(Object("dst", "deployment/db")["replicas"], 2);
-  EXPECT_EQ(Object("dst", "statefulset/cache")["replicas"], 3);
-  std::vector<std::string> commands = Commands();
-  const std::string kPrefix = "--context dst --namespace shop ";
-  ASSERT_EQ(commands.size(), 5u);
-  EXPECT_EQ(commands[1], kPrefix + "scale deployment/db --replicas=2");
-  EXPECT_EQ(commands[2].rfind(kPrefix + "rollout status deployment/db --timeout=", 0), 0u)
-      << commands[2];
-  EXPECT_EQ(commands[3], kPrefix + "scale statefulset/cache --replicas=3");
+  EXPECT_EQ(Object("dst", "deployment/db")["spec"]["replicas"], 2);
+  EXPECT_EQ(Object("dst", "statefulset/cache")["spec"]["replicas"], 3);
+  EXPECT_EQ(PodsOf("dst", "db"), 5u);
+  EXPECT_EQ(Changes("dst"), (std::vector<std::string>{R"(PATCH deployments/db/scale {"spec":{"replicas":2}})",
+                                                      R"(PATCH statefulsets/cache/scale {"spec":{"replicas":3}})"}));
+  EXPECT_TRUE(RolledOut("dst", "deployments", "db"));
+  EXPECT_TRUE(RolledOut("dst", "statefulsets", "cache"));
+  EXPECT_EQ(Changes("src"), std::vector<std::string>{});
 
   // Someone scaled the source's db by hand meanwhile: resume leaves it, restores the cache
   // and removes the annotation.
-  json state = State();
-  state["contexts"]["src"]["shop"]["objects"]["deployment/db"]["replicas"] = 5;
-  WriteState(state);
+  ScaleByHand("src", "deployment/db", 5);
+  ClearRequests();
   s = RunKubernetesHook("resume_source", Hook("src"), KubeAction::kRestore, *journal_, console_);
   ASSERT_TRUE(s.ok()) << s.ToString();
-  EXPECT_EQ(Object("src", "deployment/db")["replicas"], 5);
-  EXPECT_EQ(Object("src", "statefulset/cache")["replicas"], 3);
-  EXPECT_FALSE(
-      Object("src", "statefulset/cache")["annotations"].contains(kOriginalReplicasAnnotation));
-  for (const std::string& c : Commands())
-    EXPECT_EQ(c.find("scale deployment/db"), std::string::npos) << c;
+  EXPECT_EQ(Object("src", "deployment/db")["spec"]["replicas"], 5);
+  EXPECT_EQ(Object("src", "statefulset/cache")["spec"]["replicas"], 3);
+  EXPECT_FALSE(Annotations("src", "statefulset/cache").contains(kOriginalReplicasAnnotation));
+  for (const std::string& c : Changes("src")) EXPECT_EQ(c.find("deployments/db"), std::string::npos) << c;
 }
 
 // A rehearsal with Kubernetes hooks (no stop_target: start_target scaled back): the target's
@@ -207,6 +236,8 @@ TEST_F(KubeHookTest, StartTargetUsesTheSourceCountAndResumeLeavesScaledWorkloads
 // remembered: the source is never touched, and the cutover's start still takes the counts its
 // quiesce saved.
 TEST_F(KubeHookTest, ARehearsalScalesTheTargetUpToTheSourcesCountsAndBackLeavingNothingSaved) {
+  Start();
+  ClearRequests();
   Plan plan;
   plan.name = "shop-db";
   plan.path = dir_ + "/plan.yaml";
@@ -214,35 +245,34 @@ TEST_F(KubeHookTest, ARehearsalScalesTheTargetUpToTheSourcesCountsAndBackLeaving
   plan.hooks["start_target"] = Hook("dst");
   Status s = Rehearsal(plan, *journal_, console_).Run();
   ASSERT_TRUE(s.ok()) << s.ToString();
-  std::vector<std::string> commands = Commands();
-  const std::string kDst = "--context dst --namespace shop ";
+  EXPECT_EQ(Changes("src"), std::vector<std::string>{});
   int scaled_up = 0, scaled_down = 0;
-  for (const std::string& c : commands) {
-    EXPECT_EQ(c.find("--context src --namespace shop scale"), std::string::npos) << c;
-    EXPECT_EQ(c.find("annotate"), std::string::npos) << c;
-    scaled_up += c == kDst + "scale deployment/db --replicas=2" || c == kDst + "scale statefulset/cache --replicas=3";
-    scaled_down += c == kDst + "scale deployment/db --replicas=0" || c == kDst + "scale statefulset/cache --replicas=0";
+  for (const std::string& c : Changes("dst")) {
+    EXPECT_EQ(c.find("annotations"), std::string::npos) << c;
+    scaled_up += c == R"(PATCH deployments/db/scale {"spec":{"replicas":2}})" ||
+                 c == R"(PATCH statefulsets/cache/scale {"spec":{"replicas":3}})";
+    scaled_down += c == R"(PATCH deployments/db/scale {"spec":{"replicas":0}})" ||
+                   c == R"(PATCH statefulsets/cache/scale {"spec":{"replicas":0}})";
   }
   EXPECT_EQ(scaled_up, 4) << "two rounds of two workloads";
   EXPECT_EQ(scaled_down, 4);
-  EXPECT_EQ(Object("dst", "deployment/db")["replicas"], 0);
-  EXPECT_EQ(Object("dst", "statefulset/cache")["replicas"], 0);
-  EXPECT_EQ(Object("src", "deployment/db")["replicas"], 2);
+  EXPECT_EQ(Object("dst", "deployment/db")["spec"]["replicas"], 0);
+  EXPECT_EQ(Object("dst", "statefulset/cache")["spec"]["replicas"], 0);
+  EXPECT_EQ(Object("src", "deployment/db")["spec"]["replicas"], 2);
   EXPECT_FALSE(journal_->FindReplicas("dst", "shop", "deployment", "db", /*same_place_only=*/true).has_value());
   EXPECT_EQ(journal_->LastState(), "rehearsed");
 
   // The source is scaled to 4 before the cutover: the target starts with 4, not the rehearsed 2.
-  json state = State();
-  state["contexts"]["src"]["shop"]["objects"]["deployment/db"]["replicas"] = 4;
-  WriteState(state);
+  ScaleByHand("src", "deployment/db", 4);
   ASSERT_TRUE(RunKubernetesHook("quiesce_source", Hook("src"), KubeAction::kQuiesce, *journal_, console_).ok());
   s = RunKubernetesHook("start_target", Hook("dst"), KubeAction::kRestore, *journal_, console_);
   ASSERT_TRUE(s.ok()) << s.ToString();
-  EXPECT_EQ(Object("dst", "deployment/db")["replicas"], 4);
-  EXPECT_EQ(Object("dst", "statefulset/cache")["replicas"], 3);
+  EXPECT_EQ(Object("dst", "deployment/db")["spec"]["replicas"], 4);
+  EXPECT_EQ(Object("dst", "statefulset/cache")["spec"]["replicas"], 3);
 }
 
 TEST_F(KubeHookTest, ErrorsNameTheHookTheObjectAndKubectlsMessage) {
+  Start();
   Status s = RunKubernetesHook("quiesce_source", Hook("nowhere"), KubeAction::kQuiesce, *journal_, console_);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("hook quiesce_source (kubernetes context nowhere"), std::string::npos)
@@ -262,7 +292,7 @@ TEST_F(KubeHookTest, ErrorsNameTheHookTheObjectAndKubectlsMessage) {
   EXPECT_NE(s.message().find("deployment/db is at 0 replicas and no count is known"),
             std::string::npos)
       << s.message();
-  EXPECT_EQ(Object("dst", "deployment/db")["replicas"], 0);
+  EXPECT_EQ(Object("dst", "deployment/db")["spec"]["replicas"], 0);
 }
 
 }  // namespace

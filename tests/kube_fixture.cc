@@ -68,6 +68,11 @@ int ExitCodeOf(int status) {
 }  // namespace
 
 std::string FakeCluster::Start(const std::string& dir, const Config& config, double timeout_s) {
+  std::string launched = Launch(dir, config);
+  return launched.empty() ? WaitServing(timeout_s) : launched;
+}
+
+std::string FakeCluster::Launch(const std::string& dir, const Config& config) {
   config_ = config;
   dir_ = dir;
   std::filesystem::create_directories(dir + "/data");
@@ -91,6 +96,12 @@ std::string FakeCluster::Start(const std::string& dir, const Config& config, dou
   }
   pid_ = Spawn(argv, "/dev/null", dir + "/server.out", dir + "/server.log");
   if (pid_ < 0) return "could not start python3 " FERRY_SOURCE_DIR "/tests/apps/kube_apiserver.py";
+  return "";
+}
+
+std::string FakeCluster::WaitServing(double timeout_s) {
+  const std::string& dir = dir_;
+  if (pid_ < 0) return "the API server test double is not running";
   auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
   while (std::chrono::steady_clock::now() < deadline) {
     std::ifstream in(dir + "/port");
@@ -430,7 +441,7 @@ json FerryDaemonSet(const std::map<std::string, std::string>& node_selector) {
                     {"revisionHistoryLimit", 10}}}};
 }
 
-json FerryPod(const json& daemon_set, const std::string& node, const std::string& pod_ip, bool ready) {
+json FerryPod(const json& daemon_set, const std::string& node, const std::string& pod_ip, bool ready, int port) {
   PodSpec s;
   s.ns = "ferry-system";
   s.name = "ferry-" + RandomHex(3).substr(0, 5);
@@ -445,6 +456,7 @@ json FerryPod(const json& daemon_set, const std::string& node, const std::string
   s.image = "ghcr.io/ferry/ferry:0.1.0";
   json pod = Pod(s);
   pod["spec"]["containers"] = daemon_set["spec"]["template"]["spec"]["containers"];
+  pod["spec"]["containers"][0]["ports"][0]["containerPort"] = port;
   pod["spec"]["tolerations"] = daemon_set["spec"]["template"]["spec"]["tolerations"];
   pod["status"]["containerStatuses"][0]["name"] = "ferry";
   return pod;

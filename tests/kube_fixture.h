@@ -39,6 +39,10 @@ class FakeCluster {
   // requests.jsonl, data/ for provisioned PVs, server.log) and waits up to `timeout_s` for its
   // port. Returns "" once it serves, else what went wrong with the server's stderr.
   std::string Start(const std::string& dir, const Config& config, double timeout_s = 10);
+  // Start in two halves, to start several clusters side by side: Launch returns at once (""
+  // or why it could not), WaitServing waits for the port.
+  std::string Launch(const std::string& dir, const Config& config);
+  std::string WaitServing(double timeout_s = 10);
   // SIGTERM and reap; idempotent.
   void Stop();
 
@@ -56,7 +60,8 @@ class FakeCluster {
   nlohmann::json Get(const std::string& kind, const std::string& ns, const std::string& name) const;
   // The objects of `kind`, in `ns` ("" for every namespace).
   std::vector<nlohmann::json> List(const std::string& kind, const std::string& ns = "") const;
-  // Every request since the start or the last ClearRequests: {method, path, query{}, content_type, body}.
+  // Every request since the start or the last ClearRequests, in order: {time (s since the epoch),
+  // method, path, query{}, content_type, accept, body (parsed JSON, else the text)}.
   std::vector<nlohmann::json> Requests() const;
   void ClearRequests();
   // The requests whose method is `method` and whose path ends with `path_suffix`.
@@ -161,9 +166,10 @@ json OwnerReference(const json& owner);
 // ferry, labels app.kubernetes.io/name=ferry and component=daemon, port 7373, tolerates every
 // taint), with `node_selector` added when not empty.
 json FerryDaemonSet(const std::map<std::string, std::string>& node_selector = {});
-// A pod of that DaemonSet on `node` (ready or not) with `pod_ip`.
+// A pod of that DaemonSet on `node` (ready or not) with `pod_ip`, its container port "ferry"
+// `port` (a test's daemon on a loopback port stands for the node's).
 json FerryPod(const json& daemon_set, const std::string& node, const std::string& pod_ip,
-              bool ready = true);
+              bool ready = true, int port = 7373);
 
 // A Deployment / StatefulSet whose pods carry `labels` (also its selector and its own labels).
 // `pvcs`: claims the pods mount. volume_claim_templates: {template name, storage class, size}.

@@ -24,8 +24,13 @@ answer the aggregated form):
   patch; strategic merge on a custom resource is 415 as on a real server), DELETE (a Status;
   the garbage collector removes what the object owned), the /status and /scale subresources;
   errors as Kubernetes Status objects with the real messages; Table output for `kubectl get`
-  (name, status, age columns only); /openapi/v2 and /openapi/v3 answer 404 (kubectl then skips
-  client-side schema validation and falls back to the scheme it was compiled with).
+  (name, status, age columns only); /openapi/v3 with, per group version, the fieldValidation
+  parameter on each kind's PATCH and nothing else (kubectl 1.25+ then leaves validation to the
+  server, which does not validate), /openapi/v2 without definitions (kubectl 1.20 then validates
+  nothing); `apply` computes strategic patches from the types compiled into kubectl.
+
+Files: this one (the store, HTTP, start-up), kube_resources.py (the resources, discovery,
+OpenAPI), kube_objects.py (selectors, patches, Status errors), kube_emulation.py (below).
 
 Emulated, in kube_emulation.py (synchronously, after every change: there is no delay):
   Deployments -> a ReplicaSet per pod template -> pods; StatefulSets -> pods NAME-0..N-1 and the
@@ -45,7 +50,6 @@ Graceful termination is shortened: a deleted pod is gone at once, or with
 Not emulated: admission beyond the default storage class, RBAC, quotas, finalizers, server-side apply, Events, real containers.
 """
 import argparse
-import base64
 import copy
 import json
 import os
@@ -58,6 +62,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -65,268 +70,10 @@ from urllib.parse import parse_qs, urlsplit
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kube_emulation  # noqa: E402
-
-
-class Resource:
-    def __init__(self, group, version, plural, kind, namespaced, short=(), subresources=(),
-                 status=True, custom=False, categories=()):
-        self.group, self.version, self.plural, self.kind = group, version, plural, kind
-        self.namespaced, self.short, self.subresources = namespaced, list(short), list(subresources)
-        self.status, self.custom, self.categories = status, custom, list(categories)
-
-    @property
-    def api_version(self):
-        return self.group + "/" + self.version if self.group else self.version
-
-    @property
-    def qualified(self):  # what Kubernetes names in its messages: "deployments.apps"
-        return self.plural + "." + self.group if self.group else self.plural
-
-
-ALL = ("all",)
-RESOURCES = [
-    Resource("", "v1", "pods", "Pod", True, ["po"], ["status"], categories=ALL),
-    Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, ["pvc"], ["status"]),
-    Resource("", "v1", "persistentvolumes", "PersistentVolume", False, ["pv"], ["status"]),
-    Resource("", "v1", "nodes", "Node", False, ["no"], ["status"]),
-    Resource("", "v1", "namespaces", "Namespace", False, ["ns"], ["status"]),
-    Resource("", "v1", "services", "Service", True, ["svc"], ["status"], categories=ALL),
-    Resource("", "v1", "configmaps", "ConfigMap", True, ["cm"], status=False),
-    Resource("", "v1", "secrets", "Secret", True, status=False),
-    Resource("", "v1", "serviceaccounts", "ServiceAccount", True, ["sa"], status=False),
-    Resource("", "v1", "events", "Event", True, ["ev"], status=False),
-    Resource("apps", "v1", "deployments", "Deployment", True, ["deploy"], ["status", "scale"], categories=ALL),
-    Resource("apps", "v1", "statefulsets", "StatefulSet", True, ["sts"], ["status", "scale"], categories=ALL),
-    Resource("apps", "v1", "daemonsets", "DaemonSet", True, ["ds"], ["status"], categories=ALL),
-    Resource("apps", "v1", "replicasets", "ReplicaSet", True, ["rs"], ["status", "scale"], categories=ALL),
-    Resource("storage.k8s.io", "v1", "storageclasses", "StorageClass", False, ["sc"], status=False),
-    Resource("argoproj.io", "v1alpha1", "applications", "Application", True, ["app", "apps"],
-             status=False, custom=True, categories=("argo",)),
-    Resource("argoproj.io", "v1alpha1", "appprojects", "AppProject", True, ["appproj"],
-             status=False, custom=True, categories=("argo",)),
-]
-BY_PLURAL = {(r.group, r.plural): r for r in RESOURCES}
-BY_KIND = {(r.api_version, r.kind): r for r in RESOURCES}
-GROUPS = {}
-for _r in RESOURCES:
-    GROUPS.setdefault(_r.group, _r.version)
-
-
-class ApiError(Exception):
-    def __init__(self, code, reason, message, details=None):
-        super().__init__(message)
-        self.code, self.reason, self.message, self.details = code, reason, message, details
-
-
-def status_object(code, reason, message, details=None):
-    out = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status":
-           "Success" if code < 300 else "Failure", "message": message, "reason": reason, "code": code}
-    if details:
-        out["details"] = details
-    if code < 300:
-        out.pop("message")
-        out.pop("reason")
-    return out
-
-
-def not_found(res, name):
-    return ApiError(404, "NotFound", '%s "%s" not found' % (res.qualified, name),
-                    {"name": name, "group": res.group, "kind": res.plural})
-
-
-def now_rfc3339():
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-# ---- selectors -------------------------------------------------------------------------------
-
-def split_terms(selector):
-    terms, depth, cur = [], 0, ""
-    for c in selector:
-        if c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-        if c == "," and depth == 0:
-            terms.append(cur.strip())
-            cur = ""
-        else:
-            cur += c
-    if cur.strip():
-        terms.append(cur.strip())
-    return terms
-
-
-def label_term_matches(labels, term):
-    m = re.fullmatch(r"(\S+)\s+(in|notin)\s+\((.*)\)", term)
-    if m:
-        values = {v.strip() for v in m.group(3).split(",")}
-        has = m.group(1) in labels and labels[m.group(1)] in values
-        return has if m.group(2) == "in" else not has
-    for op in ("!=", "==", "="):
-        if op in term:
-            key, value = (s.strip() for s in term.split(op, 1))
-            return (labels.get(key) != value) if op == "!=" else (labels.get(key) == value)
-    if term.startswith("!"):
-        return term[1:].strip() not in labels
-    return term in labels
-
-
-def labels_match(labels, selector):
-    return all(label_term_matches(labels or {}, t) for t in split_terms(selector or ""))
-
-
-def field_value(obj, path):
-    cur = obj
-    for part in path.split("."):
-        if not isinstance(cur, dict):
-            return ""
-        cur = cur.get(part, "")
-    return "" if cur is None else str(cur)
-
-
-def fields_match(obj, selector):
-    for term in split_terms(selector or ""):
-        neg = "!=" in term
-        key, value = re.split(r"!=|==|=", term, maxsplit=1)
-        if (field_value(obj, key.strip()) == value.strip()) == neg:
-            return False
-    return True
-
-
-def match_selector_to_string(selector):  # a LabelSelector object as a selector string
-    terms = ["%s=%s" % kv for kv in sorted((selector or {}).get("matchLabels", {}).items())]
-    for e in (selector or {}).get("matchExpressions", []):
-        op = e.get("operator")
-        if op in ("In", "NotIn"):
-            terms.append("%s %s (%s)" % (e["key"], op.lower(), ",".join(e.get("values", []))))
-        elif op == "Exists":
-            terms.append(e["key"])
-        elif op == "DoesNotExist":
-            terms.append("!" + e["key"])
-    return ",".join(terms)
-
-
-# ---- patches ---------------------------------------------------------------------------------
-
-def merge_patch(target, patch):
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = copy.deepcopy(target) if isinstance(target, dict) else {}
-    for k, v in patch.items():
-        if v is None:
-            out.pop(k, None)
-        else:
-            out[k] = merge_patch(out.get(k), v)
-    return out
-
-
-MERGE_KEYS = ("name", "type", "mountPath", "devicePath", "containerPort", "port", "key", "ip", "topologyKey")
-
-
-def strategic_merge_patch(target, patch):
-    """Merge patch plus what kubectl's strategic patches use: lists of objects merged by their
-    key (name, type, mountPath, ...), $patch: delete/replace, $setElementOrder and $retainKeys
-    directives (dropped)."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    if patch.get("$patch") == "replace":
-        return {k: v for k, v in patch.items() if not k.startswith("$")}
-    out = copy.deepcopy(target) if isinstance(target, dict) else {}
-    for k, v in patch.items():
-        if k.startswith("$"):
-            continue
-        if v is None:
-            out.pop(k, None)
-        elif isinstance(v, list) and isinstance(out.get(k), list):
-            out[k] = merge_list(out[k], v)
-        else:
-            out[k] = strategic_merge_patch(out.get(k), v) if isinstance(v, dict) else copy.deepcopy(v)
-    return out
-
-
-def merge_list(current, patch):
-    dicts = all(isinstance(x, dict) for x in current + patch)
-    key = None
-    if dicts and patch:
-        for k in MERGE_KEYS:
-            if all(k in x for x in patch):
-                key = k
-                break
-    if key is None:
-        return [x for x in copy.deepcopy(patch) if not (isinstance(x, dict) and "$patch" in x)]
-    out = copy.deepcopy(current)
-    for item in patch:
-        index = next((i for i, x in enumerate(out) if x.get(key) == item[key]), None)
-        if item.get("$patch") == "delete":
-            if index is not None:
-                out.pop(index)
-        elif index is None:
-            out.append({k: v for k, v in item.items() if not k.startswith("$")})
-        else:
-            out[index] = strategic_merge_patch(out[index], item)
-    return out
-
-
-def pointer(path):
-    if path == "":
-        return []
-    return [p.replace("~1", "/").replace("~0", "~") for p in path.split("/")[1:]]
-
-
-def json_patch(doc, ops):
-    doc = copy.deepcopy(doc)
-
-    def walk(parts):
-        cur = doc
-        for p in parts[:-1]:
-            cur = cur[int(p)] if isinstance(cur, list) else cur[p]
-        return cur, parts[-1]
-
-    def get(parts):
-        cur = doc
-        for p in parts:
-            cur = cur[int(p)] if isinstance(cur, list) else cur[p]
-        return cur
-
-    def add(parts, value):
-        parent, last = walk(parts)
-        if isinstance(parent, list):
-            parent.insert(len(parent) if last == "-" else int(last), value)
-        else:
-            parent[last] = value
-
-    def remove(parts):
-        parent, last = walk(parts)
-        return parent.pop(int(last) if isinstance(parent, list) else last)
-
-    for op in ops:
-        try:
-            parts = pointer(op["path"])
-            kind = op["op"]
-            if kind == "add":
-                add(parts, copy.deepcopy(op["value"]))
-            elif kind == "remove":
-                remove(parts)
-            elif kind == "replace":
-                remove(parts)
-                add(parts, copy.deepcopy(op["value"]))
-            elif kind == "test":
-                if get(parts) != op["value"]:
-                    raise ApiError(422, "Invalid", "the server rejected our request due to an error "
-                                   "in our request: testing value %s failed" % op["path"])
-            elif kind in ("move", "copy"):
-                source = pointer(op["from"])
-                value = copy.deepcopy(get(source))
-                if kind == "move":
-                    remove(source)
-                add(parts, value)
-            else:
-                raise KeyError(kind)
-        except (KeyError, IndexError, ValueError, TypeError):
-            raise ApiError(422, "Invalid", "the server rejected our request due to an error in our "
-                           "request: doc is missing path: %s" % op.get("path"))
-    return doc
+from kube_objects import (ApiError, json_patch, labels_match, fields_match, merge_patch,  # noqa: E402
+                          not_found, now_rfc3339, status_object, strategic_merge_patch)
+from kube_resources import (BY_KIND, BY_PLURAL, GROUPS, OPENAPI_HASH, group_info,  # noqa: E402
+                            gv_path, openapi_v3, resource_list)
 
 
 # ---- the store -------------------------------------------------------------------------------
@@ -540,6 +287,12 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):  # the request log is ours; stderr stays quiet
         pass
 
+    def setup(self):
+        super().setup()
+        # Headers and body are two writes: without this, Nagle's algorithm holds the body until
+        # the client's delayed ACK, 40 ms a response.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     @property
     def api(self):
         return self.server.api
@@ -580,8 +333,9 @@ class Handler(BaseHTTPRequestHandler):
             body = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode(errors="replace")
-        self.api.log_request({"method": method, "path": url.path, "query": query,
-                              "content_type": self.headers.get("Content-Type", ""), "body": body})
+        self.api.log_request({"time": round(time.time(), 3), "method": method, "path": url.path, "query": query,
+                              "content_type": self.headers.get("Content-Type", ""),
+                              "accept": self.headers.get("Accept", ""), "body": body})
         if self.headers.get("Authorization") != "Bearer " + self.api.token:
             self.send_json(401, status_object(401, "Unauthorized", "Unauthorized"))
             return
@@ -591,6 +345,10 @@ class Handler(BaseHTTPRequestHandler):
             self.send_error_status(e)
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
             pass
+        except Exception as e:  # a request the double does not handle: say so, keep serving
+            traceback.print_exc()
+            self.send_error_status(ApiError(500, "InternalError", "the API server test double failed on "
+                                            "%s %s: %r (see its stderr)" % (method, url.path, e)))
 
     def route(self, method, path, query, body):
         if method == "GET" and path in ("/version", "/version/"):
@@ -608,6 +366,8 @@ class Handler(BaseHTTPRequestHandler):
             for g, v in GROUPS.items():
                 if path == "/openapi/v3/" + gv_path(g, v):
                     return self.send_json(200, openapi_v3(g, v))
+        if method == "GET" and path.rstrip("/") == "/openapi/v2":
+            return self.openapi_v2()
         if path.startswith("/openapi/"):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         parsed = parse_path(path)
@@ -631,6 +391,24 @@ class Handler(BaseHTTPRequestHandler):
                     out = self.api.store.get(res, ns, out["metadata"]["name"]) or out
             out = copy.deepcopy(out)
         self.send_json(code, out)
+
+    def openapi_v2(self):
+        """An OpenAPI v2 document without definitions, for kubectl before 1.25 (Debian's 1.20):
+        it validates client-side only the kinds the document defines, so it validates nothing,
+        and `apply` falls back to the patch rules compiled into it. kubectl asks for protobuf:
+        the gnostic Document {swagger: "2.0", info: {title}}, encoded by hand."""
+        if "protobuf" not in self.headers.get("Accept", ""):
+            return self.send_json(200, {"swagger": "2.0", "info": {"title": "Kubernetes", "version": "v1.32.0"},
+                                        "paths": {}, "definitions": {}})
+        title = b"Kubernetes"
+        info = b"\x0a" + bytes([len(title)]) + title  # Info.title = 1
+        data = b"\x0a\x032.0" + b"\x12" + bytes([len(info)]) + info  # Document.swagger = 1, .info = 2
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        return None
 
     def mutate_or_get(self, method, res, ns, name, sub, query, body):
         api, store = self.api, self.api.store
@@ -795,58 +573,6 @@ class Handler(BaseHTTPRequestHandler):
         return False
 
 
-OPENAPI_HASH = "ferrytestdouble1"
-
-
-def gv_path(group, version):
-    return "apis/%s/%s" % (group, version) if group else "api/" + version
-
-
-def openapi_v3(group, version):
-    """The least of an OpenAPI v3 document that kubectl reads: for each kind, an item path
-    whose PATCH takes the fieldValidation query parameter, so kubectl leaves validation to the
-    server (which does not validate: the double accepts what it is sent). There is no
-    requestBody, so `kubectl apply` computes strategic patches from the types compiled into it."""
-    paths = {}
-    for r in RESOURCES:
-        if r.group != group:
-            continue
-        item = "/%s/%s%s/{name}" % (gv_path(group, version), "namespaces/{namespace}/" if r.namespaced else "", r.plural)
-        paths[item] = {"patch": {
-            "x-kubernetes-group-version-kind": {"group": group, "version": version, "kind": r.kind},
-            "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}],
-            "responses": {"200": {"description": "OK"}}}}
-    return {"openapi": "3.0.0", "info": {"title": "Kubernetes (ferry test double)", "version": "v1.32.0"},
-            "paths": paths, "components": {"schemas": {}}}
-
-
-def group_info(group, version):
-    gv = {"groupVersion": group + "/" + version, "version": version}
-    return {"name": group, "versions": [gv], "preferredVersion": gv}
-
-
-def resource_list(group):
-    out = []
-    for r in RESOURCES:
-        if r.group != group:
-            continue
-        entry = {"name": r.plural, "singularName": r.kind.lower(), "namespaced": r.namespaced,
-                 "kind": r.kind, "verbs": ["create", "delete", "deletecollection", "get", "list",
-                                           "patch", "update", "watch"]}
-        if r.short:
-            entry["shortNames"] = r.short
-        if r.categories:
-            entry["categories"] = r.categories
-        out.append(entry)
-        for sub in r.subresources:
-            s = {"name": r.plural + "/" + sub, "singularName": "", "namespaced": r.namespaced,
-                 "kind": r.kind, "verbs": ["get", "patch", "update"]}
-            if sub == "scale":
-                s.update(kind="Scale", group="autoscaling", version="v1")
-            out.append(s)
-    return out
-
-
 # ---- start-up --------------------------------------------------------------------------------
 
 def ensure_tls(tls_dir):
@@ -886,8 +612,10 @@ def write_kubeconfig(path, context, port, ca, token, namespace):
 
 
 def load_initial(server, path):
-    with open(path) as f:
-        objects = json.load(f)
+    objects = []
+    if path:
+        with open(path) as f:
+            objects = json.load(f)
     if isinstance(objects, dict):
         objects = objects.get("items", [])
     store = server.store
@@ -906,6 +634,17 @@ def load_initial(server, path):
         server.settle()
         store.changed = True
         store.save()
+
+
+def watch_parent():
+    """The double ends with the test that started it, even one killed without stopping it."""
+    parent = os.getppid()
+
+    def loop():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+    threading.Thread(target=loop, daemon=True).start()
 
 
 def main():
@@ -927,10 +666,8 @@ def main():
     args = p.parse_args()
     args.token = args.token or secrets.token_hex(16)
     api = Server(args)
-    if args.objects:
-        load_initial(api, args.objects)
-    else:
-        load_initial_empty(api)
+    load_initial(api, args.objects)
+    watch_parent()
     ca, cert, key = ensure_tls(args.tls_dir)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
@@ -944,18 +681,6 @@ def main():
         f.write("%d\n" % port)
     os.replace(args.port_file + ".tmp", args.port_file)
     httpd.serve_forever()
-
-
-def load_initial_empty(api):
-    tmp = {"objects": []}
-    with api.store.lock:
-        for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
-            api.create(BY_PLURAL[("", "namespaces")], None, {"apiVersion": "v1", "kind": "Namespace",
-                                                              "metadata": {"name": name}}, initial=True)
-        api.settle()
-        api.store.changed = True
-        api.store.save()
-    return tmp
 
 
 if __name__ == "__main__":
