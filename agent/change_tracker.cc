@@ -1,0 +1,214 @@
+#include "agent/change_tracker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/fanotify.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <vector>
+
+namespace ferry {
+
+namespace {
+
+// What is watched: every change to an entry's name, content or metadata, in files and in
+// directories.
+constexpr uint64_t kMask = FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO | FAN_MODIFY |
+                           FAN_ATTRIB | FAN_CLOSE_WRITE | FAN_DELETE_SELF | FAN_MOVE_SELF |
+                           FAN_ONDIR;
+
+// The path the kernel gives an open file (its mount namespace's view).
+Result<std::string> PathOf(int fd) {
+  char link[64], path[PATH_MAX + 1];
+  std::snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+  const ssize_t n = ::readlink(link, path, PATH_MAX);
+  if (n < 0) return Status::Errno(errno, "readlink " + std::string(link));
+  return std::string(path, static_cast<size_t>(n));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ChangeTracker>> ChangeTracker::Watch(const std::string& root,
+                                                            const Options& options) {
+  UniqueFd root_fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root_fd.valid()) return Status::Errno(errno, "change tracking: open " + root);
+  const int fan = ::fanotify_init(
+      FAN_CLASS_NOTIF | FAN_REPORT_DFID_NAME | FAN_CLOEXEC | FAN_NONBLOCK, O_RDONLY);
+  if (fan < 0) {
+    const int e = errno;
+    if (e == EPERM) {
+      return Status::Make(
+          Code::kPermission,
+          "change tracking: fanotify needs CAP_SYS_ADMIN, which this process lacks");
+    }
+    return Status::Make(
+        Code::kUnsupported,
+        "change tracking: this kernel has no fanotify with FAN_REPORT_DFID_NAME (Linux 5.9+): " +
+            std::string(std::strerror(e)));
+  }
+  UniqueFd fanotify(fan);
+  if (::fanotify_mark(fan, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, kMask, root_fd.get(), nullptr) !=
+      0) {
+    const int e = errno;
+    return Status::Make(
+        e == EPERM ? Code::kPermission : Code::kUnsupported,
+        "change tracking: cannot mark the file system of " + root +
+            (e == EXDEV || e == ENODEV || e == EOPNOTSUPP
+                 ? " (it reports no file handles, or is a subvolume fanotify cannot mark): "
+                 : ": ") +
+            std::strerror(e));
+  }
+  Result<std::string> path = PathOf(root_fd.get());
+  if (!path.ok()) return path.status();
+  UniqueFd stop(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!stop.valid()) return Status::Errno(errno, "change tracking: eventfd");
+  std::unique_ptr<ChangeTracker> t(new ChangeTracker(std::move(fanotify), std::move(root_fd),
+                                                     std::move(*path), std::move(stop), options));
+  if (options.reader_thread) t->reader_ = std::thread([p = t.get()] { p->ReadLoop(); });
+  return t;
+}
+
+ChangeTracker::ChangeTracker(UniqueFd fanotify, UniqueFd root, std::string root_path, UniqueFd stop,
+                             const Options& options)
+    : fanotify_(std::move(fanotify)),
+      root_(std::move(root)),
+      stop_(std::move(stop)),
+      root_path_(std::move(root_path)),
+      options_(options) {}
+
+ChangeTracker::~ChangeTracker() {
+  const uint64_t one = 1;
+  (void)!::write(stop_.get(), &one, sizeof(one));
+  if (reader_.joinable()) reader_.join();
+}
+
+void ChangeTracker::ReadLoop() {
+  for (;;) {
+    pollfd fds[2] = {{fanotify_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0 && errno != EINTR) {
+      std::lock_guard<std::mutex> lock(mu_);
+      GapLocked(std::string("the event queue could not be polled: ") + std::strerror(errno));
+      return;
+    }
+    if (fds[1].revents != 0) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    DrainLocked();
+  }
+}
+
+void ChangeTracker::GapLocked(const std::string& why) {
+  if (gap_.empty()) gap_ = why;
+  pending_.clear();
+  names_ = 0;
+}
+
+void ChangeTracker::AddLocked(const std::string& handle, const std::string& name) {
+  if (!gap_.empty()) return;
+  if (pending_[handle].insert(name).second && ++names_ > options_.max_names) {
+    GapLocked("more than " + std::to_string(options_.max_names) +
+              " changed names since the last stage");
+  }
+}
+
+void ChangeTracker::DrainLocked() {
+  alignas(fanotify_event_metadata) char buffer[64 * 1024];
+  for (;;) {
+    const ssize_t n = ::read(fanotify_.get(), buffer, sizeof(buffer));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN)
+        GapLocked(std::string("the event queue could not be read: ") + std::strerror(errno));
+      return;
+    }
+    ssize_t left = n;
+    for (const fanotify_event_metadata* m =
+             reinterpret_cast<const fanotify_event_metadata*>(buffer);
+         FAN_EVENT_OK(m, left); m = FAN_EVENT_NEXT(m, left)) {
+      ++events_;
+      if (m->vers != FANOTIFY_METADATA_VERSION) {
+        GapLocked("the kernel's fanotify speaks another version");
+        continue;
+      }
+      if (m->mask & FAN_Q_OVERFLOW) {
+        GapLocked("the kernel's event queue overflowed");
+        continue;
+      }
+      if (m->fd >= 0) ::close(m->fd);  // not with FAN_REPORT_DFID_NAME; never leak one
+      const char* info = reinterpret_cast<const char*>(m) + m->metadata_len;
+      const char* end = reinterpret_cast<const char*>(m) + m->event_len;
+      bool seen = false;
+      while (info + sizeof(fanotify_event_info_header) <= end) {
+        const auto* h = reinterpret_cast<const fanotify_event_info_header*>(info);
+        if (h->len < sizeof(*h) || info + h->len > end) break;
+        if (h->info_type == FAN_EVENT_INFO_TYPE_DFID_NAME ||
+            h->info_type == FAN_EVENT_INFO_TYPE_DFID || h->info_type == FAN_EVENT_INFO_TYPE_FID) {
+          const auto* fid = reinterpret_cast<const fanotify_event_info_fid*>(info);
+          const auto* fh = reinterpret_cast<const file_handle*>(fid->handle);
+          const size_t handle_len = sizeof(file_handle) + fh->handle_bytes;
+          std::string key(reinterpret_cast<const char*>(&fid->fsid), sizeof(fid->fsid));
+          key.append(reinterpret_cast<const char*>(fh), handle_len);
+          std::string name = ".";
+          if (h->info_type == FAN_EVENT_INFO_TYPE_DFID_NAME) {
+            const char* s = reinterpret_cast<const char*>(fh) + handle_len;
+            name.assign(s, ::strnlen(s, static_cast<size_t>(end - s)));
+          }
+          AddLocked(key, name);
+          seen = true;
+        }
+        info += h->len;
+      }
+      if (!seen) GapLocked("an event came without the directory it happened in");
+    }
+  }
+}
+
+ChangeTracker::Changes ChangeTracker::Take() {
+  std::unordered_map<std::string, std::set<std::string>> taken;
+  Changes out;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    DrainLocked();
+    taken.swap(pending_);
+    out.gap = std::move(gap_);
+    gap_.clear();
+    out.events = events_;
+    names_ = events_ = 0;
+  }
+  out.complete = out.gap.empty();
+  if (!out.complete) return out;
+  for (auto& [key, names] : taken) {
+    // The handle after the fsid: a struct file_handle, copied to be aligned.
+    std::vector<char> copy(key.begin() + sizeof(__kernel_fsid_t), key.end());
+    UniqueFd dir(::open_by_handle_at(root_.get(), reinterpret_cast<file_handle*>(copy.data()),
+                                     O_PATH | O_CLOEXEC));
+    if (!dir.valid()) {
+      if (errno == ESTALE || errno == ENOENT) continue;  // gone: its parent's delete is kept
+      out.complete = false;
+      out.gap = std::string("a changed directory could not be opened by its handle: ") +
+                std::strerror(errno) +
+                (errno == EPERM ? " (open_by_handle_at needs CAP_DAC_READ_SEARCH)" : "");
+      out.dirs.clear();
+      return out;
+    }
+    Result<std::string> path = PathOf(dir.get());
+    if (!path.ok()) continue;
+    std::string relative;
+    if (*path == root_path_) {
+      relative = "";
+    } else if (path->size() > root_path_.size() &&
+               path->compare(0, root_path_.size(), root_path_) == 0 &&
+               ((*path)[root_path_.size()] == '/' || root_path_ == "/")) {
+      relative = path->substr(root_path_ == "/" ? 1 : root_path_.size() + 1);
+    } else {
+      continue;  // elsewhere on the file system
+    }
+    out.dirs[relative].insert(names.begin(), names.end());
+  }
+  return out;
+}
+
+}  // namespace ferry
