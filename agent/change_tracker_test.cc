@@ -127,5 +127,55 @@ TEST_F(ChangeTrackerTest, AQueueOverflowIsAGap) {
   EXPECT_EQ(c.dirs, (Dirs{{"b", {"g"}}}));
 }
 
+// The same changes on the file systems a PV may have, each a real one the test makes on a loop
+// device (xfs, btrfs), and through a bind mount of a subdirectory (kubelet's view of a PV).
+class ChangeTrackerFsTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  static int Run(const std::string& command) {
+    return std::system((command + " >/dev/null 2>&1").c_str());
+  }
+  void TearDown() override {
+    if (!mounted_.empty()) Run("umount " + mounted_);
+    if (!bind_.empty()) Run("umount " + bind_);
+    if (!top_.empty()) std::system(("rm -rf " + top_).c_str());
+  }
+  std::string top_, mounted_, bind_;
+};
+
+TEST_P(ChangeTrackerFsTest, ChangesAreNamedOnItsFileSystem) {
+  char dir[] = "/tmp/ferry-trackfs.XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  top_ = dir;
+  std::string root = top_ + "/fs";
+  ASSERT_EQ(::mkdir(root.c_str(), 0755), 0);
+  if (GetParam() == "bind") {
+    // The volume is a subdirectory of a bigger file system, seen through a bind mount.
+    ASSERT_EQ(::mkdir((top_ + "/disk").c_str(), 0755), 0);
+    ASSERT_EQ(::mkdir((top_ + "/disk/pv").c_str(), 0755), 0);
+    ASSERT_EQ(Run("mount --bind " + top_ + "/disk/pv " + root), 0);
+    bind_ = root;
+  } else {
+    ASSERT_EQ(Run("truncate -s 320M " + top_ + "/img"), 0);
+    ASSERT_EQ(Run("mkfs." + GetParam() + " -q " + top_ + "/img"), 0)
+        << "mkfs." << GetParam() << " (scripts/setup installs it)";
+    ASSERT_EQ(Run("mount -o loop " + top_ + "/img " + root), 0);
+    mounted_ = root;
+  }
+  ASSERT_EQ(::mkdir((root + "/a").c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir((root + "/b").c_str(), 0755), 0);
+  Result<std::unique_ptr<ChangeTracker>> t = ChangeTracker::Watch(root);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  std::ofstream(root + "/a/f") << "x";
+  ASSERT_EQ(::rename((root + "/a/f").c_str(), (root + "/b/f").c_str()), 0);
+  ASSERT_EQ(::setxattr((root + "/b").c_str(), "user.k", "v", 1, 0), 0);
+  if (GetParam() == "bind") std::ofstream(top_ + "/disk/outside") << "the disk beside the volume";
+  ChangeTracker::Changes c = (*t)->Take();
+  ASSERT_TRUE(c.complete) << c.gap;
+  EXPECT_EQ(c.dirs, (Dirs{{"a", {"f"}}, {"b", {".", "f"}}}));
+}
+
+INSTANTIATE_TEST_SUITE_P(FileSystems, ChangeTrackerFsTest,
+                         ::testing::Values("xfs", "btrfs", "bind"));
+
 }  // namespace
 }  // namespace ferry
