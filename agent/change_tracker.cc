@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/fanotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -149,12 +150,17 @@ void ChangeTracker::DrainLocked() {
           const auto* fid = reinterpret_cast<const fanotify_event_info_fid*>(info);
           const auto* fh = reinterpret_cast<const file_handle*>(fid->handle);
           const size_t handle_len = sizeof(file_handle) + fh->handle_bytes;
+          const char* record_end = info + h->len;
+          if (reinterpret_cast<const char*>(fh) + handle_len > record_end) {
+            GapLocked("an event's file handle did not fit its record");
+            break;
+          }
           std::string key(reinterpret_cast<const char*>(&fid->fsid), sizeof(fid->fsid));
           key.append(reinterpret_cast<const char*>(fh), handle_len);
           std::string name = ".";
           if (h->info_type == FAN_EVENT_INFO_TYPE_DFID_NAME) {
             const char* s = reinterpret_cast<const char*>(fh) + handle_len;
-            name.assign(s, ::strnlen(s, static_cast<size_t>(end - s)));
+            name.assign(s, ::strnlen(s, static_cast<size_t>(record_end - s)));
           }
           AddLocked(key, name);
           seen = true;
@@ -194,8 +200,15 @@ ChangeTracker::Changes ChangeTracker::Take() {
       out.dirs.clear();
       return out;
     }
+    struct stat st;
+    if (::fstat(dir.get(), &st) == 0 && st.st_nlink == 0) continue;  // removed since: its parent's delete is kept
     Result<std::string> path = PathOf(dir.get());
-    if (!path.ok()) continue;
+    if (!path.ok()) {
+      out.complete = false;
+      out.gap = "a changed directory's path could not be read: " + path.status().message();
+      out.dirs.clear();
+      return out;
+    }
     std::string relative;
     if (*path == root_path_) {
       relative = "";

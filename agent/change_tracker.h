@@ -15,7 +15,9 @@
 // event it could not read; then `gap` says why, once, and the caller walks the whole tree.
 // Take() first reads every event queued by then: fsnotify queues an event inside the system call
 // that caused it, so every change whose call returned before Take() began is in its result.
-// Changes outside the root (elsewhere on the same file system) are left out.
+// Changes outside the root (elsewhere on the same file system) are left out. Writes through a
+// shared mmap raise no fsnotify event: a user of the result that must be exact (a final stage)
+// needs a full walk or a content check for files that applications map (LMDB; SQLite with mmap).
 //
 // Needs CAP_SYS_ADMIN (a file system mark) and CAP_DAC_READ_SEARCH (open_by_handle_at), and a
 // kernel and file system with FAN_REPORT_DFID_NAME (Linux 5.9+; ext4, xfs, btrfs, tmpfs 5.18+):

@@ -253,7 +253,7 @@ int RunPlanCommand(const Args& args, const std::string& name, int (*run)(const P
     return code;
   }
   // A rollback needs only the hooks, not the volumes held.
-  return RunPlaced(*a.plan, console, name != "rollback",
+  return RunPlaced(*a.plan, a.state_dir, console, name != "rollback",
                    [&](const Plan& plan) { return run(plan, a.state_dir, console); });
 }
 
@@ -267,7 +267,7 @@ int PlanStageCommand(const std::string& plan_path, const std::string& state_dir,
   }
   TerminalConsole console(progress && !json_out);
   Result<std::vector<PairStage>> results = Status::Aborted("not staged");
-  const int placed = RunPlaced(*plan, console, /*place=*/true, [&](const Plan& p) {
+  const int placed = RunPlaced(*plan, state_dir, console, /*place=*/true, [&](const Plan& p) {
     results = StagePlan(p, state_dir, console);
     return kExitOk;
   });

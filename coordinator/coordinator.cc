@@ -1,5 +1,8 @@
 #include "coordinator/coordinator.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -8,6 +11,7 @@
 #include <set>
 #include <thread>
 
+#include "agent/fs.h"
 #include "base/exit_code.h"
 #include "coordinator/cutover.h"
 #include "coordinator/hooks.h"
@@ -293,14 +297,30 @@ int RunRollback(const Plan& plan, const std::string& state_dir, Console& console
   return session->journal->LastState() == "rolled_back" ? kExitOk : kExitStage;
 }
 
-int RunPlaced(const Plan& plan, Console& console, bool place, const std::function<int(const Plan&)>& run) {
+int RunPlaced(const Plan& plan, const std::string& state_dir, Console& console, bool place,
+              const std::function<int(const Plan&)>& run) {
   if (!plan.kubernetes) return run(plan);
+  // The holder pods belong to the one command that runs the plan: another one (refused by the
+  // journal's lock inside `run`) must not place or delete them. This lock is beside the journal's.
+  Result<std::unique_ptr<Journal>> journal = Journal::Open(state_dir, plan.name);
+  if (!journal.ok()) return run(plan);
+  const std::string lock_path = state_dir + "/plans/" + plan.name + ".holders.lock";
+  UniqueFd lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!lock.valid() || ::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) return run(plan);
+  // Nothing stages once the plan is migrated or inside a cutover (which goes forward from
+  // starting_target or rolls back: hooks only), so nothing is placed; a rehearsal a killed
+  // coordinator left running is stopped by `run`, so its app may still mount the target.
+  const std::string state = (*journal)->LastState();
+  journal->reset();
+  place = place && state != "migrated" && !InsideCutover(state);
   Plan placed = plan;
   int code = kExitOk;
   if (place) {
     Result<std::shared_ptr<io::TlsContext>> tls =
         io::TlsContext::MakeUnlessInsecure(plan.tls, io::TlsContext::Role::kClient);
-    Status s = tls.ok() ? PlacePvcs(&placed, tls->get(), console) : tls.status().Annotate(plan.path + ": auth");
+    PlaceOptions options;
+    options.target_may_be_in_use = Rehearsal::Inside(state);
+    Status s = tls.ok() ? PlacePvcs(&placed, tls->get(), options, console) : tls.status().Annotate(plan.path + ": auth");
     if (!s.ok()) {
       console.Tell("ferry: " + s.ToString());
       code = s.code() == Code::kNetwork ? kExitNetwork : kExitUsage;

@@ -49,8 +49,10 @@ int RunRollback(const Plan& plan, const std::string& state_dir, Console& console
 // A plan that names PVCs (coordinator/kube_place.h): `place` (commands that stage) resolves it
 // and holds its PVCs first (target PVCs created, holder pods running), then `run` gets the plan
 // with its pairs; the holder pods are deleted when it returns, whatever it did. Any other plan
-// goes to `run` as it is.
-int RunPlaced(const Plan& plan, Console& console, bool place, const std::function<int(const Plan&)>& run);
+// goes to `run` as it is. Nothing is placed once the journal (in `state_dir`) says migrated or
+// inside a cutover, nor by a command that another one running the plan holds off.
+int RunPlaced(const Plan& plan, const std::string& state_dir, Console& console, bool place,
+              const std::function<int(const Plan&)>& run);
 
 // `ferry migrate --dry-run PLAN`: the resolution of a plan that names PVCs, checked whole, as a
 // table in *table; nothing is created and no data moves. kExitOk, or the exit code of the error

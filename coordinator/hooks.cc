@@ -52,6 +52,11 @@ Status RunHookSpec(const Plan& plan, Journal& journal, Console& console, const s
   if (plan.kubernetes && name == "start_target") {
     FERRY_RETURN_IF_ERROR(ReleaseHolders(plan, HolderSide::kTarget, console).Annotate("hook " + name));
   }
+  // And the source's before the app resumes (a rollback): its pods may land on another node,
+  // where a RWO volume still attached to the holder's would not mount.
+  if (plan.kubernetes && name == "resume_source") {
+    FERRY_RETURN_IF_ERROR(ReleaseHolders(plan, HolderSide::kSource, console).Annotate("hook " + name));
+  }
   if (hook.kind == HookSpec::Kind::kDns) {
     Result<int64_t> started = journal.HookStarted(options.journal_name, 0);  // dig and nsupdate, each waited for
     if (!started.ok()) return started.status();

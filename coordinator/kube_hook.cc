@@ -200,6 +200,16 @@ Status PauseAutoSync(const std::string& name, const HookKubectl& k, Console& con
   if (where.argocd_application.empty()) return Status::Ok();
   Result<json> app = ReadApplication(k);
   if (!app.ok()) return app.status();
+  // An Application an ApplicationSet owns gets its syncPolicy written back by that controller
+  // within seconds: turning auto-sync off there would not hold through the downtime.
+  for (const json& owner : app->value(json::json_pointer("/metadata/ownerReferences"), json::array())) {
+    if (owner.value("kind", "") == "ApplicationSet") {
+      return k.Error("Argo CD application " + where.argocd_namespace + "/" + where.argocd_application +
+                     " belongs to ApplicationSet " + owner.value("name", "") +
+                     ", which would turn its auto-sync on again: make the ApplicationSet ignore "
+                     "/spec/syncPolicy/automated (ignoreApplicationDifferences) or pause it, then run again");
+    }
+  }
   const json::json_pointer automated("/spec/syncPolicy/automated");
   if (!app->contains(automated) || (*app)[automated].is_null()) {
     Say(console, name, "Argo CD application " + where.argocd_namespace + "/" + where.argocd_application +
@@ -216,7 +226,16 @@ Status PauseAutoSync(const std::string& name, const HookKubectl& k, Console& con
   if (!r.ok()) return r.status();
   Say(console, name, "Argo CD application " + where.argocd_namespace + "/" + where.argocd_application +
                          ": auto-sync turned off (was " + (*app)[automated].dump() + ")");
-  return Status::Ok();
+  // An auto-sync already under way would still apply git's replica counts after the scale-down:
+  // it is waited for (within the hook's timeout).
+  for (int wait_ms = 100;; wait_ms = std::min(2 * wait_ms, 1000)) {
+    Result<json> now = ReadApplication(k);
+    if (!now.ok()) return now.status();
+    const json::json_pointer phase("/status/operationState/phase");
+    if (!now->contains(phase) || (*now)[phase] != "Running") return Status::Ok();
+    if (k.Remaining() <= 0.5) return k.Error("an Argo CD sync of " + ApplicationRef(where) + " still runs at the timeout");
+    std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
+  }
 }
 
 Status ResumeAutoSync(const std::string& name, const HookKubectl& k, Console& console) {
@@ -225,9 +244,16 @@ Status ResumeAutoSync(const std::string& name, const HookKubectl& k, Console& co
   Result<json> app = ReadApplication(k);
   if (!app.ok()) return app.status();
   const json::json_pointer saved("/metadata/annotations/" + std::string("ferry.io~1original-automated"));
+  // Only what ferry turned off is turned on again, with a sync asked for; an Application whose
+  // auto-sync its owner keeps off is left as it is.
+  if (!app->contains(saved) || !(*app)[saved].is_string()) {
+    Say(console, name, "Argo CD application " + where.argocd_namespace + "/" + where.argocd_application +
+                           ": left as it is (ferry did not turn its auto-sync off)");
+    return Status::Ok();
+  }
   json patch = {{"operation", {{"initiatedBy", {{"username", "ferry"}}}, {"sync", json::object()}}}};
   std::string told = "a sync asked for";
-  if (app->contains(saved) && (*app)[saved].is_string()) {
+  {
     json automated = json::parse((*app)[saved].get<std::string>(), nullptr, false);
     if (!automated.is_object()) {
       return k.Error("the " + std::string(kOriginalAutomatedAnnotation) + " annotation of " + ApplicationRef(where) +
@@ -239,7 +265,10 @@ Status ResumeAutoSync(const std::string& name, const HookKubectl& k, Console& co
   }
   // A sync under way is left to finish; a new operation would be refused by Argo CD.
   const json::json_pointer phase("/status/operationState/phase");
-  if (app->contains(phase) && (*app)[phase] == "Running") patch.erase("operation");
+  if (app->contains(phase) && (*app)[phase] == "Running") {
+    patch.erase("operation");
+    told = told.substr(0, told.find(", a sync asked for")) + ", a sync under way left to finish";
+  }
   Result<std::string> r =
       k.RunIn(where.argocd_namespace, {"patch", ApplicationRef(where), "--type", "merge", "--patch", patch.dump()});
   if (!r.ok()) return r.status();

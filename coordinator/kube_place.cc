@@ -401,7 +401,7 @@ Status ResolveSource(const Plan& plan, Cluster& c, const io::TlsContext* tls, Ku
   return Status::Ok();
 }
 
-Status ResolveTarget(const Plan& plan, Cluster& c, const io::TlsContext* tls, KubeResolution* r) {
+Status ResolveTarget(const Plan& plan, Cluster& c, const io::TlsContext* tls, bool in_use_ok, KubeResolution* r) {
   const KubePair& p = r->pair;
   const std::string where = At(plan, p.line) + "pair " + p.Label() + ": target PVC " +
                             p.target_namespace + "/" + p.target_pvc;
@@ -445,7 +445,7 @@ Status ResolveTarget(const Plan& plan, Cluster& c, const io::TlsContext* tls, Ku
   }
   std::vector<std::string> app_pods;
   if (e.exists) FERRY_RETURN_IF_ERROR(LocateNode(c, where, &e, p.target_node, &app_pods));
-  if (!app_pods.empty()) {
+  if (!app_pods.empty() && !in_use_ok) {
     return Status::Busy(
         where + " is mounted by pod " + app_pods[0] +
         ": the target app must not run while ferry writes its volume; scale it to 0");
@@ -473,8 +473,6 @@ json HolderPod(const Plan& plan, const KubeSide& side, HolderSide which,
                       {"limits", {{"cpu", "10m"}, {"memory", "16Mi"}}}}},
                     {"securityContext",
                      {{"runAsNonRoot", true},
-                      {"runAsUser", 65535},
-                      {"runAsGroup", 65535},
                       {"allowPrivilegeEscalation", false},
                       {"privileged", false},
                       {"readOnlyRootFilesystem", true},
@@ -495,12 +493,18 @@ json HolderPod(const Plan& plan, const KubeSide& side, HolderSide which,
       {"restartPolicy", "Always"},
       {"automountServiceAccountToken", false},
       {"enableServiceLinks", false},
-      {"terminationGracePeriodSeconds", 0},
+      {"terminationGracePeriodSeconds", 1},  // 0 forces the delete: gone before kubelet unmounts
       {"securityContext", {{"seccompProfile", {{"type", "RuntimeDefault"}}}}}};
   if (!held.node.empty()) {
-    // Pinned through the scheduler (nodeName would skip it, and the binding of a delayed PVC),
-    // tolerating what the node's own pods tolerate.
-    spec["nodeSelector"] = {{"kubernetes.io/hostname", held.node}};
+    // Pinned through the scheduler (nodeName would skip it, and the binding of a delayed PVC) by
+    // the node's name, as the DaemonSet controller pins its pods (its kubernetes.io/hostname
+    // label may differ from it), tolerating what the node's own pods tolerate.
+    spec["affinity"] = {
+        {"nodeAffinity",
+         {{"requiredDuringSchedulingIgnoredDuringExecution",
+           {{"nodeSelectorTerms",
+             json::array({{{"matchFields",
+                            json::array({{{"key", "metadata.name"}, {"operator", "In"}, {"values", {held.node}}}})}}})}}}}}};
     spec["tolerations"] = json::array({{{"operator", "Exists"}}});
   }
   return {{"apiVersion", "v1"},
@@ -574,7 +578,8 @@ Status Hold(const Plan& plan, HolderSide which, const std::vector<PairSpec::Held
             Console& console) {
   const KubeSide& side =
       which == HolderSide::kSource ? plan.kubernetes->source : plan.kubernetes->target;
-  Kubectl k(side, SideName(which), kKubectlSeconds);
+  // Its own deadline: the wait for the holders may take kHolderWaitSeconds.
+  Kubectl k(side, SideName(which), kKubectlSeconds + kHolderWaitSeconds);
   std::vector<std::pair<std::string, std::string>> names;
   for (const PairSpec::Held& h : held) {
     const json pod = HolderPod(plan, side, which, h);
@@ -615,7 +620,8 @@ std::string Pad(std::string s, size_t width) {
 
 }  // namespace
 
-Result<std::vector<KubeResolution>> ResolvePvcs(const Plan& plan, const io::TlsContext* tls) {
+Result<std::vector<KubeResolution>> ResolvePvcs(const Plan& plan, const io::TlsContext* tls,
+                                                bool target_may_be_in_use) {
   return Guarded("resolving the PVCs", [&]() -> Result<std::vector<KubeResolution>> {
     Cluster source(plan.kubernetes->source, "source"), target(plan.kubernetes->target, "target");
     Result<std::vector<KubePair>> pairs = ExpandPairs(plan, source);
@@ -626,7 +632,7 @@ Result<std::vector<KubeResolution>> ResolvePvcs(const Plan& plan, const io::TlsC
       KubeResolution r;
       r.pair = p;
       FERRY_RETURN_IF_ERROR(ResolveSource(plan, source, tls, &r));
-      FERRY_RETURN_IF_ERROR(ResolveTarget(plan, target, tls, &r));
+      FERRY_RETURN_IF_ERROR(ResolveTarget(plan, target, tls, target_may_be_in_use, &r));
       if (!targets.insert(r.target.namespace_ + "/" + r.target.pvc).second) {
         return Status::InvalidArgument(At(plan, p.line) + "pair " + p.Label() + ": " +
                                        r.target.namespace_ + "/" + r.target.pvc +
@@ -663,9 +669,9 @@ std::string ResolutionTable(const std::vector<KubeResolution>& rows) {
   return out;
 }
 
-Status PlacePvcs(Plan* plan, const io::TlsContext* tls, Console& console) {
+Status PlacePvcs(Plan* plan, const io::TlsContext* tls, const PlaceOptions& options, Console& console) {
   return Guarded("placing the PVCs", [&]() -> Status {
-    Result<std::vector<KubeResolution>> first = ResolvePvcs(*plan, tls);
+    Result<std::vector<KubeResolution>> first = ResolvePvcs(*plan, tls, options.target_may_be_in_use);
     if (!first.ok()) return first.status();
     Kubectl target(plan->kubernetes->target, "target", kKubectlSeconds);
     std::vector<PairSpec::Held> sources, targets;
@@ -684,7 +690,7 @@ Status PlacePvcs(Plan* plan, const io::TlsContext* tls, Console& console) {
     FERRY_RETURN_IF_ERROR(Hold(*plan, HolderSide::kSource, sources, console));
     FERRY_RETURN_IF_ERROR(Hold(*plan, HolderSide::kTarget, targets, console));
     // Now every PVC is bound and mounted where its holder runs: where the stages go.
-    Result<std::vector<KubeResolution>> placed = ResolvePvcs(*plan, tls);
+    Result<std::vector<KubeResolution>> placed = ResolvePvcs(*plan, tls, options.target_may_be_in_use);
     if (!placed.ok()) return placed.status();
     plan->pairs.clear();
     for (const KubeResolution& r : *placed) {

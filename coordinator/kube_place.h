@@ -58,7 +58,8 @@ struct KubeResolution {
 
 // Reads both clusters and checks every pair; creates nothing. `tls`: for asking the source
 // daemons what their volumes hold (the size check).
-Result<std::vector<KubeResolution>> ResolvePvcs(const Plan& plan, const io::TlsContext* tls);
+Result<std::vector<KubeResolution>> ResolvePvcs(const Plan& plan, const io::TlsContext* tls,
+                                                bool target_may_be_in_use = false);
 
 // The resolution as the dry run prints it: one row per PVC of each pair.
 std::string ResolutionTable(const std::vector<KubeResolution>& rows);
@@ -66,7 +67,12 @@ std::string ResolutionTable(const std::vector<KubeResolution>& rows);
 // Makes a plan that names PVCs runnable: resolves, creates the missing target PVCs (labelled
 // with the plan), starts the holder pods and waits until they run on nodes whose ferry pod is
 // ready, then fills plan->pairs (pv:NAME volumes on those daemons).
-Status PlacePvcs(Plan* plan, const io::TlsContext* tls, Console& console);
+struct PlaceOptions {
+  // A rehearsed app that a killed coordinator left running on the target (the command stops it
+  // before it stages): its pods' use of the target PVCs is not refused.
+  bool target_may_be_in_use = false;
+};
+Status PlacePvcs(Plan* plan, const io::TlsContext* tls, const PlaceOptions& options, Console& console);
 
 enum class HolderSide { kSource, kTarget, kBoth };
 

@@ -42,9 +42,14 @@ Result<std::string> Kubectl::Run(const std::vector<std::string>& args) const {
     while (!err.empty() && (err.back() == '\n' || err.back() == ' ')) err.pop_back();
     // kubectl's message is one line for the errors that matter ("Error from server (NotFound): ...").
     if (size_t nl = err.rfind('\n'); nl != std::string::npos) err = err.substr(nl + 1);
-    const bool not_found = err.find("(NotFound)") != std::string::npos;
     const std::string message = Where() + ": " + command + " " + r->How(Remaining()) + (err.empty() ? "" : ": " + err);
-    return not_found ? Status::NotFound(message) : Status::Network(message);
+    // kubectl's reason, as the API server gave it: what the operator must fix, or the network.
+    if (err.find("(NotFound)") != std::string::npos) return Status::NotFound(message);
+    if (err.find("(Forbidden)") != std::string::npos || err.find("(Unauthorized)") != std::string::npos)
+      return Status::Make(Code::kPermission, message);
+    if (err.find("(Invalid)") != std::string::npos || err.find("(BadRequest)") != std::string::npos)
+      return Status::InvalidArgument(message);
+    return Status::Network(message);
   }
   return r->out;
 }
@@ -76,8 +81,9 @@ Status Kubectl::Create(const json& object) const {
   if (fd < 0) return Status::Errno(errno, "a file for kubectl create");
   const std::string text = object.dump();
   const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  const int write_errno = errno;
   ::close(fd);
-  Result<std::string> r = written ? Run({"create", "--filename", path}) : Result<std::string>(Status::Errno(errno, path));
+  Result<std::string> r = written ? Run({"create", "--filename", path}) : Result<std::string>(Status::Errno(write_errno, path));
   ::unlink(path);
   if (!r.ok() && r.status().message().find("(AlreadyExists)") != std::string::npos) return Status::Ok();
   return r.status();

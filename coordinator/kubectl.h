@@ -25,7 +25,7 @@ class Kubectl {
   // "the target cluster (context cluster-b)".
   std::string Where() const;
 
-  // stdout of `kubectl [--kubeconfig F] [--context C] ARGS...`; `input`: a file given to -f.
+  // stdout of `kubectl [--kubeconfig F] [--context C] ARGS...`.
   Result<std::string> Run(const std::vector<std::string>& args) const;
   // `kubectl get ARGS... --output json`, parsed.
   Result<nlohmann::json> GetJson(const std::vector<std::string>& args) const;

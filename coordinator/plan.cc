@@ -390,11 +390,14 @@ Result<uint64_t> ParseQuantity(const std::string& text) {
       {"", 1}};
   char* end = nullptr;
   const double value = std::strtod(text.c_str(), &end);
-  if (text.empty() || end == text.c_str() || value < 0 || !std::isdigit(static_cast<unsigned char>(text[0]))) {
+  if (text.empty() || end == text.c_str() || value < 0 || !std::isdigit(static_cast<unsigned char>(text[0])) ||
+      text.find_first_of("xX") != std::string::npos) {
     return Status::InvalidArgument("a size like 200Gi, 512Mi or 10G, not '" + text + "'");
   }
   for (const auto& [unit, factor] : kUnits) {
-    if (std::string(end) == unit) return static_cast<uint64_t>(value * factor + 0.5);
+    if (std::string(end) != unit) continue;
+    if (value * factor >= 1.8e19) return Status::InvalidArgument("a size below 16 EiB, not '" + text + "'");
+    return static_cast<uint64_t>(value * factor + 0.5);
   }
   return Status::InvalidArgument("a size like 200Gi, 512Mi or 10G (units Ki Mi Gi Ti Pi, k M G T P), not '" + text +
                                  "'");
@@ -610,6 +613,12 @@ Status ParseKubePairs(const Checker& c, const YAML::Node& root, KubePlan* k) {
 // A Kubernetes plan: both sides clusters, the pairs PVCs.
 Status ParseKubePlan(const Checker& c, const YAML::Node& root, Plan* plan) {
   KubePlan k;
+  // The name labels what ferry creates (ferry.io/plan): a label value.
+  if (plan->name.size() > 63 || !std::isalnum(static_cast<unsigned char>(plan->name.front())) ||
+      !std::isalnum(static_cast<unsigned char>(plan->name.back()))) {
+    return c.Error(root["name"], "name: a plan that names PVCs labels its pods and PVCs with its name, so it must be "
+                                 "at most 63 characters and begin and end with a letter or digit");
+  }
   if (!root["source"] || !root["target"])
     return c.Error(root, "a plan that names PVCs needs source: {kubernetes: {context: ...}} and target: {kubernetes: ...}");
   Result<KubeSide> source = ParseKubeSide(c, root["source"], "source");

@@ -2,9 +2,11 @@
 
 #include <dirent.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <vector>
 
 #include "base/status.h"
@@ -68,12 +70,16 @@ Result<std::string> FindPersistentVolume(const std::string& kubelet_root, const 
   }
   // Several pods of this node mount the PV (the app and ferry's holder pod, coordinator/kube_place.h):
   // one volume when every mount is the same file system object; the first writable one is used.
+  // Compared by the file system's id and the inode: a file share mounted once per pod (NFS,
+  // CephFS; a read-only mount beside a writable one) has another st_dev for the same volume.
   auto same_object = [&] {
     struct stat first, other;
-    if (::stat(matches[0].path.c_str(), &first) != 0) return false;
+    struct statfs first_fs, other_fs;
+    if (::stat(matches[0].path.c_str(), &first) != 0 || ::statfs(matches[0].path.c_str(), &first_fs) != 0) return false;
     for (const Match& m : matches) {
-      if (::stat(m.path.c_str(), &other) != 0 || other.st_dev != first.st_dev || other.st_ino != first.st_ino ||
-          other.st_rdev != first.st_rdev)
+      if (::stat(m.path.c_str(), &other) != 0 || ::statfs(m.path.c_str(), &other_fs) != 0 ||
+          std::memcmp(&other_fs.f_fsid, &first_fs.f_fsid, sizeof(first_fs.f_fsid)) != 0 ||
+          other.st_ino != first.st_ino || other.st_rdev != first.st_rdev)
         return false;
     }
     return true;

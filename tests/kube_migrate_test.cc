@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <string>
 #include <vector>
 
@@ -392,11 +393,30 @@ TEST_F(KubeMigrateTest, HolderPodsOfAKilledCoordinatorAreGoneAfterItsNextRun) {
   // after its first stage, while every PVC is held.
   const std::string plan =
       WritePlan(kTwoPairs, "policy: {max_downtime: 60s, min_stages: 3, stage_interval: 30s}\n");
-  CommandResult killed = RunCommand({"timeout", "--signal=KILL", "8", FerryBinary(), "migrate",
-                                     plan, "--state-dir", tmp_.Sub("coordinator")},
-                                    60);
-  EXPECT_EQ(killed.exit_code, 137) << killed.Describe();
-  EXPECT_NE(killed.err.find("stage 1: committed"), std::string::npos) << killed.err;
+  std::future<CommandResult> killed = std::async(std::launch::async, [&] {
+    return RunCommand({"timeout", "--signal=KILL", "10", FerryBinary(), "migrate", plan,
+                       "--state-dir", tmp_.Sub("coordinator")},
+                      60);
+  });
+  // Once it is staging (it holds the plan's journal then):
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        const json status = json::parse(Ferry({"status", "--json", plan}).out, nullptr, false);
+        return status.is_object() && status.value("state", "") == "staging";
+      },
+      8));
+  EXPECT_EQ(Holders(a_), 2u);
+  EXPECT_EQ(Holders(b_), 2u);
+  // Another command on the plan meanwhile is refused by the journal's lock, and touches none of
+  // the running one's holder pods.
+  CommandResult second = Ferry({"stage", plan});
+  EXPECT_NE(second.exit_code, 0) << second.Describe();
+  EXPECT_NE(second.err.find("another ferry coordinator"), std::string::npos) << second.err;
+  EXPECT_EQ(Holders(a_), 2u);
+  EXPECT_EQ(Holders(b_), 2u);
+  CommandResult k = killed.get();
+  EXPECT_EQ(k.exit_code, 137) << k.Describe();
+  EXPECT_NE(k.err.find("stage 1: committed"), std::string::npos) << k.err;
   EXPECT_EQ(Holders(a_), 2u);
   EXPECT_EQ(Holders(b_), 2u);
   // The next run finds them (created again: AlreadyExists is theirs), stages, and leaves none.
@@ -467,6 +487,15 @@ TEST_F(KubeMigrateTest, ArgoCdAutoSyncIsOffWhileTheAppIsDownAndOnAgainAfterARoll
   }
   EXPECT_LT(off, down);
   EXPECT_LT(up, on);
+  // Before resume_source scaled the app up, the source's holder pods were deleted (the app's pod
+  // may land on another node, where a RWO volume attached to the holder's would not mount).
+  size_t holder_delete = requests.size();
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const std::string path = requests[i]["path"];
+    if (requests[i]["method"] == "DELETE" && path.find("/pods/ferry-hold-s-") != std::string::npos)
+      holder_delete = std::min(holder_delete, i);
+  }
+  EXPECT_LT(holder_delete, up);
   const json app = a_.Get("Application", "argocd", "shop");
   EXPECT_EQ(app["spec"]["syncPolicy"]["automated"], (json{{"prune", true}, {"selfHeal", true}}))
       << app.dump();

@@ -376,6 +376,18 @@ class Emulation:
         labels = node["metadata"].get("labels") or {}
         if any(labels.get(k) != v for k, v in (pod_spec.get("nodeSelector") or {}).items()):
             return False
+        # Required node affinity: any term whose matchFields (metadata.name) and matchExpressions
+        # (labels; In and NotIn) all hold.
+        required = (((pod_spec.get("affinity") or {}).get("nodeAffinity") or {})
+                    .get("requiredDuringSchedulingIgnoredDuringExecution") or {}).get("nodeSelectorTerms")
+        if required:
+            def holds(req, value):
+                return (value in req.get("values", [])) == (req.get("operator") == "In")
+            if not any(all(holds(f, node["metadata"]["name"]) for f in t.get("matchFields") or []
+                           if f.get("key") == "metadata.name") and
+                       all(holds(e, labels.get(e.get("key"))) for e in t.get("matchExpressions") or [])
+                       for t in required):
+                return False
         return tolerates(pod_spec, (node.get("spec") or {}).get("taints"))
 
     # ---- storage ------------------------------------------------------------------------
