@@ -53,7 +53,9 @@ class HookKubectl {
   // The same in namespace `ns` (the Argo CD Application's).
   Result<std::string> RunIn(const std::string& ns, const std::vector<std::string>& args) const {
     if (Remaining() <= 0) return Error("ran over its timeout");
-    std::vector<std::string> argv{"kubectl", "--context", hook_.kubernetes.context, "--namespace", ns};
+    std::vector<std::string> argv{"kubectl"};
+    if (!hook_.kubernetes.kubeconfig.empty()) argv.insert(argv.end(), {"--kubeconfig", hook_.kubernetes.kubeconfig});
+    argv.insert(argv.end(), {"--context", hook_.kubernetes.context, "--namespace", ns});
     argv.insert(argv.end(), args.begin(), args.end());
     Result<ProcessResult> r = RunProcess(argv, Remaining(), /*capture=*/true);
     if (!r.ok()) return Error(r.status().ToString());

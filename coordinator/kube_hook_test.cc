@@ -122,7 +122,7 @@ class KubeHookTest : public ::testing::Test {
   static HookSpec Hook(const std::string& context, const std::string& selector = "app=db") {
     HookSpec h;
     h.kind = HookSpec::Kind::kKubernetes;
-    h.kubernetes = {context, "shop", selector, "", "argocd"};
+    h.kubernetes = {context, "shop", selector, "", "argocd", ""};
     h.timeout_s = 30;
     return h;
   }

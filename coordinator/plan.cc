@@ -214,7 +214,15 @@ Result<HookSpec> ParseHook(const Checker& c, const YAML::Node& node, const std::
   }
   if (node["kubernetes"]) {
     const YAML::Node k = node["kubernetes"];
-    FERRY_RETURN_IF_ERROR(c.Map(k, where + ": kubernetes", {"context", "namespace", "selector", "argocd"}));
+    FERRY_RETURN_IF_ERROR(
+        c.Map(k, where + ": kubernetes", {"context", "namespace", "selector", "argocd", "kubeconfig"}));
+    if (k["kubeconfig"]) {
+      Result<std::string> v = c.String(k["kubeconfig"], where + ": kubernetes: kubeconfig");
+      if (!v.ok()) return v.status();
+      hook.kubernetes.kubeconfig = c.File(*v);
+      if (::access(hook.kubernetes.kubeconfig.c_str(), R_OK) != 0)
+        return c.Error(k["kubeconfig"], where + ": kubernetes: kubeconfig '" + hook.kubernetes.kubeconfig + "' cannot be read");
+    }
     hook.kind = HookSpec::Kind::kKubernetes;
     for (auto [key, out] :
          {std::pair<const char*, std::string*>{"context", &hook.kubernetes.context},
@@ -638,6 +646,22 @@ Status ParseKubePlan(const Checker& c, const YAML::Node& root, Plan* plan) {
   return Status::Ok();
 }
 
+// A Kubernetes hook of a plan that names PVCs, on the context of one of its sides, reaches that
+// side's cluster through the side's kubeconfig (the same context name in another kubeconfig may
+// be another cluster).
+void HooksOnTheSidesClusters(Plan* plan) {
+  if (!plan->kubernetes) return;
+  for (auto& [name, hook] : plan->hooks) {
+    if (hook.kind != HookSpec::Kind::kKubernetes || !hook.kubernetes.kubeconfig.empty()) continue;
+    for (const KubeSide* side : {&plan->kubernetes->source, &plan->kubernetes->target}) {
+      if (side->context == hook.kubernetes.context && !side->kubeconfig.empty()) {
+        hook.kubernetes.kubeconfig = side->kubeconfig;
+        break;
+      }
+    }
+  }
+}
+
 // A rehearsal starts the target app and must be able to stop it again: start_target, and
 // stop_target unless start_target is a Kubernetes hook (scaled back to 0).
 Status CheckRehearsal(const Checker& c, const YAML::Node& root, const Plan& plan) {
@@ -705,7 +729,9 @@ Status ParsePlan(const Checker& c, const YAML::Node& root, Plan* plan) {
     return c.Error(root, "the plan needs auth: {psk_file: FILE}, {tls_cert, tls_key, tls_ca} or {insecure: true}");
   FERRY_RETURN_IF_ERROR(ParseAuth(c, root["auth"], &plan->tls));
   FERRY_RETURN_IF_ERROR(kube ? ParseKubePlan(c, root, plan) : ParsePairs(c, root, plan));
-  return ParseOptions(c, root, plan);
+  FERRY_RETURN_IF_ERROR(ParseOptions(c, root, plan));
+  HooksOnTheSidesClusters(plan);
+  return Status::Ok();
 }
 
 }  // namespace

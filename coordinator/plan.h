@@ -29,6 +29,8 @@ struct HookSpec {
     // GitOps: the Argo CD Application that deploys the workloads (`argocd: {application,
     // namespace}`): its auto-sync is off while they are scaled down ("": none).
     std::string argocd_application, argocd_namespace = "argocd";
+    // kubectl --kubeconfig (`kubeconfig:`; else the plan side's of the same context; "": KUBECONFIG).
+    std::string kubeconfig;
   } kubernetes;
   // kDns (switch_traffic only, coordinator/dns_hook.h): the record NAME TYPE in `zone` on
   // `server` is made VALUE with `ttl_s`, by an RFC 2136 update signed with the TSIG key in

@@ -195,7 +195,19 @@ TEST_F(PlanTest, APlanThatNamesPvcsLoadsItsClustersAndMapping) {
   EXPECT_EQ(ns->kubernetes->exclude_pvcs, std::vector<std::string>{"shop/cache"});
   EXPECT_TRUE(ns->pairs.empty());
 
+  // A Kubernetes hook on a side's context goes through that side's kubeconfig.
+  std::ofstream(dir_ + "/b.kubeconfig") << "apiVersion: v1\nkind: Config\n";
+  std::string with_hooks = kKube;
+  with_hooks.replace(with_hooks.find("{context: cluster-b,"), 20, "{context: cluster-b, kubeconfig: b.kubeconfig,");
+  with_hooks += "hooks:\n  start_target: {kubernetes: {context: cluster-b, namespace: shop, selector: app=shop}}\n"
+                "  quiesce_source: {kubernetes: {context: cluster-a, namespace: shop, selector: app=shop}}\n";
+  Result<Plan> hooked = Load(with_hooks);
+  ASSERT_TRUE(hooked.ok()) << hooked.status().ToString();
+  EXPECT_EQ(hooked->hooks.at("start_target").kubernetes.kubeconfig, dir_ + "/b.kubeconfig");
+  EXPECT_EQ(hooked->hooks.at("quiesce_source").kubernetes.kubeconfig, "");  // side a names none
   EXPECT_EQ(*ParseQuantity("512Mi"), 512ull << 20);
+  EXPECT_FALSE(ParseQuantity("0x10").ok());
+  EXPECT_FALSE(ParseQuantity("100000Pi").ok());
   EXPECT_EQ(*ParseQuantity("10G"), 10000000000ull);
   EXPECT_EQ(*ParseQuantity("1073741824"), 1ull << 30);
   EXPECT_FALSE(ParseQuantity("lots").ok());
