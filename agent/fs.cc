@@ -50,7 +50,7 @@ Result<UniqueFd> OpenDirBeneath(int root_fd, std::string_view relative_path) {
   if (fd >= 0) return UniqueFd(static_cast<int>(fd));
   if (errno == ENOSYS || errno == EPERM) return WalkBeneath(root_fd, relative_path);
   if (errno == ELOOP) {
-    return Status::Make(Code::kCorruption, "'" + std::string(relative_path) +
+    return Status::Make(Code::kCorruption, std::string("'").append(relative_path) +
                                                "' passes through a symlink inside the volume", ELOOP);
   }
   return Status::Errno(errno, "open directory '" + std::string(relative_path) + "'");
