@@ -105,7 +105,13 @@ Result<SyncSummary> Sender::Run() {
 
 void Sender::ScanLoop() {
   size_t unannounced = 0;
-  Result<ScanResult> result = ScanTree(root_, scan_options_, [&](Entry&& entry) {
+  ScanOptions options = scan_options_;
+  std::unique_ptr<XattrCache> xattr_cache;
+  if (options.xattr_cache == nullptr) {
+    xattr_cache = XattrCache::Open(options.xattr_cache_dir, root_fd_.get(), options.xattr_filter);
+    options.xattr_cache = xattr_cache.get();
+  }
+  Result<ScanResult> result = ScanTree(root_, options, [&](Entry&& entry) {
     std::lock_guard<std::mutex> lock(mutex_);
     entries_.Add(std::move(entry));
     needed_.push_back(false);
@@ -117,6 +123,10 @@ void Sender::ScanLoop() {
       changed_.notify_all();
     }
   });
+  // What the scan read stays true while each inode's ctime does, whatever becomes of the stage.
+  if (xattr_cache) {
+    if (Status s = xattr_cache->Save(); !s.ok()) LOG_WARN("the next stage reads every xattr: " + s.ToString());
+  }
   std::lock_guard<std::mutex> lock(mutex_);
   scan_done_ = true;
   if (result.ok()) {
