@@ -150,6 +150,9 @@ class Receiver {
     timespec mtime{};  // as ferry set it
   };
 
+  // At the end of a stage, once its files are in place: remembers in the xattr cache what each
+  // file in xattrs_written_ now has, under its identity as it is now.
+  void RememberWrittenXattrs();
   Status Dispatch(const Frame& frame, bool* done);
   Status HandleEntries(const Frame& frame);
   Status HandleEntriesEnd(const Frame& frame);
@@ -323,6 +326,11 @@ class Receiver {
   std::unordered_map<uint32_t, Basis> bases_;  // offered, not yet patched
   uint64_t basis_leaves_in_flight_ = 0;
   std::vector<Written> written_;  // guarded by finish_mutex_
+  struct XattrsWritten {  // a file ferry wrote (whole or patched) and gave its xattrs
+    uint32_t id = 0;
+    timespec mtime{};  // as ferry set it
+  };
+  std::vector<XattrsWritten> xattrs_written_;  // guarded by finish_mutex_; with xattr_cache_ only
   StateCache* cache_ = nullptr;
   std::unique_ptr<XattrCache> xattr_cache_;  // may be null
   uint64_t root_dev_ = 0, root_ino_ = 0;  // the volume, for its partial files in the cache
