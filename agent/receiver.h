@@ -326,11 +326,9 @@ class Receiver {
   std::unordered_map<uint32_t, Basis> bases_;  // offered, not yet patched
   uint64_t basis_leaves_in_flight_ = 0;
   std::vector<Written> written_;  // guarded by finish_mutex_
-  struct XattrsWritten {  // a file ferry wrote (whole or patched) and gave its xattrs
-    uint32_t id = 0;
-    timespec mtime{};  // as ferry set it
-  };
-  std::vector<XattrsWritten> xattrs_written_;  // guarded by finish_mutex_; with xattr_cache_ only
+  // The ids of the files ferry wrote (whole or patched) and gave their entry's xattrs; with
+  // xattr_cache_ only. Guarded by finish_mutex_.
+  std::vector<uint32_t> xattrs_written_;
   StateCache* cache_ = nullptr;
   std::unique_ptr<XattrCache> xattr_cache_;  // may be null
   uint64_t root_dev_ = 0, root_ino_ = 0;  // the volume, for its partial files in the cache

@@ -190,32 +190,33 @@ size_t XattrCache::remembered_count() const {
   return added_.size();
 }
 
-std::string XattrCache::Encode(const std::vector<Record>& records,
-                               const std::vector<const std::vector<protocol::Xattr>*>& lists) const {
-  std::string out(kMagic, sizeof(kMagic));
-  PutU32(&out, kFormatVersion);
-  out.push_back(filter_.privileged ? 1 : 0);
-  out.push_back(filter_.skip_selinux ? 1 : 0);
-  PutU16(&out, 0);
-  PutU64(&out, records.size());
-  for (size_t i = 0; i < records.size(); ++i) {
-    const Record& r = records[i];
-    PutU32(&out, r.dev);
-    PutU64(&out, r.ino);
-    PutU64(&out, static_cast<uint64_t>(r.ctime_ns));
-    const std::vector<protocol::Xattr>* list = lists[i];
-    PutU16(&out, static_cast<uint16_t>(list == nullptr ? 0 : list->size()));
-    if (list == nullptr) continue;
-    for (const protocol::Xattr& x : *list) {
-      PutU16(&out, static_cast<uint16_t>(x.name.size()));
-      out += x.name;
-      PutU32(&out, static_cast<uint32_t>(x.value.size()));
-      out += x.value;
+// Calls emit(record, list) for what Save keeps, in (dev, ino) order: the loaded records found
+// this stage and the remembered ones, which win over a loaded one of the same inode (found and
+// then read again: it changed in between); an inode remembered twice (hard links) once.
+// REQUIRES: mutex_ held, added_ sorted.
+template <typename Emit>
+void XattrCache::ForEachKept(const Emit& emit) const {
+  size_t i = 0, j = 0;
+  const Record* last = nullptr;
+  while (i < records_.size() || j < added_.size()) {
+    if (i < records_.size() && hit_[i].load(std::memory_order_relaxed) == 0) {
+      ++i;
+      continue;
     }
+    const Record* pick = nullptr;
+    const std::vector<protocol::Xattr>* list = nullptr;
+    if (j < added_.size() && (i == records_.size() || !Before(records_[i], added_[j]))) {
+      pick = &added_[j++];
+      if (pick->list_plus1 != 0) list = &added_lists_[pick->list_plus1 - 1];
+      if (i < records_.size() && !Before(*pick, records_[i])) ++i;  // the same inode: superseded
+    } else {
+      pick = &records_[i++];
+      if (pick->list_plus1 != 0) list = &lists_[pick->list_plus1 - 1];
+    }
+    if (last != nullptr && !Before(*last, *pick)) continue;
+    emit(*pick, list);
+    last = pick;
   }
-  protocol::Hash128 hash = HashOf(out);
-  out.append(reinterpret_cast<const char*>(hash.data()), hash.size());
-  return out;
 }
 
 Status XattrCache::Save() {
@@ -223,51 +224,61 @@ Status XattrCache::Save() {
   size_t hits = 0;
   for (size_t i = 0; i < records_.size(); ++i) hits += hit_[i].load(std::memory_order_relaxed);
   if (added_.empty() && hits == records_.size()) return Status::Ok();  // as loaded
-  // What this stage found or read: the records hit, and the added ones (which win: an inode
-  // both found and read again changed in between).
-  struct Out {
-    Record record;
-    const std::vector<protocol::Xattr>* list;
-    bool added;
-  };
-  std::vector<Out> out;
-  out.reserve(hits + added_.size());
-  for (const Record& r : added_) {
-    out.push_back({r, r.list_plus1 == 0 ? nullptr : &added_lists_[r.list_plus1 - 1], true});
-  }
-  for (size_t i = 0; i < records_.size(); ++i) {
-    const Record& r = records_[i];
-    if (hit_[i].load(std::memory_order_relaxed) == 0) continue;
-    out.push_back({r, r.list_plus1 == 0 ? nullptr : &lists_[r.list_plus1 - 1], false});
-  }
-  std::stable_sort(out.begin(), out.end(), [](const Out& a, const Out& b) {
-    if (Before(a.record, b.record) || Before(b.record, a.record)) return Before(a.record, b.record);
-    return a.added && !b.added;
-  });
-  std::vector<Record> records;
-  std::vector<const std::vector<protocol::Xattr>*> lists;
-  records.reserve(out.size());
-  lists.reserve(out.size());
-  for (const Out& o : out) {
-    if (!records.empty() && !Before(records.back(), o.record)) continue;  // the same inode again
-    records.push_back(o.record);
-    lists.push_back(o.list);
-  }
-  const std::string bytes = Encode(records, lists);
+  std::stable_sort(added_.begin(), added_.end(), Before);
+  uint64_t count = 0;
+  ForEachKept([&](const Record&, const std::vector<protocol::Xattr>*) { count += 1; });
   uint64_t nonce = 0;
   if (::getrandom(&nonce, sizeof(nonce), 0) != sizeof(nonce)) nonce = static_cast<uint64_t>(::getpid());
   const std::string temp = path_ + ".tmp-" + std::to_string(nonce);
   UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!fd.valid()) return Status::Errno(errno, "write xattr cache '" + temp + "'");
-  for (size_t done = 0; done < bytes.size();) {
-    ssize_t n = ::write(fd.get(), bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      Status s = Status::Errno(errno, "write xattr cache '" + temp + "'");
-      ::unlink(temp.c_str());
-      return s;
+  // Written through a buffer of 1 MiB (never the whole file in memory: a million inodes are
+  // 22 MiB), hashed as it goes.
+  constexpr size_t kBufferBytes = 1 << 20;
+  std::string out;
+  out.reserve(kBufferBytes + 4096);
+  Xxh3Hasher hasher;
+  int write_errno = 0;
+  auto write_all = [&](std::string_view bytes) {
+    for (size_t done = 0; done < bytes.size() && write_errno == 0;) {
+      ssize_t n = ::write(fd.get(), bytes.data() + done, bytes.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) write_errno = n < 0 ? errno : EIO;
+      if (n > 0) done += static_cast<size_t>(n);
     }
-    done += static_cast<size_t>(n);
+  };
+  auto flush = [&] {
+    hasher.Update(out.data(), out.size());
+    write_all(out);
+    out.clear();
+  };
+  out.append(kMagic, sizeof(kMagic));
+  PutU32(&out, kFormatVersion);
+  out.push_back(filter_.privileged ? 1 : 0);
+  out.push_back(filter_.skip_selinux ? 1 : 0);
+  PutU16(&out, 0);
+  PutU64(&out, count);
+  ForEachKept([&](const Record& r, const std::vector<protocol::Xattr>* list) {
+    PutU32(&out, r.dev);
+    PutU64(&out, r.ino);
+    PutU64(&out, static_cast<uint64_t>(r.ctime_ns));
+    PutU16(&out, static_cast<uint16_t>(list == nullptr ? 0 : list->size()));
+    if (list != nullptr) {
+      for (const protocol::Xattr& x : *list) {
+        PutU16(&out, static_cast<uint16_t>(x.name.size()));
+        out += x.name;
+        PutU32(&out, static_cast<uint32_t>(x.value.size()));
+        out += x.value;
+      }
+    }
+    if (out.size() >= kBufferBytes) flush();
+  });
+  flush();
+  const protocol::Hash128 hash = hasher.Finish();
+  write_all(std::string_view(reinterpret_cast<const char*>(hash.data()), hash.size()));
+  if (write_errno != 0) {
+    ::unlink(temp.c_str());
+    return Status::Errno(write_errno, "write xattr cache '" + temp + "'");
   }
   // Not made durable: after a crash a torn file fails its checksum and is ignored.
   if (::rename(temp.c_str(), path_.c_str()) != 0) {

@@ -73,8 +73,8 @@ class XattrCache {
     return a.dev != b.dev ? a.dev < b.dev : a.ino < b.ino;
   }
   bool Trusted(const Record& r, bool fine_grained) const;
-  std::string Encode(const std::vector<Record>& records,
-                     const std::vector<const std::vector<protocol::Xattr>*>& lists) const;
+  template <typename Emit>
+  void ForEachKept(const Emit& emit) const;
 
   std::string path_;
   XattrFilter filter_;

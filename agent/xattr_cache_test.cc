@@ -118,6 +118,29 @@ TEST_F(XattrCacheTest, InodesNotSeenAreDroppedAndAnUnchangedCacheIsNotRewritten)
   EXPECT_EQ(cache->Find(StatOf(3, kOldCtimeNs)), nullptr);
 }
 
+TEST_F(XattrCacheTest, AnInodeFoundAndReadAgainKeepsWhatWasRead) {
+  {
+    auto cache = Reopen();
+    cache->Remember(StatOf(5, kOldCtimeNs), {});
+    cache->Remember(StatOf(6, kOldCtimeNs), {});
+    ASSERT_TRUE(cache->Save().ok());
+  }
+  {
+    auto cache = Reopen();
+    ASSERT_NE(cache->Find(StatOf(5, kOldCtimeNs)), nullptr);  // one name of a hard link
+    cache->Remember(StatOf(5, kOldCtimeNs + 9), kAcl);         // another, after a setfacl
+    cache->Remember(StatOf(5, kOldCtimeNs + 9), kAcl);         // and a third
+    ASSERT_NE(cache->Find(StatOf(6, kOldCtimeNs)), nullptr);
+    ASSERT_TRUE(cache->Save().ok());
+  }
+  auto cache = Reopen();
+  EXPECT_EQ(cache->loaded_count(), 2u);
+  EXPECT_EQ(cache->Find(StatOf(5, kOldCtimeNs)), nullptr);
+  ASSERT_NE(cache->Find(StatOf(5, kOldCtimeNs + 9)), nullptr);
+  EXPECT_EQ(*cache->Find(StatOf(5, kOldCtimeNs + 9)), kAcl);
+  EXPECT_NE(cache->Find(StatOf(6, kOldCtimeNs)), nullptr);
+}
+
 TEST_F(XattrCacheTest, AnotherFilterOrADamagedFileIsAnEmptyCache) {
   {
     auto cache = Reopen();
