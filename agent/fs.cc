@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
+#include <sys/statfs.h>
+#include <sys/utsname.h>
 #include <linux/openat2.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
@@ -12,6 +14,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 
 #include "agent/path.h"
 #include "base/bounds.h"
@@ -50,7 +53,7 @@ Result<UniqueFd> OpenDirBeneath(int root_fd, std::string_view relative_path) {
   if (fd >= 0) return UniqueFd(static_cast<int>(fd));
   if (errno == ENOSYS || errno == EPERM) return WalkBeneath(root_fd, relative_path);
   if (errno == ELOOP) {
-    return Status::Make(Code::kCorruption, "'" + std::string(relative_path) +
+    return Status::Make(Code::kCorruption, std::string("'").append(relative_path) +
                                                "' passes through a symlink inside the volume", ELOOP);
   }
   return Status::Errno(errno, "open directory '" + std::string(relative_path) + "'");
@@ -209,6 +212,34 @@ Status WriteXattrs(int dir_fd, const std::string& name, const std::vector<protoc
     if (!same && SetXattr(dir_fd, name, want) != 0) return Status::Errno(errno, "set xattr " + want.name);
   }
   return Status::Ok();
+}
+
+bool FineGrainedTimestamps(int fd, dev_t dev) {
+  static const bool new_kernel = [] {
+    utsname u;
+    int major = 0, minor = 0;
+    return ::uname(&u) == 0 && std::sscanf(u.release, "%d.%d", &major, &minor) == 2 &&
+           (major > 6 || (major == 6 && minor >= 13));
+  }();
+  if (!new_kernel) return false;
+  // The answer of the file system last asked about, per thread: one fstatfs per volume, not per file.
+  thread_local dev_t known_dev = 0;
+  thread_local bool known = false, known_fine = false;
+  if (known && known_dev == dev) return known_fine;
+  struct statfs fs;
+  if (::fstatfs(fd, &fs) != 0) return false;
+  bool fine = false;
+  switch (static_cast<unsigned long>(fs.f_type)) {
+    case 0xEF53:      // ext2/3/4
+    case 0x58465342:  // xfs
+    case 0x9123683E:  // btrfs
+    case 0x01021994:  // tmpfs
+      fine = true;
+  }
+  known = true;
+  known_dev = dev;
+  known_fine = fine;
+  return fine;
 }
 
 Status ChmodNoFollow(int dir_fd, const std::string& name, mode_t mode) {

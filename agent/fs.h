@@ -67,6 +67,11 @@ Result<std::vector<protocol::Xattr>> ReadXattrs(int dir_fd, const std::string& n
 Status WriteXattrs(int dir_fd, const std::string& name, const std::vector<protocol::Xattr>& desired,
                    const XattrFilter& filter);
 
+// Since Linux 6.13, ext4, xfs, btrfs and tmpfs give a change made after a stat a fine-grained
+// timestamp, so a file rewritten right after it was read always shows a new mtime and ctime.
+// True there, for the file system of `fd`, whose device is `dev` (fstatfs once per device a thread).
+bool FineGrainedTimestamps(int fd, dev_t dev);
+
 // chmod of `name` in `dir_fd` that fails rather than follow a symlink (fchmodat2 on Linux 6.6+).
 Status ChmodNoFollow(int dir_fd, const std::string& name, mode_t mode);
 

@@ -76,8 +76,16 @@ void TargetInspector::InspectOne(const protocol::Entry& e, Inspection* out, Pare
   }
   out->state = Inspection::State::kPresent;
   if (MetadataMatchesStat(e, out->st, policy_) && (out->st.st_mode & S_IFMT) == TypeBits(e.type)) {
+    if (xattr_cache_ != nullptr) {
+      if (const std::vector<protocol::Xattr>* known = xattr_cache_->Find(out->st)) {
+        out->xattrs = *known;  // ctime unchanged since a stage read or wrote them
+        out->have_xattrs = true;
+        return;
+      }
+    }
     Result<std::vector<protocol::Xattr>> xattrs = ReadXattrs(parent->fd.get(), name_str, policy_.xattr_filter);
     if (xattrs.ok()) {
+      if (xattr_cache_ != nullptr) xattr_cache_->Remember(out->st, *xattrs);  // st: taken before
       out->xattrs = std::move(*xattrs);
       out->have_xattrs = true;
     }

@@ -27,6 +27,7 @@
 
 #include "agent/fs.h"
 #include "agent/metadata.h"
+#include "agent/xattr_cache.h"
 #include "base/parallel.h"
 #include "base/result.h"
 #include "protocol/messages.h"
@@ -64,6 +65,11 @@ class TargetInspector {
   void ListDirectories(const std::vector<std::string>& paths, const std::string& root_display,
                        std::vector<Result<std::vector<std::string>>>* out);
 
+  // The xattrs earlier stages read of the target (may be null; outlives the inspector): an
+  // inode whose ctime did not move since is not listed again, and what is read is remembered.
+  // REQUIRES: before the first Inspect.
+  void SetXattrCache(XattrCache* cache) { xattr_cache_ = cache; }
+
   // The directory at `path` was made by this stage: its entries are missing, not looked at.
   // Thread-safe (the receiver calls it while the threads inspect).
   void MarkMade(const std::string& path);
@@ -79,6 +85,7 @@ class TargetInspector {
 
   int root_fd_;
   const MetadataPolicy& policy_;
+  XattrCache* xattr_cache_ = nullptr;
   std::mutex made_mutex_;
   std::unordered_set<std::string> made_;  // guarded by made_mutex_
   WorkerPool pool_;

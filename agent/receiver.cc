@@ -61,6 +61,12 @@ Receiver::Receiver(Channel& channel, int root_fd, std::string root_display, Sync
 
 Receiver::~Receiver() { DiscardOpenFile(); }
 
+void Receiver::UseXattrCache(const std::string& state_dir) {
+  if (options_.block || !inspector_) return;
+  xattr_cache_ = XattrCache::Open(state_dir, root_fd_, policy_.xattr_filter);
+  inspector_->SetXattrCache(xattr_cache_.get());
+}
+
 Status Receiver::Run() {
   Result<ExcludeList> excludes = ExcludeList::Make(options_.excludes);
   Status s = excludes.ok() ? Status::Ok() : excludes.status();
@@ -88,6 +94,10 @@ Status Receiver::Run() {
     // Finished files are complete and checked: kept, so that the next stage resumes after them.
     if (committer_) (void)committer_->Checkpoint();
     if (frame.type != MessageType::kError) channel_.SendError(s);
+  }
+  // What was read stays true while each inode's ctime does, whatever became of the stage.
+  if (xattr_cache_) {
+    if (Status saved = xattr_cache_->Save(); !saved.ok()) LOG_WARN("the next stage reads every xattr: " + saved.ToString());
   }
   return s;
 }

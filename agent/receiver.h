@@ -48,6 +48,7 @@
 #include "agent/prefetch.h"
 #include "agent/rsync_delta.h"
 #include "agent/state_cache.h"
+#include "agent/xattr_cache.h"
 #include "agent/sync_types.h"
 
 namespace ferry {
@@ -68,6 +69,10 @@ class Receiver {
   // Block hashes of files ferry wrote come from `cache` (may be null; outlives Run()) while the
   // files are untouched, and are recorded in it at the end of the stage.
   void SetStateCache(StateCache* cache) { cache_ = cache; }
+  // Keeps what the stage reads of the target's xattrs in `state_dir` (an XattrCache), and
+  // takes what earlier stages kept there: an inode whose ctime did not move is not listed
+  // again. Saved at the end of Run(). REQUIRES: called before Run(); nothing for "".
+  void UseXattrCache(const std::string& state_dir);
   // Also hands each itemised change to `sink` (a pulling client prints them).
   void SetItemSink(ItemSink sink) { item_sink_ = std::move(sink); }
   // Data streams besides the session channel (OPEN_OK granted them), each read on its own thread:
@@ -145,6 +150,9 @@ class Receiver {
     timespec mtime{};  // as ferry set it
   };
 
+  // At the end of a stage, once its files are in place: remembers in the xattr cache what each
+  // file in xattrs_written_ now has, under its identity as it is now.
+  void RememberWrittenXattrs();
   Status Dispatch(const Frame& frame, bool* done);
   Status HandleEntries(const Frame& frame);
   Status HandleEntriesEnd(const Frame& frame);
@@ -318,7 +326,11 @@ class Receiver {
   std::unordered_map<uint32_t, Basis> bases_;  // offered, not yet patched
   uint64_t basis_leaves_in_flight_ = 0;
   std::vector<Written> written_;  // guarded by finish_mutex_
+  // The ids of the files ferry wrote (whole or patched) and gave their entry's xattrs; with
+  // xattr_cache_ only. Guarded by finish_mutex_.
+  std::vector<uint32_t> xattrs_written_;
   StateCache* cache_ = nullptr;
+  std::unique_ptr<XattrCache> xattr_cache_;  // may be null
   uint64_t root_dev_ = 0, root_ino_ = 0;  // the volume, for its partial files in the cache
   std::vector<protocol::Item> pending_items_;
   uint64_t needs_total_ = 0;

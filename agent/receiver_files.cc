@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "agent/io/fault.h"
@@ -169,6 +170,7 @@ Status Receiver::FinishFile(const protocol::FileEnd& end) {
     if (verifiable && e.size >= kDeltaMinBytes && leaves.size() <= kBlocksPerFileMax) {
       written_.push_back({f.id, f.block_size, std::move(leaves), mtime});
     }
+    if (xattr_cache_) xattrs_written_.push_back(f.id);
   }
   // In place: durable with the stage's syncfs, before the cache calls it clean.
   if (!in_place) committer_->Add({f.parent, f.temp_name, name, f.bytes_written, UniqueFd(), UnnamedTicket()});
@@ -223,7 +225,57 @@ Status Receiver::Finish() {
   FERRY_RETURN_IF_ERROR(ApplyDirectoryMetadata());
   FERRY_RETURN_IF_ERROR(SyncVolume());
   FERRY_RETURN_IF_ERROR(RecordWritten());
+  RememberWrittenXattrs();
   return FlushReplies();
+}
+
+// As RecordWritten: each file ferry wrote, if its size and mtime are still its entry's (a file
+// that changed while it was read got another mtime, and comes again next stage), is remembered under its identity as it is now (the last write, the rename or link into
+// place, came before this stat). Its xattrs are what ferry wrote: the wanted ones of its entry
+// (the others removed). A file given some is read back instead (a chmod rewrites an ACL's
+// mask): only a tree without xattrs saves the lookups. Only where a change after this stat
+// gets a new ctime (fine-grained timestamps): elsewhere a ctime of just now is racily clean.
+void Receiver::RememberWrittenXattrs() {
+  if (!xattr_cache_) return;
+  std::vector<uint32_t> written;
+  {
+    std::lock_guard<std::mutex> lock(finish_mutex_);
+    written.swap(xattrs_written_);
+  }
+  std::string last_parent;
+  dev_t last_parent_dev = 0;
+  bool have_parent = false;
+  for (const uint32_t id : written) {
+    const Entry e = entries_.Get(id);
+    auto [parent, name] = SplitParent(e.path);
+    Result<int> dir_fd = ParentFd(parent);
+    if (!dir_fd.ok()) continue;
+    if (!have_parent || last_parent != parent) {
+      struct stat dir_st;
+      if (::fstat(*dir_fd, &dir_st) != 0) continue;
+      last_parent.assign(parent);
+      last_parent_dev = dir_st.st_dev;
+      have_parent = true;
+    }
+    const std::string name_str(name);
+    struct stat st;
+    if (::fstatat(*dir_fd, name_str.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+        static_cast<uint64_t>(st.st_size) != e.size || st.st_mtim.tv_sec != e.mtime_sec ||
+        st.st_mtim.tv_nsec != e.mtime_nsec) {
+      continue;  // gone, replaced or written since
+    }
+    // The parent's file system answers for the file only on the same device (not a bind mount).
+    if (st.st_dev != last_parent_dev || !FineGrainedTimestamps(*dir_fd, st.st_dev)) continue;
+    const bool given_any = std::any_of(e.xattrs.begin(), e.xattrs.end(), [&](const protocol::Xattr& x) {
+      return policy_.xattr_filter.Wants(x.name);
+    });
+    if (!given_any) {
+      xattr_cache_->Remember(st, {}, /*fine_grained=*/true);
+      continue;
+    }
+    Result<std::vector<protocol::Xattr>> xattrs = ReadXattrs(*dir_fd, name_str, policy_.xattr_filter);
+    if (xattrs.ok()) xattr_cache_->Remember(st, *xattrs, /*fine_grained=*/true);
+  }
 }
 
 Status Receiver::LinkFollowers() {

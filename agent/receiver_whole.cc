@@ -318,6 +318,7 @@ Status Receiver::FinishIncoming(uint32_t id, Incoming& f, DirSlot* dir) {
     if (e.size >= kDeltaMinBytes && f.leaves.size() <= kBlocksPerFileMax) {
       written_.push_back({id, f.block_size, std::move(f.leaves), mtime});
     }
+    if (xattr_cache_) xattrs_written_.push_back(id);
   }
   committer_->Add({f.parent, f.temp_name, std::string(SplitParent(e.path).second), f.data_bytes, std::move(unnamed),
                    std::move(f.ticket)});

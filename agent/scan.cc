@@ -61,6 +61,10 @@ class Scanner {
   // Fills *entry from `st` and reads what lies beyond stat. False: skip it (error recorded).
   bool Describe(int dir_fd, const std::string& name, const std::string& path, const struct stat& st,
                 Entry* entry);
+  // entry->xattrs from the cache while the inode's ctime is the one it recorded, else read
+  // (and remembered). False: skip the entry (vanished, or an error recorded).
+  bool DescribeXattrs(int dir_fd, const std::string& name, const std::string& path,
+                      const struct stat& st, Entry* entry);
   struct Described {
     Entry entry;
     dev_t dev;
@@ -174,6 +178,28 @@ void Scanner::ScanDirectory(int dir_fd, const std::string& path, WorkerPool* sub
   }
 }
 
+bool Scanner::DescribeXattrs(int dir_fd, const std::string& name, const std::string& path,
+                             const struct stat& st, Entry* entry) {
+  XattrCache* cache = options_.xattr_cache;
+  if (cache != nullptr) {
+    // Unchanged ctime since a stage read them: the same xattrs (any xattr or ACL change moves it).
+    if (const std::vector<protocol::Xattr>* known = cache->Find(st)) {
+      entry->xattrs = *known;
+      return true;
+    }
+  }
+  Result<std::vector<protocol::Xattr>> xattrs = ReadXattrs(dir_fd, name, options_.xattr_filter);
+  if (!xattrs.ok()) {
+    if (xattrs.status().code() == Code::kNotFound) return false;  // vanished
+    Error("xattrs of '" + path + "': " + xattrs.status().ToString());
+    return false;
+  }
+  // `st` was taken before the xattrs were read: a change in between leaves a newer ctime.
+  if (cache != nullptr) cache->Remember(st, *xattrs);
+  entry->xattrs = std::move(*xattrs);
+  return true;
+}
+
 bool Scanner::Describe(int dir_fd, const std::string& name, const std::string& path,
                        const struct stat& st, Entry* entry) {
   if (!TypeOf(st.st_mode, &entry->type)) {
@@ -199,13 +225,7 @@ bool Scanner::Describe(int dir_fd, const std::string& name, const std::string& p
     }
     entry->link_target.assign(target, static_cast<size_t>(n));
   }
-  Result<std::vector<protocol::Xattr>> xattrs = ReadXattrs(dir_fd, name, options_.xattr_filter);
-  if (!xattrs.ok()) {
-    if (xattrs.status().code() == Code::kNotFound) return false;  // vanished
-    Error("xattrs of '" + path + "': " + xattrs.status().ToString());
-    return false;
-  }
-  entry->xattrs = std::move(*xattrs);
+  if (!DescribeXattrs(dir_fd, name, path, st, entry)) return false;
   if (options_.content_hash && entry->type == EntryType::kFile) {
     Result<protocol::Hash128> hash = HashFileContent(dir_fd, name, path);
     if (!hash.ok()) {

@@ -15,6 +15,7 @@
 #include "agent/fs.h"
 #include "agent/path.h"
 #include "agent/sync_types.h"
+#include "agent/xattr_cache.h"
 #include "base/result.h"
 #include "protocol/messages.h"
 
@@ -27,6 +28,11 @@ struct ScanOptions {
   // When set and true, the scan stops early (its result is then incomplete).
   const std::atomic<bool>* cancel = nullptr;
   bool block = false;  // the source is one block device or image file, not a tree
+  // The xattrs the last stages read (may be null): an inode whose ctime did not move since is
+  // not listed again; what is read is remembered in it. The caller saves it after the scan.
+  XattrCache* xattr_cache = nullptr;
+  // Where the sender keeps its XattrCache between stages (empty: none; ignored with xattr_cache).
+  std::string xattr_cache_dir;
 };
 
 // What a sender's scan needs for a sync: hashes with --checksum, the xattrs this process may

@@ -105,7 +105,13 @@ Result<SyncSummary> Sender::Run() {
 
 void Sender::ScanLoop() {
   size_t unannounced = 0;
-  Result<ScanResult> result = ScanTree(root_, scan_options_, [&](Entry&& entry) {
+  ScanOptions options = scan_options_;
+  std::unique_ptr<XattrCache> xattr_cache;
+  if (options.xattr_cache == nullptr) {
+    xattr_cache = XattrCache::Open(options.xattr_cache_dir, root_fd_.get(), options.xattr_filter);
+    options.xattr_cache = xattr_cache.get();
+  }
+  Result<ScanResult> result = ScanTree(root_, options, [&](Entry&& entry) {
     std::lock_guard<std::mutex> lock(mutex_);
     entries_.Add(std::move(entry));
     needed_.push_back(false);
@@ -117,6 +123,10 @@ void Sender::ScanLoop() {
       changed_.notify_all();
     }
   });
+  // What the scan read stays true while each inode's ctime does, whatever becomes of the stage.
+  if (xattr_cache) {
+    if (Status s = xattr_cache->Save(); !s.ok()) LOG_WARN("the next stage reads every xattr: " + s.ToString());
+  }
   std::lock_guard<std::mutex> lock(mutex_);
   scan_done_ = true;
   if (result.ok()) {
@@ -369,36 +379,6 @@ Status Sender::SendNeededFiles(bool wait) {
 }
 
 namespace {
-
-// Since Linux 6.13, ext4, xfs, btrfs and tmpfs give a change made after a stat a fine-grained
-// timestamp, so a file rewritten right after it was read always shows a new mtime and ctime.
-bool FineGrainedTimestamps(int fd, dev_t dev) {
-  static const bool new_kernel = [] {
-    utsname u;
-    int major = 0, minor = 0;
-    return ::uname(&u) == 0 && std::sscanf(u.release, "%d.%d", &major, &minor) == 2 &&
-           (major > 6 || (major == 6 && minor >= 13));
-  }();
-  if (!new_kernel) return false;
-  // The answer of the file system last asked about, per thread: one fstatfs per volume, not per file.
-  thread_local dev_t known_dev = 0;
-  thread_local bool known = false, known_fine = false;
-  if (known && known_dev == dev) return known_fine;
-  struct statfs fs;
-  if (::fstatfs(fd, &fs) != 0) return false;
-  bool fine = false;
-  switch (static_cast<unsigned long>(fs.f_type)) {
-    case 0xEF53:      // ext2/3/4
-    case 0x58465342:  // xfs
-    case 0x9123683E:  // btrfs
-    case 0x01021994:  // tmpfs
-      fine = true;
-  }
-  known = true;
-  known_dev = dev;
-  known_fine = fine;
-  return fine;
-}
 
 // Elsewhere, a file whose ctime lies within one clock tick of the end of its read may change
 // again without its timestamps moving ("racily clean"): it is not trusted. ctime, unlike mtime,

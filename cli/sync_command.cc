@@ -167,6 +167,7 @@ int SyncRun::Run() {
       return s.code() == Code::kInvalidArgument ? kExitUsage : kExitSource;
     }
     ScanOptions scan_options = ScanOptionsFor(request_.options, &*excludes);
+    scan_options.xattr_cache_dir = request_.state_dir;
     summary = Push(*target, scan_options);
   }
   if (!summary.ok()) {
@@ -275,6 +276,7 @@ Result<SyncSummary> SyncRun::Pull(const Location& source, const Location& target
   std::unique_ptr<StateCache> cache = request_.options.dry_run ? nullptr : OpenStateCacheOrWarn(request_.state_dir);
   Receiver receiver(channel, root.get(), target.local_path, request_.options, opened->session_id, &progress_);
   receiver.SetStateCache(cache.get());
+  receiver.UseXattrCache(request_.state_dir);
   receiver.SetItemSink([this](const protocol::Item& item) { OnItem(item); });
   receiver.SetLanes(lanes.channels());
   Status s = receiver.Run();
@@ -352,7 +354,8 @@ int SyncCommand(const Args& args) {
       ("no-progress", po::bool_switch(), "never show progress")
       ("json", po::bool_switch(&r.json), "print a machine-readable summary on stdout")
       ("state-dir", po::value(&r.state_dir)->default_value(DefaultStateDir()),
-       "DIR: the local receiver's state cache (block hashes of the files it wrote); '' for none")
+       "DIR: the local receiver's state cache (block hashes of the files it wrote) and both sides' "
+       "xattr caches (what each inode's xattrs were at its ctime); '' for none")
       ("io", po::value<std::string>()->default_value("auto"), kIoHelp)
       ("verbose,v", po::bool_switch(), "log the session's steps");
   desc.add(TransferFlags(&r.options, &r.streams));

@@ -121,6 +121,7 @@ static Status RunDirection(Channel& channel, const protocol::Open& open, const s
     std::unique_ptr<StateCache> cache = options.dry_run ? nullptr : OpenStateCacheOrWarn(state_dir);
     Receiver receiver(channel, root_fd, display, options, session_id);
     receiver.SetStateCache(cache.get());
+    receiver.UseXattrCache(state_dir);
     receiver.SetLanes(std::move(*lanes));
     Status s = receiver.Run();
     if (metrics != nullptr && !options.dry_run) {
@@ -138,6 +139,7 @@ static Status RunDirection(Channel& channel, const protocol::Open& open, const s
     return excludes.status();
   }
   ScanOptions scan_options = ScanOptionsFor(options, &*excludes);
+  scan_options.xattr_cache_dir = state_dir;
   Result<std::vector<Channel*>> lanes = GrantStreams(channel, open, hub, session_id);
   if (!lanes.ok()) return lanes.status();
   SyncProgress progress;

@@ -352,6 +352,7 @@ Result<SyncSummary> StageRunner::Push(Running* run, const Location& target, cons
   }
   if (run->cancel) (*stream)->Shutdown();  // cancelled while connecting
   ScanOptions scan_options = ScanOptionsFor(spec.push.options, &excludes);
+  scan_options.xattr_cache_dir = state_dir_;
   Lanes::Connect connect = [&](Lanes*) {
     bool unused = false;
     return Connect(target.daemon, kConnectTimeoutMs, &unused, tls_.get());

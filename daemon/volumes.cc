@@ -34,7 +34,7 @@ bool Exists(const std::string& path, struct stat* st) { return ::stat(path.c_str
 
 Result<std::string> FindPersistentVolume(const std::string& kubelet_root, const std::string& pv) {
   if (pv.empty() || pv == "." || pv == ".." || pv.find('/') != std::string::npos) {
-    return Status::InvalidArgument("'" + std::string(kPvPrefix) + pv + "' is not a persistent volume name");
+    return Status::InvalidArgument(std::string("'").append(kPvPrefix) + pv + "' is not a persistent volume name");
   }
   const std::string pods = kubelet_root + "/pods";
   struct stat st;

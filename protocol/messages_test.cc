@@ -334,9 +334,9 @@ TEST(MessagesTest, EntriesDamaged) {
   const std::string kLongPath = std::string(kPathMaxBytes + 1, 'p');
   std::vector<std::pair<std::string, std::string>> too_many, too_big;
   for (size_t i = 0; i <= kXattrsPerEntryMax; ++i)
-    too_many.push_back({"u" + std::to_string(1000 + i), ""});
+    too_many.push_back({std::string("u").append(std::to_string(1000 + i)), ""});
   for (size_t i = 0; i < 16; ++i)
-    too_big.push_back({"u" + std::to_string(10 + i), std::string(kXattrValueMaxBytes, 'v')});
+    too_big.push_back({std::string("u").append(std::to_string(10 + i)), std::string(kXattrValueMaxBytes, 'v')});
   too_big.back().second.resize(kXattrValueMaxBytes - 16 * 3 + 1);  // names and values: max + 1
   std::vector<RawEntry> dense(kEntriesPerBatchMax + 1);            // ids 0, 1, 2, ...
   for (size_t i = 0; i < dense.size(); ++i) dense[i].id = i;

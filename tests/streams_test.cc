@@ -136,7 +136,7 @@ TEST(OpenFilesTest, ManySmallFilesPassADaemonLimitedTo256OpenFiles) {
   for (int d = 0; d < 200; ++d) {
     MakeDirs(src + "/d" + std::to_string(d));
     for (int f = 0; f < 100; ++f) {
-      const std::string rel = "d" + std::to_string(d) + "/f" + std::to_string(f);
+      const std::string rel = std::string("d").append(std::to_string(d)) + "/f" + std::to_string(f);
       WriteFile(src + "/" + rel, random.substr(static_cast<size_t>(d * 4099 + f * 97), static_cast<size_t>(100 + 7 * f)));
       if (d % 10 == 0 && f % 3 == 0) {
         MakeDirs(volume + "/d" + std::to_string(d));
