@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstring>
 #include <vector>
 
@@ -125,47 +126,58 @@ void ChangeTracker::DrainLocked() {
         GapLocked(std::string("the event queue could not be read: ") + std::strerror(errno));
       return;
     }
-    ssize_t left = n;
-    for (const fanotify_event_metadata* m =
-             reinterpret_cast<const fanotify_event_metadata*>(buffer);
-         FAN_EVENT_OK(m, left); m = FAN_EVENT_NEXT(m, left)) {
+    // Events and their records are only 4-byte aligned (a name's padding): each header is
+    // copied out before it is read.
+    for (size_t at = 0; at + sizeof(fanotify_event_metadata) <= static_cast<size_t>(n);) {
+      fanotify_event_metadata m;
+      std::memcpy(&m, buffer + at, sizeof(m));
+      if (m.event_len < sizeof(m) || at + m.event_len > static_cast<size_t>(n)) {
+        GapLocked("an event did not fit what the queue gave");
+        break;
+      }
+      const char* event = buffer + at;
+      at += m.event_len;
       ++events_;
-      if (m->vers != FANOTIFY_METADATA_VERSION) {
+      if (m.vers != FANOTIFY_METADATA_VERSION) {
         GapLocked("the kernel's fanotify speaks another version");
         continue;
       }
-      if (m->mask & FAN_Q_OVERFLOW) {
+      if (m.mask & FAN_Q_OVERFLOW) {
         GapLocked("the kernel's event queue overflowed");
         continue;
       }
-      if (m->fd >= 0) ::close(m->fd);  // not with FAN_REPORT_DFID_NAME; never leak one
-      const char* info = reinterpret_cast<const char*>(m) + m->metadata_len;
-      const char* end = reinterpret_cast<const char*>(m) + m->event_len;
+      if (m.fd >= 0) ::close(m.fd);  // not with FAN_REPORT_DFID_NAME; never leak one
+      const char* info = event + m.metadata_len;
+      const char* end = event + m.event_len;
       bool seen = false;
-      while (info + sizeof(fanotify_event_info_header) <= end) {
-        const auto* h = reinterpret_cast<const fanotify_event_info_header*>(info);
-        if (h->len < sizeof(*h) || info + h->len > end) break;
-        if (h->info_type == FAN_EVENT_INFO_TYPE_DFID_NAME ||
-            h->info_type == FAN_EVENT_INFO_TYPE_DFID || h->info_type == FAN_EVENT_INFO_TYPE_FID) {
-          const auto* fid = reinterpret_cast<const fanotify_event_info_fid*>(info);
-          const auto* fh = reinterpret_cast<const file_handle*>(fid->handle);
-          const size_t handle_len = sizeof(file_handle) + fh->handle_bytes;
-          const char* record_end = info + h->len;
-          if (reinterpret_cast<const char*>(fh) + handle_len > record_end) {
+      while (info + sizeof(fanotify_event_info_fid) + sizeof(file_handle) <= end) {
+        fanotify_event_info_header h;
+        std::memcpy(&h, info, sizeof(h));
+        if (h.len < sizeof(h) || info + h.len > end) break;
+        const char* record_end = info + h.len;
+        if (h.info_type == FAN_EVENT_INFO_TYPE_DFID_NAME ||
+            h.info_type == FAN_EVENT_INFO_TYPE_DFID || h.info_type == FAN_EVENT_INFO_TYPE_FID) {
+          // fanotify_event_info_fid: the header, the fsid, then a struct file_handle and its bytes.
+          const char* fsid = info + offsetof(fanotify_event_info_fid, fsid);
+          const char* fh = info + offsetof(fanotify_event_info_fid, handle);
+          file_handle handle;
+          std::memcpy(&handle, fh, sizeof(handle));
+          const size_t handle_len = sizeof(file_handle) + handle.handle_bytes;
+          if (fh + handle_len > record_end) {
             GapLocked("an event's file handle did not fit its record");
             break;
           }
-          std::string key(reinterpret_cast<const char*>(&fid->fsid), sizeof(fid->fsid));
-          key.append(reinterpret_cast<const char*>(fh), handle_len);
+          std::string key(fsid, sizeof(__kernel_fsid_t));
+          key.append(fh, handle_len);
           std::string name = ".";
-          if (h->info_type == FAN_EVENT_INFO_TYPE_DFID_NAME) {
-            const char* s = reinterpret_cast<const char*>(fh) + handle_len;
-            name.assign(s, ::strnlen(s, static_cast<size_t>(record_end - s)));
+          if (h.info_type == FAN_EVENT_INFO_TYPE_DFID_NAME) {
+            const char* text = fh + handle_len;
+            name.assign(text, ::strnlen(text, static_cast<size_t>(record_end - text)));
           }
           AddLocked(key, name);
           seen = true;
         }
-        info += h->len;
+        info = record_end;
       }
       if (!seen) GapLocked("an event came without the directory it happened in");
     }
@@ -201,7 +213,8 @@ ChangeTracker::Changes ChangeTracker::Take() {
       return out;
     }
     struct stat st;
-    if (::fstat(dir.get(), &st) == 0 && st.st_nlink == 0) continue;  // removed since: its parent's delete is kept
+    if (::fstat(dir.get(), &st) == 0 && st.st_nlink == 0)
+      continue;  // removed since: its parent's delete is kept
     Result<std::string> path = PathOf(dir.get());
     if (!path.ok()) {
       out.complete = false;
