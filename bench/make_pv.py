@@ -15,7 +15,18 @@ like a Kubernetes persistent volume of a database-backed app. At --scale 1:
 --scale multiplies the sizes and counts (0.05 for a quick run). The content is a function of
 --seed and --scale alone (mtimes are not). No xattrs or ACLs: rsync -aHS does not copy them.
 
-usage: make_pv.py DIR [--scale 1] [--seed 1]"""
+--files N writes instead "a tree of millions" (issue 21), N files like a mail or many-small-file
+PV (files_path() names the i-th one, so mutate_pv.py --files finds them without a walk):
+
+  mail/hNNN/uNNNNN/cur/   97% of N: maildir messages of 100 B-3 KB (log-uniform, mail-like text),
+                          500 to a directory, 40 users to an hNNN directory
+  wide/                   1% of N in one directory
+  deep/cN/l00/l01/...     1% of N along 8 chains 32 directories deep
+  big/blob-N.bin          4 incompressible files of 64 MiB
+  links/                  N/10,000 symlinks and as many hard links to messages
+Files are written with os.open/os.write/os.close (about 50-100k files a second).
+
+usage: make_pv.py DIR [--scale 1] [--seed 1] [--files N]"""
 import argparse
 import math
 import os
@@ -128,12 +139,90 @@ def small_dir(i, dirs):
     return os.path.join("app", "d%02d" % (d // 20), "s%02d" % (d % 20))
 
 
+FILES_PER_DIR = 500
+USERS_PER_HOST_DIR = 40
+DEEP_CHAINS = 8
+DEEP_LEVELS = 32
+BIG_FILES = 4
+BIG_FILE_BYTES = 64 << 20
+
+
+def files_layout(n):
+    """Counts of the --files tree of n files."""
+    wide = max(1, n // 100)
+    deep = max(1, n // 100)
+    return {"files": n, "wide": wide, "deep": deep, "mail": n - wide - deep,
+            "links": max(1, n // 10000)}
+
+
+def files_path(L, i):
+    """The relative path of the i-th file (0 <= i < L["files"]) of a --files tree: a maildir
+    name (time.Mpid-counter.host:2,flags), in the mail, wide or deep part."""
+    name = "%d.M%dP%d.mx1:2,S" % (1733500000 + i // 3, i, 1000 + i % 31991)
+    if i < L["wide"]:
+        return os.path.join("wide", name)
+    i -= L["wide"]
+    if i < L["deep"]:
+        chain, k = i % DEEP_CHAINS, i // DEEP_CHAINS
+        level = k * DEEP_LEVELS // max(1, L["deep"] // DEEP_CHAINS + 1)
+        return os.path.join("deep", "c%d" % chain, *["l%02d" % x for x in range(level + 1)], name)
+    i -= L["deep"]
+    d = i // FILES_PER_DIR
+    return os.path.join("mail", "h%03d" % (d // USERS_PER_HOST_DIR), "u%05d" % d, "cur", name)
+
+
+def mail_size(rng):
+    return int(100 * 30 ** rng.random())  # log-uniform in [100 B, 3 KB)
+
+
+def write_file(path, data):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def make_files_tree(root, n, rng, pools):
+    """The --files tree (see the top of this file)."""
+    L = files_layout(n)
+    made = set()
+    rows, rows_len = pools.rows, len(pools.rows) - 4096
+    rand = rng.random
+    for i in range(n):
+        rel = files_path(L, i)
+        d = os.path.dirname(rel)
+        if d not in made:
+            os.makedirs(os.path.join(root, d), exist_ok=True)
+            made.add(d)
+        size = int(100 * 30 ** rand())
+        off = int(rand() * rows_len)
+        write_file(os.path.join(root, rel), rows[off:off + size])
+    os.makedirs(os.path.join(root, "big"), exist_ok=True)
+    for i in range(BIG_FILES):
+        with open(os.path.join(root, "big", "blob-%d.bin" % i), "wb") as out:
+            for _ in range(0, BIG_FILE_BYTES, 8 << 20):
+                out.write(rng.randbytes(8 << 20))
+    os.makedirs(os.path.join(root, "links", "hard"), exist_ok=True)
+    picks = rng.sample(range(n), 2 * L["links"])
+    for k, i in enumerate(picks[:L["links"]]):
+        os.symlink(os.path.join("..", files_path(L, i)), os.path.join(root, "links", "sym%05d" % k))
+    for k, i in enumerate(picks[L["links"]:]):
+        os.link(os.path.join(root, files_path(L, i)), os.path.join(root, "links", "hard", "h%05d" % k))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("dir")
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--files", type=int, help="a tree of FILES small files instead (see above)")
     a = p.parse_args()
+    if a.files:
+        rng = random.Random(a.seed)
+        os.makedirs(a.dir, exist_ok=True)
+        make_files_tree(a.dir, a.files, rng, Pools(rng, random_mib=1))
+        return
     rng = random.Random(a.seed)
     pools = Pools(rng)
     L = layout(a.scale)

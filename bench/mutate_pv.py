@@ -11,7 +11,14 @@
 Counts come from the tree, so the same script fits every --scale of make_pv.py. The changes are a
 function of the tree and --seed. Prints a JSON summary of what it did on stdout.
 
-usage: mutate_pv.py DIR [--seed 1]"""
+--files N --fraction F: on a --files tree of make_pv.py instead, changes F of its N files (0.001:
+1,000 of a million), found by make_pv.files_path without a walk: 45% appended to (50-500 B of
+mail-like text), 45% rewritten (new content and size), and 4% created, 3% deleted, 3% renamed
+(a maildir flag change, ":2,S" -> ":2,RS", as a mail client marks a message answered) among the
+messages; one large file gets 1 MiB appended. Files an earlier mutation deleted or renamed are
+passed over (the next one picked), so two seeds can run one after the other.
+
+usage: mutate_pv.py DIR [--seed 1] [--files N --fraction F]"""
 import argparse
 import json
 import os
@@ -20,7 +27,8 @@ import sys
 
 sys.dont_write_bytecode = True  # no __pycache__ in bench/
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_pv import PAGE, HEADER, Pools, db_page, log_lines, small_content, small_size  # noqa: E402
+from make_pv import (PAGE, HEADER, Pools, db_page, files_layout, files_path, log_lines,  # noqa: E402
+                     mail_size, small_content, small_size, write_file)
 
 
 def sorted_files(top):
@@ -35,12 +43,57 @@ def sorted_files(top):
     return out
 
 
+def mutate_files(root, n, fraction, seed):
+    """The --files mutation (see the top of this file); returns its summary."""
+    rng = random.Random(0x5EED0000 + seed)
+    pools = Pools(rng, random_mib=1)
+    L = files_layout(n)
+    count = max(10, round(n * fraction))
+    kinds = (["append"] * 45 + ["rewrite"] * 45 + ["create"] * 4 + ["delete"] * 3
+             + ["rename"] * 3)
+    done = {k: 0 for k in set(kinds)}
+    bytes_written = 0
+    for i in rng.sample(range(n), 2 * count):
+        if sum(done.values()) == count:
+            break
+        kind = kinds[sum(done.values()) * len(kinds) // count]
+        path = os.path.join(root, files_path(L, i))
+        if not os.path.exists(path):
+            continue  # deleted or renamed by an earlier mutation
+        data = pools.row_bytes(mail_size(rng) if kind != "append" else rng.randrange(50, 500))
+        if kind == "append":
+            with open(path, "ab") as out:
+                out.write(data)
+        elif kind == "rewrite":
+            write_file(path, data)
+        elif kind == "create":
+            write_file(os.path.join(os.path.dirname(path), "new-s%d-%d.mx1:2," % (seed, i)), data)
+        elif kind == "delete":
+            os.unlink(path)
+            data = b""
+        else:
+            os.rename(path, path[:-1] + "RS")
+            data = b""
+        done[kind] += 1
+        bytes_written += len(data)
+    with open(os.path.join(root, "big", "blob-0.bin"), "ab") as out:
+        out.write(rng.randbytes(1 << 20))
+    return {"seed": seed, "files": n, "fraction": fraction, "files_changed": sum(done.values()),
+            "by_kind": done, "small_bytes_written": bytes_written, "big_bytes_appended": 1 << 20}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("dir")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--files", type=int, help="the tree is make_pv.py --files FILES")
+    p.add_argument("--fraction", type=float, default=0.001)
     a = p.parse_args()
     root = a.dir
+    if a.files:
+        json.dump(mutate_files(root, a.files, a.fraction, a.seed), sys.stdout)
+        print()
+        return
     # A stream of its own: the rewritten pages must not repeat content of the original tree.
     rng = random.Random(0x5EED0000 + a.seed)
     pools = Pools(rng, random_mib=1)
