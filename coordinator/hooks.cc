@@ -47,15 +47,13 @@ Status RunHookSpec(const Plan& plan, Journal& journal, Console& console, const s
   const auto start = std::chrono::steady_clock::now();
   Status s;
   int64_t run = -1;
-  // A plan that names PVCs: the app's pods must be able to mount the target's RWO volumes, so
-  // ferry's holder pods leave first (counted in the hook's time: the cutover's downtime has it).
-  if (plan.kubernetes && name == "start_target") {
-    FERRY_RETURN_IF_ERROR(ReleaseHolders(plan, HolderSide::kTarget, console).Annotate("hook " + name));
-  }
-  // And the source's before the app resumes (a rollback): its pods may land on another node,
-  // where a RWO volume still attached to the holder's would not mount.
-  if (plan.kubernetes && name == "resume_source") {
-    FERRY_RETURN_IF_ERROR(ReleaseHolders(plan, HolderSide::kSource, console).Annotate("hook " + name));
+  // A plan that names PVCs: ferry's holder pods leave before the app starts on a side — the
+  // target's before start_target (its pods must mount RWO volumes; the time counts in the
+  // hook's, which the cutover's downtime has), the source's before resume_source (a resumed pod
+  // may land on another node, where a RWO volume attached to the holder's would not mount).
+  if (plan.kubernetes && (name == "start_target" || name == "resume_source")) {
+    const HolderSide side = name == "start_target" ? HolderSide::kTarget : HolderSide::kSource;
+    FERRY_RETURN_IF_ERROR(ReleaseHolders(plan, side, console).Annotate("hook " + name));
   }
   if (hook.kind == HookSpec::Kind::kDns) {
     Result<int64_t> started = journal.HookStarted(options.journal_name, 0);  // dig and nsupdate, each waited for

@@ -9,10 +9,10 @@
 #include <thread>
 
 #include "base/units.h"
-#include "client/control_api.h"
 #include "client/json.h"
 #include "client/net.h"
 #include "coordinator/kubectl.h"
+#include "coordinator/stages.h"
 
 namespace ferry {
 
@@ -320,11 +320,7 @@ Status AskDaemon(const std::string& where, const KubeEnd& end, const io::TlsCont
     return Status::Network(where + ": the ferry pod " + end.ferry_pod + " on node " + end.node + " does not answer at " +
                            end.daemon + ": " + s.message());
   };
-  Result<HostPort> hp = ParseDaemonUrl(end.daemon, /*allow_path=*/false);
-  if (!hp.ok()) return fail(hp.status());
-  Result<std::unique_ptr<ControlClient>> client = ControlClient::Connect(*hp, tls);
-  if (!client.ok()) return fail(client.status());
-  Result<json> reply = (*client)->Call(json{{"op", "volumes"}});
+  Result<json> reply = DaemonVolumes(end.daemon, tls);
   if (!reply.ok()) return fail(reply.status());
   for (const json& v : reply->value("volumes", json::array())) {
     if (end.pv.empty() || v.value("name", "") != std::string(kPv) + end.pv) continue;

@@ -111,17 +111,21 @@ std::string FirstError(const std::vector<PairStage>& stages) {
   return "";
 }
 
+Result<json> DaemonVolumes(const std::string& url, const io::TlsContext* tls) {
+  Result<HostPort> daemon = ParseDaemonUrl(url, /*allow_path=*/false);
+  if (!daemon.ok()) return daemon.status();
+  Result<std::unique_ptr<ControlClient>> client = ControlClient::Connect(*daemon, tls);
+  if (!client.ok()) return client.status();
+  return (*client)->Call(json{{"op", "volumes"}});
+}
+
 Status CheckDaemons(const Plan& plan, const io::TlsContext* tls) {
   std::map<std::string, Result<std::vector<std::string>>> served;  // daemon -> its volume names
   auto volumes_of = [&](const std::string& url) -> const Result<std::vector<std::string>>& {
     auto it = served.find(url);
     if (it != served.end()) return it->second;
     Result<std::vector<std::string>> names = [&]() -> Result<std::vector<std::string>> {
-      Result<HostPort> daemon = ParseDaemonUrl(url, /*allow_path=*/false);
-      if (!daemon.ok()) return daemon.status();
-      Result<std::unique_ptr<ControlClient>> client = ControlClient::Connect(*daemon, tls);
-      if (!client.ok()) return client.status();
-      Result<json> reply = (*client)->Call(json{{"op", "volumes"}});
+      Result<json> reply = DaemonVolumes(url, tls);
       if (!reply.ok()) return reply.status();
       std::vector<std::string> out;
       for (const json& v : reply->value("volumes", json::array())) {

@@ -10,7 +10,9 @@
 #include <vector>
 
 #include "agent/io/tls.h"
+#include "base/result.h"
 #include "base/status.h"
+#include "client/json.h"
 #include "coordinator/console.h"
 #include "coordinator/journal.h"
 #include "coordinator/plan.h"
@@ -29,5 +31,9 @@ std::string FirstError(const std::vector<PairStage>& stages);
 // Before anything runs: every daemon the plan names answers, and serves the pair's volume
 // (asked once per daemon through the control API). The error names the plan's line.
 Status CheckDaemons(const Plan& plan, const io::TlsContext* tls);
+
+// The volumes daemon `url` (ferry://HOST:PORT) serves, as its control API lists them
+// ({"volumes": [{name, path, kind, size_bytes, used_bytes, ...}]}).
+Result<nlohmann::json> DaemonVolumes(const std::string& url, const io::TlsContext* tls);
 
 }  // namespace ferry
