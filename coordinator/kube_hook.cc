@@ -8,7 +8,7 @@
 #include <thread>
 
 #include "client/json.h"
-#include "coordinator/process.h"
+#include "coordinator/kubectl.h"
 
 namespace ferry {
 
@@ -26,24 +26,21 @@ struct Workload {
   std::string Ref() const { return kind + "/" + name; }
 };
 
-// kubectl with the hook's context and namespace, within the hook's deadline.
+// kubectl with the hook's context (and kubeconfig) and namespace, within the hook's deadline;
+// every error begins with the hook and what it acts on.
 class HookKubectl {
  public:
   HookKubectl(const std::string& hook_name, const HookSpec& hook)
-      : hook_name_(hook_name),
-        hook_(hook),
-        deadline_(std::chrono::steady_clock::now() +
-                  std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                      std::chrono::duration<double>(hook.timeout_s))) {}
+      : hook_(hook),
+        kubectl_(Cluster(hook), hook.timeout_s,
+                 "hook " + hook_name + " (kubernetes context " + hook.kubernetes.context +
+                     ", namespace " + hook.kubernetes.namespace_ + ", selector " +
+                     hook.kubernetes.selector + ")") {}
 
-  double Remaining() const {
-    return std::chrono::duration<double>(deadline_ - std::chrono::steady_clock::now()).count();
-  }
+  double Remaining() const { return kubectl_.Remaining(); }
 
   Status Error(const std::string& what) const {
-    return Status::Aborted("hook " + hook_name_ + " (kubernetes context " +
-                           hook_.kubernetes.context + ", namespace " + hook_.kubernetes.namespace_ +
-                           ", selector " + hook_.kubernetes.selector + "): " + what);
+    return Status::Aborted(kubectl_.Where() + ": " + what);
   }
 
   // stdout of `kubectl --context C --namespace N ARGS...`.
@@ -52,22 +49,12 @@ class HookKubectl {
   }
   // The same in namespace `ns` (the Argo CD Application's).
   Result<std::string> RunIn(const std::string& ns, const std::vector<std::string>& args) const {
-    if (Remaining() <= 0) return Error("ran over its timeout");
-    std::vector<std::string> argv{"kubectl"};
-    if (!hook_.kubernetes.kubeconfig.empty()) argv.insert(argv.end(), {"--kubeconfig", hook_.kubernetes.kubeconfig});
-    argv.insert(argv.end(), {"--context", hook_.kubernetes.context, "--namespace", ns});
-    argv.insert(argv.end(), args.begin(), args.end());
-    Result<ProcessResult> r = RunProcess(argv, Remaining(), /*capture=*/true);
-    if (!r.ok()) return Error(r.status().ToString());
-    if (!r->ok()) {
-      std::string err = r->err;
-      while (!err.empty() && (err.back() == '\n' || err.back() == ' ')) err.pop_back();
-      std::string command;
-      for (const std::string& a : args) command += " " + a;
-      return Error("kubectl" + command + " " + r->How(Remaining()) +
-                   (err.empty() ? "" : ": " + err));
-    }
-    return r->out;
+    std::vector<std::string> full{"--namespace", ns};
+    full.insert(full.end(), args.begin(), args.end());
+    Result<std::string> out = kubectl_.Run(full);
+    if (!out.ok())
+      return Status::Aborted(out.status().message());  // a hook's failure, whatever kubectl's
+    return out;
   }
 
   Result<std::vector<Workload>> Workloads() const {
@@ -118,9 +105,15 @@ class HookKubectl {
   const HookSpec& hook() const { return hook_; }
 
  private:
-  std::string hook_name_;
+  static KubeSide Cluster(const HookSpec& hook) {
+    KubeSide side;
+    side.context = hook.kubernetes.context;
+    side.kubeconfig = hook.kubernetes.kubeconfig;
+    return side;
+  }
+
   const HookSpec& hook_;
-  std::chrono::steady_clock::time_point deadline_;
+  Kubectl kubectl_;
 };
 
 void Say(Console& console, const std::string& hook, const std::string& line) {
@@ -129,7 +122,8 @@ void Say(Console& console, const std::string& hook, const std::string& line) {
 
 // `remember`: save the counts (journal and annotation) for a later restore; a rehearsal's stop
 // does not.
-Status Quiesce(const std::string& name, const HookKubectl& k, Journal& journal, Console& console, bool remember) {
+Status Quiesce(const std::string& name, const HookKubectl& k, Journal& journal, Console& console,
+               bool remember) {
   Result<std::vector<Workload>> workloads = k.Workloads();
   if (!workloads.ok()) return workloads.status();
   const HookSpec::Kubernetes& where = k.hook().kubernetes;
@@ -190,10 +184,12 @@ std::string ApplicationRef(const HookSpec::Kubernetes& where) {
 
 Result<json> ReadApplication(const HookKubectl& k) {
   const HookSpec::Kubernetes& where = k.hook().kubernetes;
-  Result<std::string> out = k.RunIn(where.argocd_namespace, {"get", ApplicationRef(where), "--output", "json"});
+  Result<std::string> out =
+      k.RunIn(where.argocd_namespace, {"get", ApplicationRef(where), "--output", "json"});
   if (!out.ok()) return out.status();
   json app = json::parse(*out, nullptr, false);
-  if (!app.is_object()) return k.Error("kubectl get " + ApplicationRef(where) + " did not print a JSON object");
+  if (!app.is_object())
+    return k.Error("kubectl get " + ApplicationRef(where) + " did not print a JSON object");
   return app;
 }
 
@@ -204,30 +200,36 @@ Status PauseAutoSync(const std::string& name, const HookKubectl& k, Console& con
   if (!app.ok()) return app.status();
   // An Application an ApplicationSet owns gets its syncPolicy written back by that controller
   // within seconds: turning auto-sync off there would not hold through the downtime.
-  for (const json& owner : app->value(json::json_pointer("/metadata/ownerReferences"), json::array())) {
+  for (const json& owner :
+       app->value(json::json_pointer("/metadata/ownerReferences"), json::array())) {
     if (owner.value("kind", "") == "ApplicationSet") {
-      return k.Error("Argo CD application " + where.argocd_namespace + "/" + where.argocd_application +
-                     " belongs to ApplicationSet " + owner.value("name", "") +
-                     ", which would turn its auto-sync on again: make the ApplicationSet ignore "
-                     "/spec/syncPolicy/automated (ignoreApplicationDifferences) or pause it, then run again");
+      return k.Error(
+          "Argo CD application " + where.argocd_namespace + "/" + where.argocd_application +
+          " belongs to ApplicationSet " + owner.value("name", "") +
+          ", which would turn its auto-sync on again: make the ApplicationSet ignore "
+          "/spec/syncPolicy/automated (ignoreApplicationDifferences) or pause it, then run again");
     }
   }
   const json::json_pointer automated("/spec/syncPolicy/automated");
   if (!app->contains(automated) || (*app)[automated].is_null()) {
-    Say(console, name, "Argo CD application " + where.argocd_namespace + "/" + where.argocd_application +
-                           ": auto-sync is off already");
+    Say(console, name,
+        "Argo CD application " + where.argocd_namespace + "/" + where.argocd_application +
+            ": auto-sync is off already");
     return Status::Ok();
   }
-  Result<std::string> r = k.RunIn(where.argocd_namespace, {"annotate", "--overwrite", ApplicationRef(where),
-                                                          std::string(kOriginalAutomatedAnnotation) + "=" +
-                                                              (*app)[automated].dump()});
+  Result<std::string> r =
+      k.RunIn(where.argocd_namespace,
+              {"annotate", "--overwrite", ApplicationRef(where),
+               std::string(kOriginalAutomatedAnnotation) + "=" + (*app)[automated].dump()});
   if (r.ok()) {
-    r = k.RunIn(where.argocd_namespace, {"patch", ApplicationRef(where), "--type", "merge", "--patch",
-                                         R"({"spec":{"syncPolicy":{"automated":null}}})"});
+    r = k.RunIn(where.argocd_namespace,
+                {"patch", ApplicationRef(where), "--type", "merge", "--patch",
+                 R"({"spec":{"syncPolicy":{"automated":null}}})"});
   }
   if (!r.ok()) return r.status();
-  Say(console, name, "Argo CD application " + where.argocd_namespace + "/" + where.argocd_application +
-                         ": auto-sync turned off (was " + (*app)[automated].dump() + ")");
+  Say(console, name,
+      "Argo CD application " + where.argocd_namespace + "/" + where.argocd_application +
+          ": auto-sync turned off (was " + (*app)[automated].dump() + ")");
   // An auto-sync already under way would still apply git's replica counts after the scale-down:
   // it is waited for (within the hook's timeout).
   for (int wait_ms = 100;; wait_ms = std::min(2 * wait_ms, 1000)) {
@@ -235,7 +237,8 @@ Status PauseAutoSync(const std::string& name, const HookKubectl& k, Console& con
     if (!now.ok()) return now.status();
     const json::json_pointer phase("/status/operationState/phase");
     if (!now->contains(phase) || (*now)[phase] != "Running") return Status::Ok();
-    if (k.Remaining() <= 0.5) return k.Error("an Argo CD sync of " + ApplicationRef(where) + " still runs at the timeout");
+    if (k.Remaining() <= 0.5)
+      return k.Error("an Argo CD sync of " + ApplicationRef(where) + " still runs at the timeout");
     std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
   }
 }
@@ -245,21 +248,24 @@ Status ResumeAutoSync(const std::string& name, const HookKubectl& k, Console& co
   if (where.argocd_application.empty()) return Status::Ok();
   Result<json> app = ReadApplication(k);
   if (!app.ok()) return app.status();
-  const json::json_pointer saved("/metadata/annotations/" + std::string("ferry.io~1original-automated"));
+  const json::json_pointer saved("/metadata/annotations/" +
+                                 std::string("ferry.io~1original-automated"));
   // Only what ferry turned off is turned on again, with a sync asked for; an Application whose
   // auto-sync its owner keeps off is left as it is.
   if (!app->contains(saved) || !(*app)[saved].is_string()) {
-    Say(console, name, "Argo CD application " + where.argocd_namespace + "/" + where.argocd_application +
-                           ": left as it is (ferry did not turn its auto-sync off)");
+    Say(console, name,
+        "Argo CD application " + where.argocd_namespace + "/" + where.argocd_application +
+            ": left as it is (ferry did not turn its auto-sync off)");
     return Status::Ok();
   }
-  json patch = {{"operation", {{"initiatedBy", {{"username", "ferry"}}}, {"sync", json::object()}}}};
+  json patch = {
+      {"operation", {{"initiatedBy", {{"username", "ferry"}}}, {"sync", json::object()}}}};
   std::string told = "a sync asked for";
   {
     json automated = json::parse((*app)[saved].get<std::string>(), nullptr, false);
     if (!automated.is_object()) {
-      return k.Error("the " + std::string(kOriginalAutomatedAnnotation) + " annotation of " + ApplicationRef(where) +
-                     " is not JSON: set spec.syncPolicy.automated by hand");
+      return k.Error("the " + std::string(kOriginalAutomatedAnnotation) + " annotation of " +
+                     ApplicationRef(where) + " is not JSON: set spec.syncPolicy.automated by hand");
     }
     patch["spec"] = {{"syncPolicy", {{"automated", automated}}}};
     patch["metadata"] = {{"annotations", {{kOriginalAutomatedAnnotation, nullptr}}}};
@@ -271,10 +277,12 @@ Status ResumeAutoSync(const std::string& name, const HookKubectl& k, Console& co
     patch.erase("operation");
     told = told.substr(0, told.find(", a sync asked for")) + ", a sync under way left to finish";
   }
-  Result<std::string> r =
-      k.RunIn(where.argocd_namespace, {"patch", ApplicationRef(where), "--type", "merge", "--patch", patch.dump()});
+  Result<std::string> r = k.RunIn(where.argocd_namespace, {"patch", ApplicationRef(where), "--type",
+                                                           "merge", "--patch", patch.dump()});
   if (!r.ok()) return r.status();
-  Say(console, name, "Argo CD application " + where.argocd_namespace + "/" + where.argocd_application + ": " + told);
+  Say(console, name,
+      "Argo CD application " + where.argocd_namespace + "/" + where.argocd_application + ": " +
+          told);
   return Status::Ok();
 }
 
@@ -292,7 +300,8 @@ Result<std::map<std::string, int64_t>> RunningCounts(const HookKubectl* source) 
 
 // `source` (a rehearsal's start): the running source's counts come first, and what is scaled up
 // is not remembered as the target's own.
-Status Restore(const std::string& name, const HookKubectl& k, Journal& journal, Console& console, const HookKubectl* source) {
+Status Restore(const std::string& name, const HookKubectl& k, Journal& journal, Console& console,
+               const HookKubectl* source) {
   Result<std::vector<Workload>> workloads = k.Workloads();
   if (!workloads.ok()) return workloads.status();
   Result<std::map<std::string, int64_t>> running = RunningCounts(source);
@@ -300,7 +309,8 @@ Status Restore(const std::string& name, const HookKubectl& k, Journal& journal, 
   const HookSpec::Kubernetes& where = k.hook().kubernetes;
   for (const Workload& w : *workloads) {
     if (w.replicas != 0) {
-      Say(console, name, w.Ref() + " left alone: it has " + std::to_string(w.replicas) + " replicas, not 0");
+      Say(console, name,
+          w.Ref() + " left alone: it has " + std::to_string(w.replicas) + " replicas, not 0");
       continue;
     }
     std::optional<int64_t> count;

@@ -12,19 +12,21 @@ namespace ferry {
 using nlohmann::json;
 
 Kubectl::Kubectl(const KubeSide& cluster, std::string side, double timeout_s)
+    : Kubectl(cluster, timeout_s,
+              "the " + side + " cluster (" +
+                  (cluster.context.empty() ? std::string("the kubeconfig's current context")
+                                           : "context " + cluster.context) +
+                  ")") {}
+
+Kubectl::Kubectl(const KubeSide& cluster, double timeout_s, std::string where)
     : cluster_(cluster),
-      side_(std::move(side)),
-      deadline_(std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                                       std::chrono::duration<double>(timeout_s))) {}
+      where_(std::move(where)),
+      deadline_(std::chrono::steady_clock::now() +
+                std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                    std::chrono::duration<double>(timeout_s))) {}
 
 double Kubectl::Remaining() const {
   return std::chrono::duration<double>(deadline_ - std::chrono::steady_clock::now()).count();
-}
-
-std::string Kubectl::Where() const {
-  return "the " + side_ + " cluster (" +
-         (cluster_.context.empty() ? std::string("the kubeconfig's current context") : "context " + cluster_.context) +
-         ")";
 }
 
 Result<std::string> Kubectl::Run(const std::vector<std::string>& args) const {
@@ -40,12 +42,15 @@ Result<std::string> Kubectl::Run(const std::vector<std::string>& args) const {
   if (!r->ok()) {
     std::string err = r->err;
     while (!err.empty() && (err.back() == '\n' || err.back() == ' ')) err.pop_back();
-    // kubectl's message is one line for the errors that matter ("Error from server (NotFound): ...").
+    // kubectl's message is one line for the errors that matter ("Error from server (NotFound):
+    // ...").
     if (size_t nl = err.rfind('\n'); nl != std::string::npos) err = err.substr(nl + 1);
-    const std::string message = Where() + ": " + command + " " + r->How(Remaining()) + (err.empty() ? "" : ": " + err);
+    const std::string message =
+        Where() + ": " + command + " " + r->How(Remaining()) + (err.empty() ? "" : ": " + err);
     // kubectl's reason, as the API server gave it: what the operator must fix, or the network.
     if (err.find("(NotFound)") != std::string::npos) return Status::NotFound(message);
-    if (err.find("(Forbidden)") != std::string::npos || err.find("(Unauthorized)") != std::string::npos)
+    if (err.find("(Forbidden)") != std::string::npos ||
+        err.find("(Unauthorized)") != std::string::npos)
       return Status::Make(Code::kPermission, message);
     if (err.find("(Invalid)") != std::string::npos || err.find("(BadRequest)") != std::string::npos)
       return Status::InvalidArgument(message);
@@ -61,7 +66,8 @@ Result<json> Kubectl::GetJson(const std::vector<std::string>& args) const {
   Result<std::string> out = Run(full);
   if (!out.ok()) return out.status();
   json j = json::parse(*out, nullptr, false);
-  if (!j.is_object()) return Status::Protocol(Where() + ": kubectl get did not print a JSON object");
+  if (!j.is_object())
+    return Status::Protocol(Where() + ": kubectl get did not print a JSON object");
   return j;
 }
 
@@ -83,9 +89,11 @@ Status Kubectl::Create(const json& object) const {
   const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
   const int write_errno = errno;
   ::close(fd);
-  Result<std::string> r = written ? Run({"create", "--filename", path}) : Result<std::string>(Status::Errno(write_errno, path));
+  Result<std::string> r = written ? Run({"create", "--filename", path})
+                                  : Result<std::string>(Status::Errno(write_errno, path));
   ::unlink(path);
-  if (!r.ok() && r.status().message().find("(AlreadyExists)") != std::string::npos) return Status::Ok();
+  if (!r.ok() && r.status().message().find("(AlreadyExists)") != std::string::npos)
+    return Status::Ok();
   return r.status();
 }
 

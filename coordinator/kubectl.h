@@ -19,11 +19,14 @@ namespace ferry {
 
 class Kubectl {
  public:
-  // `side`: "source" or "target", for messages.
+  // `side`: "source" or "target", for messages ("the target cluster (context cluster-b)").
   Kubectl(const KubeSide& cluster, std::string side, double timeout_s);
+  // `where` begins every message (a hook: "hook start_target (kubernetes context ...)").
+  Kubectl(const KubeSide& cluster, double timeout_s, std::string where);
 
-  // "the target cluster (context cluster-b)".
-  std::string Where() const;
+  const std::string& Where() const { return where_; }
+  // Seconds left of the deadline.
+  double Remaining() const;
 
   // stdout of `kubectl [--kubeconfig F] [--context C] ARGS...`.
   Result<std::string> Run(const std::vector<std::string>& args) const;
@@ -36,10 +39,8 @@ class Kubectl {
   Status Create(const nlohmann::json& object) const;
 
  private:
-  double Remaining() const;
-
   KubeSide cluster_;
-  std::string side_;
+  std::string where_;
   std::chrono::steady_clock::time_point deadline_;
 };
 
