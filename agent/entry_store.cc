@@ -17,6 +17,7 @@ void EntryStore::Add(protocol::Entry entry) {
   c.gid = entry.gid;
   c.hardlink_leader_plus1 = entry.hardlink_leader_plus1;
   c.type = entry.type;
+  c.partial_listing = entry.partial_listing;
   if (!entry.link_target.empty() || !entry.xattrs.empty() || entry.rdev != 0 || entry.has_content_hash) {
     c.extra = std::make_unique<Extra>();
     c.extra->link_target = std::move(entry.link_target);
@@ -33,6 +34,7 @@ protocol::Entry EntryStore::Get(uint32_t id) const {
   protocol::Entry e;
   e.id = id;
   e.type = c.type;
+  e.partial_listing = c.partial_listing;
   e.path = c.path;
   e.mode = c.mode;
   e.uid = c.uid;

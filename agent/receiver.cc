@@ -71,6 +71,7 @@ Status Receiver::Run() {
   Result<ExcludeList> excludes = ExcludeList::Make(options_.excludes);
   Status s = excludes.ok() ? Status::Ok() : excludes.status();
   if (s.ok()) excludes_ = std::move(*excludes);
+  if (s.ok()) s = DropBase();
   Keepalive keepalive(channel_);
   for (Channel* lane : lanes_) lane_threads_.emplace_back([this, lane] { LaneLoop(*lane); });
   Frame frame;
@@ -204,6 +205,13 @@ Result<uint32_t> Receiver::PlaceEntry(const Entry& entry) {
 
 Status Receiver::HandleEntry(Entry entry, const Inspection* inspection) {
   CHECK_EQ(entry.id, entries_.size());
+  if ((entry.type == protocol::kEntryGone || entry.partial_listing) && !options_.partial) {
+    return Status::Protocol("entry '" + entry.path + "' of a partial manifest in a stage that is not partial");
+  }
+  if (entry.id == 0 && options_.partial && !entry.partial_listing) {
+    // A partial manifest names only what changed: a root listed in full would delete the rest.
+    return Status::Protocol("a partial manifest whose root is listed in full");
+  }
   if (options_.no_xattrs && !entry.xattrs.empty()) {
     return Status::Protocol("entry '" + entry.path + "' carries xattrs in a --no-xattrs stage");
   }
@@ -219,7 +227,11 @@ Status Receiver::HandleEntry(Entry entry, const Inspection* inspection) {
   const Entry& e = entry;
   progress_->entries_total += 1;
   if (e.type == EntryType::kFile && e.hardlink_leader_plus1 == 0) bytes_total_ += e.size;
-  if (e.type == EntryType::kDirectory) directories_.push_back({id, false});
+  if (e.type == EntryType::kDirectory) directories_.push_back({id, false, e.partial_listing});
+  if (e.type == protocol::kEntryGone) {
+    gone_.push_back(id);
+    return Status::Ok();
+  }
   if (e.hardlink_leader_plus1 != 0) {
     followers_.push_back(id);
     return Status::Ok();

@@ -238,6 +238,12 @@ class Receiver {
   Status CopyDataRegions(int in, int out, uint64_t size, const std::string& path);
   Status RefuseEmptySourceWipe(int root_fd);
   Status Sweep();
+  // A partial manifest's kEntryGone entries: what the target has at each is deleted.
+  Status DeleteGone();
+  // Forgets the target's base token before this stage changes anything (the next partial stage
+  // then needs a full walk until this one commits), and keeps a new one when it has.
+  Status DropBase();
+  void KeepBase();
   void CountDeletedTree(int dir_fd, const std::string& name, const std::string& path);
   Status ApplyDirectoryMetadata();
   Status SyncVolume();
@@ -303,9 +309,12 @@ class Receiver {
     // Its owner, mode and xattrs already matched the source's when its entry arrived: at the
     // end it needs its metadata set only if its mtime moved (an entry created or deleted in it).
     bool settled;
+    // Only some of its children are in this (partial) manifest: the rest is left as it is.
+    bool partial = false;
   };
   std::vector<Directory> directories_;  // in manifest order
   std::vector<uint32_t> followers_;   // hard links, made after every file is in place
+  std::vector<uint32_t> gone_;        // kEntryGone entries: deleted with the sweep
   struct LinkCandidate {
     uint32_t id;
     bool metadata_differs;

@@ -1,6 +1,7 @@
 // Receiver, second half: file content (DATA, FILE_END) and the end of the stage (hard links,
 // deletions, directory metadata, durability). See receiver.h.
 #include <fcntl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -215,7 +216,9 @@ Status Receiver::Finish() {
   } else {
     Result<int> root = ParentFd("");
     if (!root.ok()) return TargetError(root.status(), "");
-    FERRY_RETURN_IF_ERROR(RefuseEmptySourceWipe(*root));
+    // A partial manifest of only the root is a stage that found nothing changed.
+    if (!options_.partial) FERRY_RETURN_IF_ERROR(RefuseEmptySourceWipe(*root));
+    FERRY_RETURN_IF_ERROR(DeleteGone());
     FERRY_RETURN_IF_ERROR(Sweep());
   }
   if (cache_ != nullptr && !options_.dry_run) {
@@ -226,7 +229,50 @@ Status Receiver::Finish() {
   FERRY_RETURN_IF_ERROR(SyncVolume());
   FERRY_RETURN_IF_ERROR(RecordWritten());
   RememberWrittenXattrs();
+  KeepBase();
   return FlushReplies();
+}
+
+Status Receiver::DropBase() {
+  if (cache_ == nullptr || options_.dry_run || options_.block) return Status::Ok();
+  return cache_->DropBase(root_dev_, root_ino_).Annotate("state cache of '" + root_display_ + "'");
+}
+
+// After everything is durable: a token naming the target as this stage left it.
+void Receiver::KeepBase() {
+  if (cache_ == nullptr || options_.dry_run || options_.block) return;
+  uint64_t token = 0;
+  if (::getrandom(&token, sizeof(token), 0) != sizeof(token) || token == 0) return;
+  if (Status s = cache_->SetBase(root_dev_, root_ino_, token); !s.ok()) {
+    LOG_WARN("the next stage walks the whole tree: " + s.ToString());
+    return;
+  }
+  figures_.base_token = token;
+}
+
+Status Receiver::DeleteGone() {
+  for (const uint32_t id : gone_) {
+    const std::string& path = entries_.path(id);
+    auto [parent, name] = SplitParent(path);
+    if (missing_dir_[ids_by_path_.at(PathKey(parent))] == kDirAbsent) continue;  // dry run into a new directory
+    Result<int> dir_fd = ParentFd(parent);
+    if (!dir_fd.ok()) {
+      int error = dir_fd.status().error_number();
+      if (error == ENOENT || error == ENOTDIR || error == ELOOP) continue;  // nothing there to delete
+      return TargetError(dir_fd.status(), std::string(parent));
+    }
+    const std::string name_str(name);
+    struct stat st;
+    if (::fstatat(*dir_fd, name_str.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // not there either
+    const bool is_dir = S_ISDIR(st.st_mode);
+    if (excludes_.Excludes(path, is_dir)) continue;
+    if (is_dir) CountDeletedTree(*dir_fd, name_str, path);
+    Item(ItemAction::kDelete, is_dir ? EntryType::kDirectory : EntryType::kFile, path);
+    figures_.entries_deleted += 1;
+    if (options_.dry_run) continue;
+    FERRY_RETURN_IF_ERROR(TargetError(RemoveTree(*dir_fd, name_str, Display(path)), path));
+  }
+  return Status::Ok();
 }
 
 // As RecordWritten: each file ferry wrote, if its size and mtime are still its entry's (a file
@@ -417,7 +463,9 @@ Status Receiver::RefuseEmptySourceWipe(int root_fd) {
 Status Receiver::Sweep() {
   std::vector<std::string> paths;
   paths.reserve(directories_.size());
-  for (const Directory& d : directories_) paths.push_back(entries_.path(d.id));
+  for (const Directory& d : directories_) {
+    if (!d.partial) paths.push_back(entries_.path(d.id));  // the rest of it is not in this manifest
+  }
   std::vector<Result<std::vector<std::string>>> listings;
   CHECK(inspector_ != nullptr);
   inspector_->ListDirectories(paths, root_display_, &listings);

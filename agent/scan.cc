@@ -51,8 +51,22 @@ class Scanner {
       : root_(root), options_(options), sink_(sink) {}
 
   Result<ScanResult> Run();
+  // ScanChanges: the partial manifest of `changed`. False (reason in full_walk_reason_) when
+  // only a walk of everything is exact.
+  Result<ScanResult> RunPartial(const ChangedDirs& changed, size_t entries_max);
+  const std::string& full_walk_reason() const { return full_walk_reason_; }
 
  private:
+  // The changed directories as a tree from the root: each node's changed names, and the nodes
+  // of the changed directories below it.
+  struct ChangeNode {
+    std::set<std::string> names;
+    std::map<std::string, ChangeNode> children;
+  };
+  // Emits the entries of a directory of a partial manifest: each changed name (with the whole
+  // subtree of a directory), each child on the way to a changed directory (partial_listing),
+  // then goes down into those children.
+  void ScanPartialDirectory(int dir_fd, const std::string& path, const ChangeNode& node);
   // Lists the directory and emits its entries in name order, in groups of up to
   // kScanGroupEntries under one lock, then scans its subdirectories one after the other; or, with
   // `subtrees` (the root), side by side. A directory's entries stay together in the manifest
@@ -85,6 +99,10 @@ class Scanner {
   std::mutex mutex_;  // guards what follows, and the sink's calls (one at a time, in id order)
   ScanResult result_;
   std::map<std::pair<dev_t, ino_t>, uint32_t> hardlink_leaders_;
+  // A partial manifest: every file must have one name, and at most entries_max_ entries.
+  bool partial_ = false;
+  size_t entries_max_ = 0;
+  std::string full_walk_reason_;  // why a partial manifest cannot be exact ("" while it can)
 };
 
 Result<ScanResult> Scanner::Run() {
@@ -110,6 +128,16 @@ Result<ScanResult> Scanner::Run() {
 bool Scanner::EmitGroup(std::vector<Described>* group) {
   std::lock_guard<std::mutex> lock(mutex_);
   for (Described& d : *group) {
+    if (!full_walk_reason_.empty()) return false;
+    if (partial_ && d.entry.type == EntryType::kFile && d.nlink > 1) {
+      full_walk_reason_ = "'" + d.entry.path + "' changed and has " + std::to_string(d.nlink) +
+                          " hard links (its other names may be in unchanged directories)";
+      return false;
+    }
+    if (partial_ && result_.entries_count >= entries_max_) {
+      full_walk_reason_ = "the changes span more than " + std::to_string(entries_max_) + " entries";
+      return false;
+    }
     if (result_.entries_count >= kEntriesPerSessionMax) {
       result_.errors.push_back("more than " + std::to_string(kEntriesPerSessionMax) + " entries: the rest is not synced");
       return false;
@@ -175,6 +203,105 @@ void Scanner::ScanDirectory(int dir_fd, const std::string& path, WorkerPool* sub
     });
   } else {
     for (size_t i = 0; i < subdirs.size(); ++i) scan_subdir(i);
+  }
+}
+
+Result<ScanResult> Scanner::RunPartial(const ChangedDirs& changed, size_t entries_max) {
+  partial_ = true;
+  entries_max_ = entries_max;
+  ChangeNode tree;
+  for (const auto& [dir, names] : changed) {
+    ChangeNode* node = &tree;
+    for (size_t start = 0; start < dir.size();) {
+      size_t slash = dir.find('/', start);
+      if (slash == std::string::npos) slash = dir.size();
+      node = &node->children[dir.substr(start, slash - start)];
+      start = slash + 1;
+    }
+    for (const std::string& name : names) {
+      if (name != ".") node->names.insert(name);  // a directory's own entry is always sent
+    }
+  }
+  UniqueFd root_fd(::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root_fd.valid()) {
+    Status s = CheckSourceRoot(root_);
+    return s.ok() ? Status::IoError("source '" + root_ + "' could not be opened") : s;
+  }
+  struct stat st;
+  if (::fstat(root_fd.get(), &st) != 0) return Status::Errno(errno, "stat source '" + root_ + "'");
+  Entry root_entry;
+  if (!Describe(root_fd.get(), ".", "", st, &root_entry)) {
+    return Status::IoError("cannot read source '" + root_ + "': " + result_.errors.back());
+  }
+  root_entry.partial_listing = true;
+  result_.entries_count = 1;
+  sink_(std::move(root_entry));
+  ScanPartialDirectory(root_fd.get(), "", tree);
+  std::lock_guard<std::mutex> lock(mutex_);
+  return std::move(result_);
+}
+
+void Scanner::ScanPartialDirectory(int dir_fd, const std::string& path, const ChangeNode& node) {
+  std::set<std::string> names = node.names;
+  for (const auto& [name, child] : node.children) names.insert(name);
+  std::vector<Described> group;
+  std::vector<std::string> whole;  // changed directories: their whole subtrees follow
+  std::vector<const std::pair<const std::string, ChangeNode>*> partial;  // on the way down
+  for (const std::string& name : names) {
+    if (!full_walk_reason_.empty()) return;
+    std::string child_path = JoinPath(path, name);
+    const bool changed = node.names.count(name) != 0;
+    struct stat st;
+    if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno != ENOENT) {
+        Error("stat '" + child_path + "': " + std::strerror(errno));
+        continue;
+      }
+      // Gone. An excluded name is left alone on the target, whatever it was.
+      const bool excluded = options_.excludes != nullptr && (options_.excludes->Excludes(child_path, false) ||
+                                                             options_.excludes->Excludes(child_path, true));
+      if (!changed || excluded) continue;  // a directory on the way that is gone: its parent says so
+      Described d{Entry(), 0, 0, 1};
+      d.entry.type = protocol::kEntryGone;
+      d.entry.path = std::move(child_path);
+      group.push_back(std::move(d));
+      continue;
+    }
+    const bool is_directory = S_ISDIR(st.st_mode);
+    if (options_.excludes && options_.excludes->Excludes(child_path, is_directory)) continue;
+    if (!changed && !is_directory) continue;  // was a directory on the way: its parent's change says so
+    if (child_path.size() > kPathMaxBytes) {
+      Error("'" + child_path.substr(0, 64) + "...' is longer than PATH_MAX");
+      continue;
+    }
+    Described d{Entry(), st.st_dev, st.st_ino, st.st_nlink};
+    if (!Describe(dir_fd, name, child_path, st, &d.entry)) continue;
+    if (is_directory && changed) {
+      whole.push_back(name);
+    } else if (is_directory) {
+      d.entry.partial_listing = true;
+      partial.push_back(&*node.children.find(name));
+    }
+    group.push_back(std::move(d));
+  }
+  if (!EmitGroup(&group)) return;
+  auto open_child = [&](const std::string& name, const std::string& child_path) {
+    UniqueFd child(::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    // Gone or replaced since its stat: the next stage sees that change.
+    if (!child.valid() && errno != ENOENT && errno != ENOTDIR && errno != ELOOP) {
+      Error("open directory '" + child_path + "': " + std::strerror(errno));
+    }
+    return child;
+  };
+  for (const std::string& name : whole) {
+    std::string child_path = JoinPath(path, name);
+    UniqueFd child = open_child(name, child_path);
+    if (child.valid()) ScanDirectory(child.get(), child_path);
+  }
+  for (const auto* child_node : partial) {
+    std::string child_path = JoinPath(path, child_node->first);
+    UniqueFd child = open_child(child_node->first, child_path);
+    if (child.valid()) ScanPartialDirectory(child.get(), child_path, child_node->second);
   }
 }
 
@@ -261,6 +388,19 @@ ScanOptions ScanOptionsFor(const SyncOptions& sync, const ExcludeList* excludes)
 
 Result<ScanResult> ScanTree(const std::string& root, const ScanOptions& options, const EntrySink& sink) {
   return Scanner(root, options, sink).Run();
+}
+
+Result<std::vector<protocol::Entry>> ScanChanges(const std::string& root, const ScanOptions& options,
+                                                 const ChangedDirs& changed, size_t entries_max) {
+  std::vector<Entry> entries;
+  EntrySink sink = [&](Entry&& entry) { entries.push_back(std::move(entry)); };
+  Scanner scanner(root, options, sink);
+  Result<ScanResult> scanned = scanner.RunPartial(changed, entries_max);
+  if (!scanned.ok()) return scanned.status();
+  if (!scanner.full_walk_reason().empty()) return Status::Make(Code::kUnsupported, scanner.full_walk_reason());
+  // A walk reports what it cannot read as the stage's errors (and then deletes nothing).
+  if (!scanned->errors.empty()) return Status::Make(Code::kUnsupported, scanned->errors.front());
+  return entries;
 }
 
 Result<protocol::Hash128> HashFileContent(int dir_fd, const std::string& name, const std::string& display) {

@@ -9,6 +9,8 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -33,6 +35,9 @@ struct ScanOptions {
   XattrCache* xattr_cache = nullptr;
   // Where the sender keeps its XattrCache between stages (empty: none; ignored with xattr_cache).
   std::string xattr_cache_dir;
+  // A tracked stage: the manifest ScanChanges made, sent instead of a walk (may be null).
+  // REQUIRES: it outlives the sender.
+  const std::vector<protocol::Entry>* manifest = nullptr;
 };
 
 // What a sender's scan needs for a sync: hashes with --checksum, the xattrs this process may
@@ -53,6 +58,22 @@ using EntrySink = std::function<void(protocol::Entry&& entry)>;
 // Walks `root`, handing every entry to `sink`. Fails only when the root itself cannot be read;
 // errors below the root are collected in the result.
 Result<ScanResult> ScanTree(const std::string& root, const ScanOptions& options, const EntrySink& sink);
+
+// What changed in a tree since some point, per directory (relative path, "" for the root): the
+// names of its entries that changed ("." for its own metadata), as ChangeTracker reports them.
+using ChangedDirs = std::map<std::string, std::set<std::string>>;
+
+// A partial manifest (protocol::kOptPartial) of `root` from what changed: the root and the
+// directories on the way to each changed one, flagged partial_listing (their other entries are
+// untouched); each changed name as it is now: an entry, a kEntryGone one if the source no longer
+// has it, and for a directory its whole subtree (it was made or moved in: the target has none of
+// it there). Fails with kUnsupported, the reason in its message, when a partial manifest cannot
+// be exact, so that the stage walks the whole tree: a changed file with more than one hard link
+// (its other names, perhaps in unchanged directories, would be missing from the manifest), or
+// more than `entries_max` entries (a walk costs no more), or a part it could not read (a walk
+// reports it as the stage's error).
+Result<std::vector<protocol::Entry>> ScanChanges(const std::string& root, const ScanOptions& options,
+                                                 const ChangedDirs& changed, size_t entries_max);
 
 // Checks that `root` is a directory this process can read: the error a user sees before any
 // connection is made.

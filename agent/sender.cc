@@ -98,6 +98,7 @@ Result<SyncSummary> Sender::Run() {
   summary_.files_vanished = commit_.files_vanished;
   summary_.files_failed = commit_.files_failed;
   summary_.target_bytes_hashed = commit_.target_bytes_hashed;
+  summary_.base_token = commit_.base_token;
   summary_.errors.insert(summary_.errors.begin(), scan_result_.errors.begin(), scan_result_.errors.end());
   summary_.duration_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return summary_;
@@ -111,7 +112,7 @@ void Sender::ScanLoop() {
     xattr_cache = XattrCache::Open(options.xattr_cache_dir, root_fd_.get(), options.xattr_filter);
     options.xattr_cache = xattr_cache.get();
   }
-  Result<ScanResult> result = ScanTree(root_, options, [&](Entry&& entry) {
+  EntrySink sink = [&](Entry&& entry) {
     std::lock_guard<std::mutex> lock(mutex_);
     entries_.Add(std::move(entry));
     needed_.push_back(false);
@@ -122,7 +123,17 @@ void Sender::ScanLoop() {
       unannounced = 0;
       changed_.notify_all();
     }
-  });
+  };
+  Result<ScanResult> result = ScanResult();
+  if (options.manifest != nullptr) {  // a tracked stage: ScanChanges made it
+    for (const Entry& entry : *options.manifest) {
+      if (entry.type == EntryType::kFile && entry.hardlink_leader_plus1 == 0) result->bytes_total += entry.size;
+      sink(Entry(entry));
+    }
+    result->entries_count = options.manifest->size();
+  } else {
+    result = ScanTree(root_, options, sink);
+  }
   // What the scan read stays true while each inode's ctime does, whatever becomes of the stage.
   if (xattr_cache) {
     if (Status s = xattr_cache->Save(); !s.ok()) LOG_WARN("the next stage reads every xattr: " + s.ToString());

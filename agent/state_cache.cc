@@ -18,7 +18,7 @@ namespace {
 
 // Bumped whenever a table changes (with the user_version set in kSchemaSql); a file with
 // another version is moved aside and rebuilt.
-constexpr const char* kSchemaVersion = "1";
+constexpr const char* kSchemaVersion = "2";
 // Several daemon sessions and a local `ferry sync` may share the file; each holds the write lock
 // for one short transaction (one fsync), so waiting beats failing a stage.
 constexpr int kBusyTimeoutMs = 10'000;
@@ -36,7 +36,10 @@ CREATE TABLE IF NOT EXISTS partials (
   temp_name BLOB NOT NULL, temp_dev INTEGER NOT NULL, temp_ino INTEGER NOT NULL,
   durable_bytes INTEGER NOT NULL, block_size INTEGER NOT NULL, leaves BLOB NOT NULL,
   PRIMARY KEY (root_dev, root_ino, path));
-PRAGMA user_version = 1;
+CREATE TABLE IF NOT EXISTS bases (
+  root_dev INTEGER NOT NULL, root_ino INTEGER NOT NULL, token INTEGER NOT NULL,
+  PRIMARY KEY (root_dev, root_ino));
+PRAGMA user_version = 2;
 COMMIT;
 )";
 
@@ -55,6 +58,9 @@ constexpr const char* kStmtSql[] = {
     " WHERE root_dev = ?1 AND root_ino = ?2 AND path = ?3",
     "DELETE FROM partials WHERE root_dev = ?1 AND root_ino = ?2 AND path = ?3",
     "DELETE FROM partials WHERE root_dev = ?1 AND root_ino = ?2",
+    "SELECT token FROM bases WHERE root_dev = ?1 AND root_ino = ?2",
+    "INSERT OR REPLACE INTO bases (root_dev, root_ino, token) VALUES (?1, ?2, ?3)",
+    "DELETE FROM bases WHERE root_dev = ?1 AND root_ino = ?2",
 };
 
 static_assert(sizeof(protocol::Hash128) == 16, "leaves are stored as packed 16-byte hashes");
@@ -363,6 +369,31 @@ Status StateCache::DropPartial(uint64_t root_dev, uint64_t root_ino, const std::
 Status StateCache::DropPartials(uint64_t root_dev, uint64_t root_ino) {
   std::lock_guard<std::mutex> lock(mutex_);
   return StepIds(kDropPartials, "drop partials", root_dev, root_ino);
+}
+
+Result<uint64_t> StateCache::Base(uint64_t root_dev, uint64_t root_ino) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  sqlite3_stmt* stmt = stmts_[kBase];
+  ScopedReset reset(stmt);
+  BindIds(stmt, root_dev, root_ino);
+  int rc = sqlite3_step(stmt);
+  if (rc == SQLITE_DONE) return uint64_t{0};
+  if (rc != SQLITE_ROW) return Error("read base", rc);
+  return ColumnU64(stmt, 0);
+}
+
+Status StateCache::SetBase(uint64_t root_dev, uint64_t root_ino, uint64_t token) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  sqlite3_stmt* stmt = stmts_[kSetBase];
+  ScopedReset reset(stmt);
+  BindIds(stmt, root_dev, root_ino);
+  BindU64(stmt, 3, token);
+  return StepDone("keep base", stmt);
+}
+
+Status StateCache::DropBase(uint64_t root_dev, uint64_t root_ino) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return StepIds(kDropBase, "drop base", root_dev, root_ino);
 }
 
 }  // namespace ferry

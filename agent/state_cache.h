@@ -83,12 +83,19 @@ class StateCache {
   // Every partial of a volume (a stage finished: any left are stale).
   Status DropPartials(uint64_t root_dev, uint64_t root_ino);
 
+  // The base token of a target volume (its root's dev and ino): the COMMIT of the last stage
+  // that left it as it is, or 0 for none. SetBase and DropBase are durable when they return.
+  Result<uint64_t> Base(uint64_t root_dev, uint64_t root_ino);
+  Status SetBase(uint64_t root_dev, uint64_t root_ino, uint64_t token);
+  Status DropBase(uint64_t root_dev, uint64_t root_ino);
+
  private:
   std::mutex mutex_;  // held by every public call
   // The statements prepared once by Open and kept for the object's life.
   enum Stmt : int {
     kLookup, kMarkDirty, kRecord, kForget,
     kSavePartial, kFindPartial, kDropPartial, kDropPartials,
+    kBase, kSetBase, kDropBase,
     kStmtCount,
   };
 

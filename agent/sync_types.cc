@@ -11,6 +11,7 @@ uint32_t SyncOptions::WireFlags() const {
   if (itemize) flags |= protocol::kOptItemize;
   if (allow_empty_source) flags |= protocol::kOptAllowEmptySource;
   if (block) flags |= protocol::kOptBlock;
+  if (partial) flags |= protocol::kOptPartial;
   return flags;
 }
 
@@ -23,6 +24,7 @@ SyncOptions SyncOptions::FromOpen(const protocol::Open& open) {
   o.itemize = (open.options & protocol::kOptItemize) != 0;
   o.allow_empty_source = (open.options & protocol::kOptAllowEmptySource) != 0;
   o.block = (open.options & protocol::kOptBlock) != 0;
+  o.partial = (open.options & protocol::kOptPartial) != 0;
   o.excludes = open.excludes;
   return o;
 }

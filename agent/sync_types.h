@@ -21,6 +21,7 @@ struct SyncOptions {
   bool itemize = false;      // the receiver reports every change
   bool allow_empty_source = false;  // an empty source may delete everything on the target
   bool block = false;        // source and target are block devices or image files
+  bool partial = false;      // a tracked stage: a partial manifest (protocol::kOptPartial)
   std::vector<std::string> excludes;
 
   uint32_t WireFlags() const;
@@ -53,6 +54,7 @@ struct SyncSummary {
   uint64_t target_bytes_hashed = 0;  // target files read to hash a basis (not in the state cache)
   double duration_s = 0;
   uint32_t streams = 1;  // data streams the session ran on
+  uint64_t base_token = 0;  // COMMIT's: the next stage may be partial from this one (0: not)
   std::vector<std::string> errors;  // source parts that could not be read, files that failed
 };
 

@@ -121,6 +121,9 @@ inline constexpr size_t kStagesRunningMax = 16;
 // up to this many attempts in all, after 1 s, 2 s, 4 s, ... (at most kStageRetryBackoffMaxMs);
 // each attempt resumes: the files the last one committed are not sent again.
 inline constexpr uint32_t kStageAttemptsMax = 5;
+// A tracked stage's manifest is built before it is sent (so that it can still become a walk):
+// past this many entries (a directory of that many moved in) the stage walks the whole tree.
+inline constexpr size_t kPartialManifestEntriesMax = size_t{1} << 17;
 inline constexpr int kStageRetryBackoffMs = 1000;
 inline constexpr int kStageRetryBackoffMaxMs = 16000;
 // Pairs of a migration plan the coordinator stages at once (the rest wait their turn): each is

@@ -39,6 +39,8 @@ struct DaemonFlags {
   std::vector<std::string> volumes;
   std::string listen, state_dir, metrics_listen, kubelet_root, log_level, log_format, io;
   io::TlsOptions tls;
+  bool no_track = false, track_queue_only = false;
+  size_t track_names_max = size_t{1} << 20;
 };
 
 po::options_description DaemonOptions(DaemonFlags* f) {
@@ -54,7 +56,13 @@ po::options_description DaemonOptions(DaemonFlags* f) {
       ("metrics-listen", po::value(&f->metrics_listen), "HOST:PORT: serve Prometheus metrics at http://HOST:PORT/metrics")
       ("log-level", po::value(&f->log_level)->default_value("info"), "debug, info, warn or error")
       ("log-format", po::value(&f->log_format)->default_value("text"), "text (readable) or json (one object per line)")
-      ("io", po::value(&f->io)->default_value("auto"), kIoHelp);
+      ("io", po::value(&f->io)->default_value("auto"), kIoHelp)
+      ("no-track", po::bool_switch(&f->no_track),
+       "do not watch the volumes staged from (fanotify): every stage walks the whole tree")
+      ("track-names-max", po::value(&f->track_names_max)->default_value(size_t{1} << 20),
+       "N: changed names kept per target between two stages (~100 bytes each); past it, a full walk")
+      ("track-queue-only", po::bool_switch(&f->track_queue_only),
+       "tests: read the change queue only when a stage starts, so that it can overflow");
   desc.add(TlsFlags(&f->tls, /*daemon=*/true));
   return desc;
 }
@@ -68,6 +76,9 @@ Result<DaemonConfig> MakeConfig(const DaemonFlags& f, int* exit_code) {
   config.state_dir = f.state_dir;
   config.volumes.state_dir = f.state_dir;
   config.volumes.kubelet_root = f.kubelet_root;
+  config.tracking.enabled = !f.no_track;
+  config.tracking.names_max = f.track_names_max;
+  config.tracking.queue_only = f.track_queue_only;
   if (!f.metrics_listen.empty()) {
     Result<HostPort> address = ParseHostPort(f.metrics_listen);
     if (!address.ok()) return address.status().Annotate("--metrics-listen");

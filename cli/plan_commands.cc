@@ -44,11 +44,11 @@ void PrintStages(const std::vector<PairStage>& stages) {
   std::printf("%-5s %-28s %9s %10s %12s %12s %8s  %s\n", "STAGE", "PAIR", "SECONDS", "FILES SENT", "CHANGED", "WIRE",
               "IN READ", "RESULT");
   for (const PairStage& s : stages) {
-    std::printf("%-5u %-28s %9.2f %10llu %12s %12s %8llu  %s%s%s\n", s.stage, s.pair.c_str(), s.seconds,
+    std::printf("%-5u %-28s %9.2f %10llu %12s %12s %8llu  %s%s%s%s%s\n", s.stage, s.pair.c_str(), s.seconds,
                 static_cast<unsigned long long>(s.files_sent), HumanBytes(static_cast<double>(s.bytes_changed)).c_str(),
                 HumanBytes(static_cast<double>(s.wire_bytes)).c_str(),
                 static_cast<unsigned long long>(s.changed_during_read), s.state.c_str(), s.error.empty() ? "" : ": ",
-                s.error.c_str());
+                s.error.c_str(), s.walk.empty() ? "" : "; ", s.walk.c_str());
   }
 }
 
@@ -125,6 +125,7 @@ json StatusJson(const Plan& plan, const PlanStatus& status) {
            {"change_rate_bps", p.change_rate_bps},
            {"throughput_bps", p.throughput_bps},
            {"fixed_seconds", p.fixed_seconds},
+           {"final_stage_walk", p.walk},
            {"final_stage_s", p.final_stage_s},
            {"verify_s", p.verify_s},
            {"hooks_s", p.hooks_s},
@@ -184,6 +185,8 @@ void PrintStatus(const Plan& plan, const PlanStatus& status) {
     std::printf("change rate %s/s, stage throughput %s/s, fixed cost %.2f s: a cutover now takes %s (max_downtime %.0f s)\n",
                 HumanBytes(p.change_rate_bps).c_str(), HumanBytes(p.throughput_bps).c_str(), p.fixed_seconds,
                 DowntimeBreakdown(p).c_str(), plan.policy.max_downtime_s);
+    if (!p.walk.empty()) std::printf("the final stage's fixed cost is a %s stage's: %s\n",
+                                     p.walk.rfind("tracked", 0) == 0 ? "tracked" : "full walk", p.walk.c_str());
     PrintSplit(status);
   }
   PrintDnsSwitches(status.dns_switches);

@@ -53,6 +53,7 @@ json StageSpec::ToJson() const {
               {"no_xattrs", o.no_xattrs},
               {"allow_empty_source", o.allow_empty_source},
               {"block", o.block},
+              {"full_walk", full_walk},
               {"excludes", o.excludes},
               {"bwlimit", push.bwlimit},
               {"streams", push.streams},
@@ -69,7 +70,7 @@ Result<StageSpec> StageSpec::FromJson(const json& j) {
                    JsonField(j, "no_xattrs", &o.no_xattrs),
                    JsonField(j, "allow_empty_source", &o.allow_empty_source), JsonField(j, "block", &o.block),
                    JsonField(j, "excludes", &o.excludes), JsonField(j, "bwlimit", &spec.push.bwlimit),
-                   JsonField(j, "streams", &spec.push.streams)}) {
+                   JsonField(j, "streams", &spec.push.streams), JsonField(j, "full_walk", &spec.full_walk)}) {
     if (!s.ok()) return s;
   }
   FERRY_RETURN_IF_ERROR(ValidateVolumeName(spec.volume).Annotate("field 'volume'"));

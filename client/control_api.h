@@ -34,6 +34,9 @@ struct StageSpec {
   std::string volume;  // the source: a volume of the daemon asked (pv:NAME too)
   std::string target;  // ferry://HOST:PORT/VOLUME[/PATH]
   PushSettings push;   // options; volume, subpath and source are filled in from the two above
+  // Why the client wants this stage to walk the whole tree even where the daemon tracks the
+  // volume's changes ("" : a tracked stage where it can be).
+  std::string full_walk;
 
   nlohmann::json ToJson() const;
   // Checks every field (types, ranges, the target URL); errors name the field.

@@ -25,6 +25,7 @@ protocol::Open MakeOpen(const PushSettings& settings, Direction direction) {
   open.bwlimit = settings.bwlimit;
   open.streams = settings.bwlimit != 0 ? 1 : settings.streams;  // one rate limit, one stream
   open.compress_level = settings.compress == CompressMode::kLevel ? static_cast<uint32_t>(settings.compress_level) : 0;
+  open.partial_base = settings.partial_base;
   return open;
 }
 

@@ -35,6 +35,7 @@ struct PushSettings {
   uint32_t streams = 1;             // data streams asked for, 1..kStreamsMax
   CompressMode compress = CompressMode::kAuto;
   int compress_level = 0;           // kLevel: 1..kZstdLevelMax
+  uint64_t partial_base = 0;        // options.partial: the COMMIT base_token the stage follows
 };
 
 // Manifests and hashes compress several-fold for little CPU and always go compressed; file

@@ -72,7 +72,8 @@ nlohmann::json StageJson(const PairStage& s) {
               {"error", s.error},
               {"kind", s.kind},
               {"changes", s.changes},
-              {"bytes_total", s.bytes_total}};
+              {"bytes_total", s.bytes_total},
+              {"walk", s.walk}};
 }
 
 Journal::~Journal() {
@@ -339,6 +340,7 @@ Result<std::vector<PairStage>> Journal::Stages() {
     s.kind = j.value("kind", "stage");
     s.changes = JsonUint(j, "changes");
     s.bytes_total = JsonUint(j, "bytes_total");
+    s.walk = j.value("walk", "");
     out.push_back(s);
   }
   return out;

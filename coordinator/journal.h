@@ -54,6 +54,10 @@ struct PairStage {
   std::string kind = kStageKindStage;  // above
   std::string state;  // committed, failed, cancelled, interrupted
   std::string error;
+  // What the source daemon walked: "tracked (N changed names)" or "full walk: WHY" ("" from a
+  // daemon that does not say).
+  std::string walk;
+  bool tracked() const { return walk.rfind("tracked", 0) == 0; }
   bool dry_run() const { return kind == kStageKindCheck || kind == kStageKindProbe; }
 };
 

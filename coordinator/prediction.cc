@@ -14,6 +14,7 @@ namespace {
 struct PairFigures {
   double throughput = 0, fixed = 0, rate = 0, final_s = 0;
   bool growing = false;  // the last stage moved more (and over 1 MiB) than the one before
+  std::string walk;      // what the last stage walked, as the final stage will
 };
 
 PairFigures FiguresOf(const std::vector<const PairStage*>& list) {
@@ -23,9 +24,14 @@ PairFigures FiguresOf(const std::vector<const PairStage*>& list) {
       f.throughput = std::max(f.throughput, s->bytes_changed / s->seconds);
   }
   if (f.throughput <= 0) f.throughput = kThroughputUnmeasuredBps;  // nothing large moved yet
-  const PairStage* quickest = list[0];
+  // The fixed cost of a stage like the final one will be: a tracked stage's (its cost follows the
+  // changes) when the last one was tracked, else a walk's (it follows the file count).
+  const bool tracked = list.back()->tracked();
+  f.walk = list.back()->walk;
+  const PairStage* quickest = nullptr;
   for (const PairStage* s : list) {
-    if (s->seconds < quickest->seconds) quickest = s;
+    if (s->tracked() != tracked) continue;
+    if (quickest == nullptr || s->seconds < quickest->seconds) quickest = s;
   }
   f.fixed = std::max(0.0, quickest->seconds - quickest->bytes_changed / f.throughput);
   // The change rate from the last stage while the app ran and the scan before it (a restore after
@@ -172,6 +178,7 @@ Prediction Predict(const std::vector<PairStage>& stages, const Plan& plan,
       p.final_stage_s = f.final_s;
       p.throughput_bps = f.throughput;
       p.fixed_seconds = f.fixed;
+      p.walk = f.walk;
     }
     // The check after the final stage: as long as the last one took; else a scan (the fixed
     // cost), plus reading all data when it compares content.

@@ -47,6 +47,9 @@ struct Prediction {
   double change_rate_bps = 0;     // bytes the app changes per second (the busiest pair)
   double throughput_bps = 0;      // bytes a stage moves per second (the slowest pair)
   double fixed_seconds = 0;       // what a stage costs with nothing changed (scan, compare, flush)
+  // What the final stage will walk, as the slowest pair's last stage did: "tracked (...)" (the
+  // fixed cost is a tracked stage's) or "full walk: WHY" (a walk's); "" from older daemons.
+  std::string walk;
   double final_stage_s = 0;       // the slowest pair's final stage
   double verify_s = 0;            // the check after it (policy verify), measured or estimated
   bool verify_measured = false;   // by a check or probe of every pair

@@ -20,7 +20,7 @@ namespace {
 // One pair's stage through its source daemon's control API, watched to the end.
 PairStage StagePair(const Plan& plan, const PairSpec& pair, uint32_t number,
                     const io::TlsContext* tls, const std::string& kind, bool checksum,
-                    SyncProgress& progress) {
+                    const std::string& full_walk, SyncProgress& progress) {
   PairStage out;
   out.kind = kind;
   out.stage = number;
@@ -44,6 +44,7 @@ PairStage StagePair(const Plan& plan, const PairSpec& pair, uint32_t number,
   spec.push.options.dry_run = out.dry_run();
   spec.push.options.checksum = checksum;
   spec.push.streams = DefaultStreams();
+  spec.full_walk = full_walk;
   Result<json> event =
       (*client)->Call(json{{"op", "stage"}, {"stage", spec.ToJson()}, {"watch", true}});
   while (event.ok() && !event->value("final", false)) {
@@ -66,7 +67,21 @@ PairStage StagePair(const Plan& plan, const PairSpec& pair, uint32_t number,
   out.wire_bytes = JsonUint(summary, "bytes_sent_wire") + JsonUint(summary, "bytes_returned_wire");
   out.changed_during_read = JsonUint(summary, "files_changed_during_read");
   out.changes = JsonUint(counts, "changes");
+  out.walk = event->value("walk", "");
   return out;
+}
+
+// Why a pair's stage must compare everything even where its source daemon tracks changes: the
+// target was written by something other than ferry since its last stage (the rehearsal's app;
+// the target app a rolled-back cutover had started after its final stage).
+std::string FullWalkReason(const std::vector<PairStage>& journalled, const std::string& pair, const std::string& kind) {
+  if (kind == kStageKindRestore) return "restoring the target after the rehearsal (its app wrote into it)";
+  for (auto it = journalled.rbegin(); it != journalled.rend(); ++it) {
+    if (it->pair != pair || it->dry_run()) continue;
+    if (it->kind == kStageKindFinal) return "a cutover ran since the last stage (the target's app may have written into it)";
+    break;
+  }
+  return "";
 }
 
 }  // namespace
@@ -75,6 +90,13 @@ std::vector<PairStage> StageAll(const Plan& plan, Journal& journal, const io::Tl
                                 const std::string& kind, bool checksum, Console& console) {
   const uint32_t number = journal.NextStage();
   std::vector<PairStage> results(plan.pairs.size());
+  Result<std::vector<PairStage>> journalled = journal.Stages();
+  std::vector<std::string> full_walk(plan.pairs.size());
+  for (size_t i = 0; i < plan.pairs.size(); ++i) {
+    // A journal that cannot be read: every stage compares everything.
+    full_walk[i] = journalled.ok() ? FullWalkReason(*journalled, plan.pairs[i].Name(), kind)
+                                   : "the plan's journal could not be read: " + journalled.status().ToString();
+  }
   std::unique_ptr<SyncProgress[]> pair_progress(new SyncProgress[plan.pairs.size()]);
   {
     std::shared_ptr<void> shown;
@@ -86,7 +108,7 @@ std::vector<PairStage> StageAll(const Plan& plan, Journal& journal, const io::Tl
     WorkerPool pool(std::min(plan.pairs.size(), kPlanPairsAtOnce) - 1);  // and this thread
     pool.Run(plan.pairs.size(), 1, [&](size_t begin, size_t end) {
       for (size_t i = begin; i < end; ++i) {
-        results[i] = StagePair(plan, plan.pairs[i], number, tls, kind, checksum, pair_progress[i]);
+        results[i] = StagePair(plan, plan.pairs[i], number, tls, kind, checksum, full_walk[i], pair_progress[i]);
       }
     });
   }

@@ -70,7 +70,8 @@ Status Daemon::Start() {
     FERRY_RETURN_IF_ERROR(metrics_->Listen(*config_.metrics_listen, &metrics_bound_));
     LOG_INFO("metrics on http://" + metrics_bound_.ToString() + "/metrics");
   }
-  stages_ = std::make_unique<StageRunner>(config_.volumes, locks_, config_.tls, config_.state_dir, metrics_.get());
+  stages_ = std::make_unique<StageRunner>(config_.volumes, locks_, config_.tls, config_.state_dir, metrics_.get(),
+                                          config_.tracking);
   FERRY_RETURN_IF_ERROR(stages_->Open());
   std::string names;
   for (const auto& [name, path] : config_.volumes.paths) names += " " + name + "=" + path;

@@ -26,6 +26,7 @@
 #include "daemon/metrics.h"
 #include "daemon/session_server.h"
 #include "daemon/stage_runner.h"
+#include "daemon/tracking.h"
 
 namespace ferry {
 
@@ -36,6 +37,7 @@ struct DaemonConfig {
   std::string state_dir;
   io::TlsOptions tls;  // TLS for every connection, or tls.insecure: plaintext
   io::EngineKind io_engine = io::EngineKind::kPosix;  // chosen at start-up (--io), for the log
+  TrackingOptions tracking;  // change tracking of the volumes it stages from (--no-track)
 };
 
 class Daemon {

@@ -103,6 +103,29 @@ static Result<std::vector<Channel*>> GrantStreams(Channel& channel, const protoc
   return hub.Await(session_id, kHandshakeTimeoutMs);
 }
 
+// A partial manifest (a tracked stage) describes only what changed since the stage whose COMMIT
+// gave `partial_base`: the target must be exactly as that stage left it. Refused (kUnsupported,
+// and the sender walks the whole tree) when the target's state cache keeps another token or none:
+// another stage wrote into it since, one failed midway, or the volume is not the one it was.
+static Status CheckPartialBase(const protocol::Open& open, int root_fd, const std::string& display,
+                               const std::string& state_dir) {
+  auto refuse = [&](const std::string& why) {
+    return Status::Make(Code::kUnsupported, "target '" + display + "' is not as the last tracked stage left it (" + why +
+                                                "): this stage needs a full walk");
+  };
+  struct stat st;
+  if (open.direction != Direction::kPush || root_fd < 0 || open.partial_base == 0 || ::fstat(root_fd, &st) != 0) {
+    return refuse("no base");
+  }
+  std::unique_ptr<StateCache> cache = OpenStateCacheOrWarn(state_dir);
+  if (!cache) return refuse("no state cache");
+  Result<uint64_t> base = cache->Base(st.st_dev, st.st_ino);
+  if (!base.ok()) return refuse(base.status().ToString());
+  if (*base == 0) return refuse("a stage since did not commit, or the volume is new");
+  if (*base != open.partial_base) return refuse("another stage committed into it since");
+  return Status::Ok();
+}
+
 // The peer's host without its port: the same source across stages, for the metrics' pair label.
 static std::string PeerHost(const std::string& peer) {
   size_t colon = peer.rfind(':');
@@ -116,6 +139,12 @@ static Status RunDirection(Channel& channel, const protocol::Open& open, const s
   const auto start = std::chrono::steady_clock::now();
   auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
   if (open.direction == Direction::kPush) {
+    if (options.partial) {
+      if (Status s = CheckPartialBase(open, root_fd, display, state_dir); !s.ok()) {
+        channel.SendError(s);
+        return s;
+      }
+    }
     Result<std::vector<Channel*>> lanes = GrantStreams(channel, open, hub, session_id);
     if (!lanes.ok()) return lanes.status();
     std::unique_ptr<StateCache> cache = options.dry_run ? nullptr : OpenStateCacheOrWarn(state_dir);

@@ -93,13 +93,14 @@ json StageStatus::ToJson() const {
   if (finished()) j["finished_unix_ms"] = finished_unix_ms;
   if (finished_counts) j["summary"] = SummaryJson(summary);
   if (!error.empty()) j["error"] = error;
+  if (!walk.empty()) j["walk"] = walk;
   return j;
 }
 
 StageRunner::StageRunner(const VolumeTable& volumes, VolumeLocks& locks, io::TlsOptions tls, std::string state_dir,
-                         Metrics* metrics)
+                         Metrics* metrics, TrackingOptions tracking)
     : volumes_(volumes), locks_(locks), tls_options_(std::move(tls)), state_dir_(std::move(state_dir)),
-      metrics_(metrics) {}
+      metrics_(metrics), tracking_(tracking) {}
 
 StageRunner::~StageRunner() {
   Stop();
@@ -163,6 +164,7 @@ bool StatusFromRow(sqlite3_stmt* stmt, StageStatus* st) {
       st->finished_counts = true;
     }
     (void)JsonField(result, "error", &st->error);
+    (void)JsonField(result, "walk", &st->walk);
   }
   return true;
 }
@@ -212,6 +214,7 @@ Status StageRunner::Journal(const StageStatus& st) {
   json result = json::object();
   if (st.finished_counts) result["summary"] = SummaryJson(st.summary);
   if (!st.error.empty()) result["error"] = st.error;
+  if (!st.walk.empty()) result["walk"] = st.walk;
   sqlite3_stmt* stmt = nullptr;
   sqlite3_prepare_v2(db_,
                      "INSERT OR REPLACE INTO stages (id, spec, state, attempt, started_ms, finished_ms, result)"
@@ -342,6 +345,49 @@ void StageRunner::NextAttempt(Running* run) {
 Result<SyncSummary> StageRunner::Push(Running* run, const Location& target, const ExcludeList& excludes,
                                       bool* connected) {
   const StageSpec& spec = run->status.spec;
+  const SyncOptions& o = spec.push.options;
+  // What a manifest holds depends on these too: stages with others are to another target.
+  std::string key = spec.target + (o.no_xattrs ? " no_xattrs" : "") + (o.no_selinux ? " no_selinux" : "");
+  for (const std::string& pattern : o.excludes) key += " exclude=" + pattern;
+  std::string forced = spec.full_walk;
+  if (forced.empty() && o.checksum) forced = "a content check (checksum) reads everything";
+  WalkPlan plan;
+  if (o.block) {
+    plan.full_walk_reason = "a block volume (its blocks are compared, not a tree)";
+  } else {
+    plan = tracking_.Begin(spec.push.source, key, o.dry_run, forced);
+  }
+  std::vector<protocol::Entry> manifest;
+  if (plan.partial) {
+    Result<std::vector<protocol::Entry>> changed =
+        ScanChanges(spec.push.source, ScanOptionsFor(o, &excludes), plan.changed, kPartialManifestEntriesMax);
+    if (changed.ok()) {
+      manifest = std::move(*changed);
+    } else {
+      plan.partial = false;
+      plan.full_walk_reason = changed.status().message();
+    }
+  }
+  Result<SyncSummary> summary = PushOnce(run, target, excludes, connected, plan, &manifest);
+  if (!summary.ok() && plan.partial && summary.status().code() == Code::kUnsupported && !run->cancel) {
+    // The target is not where the last stage left it (it says why): everything is compared.
+    plan.partial = false;
+    plan.full_walk_reason = summary.status().message();
+    LOG_INFO("walking the whole tree: " + plan.full_walk_reason);
+    summary = PushOnce(run, target, excludes, connected, plan, &manifest);
+  }
+  if (!o.block) tracking_.End(spec.push.source, key, o.dry_run, summary.ok(), summary.ok() ? summary->base_token : 0);
+  return summary;
+}
+
+Result<SyncSummary> StageRunner::PushOnce(Running* run, const Location& target, const ExcludeList& excludes,
+                                          bool* connected, const WalkPlan& plan,
+                                          const std::vector<protocol::Entry>* manifest) {
+  const StageSpec& spec = run->status.spec;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    run->status.walk = plan.Describe();
+  }
   bool loopback = false;
   Result<std::unique_ptr<io::ByteStream>> stream = Connect(target.daemon, kConnectTimeoutMs, &loopback, tls_.get());
   if (!stream.ok()) return stream.status();
@@ -351,14 +397,20 @@ Result<SyncSummary> StageRunner::Push(Running* run, const Location& target, cons
     run->stream = stream->get();
   }
   if (run->cancel) (*stream)->Shutdown();  // cancelled while connecting
-  ScanOptions scan_options = ScanOptionsFor(spec.push.options, &excludes);
+  PushSettings settings = spec.push;
+  ScanOptions scan_options = ScanOptionsFor(settings.options, &excludes);
   scan_options.xattr_cache_dir = state_dir_;
+  if (plan.partial) {
+    settings.options.partial = true;
+    settings.partial_base = plan.base;
+    scan_options.manifest = manifest;
+  }
   Lanes::Connect connect = [&](Lanes*) {
     bool unused = false;
     return Connect(target.daemon, kConnectTimeoutMs, &unused, tls_.get());
   };
   ItemSink count_changes = [run](const protocol::Item&) { run->changes += 1; };
-  Result<SyncSummary> summary = RunPush(**stream, loopback, spec.push, scan_options, connect, &run->progress, count_changes);
+  Result<SyncSummary> summary = RunPush(**stream, loopback, settings, scan_options, connect, &run->progress, count_changes);
   std::lock_guard<std::mutex> lock(mutex_);
   run->stream = nullptr;
   return summary;

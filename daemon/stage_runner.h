@@ -26,6 +26,7 @@
 #include "client/net.h"
 #include "client/push.h"
 #include "daemon/session_server.h"
+#include "daemon/tracking.h"
 
 struct sqlite3;
 
@@ -51,6 +52,8 @@ struct StageStatus {
   bool finished_counts = false;  // the summary below is set
   SyncSummary summary;
   std::string error;
+  // What the stage walked (daemon/tracking.h): "tracked (N changed names)" or "full walk: WHY".
+  std::string walk;
   uint64_t version = 0;  // bumps on every change (for watchers)
 
   bool finished() const { return state != StageState::kRunning; }
@@ -61,8 +64,9 @@ class StageRunner {
  public:
   // `volumes` (with pv: discovery) and `locks` are the daemon's; `tls` its own TLS settings,
   // used as a client towards the target daemons.
+  // `tracking`: how it watches the volumes it stages from (daemon/tracking.h).
   StageRunner(const VolumeTable& volumes, VolumeLocks& locks, io::TlsOptions tls, std::string state_dir,
-              Metrics* metrics);
+              Metrics* metrics, TrackingOptions tracking = TrackingOptions());
   ~StageRunner();
   StageRunner(const StageRunner&) = delete;
   StageRunner& operator=(const StageRunner&) = delete;
@@ -96,6 +100,10 @@ class StageRunner {
   void NextAttempt(Running* run);
   // One attempt: connect to the target (*connected set once it answered) and push.
   Result<SyncSummary> Push(Running* run, const Location& target, const ExcludeList& excludes, bool* connected);
+  // One session of an attempt: a tracked stage when `plan` is partial and its changes make a
+  // partial manifest, else a walk of everything (the reason in run's status).
+  Result<SyncSummary> PushOnce(Running* run, const Location& target, const ExcludeList& excludes, bool* connected,
+                               const WalkPlan& plan, const std::vector<protocol::Entry>* manifest);
   void Finish(Running* run, StageState state, const Result<SyncSummary>& summary);
   Status Journal(const StageStatus& status);
   void Snapshot(Running* run, StageStatus* out);
@@ -106,6 +114,7 @@ class StageRunner {
   std::shared_ptr<io::TlsContext> tls_;
   std::string state_dir_;
   Metrics* metrics_;
+  Tracking tracking_;
 
   std::mutex mutex_;
   std::condition_variable changed_;

@@ -77,6 +77,7 @@ void Open::Encode(std::string* out) const {
   w.Varint(bwlimit);
   w.Varint(streams);
   w.Varint(compress_level);
+  w.Varint(partial_base);
 }
 Result<Open> Open::Decode(std::string_view in) {
   WireReader r(in);
@@ -101,6 +102,7 @@ Result<Open> Open::Decode(std::string_view in) {
   uint64_t level = 0;
   FERRY_RETURN_IF_ERROR(r.VarintMax(kZstdLevelMax, "compression level", &level));
   m.compress_level = static_cast<uint32_t>(level);
+  FERRY_RETURN_IF_ERROR(r.Varint(&m.partial_base));
   FERRY_RETURN_IF_ERROR(r.ExpectEnd("OPEN"));
   if (direction > 1) return Status::Corruption("OPEN has an unknown direction");
   if ((m.options & ~kOptsKnown) != 0) return Status::Protocol("OPEN has unknown option bits");
@@ -163,8 +165,10 @@ namespace {
 
 void EncodeEntry(const Entry& e, WireWriter& w) {
   w.Varint(e.id);
-  w.U8(static_cast<uint8_t>(e.type));
+  const bool partial = e.type == EntryType::kDirectory && e.partial_listing;
+  w.U8(static_cast<uint8_t>(static_cast<uint8_t>(e.type) | (partial ? kEntryPartialListing : 0)));
   w.Bytes(e.path);
+  if (e.type == kEntryGone) return;
   w.Varint(e.mode);
   w.Varint(e.uid);
   w.Varint(e.gid);
@@ -235,10 +239,20 @@ Status DecodeEntry(WireReader& r, uint32_t expected_id, Entry& e) {
   e.id = expected_id;
   uint8_t type8 = 0;
   FERRY_RETURN_IF_ERROR(r.U8(&type8));
-  type = type8;
-  if (type == 0 || type > kEntryTypeMax) return Status::Corruption("entry has unknown type");
+  e.partial_listing = (type8 & kEntryPartialListing) != 0;
+  type = type8 & ~kEntryPartialListing;
+  if (type == 0 || (type > kEntryTypeMax && type != static_cast<uint8_t>(kEntryGone))) {
+    return Status::Corruption("entry has unknown type");
+  }
   e.type = static_cast<EntryType>(type);
+  if (e.partial_listing && e.type != EntryType::kDirectory) {
+    return Status::Corruption("partial listing flag on an entry that is not a directory");
+  }
   FERRY_RETURN_IF_ERROR(r.Bytes(kPathMaxBytes, "entry path", &e.path));
+  if (e.type == kEntryGone) {
+    if (e.path.empty()) return Status::Corruption("a gone entry names no path");
+    return Status::Ok();
+  }
   FERRY_RETURN_IF_ERROR(r.VarintMax(07777, "entry mode", &mode));
   FERRY_RETURN_IF_ERROR(r.VarintMax(UINT32_MAX, "entry uid", &uid));
   FERRY_RETURN_IF_ERROR(r.VarintMax(UINT32_MAX, "entry gid", &gid));
@@ -554,7 +568,7 @@ Result<Items> Items::Decode(std::string_view in) {
 void Commit::Encode(std::string* out) const {
   WireWriter w(out);
   for (uint64_t v : {files_written, bytes_written, entries_deleted, files_changed_during_read,
-                     files_vanished, files_failed, target_bytes_hashed}) {
+                     files_vanished, files_failed, target_bytes_hashed, base_token}) {
     w.Varint(v);
   }
 }
@@ -563,7 +577,7 @@ Result<Commit> Commit::Decode(std::string_view in) {
   Commit m;
   for (uint64_t* v : {&m.files_written, &m.bytes_written, &m.entries_deleted,
                       &m.files_changed_during_read, &m.files_vanished, &m.files_failed,
-                      &m.target_bytes_hashed}) {
+                      &m.target_bytes_hashed, &m.base_token}) {
     FERRY_RETURN_IF_ERROR(r.Varint(v));
   }
   FERRY_RETURN_IF_ERROR(r.ExpectEnd("COMMIT"));

@@ -84,7 +84,12 @@ inline constexpr uint32_t kOptCompressData = 1u << 6;
 // Neither copy nor compare xattrs and ACLs (--no-xattrs): the sender reads none, the receiver
 // leaves the target's as they are.
 inline constexpr uint32_t kOptNoXattrs = 1u << 7;
-inline constexpr uint32_t kOptsKnown = (1u << 8) - 1;
+// A partial manifest (a tracked stage): only what changed since the stage whose COMMIT gave
+// OPEN's `partial_base`; directories flagged kEntryPartialListing keep what is not named, and
+// kGone entries name what the source no longer has. The receiver refuses it unless its target
+// is exactly where that stage left it.
+inline constexpr uint32_t kOptPartial = 1u << 8;
+inline constexpr uint32_t kOptsKnown = (1u << 9) - 1;
 
 struct Open {
   std::string volume;
@@ -96,6 +101,7 @@ struct Open {
   uint64_t bwlimit = 0;  // bytes per second the sender may send (--bwlimit), 0: no limit
   uint32_t streams = 1;  // data streams wanted, 1..kStreamsMax (1: all on this connection)
   uint32_t compress_level = 0;  // file content's zstd level, 1..kZstdLevelMax, or 0: adaptive
+  uint64_t partial_base = 0;  // kOptPartial: the base_token of the COMMIT this stage follows
   void Encode(std::string* out) const;
   static Result<Open> Decode(std::string_view in);
 };
@@ -124,7 +130,13 @@ struct Join {
 enum class EntryType : uint8_t {
   kFile = 1, kDirectory = 2, kSymlink = 3, kFifo = 4, kCharDevice = 5, kBlockDevice = 6, kSocket = 7,
 };
-inline constexpr uint8_t kEntryTypeMax = 7;
+inline constexpr uint8_t kEntryTypeMax = 7;  // the types a file can have (and an ITEM names)
+// Only in a partial manifest (kOptPartial): the path is no longer on the source; the receiver
+// deletes what the target has there. Carries only its id and path.
+inline constexpr EntryType kEntryGone = static_cast<EntryType>(8);
+// On the wire, in a directory's type byte: only some of its children are in this manifest (a
+// partial manifest); the receiver leaves the others alone.
+inline constexpr uint8_t kEntryPartialListing = 0x80;
 
 struct Xattr {
   std::string name;
@@ -150,6 +162,7 @@ struct Entry {
   std::vector<Xattr> xattrs;  // sorted by name, unique
   bool has_content_hash = false;  // --checksum
   Hash128 content_hash{};
+  bool partial_listing = false;  // kDirectory: kEntryPartialListing
   bool operator==(const Entry&) const = default;
 };
 
@@ -297,6 +310,9 @@ struct Commit {
   uint64_t files_failed = 0;
   // Bytes of target files read to hash them as a basis (the state cache spares the rest).
   uint64_t target_bytes_hashed = 0;
+  // The target as this stage left it, named by a random token the receiver keeps: the next
+  // stage may be partial (kOptPartial) from here. 0: none kept (no state cache, a dry run).
+  uint64_t base_token = 0;
   void Encode(std::string* out) const;
   static Result<Commit> Decode(std::string_view in);
 };

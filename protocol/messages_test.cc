@@ -404,6 +404,41 @@ TEST(MessagesTest, EntriesDamaged) {
   EXPECT_TRUE(Entries::Decode(Batch({{.id = 0}, {.id = 1, .leader_plus1 = 1}}), 0).ok());
 }
 
+// A partial manifest's entries: a directory flagged as listed in part, and a name gone from the
+// source (its id and path only); the flag on anything but a directory, and a gone root, refused.
+TEST(MessagesTest, PartialManifestEntries) {
+  Entries batch;
+  batch.entries.resize(3);
+  batch.entries[0].type = EntryType::kDirectory;
+  batch.entries[0].mode = 0755;
+  batch.entries[0].partial_listing = true;
+  batch.entries[1].id = 1;
+  batch.entries[1].type = kEntryGone;
+  batch.entries[1].path = "old";
+  batch.entries[2].id = 2;
+  batch.entries[2].type = EntryType::kDirectory;
+  batch.entries[2].path = "d";
+  batch.entries[2].mode = 0700;
+  std::string wire;
+  batch.Encode(&wire);
+  Result<Entries> back = Entries::Decode(wire, 0);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  ASSERT_EQ(back->entries.size(), 3u);
+  EXPECT_EQ(back->entries[0], batch.entries[0]);
+  EXPECT_TRUE(back->entries[0].partial_listing);
+  EXPECT_EQ(back->entries[1].type, kEntryGone);
+  EXPECT_EQ(back->entries[1].path, "old");
+  EXPECT_EQ(back->entries[2], batch.entries[2]);
+  EXPECT_FALSE(back->entries[2].partial_listing);
+  // Hand-made: type byte, then what follows it.
+  auto entry = [](uint8_t type, std::string rest) { return std::string(Raw().V(1).V(0).U8(type)) + rest; };
+  const std::string file_rest = Raw().B("f").V(0644).V(0).V(0).V(0).V(0).V(1).V(0).U8(0).V(0);
+  ASSERT_TRUE(Entries::Decode(entry(1, file_rest), 0).ok());
+  EXPECT_EQ(Entries::Decode(entry(1 | kEntryPartialListing, file_rest), 0).status().code(), Code::kCorruption);
+  EXPECT_EQ(Entries::Decode(entry(static_cast<uint8_t>(kEntryGone), Raw().B("")), 0).status().code(), Code::kCorruption);
+  EXPECT_EQ(Entries::Decode(entry(9, file_rest), 0).status().code(), Code::kCorruption);
+}
+
 TEST(MessagesTest, HandshakeDamaged) {
   const std::string kLong = std::string(kMessageTextMaxBytes + 1, 'a');
   auto hello = [](auto in) { return Hello::Decode(in).status(); };
@@ -420,14 +455,14 @@ TEST(MessagesTest, HandshakeDamaged) {
                  std::string excludes) {
     return std::string(Raw().Put(volume).Put(subpath).V(1).U8(direction).U32(options)) + excludes;
   };
-  const std::string v = Raw().B("v"), sp = Raw().B(""), none = Raw().V(0).V(0).V(1).V(0);  // no excludes, no bwlimit, 1 stream, auto
+  const std::string v = Raw().B("v"), sp = Raw().B(""), none = Raw().V(0).V(0).V(1).V(0).V(0);  // no excludes, no bwlimit, 1 stream, auto, no base
   std::string many_x;  // one more exclude pattern than allowed
   for (size_t i = 0; i <= kExcludePatternsMax; ++i) many_x += Raw().B("x");
   ASSERT_TRUE(Open::Decode(open(v, sp, 1, kOptsKnown, none)).ok());
   ExpectRejected(
       {{"direction 2", open(v, sp, 2, 0, none)},
        {"direction 255", open(v, sp, 255, 0, none)},
-       {"option bit 8", open(v, sp, 0, 1u << 8, none), Code::kProtocol},
+       {"option bit 9", open(v, sp, 0, 1u << 9, none), Code::kProtocol},
        {"option bit 31", open(v, sp, 0, 1u << 31, none), Code::kProtocol},
        {"volume too long",
         open(Raw().B(std::string(kVolumeNameMaxBytes + 1, 'v')), sp, 0, 0, none)},
