@@ -18,6 +18,7 @@ void EntryStore::Add(protocol::Entry entry) {
   c.hardlink_leader_plus1 = entry.hardlink_leader_plus1;
   c.type = entry.type;
   c.partial_listing = entry.partial_listing;
+  c.changed = entry.changed;
   if (!entry.link_target.empty() || !entry.xattrs.empty() || entry.rdev != 0 || entry.has_content_hash) {
     c.extra = std::make_unique<Extra>();
     c.extra->link_target = std::move(entry.link_target);
@@ -35,6 +36,7 @@ protocol::Entry EntryStore::Get(uint32_t id) const {
   e.id = id;
   e.type = c.type;
   e.partial_listing = c.partial_listing;
+  e.changed = c.changed;
   e.path = c.path;
   e.mode = c.mode;
   e.uid = c.uid;

@@ -45,7 +45,7 @@ class EntryStore {
     uint32_t mode = 0, uid = 0, gid = 0;
     uint32_t hardlink_leader_plus1 = 0;
     protocol::EntryType type = protocol::EntryType::kFile;
-    bool partial_listing = false;  // in the padding after type
+    bool partial_listing = false, changed = false;  // in the padding after type
     std::unique_ptr<Extra> extra;
   };
   std::deque<Compact> entries_;

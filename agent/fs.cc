@@ -330,4 +330,20 @@ Status RemoveTree(int dir_fd, std::string_view name, const std::string& display_
   return Status::Ok();
 }
 
+// Whether `name` in `dir_fd` is, or holds, a file with more names than this one.
+bool HoldsHardLinks(int dir_fd, const std::string& name, int depth) {
+  struct stat st;
+  if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return false;
+  if (S_ISREG(st.st_mode)) return st.st_nlink > 1;
+  if (!S_ISDIR(st.st_mode) || depth > 64) return depth > 64;
+  UniqueFd fd(::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid()) return false;
+  Result<std::vector<std::string>> names = ListDirectory(fd.get(), name);
+  if (!names.ok()) return false;
+  for (const std::string& inner : *names) {
+    if (HoldsHardLinks(fd.get(), inner, depth + 1)) return true;
+  }
+  return false;
+}
+
 }  // namespace ferry

@@ -97,4 +97,8 @@ inline int64_t MtimeNs(const struct stat& st) {
   return static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
 }
 
+// Whether `name` in `dir_fd` is, or holds (a directory's tree, not following symlinks), a
+// regular file with more than one name. Unreadable parts count as none; deeper than 64 as some.
+bool HoldsHardLinks(int dir_fd, const std::string& name, int depth = 0);
+
 }  // namespace ferry

@@ -228,10 +228,7 @@ Status Receiver::HandleEntry(Entry entry, const Inspection* inspection) {
   progress_->entries_total += 1;
   if (e.type == EntryType::kFile && e.hardlink_leader_plus1 == 0) bytes_total_ += e.size;
   if (e.type == EntryType::kDirectory) directories_.push_back({id, false, e.partial_listing});
-  if (e.type == protocol::kEntryGone) {
-    gone_.push_back(id);
-    return Status::Ok();
-  }
+  if (e.type == protocol::kEntryGone) return HandleGoneEntry(e, *parent_id);
   if (e.hardlink_leader_plus1 != 0) {
     followers_.push_back(id);
     return Status::Ok();
@@ -269,6 +266,23 @@ Status Receiver::HandleEntry(Entry entry, const Inspection* inspection) {
   return HandleOtherEntry(e, *dir_fd, name_str, exists ? &st : nullptr, xattrs);
 }
 
+// A name gone from the source whose file here has other names: the source may have changed that
+// file through this name before removing it, and its other names, in directories this partial
+// manifest does not list, would keep the old content. Only a walk finds them: refused before any
+// data moves. Otherwise deleted with the sweep.
+Status Receiver::HandleGoneEntry(const Entry& e, uint32_t parent_id) {
+  if (missing_dir_[parent_id] != kDirAbsent) {
+    auto [parent, name] = SplitParent(e.path);
+    Result<int> dir_fd = ParentFd(parent);
+    if (dir_fd.ok() && HoldsHardLinks(*dir_fd, std::string(name))) {
+      return Status::Make(Code::kUnsupported, "'" + e.path + "', gone from the source, is hard-linked on target '" +
+                                                  root_display_ + "': this stage needs a full walk");
+    }
+  }
+  gone_.push_back(e.id);
+  return Status::Ok();
+}
+
 Status Receiver::HandleFileEntry(const Entry& e, int dir_fd, const std::string& name,
                                  const struct stat* st, const std::vector<protocol::Xattr>* xattrs, bool in_made_dir) {
   bool same_type = st != nullptr && S_ISREG(st->st_mode);
@@ -278,7 +292,9 @@ Status Receiver::HandleFileEntry(const Entry& e, int dir_fd, const std::string& 
     if (!hash.ok()) return TargetError(hash.status(), e.path);
     content_same = *hash == e.content_hash;
   } else if (content_same) {
-    content_same = st->st_mtim.tv_sec == e.mtime_sec && st->st_mtim.tv_nsec == e.mtime_nsec;
+    // A file the source saw change is compared by content (a delta against this copy) even when
+    // size and mtime match: a write whose mtime was set back.
+    content_same = !e.changed && st->st_mtim.tv_sec == e.mtime_sec && st->st_mtim.tv_nsec == e.mtime_nsec;
   }
   if (content_same) {
     Result<bool> differs = MetadataDiffers(e, *st, dir_fd, name, policy_, xattrs);

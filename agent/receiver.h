@@ -240,6 +240,7 @@ class Receiver {
   Status Sweep();
   // A partial manifest's kEntryGone entries: what the target has at each is deleted.
   Status DeleteGone();
+  Status HandleGoneEntry(const protocol::Entry& entry, uint32_t parent_id);
   // Forgets the target's base token before this stage changes anything (the next partial stage
   // then needs a full walk until this one commits), and keeps a new one when it has.
   Status DropBase();

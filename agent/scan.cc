@@ -99,6 +99,8 @@ class Scanner {
   std::mutex mutex_;  // guards what follows, and the sink's calls (one at a time, in id order)
   ScanResult result_;
   std::map<std::pair<dev_t, ino_t>, uint32_t> hardlink_leaders_;
+  // options_.changed_hint's files, by identity (set before the walk).
+  std::set<std::pair<dev_t, ino_t>> hinted_inodes_;
   // A partial manifest: every file must have one name, and at most entries_max_ entries.
   bool partial_ = false;
   size_t entries_max_ = 0;
@@ -116,6 +118,17 @@ Result<ScanResult> Scanner::Run() {
   Entry root_entry;
   if (!Describe(root_fd.get(), ".", "", st, &root_entry)) {
     return Status::IoError("cannot read source '" + root_ + "': " + result_.errors.back());
+  }
+  if (options_.changed_hint != nullptr) {
+    for (const auto& [dir, names] : *options_.changed_hint) {
+      for (const std::string& name : names) {
+        struct stat changed;
+        if (::fstatat(root_fd.get(), JoinPath(dir, name).c_str(), &changed, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISREG(changed.st_mode)) {
+          hinted_inodes_.insert({changed.st_dev, changed.st_ino});
+        }
+      }
+    }
   }
   result_.entries_count = 1;
   sink_(std::move(root_entry));
@@ -180,6 +193,8 @@ void Scanner::ScanDirectory(int dir_fd, const std::string& path, WorkerPool* sub
     }
     Described d{Entry(), st.st_dev, st.st_ino, st.st_nlink};
     if (!Describe(dir_fd, name, child_path, st, &d.entry)) continue;
+    // By inode: every name of a hard-linked file the source changed through one of them.
+    d.entry.changed = d.entry.type == EntryType::kFile && hinted_inodes_.count({st.st_dev, st.st_ino}) != 0;
     group.push_back(std::move(d));
     if (is_directory) subdirs.emplace_back(name, std::move(child_path));
     if (group.size() >= kScanGroupEntries && !EmitGroup(&group)) return;
@@ -276,6 +291,7 @@ void Scanner::ScanPartialDirectory(int dir_fd, const std::string& path, const Ch
     }
     Described d{Entry(), st.st_dev, st.st_ino, st.st_nlink};
     if (!Describe(dir_fd, name, child_path, st, &d.entry)) continue;
+    d.entry.changed = changed && d.entry.type == EntryType::kFile;
     if (is_directory && changed) {
       whole.push_back(name);
     } else if (is_directory) {

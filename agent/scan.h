@@ -38,6 +38,10 @@ struct ScanOptions {
   // A tracked stage: the manifest ScanChanges made, sent instead of a walk (may be null).
   // REQUIRES: it outlives the sender.
   const std::vector<protocol::Entry>* manifest = nullptr;
+  // A walk of everything where the source's changes are known all the same (a tracked stage
+  // that had to walk): the files named there are flagged changed (protocol::kEntryChanged).
+  // REQUIRES: it outlives the scan.
+  const std::map<std::string, std::set<std::string>>* changed_hint = nullptr;
 };
 
 // What a sender's scan needs for a sync: hashes with --checksum, the xattrs this process may

@@ -322,19 +322,23 @@ Result<SyncSummary> StageRunner::PushWithRetries(Running* run, const Location& t
 }
 
 // The next attempt starts from zero: its progress, and a journalled attempt number.
+void StageRunner::ResetProgress(Running* run) {
+  run->progress.entries_total = 0;
+  run->progress.files_needed = 0;
+  run->progress.bytes_needed = 0;
+  run->progress.needs_complete = false;
+  run->progress.files_sent = 0;
+  run->progress.bytes_sent = 0;
+  run->progress.bytes_skipped = 0;
+  run->changes = 0;
+}
+
 void StageRunner::NextAttempt(Running* run) {
   StageStatus st;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     run->status.attempt += 1;
-    run->progress.entries_total = 0;
-    run->progress.files_needed = 0;
-    run->progress.bytes_needed = 0;
-    run->progress.needs_complete = false;
-    run->progress.files_sent = 0;
-    run->progress.bytes_sent = 0;
-    run->progress.bytes_skipped = 0;
-    run->changes = 0;
+    ResetProgress(run);
     Snapshot(run, &st);
     changed_.notify_all();
   }
@@ -374,6 +378,10 @@ Result<SyncSummary> StageRunner::Push(Running* run, const Location& target, cons
     plan.partial = false;
     plan.full_walk_reason = summary.status().message();
     LOG_INFO("walking the whole tree: " + plan.full_walk_reason);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ResetProgress(run);
+    }
     summary = PushOnce(run, target, excludes, connected, plan, &manifest);
   }
   if (!o.block) tracking_.End(spec.push.source, key, o.dry_run, summary.ok(), summary.ok() ? summary->base_token : 0);
@@ -404,6 +412,8 @@ Result<SyncSummary> StageRunner::PushOnce(Running* run, const Location& target, 
     settings.options.partial = true;
     settings.partial_base = plan.base;
     scan_options.manifest = manifest;
+  } else if (!plan.changed.empty()) {
+    scan_options.changed_hint = &plan.changed;  // a tracked stage that walks: what changed is known
   }
   Lanes::Connect connect = [&](Lanes*) {
     bool unused = false;

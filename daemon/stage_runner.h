@@ -98,6 +98,7 @@ class StageRunner {
   void Run(Running* run);
   Result<SyncSummary> PushWithRetries(Running* run, const Location& target, const ExcludeList& excludes);
   void NextAttempt(Running* run);
+  void ResetProgress(Running* run);  // REQUIRES: mutex_ held
   // One attempt: connect to the target (*connected set once it answered) and push.
   Result<SyncSummary> Push(Running* run, const Location& target, const ExcludeList& excludes, bool* connected);
   // One session of an attempt: a tracked stage when `plan` is partial and its changes make a

@@ -38,7 +38,7 @@ struct TrackingOptions {
 struct WalkPlan {
   bool partial = false;  // tracked: `changed` since the stage that left the target at `base`
   uint64_t base = 0;
-  ChangedDirs changed;
+  ChangedDirs changed;  // kept when a partial stage has to walk after all: its files are flagged
   size_t names = 0;
   std::string full_walk_reason;  // why not partial ("" when partial)
   // As `ferry status` says it: "tracked (N changed names)" or "full walk: REASON".

@@ -166,7 +166,9 @@ namespace {
 void EncodeEntry(const Entry& e, WireWriter& w) {
   w.Varint(e.id);
   const bool partial = e.type == EntryType::kDirectory && e.partial_listing;
-  w.U8(static_cast<uint8_t>(static_cast<uint8_t>(e.type) | (partial ? kEntryPartialListing : 0)));
+  const bool changed = e.type == EntryType::kFile && e.changed;
+  w.U8(static_cast<uint8_t>(static_cast<uint8_t>(e.type) | (partial ? kEntryPartialListing : 0) |
+                            (changed ? kEntryChanged : 0)));
   w.Bytes(e.path);
   if (e.type == kEntryGone) return;
   w.Varint(e.mode);
@@ -240,7 +242,8 @@ Status DecodeEntry(WireReader& r, uint32_t expected_id, Entry& e) {
   uint8_t type8 = 0;
   FERRY_RETURN_IF_ERROR(r.U8(&type8));
   e.partial_listing = (type8 & kEntryPartialListing) != 0;
-  type = type8 & ~kEntryPartialListing;
+  e.changed = (type8 & kEntryChanged) != 0;
+  type = type8 & ~(kEntryPartialListing | kEntryChanged);
   if (type == 0 || (type > kEntryTypeMax && type != static_cast<uint8_t>(kEntryGone))) {
     return Status::Corruption("entry has unknown type");
   }
@@ -248,6 +251,7 @@ Status DecodeEntry(WireReader& r, uint32_t expected_id, Entry& e) {
   if (e.partial_listing && e.type != EntryType::kDirectory) {
     return Status::Corruption("partial listing flag on an entry that is not a directory");
   }
+  if (e.changed && e.type != EntryType::kFile) return Status::Corruption("changed flag on an entry that is not a file");
   FERRY_RETURN_IF_ERROR(r.Bytes(kPathMaxBytes, "entry path", &e.path));
   if (e.type == kEntryGone) {
     if (e.path.empty()) return Status::Corruption("a gone entry names no path");

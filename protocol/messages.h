@@ -137,6 +137,10 @@ inline constexpr EntryType kEntryGone = static_cast<EntryType>(8);
 // On the wire, in a directory's type byte: only some of its children are in this manifest (a
 // partial manifest); the receiver leaves the others alone.
 inline constexpr uint8_t kEntryPartialListing = 0x80;
+// On the wire, in a file's type byte: the source saw this file change since the last stage (its
+// daemon tracks changes), so a matching size and mtime do not make it unchanged: the receiver
+// compares its content (a write with the mtime set back, as `touch -d` does).
+inline constexpr uint8_t kEntryChanged = 0x40;
 
 struct Xattr {
   std::string name;
@@ -163,6 +167,7 @@ struct Entry {
   bool has_content_hash = false;  // --checksum
   Hash128 content_hash{};
   bool partial_listing = false;  // kDirectory: kEntryPartialListing
+  bool changed = false;          // kFile: kEntryChanged
   bool operator==(const Entry&) const = default;
 };
 
