@@ -56,6 +56,28 @@ TEST(PredictionTest, OnePairFollowsTheFormula) {
   EXPECT_TRUE(p.ready) << p.waiting_for;
 }
 
+// The fixed cost is a tracked stage's when the last stage was tracked (its walk of the tree is gone:
+// the first, full-walk stages' scan does not count), and a walk's when tracking no longer holds.
+TEST(PredictionTest, TheFixedCostIsOfAStageLikeTheFinalOne) {
+  Plan plan = PlanOf({"db"});
+  std::vector<PairStage> stages{Stage("db", 1, 0, 30.0, 100 * kMiB), Stage("db", 2, 60'000, 12.0, 1 * kMiB),
+                                Stage("db", 3, 100'000, 0.5, 1 * kMiB)};
+  stages[0].walk = "full walk: the first stage to this target the daemon has watched";
+  stages[1].walk = "full walk: 'a/b' changed and has 2 hard links (its other names may be in unchanged directories)";
+  stages[2].walk = "tracked (120 changed names)";
+  // T: 100 MiB in 30 s; F: the tracked stage's 0.5 s less 1 MiB / T = 0.5 - 0.3 = 0.2 s.
+  Prediction p = Predict(stages, plan, {}, 0);
+  ASSERT_TRUE(p.known);
+  EXPECT_NEAR(p.fixed_seconds, 0.5 - 0.3, 1e-9);
+  EXPECT_EQ(p.walk, "tracked (120 changed names)");
+  // Tracking stopped holding (the last stage walked): a walk's fixed cost, the quickest walk's.
+  stages.push_back(Stage("db", 4, 140'000, 13.0, 1 * kMiB));
+  stages[3].walk = "full walk: the kernel's event queue overflowed";
+  p = Predict(stages, plan, {}, 0);
+  EXPECT_NEAR(p.fixed_seconds, 12.0 - 0.3, 1e-9);
+  EXPECT_EQ(p.walk, "full walk: the kernel's event queue overflowed");
+}
+
 // The stage after a rehearsal (kind restore) moved what the rehearsed app wrote on the target: it
 // counts for T and F and as the scan the next stage's change is measured from, never as the rate.
 // The same for a restore after a rehearsal and a catch-up after prepare_source: both move what
