@@ -57,6 +57,8 @@ class Scanner {
   const std::string& full_walk_reason() const { return full_walk_reason_; }
 
  private:
+  // Opens the root and hands out its entry (id 0); the error when it cannot be read.
+  Result<UniqueFd> EmitRoot(bool partial_listing);
   // The changed directories as a tree from the root: each node's changed names, and the nodes
   // of the changed directories below it.
   struct ChangeNode {
@@ -107,7 +109,7 @@ class Scanner {
   std::string full_walk_reason_;  // why a partial manifest cannot be exact ("" while it can)
 };
 
-Result<ScanResult> Scanner::Run() {
+Result<UniqueFd> Scanner::EmitRoot(bool partial_listing) {
   UniqueFd root_fd(::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!root_fd.valid()) {
     Status s = CheckSourceRoot(root_);
@@ -119,21 +121,28 @@ Result<ScanResult> Scanner::Run() {
   if (!Describe(root_fd.get(), ".", "", st, &root_entry)) {
     return Status::IoError("cannot read source '" + root_ + "': " + result_.errors.back());
   }
+  root_entry.partial_listing = partial_listing;
+  result_.entries_count = 1;
+  sink_(std::move(root_entry));
+  return root_fd;
+}
+
+Result<ScanResult> Scanner::Run() {
+  Result<UniqueFd> root_fd = EmitRoot(/*partial_listing=*/false);
+  if (!root_fd.ok()) return root_fd.status();
   if (options_.changed_hint != nullptr) {
     for (const auto& [dir, names] : *options_.changed_hint) {
       for (const std::string& name : names) {
         struct stat changed;
-        if (::fstatat(root_fd.get(), JoinPath(dir, name).c_str(), &changed, AT_SYMLINK_NOFOLLOW) == 0 &&
+        if (::fstatat(root_fd->get(), JoinPath(dir, name).c_str(), &changed, AT_SYMLINK_NOFOLLOW) == 0 &&
             S_ISREG(changed.st_mode)) {
           hinted_inodes_.insert({changed.st_dev, changed.st_ino});
         }
       }
     }
   }
-  result_.entries_count = 1;
-  sink_(std::move(root_entry));
   WorkerPool subtrees(kScanHelpers);
-  ScanDirectory(root_fd.get(), "", &subtrees);
+  ScanDirectory(root_fd->get(), "", &subtrees);
   std::lock_guard<std::mutex> lock(mutex_);
   return std::move(result_);
 }
@@ -237,21 +246,9 @@ Result<ScanResult> Scanner::RunPartial(const ChangedDirs& changed, size_t entrie
       if (name != ".") node->names.insert(name);  // a directory's own entry is always sent
     }
   }
-  UniqueFd root_fd(::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!root_fd.valid()) {
-    Status s = CheckSourceRoot(root_);
-    return s.ok() ? Status::IoError("source '" + root_ + "' could not be opened") : s;
-  }
-  struct stat st;
-  if (::fstat(root_fd.get(), &st) != 0) return Status::Errno(errno, "stat source '" + root_ + "'");
-  Entry root_entry;
-  if (!Describe(root_fd.get(), ".", "", st, &root_entry)) {
-    return Status::IoError("cannot read source '" + root_ + "': " + result_.errors.back());
-  }
-  root_entry.partial_listing = true;
-  result_.entries_count = 1;
-  sink_(std::move(root_entry));
-  ScanPartialDirectory(root_fd.get(), "", tree);
+  Result<UniqueFd> root_fd = EmitRoot(/*partial_listing=*/true);
+  if (!root_fd.ok()) return root_fd.status();
+  ScanPartialDirectory(root_fd->get(), "", tree);
   std::lock_guard<std::mutex> lock(mutex_);
   return std::move(result_);
 }
