@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 namespace ferry {
@@ -108,8 +109,34 @@ void ChangeTracker::GapLocked(const std::string& why) {
   names_ = 0;
 }
 
+// The part of `path` below `root` ("" for the root itself); nullopt when it is not beneath it.
+static std::optional<std::string> Beneath(const std::string& path, const std::string& root) {
+  if (path == root) return std::string();
+  if (path.size() > root.size() && path.compare(0, root.size(), root) == 0 && (path[root.size()] == '/' || root == "/")) {
+    return path.substr(root == "/" ? 1 : root.size() + 1);
+  }
+  return std::nullopt;
+}
+
+bool ChangeTracker::OutsideLocked(const std::string& handle) {
+  auto it = outside_.find(handle);
+  if (it != outside_.end()) return it->second;
+  bool outside = false;
+  std::vector<char> copy(handle.begin() + sizeof(__kernel_fsid_t), handle.end());
+  UniqueFd dir(::open_by_handle_at(root_.get(), reinterpret_cast<file_handle*>(copy.data()), O_PATH | O_CLOEXEC));
+  if (dir.valid()) {
+    Result<std::string> path = PathOf(dir.get());
+    outside = path.ok() && !Beneath(*path, root_path_).has_value();
+  }
+  if (outside_.size() < kVerdictsMax) outside_.emplace(handle, outside);
+  return outside;
+}
+
 void ChangeTracker::AddLocked(const std::string& handle, const std::string& name) {
   if (!gap_.empty()) return;
+  // Writes elsewhere on the file system (other volumes on the disk) are left out as they come,
+  // not kept until Take(): they count neither against the bound nor in memory.
+  if (OutsideLocked(handle)) return;
   if (pending_[handle].insert(name).second && ++names_ > options_.max_names) {
     GapLocked("more than " + std::to_string(options_.max_names) +
               " changed names since the last stage");
@@ -191,6 +218,7 @@ ChangeTracker::Changes ChangeTracker::Take() {
     std::lock_guard<std::mutex> lock(mu_);
     DrainLocked();
     taken.swap(pending_);
+    outside_.clear();  // a directory moved in since: its whole subtree is the next stage's anyway
     out.gap = std::move(gap_);
     gap_.clear();
     out.events = events_;
@@ -222,17 +250,9 @@ ChangeTracker::Changes ChangeTracker::Take() {
       out.dirs.clear();
       return out;
     }
-    std::string relative;
-    if (*path == root_path_) {
-      relative = "";
-    } else if (path->size() > root_path_.size() &&
-               path->compare(0, root_path_.size(), root_path_) == 0 &&
-               ((*path)[root_path_.size()] == '/' || root_path_ == "/")) {
-      relative = path->substr(root_path_ == "/" ? 1 : root_path_.size() + 1);
-    } else {
-      continue;  // elsewhere on the file system
-    }
-    out.dirs[relative].insert(names.begin(), names.end());
+    std::optional<std::string> relative = Beneath(*path, root_path_);
+    if (!relative) continue;  // elsewhere on the file system
+    out.dirs[*relative].insert(names.begin(), names.end());
   }
   return out;
 }

@@ -15,7 +15,8 @@
 // event it could not read; then `gap` says why, once, and the caller walks the whole tree.
 // Take() first reads every event queued by then: fsnotify queues an event inside the system call
 // that caused it, so every change whose call returned before Take() began is in its result.
-// Changes outside the root (elsewhere on the same file system) are left out. Writes through a
+// Changes outside the root (elsewhere on the same file system) are left out as they are read
+// (each directory's place looked up once per interval), so they cost no memory and no bound. Writes through a
 // shared mmap raise no fsnotify event: a user of the result that must be exact (a final stage)
 // needs a full walk or a content check for files that applications map (LMDB; SQLite with mmap).
 //
@@ -78,6 +79,10 @@ class ChangeTracker {
   // Reads what is queued now (non-blocking); REQUIRES: mu_ held.
   void DrainLocked();
   void AddLocked(const std::string& handle, const std::string& name);
+  // Whether the directory `handle` names is outside the root now: asked once per directory in an
+  // interval (a directory moved in during it is walked whole by the next stage). REQUIRES: mu_.
+  bool OutsideLocked(const std::string& handle);
+  static constexpr size_t kVerdictsMax = size_t{1} << 16;
   void GapLocked(const std::string& why);
 
   const UniqueFd fanotify_, root_, stop_;
@@ -88,6 +93,7 @@ class ChangeTracker {
   std::unordered_map<std::string, std::set<std::string>> pending_;
   size_t names_ = 0, events_ = 0;
   std::string gap_;  // "" while nothing was lost
+  std::unordered_map<std::string, bool> outside_;  // directory handle -> outside the root, this interval
   std::thread reader_;
 };
 
