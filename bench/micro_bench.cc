@@ -1,19 +1,28 @@
 // Micro-benchmarks of the hot paths (Google Benchmark): block hashing and the hash tree, zstd on
 // a chunk, frame encode and decode, manifest encode and decode, the I/O engines reading a cached
-// file. Run: build/bench/micro_bench.
+// file; and what the source daemon's change tracking costs an application writing beside it.
+// Run: build/bench/micro_bench.
 // Inputs are made once per benchmark from a fixed seed; figures are bytes per second of input.
+// Threading: each benchmark runs on the main thread (a ChangeTracker adds its reader thread).
 #include <fcntl.h>
+#include <limits.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "agent/blocks.h"
+#include "agent/change_tracker.h"
 #include "agent/io/engine.h"
 #include "base/bounds.h"
 #include "protocol/compression.h"
@@ -199,6 +208,104 @@ void BM_EngineRead(benchmark::State& state, io::EngineKind kind, bool fixed) {
 BENCHMARK_CAPTURE(BM_EngineRead, uring, io::EngineKind::kUring, false)->Arg(1)->Arg(8)->UseRealTime();
 BENCHMARK_CAPTURE(BM_EngineRead, uring_fixed, io::EngineKind::kUring, true)->Arg(1)->Arg(8)->UseRealTime();
 BENCHMARK_CAPTURE(BM_EngineRead, posix, io::EngineKind::kPosix, false)->Arg(1)->Arg(8)->UseRealTime();
+
+// The app's side of change tracking: a writer on the file system a ChangeTracker watches (the
+// source daemon marks the whole file system of each volume it stages from), against the same
+// writer unwatched. One operation (what is timed, per iteration): create a file in one of 64
+// subdirectories, write 4 KiB, close it, append 512 bytes to a long-lived file, rename the new
+// file within its directory, unlink it. Take() every kWatchTakeEvery operations, as stages would,
+// so that the tracker's names stay bounded. Arg 0: no watch; 1: a ChangeTracker (default options,
+// its reader thread on) on a temp directory under /tmp. Watching needs CAP_SYS_ADMIN (root).
+// Real time: the reader thread's work competes with the writer for the cores.
+constexpr int kWatchDirs = 64;
+constexpr int64_t kWatchTakeEvery = 4096;
+constexpr size_t kWatchFileBytes = 4096;
+constexpr size_t kWatchAppendBytes = 512;
+
+// A temp directory with kWatchDirs subdirectories and the long-lived file; removed with
+// everything in it when destroyed. error() says what failed ("" when made).
+class WatchTree {
+ public:
+  WatchTree() {
+    char name[] = "/tmp/ferry-bench-watch.XXXXXX";
+    if (::mkdtemp(name) == nullptr) {
+      error_ = std::string("mkdtemp /tmp: ") + std::strerror(errno);
+      return;
+    }
+    root_ = name;
+    for (int d = 0; d < kWatchDirs; ++d) {
+      if (::mkdir(Dir(d).c_str(), 0755) != 0) {
+        error_ = "mkdir " + Dir(d) + ": " + std::strerror(errno);
+        return;
+      }
+    }
+    log_ = UniqueFd(::open((root_ + "/log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+    if (!log_.valid()) error_ = "open " + root_ + "/log: " + std::strerror(errno);
+  }
+  ~WatchTree() {
+    log_.Reset();
+    if (root_.empty()) return;
+    ::unlink((root_ + "/log").c_str());
+    for (int d = 0; d < kWatchDirs; ++d) ::rmdir(Dir(d).c_str());
+    ::rmdir(root_.c_str());
+  }
+  const std::string& error() const { return error_; }
+  const std::string& root() const { return root_; }
+  int log_fd() const { return log_.get(); }
+  std::string Dir(int d) const { return root_ + "/d" + std::to_string(d); }
+
+ private:
+  std::string root_, error_;
+  UniqueFd log_;
+};
+
+// One operation of the writer on file `index`; false (errno set) when a call failed.
+bool WriterOperation(const WatchTree& tree, const std::vector<std::string>& dirs, int64_t index,
+                     const std::string& data, const std::string& record) {
+  char made[PATH_MAX], renamed[PATH_MAX];
+  const std::string& dir = dirs[static_cast<size_t>(index % kWatchDirs)];
+  std::snprintf(made, sizeof(made), "%s/f%lld.tmp", dir.c_str(), static_cast<long long>(index));
+  std::snprintf(renamed, sizeof(renamed), "%s/f%lld", dir.c_str(), static_cast<long long>(index));
+  const int fd = ::open(made, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return false;
+  const bool written = ::write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size());
+  if (::close(fd) != 0 || !written) return false;
+  if (::write(tree.log_fd(), record.data(), record.size()) != static_cast<ssize_t>(record.size())) return false;
+  if (::rename(made, renamed) != 0) return false;
+  return ::unlink(renamed) == 0;
+}
+
+void BM_WriterUnderWatch(benchmark::State& state) {
+  WatchTree tree;
+  if (!tree.error().empty()) return state.SkipWithError(tree.error().c_str());
+  std::unique_ptr<ChangeTracker> tracker;
+  if (state.range(0) == 1) {
+    Result<std::unique_ptr<ChangeTracker>> watched = ChangeTracker::Watch(tree.root());
+    if (!watched.ok()) return state.SkipWithError(watched.status().ToString().c_str());
+    tracker = std::move(watched.value());
+  }
+  std::vector<std::string> dirs;
+  for (int d = 0; d < kWatchDirs; ++d) dirs.push_back(tree.Dir(d));
+  const std::string data = SemiCompressible(kWatchFileBytes);
+  const std::string record(kWatchAppendBytes, 'r');
+  int64_t index = 0;
+  size_t events = 0;
+  for (auto _ : state) {
+    if (!WriterOperation(tree, dirs, index, data, record)) {
+      return state.SkipWithError(("writer: " + std::string(std::strerror(errno))).c_str());
+    }
+    ++index;
+    if (tracker && index % kWatchTakeEvery == 0) events += tracker->Take().events;
+  }
+  if (tracker) {
+    ChangeTracker::Changes last = tracker->Take();
+    events += last.events;
+    state.counters["events_per_op"] = static_cast<double>(events) / static_cast<double>(std::max<int64_t>(index, 1));
+    if (!last.complete) state.counters["gap"] = 1;  // the queue overflowed: the reader fell behind
+  }
+  state.SetItemsProcessed(index);
+}
+BENCHMARK(BM_WriterUnderWatch)->Arg(0)->Arg(1)->UseRealTime();
 
 }  // namespace
 }  // namespace ferry
