@@ -1,5 +1,7 @@
 #include "agent/entry_store.h"
 
+#include <cstring>
+
 #include "base/check.h"
 
 namespace ferry {
@@ -7,8 +9,9 @@ namespace ferry {
 void EntryStore::Add(protocol::Entry entry) {
   CHECK_EQ(entry.id, entries_.size());
   Compact& c = entries_.emplace_back();
-  c.path = std::move(entry.path);
-  c.path.shrink_to_fit();
+  CHECK(entry.path.size() <= UINT32_MAX);
+  c.path = Keep(entry.path);
+  c.path_size = static_cast<uint32_t>(entry.path.size());
   c.size = entry.size;
   c.mtime_sec = entry.mtime_sec;
   c.mtime_nsec = entry.mtime_nsec;
@@ -29,6 +32,23 @@ void EntryStore::Add(protocol::Entry entry) {
   }
 }
 
+const char* EntryStore::Keep(std::string_view path) {
+  if (path.empty()) return "";  // the root
+  if (path.size() > kChunkBytes / 4) {  // rare (paths are at most 4 KiB): an allocation of its own
+    char* at = large_.emplace_back(std::make_unique<char[]>(path.size())).get();
+    std::memcpy(at, path.data(), path.size());
+    return at;
+  }
+  if (kChunkBytes - chunk_used_ < path.size()) {
+    chunks_.push_back(std::make_unique<char[]>(kChunkBytes));
+    chunk_used_ = 0;
+  }
+  char* at = chunks_.back().get() + chunk_used_;
+  std::memcpy(at, path.data(), path.size());
+  chunk_used_ += path.size();
+  return at;
+}
+
 protocol::Entry EntryStore::Get(uint32_t id) const {
   CHECK(id < entries_.size());
   const Compact& c = entries_[id];
@@ -37,7 +57,7 @@ protocol::Entry EntryStore::Get(uint32_t id) const {
   e.type = c.type;
   e.partial_listing = c.partial_listing;
   e.changed = c.changed;
-  e.path = c.path;
+  e.path.assign(c.path, c.path_size);
   e.mode = c.mode;
   e.uid = c.uid;
   e.gid = c.gid;

@@ -457,7 +457,7 @@ SyncSummary Receiver::Summary() const {
   return s;
 }
 
-Status Receiver::TargetError(const Status& s, const std::string& path) const {
+Status Receiver::TargetError(const Status& s, std::string_view path) const {
   if (s.ok()) return s;
   if (s.code() == Code::kNoSpace) {
     // How much more the stage needs: what it still has to write (the needed bytes not yet
@@ -472,7 +472,7 @@ Status Receiver::TargetError(const Status& s, const std::string& path) const {
     return Status::Make(Code::kNoSpace,
                         "no space on volume '" + root_display_ + "' (needs at least " + std::to_string(std::max<uint64_t>(more, 1)) +
                             " more bytes: " + std::to_string(remaining) + " still to write, " +
-                            std::to_string(free_bytes) + " free) writing '" + path + "': " + s.message() +
+                            std::to_string(free_bytes) + " free) writing '" + std::string(path) + "': " + s.message() +
                             "; free space or grow the volume, then run the stage again (the files committed stay)");
   }
   return s.Annotate("target '" + Display(path) + "'");

@@ -315,7 +315,7 @@ Status Receiver::HandleDeltaPiece(const Frame& frame) {
   if (!open_file_ || !open_file_->patcher || open_file_->id != piece->id || piece->flags != 0) {
     return Status::Protocol("DELTA for entry " + std::to_string(piece->id) + ", which is not being patched by delta");
   }
-  FERRY_RETURN_IF_ERROR(open_file_->patcher->Feed(piece->bytes).Annotate("delta for '" + entries_.path(piece->id) + "'"));
+  FERRY_RETURN_IF_ERROR(open_file_->patcher->Feed(piece->bytes).Annotate("delta for '" + std::string(entries_.path(piece->id)) + "'"));
   progress_->bytes_sent += piece->bytes.size();
   return Status::Ok();
 }

@@ -68,27 +68,26 @@ std::shared_ptr<Receiver::Incoming> Receiver::FindIncoming(uint32_t id) {
   if (auto it = incoming_.find(id); it != incoming_.end()) return it->second;
   if (id >= whole_needed_.size() || !whole_needed_[id]) return nullptr;
   auto f = std::make_shared<Incoming>();
+  f->id = id;
   {
     std::shared_lock<std::shared_mutex> lock(entries_mutex_);
-    f->entry = entries_.Get(id);
+    f->size = entries_.file_size(id);
+    f->path = entries_.path(id);
   }
-  const Entry& e = f->entry;
-  f->block_size = BlockSizeFor(e.size);
-  f->parent = std::string(SplitParent(e.path).first);
-  f->temp_name = temp_tag_ + std::to_string(id);
-  f->may_be_unnamed = name_free_[id] && e.size < kResumeCheckpointBytes;
+  f->block_size = BlockSizeFor(f->size);
+  f->may_be_unnamed = name_free_[id] && f->size < kResumeCheckpointBytes;
   whole_needed_[id] = false;
   incoming_.emplace(id, f);
   return f;
 }
 
-Result<int> Receiver::SlotDir(DirSlot* slot, const std::string& parent) {
+Result<int> Receiver::SlotDir(DirSlot* slot, std::string_view parent) {
   if (slot->fd.valid() && slot->parent == parent) return slot->fd.get();
   slot->fd.Reset();
   Result<UniqueFd> fd = OpenDirBeneath(root_fd_, parent);
   if (!fd.ok()) return fd.status();
   slot->fd = std::move(*fd);
-  slot->parent = parent;
+  slot->parent = std::string(parent);
   return slot->fd.get();
 }
 
@@ -98,9 +97,9 @@ Result<int> Receiver::SlotDir(DirSlot* slot, const std::string& parent) {
 // the committer less than a rename. A file that replaces one, or may checkpoint (a partial
 // file is found again by its name), or a file system without O_TMPFILE, takes a named one.
 Status Receiver::CreateTemp(Incoming& f, DirSlot* dir) {
-  Result<int> dir_fd = SlotDir(dir, f.parent);
-  if (!dir_fd.ok()) return TargetError(dir_fd.status(), f.parent);
-  f.leaves = ZeroLeaves(f.entry.size, f.block_size);
+  Result<int> dir_fd = SlotDir(dir, f.parent());
+  if (!dir_fd.ok()) return TargetError(dir_fd.status(), f.parent());
+  f.leaves = ZeroLeaves(f.size, f.block_size);
   if (f.may_be_unnamed && unnamed_temps_.load(std::memory_order_relaxed) &&
       (f.ticket = UnnamedTicket::Take()).held()) {
     f.fd = UniqueFd(::openat(*dir_fd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600));
@@ -110,14 +109,14 @@ Status Receiver::CreateTemp(Incoming& f, DirSlot* dir) {
     }
     f.ticket = UnnamedTicket();
     if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) {
-      return TargetError(Status::Errno(errno, "create temp file"), f.entry.path);
+      return TargetError(Status::Errno(errno, "create temp file"), f.path);
     }
     if (unnamed_temps_.exchange(false)) {
       LOG_INFO("the target file system of '" + root_display_ + "' has no O_TMPFILE: new files go through named temp files");
     }
   }
-  f.fd = UniqueFd(::openat(*dir_fd, f.temp_name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-  if (!f.fd.valid()) return TargetError(Status::Errno(errno, "create temp file"), f.entry.path);
+  f.fd = UniqueFd(::openat(*dir_fd, TempName(f.id).c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!f.fd.valid()) return TargetError(Status::Errno(errno, "create temp file"), f.path);
   return Status::Ok();
 }
 
@@ -133,15 +132,14 @@ Status Receiver::HandleWholeRange(uint32_t id, uint64_t offset, std::string_view
     }
   }
   Incoming& f = *file;
-  const Entry& e = f.entry;
   const uint64_t length = bytes.empty() ? hole_length : bytes.size();
   const uint32_t bs = f.block_size;
   // Whole blocks on the file's grid (the last may be short), inside its announced size.
-  if (length == 0 || offset % bs != 0 || offset > e.size || length > e.size - offset ||
-      (length % bs != 0 && offset + length != e.size)) {
+  if (length == 0 || offset % bs != 0 || offset > f.size || length > f.size - offset ||
+      (length % bs != 0 && offset + length != f.size)) {
     return Status::Corruption(std::string(bytes.empty() ? "HOLE" : "DATA") + " at offset " + std::to_string(offset) +
-                              " of " + std::to_string(length) + " bytes is off the block grid of '" + e.path +
-                              "' or outside its " + std::to_string(e.size) + " bytes");
+                              " of " + std::to_string(length) + " bytes is off the block grid of '" + std::string(f.path) +
+                              "' or outside its " + std::to_string(f.size) + " bytes");
   }
   std::vector<Hash128> leaves;  // hashed before the lock: lanes writing one file hash in parallel
   for (size_t at = 0; at < bytes.size(); at += bs) leaves.push_back(BlockHash(bytes.substr(at, bs)));
@@ -150,7 +148,7 @@ Status Receiver::HandleWholeRange(uint32_t id, uint64_t offset, std::string_view
     std::lock_guard<std::mutex> lock(f.mutex);
     if (f.discarded) return Status::Ok();  // given up by the sender; its last blocks were on the way
     FERRY_RETURN_IF_ERROR(WriteWholeRange(f, offset, bytes, length, leaves, dir));
-    complete = f.end.has_value() && f.covered_bytes == e.size;
+    complete = f.end.has_value() && f.covered_bytes == f.size;
     if (!complete) FERRY_RETURN_IF_ERROR(ParkIfComplete(f));
   }
   progress_->bytes_sent += bytes.size();
@@ -159,12 +157,11 @@ Status Receiver::HandleWholeRange(uint32_t id, uint64_t offset, std::string_view
 
 Status Receiver::WriteWholeRange(Incoming& f, uint64_t offset, std::string_view bytes, uint64_t length,
                                  const std::vector<Hash128>& leaves, DirSlot* dir) {
-  const Entry& e = f.entry;
-  if (f.end.has_value() && f.covered_bytes == e.size) {
-    return Status::Corruption("data for '" + e.path + "' after all of it arrived");
+  if (f.end.has_value() && f.covered_bytes == f.size) {
+    return Status::Corruption("data for '" + std::string(f.path) + "' after all of it arrived");
   }
   if (!Cover(f.covered, offset, offset + length) || f.covered.size() > kCoveredRunsMax) {
-    return Status::Corruption("DATA or HOLE at offset " + std::to_string(offset) + " of '" + e.path +
+    return Status::Corruption("DATA or HOLE at offset " + std::to_string(offset) + " of '" + std::string(f.path) +
                               "' overlaps what arrived, or the file arrives too scattered");
   }
   if (!f.fd.valid()) FERRY_RETURN_IF_ERROR(CreateTemp(f, dir));
@@ -173,14 +170,14 @@ Status Receiver::WriteWholeRange(Incoming& f, uint64_t offset, std::string_view 
     // and measured 12% slower here than pwrite (bench: a full sync from a warm source, 4 runs
     // each), so this path keeps the posix engine whatever --io says.
     if (!dir->engine) dir->engine = *io::MakeEngine(io::EngineKind::kPosix, 1);
-    FERRY_RETURN_IF_ERROR(TargetError(io::WriteAt(*dir->engine, f.fd.get(), offset, bytes.data(), bytes.size()), e.path));
+    FERRY_RETURN_IF_ERROR(TargetError(io::WriteAt(*dir->engine, f.fd.get(), offset, bytes.data(), bytes.size()), f.path));
   }
   std::copy(leaves.begin(), leaves.end(), f.leaves.begin() + static_cast<ptrdiff_t>(offset / f.block_size));
   f.covered_bytes += length;
   f.data_bytes += bytes.size();
   if (!bytes.empty()) f.data_end = std::max(f.data_end, offset + bytes.size());
   const uint64_t prefix = f.covered.begin()->first == 0 ? f.covered.begin()->second : 0;
-  if (cache_ != nullptr && prefix < e.size && prefix >= f.checkpoint + kResumeCheckpointBytes &&
+  if (cache_ != nullptr && prefix < f.size && prefix >= f.checkpoint + kResumeCheckpointBytes &&
       f.leaves.size() <= kBlocksPerFileMax) {
     return CheckpointIncoming(f);
   }
@@ -193,9 +190,9 @@ Status Receiver::WriteWholeRange(Incoming& f, uint64_t offset, std::string_view 
 // named one with all its data is closed until then; an unnamed one cannot be, and their number
 // is bounded by UnnamedTicket.
 Status Receiver::ParkIfComplete(Incoming& f) {
-  if (f.unnamed || !f.fd.valid() || f.covered_bytes != f.entry.size) return Status::Ok();
+  if (f.unnamed || !f.fd.valid() || f.covered_bytes != f.size) return Status::Ok();
   struct stat st;
-  if (::fstat(f.fd.get(), &st) != 0) return TargetError(Status::Errno(errno, "stat"), f.entry.path);
+  if (::fstat(f.fd.get(), &st) != 0) return TargetError(Status::Errno(errno, "stat"), f.path);
   f.parked_ino = st.st_ino;
   f.fd.Reset();
   f.parked = true;
@@ -205,8 +202,8 @@ Status Receiver::ParkIfComplete(Incoming& f) {
 void Receiver::RemoveTemp(Incoming& f) {
   if (!f.fd.valid() && !f.parked) return;  // none made yet
   if (!f.unnamed) {
-    Result<int> dir_fd = SlotDir(&control_dir_, f.parent);
-    if (dir_fd.ok()) ::unlinkat(*dir_fd, f.temp_name.c_str(), 0);
+    Result<int> dir_fd = SlotDir(&control_dir_, f.parent());
+    if (dir_fd.ok()) ::unlinkat(*dir_fd, TempName(f.id).c_str(), 0);
   }
   f.fd.Reset();  // an unnamed file vanishes here
   f.unnamed = false;
@@ -215,13 +212,13 @@ void Receiver::RemoveTemp(Incoming& f) {
 }
 
 Status Receiver::ReopenParked(Incoming& f, DirSlot* dir) {
-  Result<int> dir_fd = SlotDir(dir, f.parent);
-  if (!dir_fd.ok()) return TargetError(dir_fd.status(), f.parent);
-  f.fd = UniqueFd(::openat(*dir_fd, f.temp_name.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC));
+  Result<int> dir_fd = SlotDir(dir, f.parent());
+  if (!dir_fd.ok()) return TargetError(dir_fd.status(), f.parent());
+  f.fd = UniqueFd(::openat(*dir_fd, TempName(f.id).c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC));
   struct stat st;
   if (!f.fd.valid() || ::fstat(f.fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_ino != f.parked_ino) {
-    return TargetError(Status::IoError("its temp file '" + f.temp_name + "' was removed or replaced while it waited"),
-                       f.entry.path);
+    return TargetError(Status::IoError("its temp file '" + TempName(f.id) + "' was removed or replaced while it waited"),
+                       f.path);
   }
   f.parked = false;
   return Status::Ok();
@@ -230,22 +227,21 @@ Status Receiver::ReopenParked(Incoming& f, DirSlot* dir) {
 // Makes the file's received prefix durable and remembers it as a partial file, which the next
 // stage resumes if this one is cut.
 Status Receiver::CheckpointIncoming(Incoming& f) {
-  const Entry& e = f.entry;
   CHECK(!f.unnamed);  // too small to checkpoint: a partial file is found again by its name
-  if (io::Fdatasync(f.fd.get()) != 0) return TargetError(Status::Errno(errno, "flush to disk (fdatasync)"), e.path);
+  if (io::Fdatasync(f.fd.get()) != 0) return TargetError(Status::Errno(errno, "flush to disk (fdatasync)"), f.path);
   struct stat st;
-  if (::fstat(f.fd.get(), &st) != 0) return TargetError(Status::Errno(errno, "stat"), e.path);
+  if (::fstat(f.fd.get(), &st) != 0) return TargetError(Status::Errno(errno, "stat"), f.path);
   const uint64_t prefix_blocks = f.covered.begin()->second / f.block_size;
   StateCache::Partial partial;
-  partial.temp_name = f.temp_name;
+  partial.temp_name = TempName(f.id);
   partial.temp_dev = st.st_dev;
   partial.temp_ino = st.st_ino;
   partial.blocks.block_size = f.block_size;
   partial.blocks.leaves.assign(f.leaves.begin(), f.leaves.begin() + static_cast<ptrdiff_t>(prefix_blocks));
   partial.durable_bytes = prefix_blocks * f.block_size;
   f.checkpoint = partial.durable_bytes;
-  Status s = cache_->SavePartial(root_dev_, root_ino_, e.path, partial);
-  if (!s.ok()) LOG_WARN(s.ToString() + ": '" + Display(e.path) + "' will not resume if this stage is cut");
+  Status s = cache_->SavePartial(root_dev_, root_ino_, std::string(f.path), partial);
+  if (!s.ok()) LOG_WARN(s.ToString() + ": '" + Display(f.path) + "' will not resume if this stage is cut");
   return Status::Ok();
 }
 
@@ -257,13 +253,12 @@ Status Receiver::EndIncoming(const protocol::FileEnd& end) {
     CHECK(file != nullptr);  // the caller checked the file is needed whole
   }
   Incoming& f = *file;
-  const Entry& e = f.entry;
   bool complete = false;
   {
     std::lock_guard<std::mutex> lock(f.mutex);
     if (end.outcome == FileOutcome::kVanished || end.outcome == FileOutcome::kReadError) {
       f.discarded = true;
-      progress_->bytes_skipped += e.size - std::min(e.size, f.data_bytes);
+      progress_->bytes_skipped += f.size - std::min(f.size, f.data_bytes);
       RemoveTemp(f);
       f.leaves = {};
       f.covered = {};
@@ -272,15 +267,21 @@ Status Receiver::EndIncoming(const protocol::FileEnd& end) {
       incoming_changed_.notify_all();
       return Status::Ok();
     }
-    if (end.size != e.size) return Status::Corruption("FILE_END size differs from the manifest for '" + e.path + "'");
+    if (end.size != f.size) {
+      return Status::Corruption("FILE_END size differs from the manifest for '" + std::string(f.path) + "'");
+    }
     f.end = end;
-    complete = f.covered_bytes == e.size;
+    complete = f.covered_bytes == f.size;
   }
   return complete ? FinishIncoming(end.id, f, &control_dir_) : Status::Ok();
 }
 
 Status Receiver::FinishIncoming(uint32_t id, Incoming& f, DirSlot* dir) {
-  const Entry& e = f.entry;
+  Entry e;  // its metadata, set now
+  {
+    std::shared_lock<std::shared_mutex> lock(entries_mutex_);
+    e = entries_.Get(id);
+  }
   const protocol::FileEnd& end = *f.end;
   if (f.parked) FERRY_RETURN_IF_ERROR(ReopenParked(f, dir));
   if (!f.fd.valid()) FERRY_RETURN_IF_ERROR(CreateTemp(f, dir));  // empty, or holes only
@@ -295,12 +296,12 @@ Status Receiver::FinishIncoming(uint32_t id, Incoming& f, DirSlot* dir) {
   // stage sees it as changed and sends it again.
   const bool changed = end.outcome == FileOutcome::kChanged;
   const timespec mtime = changed ? JustBefore(EntryMtime(e)) : EntryMtime(e);
-  Result<int> dir_fd = SlotDir(dir, f.parent);
-  if (!dir_fd.ok()) return TargetError(dir_fd.status(), f.parent);
+  Result<int> dir_fd = SlotDir(dir, f.parent());
+  if (!dir_fd.ok()) return TargetError(dir_fd.status(), f.parent());
   // An unnamed file's xattrs go through its descriptor (an empty name: see fs.h).
   FERRY_RETURN_IF_ERROR(TargetError(
       f.unnamed ? ApplyFileMetadata(f.fd.get(), f.fd.get(), "", e, mtime, policy_)
-                : ApplyFileMetadata(f.fd.get(), *dir_fd, f.temp_name, e, mtime, policy_),
+                : ApplyFileMetadata(f.fd.get(), *dir_fd, TempName(id), e, mtime, policy_),
       e.path));
   // Start writeback of a large file now so the commit group's flush finds little left; small
   // files are left to that flush, which writes them together instead of one I/O each.
@@ -320,7 +321,7 @@ Status Receiver::FinishIncoming(uint32_t id, Incoming& f, DirSlot* dir) {
     }
     if (xattr_cache_) xattrs_written_.push_back(id);
   }
-  committer_->Add({f.parent, f.temp_name, std::string(SplitParent(e.path).second), f.data_bytes, std::move(unnamed),
+  committer_->Add({std::string(f.parent()), TempName(id), std::string(SplitParent(e.path).second), f.data_bytes, std::move(unnamed),
                    std::move(f.ticket)});
   std::lock_guard<std::mutex> lock(incoming_mutex_);
   incoming_.erase(id);

@@ -14,6 +14,7 @@
 #include "agent/channel.h"
 #include "base/bounds.h"
 #include "base/log.h"
+#include "base/memory.h"
 
 namespace ferry {
 
@@ -186,10 +187,15 @@ void Daemon::RunConnection(int fd, uint64_t session_id) {
   } else if (!s.ok()) {
     LOG_WARN("session " + std::to_string(session_id) + " with " + stream.peer_name() + ": " + s.ToString());
   }
-  std::lock_guard<std::mutex> lock(mutex_);
-  sessions_.erase(session_id);
-  running_ -= 1;
-  sessions_changed_.notify_all();
+  bool idle = false;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    sessions_.erase(session_id);
+    running_ -= 1;
+    idle = running_ == 0;
+    sessions_changed_.notify_all();
+  }
+  if (idle) ReleaseFreeMemory();  // what the stage's receiver freed (base/memory.h)
 }
 
 }  // namespace ferry
