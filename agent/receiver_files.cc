@@ -96,7 +96,7 @@ Status Receiver::HandleFileEnd(const Frame& frame) {
   if (end->outcome == FileOutcome::kVanished) figures_.files_vanished += 1;
   if (end->outcome == FileOutcome::kReadError) {
     figures_.files_failed += 1;
-    LOG_WARN("sender could not read '" + entries_.path(end->id) + "': " + end->message);
+    LOG_WARN("sender could not read '" + std::string(entries_.path(end->id)) + "': " + end->message);
   }
   if (whole) return EndIncoming(*end);
   if (!open_file_) {  // given up before its PATCH
@@ -238,9 +238,12 @@ Status Receiver::DropBase() {
   return cache_->DropBase(root_dev_, root_ino_).Annotate("state cache of '" + root_display_ + "'");
 }
 
-// After everything is durable: a token naming the target as this stage left it.
+// After everything is durable: a token naming the target as this stage left it. None when the
+// stage left part of the tree undone (a source it could not read all of, so nothing was deleted;
+// a file it failed to write): a partial stage from here would not look there again.
 void Receiver::KeepBase() {
   if (cache_ == nullptr || options_.dry_run || options_.block) return;
+  if (scan_incomplete_ || figures_.files_failed != 0) return;
   uint64_t token = 0;
   if (::getrandom(&token, sizeof(token), 0) != sizeof(token) || token == 0) return;
   if (Status s = cache_->SetBase(root_dev_, root_ino_, token); !s.ok()) {
@@ -252,7 +255,7 @@ void Receiver::KeepBase() {
 
 Status Receiver::DeleteGone() {
   for (const uint32_t id : gone_) {
-    const std::string& path = entries_.path(id);
+    const std::string path(entries_.path(id));
     auto [parent, name] = SplitParent(path);
     if (missing_dir_[ids_by_path_.at(PathKey(parent))] == kDirAbsent) continue;  // dry run into a new directory
     Result<int> dir_fd = ParentFd(parent);
@@ -464,7 +467,7 @@ Status Receiver::Sweep() {
   std::vector<std::string> paths;
   paths.reserve(directories_.size());
   for (const Directory& d : directories_) {
-    if (!d.partial) paths.push_back(entries_.path(d.id));  // the rest of it is not in this manifest
+    if (!d.partial) paths.emplace_back(entries_.path(d.id));  // the rest of it is not in this manifest
   }
   std::vector<Result<std::vector<std::string>>> listings;
   CHECK(inspector_ != nullptr);

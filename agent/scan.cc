@@ -53,10 +53,16 @@ class Scanner {
   Result<ScanResult> Run();
   // ScanChanges: the partial manifest of `changed`. False (reason in full_walk_reason_) when
   // only a walk of everything is exact.
-  Result<ScanResult> RunPartial(const ChangedDirs& changed, size_t entries_max);
+  // `linked`: the files with more than one link whose every name is in `changed`, with their
+  // link count then.
+  Result<ScanResult> RunPartial(const ChangedDirs& changed, size_t entries_max,
+                                std::map<std::pair<uint64_t, uint64_t>, nlink_t> linked);
   const std::string& full_walk_reason() const { return full_walk_reason_; }
 
  private:
+  // A partial manifest has every name of this linked file: as many as it had links before.
+  struct Described;
+  bool AllNamesKnown(const Described& d) const;
   // Opens the root and hands out its entry (id 0); the error when it cannot be read.
   Result<UniqueFd> EmitRoot(bool partial_listing);
   // The changed directories as a tree from the root: each node's changed names, and the nodes
@@ -103,7 +109,10 @@ class Scanner {
   std::map<std::pair<dev_t, ino_t>, uint32_t> hardlink_leaders_;
   // options_.changed_hint's files, by identity (set before the walk).
   std::set<std::pair<dev_t, ino_t>> hinted_inodes_;
-  // A partial manifest: every file must have one name, and at most entries_max_ entries.
+  size_t link_names_ = 0;  // kept in options_.links_out
+  // A partial manifest: every file has one name or all its names are in it (linked_), and at
+  // most entries_max_ entries.
+  std::map<std::pair<uint64_t, uint64_t>, nlink_t> linked_;
   bool partial_ = false;
   size_t entries_max_ = 0;
   std::string full_walk_reason_;  // why a partial manifest cannot be exact ("" while it can)
@@ -147,11 +156,16 @@ Result<ScanResult> Scanner::Run() {
   return std::move(result_);
 }
 
+bool Scanner::AllNamesKnown(const Described& d) const {
+  auto it = linked_.find({d.dev, d.ino});
+  return it != linked_.end() && it->second == d.nlink;
+}
+
 bool Scanner::EmitGroup(std::vector<Described>* group) {
   std::lock_guard<std::mutex> lock(mutex_);
   for (Described& d : *group) {
     if (!full_walk_reason_.empty()) return false;
-    if (partial_ && d.entry.type == EntryType::kFile && d.nlink > 1) {
+    if (partial_ && d.entry.type == EntryType::kFile && d.nlink > 1 && !AllNamesKnown(d)) {
       full_walk_reason_ = "'" + d.entry.path + "' changed and has " + std::to_string(d.nlink) +
                           " hard links (its other names may be in unchanged directories)";
       return false;
@@ -169,6 +183,13 @@ bool Scanner::EmitGroup(std::vector<Described>* group) {
     if (entry.type == EntryType::kFile && d.nlink > 1) {
       auto [it, inserted] = hardlink_leaders_.try_emplace({d.dev, d.ino}, entry.id);
       if (!inserted) entry.hardlink_leader_plus1 = it->second + 1;
+      if (options_.links_out != nullptr && !partial_ && link_names_ <= kLinkNamesMax) {
+        if (++link_names_ > kLinkNamesMax) {
+          options_.links_out->clear();  // too many to keep: a changed linked file makes a walk
+        } else {
+          (*options_.links_out)[{d.dev, d.ino}].insert(entry.path);
+        }
+      }
     }
     if (entry.type == EntryType::kFile && entry.hardlink_leader_plus1 == 0) result_.bytes_total += entry.size;
     result_.entries_count += 1;
@@ -230,9 +251,11 @@ void Scanner::ScanDirectory(int dir_fd, const std::string& path, WorkerPool* sub
   }
 }
 
-Result<ScanResult> Scanner::RunPartial(const ChangedDirs& changed, size_t entries_max) {
+Result<ScanResult> Scanner::RunPartial(const ChangedDirs& changed, size_t entries_max,
+                                      std::map<std::pair<uint64_t, uint64_t>, nlink_t> linked) {
   partial_ = true;
   entries_max_ = entries_max;
+  linked_ = std::move(linked);
   ChangeNode tree;
   for (const auto& [dir, names] : changed) {
     ChangeNode* node = &tree;
@@ -403,12 +426,67 @@ Result<ScanResult> ScanTree(const std::string& root, const ScanOptions& options,
   return Scanner(root, options, sink).Run();
 }
 
+namespace {
+
+// The changed names that are files with more than one link, and for each such file its names
+// from `links` and `changed` that still name it. A file with as many as its link count has
+// them all: they are added to `changed`, the file to `linked`, and `links` keeps them.
+void AddLinkedNames(int root_fd, ChangedDirs* changed, LinkNames* links,
+                    std::map<std::pair<uint64_t, uint64_t>, nlink_t>* linked) {
+  std::map<std::pair<uint64_t, uint64_t>, std::pair<nlink_t, std::set<std::string>>> files;
+  for (const auto& [dir, names] : *changed) {
+    for (const std::string& name : names) {
+      if (name == ".") continue;
+      std::string path = JoinPath(dir, name);
+      struct stat st;
+      if (::fstatat(root_fd, path.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+          st.st_nlink < 2) {
+        continue;
+      }
+      auto& [nlink, found] = files[{st.st_dev, st.st_ino}];
+      nlink = st.st_nlink;
+      found.insert(std::move(path));
+    }
+  }
+  for (auto& [id, file] : files) {
+    auto& [nlink, names] = file;
+    if (links != nullptr) {
+      if (auto it = links->find(id); it != links->end()) names.insert(it->second.begin(), it->second.end());
+    }
+    std::set<std::string> now;  // the names that name this file now, beneath the root
+    for (const std::string& path : names) {
+      auto [parent, name] = SplitParent(path);
+      Result<UniqueFd> dir = OpenDirBeneath(root_fd, parent);  // no symlink followed on the way
+      struct stat st;
+      if (dir.ok() && ::fstatat(dir->get(), std::string(name).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+          st.st_dev == id.first && st.st_ino == id.second) {
+        now.insert(path);
+      }
+    }
+    if (now.size() != nlink) continue;  // a name it does not know: the partial scan says which
+    for (const std::string& path : now) {
+      auto [parent, name] = SplitParent(path);
+      (*changed)[std::string(parent)].insert(std::string(name));
+    }
+    linked->emplace(id, nlink);
+    if (links != nullptr) (*links)[id] = std::move(now);
+  }
+}
+
+}  // namespace
+
 Result<std::vector<protocol::Entry>> ScanChanges(const std::string& root, const ScanOptions& options,
-                                                 const ChangedDirs& changed, size_t entries_max) {
+                                                 const ChangedDirs& changed, size_t entries_max, LinkNames* links) {
   std::vector<Entry> entries;
   EntrySink sink = [&](Entry&& entry) { entries.push_back(std::move(entry)); };
+  ChangedDirs all = changed;
+  std::map<std::pair<uint64_t, uint64_t>, nlink_t> linked;
+  {
+    UniqueFd root_fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (root_fd.valid()) AddLinkedNames(root_fd.get(), &all, links, &linked);
+  }
   Scanner scanner(root, options, sink);
-  Result<ScanResult> scanned = scanner.RunPartial(changed, entries_max);
+  Result<ScanResult> scanned = scanner.RunPartial(all, entries_max, std::move(linked));
   if (!scanned.ok()) return scanned.status();
   if (!scanner.full_walk_reason().empty()) return Status::Make(Code::kUnsupported, scanner.full_walk_reason());
   // A walk reports what it cannot read as the stage's errors (and then deletes nothing).

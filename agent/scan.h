@@ -42,7 +42,14 @@ struct ScanOptions {
   // that had to walk): the files named there are flagged changed (protocol::kEntryChanged).
   // REQUIRES: it outlives the scan.
   const std::map<std::string, std::set<std::string>>* changed_hint = nullptr;
+  // A walk fills it (may be null) with the names of every file that has more than one hard
+  // link, for the partial manifests after it (ScanChanges); left empty past kLinkNamesMax names.
+  std::map<std::pair<uint64_t, uint64_t>, std::set<std::string>>* links_out = nullptr;
 };
+
+// The names of files with more than one hard link, by identity (st_dev, st_ino).
+using LinkNames = std::map<std::pair<uint64_t, uint64_t>, std::set<std::string>>;
+constexpr size_t kLinkNamesMax = size_t{1} << 20;  // ~100 bytes each
 
 // What a sender's scan needs for a sync: hashes with --checksum, the xattrs this process may
 // copy, the excludes. REQUIRES: `excludes` outlives the scan.
@@ -71,13 +78,16 @@ using ChangedDirs = std::map<std::string, std::set<std::string>>;
 // directories on the way to each changed one, flagged partial_listing (their other entries are
 // untouched); each changed name as it is now: an entry, a kEntryGone one if the source no longer
 // has it, and for a directory its whole subtree (it was made or moved in: the target has none of
-// it there). Fails with kUnsupported, the reason in its message, when a partial manifest cannot
-// be exact, so that the stage walks the whole tree: a changed file with more than one hard link
-// (its other names, perhaps in unchanged directories, would be missing from the manifest), or
-// more than `entries_max` entries (a walk costs no more), or a part it could not read (a walk
-// reports it as the stage's error).
+// it there). A changed file with more than one hard link comes with all its names, each flagged
+// changed, when they are all known: its names in `links` (what a walk saw, may be null) and the
+// changed ones that still name it, as many as its link count; `links` then keeps those.
+// Fails with kUnsupported, the reason in its message, when a partial manifest cannot be exact,
+// so that the stage walks the whole tree: a changed file with names it does not know (perhaps in
+// unchanged directories, or outside the volume), or more than `entries_max` entries (a walk
+// costs no more), or a part it could not read (a walk reports it as the stage's error).
 Result<std::vector<protocol::Entry>> ScanChanges(const std::string& root, const ScanOptions& options,
-                                                 const ChangedDirs& changed, size_t entries_max);
+                                                 const ChangedDirs& changed, size_t entries_max,
+                                                 LinkNames* links = nullptr);
 
 // Checks that `root` is a directory this process can read: the error a user sees before any
 // connection is made.

@@ -100,6 +100,7 @@ Result<SyncSummary> Sender::Run() {
   summary_.target_bytes_hashed = commit_.target_bytes_hashed;
   summary_.base_token = commit_.base_token;
   summary_.errors.insert(summary_.errors.begin(), scan_result_.errors.begin(), scan_result_.errors.end());
+  summary_.scan_incomplete = !scan_status_.ok() || !scan_result_.errors.empty();
   summary_.duration_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return summary_;
 }
@@ -484,6 +485,7 @@ Status Sender::EndFile(const Entry& entry, const protocol::FileEnd& end, uint64_
     signatures_.erase(entry.id);
     finished_[entry.id] = true;
     if (end.outcome == FileOutcome::kReadError) summary_.errors.push_back(end.message);
+    if (end.outcome != FileOutcome::kComplete) summary_.unsettled.push_back(entry.path);
     if (end.outcome != FileOutcome::kVanished && end.outcome != FileOutcome::kReadError) {
       summary_.files_sent += 1;
     }

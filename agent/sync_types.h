@@ -56,6 +56,11 @@ struct SyncSummary {
   uint32_t streams = 1;  // data streams the session ran on
   uint64_t base_token = 0;  // COMMIT's: the next stage may be partial from this one (0: not)
   std::vector<std::string> errors;  // source parts that could not be read, files that failed
+  // The sender's: files this stage sent but cannot vouch for (changed while read, unreadable,
+  // vanished), by path; and whether the scan missed part of the tree. A tracked stage after it
+  // looks at these again (daemon/tracking.h): no later change of theirs need come to say so.
+  std::vector<std::string> unsettled;
+  bool scan_incomplete = false;
 };
 
 // Receives the receiver's itemised changes (dry run, --itemize).

@@ -9,6 +9,7 @@
 #include "base/bounds.h"
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/memory.h"
 #include "client/json.h"
 #include "client/net.h"
 #include "daemon/metrics.h"
@@ -297,7 +298,8 @@ void StageRunner::Run(Running* run) {
     state = stopping_ ? StageState::kInterrupted : StageState::kCancelled;
   }
   if (metrics_ != nullptr) metrics_->SessionEnded();
-  Finish(run, state, summary);
+  Finish(run, state, summary);  // `run` is gone after it
+  ReleaseFreeMemory();  // what the stage's sender freed (base/memory.h)
 }
 
 // A lost connection is tried again (a reset, a timeout, a target daemon restarting), after a
@@ -362,9 +364,11 @@ Result<SyncSummary> StageRunner::Push(Running* run, const Location& target, cons
     plan = tracking_.Begin(spec.push.source, key, o.dry_run, forced);
   }
   std::vector<protocol::Entry> manifest;
+  LinkNames links = o.block ? LinkNames() : tracking_.TakeLinks(spec.push.source);
+  LinkNames walk_links;  // what a walk sees, instead of `links`, when it ran to its end
   if (plan.partial) {
     Result<std::vector<protocol::Entry>> changed =
-        ScanChanges(spec.push.source, ScanOptionsFor(o, &excludes), plan.changed, kPartialManifestEntriesMax);
+        ScanChanges(spec.push.source, ScanOptionsFor(o, &excludes), plan.changed, kPartialManifestEntriesMax, &links);
     if (changed.ok()) {
       manifest = std::move(*changed);
     } else {
@@ -372,7 +376,7 @@ Result<SyncSummary> StageRunner::Push(Running* run, const Location& target, cons
       plan.full_walk_reason = changed.status().message();
     }
   }
-  Result<SyncSummary> summary = PushOnce(run, target, excludes, connected, plan, &manifest);
+  Result<SyncSummary> summary = PushOnce(run, target, excludes, connected, plan, &manifest, &walk_links);
   if (!summary.ok() && plan.partial && summary.status().code() == Code::kUnsupported && !run->cancel) {
     // The target is not where the last stage left it (it says why): everything is compared.
     plan.partial = false;
@@ -382,15 +386,18 @@ Result<SyncSummary> StageRunner::Push(Running* run, const Location& target, cons
       std::lock_guard<std::mutex> lock(mutex_);
       ResetProgress(run);
     }
-    summary = PushOnce(run, target, excludes, connected, plan, &manifest);
+    summary = PushOnce(run, target, excludes, connected, plan, &manifest, &walk_links);
   }
-  if (!o.block) tracking_.End(spec.push.source, key, o.dry_run, summary.ok(), summary.ok() ? summary->base_token : 0);
+  if (!o.block) {
+    tracking_.End(spec.push.source, key, o.dry_run, summary);
+    tracking_.PutLinks(spec.push.source, !plan.partial && summary.ok() ? std::move(walk_links) : std::move(links));
+  }
   return summary;
 }
 
 Result<SyncSummary> StageRunner::PushOnce(Running* run, const Location& target, const ExcludeList& excludes,
                                           bool* connected, const WalkPlan& plan,
-                                          const std::vector<protocol::Entry>* manifest) {
+                                          const std::vector<protocol::Entry>* manifest, LinkNames* walk_links) {
   const StageSpec& spec = run->status.spec;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -412,8 +419,11 @@ Result<SyncSummary> StageRunner::PushOnce(Running* run, const Location& target, 
     settings.options.partial = true;
     settings.partial_base = plan.base;
     scan_options.manifest = manifest;
-  } else if (!plan.changed.empty()) {
-    scan_options.changed_hint = &plan.changed;  // a tracked stage that walks: what changed is known
+  } else {
+    walk_links->clear();
+    scan_options.links_out = walk_links;
+    // A tracked stage that walks: what changed is known.
+    if (!plan.changed.empty()) scan_options.changed_hint = &plan.changed;
   }
   Lanes::Connect connect = [&](Lanes*) {
     bool unused = false;

@@ -102,9 +102,11 @@ class StageRunner {
   // One attempt: connect to the target (*connected set once it answered) and push.
   Result<SyncSummary> Push(Running* run, const Location& target, const ExcludeList& excludes, bool* connected);
   // One session of an attempt: a tracked stage when `plan` is partial and its changes make a
-  // partial manifest, else a walk of everything (the reason in run's status).
+  // partial manifest, else a walk of everything (the reason in run's status), which fills
+  // `walk_links` with the names of the files it saw with more than one link.
   Result<SyncSummary> PushOnce(Running* run, const Location& target, const ExcludeList& excludes, bool* connected,
-                               const WalkPlan& plan, const std::vector<protocol::Entry>* manifest);
+                               const WalkPlan& plan, const std::vector<protocol::Entry>* manifest,
+                               LinkNames* walk_links);
   void Finish(Running* run, StageState state, const Result<SyncSummary>& summary);
   Status Journal(const StageStatus& status);
   void Snapshot(Running* run, StageStatus* out);

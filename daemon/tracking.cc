@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "agent/path.h"
 #include "base/log.h"
 
 namespace ferry {
@@ -28,14 +29,18 @@ void Tracking::AddChanges(Volume& volume, ChangeTracker::Changes changes) {
       continue;
     }
     for (const auto& [dir, names] : changes.dirs) {
-      std::set<std::string>& kept = target.pending[dir];
-      for (const std::string& name : names) target.names += kept.insert(name).second ? 1 : 0;
+      for (const std::string& name : names) AddName(target, dir, name);
     }
-    if (target.names > options_.names_max) {
-      target.gap = "more than " + std::to_string(options_.names_max) + " changed names since the last stage";
-      target.pending.clear();
-      target.names = 0;
-    }
+  }
+}
+
+void Tracking::AddName(Target& target, const std::string& dir, const std::string& name) {
+  if (!target.gap.empty()) return;
+  target.names += target.pending[dir].insert(name).second ? 1 : 0;
+  if (target.names > options_.names_max) {
+    target.gap = "more than " + std::to_string(options_.names_max) + " changed names since the last stage";
+    target.pending.clear();
+    target.names = 0;
   }
 }
 
@@ -111,15 +116,41 @@ WalkPlan Tracking::Begin(const std::string& root, const std::string& target_key,
   return plan;
 }
 
-void Tracking::End(const std::string& root, const std::string& target_key, bool dry_run, bool committed,
-                   uint64_t base_token) {
+void Tracking::End(const std::string& root, const std::string& target_key, bool dry_run,
+                   const Result<SyncSummary>& stage) {
   if (dry_run || !options_.enabled) return;
   std::lock_guard<std::mutex> lock(mutex_);
   auto volume = volumes_.find(root);
   if (volume == volumes_.end()) return;
-  auto target = volume->second.targets.find(target_key);
-  if (target == volume->second.targets.end()) return;
-  target->second.base = committed ? base_token : 0;
+  auto it = volume->second.targets.find(target_key);
+  if (it == volume->second.targets.end()) return;
+  Target& target = it->second;
+  target.base = stage.ok() ? stage->base_token : 0;
+  if (!stage.ok()) return;
+  if (stage->base_token == 0 && (stage->scan_incomplete || stage->files_failed != 0)) {
+    target.gap = "the last stage left part of the target undone (" +
+                 (stage->scan_incomplete ? std::string("a part of the source it could not read")
+                                         : std::to_string(stage->files_failed) + " files failed") +
+                 ")";
+  }
+  // A file read while it changed: the target has an mtime that differs from the source's, and
+  // the write that moved it may have come before this stage began (so the watch says nothing more).
+  for (const std::string& path : stage->unsettled) {
+    auto [dir, name] = SplitParent(path);
+    AddName(target, std::string(dir), std::string(name));
+  }
+}
+
+LinkNames Tracking::TakeLinks(const std::string& root) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto volume = volumes_.find(root);
+  return volume == volumes_.end() ? LinkNames() : std::move(volume->second.links);
+}
+
+void Tracking::PutLinks(const std::string& root, LinkNames links) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto volume = volumes_.find(root);
+  if (volume != volumes_.end()) volume->second.links = std::move(links);
 }
 
 }  // namespace ferry

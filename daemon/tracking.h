@@ -23,6 +23,8 @@
 
 #include "agent/change_tracker.h"
 #include "agent/scan.h"
+#include "agent/sync_types.h"
+#include "base/result.h"
 
 namespace ferry {
 
@@ -53,8 +55,15 @@ class Tracking {
   // the stage's options changes what a manifest holds), before anything of the source is read.
   // `forced`: a reason the client gave for a full walk ("" for none).
   WalkPlan Begin(const std::string& root, const std::string& target, bool dry_run, const std::string& forced);
-  // At its end: committed with COMMIT's base token (0: none), or not.
-  void End(const std::string& root, const std::string& target, bool dry_run, bool committed, uint64_t base_token);
+  // At its end, with what it did: committed with COMMIT's base token (0: none), or failed. The
+  // files it sent but could not vouch for (SyncSummary::unsettled: changed while read, so given
+  // an mtime the source does not have) are due again at the next stage, whatever the watch
+  // sees; a target left with part of it undone (no token) makes the next stage walk.
+  void End(const std::string& root, const std::string& target, bool dry_run, const Result<SyncSummary>& stage);
+  // The names of the volume's files with more than one link (agent/scan.h), for ScanChanges:
+  // taken at a stage's start and put back, or replaced by what a walk saw, at its end.
+  LinkNames TakeLinks(const std::string& root);
+  void PutLinks(const std::string& root, LinkNames links);
 
  private:
   struct Target {
@@ -68,8 +77,11 @@ class Tracking {
     std::string watch_error;  // why it cannot be watched (said once)
     int64_t used_ms = 0;
     std::map<std::string, Target> targets;
+    LinkNames links;
   };
   void AddChanges(Volume& volume, ChangeTracker::Changes changes);  // REQUIRES: mutex_ held
+  // Adds `name` in `dir` to what `target` has not had; a gap past the bound. REQUIRES: mutex_ held.
+  void AddName(Target& target, const std::string& dir, const std::string& name);
 
   const TrackingOptions options_;
   std::mutex mutex_;
