@@ -107,8 +107,10 @@ class Scanner {
   std::mutex mutex_;  // guards what follows, and the sink's calls (one at a time, in id order)
   ScanResult result_;
   std::map<std::pair<dev_t, ino_t>, uint32_t> hardlink_leaders_;
-  // options_.changed_hint's files, by identity (set before the walk).
+  // The changed files, by identity (set before the walk): flagged changed wherever the walk
+  // meets them (every name of a linked file; a file in a subtree sent whole, a directory moved).
   std::set<std::pair<dev_t, ino_t>> hinted_inodes_;
+  void HintInodes(int root_fd, const ChangedDirs& changed);
   size_t link_names_ = 0;  // kept in options_.links_out
   // A partial manifest: every file has one name or all its names are in it (linked_), and at
   // most entries_max_ entries.
@@ -139,21 +141,22 @@ Result<UniqueFd> Scanner::EmitRoot(bool partial_listing) {
 Result<ScanResult> Scanner::Run() {
   Result<UniqueFd> root_fd = EmitRoot(/*partial_listing=*/false);
   if (!root_fd.ok()) return root_fd.status();
-  if (options_.changed_hint != nullptr) {
-    for (const auto& [dir, names] : *options_.changed_hint) {
-      for (const std::string& name : names) {
-        struct stat changed;
-        if (::fstatat(root_fd->get(), JoinPath(dir, name).c_str(), &changed, AT_SYMLINK_NOFOLLOW) == 0 &&
-            S_ISREG(changed.st_mode)) {
-          hinted_inodes_.insert({changed.st_dev, changed.st_ino});
-        }
-      }
-    }
-  }
+  if (options_.changed_hint != nullptr) HintInodes(root_fd->get(), *options_.changed_hint);
   WorkerPool subtrees(kScanHelpers);
   ScanDirectory(root_fd->get(), "", &subtrees);
   std::lock_guard<std::mutex> lock(mutex_);
   return std::move(result_);
+}
+
+void Scanner::HintInodes(int root_fd, const ChangedDirs& changed) {
+  for (const auto& [dir, names] : changed) {
+    for (const std::string& name : names) {
+      struct stat st;
+      if (::fstatat(root_fd, JoinPath(dir, name).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) {
+        hinted_inodes_.insert({st.st_dev, st.st_ino});
+      }
+    }
+  }
 }
 
 bool Scanner::AllNamesKnown(const Described& d) const {
@@ -271,6 +274,10 @@ Result<ScanResult> Scanner::RunPartial(const ChangedDirs& changed, size_t entrie
   }
   Result<UniqueFd> root_fd = EmitRoot(/*partial_listing=*/true);
   if (!root_fd.ok()) return root_fd.status();
+  // A changed file below a directory made or moved in comes with that directory's whole subtree,
+  // where the walk flags it by identity: a write that kept its size and mtime (in the same
+  // timestamp tick as the one before it, or set back) would otherwise be compared by those.
+  HintInodes(root_fd->get(), changed);
   ScanPartialDirectory(root_fd->get(), "", tree);
   std::lock_guard<std::mutex> lock(mutex_);
   return std::move(result_);
