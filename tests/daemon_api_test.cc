@@ -560,11 +560,20 @@ class MigrateTest : public TwoDaemons {
   // Starts `ferry migrate` (in `coordinator`, stderr to `err`) on a plan whose target daemon is
   // reached through `proxy`, and waits until the cutover has begun (the quiesce). Returns the
   // plan ("" when the cutover did not begin within a minute).
+  // A quiesce hook that stops the app and then waits until `go` exists: a test partitions the
+  // network first (a tracked final stage takes tens of milliseconds, and the whole cutover could
+  // end before the test saw it begin).
+  std::string QuiesceUntil(const std::string& go) {
+    return "[sh, -c, \"python3 " + app_ + " stop " + tmp_.Sub("source.pid") + " && while [ ! -e " + go +
+           " ]; do sleep 0.05; done\"]";
+  }
+  // `quiesce_source`: the plan's hook ("": the app's stop).
   std::string MigrateUntilQuiesce(ResetProxy& proxy, ChildProcess& coordinator, const std::string& state,
-                                  const std::string& err) {
+                                  const std::string& err, const std::string& quiesce_source = "") {
     target_url_ = "ferry://127.0.0.1:" + std::to_string(proxy.port());
     const std::string plan = WritePlan("[python3, " + app_ + ", start, " + dst_ + "/app.db, " +
-                                       tmp_.Sub("acked-target") + ", " + tmp_.Sub("target.pid") + "]");
+                                       tmp_.Sub("acked-target") + ", " + tmp_.Sub("target.pid") + "]",
+                                       quiesce_source);
     if (!coordinator.Spawn({FerryBinary(), "migrate", "--state-dir", state, plan}, "/dev/null", err)) return "";
     bool began = PollUntil([&] { return ReadFile(err).find("cutover: quiescing") != std::string::npos; }, 60);
     return began ? plan : "";
@@ -787,9 +796,10 @@ TEST_F(MigrateTest, PartitionDuringTheFinalStageEndsMigratedOrRolledBackNeverBot
   ResetProxy proxy(target_.port(), 0, 0);
   const std::string state = tmp_.Sub("coordinator"), err = tmp_.Sub("migrate.err");
   ChildProcess coordinator;
-  const std::string plan = MigrateUntilQuiesce(proxy, coordinator, state, err);
+  const std::string plan = MigrateUntilQuiesce(proxy, coordinator, state, err, QuiesceUntil(tmp_.Sub("partitioned")));
   ASSERT_FALSE(plan.empty()) << ReadFile(err);
   proxy.Partition(true);
+  WriteFile(tmp_.Sub("partitioned"), "");
   std::this_thread::sleep_for(std::chrono::milliseconds(2500));
   proxy.Partition(false);
   const int exit_code = coordinator.Wait(120);
@@ -822,9 +832,10 @@ TEST_F(MigrateTest, PartitionThatDoesNotHealRollsBack) {
   ResetProxy proxy(target_.port(), 0, 0);
   const std::string state = tmp_.Sub("coordinator"), err = tmp_.Sub("migrate.err");
   ChildProcess coordinator;
-  const std::string plan = MigrateUntilQuiesce(proxy, coordinator, state, err);
+  const std::string plan = MigrateUntilQuiesce(proxy, coordinator, state, err, QuiesceUntil(tmp_.Sub("partitioned")));
   ASSERT_FALSE(plan.empty()) << ReadFile(err);
   proxy.Partition(true);
+  WriteFile(tmp_.Sub("partitioned"), "");
   EXPECT_EQ(coordinator.Wait(180), 8) << ReadFile(err);
   json status = ParseJson(RunFerry({"status", "--json", "--state-dir", state, plan}).out);
   EXPECT_EQ(status.value("state", std::string()), "rolled_back") << status.dump();
