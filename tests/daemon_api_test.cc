@@ -800,6 +800,8 @@ TEST_F(MigrateTest, PartitionDuringTheFinalStageEndsMigratedOrRolledBackNeverBot
   ASSERT_FALSE(plan.empty()) << ReadFile(err);
   proxy.Partition(true);
   WriteFile(tmp_.Sub("partitioned"), "");
+  // Until the final stage has met it (the quiesce may take seconds on a loaded machine), then on.
+  EXPECT_TRUE(PollUntil([&] { return proxy.resets_done() > 0; }, 60)) << ReadFile(err);
   std::this_thread::sleep_for(std::chrono::milliseconds(2500));
   proxy.Partition(false);
   const int exit_code = coordinator.Wait(120);
