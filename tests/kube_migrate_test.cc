@@ -394,7 +394,7 @@ TEST_F(KubeMigrateTest, HolderPodsOfAKilledCoordinatorAreGoneAfterItsNextRun) {
   const std::string plan =
       WritePlan(kTwoPairs, "policy: {max_downtime: 60s, min_stages: 3, stage_interval: 30s}\n");
   std::future<CommandResult> killed = std::async(std::launch::async, [&] {
-    return RunCommand({"timeout", "--signal=KILL", "10", FerryBinary(), "migrate", plan,
+    return RunCommand({"timeout", "--signal=KILL", "20", FerryBinary(), "migrate", plan,
                        "--state-dir", tmp_.Sub("coordinator")},
                       60);
   });
@@ -404,7 +404,7 @@ TEST_F(KubeMigrateTest, HolderPodsOfAKilledCoordinatorAreGoneAfterItsNextRun) {
         const json status = json::parse(Ferry({"status", "--json", plan}).out, nullptr, false);
         return status.is_object() && status.value("state", "") == "staging";
       },
-      8));
+      18));  // 8 s were too few with three tests at a time on two cores
   EXPECT_EQ(Holders(a_), 2u);
   EXPECT_EQ(Holders(b_), 2u);
   // Another command on the plan meanwhile is refused by the journal's lock, and touches none of
