@@ -212,6 +212,7 @@ class Receiver {
   Status FinishIncoming(uint32_t id, Incoming& f, DirSlot* dir);
   Status CheckpointIncoming(Incoming& f);  // REQUIRES: f.mutex held
   Result<int> SlotDir(DirSlot* slot, std::string_view parent);
+  // The named temp file of entry `id` in its directory (every temp file of the session).
   std::string TempName(uint32_t id) const { return temp_tag_ + std::to_string(id); }
   Status CreateTemp(Incoming& f, DirSlot* dir);
   // REQUIRES: f.mutex held, or no other thread touches f.

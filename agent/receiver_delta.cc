@@ -265,7 +265,7 @@ Status Receiver::StartPatch(uint32_t id, Basis basis, uint64_t changed_bytes) {
     if (::futimens(basis_fd->get(), times) != 0) return TargetError(Status::Errno(errno, "set mtime"), e.path);
     f.fd = std::move(*basis_fd);
   } else {
-    f.temp_name = temp_tag_ + std::to_string(id);
+    f.temp_name = TempName(id);
     f.fd = UniqueFd(::openat(*dir_fd, f.temp_name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
     if (!f.fd.valid()) return TargetError(Status::Errno(errno, "create temp file"), e.path);
     open_file_ = std::move(f);  // from here on, a failure removes the temp file
@@ -291,7 +291,7 @@ Status Receiver::StartRsync(uint32_t id, Basis basis) {
   Result<UniqueFd> basis_fd = OpenBasis(*dir_fd, basis_name, basis, O_RDONLY, e.path);
   if (!basis_fd.ok()) return basis_fd.status();
   f.basis_fd = std::move(*basis_fd);
-  f.temp_name = temp_tag_ + std::to_string(id);
+  f.temp_name = TempName(id);
   f.fd = UniqueFd(::openat(*dir_fd, f.temp_name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!f.fd.valid()) return TargetError(Status::Errno(errno, "create temp file"), e.path);
   f.patcher = std::make_unique<rsync_delta::Patcher>(f.basis_fd.get(), f.fd.get(), e.size);

@@ -363,7 +363,7 @@ Status Receiver::LinkFollowers() {
       continue;
     }
     Item(exists ? ItemAction::kUpdate : ItemAction::kCreate, e);
-    std::string temp = temp_tag_ + std::to_string(id);
+    std::string temp = TempName(id);
     if (::linkat(leader_fd, leader_name_str.c_str(), *dir, temp.c_str(), 0) != 0) {
       return TargetError(Status::Errno(errno, "hard link"), e.path);
     }
@@ -394,7 +394,7 @@ Status Receiver::BreakStaleLinks() {
       FERRY_RETURN_IF_ERROR(TargetError(ApplyMetadata(*dir_fd, name_str, e, EntryMtime(e), policy_), e.path));
       continue;
     }
-    std::string temp = temp_tag_ + std::to_string(candidate.id);
+    std::string temp = TempName(candidate.id);
     FERRY_RETURN_IF_ERROR(CopyToTemp(candidate.id, *dir_fd, name_str, temp));
     committer_->Add({std::string(parent), temp, name_str, e.size, UniqueFd(), UnnamedTicket()});
   }
