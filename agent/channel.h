@@ -73,6 +73,10 @@ class Channel {
   // one arrives within `grace_ms`, since it names the cause. Any other status is returned as is.
   Status PreferPeerError(const Status& local, int grace_ms);
 
+  // The capabilities both ends agreed in the handshake (protocol::kCap*).
+  void SetCapabilities(uint64_t capabilities) { capabilities_.store(capabilities, std::memory_order_relaxed); }
+  uint64_t capabilities() const { return capabilities_.load(std::memory_order_relaxed); }
+
   void Shutdown() { stream_.Shutdown(); }
   const std::string& peer_name() const { return stream_.peer_name(); }
   bool encrypted() const { return stream_.encrypted(); }
@@ -89,6 +93,7 @@ class Channel {
   std::atomic<uint64_t> bytes_sent_{0};
   std::atomic<int64_t> last_send_ms_;
   std::atomic<bool> compress_content_{true};
+  std::atomic<uint64_t> capabilities_{0};
   std::unique_ptr<TokenBucket> rate_limit_;  // guarded by send_mutex_
   // Adaptive content compression, guarded by send_mutex_: the current level (0 raw) and the
   // window of content frames it is judged on.

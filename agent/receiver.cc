@@ -117,15 +117,18 @@ Status Receiver::Dispatch(const Frame& frame, bool* done) {
     case MessageType::kDone: {
       Result<protocol::Count> count = protocol::Count::Decode(frame.payload);
       if (!count.ok()) return count.status();
-      if (!entries_complete_ || needs_finished_ != needs_total_ || open_file_) {
-        return Status::Protocol("DONE before every needed file arrived");
-      }
+      // With kCapEndOnStream the FILE_ENDs of files sent whole may still be on the data streams:
+      // they are in once every such file is.
+      const bool ends_on_streams = (channel_.capabilities() & protocol::kCapEndOnStream) != 0;
+      auto all_ended = [&] { return entries_complete_ && needs_finished_ == needs_total_ && !open_file_; };
+      if (!ends_on_streams && !all_ended()) return Status::Protocol("DONE before every needed file arrived");
+      *done = true;
+      FERRY_RETURN_IF_ERROR(AwaitIncoming());
+      if (!all_ended()) return Status::Protocol("DONE before every needed file arrived");
       if (count->count != files_arrived_) {  // FORMAT.md: each side checks the other's count
         return Status::Protocol("DONE counts " + std::to_string(count->count) + " files sent, " +
                                 std::to_string(files_arrived_) + " arrived");
       }
-      *done = true;
-      FERRY_RETURN_IF_ERROR(AwaitIncoming());
       lanes_stopping_ = true;  // every file is in: the sender may close its streams now
       FERRY_RETURN_IF_ERROR(Finish());
       return channel_.SendMessage(MessageType::kCommit, figures_);
@@ -311,7 +314,7 @@ Status Receiver::HandleFileEntry(const Entry& e, int dir_fd, const std::string& 
     return TargetError(ApplyMetadata(dir_fd, name, e, EntryMtime(e), policy_), e.path);
   }
   if (e.size > kFileSizeMax) {  // counted and named; the stage goes on
-    figures_.files_failed += 1;
+    CountFailed();
     LOG_WARN("'" + Display(e.path) + "' is " + std::to_string(e.size) + " bytes: files over 4 TiB are not synced");
     return Status::Ok();
   }
@@ -374,7 +377,7 @@ Status Receiver::CreateSpecial(const Entry& e, int dir_fd, const std::string& na
     Status s = Status::Errno(errno, "create");
     if (s.code() == Code::kPermission && !policy_.privileged) {
       // Devices need root: skip and report, as rsync does; the stage goes on.
-      figures_.files_failed += 1;
+      CountFailed();
       LOG_WARN("cannot create '" + Display(e.path) + "' without root: " + s.ToString());
       return Status::Ok();
     }

@@ -80,9 +80,10 @@ Status Receiver::HandleFileEnd(const Frame& frame) {
   bool whole = false;  // sent whole: its FILE_END may come while a patched file is open
   {
     std::lock_guard<std::mutex> lock(incoming_mutex_);
-    whole = incoming_.count(end->id) != 0 || (end->id < whole_needed_.size() && whole_needed_[end->id]);
+    whole = incoming_.count(end->id) != 0 || (end->id < whole_needed_.size() && (whole_needed_[end->id] || whole_ended_[end->id]));
   }
-  if (!whole && open_file_ && open_file_->id != end->id) return Status::Protocol("FILE_END for a file not open");
+  if (whole) return EndWholeFile(*end, &control_dir_);  // counted there, with the lanes'
+  if (open_file_ && open_file_->id != end->id) return Status::Protocol("FILE_END for a file not open");
   if (bases_.count(end->id) != 0) {
     if (end->outcome == FileOutcome::kComplete || end->outcome == FileOutcome::kChanged) {
       return Status::Protocol("FILE_END for entry " + std::to_string(end->id) + " before its PATCH");
@@ -93,12 +94,14 @@ Status Receiver::HandleFileEnd(const Frame& frame) {
   needs_finished_ += 1;
   if (end->outcome == FileOutcome::kComplete || end->outcome == FileOutcome::kChanged) files_arrived_ += 1;
   progress_->files_sent += 1;
-  if (end->outcome == FileOutcome::kVanished) figures_.files_vanished += 1;
+  if (end->outcome == FileOutcome::kVanished) {
+    std::lock_guard<std::mutex> lock(finish_mutex_);  // the lanes count files sent whole
+    figures_.files_vanished += 1;
+  }
   if (end->outcome == FileOutcome::kReadError) {
-    figures_.files_failed += 1;
+    CountFailed();
     LOG_WARN("sender could not read '" + std::string(entries_.path(end->id)) + "': " + end->message);
   }
-  if (whole) return EndIncoming(*end);
   if (!open_file_) {  // given up before its PATCH
     if (end->outcome == FileOutcome::kComplete || end->outcome == FileOutcome::kChanged) {
       return Status::Protocol("FILE_END for entry " + std::to_string(end->id) + ", which was never sent");
@@ -463,15 +466,28 @@ Status Receiver::RefuseEmptySourceWipe(int root_fd) {
 // leaving excluded names alone. Looks only inside the source's directories, all listed at once
 // on the inspector's threads (on a cold target each listing waits on the disk), then deletes in
 // the manifest's order.
+// Directories the sweep lists at once (in parallel). Listing them all at once held every name of
+// the target a second time: a sixth of a full stage's receiver peak at 100,000 files.
+constexpr size_t kSweepDirsPerBatch = 64;
+
 Status Receiver::Sweep() {
-  std::vector<std::string> paths;
-  paths.reserve(directories_.size());
-  for (const Directory& d : directories_) {
-    if (!d.partial) paths.emplace_back(entries_.path(d.id));  // the rest of it is not in this manifest
-  }
-  std::vector<Result<std::vector<std::string>>> listings;
   CHECK(inspector_ != nullptr);
-  inspector_->ListDirectories(paths, root_display_, &listings);
+  std::vector<std::string> paths;
+  std::vector<Result<std::vector<std::string>>> listings;
+  for (size_t next = 0; next < directories_.size();) {
+    paths.clear();
+    for (; next < directories_.size() && paths.size() < kSweepDirsPerBatch; ++next) {
+      const Directory& d = directories_[next];
+      if (!d.partial) paths.emplace_back(entries_.path(d.id));  // the rest of it is not in this manifest
+    }
+    inspector_->ListDirectories(paths, root_display_, &listings);
+    FERRY_RETURN_IF_ERROR(SweepListed(paths, listings));
+  }
+  return Status::Ok();
+}
+
+Status Receiver::SweepListed(const std::vector<std::string>& paths,
+                             const std::vector<Result<std::vector<std::string>>>& listings) {
   for (size_t i = 0; i < paths.size(); ++i) {
     const std::string& path = paths[i];
     if (!listings[i].ok()) {

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <thread>
 
 #include "agent/hash.h"
@@ -328,8 +329,10 @@ TEST_F(ReceiverTest, RootEntryMustComeFirst) {
 
 class ReceiverLanesTest : public ReceiverTest {
  protected:
-  // Runs a receiver with `lane_count` data streams besides the session channel.
-  Status RunLaneStage(size_t lane_count, const std::function<void(Channel&, std::vector<Channel*>&)>& script) {
+  // Runs a receiver with `lane_count` data streams besides the session channel, both ends with
+  // the handshake's `capabilities`.
+  Status RunLaneStage(size_t lane_count, const std::function<void(Channel&, std::vector<Channel*>&)>& script,
+                      uint64_t capabilities = 0) {
     std::vector<std::unique_ptr<io::ByteStream>> near, far;
     std::vector<std::unique_ptr<Channel>> far_channels, near_channels;
     for (size_t i = 0; i <= lane_count; ++i) {
@@ -339,6 +342,8 @@ class ReceiverLanesTest : public ReceiverTest {
       near.push_back(std::move(b));
       far_channels.push_back(std::make_unique<Channel>(*far.back()));
       near_channels.push_back(std::make_unique<Channel>(*near.back()));
+      far_channels.back()->SetCapabilities(capabilities);
+      near_channels.back()->SetCapabilities(capabilities);
     }
     Status result;
     std::thread receiver([&] {
@@ -395,6 +400,69 @@ TEST_F(ReceiverLanesTest, BlocksArriveInAnyOrderOverAnyStream) {
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_EQ(ReadAll(root_ + "/f"), content);
   EXPECT_EQ(CountEntries(root_), 1) << "no temp file left";
+}
+
+// kCapEndOnStream: each FILE_END behind its file's data on a stream, after DONE on the session's
+// connection; the stage commits once every file is in, and nothing waits for the manifest.
+TEST_F(ReceiverLanesTest, FileEndsOnTheStreamsBehindTheirDataMayComeAfterDone) {
+  const std::string one(5000, 'a'), two(9000, 'b');
+  auto end_of = [&](uint32_t id, const std::string& content) {
+    protocol::FileEnd end;
+    end.id = id;
+    end.size = content.size();
+    end.content_hash = Root(content);
+    return end;
+  };
+  Status s = RunLaneStage(
+      2,
+      [&](Channel& c, std::vector<Channel*>& lanes) {
+        SendEntries(c, {Dir(0, ""), File(1, "one", one.size()), File(2, "two", two.size()), File(3, "empty", 0)});
+        AwaitNeed(c);
+        ASSERT_TRUE(c.SendMessage(MessageType::kDone, protocol::Count{3}).ok());
+        ASSERT_TRUE(lanes[0]->SendMessage(MessageType::kData, protocol::Data{1, 0, one}).ok());
+        ASSERT_TRUE(lanes[1]->SendMessage(MessageType::kData, protocol::Data{2, 0, two}).ok());
+        ASSERT_TRUE(lanes[0]->SendMessage(MessageType::kFileEnd, end_of(1, one)).ok());
+        ASSERT_TRUE(lanes[1]->SendMessage(MessageType::kFileEnd, end_of(2, two)).ok());
+        ASSERT_TRUE(lanes[0]->SendMessage(MessageType::kFileEnd, end_of(3, "")).ok());
+      },
+      protocol::kCapEndOnStream);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(ReadAll(root_ + "/one"), one);
+  EXPECT_EQ(ReadAll(root_ + "/two"), two);
+  EXPECT_EQ(ReadAll(root_ + "/empty"), "");
+  EXPECT_EQ(CountEntries(root_), 3) << "no temp file left";
+}
+
+TEST_F(ReceiverLanesTest, AFileEndTwiceOrOnAStreamWithoutTheCapabilityIsRefused) {
+  const std::string content(5000, 'a');
+  protocol::FileEnd end;
+  end.id = 1;
+  end.size = content.size();
+  end.content_hash = Root(content);
+  for (uint64_t capabilities : {uint64_t{0}, protocol::kCapEndOnStream}) {
+    Status s = RunLaneStage(
+        1,
+        [&](Channel& c, std::vector<Channel*>& lanes) {
+          SendEntries(c, {Dir(0, ""), File(1, "f", content.size())});
+          AwaitNeed(c);
+          ASSERT_TRUE(lanes[0]->SendMessage(MessageType::kFileEnd, end).ok());
+          if (capabilities != 0) {
+            ASSERT_TRUE(c.SendMessage(MessageType::kFileEnd, end).ok());
+          }
+          // What would finish the stage, were the FILE_END accepted (the receiver may have closed).
+          (void)lanes[0]->SendMessage(MessageType::kData, protocol::Data{1, 0, content});
+          (void)c.SendMessage(MessageType::kDone, protocol::Count{1});
+        },
+        capabilities);
+    EXPECT_EQ(s.code(), Code::kProtocol) << capabilities << ": " << s.ToString();
+    // No temp file left; the file itself only whole (its data and first FILE_END may have
+    // finished it before the refusal: what committed stays, as after any cut).
+    std::vector<std::string> left;
+    for (const auto& e : std::filesystem::directory_iterator(root_)) left.push_back(e.path().filename());
+    EXPECT_TRUE(left.empty() || (left == std::vector<std::string>{"f"} && ReadAll(root_ + "/f") == content))
+        << capabilities << ": " << (left.empty() ? "" : left[0]);
+    std::filesystem::remove_all(root_ + "/f");
+  }
 }
 
 TEST_F(ReceiverLanesTest, OverlappingOrOffGridBlocksAreRefused) {

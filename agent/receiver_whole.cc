@@ -57,6 +57,8 @@ void Receiver::StartIncoming(uint32_t id, bool name_free) {
   if (whole_needed_.size() <= id) {
     whole_needed_.resize(id + 1);
     name_free_.resize(id + 1);
+    whole_discarded_.resize(id + 1);
+    whole_ended_.resize(id + 1);
   }
   CHECK(incoming_.count(id) == 0 && !whole_needed_[id]);
   whole_needed_[id] = true;
@@ -77,6 +79,10 @@ std::shared_ptr<Receiver::Incoming> Receiver::FindIncoming(uint32_t id) {
   f->block_size = BlockSizeFor(f->size);
   f->may_be_unnamed = name_free_[id] && f->size < kResumeCheckpointBytes;
   whole_needed_[id] = false;
+  if (auto early = early_ends_.find(id); early != early_ends_.end()) {
+    f->end = early->second;
+    early_ends_.erase(early);
+  }
   incoming_.emplace(id, f);
   return f;
 }
@@ -126,6 +132,7 @@ Status Receiver::HandleWholeRange(uint32_t id, uint64_t offset, std::string_view
   {
     std::lock_guard<std::mutex> lock(incoming_mutex_);
     file = FindIncoming(id);
+    if (!file && id < whole_discarded_.size() && whole_discarded_[id]) return Status::Ok();  // its last blocks
     if (!file) {
       return Status::Protocol(std::string(bytes.empty() ? "HOLE" : "DATA") + " for entry " + std::to_string(id) +
                               ", which is not being sent whole");
@@ -199,10 +206,10 @@ Status Receiver::ParkIfComplete(Incoming& f) {
   return Status::Ok();
 }
 
-void Receiver::RemoveTemp(Incoming& f) {
+void Receiver::RemoveTemp(Incoming& f, DirSlot* dir) {
   if (!f.fd.valid() && !f.parked) return;  // none made yet
   if (!f.unnamed) {
-    Result<int> dir_fd = SlotDir(&control_dir_, f.parent());
+    Result<int> dir_fd = SlotDir(dir, f.parent());
     if (dir_fd.ok()) ::unlinkat(*dir_fd, TempName(f.id).c_str(), 0);
   }
   f.fd.Reset();  // an unnamed file vanishes here
@@ -245,21 +252,78 @@ Status Receiver::CheckpointIncoming(Incoming& f) {
   return Status::Ok();
 }
 
-Status Receiver::EndIncoming(const protocol::FileEnd& end) {
+Status Receiver::EndWholeFile(const protocol::FileEnd& end, DirSlot* dir) {
+  {
+    std::lock_guard<std::mutex> lock(incoming_mutex_);
+    const bool whole = end.id < whole_needed_.size() && (whole_needed_[end.id] || incoming_.count(end.id) != 0);
+    if (!whole || whole_ended_[end.id]) {
+      return Status::Protocol("FILE_END for entry " + std::to_string(end.id) + ", which is not being sent whole" +
+                              (whole ? " (a second one)" : ""));
+    }
+    whole_ended_[end.id] = true;
+  }
+  needs_finished_ += 1;
+  if (end.outcome == FileOutcome::kComplete || end.outcome == FileOutcome::kChanged) files_arrived_ += 1;
+  progress_->files_sent += 1;
+  if (end.outcome == FileOutcome::kVanished || end.outcome == FileOutcome::kReadError) {
+    std::string path;
+    {
+      std::shared_lock<std::shared_mutex> lock(entries_mutex_);
+      path = entries_.path(end.id);
+    }
+    if (end.outcome == FileOutcome::kVanished) {
+      std::lock_guard<std::mutex> lock(finish_mutex_);
+      figures_.files_vanished += 1;
+    } else {
+      CountFailed();
+      LOG_WARN("sender could not read '" + path + "': " + end.message);
+    }
+  }
+  return EndIncoming(end, dir);
+}
+
+Status Receiver::EndIncoming(const protocol::FileEnd& end, DirSlot* dir) {
+  const bool given_up = end.outcome == FileOutcome::kVanished || end.outcome == FileOutcome::kReadError;
   std::shared_ptr<Incoming> file;
   {
     std::lock_guard<std::mutex> lock(incoming_mutex_);
-    file = FindIncoming(end.id);
-    CHECK(file != nullptr);  // the caller checked the file is needed whole
+    if (auto it = incoming_.find(end.id); it != incoming_.end()) {
+      file = it->second;
+    } else {  // none of its data came yet
+      CHECK(end.id < whole_needed_.size() && whole_needed_[end.id]);  // the caller checked
+      uint64_t size = 0;
+      std::string_view path;
+      {
+        std::shared_lock<std::shared_mutex> entries_lock(entries_mutex_);
+        size = entries_.file_size(end.id);
+        path = entries_.path(end.id);
+      }
+      if (given_up) {
+        whole_needed_[end.id] = false;
+        whole_discarded_[end.id] = true;
+        progress_->bytes_skipped += size;
+        incoming_open_ -= 1;
+        incoming_changed_.notify_all();
+        return Status::Ok();
+      }
+      if (end.size != size) {
+        return Status::Corruption("FILE_END size differs from the manifest for '" + std::string(path) + "'");
+      }
+      if (size > 0) {
+        early_ends_.emplace(end.id, Ended{end.content_hash, end.outcome});
+        return Status::Ok();
+      }
+      file = FindIncoming(end.id);  // an empty file: no data comes
+    }
   }
   Incoming& f = *file;
   bool complete = false;
   {
     std::lock_guard<std::mutex> lock(f.mutex);
-    if (end.outcome == FileOutcome::kVanished || end.outcome == FileOutcome::kReadError) {
+    if (given_up) {
       f.discarded = true;
       progress_->bytes_skipped += f.size - std::min(f.size, f.data_bytes);
-      RemoveTemp(f);
+      RemoveTemp(f, dir);
       f.leaves = {};
       f.covered = {};
       std::lock_guard<std::mutex> table_lock(incoming_mutex_);
@@ -270,10 +334,10 @@ Status Receiver::EndIncoming(const protocol::FileEnd& end) {
     if (end.size != f.size) {
       return Status::Corruption("FILE_END size differs from the manifest for '" + std::string(f.path) + "'");
     }
-    f.end = end;
+    f.end = Ended{end.content_hash, end.outcome};
     complete = f.covered_bytes == f.size;
   }
-  return complete ? FinishIncoming(end.id, f, &control_dir_) : Status::Ok();
+  return complete ? FinishIncoming(end.id, f, dir) : Status::Ok();
 }
 
 Status Receiver::FinishIncoming(uint32_t id, Incoming& f, DirSlot* dir) {
@@ -282,7 +346,7 @@ Status Receiver::FinishIncoming(uint32_t id, Incoming& f, DirSlot* dir) {
     std::shared_lock<std::shared_mutex> lock(entries_mutex_);
     e = entries_.Get(id);
   }
-  const protocol::FileEnd& end = *f.end;
+  const Ended& end = *f.end;
   if (f.parked) FERRY_RETURN_IF_ERROR(ReopenParked(f, dir));
   if (!f.fd.valid()) FERRY_RETURN_IF_ERROR(CreateTemp(f, dir));  // empty, or holes only
   if (HashTree(f.leaves).Root() != end.content_hash) {
@@ -349,8 +413,19 @@ void Receiver::LaneLoop(Channel& lane) {
           s = hole.ok() ? HandleWholeRange(hole->id, hole->offset, {}, hole->length, &dir) : hole.status();
           break;
         }
+        case MessageType::kFileEnd: {  // kCapEndOnStream: behind the file's last range
+          if ((channel_.capabilities() & protocol::kCapEndOnStream) == 0) {
+            s = UnexpectedFrame(frame, "DATA or HOLE on a data stream", lane.peer_name());
+            break;
+          }
+          Result<protocol::FileEnd> end = protocol::FileEnd::Decode(frame.payload);
+          s = end.ok() ? EndWholeFile(*end, &dir) : end.status();
+          break;
+        }
         default:
-          s = UnexpectedFrame(frame, "DATA or HOLE on a data stream", lane.peer_name());
+          s = UnexpectedFrame(frame, (channel_.capabilities() & protocol::kCapEndOnStream) != 0
+                                         ? "DATA, HOLE or FILE_END on a data stream" : "DATA or HOLE on a data stream",
+                              lane.peer_name());
       }
       if (s.ok()) continue;
       bool peer_fault = s.code() == Code::kProtocol || s.code() == Code::kCorruption;
@@ -398,11 +473,14 @@ void Receiver::StopLanes() {
 void Receiver::DiscardIncoming() {
   std::lock_guard<std::mutex> lock(incoming_mutex_);
   for (auto& [id, f] : incoming_) {
-    if (!f->discarded && f->checkpoint == 0) RemoveTemp(*f);  // a checkpoint: resumed next stage
+    if (!f->discarded && f->checkpoint == 0) RemoveTemp(*f, &control_dir_);  // a checkpoint: resumed next stage
   }
   incoming_.clear();
+  early_ends_.clear();
   whole_needed_.clear();
   name_free_.clear();
+  whole_discarded_.clear();
+  whole_ended_.clear();
 }
 
 }  // namespace ferry

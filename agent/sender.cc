@@ -461,7 +461,7 @@ Status Sender::SendFile(uint32_t id) {
       end.outcome = FileOutcome::kChanged;
     }
   }
-  return EndFile(entry, end, data_bytes);
+  return EndFile(entry, end, data_bytes, channel_);
 }
 
 bool Sender::MovedWhileRead(int fd, const struct stat& before, const Entry& entry) {
@@ -474,7 +474,7 @@ bool Sender::MovedWhileRead(int fd, const struct stat& before, const Entry& entr
          MtimeNs(before) != int64_t{entry.mtime_sec} * 1'000'000'000 + entry.mtime_nsec;
 }
 
-Status Sender::EndFile(const Entry& entry, const protocol::FileEnd& end, uint64_t data_bytes) {
+Status Sender::EndFile(const Entry& entry, const protocol::FileEnd& end, uint64_t data_bytes, Channel& via) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     // Offered for a file that vanished, or left over: no longer wanted, nor accepted later.
@@ -492,7 +492,7 @@ Status Sender::EndFile(const Entry& entry, const protocol::FileEnd& end, uint64_
   }
   progress_->bytes_skipped += entry.size - std::min(entry.size, data_bytes);
   progress_->files_sent += 1;
-  return channel_.SendMessage(MessageType::kFileEnd, end);
+  return via.SendMessage(MessageType::kFileEnd, end);
 }
 
 // A whole file on the session channel (a PATCH kWhole of the delta): one range, in order.

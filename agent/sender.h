@@ -133,8 +133,9 @@ class Sender {
   static size_t PrepareDataPayload(std::string* payload, uint32_t id, uint64_t offset, size_t data_bytes);
   // Waits until every file sent whole has had its FILE_END.
   Status AwaitWholeFiles();
-  // The end of a needed file: bookkeeping, then FILE_END on the session channel.
-  Status EndFile(const protocol::Entry& entry, const protocol::FileEnd& end, uint64_t data_bytes);
+  // The end of a needed file: bookkeeping, then FILE_END on `via` (the session channel, or with
+  // kCapEndOnStream the data stream that carried a whole file's last range).
+  Status EndFile(const protocol::Entry& entry, const protocol::FileEnd& end, uint64_t data_bytes, Channel& via);
   // Whether `fd`, stat'ed as `before` when its read began, moved while it was read.
   bool MovedWhileRead(int fd, const struct stat& before, const protocol::Entry& entry);
   // The file against the receiver's basis (sender_delta.cc): its block hashes, the tree descent

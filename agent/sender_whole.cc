@@ -189,7 +189,11 @@ Status Sender::SendRange(Worker& worker, const Range& range) {
   end.outcome = f.outcome;
   end.message = f.message;
   end.content_hash = HashTree(std::move(f.leaves)).Root();
-  Status s = EndFile(entry, end, f.data_bytes);
+  // Behind the file's data on its stream when the receiver takes it there: a FILE_END on the
+  // session's connection passed tens of thousands of small files' data still in the streams'
+  // socket buffers (or trailed them behind the manifest), and the receiver held each such file.
+  const bool on_stream = (channel_.capabilities() & protocol::kCapEndOnStream) != 0;
+  Status s = EndFile(entry, end, f.data_bytes, on_stream ? *worker.channel : channel_);
   std::lock_guard<std::mutex> lock(mutex_);
   whole_pending_ -= 1;
   if (whole_pending_ == 0) changed_.notify_all();  // only AwaitWholeFiles waits on the count

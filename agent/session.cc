@@ -19,7 +19,7 @@ Status ReceiveExpected(Channel& channel, MessageType type, int timeout_ms, Frame
 
 Result<protocol::Welcome> SayHello(Channel& channel, WireCompression compress) {
   protocol::Hello hello;
-  hello.capabilities = compress == WireCompression::kNone ? 0 : protocol::kCapZstd;
+  hello.capabilities = protocol::kCapEndOnStream | (compress == WireCompression::kNone ? 0 : protocol::kCapZstd);
   hello.agent = kAgentName;
   Frame frame;
   Status said = channel.SendMessage(MessageType::kHello, hello);
@@ -40,6 +40,7 @@ Result<protocol::Welcome> SayHello(Channel& channel, WireCompression compress) {
   if ((welcome->capabilities & ~hello.capabilities) != 0) {
     return Status::Protocol("daemon " + channel.peer_name() + " accepted capabilities it was not offered");
   }
+  channel.SetCapabilities(welcome->capabilities);
   channel.SetCompression((welcome->capabilities & protocol::kCapZstd) != 0
                              ? std::optional<int>(kZstdLevelDefault) : std::nullopt);
   return welcome;
@@ -95,6 +96,7 @@ Status AcceptHello(Channel& channel) {
   welcome.capabilities = hello->capabilities & protocol::kCapsAll;
   welcome.agent = kAgentName;
   FERRY_RETURN_IF_ERROR(channel.SendMessage(MessageType::kWelcome, welcome));
+  channel.SetCapabilities(welcome.capabilities);
   channel.SetCompression((welcome.capabilities & protocol::kCapZstd) != 0
                              ? std::optional<int>(kZstdLevelDefault) : std::nullopt);
   return Status::Ok();

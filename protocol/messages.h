@@ -51,7 +51,10 @@ bool IsKnownMessageType(uint8_t type);
 
 // Capabilities (HELLO / WELCOME): the intersection is what the session may use.
 inline constexpr uint64_t kCapZstd = 1u << 0;
-inline constexpr uint64_t kCapsAll = kCapZstd;
+// A file sent whole over the data streams has its FILE_END on the stream that carried its last
+// range, behind its data, not on the session's connection (FORMAT.md, "Session").
+inline constexpr uint64_t kCapEndOnStream = 1u << 1;
+inline constexpr uint64_t kCapsAll = kCapZstd | kCapEndOnStream;
 
 struct Hello {
   uint32_t version_min = kProtocolVersionMin;
