@@ -294,6 +294,7 @@ void Receiver::RememberWrittenXattrs() {
     std::lock_guard<std::mutex> lock(finish_mutex_);
     written.swap(xattrs_written_);
   }
+  xattr_cache_->ReserveRemembered(written.size());
   std::string last_parent;
   dev_t last_parent_dev = 0;
   bool have_parent = false;

@@ -186,6 +186,11 @@ void XattrCache::Remember(const struct stat& st, const std::vector<protocol::Xat
   added_.push_back(r);
 }
 
+void XattrCache::ReserveRemembered(size_t count) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  added_.reserve(added_.size() + count);
+}
+
 size_t XattrCache::remembered_count() const {
   return added_.size();
 }

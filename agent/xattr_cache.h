@@ -52,6 +52,9 @@ class XattrCache {
   // btrfs, tmpfs), so the record is kept even with a ctime of just now.
   void Remember(const struct stat& st, const std::vector<protocol::Xattr>& xattrs,
                 bool fine_grained = false);
+  // Room for `count` more Remember()s, made at once: a full stage's records grown one by one
+  // held one and a half copies at the last growth.
+  void ReserveRemembered(size_t count);
   // Writes the records found or remembered in this stage (those of inodes no longer seen are
   // dropped), when they differ from what was loaded. A failure costs the next stage time only.
   Status Save();
