@@ -212,6 +212,8 @@ class Receiver {
   // The FILE_END of a file sent whole, from the session's connection or (kCapEndOnStream) the
   // data stream of its last range: its counts, then EndIncoming. `dir`: the caller's.
   Status EndWholeFile(const protocol::FileEnd& end, DirSlot* dir);
+  // A FILE_END's counts and figures (from the main thread or a lane); `path`: its entry's.
+  void CountFileEnd(const protocol::FileEnd& end, std::string_view path);
   // A file not synced, counted in figures_ (the lanes count too).
   void CountFailed() {
     std::lock_guard<std::mutex> lock(finish_mutex_);

@@ -91,17 +91,7 @@ Status Receiver::HandleFileEnd(const Frame& frame) {
     TakeBasis(end->id);  // vanished or unreadable: the basis is not needed
   }
   file_state_[end->id] = kFileFinished;
-  needs_finished_ += 1;
-  if (end->outcome == FileOutcome::kComplete || end->outcome == FileOutcome::kChanged) files_arrived_ += 1;
-  progress_->files_sent += 1;
-  if (end->outcome == FileOutcome::kVanished) {
-    std::lock_guard<std::mutex> lock(finish_mutex_);  // the lanes count files sent whole
-    figures_.files_vanished += 1;
-  }
-  if (end->outcome == FileOutcome::kReadError) {
-    CountFailed();
-    LOG_WARN("sender could not read '" + std::string(entries_.path(end->id)) + "': " + end->message);
-  }
+  CountFileEnd(*end, entries_.path(end->id));
   if (!open_file_) {  // given up before its PATCH
     if (end->outcome == FileOutcome::kComplete || end->outcome == FileOutcome::kChanged) {
       return Status::Protocol("FILE_END for entry " + std::to_string(end->id) + ", which was never sent");
@@ -120,6 +110,20 @@ Status Receiver::HandleFileEnd(const Frame& frame) {
       return FinishFile(*end);
   }
   return Status::Ok();
+}
+
+void Receiver::CountFileEnd(const protocol::FileEnd& end, std::string_view path) {
+  needs_finished_ += 1;
+  if (end.outcome == FileOutcome::kComplete || end.outcome == FileOutcome::kChanged) files_arrived_ += 1;
+  progress_->files_sent += 1;
+  if (end.outcome == FileOutcome::kVanished) {
+    std::lock_guard<std::mutex> lock(finish_mutex_);  // the lanes count files sent whole
+    figures_.files_vanished += 1;
+  }
+  if (end.outcome == FileOutcome::kReadError) {
+    CountFailed();
+    LOG_WARN("sender could not read '" + std::string(path) + "': " + end.message);
+  }
 }
 
 Status Receiver::FinishFile(const protocol::FileEnd& end) {

@@ -262,23 +262,12 @@ Status Receiver::EndWholeFile(const protocol::FileEnd& end, DirSlot* dir) {
     }
     whole_ended_[end.id] = true;
   }
-  needs_finished_ += 1;
-  if (end.outcome == FileOutcome::kComplete || end.outcome == FileOutcome::kChanged) files_arrived_ += 1;
-  progress_->files_sent += 1;
-  if (end.outcome == FileOutcome::kVanished || end.outcome == FileOutcome::kReadError) {
-    std::string path;
-    {
-      std::shared_lock<std::shared_mutex> lock(entries_mutex_);
-      path = entries_.path(end.id);
-    }
-    if (end.outcome == FileOutcome::kVanished) {
-      std::lock_guard<std::mutex> lock(finish_mutex_);
-      figures_.files_vanished += 1;
-    } else {
-      CountFailed();
-      LOG_WARN("sender could not read '" + path + "': " + end.message);
-    }
+  std::string_view path;
+  {
+    std::shared_lock<std::shared_mutex> lock(entries_mutex_);
+    path = entries_.path(end.id);  // never moves (entry_store.h)
   }
+  CountFileEnd(end, path);
   return EndIncoming(end, dir);
 }
 
@@ -395,6 +384,7 @@ Status Receiver::FinishIncoming(uint32_t id, Incoming& f, DirSlot* dir) {
 }
 
 void Receiver::LaneLoop(Channel& lane) {
+  const bool ends_here = (channel_.capabilities() & protocol::kCapEndOnStream) != 0;
   DirSlot dir;
   Frame frame;
   for (;;) {
@@ -413,18 +403,15 @@ void Receiver::LaneLoop(Channel& lane) {
           s = hole.ok() ? HandleWholeRange(hole->id, hole->offset, {}, hole->length, &dir) : hole.status();
           break;
         }
-        case MessageType::kFileEnd: {  // kCapEndOnStream: behind the file's last range
-          if ((channel_.capabilities() & protocol::kCapEndOnStream) == 0) {
-            s = UnexpectedFrame(frame, "DATA or HOLE on a data stream", lane.peer_name());
+        case MessageType::kFileEnd:  // kCapEndOnStream: behind the file's last range
+          if (ends_here) {
+            Result<protocol::FileEnd> end = protocol::FileEnd::Decode(frame.payload);
+            s = end.ok() ? EndWholeFile(*end, &dir) : end.status();
             break;
           }
-          Result<protocol::FileEnd> end = protocol::FileEnd::Decode(frame.payload);
-          s = end.ok() ? EndWholeFile(*end, &dir) : end.status();
-          break;
-        }
+          [[fallthrough]];
         default:
-          s = UnexpectedFrame(frame, (channel_.capabilities() & protocol::kCapEndOnStream) != 0
-                                         ? "DATA, HOLE or FILE_END on a data stream" : "DATA or HOLE on a data stream",
+          s = UnexpectedFrame(frame, ends_here ? "DATA, HOLE or FILE_END on a data stream" : "DATA or HOLE on a data stream",
                               lane.peer_name());
       }
       if (s.ok()) continue;
