@@ -8,7 +8,12 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <deque>
 #include <map>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
 
 #include "agent/io/fault.h"
 #include "agent/path.h"
@@ -38,6 +43,53 @@ size_t UnnamedBudget() {
   }();
   return budget;
 }
+
+// Lets go of replaced files on a thread of its own, one for the process: closing the last
+// descriptor of an unlinked inode frees its blocks, which costs I/O. Never destroyed (a detached
+// thread may still be at work while the process exits).
+class Reaper {
+ public:
+  using Retired = std::vector<std::pair<UniqueFd, UnnamedTicket>>;
+  static Reaper& Get() {
+    static Reaper* reaper = new Reaper;
+    return *reaper;
+  }
+  void Free(Retired batch) {
+    if (batch.empty()) return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    queued_.push_back(std::move(batch));
+    if (!started_) {
+      std::thread([this] { Loop(); }).detach();
+      started_ = true;
+    }
+    changed_.notify_all();
+  }
+  void AwaitIdle() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    changed_.wait(lock, [&] { return queued_.empty() && !busy_; });
+  }
+
+ private:
+  void Loop() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+      changed_.wait(lock, [&] { return !queued_.empty(); });
+      Retired batch = std::move(queued_.front());
+      queued_.pop_front();
+      busy_ = true;
+      lock.unlock();
+      batch.clear();  // closes them: the kernel frees each old content now
+      lock.lock();
+      busy_ = false;
+      changed_.notify_all();
+    }
+  }
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<Retired> queued_;
+  bool busy_ = false;
+  bool started_ = false;
+};
 
 // Links the unnamed file `fd` at `name` in `dir_fd`: through its descriptor where the process
 // may (CAP_DAC_READ_SEARCH), else through /proc/self/fd.
@@ -113,6 +165,26 @@ Committer::~Committer() {
     changed_.notify_all();
   }
   thread_.join();
+  Reaper::Get().Free(std::move(retired_));
+}
+
+void Committer::AwaitRetiredFreed() { Reaper::Get().AwaitIdle(); }
+
+void Committer::RetireOld(int dir_fd, const std::string& name) {
+  UniqueFd old(::openat(dir_fd, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  struct stat st;
+  if (!old.valid() || ::fstat(old.get(), &st) != 0) return;  // nothing there (or unreadable): rename as is
+  // Another link keeps the content anyway; an empty file frees nothing.
+  if (!S_ISREG(st.st_mode) || st.st_nlink != 1 || st.st_blocks == 0) return;
+  UnnamedTicket ticket = UnnamedTicket::Take();
+  if (!ticket.held()) return;  // no descriptors to spare: the rename frees it
+  retired_.emplace_back(std::move(old), std::move(ticket));
+  retired_bytes_ += static_cast<uint64_t>(st.st_blocks) * 512;
+  if (retired_.size() >= kRetiredFilesMax || retired_bytes_ >= kRetiredBytesMax) {
+    Reaper::Get().Free(std::move(retired_));
+    retired_.clear();  // moved from: make it empty
+    retired_bytes_ = 0;
+  }
 }
 
 void Committer::Add(PendingRename pending) {
@@ -227,6 +299,7 @@ Status Committer::PutInPlace(int dir_fd, PendingRename& p) {
     p.ticket = UnnamedTicket();
     if (placed) return Status::Ok();
   }
+  RetireOld(dir_fd, p.final_name);
   if (::renameat(dir_fd, p.temp_name.c_str(), dir_fd, p.final_name.c_str()) != 0) {
     return Status::Errno(errno, "rename into place '" + JoinPath(p.parent, p.final_name) + "'");
   }

@@ -4,7 +4,11 @@
 // before its data is on disk. An unnamed temp file (O_TMPFILE) is linked at its name instead,
 // and its descriptor is held open until then. After a failure nothing more is renamed; the
 // named temp files left behind are deleted by the next stage's sweep, unnamed ones vanish when
-// closed.
+// closed. A final name that held a file of its own (one link, blocks allocated) is opened
+// (O_PATH) before the rename and its descriptor kept: the old content is freed when a
+// background thread closes it after the stage (or a batch of kRetiredFilesMax), not inside the
+// rename, where freeing blocks (and a discard mount's discards) would sit on the stage's path.
+// A crash meanwhile leaves orphan inodes, which the file system frees when it is mounted.
 // Threading: Add and Flush from one thread (the receiver); the group work runs on an internal one.
 #pragma once
 
@@ -18,6 +22,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "agent/fs.h"
@@ -71,12 +76,17 @@ class Committer {
   // hash-checked) are made durable and renamed, so the next stage need not send them again;
   // if that fails, Abandon.
   Status Checkpoint();
+  // Waits until every replaced file let go so far (by any committer) is freed (tests).
+  static void AwaitRetiredFreed();
 
  private:
   void Loop();
   Status CommitGroup(std::vector<PendingRename>& group);
   // Links or renames one file of a group into `dir_fd`, its parent.
   Status PutInPlace(int dir_fd, PendingRename& p);
+  // Before `name` in `dir_fd` is renamed over: keeps the file there, if freeing it would cost
+  // (its only link, blocks allocated) and the descriptor budget allows. Committer thread only.
+  void RetireOld(int dir_fd, const std::string& name);
 
   int root_fd_;
   // One descriptor per file system under the volume, open for the whole session so that syncfs
@@ -92,6 +102,9 @@ class Committer {
   bool stop_ = false;
   Status error_;
   std::chrono::steady_clock::duration add_waited_{};  // Add blocked on a full queue, in all
+  // Replaced files held until the stage ends (committer thread; then the destructor's).
+  std::vector<std::pair<UniqueFd, UnnamedTicket>> retired_;
+  uint64_t retired_bytes_ = 0;  // the space they hold
   std::thread thread_;  // last: starts after the fields above are set
 };
 

@@ -73,6 +73,48 @@ TEST_F(CommitterTest, UnnamedFilesAreLinkedAtTheirNameAndReplaceANameThatAppeare
   EXPECT_EQ(st.st_nlink, 1u);
 }
 
+// How many of this process's descriptors name a deleted file under d/ (a replaced file held).
+size_t HeldDeleted(const std::string& dir) {
+  size_t held = 0;
+  UniqueFd proc(::open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  Result<std::vector<std::string>> fds = ListDirectory(proc.get(), "/proc/self/fd");
+  EXPECT_TRUE(fds.ok());
+  for (const std::string& fd : fds.ok() ? *fds : std::vector<std::string>()) {
+    char target[4096];
+    const ssize_t n = ::readlink(("/proc/self/fd/" + fd).c_str(), target, sizeof(target) - 1);
+    if (n <= 0) continue;
+    const std::string t(target, static_cast<size_t>(n));
+    held += t.rfind(dir + "/", 0) == 0 && t.size() > 10 && t.compare(t.size() - 10, 10, " (deleted)") == 0;
+  }
+  return held;
+}
+
+TEST_F(CommitterTest, AReplacedFileIsFreedAfterTheStageNotInTheRename) {
+  std::ofstream(root_ + "/d/old") << std::string(10000, 'o');
+  std::ofstream(root_ + "/d/linked") << std::string(10000, 'l');
+  ASSERT_EQ(::link((root_ + "/d/linked").c_str(), (root_ + "/d/other-link").c_str()), 0);
+  std::ofstream(root_ + "/d/empty");
+  for (const char* name : {"old", "linked", "empty"}) {
+    std::ofstream(root_ + "/d/.ferry-tmp.test." + name) << "new " << name;
+  }
+  {
+    Committer committer(root_fd_.get());
+    for (const char* name : {"old", "linked", "empty"}) {
+      committer.Add({"d", std::string(".ferry-tmp.test.") + name, name, 8, UniqueFd(), UnnamedTicket()});
+    }
+    ASSERT_TRUE(committer.Flush().ok());
+    EXPECT_EQ(Read("d/old"), "new old");
+    EXPECT_EQ(Read("d/linked"), "new linked");
+    EXPECT_EQ(Read("d/empty"), "new empty");
+    // Only the old "old" is held: "linked" lives on at its other link, "empty" frees nothing.
+    EXPECT_EQ(HeldDeleted(root_ + "/d"), 1u);
+  }
+  Committer::AwaitRetiredFreed();
+  EXPECT_EQ(HeldDeleted(root_ + "/d"), 0u);
+  EXPECT_EQ(Read("d/other-link"), std::string(10000, 'l'));
+  EXPECT_EQ(NamesInD(), 4u);  // old, linked, other-link, empty: no temp name left behind
+}
+
 TEST_F(CommitterTest, AnAbandonedQueueOfUnnamedFilesLeavesNoName) {
   Committer committer(root_fd_.get());
   committer.Abandon();  // as after a failed stage: nothing queued from now on is linked
