@@ -2,20 +2,26 @@
 
 #include <cstring>
 
+#include "base/bounds.h"
 #include "base/check.h"
 
 namespace ferry {
 
 void EntryStore::Add(protocol::Entry entry) {
-  CHECK_EQ(entry.id, entries_.size());
-  Compact& c = entries_.emplace_back();
-  CHECK(entry.path.size() <= UINT32_MAX);
+  CHECK_EQ(entry.id, size_);
+  CHECK(size_ < UINT32_MAX);
+  // Bounded by the wire's decoder and the scan (a longer path is refused before it is an entry).
+  CHECK(entry.path.size() <= kPathMaxBytes);
+  CHECK(entry.mode <= 07777);
+  if ((size_ & (kBlockEntries - 1)) == 0) blocks_.push_back(std::make_unique<Compact[]>(kBlockEntries));
+  Compact& c = blocks_.back()[size_ & (kBlockEntries - 1)];
+  ++size_;
   c.path = Keep(entry.path);
-  c.path_size = static_cast<uint32_t>(entry.path.size());
+  c.path_size = static_cast<uint16_t>(entry.path.size());
   c.size = entry.size;
   c.mtime_sec = entry.mtime_sec;
   c.mtime_nsec = entry.mtime_nsec;
-  c.mode = entry.mode;
+  c.mode = static_cast<uint16_t>(entry.mode);
   c.uid = entry.uid;
   c.gid = entry.gid;
   c.hardlink_leader_plus1 = entry.hardlink_leader_plus1;
@@ -34,11 +40,6 @@ void EntryStore::Add(protocol::Entry entry) {
 
 const char* EntryStore::Keep(std::string_view path) {
   if (path.empty()) return "";  // the root
-  if (path.size() > kChunkBytes / 4) {  // rare (paths are at most 4 KiB): an allocation of its own
-    char* at = large_.emplace_back(std::make_unique<char[]>(path.size())).get();
-    std::memcpy(at, path.data(), path.size());
-    return at;
-  }
   if (kChunkBytes - chunk_used_ < path.size()) {
     chunks_.push_back(std::make_unique<char[]>(kChunkBytes));
     chunk_used_ = 0;
@@ -50,8 +51,8 @@ const char* EntryStore::Keep(std::string_view path) {
 }
 
 protocol::Entry EntryStore::Get(uint32_t id) const {
-  CHECK(id < entries_.size());
-  const Compact& c = entries_[id];
+  CHECK(id < size_);
+  const Compact& c = At(id);
   protocol::Entry e;
   e.id = id;
   e.type = c.type;

@@ -27,8 +27,7 @@ Entry MakeEntry(uint32_t id, std::string path) {
 }
 
 // Every entry comes back as it went in, the paths packed in chunks included: the root's empty
-// one, ones that straddle a chunk's end, and one longer than a chunk's quarter (its own
-// allocation); a path() taken early still reads right after the store grew by many chunks.
+// one, ones that straddle a chunk's end, and one as long as a path may be; a path() taken early still reads right after the store grew by many chunks.
 TEST(EntryStoreTest, GetGivesBackEveryEntryAndPathsStayPut) {
   EntryStore store;
   std::vector<Entry> added;
@@ -37,7 +36,7 @@ TEST(EntryStoreTest, GetGivesBackEveryEntryAndPathsStayPut) {
   added.back().partial_listing = true;
   for (uint32_t id = 1; id < 20000; ++id) {
     std::string path = "mail/h" + std::to_string(id % 7) + "/cur/" + std::string(id % 97, 'x') + std::to_string(id);
-    if (id == 5000) path = std::string(20000, 'L');
+    if (id == 5000) path = std::string(kPathMaxBytes, 'L');
     added.push_back(MakeEntry(id, path));
     if (id % 1000 == 1) {
       added.back().type = EntryType::kSymlink;
