@@ -54,7 +54,7 @@ Receiver::Receiver(Channel& channel, int root_fd, std::string root_display, Sync
     inspector_ = std::make_unique<TargetInspector>(root_fd_, policy_, kInspectorThreads);
   }
   // Robin hood probing stays short up to ~0.9 full; the default 0.5 doubles the table (24-byte
-  // slots, a power of two of them: at 400,000 entries 24 MiB at 0.5, 12 MiB at 0.875). Measured
+  // slots then, a power of two of them: at 400,000 entries 24 MiB at 0.5, 12 MiB at 0.875). Measured
   // by ./run bench-rss: the receiver's growth 204 -> 181 bytes a file.
   ids_by_path_.max_load_factor(0.875f);
 }
