@@ -128,26 +128,8 @@ bool ChangeTracker::OutsideLocked(const std::string& handle) {
     Result<std::string> path = PathOf(dir.get());
     outside = path.ok() && !Beneath(*path, root_path_).has_value();
   }
-  if (outside_.size() < kVerdictsMax) {
-    outside_.emplace(handle, outside);
-    if (outside) IgnoreLocked(dir.get());
-  }
+  if (outside_.size() < kVerdictsMax) outside_.emplace(handle, outside);
   return outside;
-}
-
-// The kernel stops queueing this interval's events of a directory outside the root: a writer
-// elsewhere on the file system (another volume of the disk, a target beside the source) no
-// longer pays for events that would be read only to be dropped.
-void ChangeTracker::IgnoreLocked(int dir_fd) {
-  if (!ignore_marks_) return;
-  // FAN_MARK_IGNORE (Linux 6.0+) ignores the directory's own events and, with
-  // FAN_EVENT_ON_CHILD, its children's. "." names the O_PATH descriptor's directory itself.
-  if (::fanotify_mark(fanotify_.get(), FAN_MARK_ADD | FAN_MARK_IGNORE_SURV, kMask | FAN_EVENT_ON_CHILD,
-                      dir_fd, ".") == 0) {
-    ignoring_ = true;
-  } else if (errno == EINVAL) {
-    ignore_marks_ = false;  // an older kernel: events outside are dropped as they are read
-  }
 }
 
 void ChangeTracker::AddLocked(const std::string& handle, const std::string& name) {
@@ -236,14 +218,7 @@ ChangeTracker::Changes ChangeTracker::Take() {
     std::lock_guard<std::mutex> lock(mu_);
     DrainLocked();
     taken.swap(pending_);
-    // The verdicts and their ignore marks are of one interval: a directory moved in during it is
-    // a changed name in its new parent, so its whole subtree is this or the next stage's anyway.
-    if (ignoring_ && ::fanotify_mark(fanotify_.get(), FAN_MARK_FLUSH, 0, AT_FDCWD, nullptr) != 0) {
-      GapLocked(std::string("the ignore marks of directories outside the volume could not be removed: ") +
-                std::strerror(errno));
-    }
-    ignoring_ = false;
-    outside_.clear();
+    outside_.clear();  // a directory moved in since: its whole subtree is the next stage's anyway
     out.gap = std::move(gap_);
     gap_.clear();
     out.events = events_;

@@ -16,9 +16,7 @@
 // Take() first reads every event queued by then: fsnotify queues an event inside the system call
 // that caused it, so every change whose call returned before Take() began is in its result.
 // Changes outside the root (elsewhere on the same file system) are left out as they are read
-// (each directory's place looked up once per interval), so they cost no memory and no bound;
-// each such directory is then marked ignored (FAN_MARK_IGNORE, Linux 6.0+) until the interval
-// ends, so the kernel no longer queues its events. Writes through a
+// (each directory's place looked up once per interval), so they cost no memory and no bound. Writes through a
 // shared mmap raise no fsnotify event: a user of the result that must be exact (a final stage)
 // needs a full walk or a content check for files that applications map (LMDB; SQLite with mmap).
 //
@@ -73,11 +71,6 @@ class ChangeTracker {
 
   // What changed since the previous call (or since Watch), and a new interval begins.
   Changes Take();
-  // Reads what the kernel has queued now, as the reader thread does (tests, without it).
-  void Drain() {
-    std::lock_guard<std::mutex> lock(mu_);
-    DrainLocked();
-  }
 
  private:
   ChangeTracker(UniqueFd fanotify, UniqueFd root, std::string root_path, UniqueFd stop,
@@ -90,8 +83,6 @@ class ChangeTracker {
   // interval (a directory moved in during it is walked whole by the next stage). REQUIRES: mu_.
   bool OutsideLocked(const std::string& handle);
   static constexpr size_t kVerdictsMax = size_t{1} << 16;
-  // Marks the directory `dir_fd` (outside the root) ignored until Take(). REQUIRES: mu_.
-  void IgnoreLocked(int dir_fd);
   void GapLocked(const std::string& why);
 
   const UniqueFd fanotify_, root_, stop_;
@@ -103,8 +94,6 @@ class ChangeTracker {
   size_t names_ = 0, events_ = 0;
   std::string gap_;  // "" while nothing was lost
   std::unordered_map<std::string, bool> outside_;  // directory handle -> outside the root, this interval
-  bool ignore_marks_ = true;  // the kernel takes FAN_MARK_IGNORE
-  bool ignoring_ = false;     // some directory is marked ignored this interval
   std::thread reader_;
 };
 

@@ -46,36 +46,6 @@ class ChangeTrackerTest : public ::testing::Test {
   std::string top_, root_;
 };
 
-// A directory outside the root is marked ignored once its first event is read: the kernel no
-// longer queues what its writers do, until the interval ends. A directory moved into the root
-// is a name in its new parent, and its own changes are seen from the next interval on.
-TEST_F(ChangeTrackerTest, WritersOutsideTheRootStopRaisingEventsForTheInterval) {
-  ChangeTracker::Options options;
-  options.reader_thread = false;
-  std::unique_ptr<ChangeTracker> t = Watch(options);
-  ASSERT_NE(t, nullptr);
-  Write("/outside/first", "x");
-  ASSERT_EQ(::mkdir((top_ + "/outside/d").c_str(), 0755), 0);
-  Write("/outside/d/x", "x");
-  t->Drain();  // their verdicts: outside, and ignored from now on
-  for (int i = 0; i < 100; ++i) Write("/outside/many-" + std::to_string(i), "x");
-  Write("/outside/d/y", "x");
-  Write("/vol/a/in", "ours");
-  ASSERT_EQ(::rename((top_ + "/outside/d").c_str(), (top_ + "/vol/moved-in").c_str()), 0);
-  Write("/vol/moved-in/z", "x");  // in a directory still marked ignored: walked whole anyway
-  ChangeTracker::Changes c = t->Take();
-  ASSERT_TRUE(c.complete) << c.gap;
-  EXPECT_EQ(c.dirs, (Dirs{{"", {"moved-in"}}, {"a", {"in"}}}));
-  // Without the marks the hundred files outside were two hundred events or more.
-  EXPECT_LT(c.events, 30u);
-
-  // The marks ended with the interval: the moved-in directory's changes are its own now.
-  Write("/vol/moved-in/w", "x");
-  c = t->Take();
-  ASSERT_TRUE(c.complete) << c.gap;
-  EXPECT_EQ(c.dirs, (Dirs{{"moved-in", {"w"}}}));
-}
-
 TEST_F(ChangeTrackerTest, EachKindOfChangeNamesItsDirectoryAndEntry) {
   std::unique_ptr<ChangeTracker> t = Watch();
   ASSERT_NE(t, nullptr);
