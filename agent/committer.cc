@@ -45,17 +45,23 @@ size_t UnnamedBudget() {
 }
 
 // Lets go of replaced files on a thread of its own, one for the process: closing the last
-// descriptor of an unlinked inode frees its blocks, which costs I/O. Never destroyed (a detached
-// thread may still be at work while the process exits).
+// descriptor of an unlinked inode frees its blocks, and the syncfs after makes the journal
+// commit that carries the frees (and a discard mount's discards) here, not in the next stage's
+// first fsync. A new committer waits until it is done (AwaitIdle), so no stage overlaps the
+// freeing of the one before. Never destroyed (a detached thread may still be at work while
+// the process exits).
 class Reaper {
  public:
-  using Retired = std::vector<std::pair<UniqueFd, UnnamedTicket>>;
+  struct Batch {
+    std::vector<std::pair<UniqueFd, UnnamedTicket>> files;
+    std::vector<UniqueFd> file_systems;  // to syncfs once the files are closed
+  };
   static Reaper& Get() {
     static Reaper* reaper = new Reaper;
     return *reaper;
   }
-  void Free(Retired batch) {
-    if (batch.empty()) return;
+  void Free(Batch batch) {
+    if (batch.files.empty()) return;
     std::lock_guard<std::mutex> lock(mutex_);
     queued_.push_back(std::move(batch));
     if (!started_) {
@@ -74,11 +80,14 @@ class Reaper {
     std::unique_lock<std::mutex> lock(mutex_);
     for (;;) {
       changed_.wait(lock, [&] { return !queued_.empty(); });
-      Retired batch = std::move(queued_.front());
+      Batch batch = std::move(queued_.front());
       queued_.pop_front();
       busy_ = true;
       lock.unlock();
-      batch.clear();  // closes them: the kernel frees each old content now
+      batch.files.clear();  // closes them: the kernel frees each old content now
+      // Not the fault seam's Syncfs: this is no stage's durability, and its errors are not
+      // read (each descriptor is an open of its own, so it consumes no stage's error report).
+      for (const UniqueFd& fs : batch.file_systems) (void)::syncfs(fs.get());
       lock.lock();
       busy_ = false;
       changed_.notify_all();
@@ -86,7 +95,7 @@ class Reaper {
   }
   std::mutex mutex_;
   std::condition_variable changed_;
-  std::deque<Retired> queued_;
+  std::deque<Batch> queued_;
   bool busy_ = false;
   bool started_ = false;
 };
@@ -129,6 +138,7 @@ UnnamedTicket& UnnamedTicket::operator=(UnnamedTicket&& other) noexcept {
 }
 
 Committer::Committer(int root_fd) : root_fd_(root_fd) {
+  Reaper::Get().AwaitIdle();  // the last stage's replaced files are freed before this one writes
   // The root's file system, sampled now: syncfs then reports every writeback error of the
   // session, even one another process saw first.
   struct stat st;
@@ -165,10 +175,13 @@ Committer::~Committer() {
     changed_.notify_all();
   }
   thread_.join();
-  Reaper::Get().Free(std::move(retired_));
+  Reaper::Batch batch{std::move(retired_), {}};
+  for (const auto& [dev, fd] : file_systems_) {
+    UniqueFd own(::openat(fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (own.valid()) batch.file_systems.push_back(std::move(own));
+  }
+  Reaper::Get().Free(std::move(batch));
 }
-
-void Committer::AwaitRetiredFreed() { Reaper::Get().AwaitIdle(); }
 
 void Committer::RetireOld(int dir_fd, const std::string& name) {
   UniqueFd old(::openat(dir_fd, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
@@ -176,15 +189,14 @@ void Committer::RetireOld(int dir_fd, const std::string& name) {
   if (!old.valid() || ::fstat(old.get(), &st) != 0) return;  // nothing there (or unreadable): rename as is
   // Another link keeps the content anyway; an empty file frees nothing.
   if (!S_ISREG(st.st_mode) || st.st_nlink != 1 || st.st_blocks == 0) return;
+  // Past the bounds the rename frees it, as it would without this: nothing is let go while the
+  // stage runs, where the freeing would compete with the stage's own writes and fsyncs.
+  const uint64_t size_bytes = static_cast<uint64_t>(st.st_blocks) * 512;
+  if (retired_.size() >= kRetiredFilesMax || retired_bytes_ + size_bytes > kRetiredBytesMax) return;
   UnnamedTicket ticket = UnnamedTicket::Take();
   if (!ticket.held()) return;  // no descriptors to spare: the rename frees it
   retired_.emplace_back(std::move(old), std::move(ticket));
-  retired_bytes_ += static_cast<uint64_t>(st.st_blocks) * 512;
-  if (retired_.size() >= kRetiredFilesMax || retired_bytes_ >= kRetiredBytesMax) {
-    Reaper::Get().Free(std::move(retired_));
-    retired_.clear();  // moved from: make it empty
-    retired_bytes_ = 0;
-  }
+  retired_bytes_ += size_bytes;
 }
 
 void Committer::Add(PendingRename pending) {

@@ -6,8 +6,10 @@
 // named temp files left behind are deleted by the next stage's sweep, unnamed ones vanish when
 // closed. A final name that held a file of its own (one link, blocks allocated) is opened
 // (O_PATH) before the rename and its descriptor kept: the old content is freed when a
-// background thread closes it after the stage (or a batch of kRetiredFilesMax), not inside the
+// background thread closes it after the stage (and syncs the file system), not inside the
 // rename, where freeing blocks (and a discard mount's discards) would sit on the stage's path.
+// Past kRetiredFilesMax or kRetiredBytesMax a rename frees inline, as before; a new committer
+// first waits for the last one's freeing, so a stage never overlaps it.
 // A crash meanwhile leaves orphan inodes, which the file system frees when it is mounted.
 // Threading: Add and Flush from one thread (the receiver); the group work runs on an internal one.
 #pragma once
@@ -76,8 +78,6 @@ class Committer {
   // hash-checked) are made durable and renamed, so the next stage need not send them again;
   // if that fails, Abandon.
   Status Checkpoint();
-  // Waits until every replaced file let go so far (by any committer) is freed (tests).
-  static void AwaitRetiredFreed();
 
  private:
   void Loop();

@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "base/bounds.h"
+
 namespace ferry {
 namespace {
 
@@ -89,6 +91,24 @@ size_t HeldDeleted(const std::string& dir) {
   return held;
 }
 
+TEST_F(CommitterTest, AFilePastTheRetiredBytesBoundIsFreedInTheRenameAndSmallerOnesStillWait) {
+  {
+    UniqueFd big(::open((root_ + "/d/big").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+    ASSERT_TRUE(big.valid());
+    ASSERT_EQ(::posix_fallocate(big.get(), 0, static_cast<off_t>(kRetiredBytesMax + kMiB)), 0);
+  }
+  std::ofstream(root_ + "/d/small") << std::string(10000, 's');
+  for (const char* name : {"big", "small"}) std::ofstream(root_ + "/d/.ferry-tmp.test." + name) << name;
+  Committer committer(root_fd_.get());
+  for (const char* name : {"big", "small"}) {
+    committer.Add({"d", std::string(".ferry-tmp.test.") + name, name, 5, UniqueFd(), UnnamedTicket()});
+  }
+  ASSERT_TRUE(committer.Flush().ok());
+  EXPECT_EQ(Read("d/big"), "big");
+  EXPECT_EQ(Read("d/small"), "small");
+  EXPECT_EQ(HeldDeleted(root_ + "/d"), 1u);  // the small one: the big one would pass the bound
+}
+
 TEST_F(CommitterTest, AReplacedFileIsFreedAfterTheStageNotInTheRename) {
   std::ofstream(root_ + "/d/old") << std::string(10000, 'o');
   std::ofstream(root_ + "/d/linked") << std::string(10000, 'l');
@@ -109,7 +129,8 @@ TEST_F(CommitterTest, AReplacedFileIsFreedAfterTheStageNotInTheRename) {
     // Only the old "old" is held: "linked" lives on at its other link, "empty" frees nothing.
     EXPECT_EQ(HeldDeleted(root_ + "/d"), 1u);
   }
-  Committer::AwaitRetiredFreed();
+  // The next stage's committer starts only once the last one's replaced files are freed.
+  Committer next(root_fd_.get());
   EXPECT_EQ(HeldDeleted(root_ + "/d"), 0u);
   EXPECT_EQ(Read("d/other-link"), std::string(10000, 'l'));
   EXPECT_EQ(NamesInD(), 4u);  // old, linked, other-link, empty: no temp name left behind

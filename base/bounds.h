@@ -211,7 +211,7 @@ inline constexpr int kCommitGroupIntervalMs = 2000;
 // discard-mounted ext4, 0.3 s of a final stage that replaced 900 files. At most this many are
 // held by one committer at once (each pins a descriptor and about 1.5 KB of kernel memory),
 // holding at most kRetiredBytesMax of the target's space (a target near full gets it back
-// soon); a full batch is let go at once, and what is left when the stage ends.
+// soon); past either, a rename frees inline. All are let go when the stage ends.
 inline constexpr size_t kRetiredFilesMax = 4096;
 inline constexpr uint64_t kRetiredBytesMax = 64 * kMiB;
 
