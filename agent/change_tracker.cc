@@ -24,6 +24,10 @@ constexpr uint64_t kMask = FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_
                            FAN_ATTRIB | FAN_CLOSE_WRITE | FAN_DELETE_SELF | FAN_MOVE_SELF |
                            FAN_ONDIR;
 
+// Events that change a file's content or metadata through the name they report: the file's own
+// handle is kept too (WrittenLocked).
+constexpr uint64_t kWrittenMask = FAN_MODIFY | FAN_ATTRIB | FAN_CLOSE_WRITE;
+
 // The path the kernel gives an open file (its mount namespace's view).
 Result<std::string> PathOf(int fd) {
   char link[64], path[PATH_MAX + 1];
@@ -39,8 +43,10 @@ Result<std::unique_ptr<ChangeTracker>> ChangeTracker::Watch(const std::string& r
                                                             const Options& options) {
   UniqueFd root_fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!root_fd.valid()) return Status::Errno(errno, "change tracking: open " + root);
+  // FAN_REPORT_FID besides: an event on a file also carries the file's own handle, so that a file
+  // written through a name that is gone by the next Take() is still found (WrittenLocked).
   const int fan = ::fanotify_init(
-      FAN_CLASS_NOTIF | FAN_REPORT_DFID_NAME | FAN_CLOEXEC | FAN_NONBLOCK, O_RDONLY);
+      FAN_CLASS_NOTIF | FAN_REPORT_DFID_NAME | FAN_REPORT_FID | FAN_CLOEXEC | FAN_NONBLOCK, O_RDONLY);
   if (fan < 0) {
     const int e = errno;
     if (e == EPERM) {
@@ -50,7 +56,7 @@ Result<std::unique_ptr<ChangeTracker>> ChangeTracker::Watch(const std::string& r
     }
     return Status::Make(
         Code::kUnsupported,
-        "change tracking: this kernel has no fanotify with FAN_REPORT_DFID_NAME (Linux 5.9+): " +
+        "change tracking: this kernel has no fanotify with FAN_REPORT_DFID_NAME and FAN_REPORT_FID (Linux 5.9+): " +
             std::string(std::strerror(e)));
   }
   UniqueFd fanotify(fan);
@@ -106,6 +112,7 @@ void ChangeTracker::ReadLoop() {
 void ChangeTracker::GapLocked(const std::string& why) {
   if (gap_.empty()) gap_ = why;
   pending_.clear();
+  written_.clear();
   names_ = 0;
 }
 
@@ -132,12 +139,17 @@ bool ChangeTracker::OutsideLocked(const std::string& handle) {
   return outside;
 }
 
-void ChangeTracker::AddLocked(const std::string& handle, const std::string& name) {
-  if (!gap_.empty()) return;
+bool ChangeTracker::AddLocked(const std::string& handle, const std::string& name) {
+  if (!gap_.empty()) return false;
   // Writes elsewhere on the file system (other volumes on the disk) are left out as they come,
   // not kept until Take(): they count neither against the bound nor in memory.
-  if (OutsideLocked(handle)) return;
-  if (pending_[handle].insert(name).second && ++names_ > options_.max_names) {
+  if (OutsideLocked(handle)) return false;
+  if (pending_[handle].insert(name).second) CountNameLocked();
+  return gap_.empty();
+}
+
+void ChangeTracker::CountNameLocked() {
+  if (++names_ > options_.max_names) {
     GapLocked("more than " + std::to_string(options_.max_names) +
               " changed names since the last stage");
   }
@@ -176,7 +188,8 @@ void ChangeTracker::DrainLocked() {
       if (m.fd >= 0) ::close(m.fd);  // not with FAN_REPORT_DFID_NAME; never leak one
       const char* info = event + m.metadata_len;
       const char* end = event + m.event_len;
-      bool seen = false;
+      bool seen = false, inside = false;
+      std::string file_key;  // the handle of the file itself (FAN_EVENT_INFO_TYPE_FID)
       while (info + sizeof(fanotify_event_info_fid) + sizeof(file_handle) <= end) {
         fanotify_event_info_header h;
         std::memcpy(&h, info, sizeof(h));
@@ -196,15 +209,34 @@ void ChangeTracker::DrainLocked() {
           }
           std::string key(fsid, sizeof(__kernel_fsid_t));
           key.append(fh, handle_len);
-          std::string name = ".";
-          if (h.info_type == FAN_EVENT_INFO_TYPE_DFID_NAME) {
-            const char* text = fh + handle_len;
-            name.assign(text, ::strnlen(text, static_cast<size_t>(record_end - text)));
+          if (h.info_type == FAN_EVENT_INFO_TYPE_FID) {
+            file_key = std::move(key);  // after the directory's record, if there is one
+          } else {
+            std::string name = ".";
+            if (h.info_type == FAN_EVENT_INFO_TYPE_DFID_NAME) {
+              const char* text = fh + handle_len;
+              name.assign(text, ::strnlen(text, static_cast<size_t>(record_end - text)));
+            }
+            inside = AddLocked(key, name) || inside;
+            seen = true;
           }
-          AddLocked(key, name);
-          seen = true;
         }
         info = record_end;
+      }
+      if (!file_key.empty() && (m.mask & FAN_ONDIR) != 0) {
+        if (!seen) AddLocked(file_key, ".");  // a directory's own event, with its handle only
+        seen = true;
+      } else if (!file_key.empty()) {
+        // A file's: kept when it may have changed the file through the name reported (found
+        // inside), or came without a name (a link count changed by another name's link or unlink).
+        if (!seen && gap_.empty()) {
+          if (written_.emplace(std::move(file_key), false).second) CountNameLocked();
+        } else if (inside && (m.mask & kWrittenMask) != 0) {
+          auto [it, added] = written_.emplace(std::move(file_key), true);
+          it->second = true;
+          if (added) CountNameLocked();
+        }
+        seen = true;
       }
       if (!seen) GapLocked("an event came without the directory it happened in");
     }
@@ -213,11 +245,13 @@ void ChangeTracker::DrainLocked() {
 
 ChangeTracker::Changes ChangeTracker::Take() {
   std::unordered_map<std::string, std::set<std::string>> taken;
+  std::unordered_map<std::string, bool> written;
   Changes out;
   {
     std::lock_guard<std::mutex> lock(mu_);
     DrainLocked();
     taken.swap(pending_);
+    written.swap(written_);
     outside_.clear();  // a directory moved in since: its whole subtree is the next stage's anyway
     out.gap = std::move(gap_);
     gap_.clear();
@@ -254,7 +288,51 @@ ChangeTracker::Changes ChangeTracker::Take() {
     if (!relative) continue;  // elsewhere on the file system
     out.dirs[*relative].insert(names.begin(), names.end());
   }
+  for (const auto& [key, named_inside] : written) {
+    if (std::string why = NameWrittenFile(key, named_inside, &out.dirs); !why.empty()) {
+      out.complete = false;
+      out.gap = std::move(why);
+      out.dirs.clear();
+      return out;
+    }
+  }
   return out;
+}
+
+// A file written (or given or stripped of a name) since the last Take(), by its handle: one of
+// its names beneath the root goes into `dirs`, so that a file written through a name removed
+// since (one of several hard links) is still listed by a name it has. Mostly that name is the
+// one the event gave, already there. "" when done (or the file is gone, or not the volume's),
+// else why the interval is not complete.
+std::string ChangeTracker::NameWrittenFile(const std::string& key, bool named_inside,
+                                           std::map<std::string, std::set<std::string>>* dirs) {
+  std::vector<char> copy(key.begin() + sizeof(__kernel_fsid_t), key.end());
+  UniqueFd file(::open_by_handle_at(root_.get(), reinterpret_cast<file_handle*>(copy.data()),
+                                    O_PATH | O_CLOEXEC));
+  if (!file.valid()) {
+    if (errno == ESTALE || errno == ENOENT) return "";  // gone, with every name
+    return std::string("a changed file could not be opened by its handle: ") + std::strerror(errno);
+  }
+  struct stat st;
+  if (::fstat(file.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink == 0) return "";
+  // The kernel's path for it: a name it has, when one is in the dentry cache.
+  Result<std::string> path = PathOf(file.get());
+  std::optional<std::string> relative;
+  if (path.ok()) relative = Beneath(*path, root_path_);
+  struct stat named;
+  if (relative && !relative->empty() &&
+      ::fstatat(root_.get(), relative->c_str(), &named, AT_SYMLINK_NOFOLLOW) == 0 &&
+      named.st_dev == st.st_dev && named.st_ino == st.st_ino) {
+    const size_t slash = relative->rfind('/');
+    if (slash == std::string::npos) {
+      (*dirs)[""].insert(*relative);
+    } else {
+      (*dirs)[relative->substr(0, slash)].insert(relative->substr(slash + 1));
+    }
+    return "";
+  }
+  if (!named_inside) return "";  // a link count changed elsewhere on the file system
+  return "a file changed through a name since removed has no name the daemon can find";
 }
 
 }  // namespace ferry

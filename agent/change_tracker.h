@@ -2,7 +2,9 @@
 // fanotify on the tree's whole file system (FAN_MARK_FILESYSTEM), every event reported with the
 // file handle of the directory it happened in and the entry's name (FAN_REPORT_DFID_NAME):
 // creates, deletes, both ends of a move, writes, closes after writing, attribute changes (mode,
-// owner, times, xattrs, ACLs), for files and directories alike (FAN_ONDIR).
+// owner, times, xattrs, ACLs), for files and directories alike (FAN_ONDIR). With the file's own
+// handle besides (FAN_REPORT_FID): a file written through a name that is gone by the next Take()
+// (one of its hard links, removed after the write) is listed by a name it still has.
 //
 // Between two Take() calls it keeps, per directory handle, the names that changed in it (a
 // directory made, removed or moved is a name in its parent; a change of its own metadata is "."
@@ -78,7 +80,12 @@ class ChangeTracker {
   void ReadLoop();
   // Reads what is queued now (non-blocking); REQUIRES: mu_ held.
   void DrainLocked();
-  void AddLocked(const std::string& handle, const std::string& name);
+  // Keeps `name` as changed in the directory `handle`; false when it is left out (outside the
+  // root, or after a gap).
+  bool AddLocked(const std::string& handle, const std::string& name);
+  void CountNameLocked();  // one more name or file kept: past the bound, a gap
+  std::string NameWrittenFile(const std::string& key, bool named_inside,
+                              std::map<std::string, std::set<std::string>>* dirs);
   // Whether the directory `handle` names is outside the root now: asked once per directory in an
   // interval (a directory moved in during it is walked whole by the next stage). REQUIRES: mu_.
   bool OutsideLocked(const std::string& handle);
@@ -91,6 +98,9 @@ class ChangeTracker {
   std::mutex mu_;
   // file handle (fsid, type, bytes) -> names changed in that directory
   std::unordered_map<std::string, std::set<std::string>> pending_;
+  // file handle -> whether an event named it inside the root: files written, or whose link
+  // count changed, in the interval (their names are looked up at Take)
+  std::unordered_map<std::string, bool> written_;
   size_t names_ = 0, events_ = 0;
   std::string gap_;  // "" while nothing was lost
   std::unordered_map<std::string, bool> outside_;  // directory handle -> outside the root, this interval

@@ -83,6 +83,23 @@ TEST_F(ChangeTrackerTest, EachKindOfChangeNamesItsDirectoryAndEntry) {
   EXPECT_EQ(c.dirs, (Dirs{{"", {"new"}}, {"a", {"f"}}}));
 }
 
+// A file given a second name, written through it, and the name removed, all in one interval:
+// the events name only b/l, which is gone; the file's own handle (FAN_REPORT_FID) finds it
+// under the name it kept, a/f, where the new content is.
+TEST_F(ChangeTrackerTest, AFileWrittenThroughAHardLinkRemovedSinceIsNamedByTheNameItKeeps) {
+  std::unique_ptr<ChangeTracker> t = Watch();
+  ASSERT_NE(t, nullptr);
+  EXPECT_TRUE(t->Take().dirs.empty());
+  ASSERT_EQ(::link((root_ + "/a/f").c_str(), (root_ + "/b/l").c_str()), 0);
+  {
+    std::ofstream(root_ + "/b/l", std::ios::app) << " more";
+  }
+  ASSERT_EQ(::unlink((root_ + "/b/l").c_str()), 0);
+  ChangeTracker::Changes c = t->Take();
+  ASSERT_TRUE(c.complete) << c.gap;
+  EXPECT_EQ(c.dirs, (Dirs{{"a", {"f"}}, {"b", {"l"}}}));
+}
+
 TEST_F(ChangeTrackerTest, AMovedDirectoryIsFoundWhereItIsNowAndTheRestOfTheFileSystemIsLeftOut) {
   std::unique_ptr<ChangeTracker> t = Watch();
   ASSERT_NE(t, nullptr);

@@ -435,48 +435,65 @@ Result<ScanResult> ScanTree(const std::string& root, const ScanOptions& options,
 
 namespace {
 
-// The changed names that are files with more than one link, and for each such file its names
-// from `links` and `changed` that still name it. A file with as many as its link count has
-// them all: they are added to `changed`, the file to `linked`, and `links` keeps them.
+// The changed names that are files with more than one link, or were names of one (`links`)
+// and are gone, and for each such file its names from `links` and `changed` that still name it.
+// A file with as many as its link count has them all: they are added to `changed`, the file to
+// `linked`, and `links` keeps them. A gone name matters as much as a present one: the source may
+// have written the file through it before removing it (the file left with one name, or more in
+// directories nothing else changed in), and only its other names still show the new content.
 void AddLinkedNames(int root_fd, ChangedDirs* changed, LinkNames* links,
                     std::map<std::pair<uint64_t, uint64_t>, nlink_t>* linked) {
-  std::map<std::pair<uint64_t, uint64_t>, std::pair<nlink_t, std::set<std::string>>> files;
+  std::map<std::pair<uint64_t, uint64_t>, std::set<std::string>> files;
+  std::map<std::string, std::pair<uint64_t, uint64_t>> known;  // links by name, made when needed
   for (const auto& [dir, names] : *changed) {
     for (const std::string& name : names) {
       if (name == ".") continue;
       std::string path = JoinPath(dir, name);
       struct stat st;
-      if (::fstatat(root_fd, path.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
-          st.st_nlink < 2) {
+      if (::fstatat(root_fd, path.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (errno != ENOENT || links == nullptr || links->empty()) continue;
+        if (known.empty()) {
+          for (const auto& [id, paths] : *links) {
+            for (const std::string& p : paths) known.emplace(p, id);
+          }
+        }
+        if (auto it = known.find(path); it != known.end()) files[it->second];
         continue;
       }
-      auto& [nlink, found] = files[{st.st_dev, st.st_ino}];
-      nlink = st.st_nlink;
-      found.insert(std::move(path));
+      if (!S_ISREG(st.st_mode) || st.st_nlink < 2) continue;
+      files[{st.st_dev, st.st_ino}].insert(std::move(path));
     }
   }
-  for (auto& [id, file] : files) {
-    auto& [nlink, names] = file;
+  for (auto& [id, names] : files) {
     if (links != nullptr) {
       if (auto it = links->find(id); it != links->end()) names.insert(it->second.begin(), it->second.end());
     }
     std::set<std::string> now;  // the names that name this file now, beneath the root
+    nlink_t nlink = 0;
     for (const std::string& path : names) {
       auto [parent, name] = SplitParent(path);
       Result<UniqueFd> dir = OpenDirBeneath(root_fd, parent);  // no symlink followed on the way
       struct stat st;
       if (dir.ok() && ::fstatat(dir->get(), std::string(name).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-          st.st_dev == id.first && st.st_ino == id.second) {
+          S_ISREG(st.st_mode) && st.st_dev == id.first && st.st_ino == id.second) {
         now.insert(path);
+        nlink = st.st_nlink;
       }
     }
-    if (now.size() != nlink) continue;  // a name it does not know: the partial scan says which
     for (const std::string& path : now) {
       auto [parent, name] = SplitParent(path);
       (*changed)[std::string(parent)].insert(std::string(name));
     }
+    // A name it does not know: the partial scan meets the file with more links than names and
+    // says the stage must walk.
+    if (now.empty() || now.size() != nlink) continue;
     linked->emplace(id, nlink);
-    if (links != nullptr) (*links)[id] = std::move(now);
+    if (links == nullptr) continue;
+    if (nlink > 1) {
+      (*links)[id] = std::move(now);
+    } else {
+      links->erase(id);  // one name left: no longer a linked file
+    }
   }
 }
 

@@ -112,5 +112,53 @@ TEST_F(ScanTest, ParallelSubtreesKeepTheManifestsRules) {
   }
 }
 
+// A linked file written through one of its names, which is then removed: the change the tracker
+// saw names only the gone name, and the file's other names (in directories nothing else changed
+// in) are what shows the new content. The partial manifest has them, flagged changed, beside the
+// gone name; with two names left they are still a linked file whose names it knows, with one
+// left it is no longer linked.
+TEST_F(ScanTest, AFileWrittenThroughANameThenRemovedIsInThePartialManifestByItsOtherNames) {
+  for (const int names_left : {1, 2}) {
+    SCOPED_TRACE(std::to_string(names_left) + " names left");
+    const std::string top = "t" + std::to_string(names_left);
+    Dir(top);
+    for (const char* d : {"/a", "/b", "/c"}) Dir(top + d);
+    File(top + "/a/f", 10);
+    ASSERT_EQ(::link((root_ + "/" + top + "/a/f").c_str(), (root_ + "/" + top + "/b/g").c_str()), 0);
+    if (names_left == 2) {
+      ASSERT_EQ(::link((root_ + "/" + top + "/a/f").c_str(), (root_ + "/" + top + "/c/h").c_str()), 0);
+    }
+    LinkNames links;
+    ScanOptions walk;
+    walk.links_out = &links;
+    ASSERT_TRUE(ScanTree(root_, walk, [](protocol::Entry&&) {}).ok());
+    ASSERT_EQ(links.size(), 1u);
+    // Written through b/g, which then goes.
+    int fd = ::open((root_ + "/" + top + "/b/g").c_str(), O_WRONLY | O_APPEND);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::write(fd, "0123456789", 10), 10);
+    ::close(fd);
+    ASSERT_EQ(::unlink((root_ + "/" + top + "/b/g").c_str()), 0);
+
+    ChangedDirs changed = {{top + "/b", {"g"}}};
+    ScanOptions options;
+    Result<std::vector<protocol::Entry>> manifest = ScanChanges(root_, options, changed, 1000, &links);
+    ASSERT_TRUE(manifest.ok()) << manifest.status().ToString();
+    std::map<std::string, protocol::Entry> by_path;
+    for (const protocol::Entry& e : *manifest) by_path[e.path] = e;
+    ASSERT_EQ(by_path.count(top + "/b/g"), 1u);
+    EXPECT_EQ(by_path[top + "/b/g"].type, protocol::kEntryGone);
+    std::vector<std::string> left = {top + "/a/f"};
+    if (names_left == 2) left.push_back(top + "/c/h");
+    for (const std::string& path : left) {
+      ASSERT_EQ(by_path.count(path), 1u) << path << " is not in the partial manifest";
+      EXPECT_EQ(by_path[path].size, 20u) << path;
+      EXPECT_TRUE(by_path[path].changed) << path;
+    }
+    EXPECT_EQ(links.size(), names_left == 2 ? 1u : 0u);
+    links.clear();
+  }
+}
+
 }  // namespace
 }  // namespace ferry
