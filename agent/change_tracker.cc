@@ -190,6 +190,7 @@ void ChangeTracker::DrainLocked() {
       const char* end = event + m.event_len;
       bool seen = false, inside = false;
       std::string file_key;  // the handle of the file itself (FAN_EVENT_INFO_TYPE_FID)
+      std::string dir_key, dir_name;  // the directory and name it was reported with, when kept
       while (info + sizeof(fanotify_event_info_fid) + sizeof(file_handle) <= end) {
         fanotify_event_info_header h;
         std::memcpy(&h, info, sizeof(h));
@@ -217,7 +218,11 @@ void ChangeTracker::DrainLocked() {
               const char* text = fh + handle_len;
               name.assign(text, ::strnlen(text, static_cast<size_t>(record_end - text)));
             }
-            inside = AddLocked(key, name) || inside;
+            if (AddLocked(key, name)) {
+              inside = true;
+              dir_key = std::move(key);
+              dir_name = std::move(name);
+            }
             seen = true;
           }
         }
@@ -230,10 +235,10 @@ void ChangeTracker::DrainLocked() {
         // A file's: kept when it may have changed the file through the name reported (found
         // inside), or came without a name (a link count changed by another name's link or unlink).
         if (!seen && gap_.empty()) {
-          if (written_.emplace(std::move(file_key), false).second) CountNameLocked();
+          if (written_.try_emplace(std::move(file_key)).second) CountNameLocked();
         } else if (inside && (m.mask & kWrittenMask) != 0) {
-          auto [it, added] = written_.emplace(std::move(file_key), true);
-          it->second = true;
+          auto [it, added] = written_.try_emplace(std::move(file_key));
+          it->second = Written{true, std::move(dir_key), std::move(dir_name)};
           if (added) CountNameLocked();
         }
         seen = true;
@@ -245,7 +250,8 @@ void ChangeTracker::DrainLocked() {
 
 ChangeTracker::Changes ChangeTracker::Take() {
   std::unordered_map<std::string, std::set<std::string>> taken;
-  std::unordered_map<std::string, bool> written;
+  std::unordered_map<std::string, Written> written;
+  std::unordered_map<std::string, std::string> paths;  // directory handle -> where it is now
   Changes out;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -287,9 +293,12 @@ ChangeTracker::Changes ChangeTracker::Take() {
     std::optional<std::string> relative = Beneath(*path, root_path_);
     if (!relative) continue;  // elsewhere on the file system
     out.dirs[*relative].insert(names.begin(), names.end());
+    paths.emplace(key, std::move(*relative));
   }
-  for (const auto& [key, named_inside] : written) {
-    if (std::string why = NameWrittenFile(key, named_inside, &out.dirs); !why.empty()) {
+  for (const auto& [key, w] : written) {
+    auto dir = paths.find(w.dir_key);
+    if (std::string why = NameWrittenFile(key, w, dir == paths.end() ? nullptr : &dir->second, &out.dirs);
+        !why.empty()) {
       out.complete = false;
       out.gap = std::move(why);
       out.dirs.clear();
@@ -299,12 +308,12 @@ ChangeTracker::Changes ChangeTracker::Take() {
   return out;
 }
 
-// A file written (or given or stripped of a name) since the last Take(), by its handle: one of
-// its names beneath the root goes into `dirs`, so that a file written through a name removed
-// since (one of several hard links) is still listed by a name it has. Mostly that name is the
-// one the event gave, already there. "" when done (or the file is gone, or not the volume's),
-// else why the interval is not complete.
-std::string ChangeTracker::NameWrittenFile(const std::string& key, bool named_inside,
+// A file written (or given or stripped of a name) since the last Take(), by its handle: when the
+// name it was written through (in `dir`, where that directory is now) no longer names it, one of
+// the names it has beneath the root goes into `dirs`, so that a file written through a name
+// removed since (one of several hard links) is still listed by a name it has. "" when done (or
+// the file is gone, or not the volume's), else why the interval is not complete.
+std::string ChangeTracker::NameWrittenFile(const std::string& key, const Written& w, const std::string* dir,
                                            std::map<std::string, std::set<std::string>>* dirs) {
   std::vector<char> copy(key.begin() + sizeof(__kernel_fsid_t), key.end());
   UniqueFd file(::open_by_handle_at(root_.get(), reinterpret_cast<file_handle*>(copy.data()),
@@ -315,11 +324,18 @@ std::string ChangeTracker::NameWrittenFile(const std::string& key, bool named_in
   }
   struct stat st;
   if (::fstat(file.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink == 0) return "";
+  struct stat named;
+  if (dir != nullptr && !w.name.empty()) {
+    const std::string reported = dir->empty() ? w.name : *dir + "/" + w.name;
+    if (::fstatat(root_.get(), reported.c_str(), &named, AT_SYMLINK_NOFOLLOW) == 0 &&
+        named.st_dev == st.st_dev && named.st_ino == st.st_ino) {
+      return "";  // the name it was written through names it still: listed already
+    }
+  }
   // The kernel's path for it: a name it has, when one is in the dentry cache.
   Result<std::string> path = PathOf(file.get());
   std::optional<std::string> relative;
   if (path.ok()) relative = Beneath(*path, root_path_);
-  struct stat named;
   if (relative && !relative->empty() &&
       ::fstatat(root_.get(), relative->c_str(), &named, AT_SYMLINK_NOFOLLOW) == 0 &&
       named.st_dev == st.st_dev && named.st_ino == st.st_ino) {
@@ -331,7 +347,7 @@ std::string ChangeTracker::NameWrittenFile(const std::string& key, bool named_in
     }
     return "";
   }
-  if (!named_inside) return "";  // a link count changed elsewhere on the file system
+  if (!w.named_inside) return "";  // a link count changed elsewhere on the file system
   return "a file changed through a name since removed has no name the daemon can find";
 }
 

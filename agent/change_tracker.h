@@ -84,7 +84,11 @@ class ChangeTracker {
   // root, or after a gap).
   bool AddLocked(const std::string& handle, const std::string& name);
   void CountNameLocked();  // one more name or file kept: past the bound, a gap
-  std::string NameWrittenFile(const std::string& key, bool named_inside,
+  struct Written {
+    bool named_inside = false;  // an event named it inside the root: through dir_key/name
+    std::string dir_key, name;
+  };
+  std::string NameWrittenFile(const std::string& key, const Written& w, const std::string* dir,
                               std::map<std::string, std::set<std::string>>* dirs);
   // Whether the directory `handle` names is outside the root now: asked once per directory in an
   // interval (a directory moved in during it is walked whole by the next stage). REQUIRES: mu_.
@@ -98,9 +102,9 @@ class ChangeTracker {
   std::mutex mu_;
   // file handle (fsid, type, bytes) -> names changed in that directory
   std::unordered_map<std::string, std::set<std::string>> pending_;
-  // file handle -> whether an event named it inside the root: files written, or whose link
-  // count changed, in the interval (their names are looked up at Take)
-  std::unordered_map<std::string, bool> written_;
+  // file handle -> how an event named it inside the root: files written, or whose link count
+  // changed, in the interval (their names are looked up at Take)
+  std::unordered_map<std::string, Written> written_;
   size_t names_ = 0, events_ = 0;
   std::string gap_;  // "" while nothing was lost
   std::unordered_map<std::string, bool> outside_;  // directory handle -> outside the root, this interval
