@@ -1091,10 +1091,13 @@ TEST_F(PostgresMigrateTest, RefusedOnALowerBoundThenRehearsedAndMigratedWithEver
   EXPECT_NEAR(split[3]["seconds"].get<double>(), start_s + check_s, 0.011) << status.dump();
   for (size_t step : {0u, 3u}) EXPECT_GT(split[step]["seconds"].get<double>(), 0) << status.dump();
   // What ferry itself predicts, the final stage and the verify, within 30 % of what they took (or
-  // a quarter second, what a loaded 2-core machine swings by at this size).
+  // half a second, what a loaded 2-core machine swings by at this size: beside another test
+  // shard's writes, the final stage and verify took 0.34 and 0.58 s in two CI runs and 0.45 s
+  // in a local ctest, where 0.08 to 0.14 s was predicted; 0.04 to 0.07 s alone). A prediction
+  // from a full walk's cost, or one that left the final stage out, is off by more.
   const double predicted_data = split[1]["seconds"].get<double>() + split[2]["seconds"].get<double>();
   const double actual_data = actual_split[1]["seconds"].get<double>() + actual_split[2]["seconds"].get<double>();
-  EXPECT_LE(std::abs(predicted_data - actual_data), std::max(0.3 * actual_data, 0.25)) << status.dump();
+  EXPECT_LE(std::abs(predicted_data - actual_data), std::max(0.3 * actual_data, 0.5)) << status.dump();
   // And the whole: the prediction is the sum of its parts.
   double sum = 0;
   for (const json& part : split) sum += part["seconds"].get<double>();
