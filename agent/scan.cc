@@ -9,7 +9,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <condition_variable>
 #include <map>
+#include <memory>
 #include <mutex>
 
 #include "agent/fs.h"
@@ -24,12 +26,19 @@ namespace {
 using protocol::Entry;
 using protocol::EntryType;
 
-// Threads that scan the root's subtrees besides the caller's own.
-constexpr size_t kScanHelpers = 1;
+// Threads that scan directories besides the caller's own. Any directory listed goes to a shared
+// stack and the next free thread takes it: with the root's subtrees side by side (its one
+// helper before), a volume whose files sit under one top directory was scanned by one thread.
+// Several stats in flight keep a cold disk busy; on a warm cache they spread over the cores.
+constexpr size_t kScanHelpers = 3;
+// Directories whose descriptors the stack holds while their subdirectories wait (one each):
+// past it a subdirectory is opened by its path beneath the root. The stack is last in, first
+// out, so it holds about the depth of the tree.
+constexpr size_t kScanParentsHeldMax = 256;
 // Entries described before they are handed out under the lock together: a directory of up to
-// this many stays in one run of the manifest while the root's subtrees are scanned side by side
-// (one entry at a time, two threads interleaved theirs, and the receiver opened a parent per
-// entry); the bound keeps a huge directory from being held in memory whole.
+// this many stays in one run of the manifest while several threads scan (one entry at a time,
+// they interleaved theirs, and the receiver opened a parent per entry); the bound keeps a huge
+// directory from being held in memory whole.
 constexpr size_t kScanGroupEntries = 512;
 
 bool TypeOf(mode_t mode, EntryType* type) {
@@ -75,11 +84,28 @@ class Scanner {
   // subtree of a directory), each child on the way to a changed directory (partial_listing),
   // then goes down into those children.
   void ScanPartialDirectory(int dir_fd, const std::string& path, const ChangeNode& node);
+  // A directory whose own entry is out and whose entries are not: opened from `parent` (held
+  // while any subdirectory of it waits), or by its path beneath the root when null.
+  struct PendingDir {
+    std::shared_ptr<const UniqueFd> parent;
+    std::string name;
+    std::string path;
+    // A changed directory of a partial manifest: gone or replaced since the listing that named
+    // it is the next stage's change. Below, as in a walk, only gone is.
+    bool changed_top = false;
+  };
+  // Scans the directories of `start` and all below them, on the caller and kScanHelpers
+  // threads taking directories off one stack; returns when all are done or the walk stopped.
+  void Walk(int root_fd, std::vector<PendingDir> start);
+  void WalkLoop(int root_fd);
+  // Opens and scans one directory and stacks its subdirectories. False: stop the walk.
+  bool ScanPending(int root_fd, PendingDir dir);
   // Lists the directory and emits its entries in name order, in groups of up to
-  // kScanGroupEntries under one lock, then scans its subdirectories one after the other; or, with
-  // `subtrees` (the root), side by side. A directory's entries stay together in the manifest
-  // while two threads emit: the receiver opens each parent once, not once per entry.
-  void ScanDirectory(int dir_fd, const std::string& path, WorkerPool* subtrees = nullptr);
+  // kScanGroupEntries under one lock, and appends its subdirectories (name, path) to *subdirs.
+  // A directory's entries stay together in the manifest while several threads emit: the
+  // receiver opens each parent once, not once per entry. False: stop the walk.
+  bool ScanDirectory(int dir_fd, const std::string& path,
+                     std::vector<std::pair<std::string, std::string>>* subdirs);
   // Fills *entry from `st` and reads what lies beyond stat. False: skip it (error recorded).
   bool Describe(int dir_fd, const std::string& name, const std::string& path, const struct stat& st,
                 Entry* entry);
@@ -118,6 +144,14 @@ class Scanner {
   bool partial_ = false;
   size_t entries_max_ = 0;
   std::string full_walk_reason_;  // why a partial manifest cannot be exact ("" while it can)
+  // The walk's stack of directories and its threads' state.
+  std::mutex walk_mutex_;
+  std::condition_variable walk_changed_;
+  std::vector<PendingDir> pending_;
+  size_t walkers_busy_ = 0;
+  bool walk_stopped_ = false;
+  std::atomic<size_t> parents_held_{0};
+  std::vector<PendingDir> whole_;  // RunPartial: changed directories, walked whole at the end
 };
 
 Result<UniqueFd> Scanner::EmitRoot(bool partial_listing) {
@@ -142,10 +176,86 @@ Result<ScanResult> Scanner::Run() {
   Result<UniqueFd> root_fd = EmitRoot(/*partial_listing=*/false);
   if (!root_fd.ok()) return root_fd.status();
   if (options_.changed_hint != nullptr) HintInodes(root_fd->get(), *options_.changed_hint);
-  WorkerPool subtrees(kScanHelpers);
-  ScanDirectory(root_fd->get(), "", &subtrees);
+  std::vector<PendingDir> start;
+  start.push_back({nullptr, "", ""});
+  Walk(root_fd->get(), std::move(start));
   std::lock_guard<std::mutex> lock(mutex_);
   return std::move(result_);
+}
+
+void Scanner::Walk(int root_fd, std::vector<PendingDir> start) {
+  if (start.empty()) return;
+  {
+    std::lock_guard<std::mutex> lock(walk_mutex_);
+    CHECK(pending_.empty());
+    CHECK_EQ(walkers_busy_, 0u);
+    std::reverse(start.begin(), start.end());  // taken from the back: the first one first
+    pending_ = std::move(start);
+  }
+  WorkerPool walkers(kScanHelpers);
+  walkers.Run(kScanHelpers + 1, 1, [&](size_t, size_t) { WalkLoop(root_fd); });
+  std::lock_guard<std::mutex> lock(walk_mutex_);
+  CHECK_EQ(walkers_busy_, 0u);
+  pending_.clear();  // left by a stopped walk
+}
+
+void Scanner::WalkLoop(int root_fd) {
+  std::unique_lock<std::mutex> lock(walk_mutex_);
+  while (true) {
+    walk_changed_.wait(lock, [&] { return walk_stopped_ || !pending_.empty() || walkers_busy_ == 0; });
+    if (walk_stopped_ || pending_.empty()) break;  // stopped, or nothing left and nobody to add more
+    PendingDir dir = std::move(pending_.back());
+    pending_.pop_back();
+    ++walkers_busy_;
+    lock.unlock();
+    const bool go_on = ScanPending(root_fd, std::move(dir));
+    lock.lock();
+    --walkers_busy_;
+    if (!go_on) walk_stopped_ = true;
+    walk_changed_.notify_all();
+  }
+  walk_changed_.notify_all();
+}
+
+bool Scanner::ScanPending(int root_fd, PendingDir dir) {
+  UniqueFd fd;
+  int open_errno = 0;
+  if (dir.parent != nullptr) {
+    fd = UniqueFd(::openat(dir.parent->get(), dir.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    open_errno = errno;
+    dir.parent.reset();
+  } else {
+    Result<UniqueFd> opened = OpenDirBeneath(root_fd, dir.path);
+    if (opened.ok()) fd = std::move(*opened);
+    open_errno = opened.ok() ? 0 : opened.status().error_number();
+  }
+  if (!fd.valid()) {
+    // Gone since its stat (a live source): like an entry that vanished before its stat, not an
+    // error; its entry is out, and the next stage sees it gone. Anything else is named (and
+    // makes a tracked stage walk instead).
+    const bool replaced = open_errno == ENOTDIR || open_errno == ELOOP;
+    if (open_errno != ENOENT && !(replaced && dir.changed_top)) {
+      Error("open directory '" + JoinPath(root_, dir.path) + "': " + std::strerror(open_errno));
+    }
+    return true;
+  }
+  std::vector<std::pair<std::string, std::string>> subdirs;
+  if (!ScanDirectory(fd.get(), dir.path, &subdirs)) return false;
+  if (subdirs.empty()) return true;
+  std::shared_ptr<const UniqueFd> parent;
+  if (parents_held_.fetch_add(1) < kScanParentsHeldMax) {
+    parent = std::shared_ptr<const UniqueFd>(new UniqueFd(std::move(fd)), [this](const UniqueFd* held) {
+      delete held;
+      parents_held_.fetch_sub(1);
+    });
+  } else {
+    parents_held_.fetch_sub(1);
+  }
+  std::lock_guard<std::mutex> lock(walk_mutex_);
+  for (auto it = subdirs.rbegin(); it != subdirs.rend(); ++it) {
+    pending_.push_back({parent, std::move(it->first), std::move(it->second)});
+  }
+  return true;
 }
 
 void Scanner::HintInodes(int root_fd, const ChangedDirs& changed) {
@@ -202,15 +312,19 @@ bool Scanner::EmitGroup(std::vector<Described>* group) {
   return true;
 }
 
-void Scanner::ScanDirectory(int dir_fd, const std::string& path, WorkerPool* subtrees) {
+bool Scanner::ScanDirectory(int dir_fd, const std::string& path,
+                            std::vector<std::pair<std::string, std::string>>* subdirs) {
   Result<std::vector<std::string>> names = ListDirectory(dir_fd, JoinPath(root_, path));
-  if (!names.ok()) return Error(names.status().ToString());
+  if (!names.ok()) {
+    Error(names.status().ToString());
+    return true;
+  }
   std::vector<Described> group;
   group.reserve(std::min(names->size(), kScanGroupEntries));
-  std::vector<std::pair<std::string, std::string>> subdirs;  // name, path: scanned at the end
   for (const std::string& name : *names) {
     if (options_.cancel != nullptr && options_.cancel->load(std::memory_order_relaxed)) {
-      return Error("scan cancelled");
+      Error("scan cancelled");
+      return false;
     }
     std::string child_path = JoinPath(path, name);
     struct stat st;
@@ -229,29 +343,10 @@ void Scanner::ScanDirectory(int dir_fd, const std::string& path, WorkerPool* sub
     // By inode: every name of a hard-linked file the source changed through one of them.
     d.entry.changed = d.entry.type == EntryType::kFile && hinted_inodes_.count({st.st_dev, st.st_ino}) != 0;
     group.push_back(std::move(d));
-    if (is_directory) subdirs.emplace_back(name, std::move(child_path));
-    if (group.size() >= kScanGroupEntries && !EmitGroup(&group)) return;
+    if (is_directory) subdirs->emplace_back(name, std::move(child_path));
+    if (group.size() >= kScanGroupEntries && !EmitGroup(&group)) return false;
   }
-  if (!EmitGroup(&group)) return;
-  // Every entry of this directory is out; now the subdirectories, whose entries follow theirs.
-  // The root's side by side: a large file in one need not wait for the scan of every small
-  // file in the subtrees before it.
-  auto scan_subdir = [&](size_t i) {
-    const auto& [name, child_path] = subdirs[i];
-    UniqueFd child(::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    // Gone since the listing (a live source): like an entry that vanished before its stat, not
-    // an error; its entry is out, and the next stage sees it gone.
-    if (!child.valid() && errno == ENOENT) return;
-    if (!child.valid()) return Error("open directory '" + child_path + "': " + std::strerror(errno));
-    ScanDirectory(child.get(), child_path);
-  };
-  if (subtrees != nullptr) {
-    subtrees->Run(subdirs.size(), 1, [&](size_t begin, size_t end) {
-      for (size_t i = begin; i < end; ++i) scan_subdir(i);
-    });
-  } else {
-    for (size_t i = 0; i < subdirs.size(); ++i) scan_subdir(i);
-  }
+  return EmitGroup(&group);
 }
 
 Result<ScanResult> Scanner::RunPartial(const ChangedDirs& changed, size_t entries_max,
@@ -279,6 +374,7 @@ Result<ScanResult> Scanner::RunPartial(const ChangedDirs& changed, size_t entrie
   // timestamp tick as the one before it, or set back) would otherwise be compared by those.
   HintInodes(root_fd->get(), changed);
   ScanPartialDirectory(root_fd->get(), "", tree);
+  if (full_walk_reason_.empty()) Walk(root_fd->get(), std::move(whole_));
   std::lock_guard<std::mutex> lock(mutex_);
   return std::move(result_);
 }
@@ -336,11 +432,8 @@ void Scanner::ScanPartialDirectory(int dir_fd, const std::string& path, const Ch
     }
     return child;
   };
-  for (const std::string& name : whole) {
-    std::string child_path = JoinPath(path, name);
-    UniqueFd child = open_child(name, child_path);
-    if (child.valid()) ScanDirectory(child.get(), child_path);
-  }
+  // The changed directories' subtrees: walked after the partial listing (Walk).
+  for (const std::string& name : whole) whole_.push_back({nullptr, name, JoinPath(path, name), true});
   for (const auto* child_node : partial) {
     std::string child_path = JoinPath(path, child_node->first);
     UniqueFd child = open_child(child_node->first, child_path);

@@ -1,9 +1,9 @@
 // Tree scan on the sender: walks a volume (each directory's entries in name order, sorted
-// bytewise, then its subdirectories' subtrees; the root's subtrees side by side) and produces
+// bytewise; the directories on four threads, each directory after its own entry) and produces
 // the manifest entries with their metadata, xattrs and hard-link identities. Entry 0 is the
 // volume root (path ""); every entry comes after its directory's.
-// Threading: ScanTree runs on the caller's thread and one helper; the sink is called one entry
-// at a time, in id order.
+// Threading: ScanTree runs on the caller's thread and three helpers; the sink is called one
+// entry at a time, in id order.
 #pragma once
 
 #include <atomic>

@@ -1,4 +1,4 @@
-// ScanTree: the manifest a scan hands out, with the root's subtrees scanned side by side.
+// ScanTree: the manifest a scan hands out, its directories walked on several threads.
 #include "agent/scan.h"
 
 #include <fcntl.h>
@@ -7,10 +7,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <map>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "agent/path.h"
@@ -34,15 +36,63 @@ class ScanTest : public ::testing::Test {
     ASSERT_EQ(::write(fd, data.data(), size), static_cast<ssize_t>(size));
     ::close(fd);
   }
+  // Scans the tree once and checks the manifest's rules: ids count up in the order the sink
+  // sees them, every entry comes after its directory, each name appears once (and the names are
+  // `expected`), each set of hard links has one leader (its first name in the manifest) that
+  // every other name points back to, and the entries of one directory come in one run, in name
+  // order (threads interleave directories, never the entries of one). Returns how many threads
+  // handed entries to the sink.
+  size_t ScanAndCheck(const std::set<std::string>& expected) {
+    std::vector<protocol::Entry> entries;
+    std::set<std::thread::id> threads;
+    ScanOptions options;
+    Result<ScanResult> result = ScanTree(root_, options, [&](protocol::Entry&& e) {
+      entries.push_back(std::move(e));
+      threads.insert(std::this_thread::get_id());
+    });
+    EXPECT_TRUE(result.ok()) << result.status().ToString();
+    if (!result.ok()) return 0;
+    EXPECT_TRUE(result->errors.empty());
+    EXPECT_EQ(result->entries_count, entries.size());
+    std::map<std::string, uint32_t> ids;
+    std::map<std::pair<dev_t, ino_t>, uint32_t> leaders;
+    for (size_t i = 0; i < entries.size(); ++i) {
+      const protocol::Entry& e = entries[i];
+      EXPECT_EQ(e.id, i);
+      EXPECT_TRUE(ids.emplace(e.path, e.id).second) << "twice: " << e.path;
+      if (i > 0) {
+        EXPECT_NE(ids.find(std::string(SplitParent(e.path).first)), ids.end()) << e.path << " before its directory";
+      }
+      if (e.type != protocol::EntryType::kFile) continue;
+      struct stat st;
+      EXPECT_EQ(::lstat((root_ + "/" + e.path).c_str(), &st), 0);
+      auto [leader, first] = leaders.try_emplace({st.st_dev, st.st_ino}, e.id);
+      if (first) {
+        EXPECT_EQ(e.hardlink_leader_plus1, 0u) << e.path;
+      } else {
+        EXPECT_EQ(e.hardlink_leader_plus1, leader->second + 1) << e.path;
+      }
+    }
+    std::set<std::string> seen;
+    for (const auto& [path, id] : ids) seen.insert(path);
+    EXPECT_EQ(seen, expected);
+    std::map<std::string, std::vector<size_t>> positions;  // parent -> manifest indices
+    for (size_t i = 1; i < entries.size(); ++i) {
+      positions[std::string(SplitParent(entries[i].path).first)].push_back(i);
+    }
+    for (const auto& [parent, at] : positions) {
+      EXPECT_EQ(at.back() - at.front() + 1, at.size()) << "the entries of '" << parent << "' are split";
+      for (size_t k = 1; k < at.size(); ++k) {
+        EXPECT_LT(entries[at[k - 1]].path, entries[at[k]].path) << "in '" << parent << "'";
+      }
+    }
+    return threads.size();
+  }
   std::string root_;
 };
 
-// Several root subtrees (scanned in parallel), deep ones, files at the root, and hard links
-// whose names lie in different subtrees: ids count up in the order the sink sees them, every
-// entry comes after its directory, each name appears once, each set of hard links has one
-// leader (its first name in the manifest) that every other name points back to, and the
-// entries of one directory come in one run, in name order (the two threads interleave
-// directories, never the entries of one).
+// Several root subtrees, deep ones, files at the root, and hard links whose names lie in
+// different subtrees: the manifest keeps its rules (ScanAndCheck) whatever the interleaving.
 TEST_F(ScanTest, ParallelSubtreesKeepTheManifestsRules) {
   std::set<std::string> expected = {""};
   for (int top = 0; top < 6; ++top) {
@@ -69,47 +119,45 @@ TEST_F(ScanTest, ParallelSubtreesKeepTheManifestsRules) {
     expected.insert(to);
   }
 
-  for (int round = 0; round < 20; ++round) {  // the threads' interleaving differs run to run
-    std::vector<protocol::Entry> entries;
-    ScanOptions options;
-    Result<ScanResult> result = ScanTree(root_, options, [&](protocol::Entry&& e) { entries.push_back(std::move(e)); });
-    ASSERT_TRUE(result.ok()) << result.status().ToString();
-    EXPECT_TRUE(result->errors.empty());
-    ASSERT_EQ(result->entries_count, entries.size());
-    std::map<std::string, uint32_t> ids;
-    std::map<std::pair<dev_t, ino_t>, uint32_t> leaders;
-    for (size_t i = 0; i < entries.size(); ++i) {
-      const protocol::Entry& e = entries[i];
-      ASSERT_EQ(e.id, i);
-      ASSERT_TRUE(ids.emplace(e.path, e.id).second) << "twice: " << e.path;
-      if (i > 0) {
-        auto parent = ids.find(std::string(SplitParent(e.path).first));
-        ASSERT_NE(parent, ids.end()) << e.path << " before its directory";
-      }
-      if (e.type != protocol::EntryType::kFile) continue;
-      struct stat st;
-      ASSERT_EQ(::lstat((root_ + "/" + e.path).c_str(), &st), 0);
-      auto [leader, first] = leaders.try_emplace({st.st_dev, st.st_ino}, e.id);
-      if (first) {
-        EXPECT_EQ(e.hardlink_leader_plus1, 0u) << e.path;
-      } else {
-        EXPECT_EQ(e.hardlink_leader_plus1, leader->second + 1) << e.path;
-      }
-    }
-    std::set<std::string> seen;
-    for (const auto& [path, id] : ids) seen.insert(path);
-    EXPECT_EQ(seen, expected);
-    std::map<std::string, std::vector<size_t>> positions;  // parent -> manifest indices
-    for (size_t i = 1; i < entries.size(); ++i) {
-      positions[std::string(SplitParent(entries[i].path).first)].push_back(i);
-    }
-    for (const auto& [parent, at] : positions) {
-      EXPECT_EQ(at.back() - at.front() + 1, at.size()) << "the entries of '" << parent << "' are split";
-      for (size_t k = 1; k < at.size(); ++k) {
-        EXPECT_LT(entries[at[k - 1]].path, entries[at[k]].path) << "in '" << parent << "'";
-      }
+  for (int round = 0; round < 20; ++round) ScanAndCheck(expected);  // interleavings differ
+}
+
+// A volume whose files all sit under one top directory (a maildir, a database's data directory)
+// is walked on several threads: any directory listed is taken by the next free thread, not only
+// the root's subtrees.
+TEST_F(ScanTest, OneTopDirectoryIsWalkedOnSeveralThreads) {
+  std::set<std::string> expected = {"", "mail"};
+  Dir("mail");
+  for (int box = 0; box < 32; ++box) {
+    const std::string b = "mail/box" + std::to_string(box);
+    Dir(b);
+    expected.insert(b);
+    for (int f = 0; f < 20; ++f) {
+      File(b + "/m" + std::to_string(f), 10);
+      expected.insert(b + "/m" + std::to_string(f));
     }
   }
+  size_t most_threads = 0;
+  for (int round = 0; round < 20; ++round) most_threads = std::max(most_threads, ScanAndCheck(expected));
+  EXPECT_GE(most_threads, 2u) << "every round's entries came from one thread";
+}
+
+// More directories waiting at once than the walk keeps descriptors for (256): a chain 300
+// deep whose every level also holds a directory "b", which waits (the walk goes on down "a"
+// first) with its parent's descriptor held, until past the bound the rest are opened by their
+// paths beneath the root. The manifest is the same.
+TEST_F(ScanTest, DirectoriesPastTheHeldDescriptorsAreOpenedByPath) {
+  std::set<std::string> expected = {""};
+  std::string level;
+  for (int depth = 0; depth < 300; ++depth) {
+    const std::string b = JoinPath(level, "b");
+    level = JoinPath(level, "a");
+    Dir(level);
+    Dir(b);
+    File(b + "/f", 3);
+    expected.insert({level, b, b + "/f"});
+  }
+  for (int round = 0; round < 3; ++round) ScanAndCheck(expected);
 }
 
 // A linked file written through one of its names, which is then removed: the change the tracker
