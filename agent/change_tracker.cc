@@ -25,7 +25,7 @@ constexpr uint64_t kMask = FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_
                            FAN_ONDIR;
 
 // Events that change a file's content or metadata through the name they report: the file's own
-// handle is kept too (WrittenLocked).
+// handle is kept too (NameWrittenFile).
 constexpr uint64_t kWrittenMask = FAN_MODIFY | FAN_ATTRIB | FAN_CLOSE_WRITE;
 
 // The path the kernel gives an open file (its mount namespace's view).
@@ -44,7 +44,7 @@ Result<std::unique_ptr<ChangeTracker>> ChangeTracker::Watch(const std::string& r
   UniqueFd root_fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!root_fd.valid()) return Status::Errno(errno, "change tracking: open " + root);
   // FAN_REPORT_FID besides: an event on a file also carries the file's own handle, so that a file
-  // written through a name that is gone by the next Take() is still found (WrittenLocked).
+  // written through a name that is gone by the next Take() is still found (NameWrittenFile).
   const int fan = ::fanotify_init(
       FAN_CLASS_NOTIF | FAN_REPORT_DFID_NAME | FAN_REPORT_FID | FAN_CLOEXEC | FAN_NONBLOCK, O_RDONLY);
   if (fan < 0) {

@@ -23,7 +23,7 @@
 // needs a full walk or a content check for files that applications map (LMDB; SQLite with mmap).
 //
 // Needs CAP_SYS_ADMIN (a file system mark) and CAP_DAC_READ_SEARCH (open_by_handle_at), and a
-// kernel and file system with FAN_REPORT_DFID_NAME (Linux 5.9+; ext4, xfs, btrfs, tmpfs 5.18+):
+// kernel and file system with FAN_REPORT_DFID_NAME and FAN_REPORT_FID (Linux 5.9+; ext4, xfs, btrfs, tmpfs 5.18+):
 // Watch() fails with the reason otherwise.
 // Threading: one reader thread of its own drains the queue; Take() may be called from any one
 // thread at a time.
