@@ -19,10 +19,12 @@ namespace ferry {
 namespace {
 
 // What is watched: every change to an entry's name, content or metadata, in files and in
-// directories.
+// directories. Not FAN_DELETE_SELF and FAN_MOVE_SELF: a removal or a move is an event in the
+// parent, with the name, and with FAN_REPORT_FID the kernel would queue one more event for
+// every file renamed or removed anywhere on the file system (a receiver's temp file renamed into
+// place, a million of them in a full stage beside the volume, overflowed the queue).
 constexpr uint64_t kMask = FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO | FAN_MODIFY |
-                           FAN_ATTRIB | FAN_CLOSE_WRITE | FAN_DELETE_SELF | FAN_MOVE_SELF |
-                           FAN_ONDIR;
+                           FAN_ATTRIB | FAN_CLOSE_WRITE | FAN_ONDIR;
 
 // Events that change a file's content or metadata through the name they report: the file's own
 // handle is kept too (NameWrittenFile).
@@ -232,13 +234,13 @@ void ChangeTracker::DrainLocked() {
         if (!seen) AddLocked(file_key, ".");  // a directory's own event, with its handle only
         seen = true;
       } else if (!file_key.empty()) {
-        // A file's: kept when it may have changed the file through the name reported (found
-        // inside), or came without a name (a link count changed by another name's link or unlink).
-        if (!seen && gap_.empty()) {
-          if (written_.try_emplace(std::move(file_key)).second) CountNameLocked();
-        } else if (inside && (m.mask & kWrittenMask) != 0) {
+        // A file's: kept when the event may have changed it through the name it reports, inside
+        // the root. One with no name (a link count changed by a link or unlink, which events in
+        // the directories report) is left out, as it was before the handle was asked for: from
+        // elsewhere on the file system it would count against the bound.
+        if (inside && (m.mask & kWrittenMask) != 0) {
           auto [it, added] = written_.try_emplace(std::move(file_key));
-          it->second = Written{true, std::move(dir_key), std::move(dir_name)};
+          it->second = Written{std::move(dir_key), std::move(dir_name)};
           if (added) CountNameLocked();
         }
         seen = true;
@@ -308,7 +310,7 @@ ChangeTracker::Changes ChangeTracker::Take() {
   return out;
 }
 
-// A file written (or given or stripped of a name) since the last Take(), by its handle: when the
+// A file written since the last Take() (content or metadata), by its handle: when the
 // name it was written through (in `dir`, where that directory is now) no longer names it, one of
 // the names it has beneath the root goes into `dirs`, so that a file written through a name
 // removed since (one of several hard links) is still listed by a name it has. "" when done (or
@@ -347,7 +349,6 @@ std::string ChangeTracker::NameWrittenFile(const std::string& key, const Written
     }
     return "";
   }
-  if (!w.named_inside) return "";  // a link count changed elsewhere on the file system
   return "a file changed through a name since removed has no name the daemon can find";
 }
 

@@ -84,8 +84,7 @@ class ChangeTracker {
   // root, or after a gap).
   bool AddLocked(const std::string& handle, const std::string& name);
   void CountNameLocked();  // one more name or file kept: past the bound, a gap
-  struct Written {
-    bool named_inside = false;  // an event named it inside the root: through dir_key/name
+  struct Written {  // the directory (handle) and name the last event reported it with
     std::string dir_key, name;
   };
   std::string NameWrittenFile(const std::string& key, const Written& w, const std::string* dir,
@@ -102,8 +101,8 @@ class ChangeTracker {
   std::mutex mu_;
   // file handle (fsid, type, bytes) -> names changed in that directory
   std::unordered_map<std::string, std::set<std::string>> pending_;
-  // file handle -> how an event named it inside the root: files written, or whose link count
-  // changed, in the interval (their names are looked up at Take)
+  // file handle -> how an event named it inside the root: the files written in the interval
+  // (looked up at Take when that name is gone)
   std::unordered_map<std::string, Written> written_;
   size_t names_ = 0, events_ = 0;
   std::string gap_;  // "" while nothing was lost
